@@ -1,0 +1,662 @@
+"""Truth inference behind one interface: ``na``, ``rater:<id>``, ``mv``, ``wbf``, ``em``.
+
+An aggregator turns all raters' boxes of one image (:class:`ImageAnnotations`) into one set
+of boxes with a per-box confidence c (:class:`FusionResult`). Aggregators that learn from the
+whole dataset (``em``) do so in :meth:`Aggregator.fit`; the others ignore it.
+
+=================  ==========================================================================
+name               what it does
+=================  ==========================================================================
+``na``             every rater's box kept as is, agreement 1 (the paper's baseline).
+``rater:<id>``     one rater's boxes only (e.g. ``rater:R8``).
+``mv``             majority vote: cluster across raters, vote the label, keep a cluster when
+                   at least ``quorum`` raters voted its label.
+``wbf``            the paper (Algorithm 1): label-wise WBF, one list per rater, scores 1,
+                   optional per-rater proficiencies as weights.
+``em``             Dawid-Skene EM over class-agnostic clusters with a box-error model, then
+                   reliability-weighted box fusion (:mod:`earl_mmdet.core.em`).
+=================  ==========================================================================
+
+Score modes (the confidence c; ``docs/aggregators.md``): ``count`` = T, the number of raters
+behind the fused label; ``fraction`` = T / R with R the raters who read the image; ``wbf`` =
+the WBF confidence (for equal weights this is T / R, for ``em`` the proficiency-weighted
+fraction); ``em`` adds ``posterior`` = the EM posterior probability of the fused label.
+
+Examples:
+    >>> agg = build_aggregator('mv', quorum=2)
+    >>> im = ImageAnnotations(np.array([[0, 0, 10, 10], [1, 0, 11, 10], [40, 40, 50, 50.]]),
+    ...                       np.array([0, 0, 1]), np.array(['a', 'b', 'c']), ('a', 'b', 'c'))
+    >>> res = agg(im)
+    >>> res.boxes.tolist(), res.agreement.tolist(), res.confidences.tolist()
+    ([[0.5, 0.0, 10.5, 10.0]], [2], [2.0])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Union
+
+import numpy as np
+
+from .em import RaterEM, check_image
+from .fusion import CONF_TYPES, TIE_BREAKS, fuse_raters
+from .matching import LINKAGES, cluster_boxes
+from .types import FusionResult, ImageAnnotations
+
+__all__ = [
+    'AGGREGATORS',
+    'Aggregator',
+    'EMAggregator',
+    'MajorityVoteAggregator',
+    'NoAggregation',
+    'SingleRater',
+    'WBFAggregator',
+    'build_aggregator',
+    'register_aggregator',
+]
+
+#: name -> Aggregator subclass. ``rater`` is spelled ``rater:<id>`` in a spec string.
+AGGREGATORS: dict[str, type[Aggregator]] = {}
+
+#: Names shown in error messages, in the order of the documentation.
+_SPELLINGS = ('na', 'rater:<id>', 'mv', 'wbf', 'em')
+
+AggregatorSpec = Union[str, Mapping]
+
+
+def register_aggregator(name: str):
+    """Class decorator that registers an :class:`Aggregator` under ``name``."""
+
+    def deco(cls: type[Aggregator]) -> type[Aggregator]:
+        if name in AGGREGATORS:
+            raise ValueError(f'aggregator name {name!r} already registered')
+        cls.name = name
+        AGGREGATORS[name] = cls
+        return cls
+
+    return deco
+
+
+def _empty(num_raters: int) -> FusionResult:
+    return FusionResult(
+        boxes=np.zeros((0, 4), np.float32),
+        labels=np.zeros(0, np.int64),
+        confidences=np.zeros(0, np.float32),
+        agreement=np.zeros(0, np.int64),
+        num_raters=int(num_raters),
+        members=[],
+        member_raters=[],
+    )
+
+
+def _pack(
+    boxes: list, labels: list, conf: list, agreement: list, num_raters: int, members: list, mr: list
+) -> FusionResult:
+    if not boxes:
+        return _empty(num_raters)
+    return FusionResult(
+        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+        labels=np.asarray(labels, np.int64),
+        confidences=np.asarray(conf, np.float32),
+        agreement=np.asarray(agreement, np.int64),
+        num_raters=int(num_raters),
+        members=[np.asarray(m, np.int64) for m in members],
+        member_raters=[tuple(str(r) for r in x) for x in mr],
+    )
+
+
+def _count_conf(t: int, r: int, mode: str) -> float:
+    """Confidence from the agreement count for the modes shared by na / rater / mv."""
+    if mode == 'count':
+        return float(t)
+    # 'fraction' and 'wbf': with scores 1 and equal weights WBF's 'avg' confidence is
+    # min(T, R) / R (facts.md section 3).
+    return float(min(t, r)) / float(r) if r > 0 else 0.0
+
+
+class Aggregator:
+    """Base class: all raters' boxes of one image -> fused boxes with confidences.
+
+    Subclasses set ``score_modes`` and implement :meth:`__call__`; those that learn from
+    the dataset override :meth:`fit`.
+
+    Args:
+        score_mode (str): how the confidence c is computed; one of ``score_modes``.
+    """
+
+    name: ClassVar[str] = ''
+    score_modes: ClassVar[tuple[str, ...]] = ('count', 'fraction', 'wbf')
+    default_score_mode: ClassVar[str] = 'count'
+
+    def __init__(self, score_mode: str | None = None) -> None:
+        mode = self.default_score_mode if score_mode is None else score_mode
+        if mode not in self.score_modes:
+            raise ValueError(
+                f'aggregator {self.name!r}: score_mode must be one of {self.score_modes}, '
+                f'got {score_mode!r}'
+            )
+        self.score_mode = mode
+
+    def fit(self, images: Sequence[ImageAnnotations]) -> Aggregator:
+        """Learn from the whole dataset (no-op unless overridden).
+
+        Args:
+            images (Sequence[ImageAnnotations]): every image of the dataset.
+
+        Returns:
+            Aggregator: self.
+        """
+        return self
+
+    def __call__(self, image: ImageAnnotations) -> FusionResult:
+        """Fuse one image's boxes.
+
+        Args:
+            image (ImageAnnotations): all raters' boxes of the image (xyxy pixels).
+
+        Returns:
+            FusionResult: fused boxes (float32 xyxy pixels), labels, confidences, agreement
+            T, raters R, and the input boxes / raters behind each fused box.
+        """
+        raise NotImplementedError
+
+    def fuse_all(self, images: Sequence[ImageAnnotations]) -> list[FusionResult]:
+        """``fit`` on ``images`` then fuse each of them."""
+        images = list(images)
+        self.fit(images)
+        return [self(im) for im in images]
+
+    def get_params(self) -> dict[str, Any]:
+        """Parameters that reproduce this aggregator with :func:`build_aggregator`."""
+        return {'type': self.name, 'score_mode': self.score_mode}
+
+    def __repr__(self) -> str:
+        params = ', '.join(f'{k}={v!r}' for k, v in self.get_params().items() if k != 'type')
+        return f'{type(self).__name__}({params})'
+
+
+@register_aggregator('na')
+class NoAggregation(Aggregator):
+    """Every rater's box kept unchanged, agreement T = 1 (the paper's NA baseline).
+
+    Confidence: ``count`` = 1 (the baseline, every box weighs the same), ``fraction`` and
+    ``wbf`` = 1 / R (a one-rater cluster's WBF score).
+
+    Args:
+        score_mode (str): ``'count'`` (default), ``'fraction'`` or ``'wbf'``.
+    """
+
+    def __call__(self, image: ImageAnnotations) -> FusionResult:
+        check_image(image)
+        r = len(image.raters)
+        n = len(image.labels)
+        if n == 0:
+            return _empty(r)
+        rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
+        return FusionResult(
+            boxes=np.asarray(image.boxes, np.float32).reshape(-1, 4),
+            labels=np.asarray(image.labels, np.int64).reshape(-1),
+            confidences=np.full(n, _count_conf(1, r, self.score_mode), np.float32),
+            agreement=np.ones(n, np.int64),
+            num_raters=r,
+            members=[np.asarray([i], np.int64) for i in range(n)],
+            member_raters=[(str(rids[i]),) for i in range(n)],
+        )
+
+
+@register_aggregator('rater')
+class SingleRater(Aggregator):
+    """One rater's boxes only (spec ``'rater:<id>'``), agreement 1, R = 1.
+
+    R is 1 because the result speaks for that rater alone, so every score mode gives c = 1.
+
+    Args:
+        rater (str | int): the rater id (compared as str).
+        on_missing (str): what to do on an image the rater did not read: ``'error'``
+            (default) raises ValueError; ``'skip'`` returns an empty result with
+            ``num_raters = 0`` ("nobody read it"), which ``tools/fuse_annotations.py``
+            drops from its output. An empty result with R = 1 would instead claim the
+            rater saw no finding.
+        score_mode (str): ``'count'`` (default), ``'fraction'`` or ``'wbf'``.
+    """
+
+    def __init__(self, rater: str | int, on_missing: str = 'error', score_mode: str | None = None):
+        super().__init__(score_mode)
+        if isinstance(rater, bool) or not isinstance(rater, (str, int)) or str(rater) == '':
+            raise ValueError(f"aggregator 'rater': rater must be a non-empty id, got {rater!r}")
+        if on_missing not in ('error', 'skip'):
+            raise ValueError(
+                f"aggregator 'rater': on_missing must be 'error' or 'skip', got {on_missing!r}"
+            )
+        self.rater = str(rater)
+        self.on_missing = on_missing
+
+    def reads(self, image: ImageAnnotations) -> bool:
+        """Whether the rater read ``image``."""
+        return self.rater in {str(r) for r in image.raters}
+
+    def __call__(self, image: ImageAnnotations) -> FusionResult:
+        check_image(image)
+        if not self.reads(image):
+            if self.on_missing == 'skip':
+                return _empty(0)
+            raise ValueError(
+                f'rater {self.rater!r} did not read image {image.image_id!r} (its raters: '
+                f"{list(image.raters)!r}); use on_missing='skip' to leave such images out"
+            )
+        rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
+        idx = np.flatnonzero(rids == self.rater)
+        if idx.size == 0:
+            return _empty(1)
+        c = _count_conf(1, 1, self.score_mode)
+        return FusionResult(
+            boxes=np.asarray(image.boxes, np.float32).reshape(-1, 4)[idx],
+            labels=np.asarray(image.labels, np.int64).reshape(-1)[idx],
+            confidences=np.full(idx.size, c, np.float32),
+            agreement=np.ones(idx.size, np.int64),
+            num_raters=1,
+            members=[np.asarray([i], np.int64) for i in idx],
+            member_raters=[(self.rater,) for _ in idx],
+        )
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), 'rater': self.rater, 'on_missing': self.on_missing}
+
+
+def _check_iou_thr(name: str, iou_thr: float) -> float:
+    if isinstance(iou_thr, bool) or not isinstance(iou_thr, (int, float)):
+        raise ValueError(f'aggregator {name!r}: iou_thr must be a number, got {iou_thr!r}')
+    if not 0.0 <= float(iou_thr) < 1.0:
+        raise ValueError(f'aggregator {name!r}: iou_thr must be in [0, 1), got {iou_thr!r}')
+    return float(iou_thr)
+
+
+@register_aggregator('mv')
+class MajorityVoteAggregator(Aggregator):
+    """Majority vote with a quorum.
+
+    Boxes are clustered across raters (:func:`cluster_boxes`: greedy agglomerative, IoU >
+    ``iou_thr``, at most one box per rater per cluster; class-agnostic by default). Each
+    cluster's label is the label most of its raters drew (tie: the smallest label index);
+    the T raters who drew that label must reach the quorum, and their boxes form the fused
+    box (``members``, ``member_raters``; boxes of a minority label are discarded).
+
+    Args:
+        iou_thr (float): clustering IoU threshold (strict). Defaults to 0.4.
+        quorum (int | float | None): raters needed. None (default) = a strict majority,
+            T > R / 2; an int k >= 1 = T >= k; a float f in (0, 1] = T >= f * R.
+        box_mode (str): ``'average'`` (mean coordinates, default), ``'union'`` (enclosing
+            box) or ``'intersection'`` (common area; falls back to the average if the boxes
+            share no area).
+        class_agnostic (bool): cluster across labels, then vote (default True); False
+            clusters each label separately (then T = cluster size).
+        linkage (str): ``'average'``, ``'complete'`` or ``'single'``. Defaults to 'average'.
+        score_mode (str): ``'count'`` (T, default), ``'fraction'`` (T/R) or ``'wbf'`` (=
+            T/R with equal weights).
+    """
+
+    box_modes: ClassVar[tuple[str, ...]] = ('average', 'union', 'intersection')
+
+    def __init__(
+        self,
+        iou_thr: float = 0.4,
+        quorum: int | float | None = None,
+        box_mode: str = 'average',
+        class_agnostic: bool = True,
+        linkage: str = 'average',
+        score_mode: str | None = None,
+    ) -> None:
+        super().__init__(score_mode)
+        self.iou_thr = _check_iou_thr('mv', iou_thr)
+        if quorum is not None:
+            if isinstance(quorum, bool) or not isinstance(quorum, (int, float)):
+                raise ValueError(
+                    f"aggregator 'mv': quorum must be int, float or None, got {quorum!r}"
+                )
+            if isinstance(quorum, int) and quorum < 1:
+                raise ValueError(f"aggregator 'mv': an int quorum must be >= 1, got {quorum!r}")
+            if isinstance(quorum, float) and not 0.0 < quorum <= 1.0:
+                raise ValueError(
+                    f"aggregator 'mv': a float quorum is a fraction of R in (0, 1], got {quorum!r}"
+                )
+        if box_mode not in self.box_modes:
+            raise ValueError(
+                f"aggregator 'mv': box_mode must be one of {self.box_modes}, got {box_mode!r}"
+            )
+        if linkage not in LINKAGES:
+            raise ValueError(f"aggregator 'mv': linkage must be one of {LINKAGES}, got {linkage!r}")
+        self.quorum = quorum
+        self.box_mode = box_mode
+        self.class_agnostic = bool(class_agnostic)
+        self.linkage = linkage
+
+    def required_votes(self, num_raters: int) -> int:
+        """Smallest T that passes the quorum on an image read by ``num_raters`` raters."""
+        if self.quorum is None:
+            return num_raters // 2 + 1
+        if isinstance(self.quorum, int):
+            return self.quorum
+        # Tolerance so that e.g. 2/3 * 3 asks for 2 raters, not 3.
+        return max(1, math.ceil(self.quorum * num_raters - 1e-9))
+
+    def _merge(self, boxes: np.ndarray) -> np.ndarray:
+        avg = boxes.mean(0)
+        if self.box_mode == 'average':
+            return avg
+        if self.box_mode == 'union':
+            return np.concatenate([boxes[:, :2].min(0), boxes[:, 2:].max(0)])
+        inter = np.concatenate([boxes[:, :2].max(0), boxes[:, 2:].min(0)])
+        if inter[2] <= inter[0] or inter[3] <= inter[1]:
+            return avg
+        return inter
+
+    def __call__(self, image: ImageAnnotations) -> FusionResult:
+        check_image(image)
+        r = len(image.raters)
+        boxes = np.asarray(image.boxes, np.float64).reshape(-1, 4)
+        labels = np.asarray(image.labels, np.int64).reshape(-1)
+        rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
+        need = self.required_votes(r)
+        clusters = cluster_boxes(
+            boxes, rids, self.iou_thr, None if self.class_agnostic else labels, self.linkage
+        )
+        out: tuple[list, ...] = ([], [], [], [], [], [])
+        for members in clusters:
+            labs = labels[members]
+            values, counts = np.unique(labs, return_counts=True)
+            winner = int(values[np.argmax(counts)])  # np.unique sorts: ties -> smallest label
+            voters = members[labs == winner]
+            t = len(voters)
+            if t < need:
+                continue
+            for lst, v in zip(
+                out,
+                (
+                    self._merge(boxes[voters]),
+                    winner,
+                    _count_conf(t, r, self.score_mode),
+                    t,
+                    voters,
+                    tuple(rids[voters]),
+                ),
+            ):
+                lst.append(v)
+        b, lab, conf, agr, mem, mr = out
+        return _pack(b, lab, conf, agr, r, mem, mr)
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            **super().get_params(),
+            'iou_thr': self.iou_thr,
+            'quorum': self.quorum,
+            'box_mode': self.box_mode,
+            'class_agnostic': self.class_agnostic,
+            'linkage': self.linkage,
+        }
+
+
+@register_aggregator('wbf')
+class WBFAggregator(Aggregator):
+    """The paper's truth inference: WBF over one list per rater, scores 1.
+
+    Delegates to :func:`earl_mmdet.core.fusion.fuse_raters` (label-wise clusters, IoU >
+    ``iou_thr``); T = distinct raters in the cluster.
+
+    Args:
+        iou_thr (float): WBF IoU threshold (strict). Defaults to 0.4 (the paper).
+        skip_box_thr (float): WBF score threshold. Defaults to 0.0.
+        conf_type (str): WBF confidence type. Defaults to 'avg'.
+        rater_weights (Mapping[str, float] | None): per-rater weight, the proficiency p_r
+            of Algorithm 1; it must cover every rater of every image. None = all 1.
+        tie_break (str): order of equal-score boxes, ``'geometry'`` (default: independent
+            of box and rater order) or ``'input'`` (exactly ensemble-boxes' order).
+        score_mode (str): ``'count'`` (T, default, as the authors' code), ``'fraction'``
+            (T/R) or ``'wbf'`` (the fused WBF score).
+    """
+
+    def __init__(
+        self,
+        iou_thr: float = 0.4,
+        skip_box_thr: float = 0.0,
+        conf_type: str = 'avg',
+        rater_weights: Mapping[str, float] | None = None,
+        tie_break: str = 'geometry',
+        score_mode: str | None = None,
+    ) -> None:
+        super().__init__(score_mode)
+        self.iou_thr = _check_iou_thr('wbf', iou_thr)
+        if tie_break not in TIE_BREAKS:
+            raise ValueError(
+                f"aggregator 'wbf': tie_break must be one of {TIE_BREAKS}, got {tie_break!r}"
+            )
+        if conf_type not in CONF_TYPES:
+            raise ValueError(
+                f"aggregator 'wbf': conf_type must be one of {CONF_TYPES}, got {conf_type!r}"
+            )
+        self.tie_break = tie_break
+        if isinstance(skip_box_thr, bool) or not isinstance(skip_box_thr, (int, float)):
+            raise ValueError(
+                f"aggregator 'wbf': skip_box_thr must be a number, got {skip_box_thr!r}"
+            )
+        self.skip_box_thr = float(skip_box_thr)
+        self.conf_type = conf_type
+        if rater_weights is not None:
+            if not isinstance(rater_weights, Mapping):
+                raise ValueError(
+                    "aggregator 'wbf': rater_weights must map rater id -> weight, got "
+                    f'{type(rater_weights).__name__}'
+                )
+            bad = {k: v for k, v in rater_weights.items() if not (float(v) > 0)}
+            if bad:
+                raise ValueError(f"aggregator 'wbf': rater weights must be > 0, got {bad!r}")
+            rater_weights = {str(k): float(v) for k, v in rater_weights.items()}
+        self.rater_weights = rater_weights
+
+    def __call__(self, image: ImageAnnotations) -> FusionResult:
+        check_image(image)
+        return fuse_raters(
+            image,
+            iou_thr=self.iou_thr,
+            skip_box_thr=self.skip_box_thr,
+            conf_type=self.conf_type,
+            score_mode=self.score_mode,
+            rater_weights=self.rater_weights,
+            tie_break=self.tie_break,
+        )
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            **super().get_params(),
+            'iou_thr': self.iou_thr,
+            'skip_box_thr': self.skip_box_thr,
+            'conf_type': self.conf_type,
+            'rater_weights': self.rater_weights,
+            'tie_break': self.tie_break,
+        }
+
+
+@register_aggregator('em')
+class EMAggregator(Aggregator):
+    """Rater reliability by EM (:class:`~earl_mmdet.core.em.RaterEM`), then weighted fusion.
+
+    :meth:`fit` runs EM on the dataset. Each image's class-agnostic clusters then get:
+
+    * label: the posterior argmax over the classes and ``no_obj``; a cluster whose argmax
+      is ``no_obj`` is dropped (``drop_no_object=True``, default) - that removes most
+      one-rater boxes of a flipped class that label-wise WBF keeps as separate boxes;
+      with ``drop_no_object=False`` the argmax over the real classes is kept instead;
+    * box: the weighted mean of *all* the cluster's boxes (a rater who flipped the label
+      still located the object), weights from ``box_weights`` (default ``'box'`` =
+      1 / sigma_r^2 of the box-error model, the maximum-likelihood estimate);
+    * agreement T: the raters whose box in the cluster carries the fused label (so it can
+      be lower than ``len(member_raters)``, and even 0 when EM overrules every rater);
+      ``members`` / ``member_raters``: every box / rater of the cluster;
+    * confidence: ``posterior`` (default) = posterior probability of the label; ``count``
+      = T; ``fraction`` = T / R; ``wbf`` = the proficiency-weighted share of the readers
+      behind the label, sum_{r in T} p_r / sum_{r read} p_r.
+
+    Args:
+        score_mode (str): ``'posterior'`` (default), ``'count'``, ``'fraction'``, ``'wbf'``.
+        drop_no_object (bool): drop clusters judged ``no_obj``. Defaults to True.
+        box_weights (str): ``'box'``, ``'proficiency'`` or ``'uniform'``. Defaults to 'box'.
+        **em_params: :class:`RaterEM` arguments (num_classes, iou_thr=0.4, linkage,
+            max_iter, tol, prior_strength, prior_diag, box_prior_strength, box_prior_sigma).
+
+    Attributes:
+        model (RaterEM): the fitted EM model (confusion_, proficiency_, box_sigma_, ...).
+    """
+
+    score_modes: ClassVar[tuple[str, ...]] = ('posterior', 'count', 'fraction', 'wbf')
+    default_score_mode: ClassVar[str] = 'posterior'
+
+    def __init__(
+        self,
+        score_mode: str | None = None,
+        drop_no_object: bool = True,
+        box_weights: str = 'box',
+        **em_params: Any,
+    ) -> None:
+        super().__init__(score_mode)
+        if box_weights not in ('box', 'proficiency', 'uniform'):
+            raise ValueError(
+                "aggregator 'em': box_weights must be 'box', 'proficiency' or 'uniform', got "
+                f'{box_weights!r}'
+            )
+        try:
+            self.model = RaterEM(**em_params)
+        except TypeError as e:
+            raise ValueError(f"aggregator 'em': {e}") from e
+        self.drop_no_object = bool(drop_no_object)
+        self.box_weights = box_weights
+
+    def fit(self, images: Sequence[ImageAnnotations]) -> EMAggregator:
+        self.model.fit(images)
+        self._w_box = self.model.rater_weights(self.box_weights)
+        self._w_prof = self.model.rater_weights('proficiency')
+        return self
+
+    # Exposed estimates (after fit).
+    @property
+    def confusion(self) -> dict[str, np.ndarray]:
+        """rater -> (K+1, K+1) confusion matrix (rows: true class, last = no_obj)."""
+        self.model._check_fitted()
+        return dict(zip(self.model.raters_, self.model.confusion_))
+
+    @property
+    def proficiency(self) -> dict[str, float]:
+        """rater -> probability of drawing a real object with its true label."""
+        self.model._check_fitted()
+        return {r: float(p) for r, p in zip(self.model.raters_, self.model.proficiency_)}
+
+    @property
+    def box_error(self) -> dict[str, float]:
+        """rater -> relative per-coordinate box error std (sigma_r)."""
+        self.model._check_fitted()
+        return {r: float(s) for r, s in zip(self.model.raters_, self.model.box_sigma_)}
+
+    def _weight(self, table: dict[str, float], rater: str) -> float:
+        if rater in table:
+            return table[rater]
+        return float(np.mean(list(table.values())))  # unseen rater: a typical one
+
+    def __call__(self, image: ImageAnnotations) -> FusionResult:
+        if not self.model.fitted:
+            raise ValueError("aggregator 'em' must be fitted first: call .fit(images)")
+        ci, q = self.model.posterior(image)
+        k = self.model.num_classes_
+        r = len(ci.readers)
+        boxes = np.asarray(image.boxes, np.float64).reshape(-1, 4)
+        labels = np.asarray(image.labels, np.int64).reshape(-1)
+        rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
+        read_prof = sum(self._weight(self._w_prof, x) for x in ci.readers)
+        out: tuple[list, ...] = ([], [], [], [], [], [])
+        for j, members in enumerate(ci.clusters):
+            if self.drop_no_object:
+                lab = int(np.argmax(q[j]))
+                if lab == k:
+                    continue
+            else:
+                lab = int(np.argmax(q[j, :k]))
+            w = np.array([self._weight(self._w_box, x) for x in rids[members]])
+            box = (boxes[members] * w[:, None]).sum(0) / w.sum()
+            agree = members[labels[members] == lab]
+            t = len(agree)
+            if self.score_mode == 'posterior':
+                c = float(q[j, lab])
+            elif self.score_mode == 'wbf':
+                c = sum(self._weight(self._w_prof, x) for x in rids[agree]) / read_prof
+            else:
+                c = _count_conf(t, r, self.score_mode)
+            for lst, v in zip(out, (box, lab, c, t, members, tuple(rids[members]))):
+                lst.append(v)
+        b, lab_, conf, agr, mem, mr = out
+        return _pack(b, lab_, conf, agr, r, mem, mr)
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            **super().get_params(),
+            'drop_no_object': self.drop_no_object,
+            'box_weights': self.box_weights,
+            **self.model.get_params(),
+        }
+
+
+def build_aggregator(spec: AggregatorSpec | Aggregator, **params: Any) -> Aggregator:
+    """Build an aggregator from a name or a config dict.
+
+    Args:
+        spec (str | Mapping | Aggregator): ``'na'``, ``'rater:<id>'``, ``'mv'``, ``'wbf'``,
+            ``'em'``, or a dict with ``type`` set to one of them (``{'type': 'rater',
+            'rater': 'R8'}`` works too) plus parameters. An Aggregator is returned as is
+            (then ``params`` must be empty).
+        **params: constructor parameters; they override those in a dict spec.
+
+    Returns:
+        Aggregator: a new, unfitted aggregator.
+
+    Raises:
+        ValueError: for an unknown name (listing the valid ones) or invalid parameters.
+
+    Examples:
+        >>> build_aggregator('rater:R8').rater
+        'R8'
+        >>> build_aggregator({'type': 'mv', 'quorum': 2}).quorum
+        2
+    """
+    if isinstance(spec, Aggregator):
+        if params:
+            raise ValueError(f'cannot apply parameters {sorted(params)} to a built {spec!r}')
+        return spec
+    if isinstance(spec, Mapping):
+        cfg = dict(spec)
+        if 'type' not in cfg:
+            raise ValueError(f"aggregator config needs a 'type' key (one of {_SPELLINGS}): {cfg!r}")
+        name = cfg.pop('type')
+        cfg.update(params)
+        params = cfg
+    elif isinstance(spec, str):
+        name = spec
+    else:
+        raise ValueError(
+            f'aggregator spec must be a name or a dict, got {type(spec).__name__}: {spec!r}'
+        )
+    if not isinstance(name, str):
+        raise ValueError(f'aggregator type must be a str, got {name!r}')
+    name = name.strip()
+    if name.startswith('rater:'):
+        rater = name[len('rater:') :]
+        if not rater:
+            raise ValueError("aggregator 'rater:<id>' needs a rater id, e.g. 'rater:R8'")
+        if 'rater' in params and str(params['rater']) != rater:
+            raise ValueError(f'conflicting rater ids {rater!r} and {params["rater"]!r}')
+        params = {**params, 'rater': rater}
+        name = 'rater'
+    if name not in AGGREGATORS:
+        raise ValueError(f'unknown aggregator {name!r}; valid names: {", ".join(_SPELLINGS)}')
+    if name == 'rater' and 'rater' not in params:
+        raise ValueError("aggregator 'rater' needs a rater id: use 'rater:<id>', e.g. 'rater:R8'")
+    try:
+        return AGGREGATORS[name](**params)
+    except TypeError as e:
+        raise ValueError(f'invalid parameters for aggregator {name!r}: {e}') from e

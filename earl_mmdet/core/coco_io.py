@@ -1,0 +1,512 @@
+"""Load and validate multi-rater COCO files (pure python + numpy, no mmdet).
+
+A multi-rater COCO file is a COCO detection file in which
+
+* every annotation carries ``annotator_id`` (str or int; normalised to ``str``), the rater
+  who drew the box, and
+* every image carries ``annotators``, the list of raters who *read* the image, including
+  those who drew nothing there. An image read by three raters with no box is a true
+  negative, not an unlabelled image.
+
+Pre-fused files (the output of a truth-inference step) may carry per-annotation ``score``
+(the confidence c), ``agreement`` (T) and ``num_raters`` (R). Plain COCO files (no
+``annotators`` anywhere, no ``annotator_id`` anywhere) load as a single rater called
+``'default'``, so a gold file goes through the same code.
+
+Every problem is either a :class:`ValueError` naming the file, the record (image id,
+annotation id, list index) and the field, or - where the fix is unambiguous and keeps every
+box - a counted *repair* (``MultiRaterCoco.repairs``) logged through :mod:`logging`. No box
+is ever dropped. The table of rules lives in ``docs/data_format.md``.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+from .types import ImageAnnotations
+
+__all__ = ['DEFAULT_RATER', 'MultiRaterCoco', 'load_multirater_coco']
+
+logger = logging.getLogger(__name__)
+
+#: Rater id given to every box of a plain COCO file (no ``annotators``/``annotator_id``).
+DEFAULT_RATER = 'default'
+
+#: Optional per-annotation fields of pre-fused files, validated as finite numbers.
+_PREFUSED_FIELDS = ('score', 'agreement', 'num_raters')
+
+PathOrDict = Union[str, os.PathLike, Mapping]
+
+
+@dataclass
+class MultiRaterCoco:
+    """A validated multi-rater COCO file.
+
+    ``images[i]``, ``image_infos[i]`` and ``annotations[i]`` describe the same image, in
+    the file's image order; within an image, ``annotations[i][k]`` is the record of box
+    ``images[i].boxes[k]`` (file order of the annotations).
+
+    Args:
+        images (list[ImageAnnotations]): per image, all raters' boxes (xyxy pixels, float64,
+            clipped to the image), 0-based labels and rater ids (str).
+        categories (list[dict]): COCO category dicts; ``categories[label]`` is the category
+            of label index ``label``.
+        image_infos (list[dict]): per image, a copy of the COCO image dict with
+            ``annotators`` normalised to a list of str (repairs applied).
+        repairs (collections.Counter): number of repairs applied, by kind (see
+            ``docs/data_format.md``). Empty when the file was clean.
+        raw (dict): the parsed JSON as read (not modified).
+        annotations (list[list[dict]]): per image, copies of its annotation dicts with
+            repairs applied: ``bbox`` (xywh, clipped), ``annotator_id`` (str), plus the
+            added key ``label`` (int, 0-based).
+        source (str): the file path, or ``'<dict>'``; used in messages.
+        multi_rater (bool): False for a plain COCO file read as one ``'default'`` rater.
+        prefused (bool): True when annotations carry ``score`` (the confidence c).
+    """
+
+    images: list[ImageAnnotations]
+    categories: list[dict]
+    image_infos: list[dict]
+    repairs: collections.Counter
+    raw: dict
+    annotations: list[list[dict]] = field(default_factory=list)
+    source: str = '<dict>'
+    multi_rater: bool = True
+    prefused: bool = False
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Category names in label order."""
+        return tuple(str(c['name']) for c in self.categories)
+
+    @property
+    def cat_ids(self) -> list[Any]:
+        """COCO category ids in label order."""
+        return [c['id'] for c in self.categories]
+
+    def scores(self, index: int) -> np.ndarray | None:
+        """Per-box ``score`` (float32, (N,)) of image ``index`` for pre-fused files."""
+        if not self.prefused:
+            return None
+        return np.asarray([a['score'] for a in self.annotations[index]], dtype=np.float32)
+
+    @property
+    def num_boxes(self) -> int:
+        """Total number of boxes over all images."""
+        return int(sum(len(im.boxes) for im in self.images))
+
+
+class _Context:
+    """Formats error messages and records repairs for one file."""
+
+    def __init__(self, source: str, repair: bool) -> None:
+        self.source = source
+        self.repair = repair
+        self.repairs: collections.Counter = collections.Counter()
+
+    def error(self, record: str, fld: str | None, msg: str) -> ValueError:
+        where = f'{self.source}: {record}'
+        if fld is not None:
+            where += f", field '{fld}'"
+        return ValueError(f'{where}: {msg}')
+
+    def fix(self, kind: str, record: str, fld: str, msg: str) -> None:
+        self.repairs[kind] += 1
+        logger.debug('%s: %s, field %r: repaired (%s): %s', self.source, record, fld, kind, msg)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
+        x, (bool, np.bool_)
+    )
+
+
+def _is_id(x: Any) -> bool:
+    return (isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))) or (
+        isinstance(x, str)
+    )
+
+
+def _rater_id(x: Any) -> str | None:
+    """Normalise a rater id to str; None if it is not a usable id."""
+    if isinstance(x, (bool, np.bool_)) or x is None:
+        return None
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, str) and x.strip() != '':
+        return x
+    return None
+
+
+def _read(path_or_dict: PathOrDict) -> tuple[dict, str]:
+    if isinstance(path_or_dict, Mapping):
+        return dict(path_or_dict), '<dict>'
+    if not isinstance(path_or_dict, (str, os.PathLike)):
+        raise TypeError(
+            'load_multirater_coco expects a path or a dict, got '
+            f'{type(path_or_dict).__name__}: {path_or_dict!r}'
+        )
+    source = os.fspath(path_or_dict)
+    if not os.path.isfile(source):
+        raise ValueError(f'{source}: annotation file not found')
+    try:
+        with open(source, encoding='utf-8') as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f'{source}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}'
+        ) from e
+    except UnicodeDecodeError as e:
+        raise ValueError(f'{source}: not a UTF-8 text file ({e})') from e
+    if not isinstance(data, dict):
+        raise ValueError(
+            f'{source}: top level must be a JSON object with images/annotations/categories, '
+            f'got {type(data).__name__}'
+        )
+    return data, source
+
+
+def _check_categories(
+    ctx: _Context, cats: Any, classes: Sequence[str] | None
+) -> tuple[list[dict], dict[Any, int], set[Any]]:
+    """Return (categories in label order, cat id -> label, ids of categories not in classes)."""
+    if not isinstance(cats, list):
+        raise ctx.error('top level', 'categories', f'must be a list, got {type(cats).__name__}')
+    if len(cats) == 0:
+        raise ctx.error('top level', 'categories', 'empty: no category defined')
+    by_id: dict[Any, dict] = {}
+    names: dict[str, Any] = {}
+    for i, c in enumerate(cats):
+        rec = f'category index {i}'
+        if not isinstance(c, Mapping):
+            raise ctx.error(rec, None, f'must be an object, got {type(c).__name__}')
+        for key in ('id', 'name'):
+            if key not in c:
+                raise ctx.error(rec, key, 'missing')
+        if not _is_id(c['id']):
+            raise ctx.error(rec, 'id', f'must be an int or str, got {c["id"]!r}')
+        rec = f'category id={c["id"]!r} (index {i})'
+        if c['id'] in by_id:
+            raise ctx.error(rec, 'id', 'duplicate category id')
+        name = str(c['name'])
+        if name in names:
+            raise ctx.error(rec, 'name', f'duplicate category name {name!r}')
+        by_id[c['id']] = dict(c)
+        names[name] = c['id']
+    if classes is None:
+        ordered = list(by_id.values())
+        return ordered, {c['id']: i for i, c in enumerate(ordered)}, set()
+    classes = [str(n) for n in classes]
+    if len(set(classes)) != len(classes):
+        raise ValueError(f'{ctx.source}: duplicate names in classes={classes!r}')
+    missing = [n for n in classes if n not in names]
+    if missing:
+        raise ctx.error(
+            'top level',
+            'categories',
+            f'classes {missing!r} requested but not among the file categories {list(names)!r}',
+        )
+    ordered = [by_id[names[n]] for n in classes]
+    label_of = {c['id']: i for i, c in enumerate(ordered)}
+    outside = set(by_id) - set(label_of)
+    return ordered, label_of, outside
+
+
+def _check_images(ctx: _Context, imgs: Any, multi_rater: bool) -> list[dict]:
+    if not isinstance(imgs, list):
+        raise ctx.error('top level', 'images', f'must be a list, got {type(imgs).__name__}')
+    if len(imgs) == 0:
+        raise ctx.error('top level', 'images', 'empty dataset: no image')
+    infos: list[dict] = []
+    seen: set[Any] = set()
+    for i, im in enumerate(imgs):
+        rec = f'image index {i}'
+        if not isinstance(im, Mapping):
+            raise ctx.error(rec, None, f'must be an object, got {type(im).__name__}')
+        if 'id' not in im:
+            raise ctx.error(rec, 'id', 'missing')
+        if not _is_id(im['id']):
+            raise ctx.error(rec, 'id', f'must be an int or str, got {im["id"]!r}')
+        rec = f'image id={im["id"]!r} (index {i})'
+        if im['id'] in seen:
+            raise ctx.error(rec, 'id', 'duplicate image id')
+        seen.add(im['id'])
+        for key in ('file_name', 'width', 'height'):
+            if key not in im:
+                raise ctx.error(rec, key, 'missing')
+        if not isinstance(im['file_name'], str) or im['file_name'] == '':
+            raise ctx.error(
+                rec, 'file_name', f'must be a non-empty string, got {im["file_name"]!r}'
+            )
+        for key in ('width', 'height'):
+            v = im[key]
+            if not _is_number(v) or not math.isfinite(v) or v <= 0:
+                raise ctx.error(rec, key, f'must be a finite number > 0, got {v!r}')
+        info = dict(im)
+        if multi_rater:
+            if 'annotators' not in im:
+                raise ctx.error(
+                    rec,
+                    'annotators',
+                    'missing: a multi-rater file must list, per image, the raters who read '
+                    'it (an empty list means nobody read it)',
+                )
+            raw = im['annotators']
+            if not isinstance(raw, (list, tuple)):
+                raise ctx.error(rec, 'annotators', f'must be a list, got {raw!r}')
+            raters: list[str] = []
+            for j, r in enumerate(raw):
+                rid = _rater_id(r)
+                if rid is None:
+                    raise ctx.error(
+                        rec,
+                        f'annotators[{j}]',
+                        f'rater id must be a non-empty str or int, got {r!r}',
+                    )
+                if rid in raters:
+                    if not ctx.repair:
+                        raise ctx.error(rec, 'annotators', f'rater {rid!r} listed twice')
+                    ctx.fix('duplicate_rater_in_image', rec, 'annotators', f'{rid!r} listed twice')
+                    continue
+                raters.append(rid)
+            info['annotators'] = raters
+        else:
+            info['annotators'] = [DEFAULT_RATER]
+        infos.append(info)
+    return infos
+
+
+def _check_number_field(ctx: _Context, rec: str, ann: Mapping, key: str) -> None:
+    v = ann[key]
+    if not _is_number(v) or not math.isfinite(v) or v < 0:
+        raise ctx.error(rec, key, f'must be a finite number >= 0, got {v!r}')
+
+
+def _check_bbox(ctx: _Context, rec: str, bbox: Any, width: float, height: float) -> list[float]:
+    """Validate a COCO xywh box; return it clipped to the image (xywh)."""
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        raise ctx.error(rec, 'bbox', f'must be a list [x, y, width, height], got {bbox!r}')
+    for v in bbox:
+        if not _is_number(v):
+            raise ctx.error(rec, 'bbox', f'non-numeric coordinate {v!r} in {list(bbox)!r}')
+        if not math.isfinite(v):
+            raise ctx.error(rec, 'bbox', f'non-finite coordinate (NaN/inf) in {list(bbox)!r}')
+    x, y, w, h = (float(v) for v in bbox)
+    if w < 0 or h < 0:
+        # A negative size means x2 < x1 (or y2 < y1): most likely xyxy written where COCO
+        # expects xywh. Guessing would silently move the box, so refuse.
+        raise ctx.error(
+            rec,
+            'bbox',
+            f'negative width/height in {list(bbox)!r} (x2 < x1 or y2 < y1); COCO boxes are '
+            '[x, y, width, height] in pixels',
+        )
+    if w == 0 or h == 0:
+        raise ctx.error(rec, 'bbox', f'zero-area box {list(bbox)!r}')
+    x1, y1, x2, y2 = x, y, x + w, y + h
+    cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+    cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
+    if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+        if cx2 <= cx1 or cy2 <= cy1:
+            raise ctx.error(
+                rec,
+                'bbox',
+                f'box {list(bbox)!r} lies entirely outside the {width:g}x{height:g} image',
+            )
+        if not ctx.repair:
+            raise ctx.error(
+                rec,
+                'bbox',
+                f'box {list(bbox)!r} extends outside the {width:g}x{height:g} image '
+                '(load with repair=True to clip it)',
+            )
+        ctx.fix('clipped_to_image', rec, 'bbox', f'{list(bbox)!r} clipped to the image')
+    return [cx1, cy1, cx2 - cx1, cy2 - cy1]
+
+
+def load_multirater_coco(
+    path_or_dict: PathOrDict,
+    *,
+    repair: bool = True,
+    classes: Sequence[str] | None = None,
+) -> MultiRaterCoco:
+    """Load, validate and (optionally) repair a multi-rater COCO file.
+
+    Args:
+        path_or_dict (str | os.PathLike | Mapping): path of a JSON file, or an already
+            parsed COCO dict (not modified).
+        repair (bool): apply the safe repairs (clip a box to its image, add a rater who drew
+            a box to the image's ``annotators``, drop a rater listed twice, number
+            annotations without ``id``) and count them; if False each of them is a
+            ValueError. Defaults to True.
+        classes (Sequence[str] | None): category names in label order. None = the file's
+            categories in file order (what mmdet's ``CocoDataset`` does when its metainfo
+            lists the same names). Boxes of a category not in ``classes`` are an error.
+
+    Returns:
+        MultiRaterCoco: per-image annotations, categories in label order, image dicts and
+        the repair counts.
+
+    Raises:
+        ValueError: naming the file, the record and the field, for every problem that has
+            no safe repair (see ``docs/data_format.md``).
+        TypeError: if ``path_or_dict`` is neither a path nor a mapping.
+
+    Examples:
+        >>> coco = load_multirater_coco({
+        ...     'images': [{'id': 1, 'file_name': 'a.png', 'width': 10, 'height': 10,
+        ...                 'annotators': ['r1', 'r2']}],
+        ...     'annotations': [{'id': 1, 'image_id': 1, 'category_id': 3,
+        ...                      'bbox': [1, 1, 4, 4], 'annotator_id': 'r1'}],
+        ...     'categories': [{'id': 3, 'name': 'digit'}]})
+        >>> coco.images[0].boxes.tolist(), coco.images[0].raters
+        ([[1.0, 1.0, 5.0, 5.0]], ('r1', 'r2'))
+    """
+    raw, source = _read(path_or_dict)
+    ctx = _Context(source, repair)
+    for key in ('images', 'annotations', 'categories'):
+        if key not in raw:
+            raise ctx.error('top level', key, 'missing')
+    anns = raw['annotations']
+    if not isinstance(anns, list):
+        raise ctx.error('top level', 'annotations', f'must be a list, got {type(anns).__name__}')
+    for i, a in enumerate(anns):
+        if not isinstance(a, Mapping):
+            raise ctx.error(f'annotation index {i}', None, f'must be an object, got {a!r}')
+
+    imgs = raw['images']
+    # The file is multi-rater as soon as one record says so; then every record must.
+    multi_rater = any('annotator_id' in a for a in anns) or (
+        isinstance(imgs, list)
+        and any(isinstance(im, Mapping) and 'annotators' in im for im in imgs)
+    )
+    prefused = any('score' in a for a in anns)
+
+    categories, label_of, outside = _check_categories(ctx, raw['categories'], classes)
+    infos = _check_images(ctx, imgs, multi_rater)
+    index_of = {info['id']: i for i, info in enumerate(infos)}
+
+    # Annotation ids: pycocotools indexes annotations by id, so a duplicate would silently
+    # hide a box from evaluation; a missing id gets a fresh one (repair).
+    used_ids = {a['id'] for a in anns if 'id' in a and _is_id(a['id'])}
+    next_id = 1 + max((v for v in used_ids if isinstance(v, (int, np.integer))), default=0)
+    seen_ids: set[Any] = set()
+
+    per_image: list[list[dict]] = [[] for _ in infos]
+    for i, a in enumerate(anns):
+        rec = f'annotation index {i}'
+        ann = copy.deepcopy(dict(a))
+        if 'id' not in ann:
+            if not repair:
+                raise ctx.error(rec, 'id', 'missing')
+            ann['id'] = next_id
+            next_id += 1
+            ctx.fix('annotation_id_assigned', rec, 'id', f'assigned id={ann["id"]}')
+        elif not _is_id(ann['id']):
+            raise ctx.error(rec, 'id', f'must be an int or str, got {ann["id"]!r}')
+        rec = f'annotation id={ann["id"]!r} (index {i})'
+        if ann['id'] in seen_ids:
+            raise ctx.error(rec, 'id', 'duplicate annotation id')
+        seen_ids.add(ann['id'])
+        for key in ('image_id', 'category_id', 'bbox'):
+            if key not in ann:
+                raise ctx.error(rec, key, 'missing')
+        if ann['image_id'] not in index_of:
+            raise ctx.error(rec, 'image_id', f'unknown image id {ann["image_id"]!r}')
+        cid = ann['category_id']
+        if cid in outside:
+            raise ctx.error(
+                rec, 'category_id', f'category {cid!r} is not among the selected classes'
+            )
+        if cid not in label_of:
+            raise ctx.error(rec, 'category_id', f'unknown category id {cid!r}')
+        if ann.get('iscrowd', 0):
+            raise ctx.error(rec, 'iscrowd', 'crowd regions are not supported in a multi-rater file')
+        k = index_of[ann['image_id']]
+        info = infos[k]
+        ann['bbox'] = _check_bbox(
+            ctx, rec, ann['bbox'], float(info['width']), float(info['height'])
+        )
+        if multi_rater:
+            if 'annotator_id' not in ann:
+                raise ctx.error(rec, 'annotator_id', 'missing (other annotations have one)')
+            rid = _rater_id(ann['annotator_id'])
+            if rid is None:
+                raise ctx.error(
+                    rec,
+                    'annotator_id',
+                    f'must be a non-empty str or int, got {ann["annotator_id"]!r}',
+                )
+            if rid not in info['annotators']:
+                # The rater evidently read the image: adding them keeps the box and makes
+                # R count them. Dropping the box instead would lose data.
+                if not repair:
+                    raise ctx.error(
+                        rec,
+                        'annotator_id',
+                        f'rater {rid!r} drew a box on image {info["id"]!r} but is not in its '
+                        f'annotators {info["annotators"]!r}',
+                    )
+                info['annotators'].append(rid)
+                ctx.fix(
+                    'rater_added_to_image',
+                    rec,
+                    'annotator_id',
+                    f'rater {rid!r} added to the annotators of image {info["id"]!r}',
+                )
+        else:
+            rid = DEFAULT_RATER
+        ann['annotator_id'] = rid
+        if prefused and 'score' not in ann:
+            raise ctx.error(rec, 'score', 'missing (other annotations have one)')
+        for key in _PREFUSED_FIELDS:
+            if key in ann:
+                _check_number_field(ctx, rec, ann, key)
+        ann['label'] = label_of[cid]
+        per_image[k].append(ann)
+
+    images: list[ImageAnnotations] = []
+    for info, recs in zip(infos, per_image):
+        boxes = np.asarray(
+            [[b[0], b[1], b[0] + b[2], b[1] + b[3]] for b in (r['bbox'] for r in recs)],
+            dtype=np.float64,
+        ).reshape(-1, 4)
+        images.append(
+            ImageAnnotations(
+                boxes=boxes,
+                labels=np.asarray([r['label'] for r in recs], dtype=np.int64),
+                rater_ids=np.asarray([r['annotator_id'] for r in recs], dtype=str),
+                raters=tuple(info['annotators']),
+                width=float(info['width']),
+                height=float(info['height']),
+                image_id=info['id'],
+            )
+        )
+    if ctx.repairs:
+        logger.warning(
+            '%s: applied %d repair(s): %s',
+            source,
+            sum(ctx.repairs.values()),
+            ', '.join(f'{k}={v}' for k, v in sorted(ctx.repairs.items())),
+        )
+    return MultiRaterCoco(
+        images=images,
+        categories=categories,
+        image_infos=infos,
+        repairs=ctx.repairs,
+        raw=raw,
+        annotations=per_image,
+        source=source,
+        multi_rater=multi_rater,
+        prefused=prefused,
+    )

@@ -1,0 +1,231 @@
+"""EARL loss weights: per-box confidence -> per-box loss weight, and loss normalisers.
+
+Pure torch (no mmdet / mmengine), so a YOLO fork or a Kaggle notebook can reuse it.
+
+EARL (Pham et al., eq. (2)) multiplies the classification and localisation losses of every
+prior assigned to a ground-truth box by that box's confidence ``c`` (the fused WBF score or
+the rater agreement T). This module holds the three small pieces every EARL head shares:
+
+* :class:`EARLConfig` - the options, validated once (same keys for every head and hook);
+* :func:`confidence_to_weight` - ``w = max(floor, (c / scale) ** gamma)``;
+* :func:`inside_to_full_index` and :func:`weight_sum_normalizer` - index and
+  normalisation helpers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    'EARL_TERMS',
+    'EARL_NORMALIZE',
+    'EARLConfig',
+    'confidence_to_weight',
+    'gt_weights',
+    'inside_to_full_index',
+    'weight_sum_normalizer',
+]
+
+#: Loss terms EARL may weight: classification, box regression (incl. YOLOX's L1 term),
+#: objectness (YOLOX only).
+EARL_TERMS = ('cls', 'bbox', 'obj')
+#: Loss normalisations: ``num_pos`` = mmdet's (mean over positives), ``weight_sum`` = the
+#: positives' count in the normaliser is replaced by the sum of their weights.
+EARL_NORMALIZE = ('num_pos', 'weight_sum')
+
+
+@dataclass(frozen=True)
+class EARLConfig:
+    """Options of the EARL loss weighting (defaults reproduce the paper).
+
+    Args:
+        terms (tuple[str, ...]): loss terms multiplied by the weight of the assigned box,
+            a subset of ``('cls', 'bbox', 'obj')``. ``bbox`` covers every box-regression
+            term (YOLOX's IoU and L1 losses). Defaults to ``('cls', 'bbox')``: the paper's
+            eq. (2) and the authors' YOLOv5 code (objectness not weighted).
+        scale (float): divide the confidence by this before the power; ``scale=R`` turns
+            an agreement count T into the fraction T/R. Must be > 0. Defaults to 1.0.
+        gamma (float): power applied to ``c / scale``; 1 is the paper, > 1 sharpens,
+            0 switches weighting off (every weight 1). Must be >= 0. Defaults to 1.0.
+        floor (float): lower bound of the weight, so that no box is silenced entirely.
+            Must be >= 0. Defaults to 0.0 (a c = 0 box contributes no positive loss).
+        normalize (str): ``'num_pos'`` keeps mmdet's normaliser (number of positives,
+            i.e. the weighted losses are averaged over positives as in the paper and the
+            authors' code); ``'weight_sum'`` divides by the sum of the positives' weights
+            instead (a weighted mean, invariant to a global rescaling of c), clamped
+            below at 1 like mmdet clamps the positive count. Defaults to ``'num_pos'``.
+    """
+
+    terms: tuple[str, ...] = ('cls', 'bbox')
+    scale: float = 1.0
+    gamma: float = 1.0
+    floor: float = 0.0
+    normalize: str = 'num_pos'
+
+    def __post_init__(self) -> None:
+        terms = self.terms
+        if isinstance(terms, str) or not isinstance(terms, Iterable):
+            raise TypeError(f'earl_cfg.terms must be a sequence of str, got {terms!r}')
+        terms = tuple(terms)
+        unknown = [t for t in terms if t not in EARL_TERMS]
+        if unknown:
+            raise ValueError(f'earl_cfg.terms has unknown term(s) {unknown}; allowed: {EARL_TERMS}')
+        if len(set(terms)) != len(terms):
+            raise ValueError(f'earl_cfg.terms has duplicates: {terms}')
+        object.__setattr__(self, 'terms', terms)
+        for name, low, strict in (
+            ('scale', 0.0, True),
+            ('gamma', 0.0, False),
+            ('floor', 0.0, False),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f'earl_cfg.{name} must be a number, got {value!r}')
+            if not math.isfinite(value) or value < low or (strict and value == low):
+                bound = '> 0' if strict else '>= 0'
+                raise ValueError(f'earl_cfg.{name} must be finite and {bound}, got {value!r}')
+            object.__setattr__(self, name, float(value))
+        if self.normalize not in EARL_NORMALIZE:
+            raise ValueError(
+                f'earl_cfg.normalize must be one of {EARL_NORMALIZE}, got {self.normalize!r}'
+            )
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any] | EARLConfig | None) -> EARLConfig:
+        """Build from a config dict (``None`` or ``{}`` gives the paper's defaults).
+
+        Raises:
+            ValueError: on an unknown key, naming it and the allowed keys.
+        """
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, EARLConfig):
+            return cfg
+        if not isinstance(cfg, Mapping):
+            raise TypeError(f'earl_cfg must be a dict or None, got {type(cfg).__name__}')
+        allowed = tuple(f.name for f in fields(cls))
+        unknown = sorted(set(cfg) - set(allowed))
+        if unknown:
+            raise ValueError(f'earl_cfg has unknown key(s) {unknown}; allowed: {allowed}')
+        return cls(**dict(cfg))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the options (for logs and configs)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def confidence_to_weight(
+    confidences: Tensor, scale: float = 1.0, gamma: float = 1.0, floor: float = 0.0
+) -> Tensor:
+    """Map per-box confidences to EARL loss weights ``max(floor, (c / scale) ** gamma)``.
+
+    Args:
+        confidences (Tensor): (N,) confidence c of each box (>= 0, finite), e.g. the WBF
+            score, the agreement T, or T/R.
+        scale (float): divisor of c (R turns T into T/R). Defaults to 1.0.
+        gamma (float): power. Defaults to 1.0.
+        floor (float): lower bound of the weight. Defaults to 0.0.
+
+    Returns:
+        Tensor: (N,) float weights, same dtype (float32 if c is not floating) and device.
+
+    Raises:
+        ValueError: if a confidence is negative or not finite (naming the first one).
+
+    Examples:
+        >>> confidence_to_weight(torch.tensor([1.0, 2.0, 3.0]), scale=3.0)
+        tensor([0.3333, 0.6667, 1.0000])
+        >>> confidence_to_weight(torch.tensor([0.0, 0.5]), gamma=2.0, floor=0.1)
+        tensor([0.1000, 0.2500])
+    """
+    conf = confidences if confidences.is_floating_point() else confidences.float()
+    bad = ~torch.isfinite(conf) | (conf < 0)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f'box confidences must be finite and >= 0; box {i} has {float(conf[i])!r}')
+    weights = conf / scale
+    if gamma != 1.0:
+        weights = weights.pow(gamma)
+    if floor > 0.0:
+        weights = weights.clamp(min=floor)
+    return weights
+
+
+def gt_weights(confidences: Tensor | None, num_boxes: int, cfg: EARLConfig) -> Tensor | None:
+    """Per-box weights of one image, or ``None`` when every box weighs 1.
+
+    Args:
+        confidences (Tensor | None): (N,) per-box confidence, or None (plain data: every
+            box weighs 1).
+        num_boxes (int): N, number of gt boxes of the image (checked against c).
+        cfg (EARLConfig): the weighting options.
+
+    Returns:
+        Tensor | None: (N,) weights, or None if c is missing.
+
+    Raises:
+        ValueError: if c has a shape other than (N,).
+    """
+    if confidences is None:
+        return None
+    if confidences.dim() != 1 or confidences.shape[0] != num_boxes:
+        raise ValueError(
+            f'gt_instances.confidences must have shape ({num_boxes},) (one per gt box), '
+            f'got {tuple(confidences.shape)}'
+        )
+    return confidence_to_weight(confidences, cfg.scale, cfg.gamma, cfg.floor)
+
+
+def inside_to_full_index(inside_flags: Tensor, inside_inds: Tensor) -> Tensor:
+    """Map indices into the *inside* subset of priors back to indices into all priors.
+
+    mmdet's anchor heads assign only the anchors inside the image (``inside_flags``), so
+    a sampling result's ``pos_inds`` index ``anchors[inside_flags]``, not all anchors.
+
+    Args:
+        inside_flags (Tensor): (A,) bool, which of the A priors were assigned.
+        inside_inds (Tensor): (P,) long indices into the ``inside_flags.sum()`` inside priors.
+
+    Returns:
+        Tensor: (P,) long indices into the A priors.
+
+    Examples:
+        >>> inside_to_full_index(torch.tensor([False, True, False, True]), torch.tensor([1]))
+        tensor([3])
+    """
+    return inside_flags.nonzero(as_tuple=False).view(-1)[inside_inds]
+
+
+def weight_sum_normalizer(
+    count_normalizer: float, num_counted_pos: float, pos_weight_sum: float, minimum: float = 1.0
+) -> float:
+    """Replace the positives' count in a loss normaliser by the sum of their weights.
+
+    mmdet normalises a head's losses by a count (``avg_factor``): the number of positives,
+    plus the sampled negatives when the sampler counts them (RPN). With ``weight_sum``
+    normalisation, each positive counts with its weight instead of 1.
+
+    Args:
+        count_normalizer (float): mmdet's normaliser.
+        num_counted_pos (float): how many positives it counted.
+        pos_weight_sum (float): sum of those positives' EARL weights.
+        minimum (float): lower clamp (mmdet clamps the count at 1). Defaults to 1.0.
+
+    Returns:
+        float: ``max(minimum, count_normalizer - num_counted_pos + pos_weight_sum)``.
+
+    Examples:
+        >>> weight_sum_normalizer(6.0, 6.0, 2.5)
+        2.5
+        >>> weight_sum_normalizer(6.0, 6.0, 0.0)
+        1.0
+    """
+    return max(
+        float(minimum), float(count_normalizer) - float(num_counted_pos) + float(pos_weight_sum)
+    )

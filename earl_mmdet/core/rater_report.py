@@ -1,0 +1,357 @@
+"""Rater-quality and agreement statistics of a multi-rater detection dataset.
+
+:func:`rater_report` returns one JSON-serialisable dict (NaN -> None) with
+
+* ``per_rater``: images read, boxes drawn, and each rater's precision / recall / F1 against
+  a **leave-one-out consensus** - the consensus of the *other* raters on the images the
+  rater read (aggregator ``mv`` by default: a strict majority of the others), so that a
+  rater is never scored against their own boxes;
+* ``em``: the EM estimates (per-rater confusion matrix, proficiency, precision, box error;
+  :class:`~earl_mmdet.core.em.RaterEM`);
+* ``pairwise_f1``: for raters a and b, on the images both read, F1 = 2 TP / (n_a + n_b)
+  with TP the boxes matched one-to-one (greedy, IoU > ``iou_thr``, same label);
+* ``krippendorff_alpha``: Krippendorff's alpha for boxes (below).
+
+Krippendorff's alpha for boxes, after the idea of Tschirschwitz et al. (GCPR 2022,
+github.com/Madave94/kalphacv): boxes of each image are grouped into *units* (class-agnostic
+clusters, IoU > ``iou_thr``, at most one box per rater); every rater who read the image
+gives one value per unit - their box (with its label) or *nothing*. The distance between
+two values is 0 for nothing vs nothing, 1 for a box vs nothing, 1 for boxes of different
+labels and 1 - IoU for boxes of the same label. alpha = 1 - D_o / D_e, D_o the mean
+within-unit disagreement, D_e the disagreement expected between any two pairable values
+(pooled over all units of all images; for the IoU part the boxes' pixel coordinates are
+compared across images, which is what chance pairing means here). ``alpha_nominal`` uses
+the 0/1 distance (same label or both nothing). Units from images that nobody drew on are
+left out unless ``include_empty_images=True`` (they would all be perfect agreement).
+kalphacv averages a per-image alpha instead; the pooled alpha is defined even on images
+where every value agrees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .aggregators import Aggregator, AggregatorSpec, build_aggregator
+from .em import RaterEM, check_image
+from .matching import box_iou, cluster_boxes, match_boxes
+from .types import ImageAnnotations
+
+__all__ = ['krippendorff_alpha_boxes', 'pairwise_f1', 'rater_report']
+
+#: Above this many boxes of one label, D_e's same-label IoU sum is estimated from
+#: ``_ALPHA_SAMPLES`` random pairs (fixed seed) instead of all pairs.
+_ALPHA_EXACT_MAX = 8000
+_ALPHA_SAMPLES = 2_000_000
+
+
+def _num(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _rater_boxes(image: ImageAnnotations, rater: str) -> tuple[np.ndarray, np.ndarray]:
+    rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
+    sel = rids == rater
+    return (
+        np.asarray(image.boxes, np.float64).reshape(-1, 4)[sel],
+        np.asarray(image.labels, np.int64).reshape(-1)[sel],
+    )
+
+
+def _without(image: ImageAnnotations, rater: str) -> ImageAnnotations:
+    rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
+    keep = rids != rater
+    return ImageAnnotations(
+        boxes=np.asarray(image.boxes, np.float64).reshape(-1, 4)[keep],
+        labels=np.asarray(image.labels, np.int64).reshape(-1)[keep],
+        rater_ids=rids[keep],
+        raters=tuple(r for r in (str(x) for x in image.raters) if r != rater),
+        width=image.width,
+        height=image.height,
+        image_id=image.image_id,
+    )
+
+
+def pairwise_f1(
+    images: Sequence[ImageAnnotations], raters: Sequence[str], iou_thr: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairwise rater IoU-F1 on the images both raters read.
+
+    Args:
+        images (Sequence[ImageAnnotations]): the dataset.
+        raters (Sequence[str]): rater order of the matrix.
+        iou_thr (float): boxes match one-to-one (greedy) when IoU > iou_thr and the labels
+            are equal. Defaults to 0.5.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: (R, R) F1 = 2 TP / (n_a + n_b) (NaN where the two
+        drew no box on shared images or share no image; diagonal 1 where the rater drew a
+        box) and (R, R) int64 number of shared images.
+    """
+    raters = [str(r) for r in raters]
+    idx = {r: i for i, r in enumerate(raters)}
+    n = len(raters)
+    tp = np.zeros((n, n))
+    tot = np.zeros((n, n))
+    shared = np.zeros((n, n), np.int64)
+    for im in images:
+        readers = [str(r) for r in im.raters if str(r) in idx]
+        per = {r: _rater_boxes(im, r) for r in readers}
+        for ai, a in enumerate(readers):
+            for b in readers[ai:]:
+                i, j = idx[a], idx[b]
+                shared[i, j] += 1
+                if a == b:
+                    tp[i, i] += len(per[a][1])
+                    tot[i, i] += 2 * len(per[a][1])
+                    continue
+                shared[j, i] += 1
+                (ba, la), (bb, lb) = per[a], per[b]
+                m = len(match_boxes(ba, bb, iou_thr, la, lb)[0])
+                tp[i, j] += m
+                tp[j, i] += m
+                tot[i, j] += len(la) + len(lb)
+                tot[j, i] += len(la) + len(lb)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        f1 = np.where(tot > 0, 2 * tp / np.where(tot > 0, tot, 1), np.nan)
+    return f1, shared
+
+
+def _same_label_iou_sum(boxes: np.ndarray, rng: np.random.Generator) -> float:
+    """sum over ordered pairs i != j of IoU(box_i, box_j)."""
+    n = boxes.shape[0]
+    if n < 2:
+        return 0.0
+    if n <= _ALPHA_EXACT_MAX:
+        total = 0.0
+        for s in range(0, n, 1000):
+            total += float(box_iou(boxes[s : s + 1000], boxes).sum())
+        w = np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+        h = np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+        return total - float(np.count_nonzero(w * h > 0))  # remove the self-pairs (IoU 1)
+    i = rng.integers(0, n, _ALPHA_SAMPLES)
+    j = rng.integers(0, n - 1, _ALPHA_SAMPLES)
+    j = j + (j >= i)  # uniform over j != i
+    a, b = boxes[i], boxes[j]
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    area = lambda x: np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)
+    union = area(a) + area(b) - inter
+    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return float(iou.mean()) * n * (n - 1)
+
+
+def krippendorff_alpha_boxes(
+    images: Sequence[ImageAnnotations],
+    iou_thr: float = 0.5,
+    include_empty_images: bool = False,
+) -> dict[str, Any]:
+    """Krippendorff's alpha for boxes (see the module docstring for the distance).
+
+    Args:
+        images (Sequence[ImageAnnotations]): the dataset; images read by fewer than two
+            raters give no pairable value and are skipped.
+        iou_thr (float): unit clustering threshold (class-agnostic, IoU > iou_thr).
+            Defaults to 0.5.
+        include_empty_images (bool): count an image nobody drew on as one unit of all
+            *nothing* values. Defaults to False.
+
+    Returns:
+        dict: ``alpha`` (IoU-graded distance), ``alpha_nominal`` (0/1 distance), ``units``,
+        ``values`` (pairable values), ``observed_disagreement``, ``expected_disagreement``,
+        ``distance`` (a description); alphas are None where D_e = 0.
+
+    Examples:
+        >>> im = ImageAnnotations(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
+        ...                       np.array([0, 1]), np.array(['a', 'b']), ('a', 'b'))
+        >>> krippendorff_alpha_boxes([im])['alpha']  # one unit, labels disagree
+        0.0
+    """
+    rng = np.random.default_rng(0)
+    d_o = 0.0  # sum over units of sum_{i != j} delta / (m_u - 1), IoU distance
+    d_o_nom = 0.0
+    n_vals = 0
+    n_units = 0
+    n_nothing = 0
+    box_list: list[np.ndarray] = []
+    lab_list: list[np.ndarray] = []
+    for im in images:
+        check_image(im)
+        m = len(im.raters)
+        if m < 2:
+            continue
+        boxes = np.asarray(im.boxes, np.float64).reshape(-1, 4)
+        labels = np.asarray(im.labels, np.int64).reshape(-1)
+        rids = np.asarray(im.rater_ids).astype(str).reshape(-1)
+        if len(labels) == 0:
+            if include_empty_images:
+                n_units += 1
+                n_vals += m
+                n_nothing += m
+            continue
+        for members in cluster_boxes(boxes, rids, iou_thr):
+            k = len(members)
+            nothing = m - k
+            b, lab = boxes[members], labels[members]
+            iou = box_iou(b, b)
+            same = lab[:, None] == lab[None, :]
+            off = ~np.eye(k, dtype=bool)
+            # ordered pairs within the unit: box-box, box-nothing (both directions).
+            dist_bb = float(np.where(same, 1.0 - iou, 1.0)[off].sum())
+            dist_bb_nom = float((~same)[off].sum())
+            dist_bn = 2.0 * k * nothing
+            d_o += (dist_bb + dist_bn) / (m - 1)
+            d_o_nom += (dist_bb_nom + dist_bn) / (m - 1)
+            n_units += 1
+            n_vals += m
+            n_nothing += nothing
+            box_list.append(b)
+            lab_list.append(lab)
+    out: dict[str, Any] = {
+        'alpha': None,
+        'alpha_nominal': None,
+        'units': n_units,
+        'values': n_vals,
+        'observed_disagreement': None,
+        'expected_disagreement': None,
+        'iou_thr': float(iou_thr),
+        'distance': (
+            'units = class-agnostic clusters (IoU > iou_thr, one box per rater); '
+            'nothing vs nothing 0, box vs nothing 1, different labels 1, same label 1 - IoU'
+        ),
+    }
+    if n_vals < 2:
+        return out
+    all_boxes = np.concatenate(box_list) if box_list else np.zeros((0, 4))
+    all_labels = np.concatenate(lab_list) if lab_list else np.zeros(0, np.int64)
+    n = n_vals
+    pairs = n * (n - 1)
+    agree_same = float(n_nothing * (n_nothing - 1))  # nothing-nothing pairs: distance 0
+    agree_same_nom = agree_same
+    for lab in np.unique(all_labels):
+        sel = all_boxes[all_labels == lab]
+        agree_same += _same_label_iou_sum(sel, rng)
+        agree_same_nom += float(len(sel) * (len(sel) - 1))
+    d_e = (pairs - agree_same) / pairs
+    d_e_nom = (pairs - agree_same_nom) / pairs
+    do = d_o / n
+    do_nom = d_o_nom / n
+    out['observed_disagreement'] = _num(do)
+    out['expected_disagreement'] = _num(d_e)
+    if d_e > 0:
+        out['alpha'] = _num(1.0 - do / d_e)
+    if d_e_nom > 0:
+        out['alpha_nominal'] = _num(1.0 - do_nom / d_e_nom)
+    return out
+
+
+def rater_report(
+    images: Sequence[ImageAnnotations],
+    aggregator: AggregatorSpec | Aggregator = 'mv',
+    iou_thr: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    em_params: Mapping[str, Any] | None = None,
+    include_empty_images: bool = False,
+) -> dict[str, Any]:
+    """Agreement and rater-quality statistics; JSON-serialisable (NaN -> None).
+
+    Args:
+        images (Sequence[ImageAnnotations]): the multi-rater dataset.
+        aggregator (str | Mapping | Aggregator): builds each rater's leave-one-out
+            consensus from the *other* raters' boxes (refitted on the leave-one-out data if
+            it learns, e.g. ``em``). Defaults to ``'mv'`` (strict majority of the others).
+        iou_thr (float): matching threshold (IoU > iou_thr, same label, one-to-one greedy)
+            for precision / recall / pairwise F1, and the unit threshold of alpha.
+            Defaults to 0.5.
+        class_names (Sequence[str] | None): names of the K classes (for ``em``).
+        em_params (Mapping | None): :class:`RaterEM` arguments. Defaults to None.
+        include_empty_images (bool): see :func:`krippendorff_alpha_boxes`.
+
+    Returns:
+        dict: ``raters``, ``num_images``, ``num_boxes``, ``iou_thr``, ``consensus``,
+        ``per_rater`` (rater -> images_read, boxes, boxes_per_image, images_with_boxes,
+        loo_images, tp, consensus_boxes, precision, recall, f1), ``em`` (see
+        :meth:`RaterEM.summary`), ``pairwise_f1`` (raters, matrix, shared_images),
+        ``krippendorff_alpha``.
+    """
+    images = list(images)
+    for im in images:
+        check_image(im)
+    if not 0.0 <= float(iou_thr) < 1.0:
+        raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
+    raters = sorted({str(r) for im in images for r in im.raters})
+    spec = aggregator.get_params() if isinstance(aggregator, Aggregator) else aggregator
+    build_aggregator(spec)  # validate early, before the per-rater loop
+
+    per_rater: dict[str, dict[str, Any]] = {}
+    for r in raters:
+        read = [im for im in images if r in {str(x) for x in im.raters}]
+        n_boxes = sum(len(_rater_boxes(im, r)[1]) for im in read)
+        with_boxes = sum(1 for im in read if len(_rater_boxes(im, r)[1]) > 0)
+        # Leave-one-out: only images someone else read too.
+        loo_src = [im for im in read if len(im.raters) >= 2]
+        loo = [_without(im, r) for im in loo_src]
+        agg = build_aggregator(spec)
+        tp = n_r = n_c = 0
+        if loo:
+            consensus = agg.fuse_all(loo)
+            for im, cons in zip(loo_src, consensus):
+                b, lab = _rater_boxes(im, r)
+                tp += len(match_boxes(b, cons.boxes, iou_thr, lab, cons.labels)[0])
+                n_r += len(lab)
+                n_c += len(cons.labels)
+        prec = tp / n_r if n_r else float('nan')
+        rec = tp / n_c if n_c else float('nan')
+        f1 = 2 * tp / (n_r + n_c) if (n_r + n_c) else float('nan')
+        per_rater[r] = {
+            'images_read': len(read),
+            'boxes': int(n_boxes),
+            'boxes_per_image': _num(n_boxes / len(read)) if read else None,
+            'images_with_boxes': int(with_boxes),
+            'loo_images': len(loo_src),
+            'tp': int(tp),
+            'rater_boxes_on_loo_images': int(n_r),
+            'consensus_boxes': int(n_c),
+            'precision': _num(prec),
+            'recall': _num(rec),
+            'f1': _num(f1),
+        }
+
+    em_summary: dict[str, Any] | None = None
+    if images and raters:
+        num_classes = None if class_names is None else len(class_names)
+        params = dict(em_params or {})
+        params.setdefault('num_classes', num_classes)
+        em = RaterEM(**params).fit(images)
+        em_summary = em.summary(class_names)
+        em_summary['params'] = em.get_params()
+
+    f1, shared = pairwise_f1(images, raters, iou_thr)
+    return {
+        'raters': raters,
+        'num_images': len(images),
+        'num_boxes': int(sum(len(im.labels) for im in images)),
+        'iou_thr': float(iou_thr),
+        'consensus': {
+            'aggregator': spec if isinstance(spec, str) else dict(spec),
+            'leave_one_out': True,
+            'description': (
+                'each rater is scored against the consensus of the OTHER raters on the '
+                'images the rater read (and someone else read); match = IoU > iou_thr, '
+                'same label, one-to-one greedy'
+            ),
+        },
+        'per_rater': per_rater,
+        'em': em_summary,
+        'pairwise_f1': {
+            'raters': raters,
+            'matrix': [[_num(v) for v in row] for row in f1],
+            'shared_images': shared.tolist(),
+        },
+        'krippendorff_alpha': krippendorff_alpha_boxes(images, iou_thr, include_empty_images),
+    }

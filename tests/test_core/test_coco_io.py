@@ -1,0 +1,440 @@
+"""Tests of earl_mmdet.core.coco_io (pure loader/validator of multi-rater COCO)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from earl_mmdet.core.coco_io import DEFAULT_RATER, MultiRaterCoco, load_multirater_coco
+
+
+def _coco() -> dict:
+    """Two images (one negative, read by 2 raters), 3 boxes by 2 raters, 2 classes."""
+    return {
+        'images': [
+            {'id': 1, 'file_name': 'a.png', 'width': 100, 'height': 80, 'annotators': ['r1', 2]},
+            {'id': 2, 'file_name': 'b.png', 'width': 50, 'height': 50, 'annotators': ['r1', 2]},
+        ],
+        'annotations': [
+            {
+                'id': 10,
+                'image_id': 1,
+                'category_id': 7,
+                'bbox': [10, 10, 20, 30],
+                'annotator_id': 'r1',
+            },
+            {
+                'id': 11,
+                'image_id': 1,
+                'category_id': 7,
+                'bbox': [12, 11, 20, 30],
+                'annotator_id': 2,
+            },
+            {'id': 12, 'image_id': 1, 'category_id': 3, 'bbox': [50, 5, 10, 10], 'annotator_id': 2},
+        ],
+        'categories': [{'id': 7, 'name': 'cat'}, {'id': 3, 'name': 'dog'}],
+    }
+
+
+def test_load_clean_file(tmp_path):
+    path = tmp_path / 'ann.json'
+    path.write_text(json.dumps(_coco()))
+    coco = load_multirater_coco(path)
+    assert isinstance(coco, MultiRaterCoco)
+    assert coco.source == str(path)
+    assert coco.repairs == {}
+    assert coco.multi_rater and not coco.prefused
+    assert coco.classes == ('cat', 'dog')  # file order of the categories
+    assert coco.cat_ids == [7, 3]
+    a, b = coco.images
+    np.testing.assert_array_equal(a.boxes, [[10, 10, 30, 40], [12, 11, 32, 41], [50, 5, 60, 15]])
+    assert a.labels.dtype == np.int64
+    np.testing.assert_array_equal(a.labels, [0, 0, 1])
+    assert a.rater_ids.tolist() == ['r1', '2', '2']  # int rater ids normalised to str
+    assert a.raters == ('r1', '2')
+    assert (a.width, a.height, a.image_id) == (100.0, 80.0, 1)
+    # The image read by two raters with no box is kept as a true negative.
+    assert b.boxes.shape == (0, 4) and b.labels.shape == (0,) and b.raters == ('r1', '2')
+    assert [r['id'] for r in coco.annotations[0]] == [10, 11, 12]
+    assert coco.image_infos[1]['annotators'] == ['r1', '2']
+    assert coco.num_boxes == 3
+
+
+def test_input_dict_not_modified():
+    data = _coco()
+    data['annotations'][0]['bbox'] = [90, 70, 20, 20]  # needs clipping
+    before = copy.deepcopy(data)
+    coco = load_multirater_coco(data)
+    assert data == before
+    assert coco.raw == before
+    assert coco.source == '<dict>'
+
+
+def test_classes_reorder_labels():
+    coco = load_multirater_coco(_coco(), classes=['dog', 'cat'])
+    np.testing.assert_array_equal(coco.images[0].labels, [1, 1, 0])
+    assert coco.classes == ('dog', 'cat')
+
+
+def test_classes_subset_with_boxes_outside_is_error():
+    with pytest.raises(ValueError, match=r"annotation id=12 .*'category_id'.*not among"):
+        load_multirater_coco(_coco(), classes=['cat'])
+
+
+def test_plain_coco_is_single_default_rater():
+    data = _coco()
+    for im in data['images']:
+        del im['annotators']
+    for a in data['annotations']:
+        del a['annotator_id']
+    coco = load_multirater_coco(data)
+    assert not coco.multi_rater
+    assert coco.images[0].raters == (DEFAULT_RATER,)
+    assert coco.images[0].rater_ids.tolist() == [DEFAULT_RATER] * 3
+    assert coco.images[1].raters == (DEFAULT_RATER,)
+
+
+def test_prefused_scores():
+    data = _coco()
+    for a, s in zip(data['annotations'], [3, 1, 2]):
+        a['score'] = s
+        a['agreement'] = s
+        a['num_raters'] = 3
+    coco = load_multirater_coco(data)
+    assert coco.prefused
+    np.testing.assert_array_equal(coco.scores(0), np.array([3, 1, 2], np.float32))
+    assert coco.scores(0).dtype == np.float32
+    assert coco.scores(1).shape == (0,)
+
+
+def _set(path, value):
+    """Return a mutation that sets data[path...] = value."""
+
+    def mutate(d):
+        obj = d
+        for k in path[:-1]:
+            obj = obj[k]
+        obj[path[-1]] = value
+
+    return mutate
+
+
+def _delete(path):
+    def mutate(d):
+        obj = d
+        for k in path[:-1]:
+            obj = obj[k]
+        del obj[path[-1]]
+
+    return mutate
+
+
+# Each row: mutation of the clean file -> ValueError whose message must match (file, record,
+# field). All raised whatever `repair` is.
+ERROR_CASES = [
+    # missing top-level field
+    pytest.param(
+        _delete(['categories']), r"top level, field 'categories': missing", id='no-categories'
+    ),
+    pytest.param(
+        _delete(['annotations']), r"top level, field 'annotations': missing", id='no-annotations'
+    ),
+    # empty dataset: no image at all
+    pytest.param(_set(['images'], []), r"field 'images': empty dataset", id='empty-dataset'),
+    pytest.param(_set(['categories'], []), r"field 'categories': empty", id='empty-categories'),
+    # missing image fields
+    pytest.param(
+        _delete(['images', 0, 'width']),
+        r"image id=1 \(index 0\), field 'width': missing",
+        id='img-no-width',
+    ),
+    pytest.param(
+        _delete(['images', 1, 'file_name']),
+        r"image id=2 \(index 1\), field 'file_name'",
+        id='img-no-file',
+    ),
+    pytest.param(
+        _delete(['images', 0, 'id']), r"image index 0, field 'id': missing", id='img-no-id'
+    ),
+    pytest.param(
+        _set(['images', 0, 'height'], float('nan')), r"image id=1.*'height'", id='img-nan-height'
+    ),
+    pytest.param(
+        _set(['images', 1, 'id'], 1),
+        r"image id=1 \(index 1\), field 'id': duplicate",
+        id='dup-image-id',
+    ),
+    # a multi-rater image must say who read it
+    pytest.param(
+        _delete(['images', 1, 'annotators']),
+        r"image id=2.*'annotators': missing",
+        id='img-no-annotators',
+    ),
+    pytest.param(
+        _set(['images', 1, 'annotators'], 'r1'),
+        r"image id=2.*'annotators': must be a list",
+        id='annotators-not-list',
+    ),
+    pytest.param(
+        _set(['images', 1, 'annotators'], ['r1', None]),
+        r"'annotators\[1\]'",
+        id='annotators-none-id',
+    ),
+    # missing annotation fields
+    pytest.param(
+        _delete(['annotations', 1, 'bbox']),
+        r"annotation id=11 \(index 1\), field 'bbox': missing",
+        id='ann-no-bbox',
+    ),
+    pytest.param(
+        _delete(['annotations', 0, 'image_id']),
+        r"annotation id=10.*'image_id': missing",
+        id='ann-no-image',
+    ),
+    pytest.param(
+        _delete(['annotations', 2, 'category_id']),
+        r"annotation id=12.*'category_id': missing",
+        id='ann-no-cat',
+    ),
+    pytest.param(
+        _delete(['annotations', 2, 'annotator_id']),
+        r"annotation id=12.*'annotator_id': missing",
+        id='ann-no-rater',
+    ),
+    pytest.param(
+        _set(['annotations', 2, 'annotator_id'], ''),
+        r"annotation id=12.*'annotator_id'",
+        id='ann-empty-rater',
+    ),
+    pytest.param(
+        _set(['annotations', 1, 'id'], 10),
+        r"annotation id=10 \(index 1\), field 'id': duplicate",
+        id='dup-ann-id',
+    ),
+    # x2 < x1 (negative width) and y2 < y1
+    pytest.param(
+        _set(['annotations', 0, 'bbox'], [30, 10, -20, 30]),
+        r"annotation id=10.*'bbox': negative width",
+        id='x2<x1',
+    ),
+    pytest.param(
+        _set(['annotations', 0, 'bbox'], [10, 40, 20, -30]),
+        r"annotation id=10.*'bbox': negative",
+        id='y2<y1',
+    ),
+    # NaN / inf / non numbers
+    pytest.param(
+        _set(['annotations', 1, 'bbox'], [10, float('nan'), 5, 5]),
+        r"annotation id=11.*'bbox': non-finite",
+        id='nan',
+    ),
+    pytest.param(
+        _set(['annotations', 1, 'bbox'], [10, 1, float('inf'), 5]),
+        r"annotation id=11.*'bbox': non-finite",
+        id='inf',
+    ),
+    pytest.param(
+        _set(['annotations', 1, 'bbox'], [10, '1', 5, 5]),
+        r"annotation id=11.*'bbox': non-numeric",
+        id='str-coord',
+    ),
+    pytest.param(
+        _set(['annotations', 1, 'bbox'], [10, 1, 5]),
+        r"annotation id=11.*'bbox': must be a list",
+        id='3-coords',
+    ),
+    # zero area
+    pytest.param(
+        _set(['annotations', 2, 'bbox'], [50, 5, 0, 10]),
+        r"annotation id=12.*'bbox': zero-area",
+        id='zero-area',
+    ),
+    # entirely outside the image: clipping would leave nothing
+    pytest.param(
+        _set(['annotations', 2, 'bbox'], [120, 5, 10, 10]),
+        r'annotation id=12.*entirely outside',
+        id='outside',
+    ),
+    # unknown category / image
+    pytest.param(
+        _set(['annotations', 2, 'category_id'], 99),
+        r"annotation id=12.*'category_id': unknown category id 99",
+        id='unknown-cat',
+    ),
+    pytest.param(
+        _set(['annotations', 2, 'image_id'], 5),
+        r"annotation id=12.*'image_id': unknown image id 5",
+        id='unknown-image',
+    ),
+    # crowd regions have no rater semantics
+    pytest.param(
+        _set(['annotations', 2, 'iscrowd'], 1), r"annotation id=12.*'iscrowd'", id='crowd'
+    ),
+    # pre-fused: score on some annotations only, or not finite
+    pytest.param(
+        _set(['annotations', 0, 'score'], 2),
+        r"annotation id=11.*'score': missing",
+        id='partial-score',
+    ),
+    pytest.param(
+        _set(['annotations', 0, 'score'], float('nan')),
+        r"annotation id=10.*'score'",
+        id='nan-score',
+    ),
+    # duplicate category ids / names
+    pytest.param(
+        _set(['categories', 1, 'id'], 7),
+        r"category id=7 \(index 1\), field 'id': duplicate",
+        id='dup-cat',
+    ),
+    pytest.param(_set(['categories', 1, 'name'], 'cat'), r"'name': duplicate", id='dup-cat-name'),
+]
+
+
+@pytest.mark.parametrize('repair', [True, False])
+@pytest.mark.parametrize('mutate,pattern', ERROR_CASES)
+def test_errors_name_file_record_field(tmp_path, mutate, pattern, repair):
+    data = _coco()
+    mutate(data)
+    path = tmp_path / 'bad.json'
+    path.write_text(json.dumps(data))  # NaN/inf are written as JSON NaN/Infinity tokens
+    with pytest.raises(ValueError, match=pattern) as exc:
+        load_multirater_coco(path, repair=repair)
+    assert str(path) in str(exc.value)
+
+
+# Each row: mutation -> (repair kind, check of the repaired result). With repair=False the
+# same input is a ValueError naming the field.
+REPAIR_CASES = [
+    # box partly outside the image: clipped, box kept
+    pytest.param(
+        _set(['annotations', 2, 'bbox'], [90, -5, 20, 10]),
+        'clipped_to_image',
+        'bbox',
+        lambda c: np.testing.assert_array_equal(c.images[0].boxes[2], [90, 0, 100, 5]),
+        id='out-of-image',
+    ),
+    # a rater drew a box but is not listed as a reader: added to the image's annotators
+    pytest.param(
+        _set(['annotations', 2, 'annotator_id'], 'r9'),
+        'rater_added_to_image',
+        'annotator_id',
+        lambda c: c.images[0].raters == ('r1', '2', 'r9') or pytest.fail(str(c.images[0].raters)),
+        id='rater-not-listed',
+    ),
+    # a rater listed twice: the duplicate is removed (R counts distinct raters)
+    pytest.param(
+        _set(['images', 1, 'annotators'], ['r1', 'r1', 2]),
+        'duplicate_rater_in_image',
+        'annotators',
+        lambda c: c.images[1].raters == ('r1', '2') or pytest.fail(str(c.images[1].raters)),
+        id='dup-rater',
+    ),
+    # annotation without id: numbered after the largest id
+    pytest.param(
+        _delete(['annotations', 0, 'id']),
+        'annotation_id_assigned',
+        'id',
+        lambda c: c.annotations[0][0]['id'] == 13 or pytest.fail(str(c.annotations[0][0])),
+        id='no-ann-id',
+    ),
+]
+
+
+@pytest.mark.parametrize('mutate,kind,fld,check', REPAIR_CASES)
+def test_repairs_counted_logged_no_box_lost(tmp_path, caplog, mutate, kind, fld, check):
+    data = _coco()
+    mutate(data)
+    path = tmp_path / 'fixable.json'
+    path.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger='earl_mmdet.core.coco_io'):
+        coco = load_multirater_coco(path, repair=True)
+    assert coco.repairs == {kind: 1}
+    assert f'{kind}=1' in caplog.text and str(path) in caplog.text
+    assert coco.num_boxes == len(data['annotations'])  # no box lost
+    check(coco)
+    with pytest.raises(ValueError, match=rf"{path}: .*field '{fld}'"):
+        load_multirater_coco(path, repair=False)
+
+
+def test_malformed_json(tmp_path):
+    path = tmp_path / 'broken.json'
+    path.write_text('{"images": [1, 2,')
+    with pytest.raises(ValueError, match=rf'{path}: malformed JSON at line 1, column'):
+        load_multirater_coco(path)
+
+
+def test_top_level_not_object(tmp_path):
+    path = tmp_path / 'list.json'
+    path.write_text('[]')
+    with pytest.raises(ValueError, match='top level must be a JSON object'):
+        load_multirater_coco(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ValueError, match='annotation file not found'):
+        load_multirater_coco(tmp_path / 'nope.json')
+
+
+def test_bad_argument_type():
+    with pytest.raises(TypeError, match='path or a dict'):
+        load_multirater_coco(3)
+
+
+def test_image_without_any_rater_box_and_no_reader():
+    data = _coco()
+    data['images'][1]['annotators'] = []
+    coco = load_multirater_coco(data)
+    assert coco.images[1].raters == ()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-50, 150),
+            st.floats(-50, 150),
+            st.floats(0.5, 80),
+            st.floats(0.5, 80),
+            st.sampled_from(['r1', 'r2', 'r3']),
+        ),
+        max_size=12,
+    )
+)
+def test_property_boxes_kept_clipped_and_counted(boxes):
+    """Every box is kept (or the load fails loudly); kept boxes lie inside the image; the
+    clip count equals the number of boxes that crossed the border."""
+    data = {
+        'images': [{'id': 1, 'file_name': 'a', 'width': 100, 'height': 100, 'annotators': ['r1']}],
+        'annotations': [
+            {'id': i, 'image_id': 1, 'category_id': 1, 'bbox': [x, y, w, h], 'annotator_id': r}
+            for i, (x, y, w, h, r) in enumerate(boxes)
+        ],
+        'categories': [{'id': 1, 'name': 'a'}],
+    }
+    outside = [x + w <= 0 or y + h <= 0 or x >= 100 or y >= 100 for x, y, w, h, _ in boxes]
+    if any(outside):
+        with pytest.raises(ValueError, match='entirely outside'):
+            load_multirater_coco(data)
+        return
+    coco = load_multirater_coco(data)
+    im = coco.images[0]
+    assert len(im.boxes) == len(boxes)
+    assert np.all(im.boxes[:, :2] >= 0) and np.all(im.boxes[:, 2:] <= 100)
+    assert np.all(im.boxes[:, 2:] > im.boxes[:, :2])
+    crossed = sum(x < 0 or y < 0 or x + w > 100 or y + h > 100 for x, y, w, h, _ in boxes)
+    assert coco.repairs['clipped_to_image'] == crossed
+    extra = {r for *_, r in boxes} - {'r1'}
+    assert coco.repairs['rater_added_to_image'] == len(extra)
+    assert set(im.raters) == {'r1'} | extra
+    # Unclipped boxes are exact.
+    for (x, y, w, h, _), b in zip(boxes, im.boxes):
+        if not (x < 0 or y < 0 or x + w > 100 or y + h > 100):
+            assert math.isclose(b[0], x) and math.isclose(b[3], y + h)

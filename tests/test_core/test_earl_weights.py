@@ -1,0 +1,139 @@
+"""Tests of earl_mmdet.core.earl_weights (pure torch)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from earl_mmdet.core.earl_weights import (
+    EARLConfig,
+    confidence_to_weight,
+    gt_weights,
+    inside_to_full_index,
+    weight_sum_normalizer,
+)
+
+
+@pytest.mark.parametrize(
+    'conf, kwargs, expected',
+    [
+        # paper default: w = c
+        ([0.0, 0.5, 1.0], {}, [0.0, 0.5, 1.0]),
+        # agreement count T with R = 3 -> T / R
+        ([1.0, 2.0, 3.0], dict(scale=3.0), [1 / 3, 2 / 3, 1.0]),
+        # gamma sharpens: (c)^2
+        ([0.5, 1.0, 2.0], dict(gamma=2.0), [0.25, 1.0, 4.0]),
+        # floor keeps a c = 0 box alive
+        ([0.0, 0.05, 0.5], dict(floor=0.1), [0.1, 0.1, 0.5]),
+        # all three: max(0.2, (T/3)^0.5)
+        ([0.0, 3.0], dict(scale=3.0, gamma=0.5, floor=0.2), [0.2, 1.0]),
+        # gamma = 0 switches weighting off, even for c = 0
+        ([0.0, 2.0], dict(gamma=0.0), [1.0, 1.0]),
+        # integer counts are accepted and become float32
+        ([1, 2], dict(scale=2.0), [0.5, 1.0]),
+    ],
+)
+def test_confidence_to_weight_table(conf, kwargs, expected):
+    dtype = torch.long if isinstance(conf[0], int) else torch.float32
+    out = confidence_to_weight(torch.tensor(conf, dtype=dtype), **kwargs)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float32))
+
+
+@pytest.mark.parametrize('bad', [-0.1, math.nan, math.inf])
+def test_confidence_to_weight_rejects_bad_confidence(bad):
+    with pytest.raises(ValueError, match='box 1'):
+        confidence_to_weight(torch.tensor([1.0, bad]))
+
+
+@given(
+    conf=st.lists(st.floats(0.0, 10.0, allow_nan=False), min_size=1, max_size=20),
+    scale=st.floats(0.1, 5.0),
+    gamma=st.floats(0.0, 3.0),
+    floor=st.floats(0.0, 1.0),
+)
+@settings(max_examples=50, deadline=None)
+def test_confidence_to_weight_properties(conf, scale, gamma, floor):
+    c = torch.tensor(conf, dtype=torch.float64)
+    w = confidence_to_weight(c, scale, gamma, floor)
+    assert bool((w >= floor).all())
+    # monotone non-decreasing in c
+    order = torch.argsort(c)
+    assert bool((w[order].diff() >= -1e-12).all())
+    # equals the formula
+    torch.testing.assert_close(w, torch.clamp((c / scale) ** gamma, min=floor))
+
+
+def test_gt_weights_missing_and_shape():
+    cfg = EARLConfig(scale=2.0)
+    assert gt_weights(None, 3, cfg) is None
+    torch.testing.assert_close(
+        gt_weights(torch.tensor([2.0, 1.0]), 2, cfg), torch.tensor([1.0, 0.5])
+    )
+    with pytest.raises(ValueError, match=r'shape \(3,\)'):
+        gt_weights(torch.ones(2), 3, cfg)
+
+
+@pytest.mark.parametrize(
+    'cfg, error, match',
+    [
+        (dict(terms=('cls', 'loc')), ValueError, 'loc'),  # unknown term
+        (dict(terms='cls'), TypeError, 'sequence'),  # a bare string is a common mistake
+        (dict(terms=('cls', 'cls')), ValueError, 'duplicates'),
+        (dict(scale=0.0), ValueError, 'scale'),
+        (dict(gamma=-1.0), ValueError, 'gamma'),
+        (dict(floor=math.nan), ValueError, 'floor'),
+        (dict(floor='0.1'), TypeError, 'floor'),
+        (dict(normalize='mean'), ValueError, 'normalize'),
+        (dict(beta=2.0), ValueError, 'beta'),  # unknown key named
+    ],
+)
+def test_earl_config_rejects(cfg, error, match):
+    with pytest.raises(error, match=match):
+        EARLConfig.from_dict(cfg)
+
+
+def test_earl_config_defaults_and_round_trip():
+    cfg = EARLConfig.from_dict(None)
+    assert cfg.to_dict() == dict(
+        terms=('cls', 'bbox'), scale=1.0, gamma=1.0, floor=0.0, normalize='num_pos'
+    )
+    cfg2 = EARLConfig.from_dict(dict(terms=['obj'], scale=3, normalize='weight_sum'))
+    assert cfg2.terms == ('obj',) and cfg2.scale == 3.0
+    assert EARLConfig.from_dict(cfg2.to_dict()) == cfg2
+    assert EARLConfig.from_dict(cfg2) is cfg2
+
+
+@given(
+    flags=st.lists(st.booleans(), min_size=1, max_size=40),
+    data=st.data(),
+)
+@settings(max_examples=50, deadline=None)
+def test_inside_to_full_index_matches_loop(flags, data):
+    inside = torch.tensor(flags)
+    n_inside = int(inside.sum())
+    if n_inside == 0:
+        return
+    picks = data.draw(st.lists(st.integers(0, n_inside - 1), max_size=n_inside, unique=True))
+    inds = torch.tensor(picks, dtype=torch.long)
+    full_positions = [i for i, f in enumerate(flags) if f]
+    expected = torch.tensor([full_positions[k] for k in picks], dtype=torch.long)
+    torch.testing.assert_close(inside_to_full_index(inside, inds), expected)
+
+
+@pytest.mark.parametrize(
+    'count, npos, wsum, expected',
+    [
+        (6.0, 6.0, 2.5, 2.5),  # PseudoSampler: avg_factor = num_pos
+        (6.0, 6.0, 6.0, 6.0),  # unit weights: unchanged
+        (262.0, 6.0, 3.0, 259.0),  # RandomSampler: negatives keep counting
+        (6.0, 6.0, 0.0, 1.0),  # clamped like mmdet's count
+        (1.0, 0.0, 0.0, 1.0),  # no positive
+    ],
+)
+def test_weight_sum_normalizer(count, npos, wsum, expected):
+    assert weight_sum_normalizer(count, npos, wsum) == pytest.approx(expected)

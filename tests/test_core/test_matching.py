@@ -1,0 +1,112 @@
+"""Tests of earl_mmdet.core.matching (hand-computed IoUs: 10x10 boxes shifted by d px along
+x have IoU (10 - d) / (10 + d))."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from earl_mmdet.core.matching import box_iou, cluster_boxes, match_boxes
+
+
+def sq(x: float, y: float = 0.0, s: float = 10.0) -> list[float]:
+    return [x, y, x + s, y + s]
+
+
+@pytest.mark.parametrize(
+    'a, b, expected',
+    [
+        (sq(0), sq(0), 1.0),  # identical
+        (sq(0), sq(1), 9 / 11),  # shift 1 px: inter 90, union 110
+        (sq(0), sq(5, 5), 25 / 175),  # diagonal shift: inter 5x5
+        (sq(0), sq(10), 0.0),  # touching edges
+        ([0, 0, 0, 0], [0, 0, 0, 0], 0.0),  # two empty boxes: 0, not NaN
+    ],
+)
+def test_box_iou_hand(a, b, expected):
+    assert box_iou(np.array([a]), np.array([b]))[0, 0] == pytest.approx(expected)
+
+
+def test_box_iou_shapes_and_errors():
+    assert box_iou(np.zeros((0, 4)), np.array([sq(0)])).shape == (0, 1)
+    with pytest.raises(ValueError, match='shape'):
+        box_iou(np.zeros((2, 3)), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match='NaN'):
+        box_iou(np.array([[0, 0, np.nan, 1]]), np.zeros((1, 4)))
+
+
+# a0 at x=0, a1 at x=3; b0 at x=1, b1 at x=-3. IoU: a0-b0 9/11=.818, a1-b0 8/12=.667,
+# a0-b1 7/13=.538, a1-b1 4/16=.25. Greedy takes a0-b0 and is stuck (a1-b1 < .5); Hungarian
+# takes a0-b1 + a1-b0 (sum 1.205 > .818).
+A = np.array([sq(0), sq(3)])
+B = np.array([sq(1), sq(-3)])
+
+
+@pytest.mark.parametrize(
+    'method, ia, ib',
+    [
+        ('greedy', [0], [0]),
+        ('hungarian', [0, 1], [1, 0]),
+    ],
+)
+def test_match_greedy_vs_hungarian(method, ia, ib):
+    got_a, got_b, ious = match_boxes(A, B, 0.5, method=method)
+    assert got_a.tolist() == ia
+    assert got_b.tolist() == ib
+    assert np.all(ious > 0.5)
+
+
+def test_match_labels_and_threshold_strict():
+    # Same geometry, labels forbid a0-b0: greedy then takes a1-b0 (.667) and a0-b1 (.538).
+    ia, ib, _ = match_boxes(A, B, 0.5, np.array([0, 1]), np.array([1, 0]))
+    assert (ia.tolist(), ib.tolist()) == ([0, 1], [1, 0])
+    # IoU exactly at the threshold does not match (strict >).
+    ia, _, _ = match_boxes(np.array([sq(0)]), np.array([sq(1)]), 9 / 11)
+    assert ia.size == 0
+    with pytest.raises(ValueError, match='both'):
+        match_boxes(A, B, 0.5, labels_a=np.array([0, 1]))
+    with pytest.raises(ValueError, match='iou_thr'):
+        match_boxes(A, B, 1.0)
+
+
+def test_cluster_one_box_per_rater():
+    # r1's two boxes both overlap r2's box: only the better one (IoU .818) joins it.
+    boxes = np.array([sq(0), sq(1), sq(0, 1)])
+    clusters = cluster_boxes(boxes, np.array(['r1', 'r2', 'r1']), 0.4)
+    assert [c.tolist() for c in clusters] == [[0, 1], [2]]
+
+
+def test_cluster_labels_and_linkage():
+    # x = 0, 3, 6: neighbours IoU 7/13 = .538, ends 4/16 = .25.
+    boxes = np.array([sq(0), sq(3), sq(6)])
+    raters = np.array(['a', 'b', 'c'])
+    # average: {0,1} first (tie with {1,2}, first index), then mean(.25, .538) = .394 < .4.
+    assert [c.tolist() for c in cluster_boxes(boxes, raters, 0.4)] == [[0, 1], [2]]
+    # single linkage chains through the middle box.
+    assert [c.tolist() for c in cluster_boxes(boxes, raters, 0.4, linkage='single')] == [[0, 1, 2]]
+    # complete: min(.25, .538) = .25 < .4.
+    assert len(cluster_boxes(boxes, raters, 0.4, linkage='complete')) == 2
+    # with labels, different labels never merge.
+    got = cluster_boxes(boxes, raters, 0.4, labels=np.array([0, 1, 1]))
+    assert [c.tolist() for c in got] == [[0], [1, 2]]
+
+
+def test_cluster_rater_order_invariant():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (30, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(10, 30, (30, 2))], 1)
+    raters = rng.choice(['a', 'b', 'c', 'd'], 30)
+    ref = {frozenset(c.tolist()) for c in cluster_boxes(boxes, raters, 0.3)}
+    perm = rng.permutation(30)
+    got = cluster_boxes(boxes[perm], raters[perm], 0.3)
+    assert {frozenset(perm[c].tolist()) for c in got} == ref
+    for c in got:  # one box per rater per cluster
+        assert len(set(raters[perm][c])) == len(c)
+
+
+def test_cluster_empty_and_errors():
+    assert cluster_boxes(np.zeros((0, 4)), np.array([])) == []
+    with pytest.raises(ValueError, match='linkage'):
+        cluster_boxes(A, np.array(['a', 'b']), linkage='ward')
+    with pytest.raises(ValueError, match='groups'):
+        cluster_boxes(A, np.array(['a']))

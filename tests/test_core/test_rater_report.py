@@ -1,0 +1,176 @@
+"""Tests of earl_mmdet.core.rater_report (hand-computed and reference values)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from earl_mmdet.core.rater_report import krippendorff_alpha_boxes, pairwise_f1, rater_report
+from earl_mmdet.core.types import ImageAnnotations
+
+
+def sq(x: float, y: float = 0.0) -> list[float]:
+    return [x, y, x + 10.0, y + 10.0]
+
+
+def image(boxes, labels, rids, raters, image_id=0):
+    return ImageAnnotations(
+        np.asarray(boxes, np.float64).reshape(-1, 4),
+        np.asarray(labels, np.int64),
+        np.asarray(rids, dtype=str),
+        tuple(raters),
+        100.0,
+        100.0,
+        image_id,
+    )
+
+
+def nominal_alpha_reference(units: list[list]) -> float:
+    """Krippendorff's alpha, nominal, via the coincidence matrix (Krippendorff 2011,
+    'Computing Krippendorff's alpha-reliability'); units = lists of values, None = missing."""
+    values = sorted({v for u in units for v in u if v is not None}, key=str)
+    ix = {v: i for i, v in enumerate(values)}
+    o = np.zeros((len(values), len(values)))
+    for u in units:
+        vals = [v for v in u if v is not None]
+        m = len(vals)
+        if m < 2:
+            continue
+        for a, b in itertools.permutations(range(m), 2):
+            o[ix[vals[a]], ix[vals[b]]] += 1.0 / (m - 1)
+    n_c = o.sum(1)
+    n = n_c.sum()
+    d_o = (o.sum() - np.trace(o)) / n
+    d_e = (n * n - (n_c**2).sum()) / (n * (n - 1))
+    return 1.0 - d_o / d_e
+
+
+# Krippendorff (2011), example C: 4 coders x 12 units, nominal alpha = 0.743.
+KRIPP = [
+    [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+    [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+    [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+    [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+]
+
+
+def test_alpha_krippendorff_example():
+    # Each unit = one image read by the coders who coded it; every coder draws the SAME box
+    # (IoU 1 everywhere, also across images) with label = the value, so the IoU distance
+    # reduces to the nominal one and both alphas must equal the published 0.743.
+    images = []
+    for u in range(12):
+        coders = [c for c in range(4) if KRIPP[c][u] is not None]
+        images.append(
+            image(
+                [sq(20)] * len(coders),
+                [KRIPP[c][u] for c in coders],
+                [f'c{c}' for c in coders],
+                [f'c{c}' for c in coders],
+                u,
+            )
+        )
+    out = krippendorff_alpha_boxes(images, iou_thr=0.5)
+    ref = nominal_alpha_reference([[KRIPP[c][u] for c in range(4)] for u in range(12)])
+    assert ref == pytest.approx(0.743, abs=5e-4)
+    assert out['alpha_nominal'] == pytest.approx(ref, rel=1e-9)
+    assert out['alpha'] == pytest.approx(ref, rel=1e-9)
+    assert out['units'] == 11  # unit 12 has one value: not pairable
+    assert out['values'] == 40
+
+
+def test_alpha_nothing_values_match_reference():
+    # Two raters, three images. Misses become the value 'nothing' in the unit.
+    ims = [
+        image([sq(0), sq(0)], [0, 0], ['a', 'b'], ['a', 'b'], 0),  # agree: (0, 0)
+        image([sq(0)], [1], ['a'], ['a', 'b'], 1),  # b missed: (1, nothing)
+        image([sq(0), sq(0)], [1, 1], ['a', 'b'], ['a', 'b'], 2),  # agree: (1, 1)
+    ]
+    ref = nominal_alpha_reference([[0, 0], [1, 'nothing'], [1, 1]])
+    out = krippendorff_alpha_boxes(ims)
+    assert out['alpha_nominal'] == pytest.approx(ref)
+    assert out['alpha'] == pytest.approx(ref)  # identical boxes: same as nominal
+    # Hand value: n = 6 values, D_o = 2/6; D_e = (30 - (2 + 6 + 0)) / 30 = 22/30 (pairs with
+    # equal values: 0-0 2, 1-1 6, nothing 0) -> alpha = 1 - (1/3) / (22/30) = 6/11.
+    assert out['alpha'] == pytest.approx(6 / 11)
+
+
+def test_alpha_iou_graded():
+    # One unit, two same-label boxes with IoU 9/11 -> distance 2/11; a second unit of
+    # disjoint identical boxes. n = 4; D_o = (2 * 2/11) / 4 = 1/11.
+    # D_e: pairs (ordered) 12; same-label IoU sum over ordered pairs: unit1 pair 2 * 9/11,
+    # unit2 pair 2 * 1, cross-unit pairs IoU 0 (boxes far apart) -> agreement 2*9/11 + 2.
+    ims = [
+        image([sq(0), sq(1)], [0, 0], ['a', 'b'], ['a', 'b'], 0),
+        image([sq(50, 50), sq(50, 50)], [0, 0], ['a', 'b'], ['a', 'b'], 1),
+    ]
+    d_o = 1 / 11
+    d_e = (12 - (2 * 9 / 11 + 2)) / 12
+    out = krippendorff_alpha_boxes(ims)
+    assert out['alpha'] == pytest.approx(1 - d_o / d_e)
+    # Every value is a label-0 box: no variation, so nominal alpha is undefined (D_e = 0).
+    assert out['alpha_nominal'] is None
+
+
+def test_alpha_empty_images_and_degenerate():
+    ims = [image([], [], [], ['a', 'b'], 0), image([sq(0)], [0], ['a'], ['a', 'b'], 1)]
+    assert krippendorff_alpha_boxes(ims)['units'] == 1
+    with_empty = krippendorff_alpha_boxes(ims, include_empty_images=True)
+    assert with_empty['units'] == 2 and with_empty['values'] == 4
+    # nothing pairable at all -> alpha None
+    assert krippendorff_alpha_boxes([image([sq(0)], [0], ['a'], ['a'])])['alpha'] is None
+
+
+def test_pairwise_f1_hand():
+    ims = [
+        # a: two boxes; b: one matching a's first (same label), IoU .818 -> TP 1.
+        image([sq(0), sq(40), sq(1)], [0, 1, 0], ['a', 'a', 'b'], ['a', 'b', 'c'], 0),
+        # c drew a box with the other label where a drew: not a match.
+        image([sq(0), sq(0)], [0, 1], ['a', 'c'], ['a', 'c'], 1),
+        # b and d read an image with no box.
+        image([], [], [], ['b', 'd'], 2),
+    ]
+    f1, shared = pairwise_f1(ims, ['a', 'b', 'c', 'd'], 0.5)
+    assert f1[0, 1] == pytest.approx(2 * 1 / 3)  # 2 TP / (n_a + n_b) = 2 / 3
+    assert f1[0, 2] == pytest.approx(0.0)  # image 0: 2 + 0 boxes, image 1: 1 + 1, no TP
+    assert f1[1, 2] == 0.0  # shared image 0: b's box, nothing from c
+    assert np.isnan(f1[1, 3])  # shared image 2, no box from either: undefined
+    assert np.isnan(f1[0, 3])  # no shared image
+    assert f1[0, 0] == 1.0 and np.isnan(f1[3, 3])  # d never drew a box
+    assert shared.tolist() == [[2, 1, 2, 0], [1, 2, 1, 1], [2, 1, 2, 0], [0, 1, 0, 1]]
+    np.testing.assert_array_equal(np.nan_to_num(f1), np.nan_to_num(f1.T))
+
+
+def test_report_leave_one_out_hand():
+    # A and B agree on one box (label 0); C draws elsewhere. Consensus = 'mv' of the OTHER
+    # two raters = boxes both of them drew.
+    ims = [image([sq(0), sq(1), sq(60, 60)], [0, 0, 0], ['A', 'B', 'C'], ['A', 'B', 'C'])]
+    rep = rater_report(ims, iou_thr=0.5, class_names=['x'])
+    json.dumps(rep, allow_nan=False)
+    c = rep['per_rater']['C']
+    # others A, B agree -> one consensus box; C's box does not match it.
+    assert (c['tp'], c['rater_boxes_on_loo_images'], c['consensus_boxes']) == (0, 1, 1)
+    assert c['precision'] == 0.0 and c['recall'] == 0.0
+    a = rep['per_rater']['A']
+    # others B, C do not agree -> empty consensus: precision 0/1, recall undefined.
+    assert (a['tp'], a['consensus_boxes'], a['precision'], a['recall']) == (0, 0, 0.0, None)
+    assert a['images_read'] == 1 and a['boxes'] == 1 and a['images_with_boxes'] == 1
+    assert rep['pairwise_f1']['matrix'][0][1] == pytest.approx(1.0)  # A vs B
+    assert rep['em']['classes'] == ['x', 'no_obj']
+    assert rep['consensus']['leave_one_out'] is True
+
+
+def test_report_other_consensus_and_errors():
+    ims = [image([sq(0), sq(1), sq(60, 60)], [0, 0, 0], ['A', 'B', 'C'], ['A', 'B', 'C'])]
+    # quorum 1: C's consensus = mean box of A and B (1 box), A's = union of B and C (2 boxes)
+    rep = rater_report(ims, aggregator={'type': 'mv', 'quorum': 1})
+    assert rep['per_rater']['A']['consensus_boxes'] == 2
+    assert rep['per_rater']['A']['tp'] == 1
+    assert rep['per_rater']['A']['precision'] == 1.0 and rep['per_rater']['A']['recall'] == 0.5
+    with pytest.raises(ValueError, match='unknown aggregator'):
+        rater_report(ims, aggregator='median')
+    with pytest.raises(ValueError, match='iou_thr'):
+        rater_report(ims, iou_thr=1.5)

@@ -1,0 +1,185 @@
+"""EARLRetinaHead against mmdet's RetinaHead (the oracle)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from mmdet.models.dense_heads import RetinaHead
+from mmdet.registry import MODELS
+
+from earl_mmdet.models.dense_heads import EARLRetinaHead
+
+from .earl_head_utils import (
+    BOXES,
+    IMG,
+    LABELS,
+    NUM_CLASSES,
+    ONES,
+    assert_same,
+    build,
+    clone_into,
+    loss_and_grads,
+    make_feats,
+    make_samples,
+    retina_kwargs,
+)
+
+
+@pytest.mark.parametrize(
+    'confidences, earl_cfg',
+    [
+        (ONES, None),  # c = 1 everywhere, paper defaults
+        (None, None),  # field absent (plain COCO)
+        (ONES, dict(normalize='weight_sum')),  # unit weights: weight sum = positive count
+        (None, dict(terms=('bbox',), gamma=2.0)),  # absent c ignores every option
+    ],
+)
+def test_equals_stock_retina_head(confidences, earl_cfg):
+    kwargs = retina_kwargs()
+    stock = build(RetinaHead, kwargs)
+    earl = clone_into(EARLRetinaHead, kwargs, stock, earl_cfg=earl_cfg)
+    feats = make_feats(batch=3)
+    ref_losses, ref_grads = loss_and_grads(stock, feats, make_samples(BOXES, LABELS))
+    losses, grads = loss_and_grads(earl, feats, make_samples(BOXES, LABELS, confidences))
+    assert ref_losses['loss_bbox'] > 0 and ref_losses['loss_cls'] > 0
+    assert_same(losses, ref_losses)
+    assert_same(grads, ref_grads)
+
+
+def test_registered_and_builds_from_config():
+    head = MODELS.build(dict(type='EARLRetinaHead', earl_cfg=dict(scale=3.0), **retina_kwargs()))
+    assert isinstance(head, EARLRetinaHead) and isinstance(head, RetinaHead)
+    assert head.earl_cfg.scale == 3.0
+    with pytest.raises(ValueError, match='obj'):
+        EARLRetinaHead(earl_cfg=dict(terms=('cls', 'obj')), **retina_kwargs())
+
+
+def _targets(head, samples, unmap_outputs=True):
+    """Per-image anchor targets via the head's own _get_targets_single (all anchors)."""
+    sizes = [(IMG // s, IMG // s) for s in (8, 16, 32)]
+    metas = [s.metainfo for s in samples]
+    anchors, valid = head.get_anchors(sizes, metas, device='cpu')
+    out = []
+    for i, s in enumerate(samples):
+        out.append(
+            head._get_targets_single(
+                torch.cat(anchors[i]),
+                torch.cat(valid[i]),
+                s.gt_instances,
+                metas[i],
+                unmap_outputs=unmap_outputs,
+            )
+        )
+    return out
+
+
+def _expected_weights(stock_targets, conf_by_label):
+    """Stock weights with each positive's weight times the c of its gt (found by label)."""
+    labels, label_w, _, bbox_w = stock_targets[:4]
+    pos = labels < NUM_CLASSES
+    factor = torch.ones_like(label_w)
+    factor[pos] = conf_by_label[labels[pos]]
+    return label_w * factor, bbox_w * factor[:, None]
+
+
+@pytest.mark.parametrize('unmap_outputs', [True, False])
+def test_border_trap_weight_lands_on_its_anchor(unmap_outputs):
+    # allowed_border=0: the large anchors along the image edges are outside, so the inside
+    # anchors' indices (pos_inds) differ from all anchors' indices. Two boxes of different
+    # classes and confidences: a weight put on the wrong anchor shows up as a mismatch.
+    kwargs = retina_kwargs(allowed_border=0)
+    stock = build(RetinaHead, kwargs)
+    earl = clone_into(EARLRetinaHead, kwargs, stock)
+    boxes = [[[20.0, 18.0, 52.0, 50.0], [2.0, 30.0, 30.0, 62.0]]]
+    conf = torch.tensor([0.25, 0.75])
+    (ref,) = _targets(stock, make_samples(boxes, [[0, 1]]), unmap_outputs)
+    (got,) = _targets(earl, make_samples(boxes, [[0, 1]], [conf.tolist()]), unmap_outputs)
+    pos_inds = ref[4]
+    assert pos_inds.numel() >= 2 and (ref[0] < NUM_CLASSES).sum() == pos_inds.numel()
+    conf_by_label = torch.tensor([0.25, 0.75, 1.0])
+    exp_label_w, exp_bbox_w = _expected_weights(ref, conf_by_label)
+    torch.testing.assert_close(got[1], exp_label_w)
+    torch.testing.assert_close(got[3], exp_bbox_w)
+    torch.testing.assert_close(got[0], ref[0])  # labels and targets untouched
+    torch.testing.assert_close(got[2], ref[2])
+    if unmap_outputs:
+        # the construction defeats the naive index: weights at pos_inds of all anchors
+        naive = ref[1].clone()
+        naive[pos_inds] *= conf_by_label[ref[6].pos_gt_labels]
+        assert not torch.equal(naive, exp_label_w)
+        assert (ref[1] == 0).any()  # some anchors really are outside
+
+
+def test_zero_confidence_box_has_no_positive_loss():
+    kwargs = retina_kwargs()
+    head = build(EARLRetinaHead, kwargs)
+    stock = clone_into(RetinaHead, kwargs, head)
+    boxes = [[[4.0, 6.0, 40.0, 44.0], [30.0, 20.0, 60.0, 50.0]]]
+    samples = make_samples(boxes, [[0, 1]], [[0.0, 1.0]])
+    g = torch.Generator().manual_seed(3)
+    sizes = [IMG // s for s in (8, 16, 32)]
+    a = head.num_base_priors
+    cls = [torch.randn(1, a * NUM_CLASSES, s, s, generator=g).requires_grad_() for s in sizes]
+    reg = [torch.randn(1, a * 4, s, s, generator=g).requires_grad_() for s in sizes]
+    losses = head.loss_by_feat(cls, reg, [x.gt_instances for x in samples], [samples[0].metainfo])
+    (sum(losses['loss_cls']) + sum(losses['loss_bbox'])).backward()
+    labels = _targets(stock, make_samples(boxes, [[0, 1]]))[0][0]
+    cls_grad = torch.cat([c.grad.permute(0, 2, 3, 1).reshape(-1, NUM_CLASSES) for c in cls])
+    reg_grad = torch.cat([r.grad.permute(0, 2, 3, 1).reshape(-1, 4) for r in reg])
+    of_zero_box, of_one_box = labels == 0, labels == 1
+    assert of_zero_box.any() and of_one_box.any()
+    assert torch.count_nonzero(cls_grad[of_zero_box]) == 0
+    assert torch.count_nonzero(reg_grad[of_zero_box]) == 0
+    assert torch.count_nonzero(cls_grad[of_one_box]) > 0
+    assert torch.count_nonzero(reg_grad[of_one_box]) > 0
+    negatives = labels == NUM_CLASSES
+    assert torch.count_nonzero(cls_grad[negatives]) > 0  # background still learnt
+
+
+def test_doubling_confidence_doubles_positive_terms():
+    kwargs = retina_kwargs()
+    head = build(EARLRetinaHead, kwargs)
+    feats = make_feats(batch=1)
+    boxes, labels = [[[10.0, 12.0, 46.0, 50.0]]], [[2]]
+
+    def losses(c):
+        return loss_and_grads(head, feats, make_samples(boxes, labels, [[c]]))[0]
+
+    l0, l1, l2 = losses(0.0), losses(0.3), losses(0.6)
+    # the focal loss also sums negatives (untouched by c): isolate the positive part
+    pos1 = l1['loss_cls'] - l0['loss_cls']
+    pos2 = l2['loss_cls'] - l0['loss_cls']
+    assert pos1.abs() > 1e-4
+    torch.testing.assert_close(pos2, 2 * pos1)
+    assert l0['loss_bbox'] == 0 and l1['loss_bbox'] > 0
+    torch.testing.assert_close(l2['loss_bbox'], 2 * l1['loss_bbox'])
+
+
+def test_weight_sum_avg_factor_and_scale_invariance():
+    kwargs = retina_kwargs()
+    stock = build(RetinaHead, kwargs)
+    conf = [[0.5, 2.0, 1.5], [0.25, 1.0], []]
+    earl = clone_into(EARLRetinaHead, kwargs, stock, earl_cfg=dict(normalize='weight_sum'))
+    sizes = [(IMG // s, IMG // s) for s in (8, 16, 32)]
+    samples = make_samples(BOXES, LABELS, conf)
+    metas = [s.metainfo for s in samples]
+    anchors, valid = earl.get_anchors(sizes, metas, device='cpu')
+    gts = [s.gt_instances for s in samples]
+    avg_factor = earl.get_targets(anchors, valid, gts, metas)[4]
+    # oracle: stock positives, each counted with the c of its gt (labels unique per image)
+    # (an image without positives keeps mmdet's per-image count of 1, so that unit
+    # weights reproduce mmdet's avg_factor exactly)
+    expected = 0.0
+    for ref, c, lab in zip(_targets(stock, make_samples(BOXES, LABELS)), conf, LABELS):
+        if ref[4].numel() == 0:
+            expected += 1.0
+        for cls_id, ci in zip(lab, c):
+            expected += ci * float((ref[0] == cls_id).sum())
+    assert avg_factor == pytest.approx(expected)
+    # the box term is a weighted mean: a global rescaling of c leaves it unchanged (on
+    # images that all have positives)
+    feats = [f[:2] for f in make_feats(batch=3)]
+    ref_losses, _ = loss_and_grads(stock, feats, make_samples(BOXES[:2], LABELS[:2]))
+    half = [[0.5] * len(c) for c in LABELS[:2]]
+    got, _ = loss_and_grads(earl, feats, make_samples(BOXES[:2], LABELS[:2], half))
+    torch.testing.assert_close(got['loss_bbox'], ref_losses['loss_bbox'])

@@ -1,0 +1,192 @@
+"""tools/ensemble_predictions.py: WBF of prediction files, then the metric on the result."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('mmdet')
+ensemble_boxes = pytest.importorskip('ensemble_boxes')
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location(
+    'ensemble_predictions', ROOT / 'tools' / 'ensemble_predictions.py'
+)
+tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tool)
+
+
+def make_gold(rng) -> dict:
+    images = [dict(id=i + 1, width=200, height=100, file_name=f'{i}.png') for i in range(6)]
+    anns = []
+    for im in images[:5]:  # the last image has no gt
+        for _ in range(2):
+            x, y = rng.uniform(0, 120), rng.uniform(0, 50)
+            anns.append(
+                dict(
+                    id=len(anns) + 1,
+                    image_id=im['id'],
+                    category_id=int(rng.integers(1, 3)),
+                    bbox=[x, y, 40.0, 30.0],
+                    area=1200.0,
+                    iscrowd=0,
+                )
+            )
+    return dict(
+        images=images, annotations=anns, categories=[dict(id=1, name='a'), dict(id=2, name='b')]
+    )
+
+
+def noisy_model(gold, rng, sigma):
+    """{img_id: (boxes xyxy, scores, labels)}: jittered gt plus one false positive."""
+    out = {}
+    for im in gold['images']:
+        anns = [a for a in gold['annotations'] if a['image_id'] == im['id']]
+        boxes = [[a['bbox'][0], a['bbox'][1], a['bbox'][0] + 40, a['bbox'][1] + 30] for a in anns]
+        boxes = np.array(boxes + [[150, 60, 190, 95]], dtype=np.float64)
+        boxes[:-1] += rng.normal(0, sigma, (len(anns), 4))
+        out[im['id']] = (
+            boxes,
+            rng.uniform(0.3, 1.0, len(boxes)),
+            np.array([a['category_id'] - 1 for a in anns] + [0]),
+        )
+    return out
+
+
+def save_pkl(path, preds):
+    """The layout of mmdet's DumpDetResults (tools/test.py --out)."""
+    samples = [
+        dict(
+            img_id=i,
+            ori_shape=(100, 200),
+            pred_instances=dict(
+                bboxes=torch.tensor(b, dtype=torch.float32),
+                scores=torch.tensor(s, dtype=torch.float32),
+                labels=torch.tensor(lab),
+            ),
+        )
+        for i, (b, s, lab) in preds.items()
+    ]
+    with open(path, 'wb') as f:
+        pickle.dump(samples, f)
+
+
+def save_json(path, preds):
+    dets = [
+        dict(
+            image_id=i,
+            category_id=int(c) + 1,
+            bbox=[b[0], b[1], b[2] - b[0], b[3] - b[1]],
+            score=float(s),
+        )
+        for i, (bb, ss, ll) in preds.items()
+        for b, s, c in zip(bb.tolist(), ss, ll)
+    ]
+    Path(path).write_text(json.dumps(dets))
+
+
+def test_fuse_matches_ensemble_boxes_and_report(tmp_path):
+    rng = np.random.default_rng(0)
+    gold = make_gold(rng)
+    (tmp_path / 'gold.json').write_text(json.dumps(gold))
+    m1, m2 = noisy_model(gold, rng, 2.0), noisy_model(gold, rng, 3.0)
+    save_pkl(tmp_path / 'm1.pkl', m1)
+    save_json(tmp_path / 'm2.json', m2)
+    out = tmp_path / 'out'
+    assert (
+        tool.main(
+            [
+                str(tmp_path / 'm1.pkl'),
+                str(tmp_path / 'm2.json'),
+                '--gt',
+                str(tmp_path / 'gold.json'),
+                '--out-dir',
+                str(out),
+                '--iou-thr',
+                '0.5',
+                '--weights',
+                '2',
+                '1',
+                '--kaggle',
+            ]
+        )
+        == 0
+    )
+
+    fused = json.loads((out / 'fused.bbox.json').read_text())
+    # Oracle: ensemble-boxes on the same normalised inputs (float32 boxes as the pkl holds).
+    models = [
+        tool.load_predictions(str(tmp_path / 'm1.pkl'), gold),
+        tool.load_predictions(str(tmp_path / 'm2.json'), gold),
+    ]
+    for im in gold['images']:
+        scale = np.array([200.0, 100.0, 200.0, 100.0])
+        b, s, lab = ensemble_boxes.weighted_boxes_fusion(
+            [np.clip(m[im['id']][0] / scale, 0, 1) for m in models],
+            [m[im['id']][1] for m in models],
+            [m[im['id']][2] for m in models],
+            weights=[2, 1],
+            iou_thr=0.5,
+        )
+        mine = [d for d in fused if d['image_id'] == im['id']]
+        assert len(mine) == len(b)
+        got = np.array(
+            [
+                [
+                    d['bbox'][0],
+                    d['bbox'][1],
+                    d['bbox'][0] + d['bbox'][2],
+                    d['bbox'][1] + d['bbox'][3],
+                ]
+                for d in mine
+            ]
+        )
+        np.testing.assert_allclose(got, b * scale, atol=1e-4)
+        np.testing.assert_allclose([d['score'] for d in mine], s, atol=1e-6)
+        assert [d['category_id'] - 1 for d in mine] == lab.astype(int).tolist()
+
+    report = json.loads((out / 'report.json').read_text())
+    rows = report['tables']['inputs']['rows']
+    assert [r[0] for r in rows] == ['WBF ensemble', 'm1.pkl', 'm2.json']
+    assert report['metrics']['coco/mAP_40'] == rows[0][1]
+    assert 'coco/kaggle_mAP_40' in report['metrics']
+    # The fused file, evaluated on its own, gives the reported numbers.
+    again, _ = tool.evaluate(
+        tool.load_predictions(str(out / 'fused.bbox.json'), gold), str(tmp_path / 'gold.json'), gold
+    )
+    assert again['mAP_40'] == pytest.approx(report['metrics']['coco/mAP_40'], abs=1e-12)
+    text = (out / 'report.md').read_text()
+    assert '## inputs' in text and 'Kaggle' in text
+
+
+def test_two_identical_models_fuse_to_themselves(tmp_path):
+    rng = np.random.default_rng(1)
+    gold = make_gold(rng)
+    (tmp_path / 'gold.json').write_text(json.dumps(gold))
+    m = noisy_model(gold, rng, 0.0)
+    save_json(tmp_path / 'm.json', m)
+    fused = tool.fuse_predictions([m, m], gold, iou_thr=0.55)
+    single, _ = tool.evaluate(m, str(tmp_path / 'gold.json'), gold)
+    both, _ = tool.evaluate(fused, str(tmp_path / 'gold.json'), gold)
+    assert both == pytest.approx(single, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    'content, name, match',
+    [
+        ([dict(image_id=1, category_id=9, bbox=[0, 0, 1, 1], score=1)], 'p.json', 'category_id 9'),
+        ({'image_id': 1}, 'p.json', 'must hold a list'),
+        ([], 'p.txt', 'unknown prediction format'),
+    ],
+)
+def test_load_predictions_errors(tmp_path, content, name, match):
+    gold = make_gold(np.random.default_rng(0))
+    (tmp_path / name).write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=match):
+        tool.load_predictions(str(tmp_path / name), gold)

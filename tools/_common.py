@@ -1,0 +1,53 @@
+"""Shared helpers of the earl-mmdet entry points (kept tiny: config + runner set-up)."""
+
+from __future__ import annotations
+
+import os
+import os.path as osp
+import sys
+
+# Run from a checkout without `pip install -e .`.
+_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+
+def load_config(path: str, cfg_options: dict | None, launcher: str):
+    """Load a config, apply overrides and make it runnable on this machine."""
+    import torch
+    from mmengine.config import Config
+
+    import earl_mmdet  # noqa: F401  (registers components + safe checkpoint loading)
+
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file not found: {path}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if launcher != 'none' and not torch.cuda.is_available():
+        # No CUDA: nccl cannot start; gloo runs the same job on CPU processes.
+        env_cfg = cfg.get('env_cfg', {}) or {}
+        dist_cfg = dict(env_cfg.get('dist_cfg', {}) or {})
+        dist_cfg['backend'] = 'gloo'
+        env_cfg['dist_cfg'] = dist_cfg
+        cfg.env_cfg = env_cfg
+        # mmengine passes device_ids=[LOCAL_RANK] to DDP, which CPU modules refuse; a value
+        # in the config wins over that default.
+        wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
+        wrapper.setdefault('device_ids', None)
+        cfg.model_wrapper_cfg = wrapper
+    if cfg.get('allow_unsafe_checkpoint_load', False):
+        from earl_mmdet.engine import allow_unsafe_checkpoint_load
+
+        allow_unsafe_checkpoint_load(True)
+    return cfg
+
+
+def default_work_dir(config_path: str) -> str:
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def set_local_rank(local_rank: int | None) -> None:
+    if 'LOCAL_RANK' not in os.environ and local_rank is not None:
+        os.environ['LOCAL_RANK'] = str(local_rank)

@@ -1,0 +1,210 @@
+"""Rater-quality and agreement report of a multi-rater COCO file.
+
+Example::
+
+    .venv/bin/python tools/analyze_annotators.py train_multi.json --out work_dirs/raters
+
+Writes ``DIR/report.json`` (:func:`earl_mmdet.core.rater_report.rater_report`),
+``DIR/pairwise_f1.png`` (rater x rater IoU-F1 heat map), ``DIR/confusion.png`` (EM
+confusion matrix per rater) and ``DIR/summary.md``, and prints the Markdown summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, _ROOT)
+# earl_mmdet is imported in main(): importing it registers the mmdet components (seconds),
+# which `--help` does not need.
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description='Per-rater statistics, pairwise IoU-F1, EM confusion matrices and '
+        "Krippendorff's alpha of a multi-rater COCO file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument('annotations', help='multi-rater COCO JSON')
+    p.add_argument('--out', required=True, help='output directory')
+    p.add_argument(
+        '--iou-thr',
+        type=float,
+        default=0.5,
+        help='matching threshold (IoU > thr, same label) and alpha unit threshold',
+    )
+    p.add_argument(
+        '--consensus',
+        default='mv',
+        help='aggregator for the leave-one-out consensus of the other raters',
+    )
+    p.add_argument(
+        '--include-empty-images',
+        action='store_true',
+        help="count images nobody drew on as agreeing units in Krippendorff's alpha",
+    )
+    p.add_argument('--no-plots', action='store_true', help='skip the PNG figures')
+    p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
+    return p.parse_args(argv)
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return '-'
+    if isinstance(x, float):
+        return f'{x:.{digits}f}'
+    return str(x)
+
+
+def markdown_summary(rep: dict, source: str) -> str:
+    """Short Markdown summary of a :func:`rater_report` dict."""
+    em = rep.get('em') or {}
+    lines = [
+        f'# Rater report: {source}',
+        '',
+        f'{rep["num_images"]} images, {rep["num_boxes"]} rater boxes, '
+        f'{len(rep["raters"])} raters; matching IoU > {rep["iou_thr"]}, same label; '
+        f'precision/recall against the leave-one-out consensus '
+        f'({rep["consensus"]["aggregator"]}) of the other raters.',
+        '',
+        '| rater | images read | boxes | boxes/image | precision | recall | F1 | '
+        'EM proficiency | EM precision | box sigma |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for r in rep['raters']:
+        s = rep['per_rater'][r]
+        lines.append(
+            f'| {r} | {s["images_read"]} | {s["boxes"]} | {_fmt(s["boxes_per_image"], 2)} | '
+            f'{_fmt(s["precision"])} | {_fmt(s["recall"])} | {_fmt(s["f1"])} | '
+            f'{_fmt((em.get("proficiency") or {}).get(r))} | '
+            f'{_fmt((em.get("precision") or {}).get(r))} | '
+            f'{_fmt((em.get("box_sigma") or {}).get(r))} |'
+        )
+    ka = rep['krippendorff_alpha']
+    off = [
+        v
+        for i, row in enumerate(rep['pairwise_f1']['matrix'])
+        for j, v in enumerate(row)
+        if i < j and v is not None
+    ]
+    lines += [
+        '',
+        f"Krippendorff's alpha (boxes, 1 - IoU distance): {_fmt(ka['alpha'])}; "
+        f'nominal: {_fmt(ka["alpha_nominal"])} ({ka["units"]} units).',
+        f'Mean pairwise IoU-F1: {_fmt(sum(off) / len(off)) if off else "-"}.',
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+def plot_pairwise(rep: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    raters = rep['pairwise_f1']['raters']
+    m = np.array(
+        [[np.nan if v is None else v for v in row] for row in rep['pairwise_f1']['matrix']],
+        dtype=float,
+    ).reshape(len(raters), len(raters))
+    n = len(raters)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.55 * n), max(4.0, 1.2 + 0.5 * n)))
+    im = ax.imshow(np.ma.masked_invalid(m), vmin=0, vmax=1, cmap='viridis')
+    ax.set_xticks(range(n), raters, rotation=90)
+    ax.set_yticks(range(n), raters)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if np.isfinite(m[i, j]):
+                    ax.text(
+                        j,
+                        i,
+                        f'{m[i, j]:.2f}',
+                        ha='center',
+                        va='center',
+                        fontsize=7,
+                        color='white' if m[i, j] < 0.6 else 'black',
+                    )
+    ax.set_title(f'pairwise IoU-F1 (IoU > {rep["iou_thr"]}, same label)')
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_confusion(rep: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    em = rep['em']
+    raters = em['raters']
+    classes = em['classes']
+    cols = min(4, len(raters))
+    rows = int(math.ceil(len(raters) / cols))
+    size = 1.2 + 0.22 * len(classes)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis('off')
+    for ax, r in zip(axes.ravel(), raters):
+        ax.axis('on')
+        ax.imshow(np.array(em['confusion'][r]), vmin=0, vmax=1, cmap='Blues')
+        prof = em['proficiency'][r]
+        ax.set_title(f'{r}  p={_fmt(prof, 2)}', fontsize=9)
+        ticks = range(len(classes))
+        ax.set_xticks(ticks, classes if len(classes) <= 16 else [], rotation=90, fontsize=6)
+        ax.set_yticks(ticks, classes if len(classes) <= 16 else [], fontsize=6)
+        ax.set_xlabel('said', fontsize=7)
+        ax.set_ylabel('true (EM)', fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from earl_mmdet.core.coco_io import load_multirater_coco
+    from earl_mmdet.core.rater_report import rater_report
+
+    try:
+        coco = load_multirater_coco(args.annotations, repair=not args.no_repair)
+        rep = rater_report(
+            coco.images,
+            aggregator=args.consensus,
+            iou_thr=args.iou_thr,
+            class_names=list(coco.classes),
+            include_empty_images=args.include_empty_images,
+        )
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    rep['source'] = os.fspath(args.annotations)
+    rep['repairs'] = dict(coco.repairs)
+    os.makedirs(args.out, exist_ok=True)
+    with open(osp.join(args.out, 'report.json'), 'w', encoding='utf-8') as f:
+        json.dump(rep, f, indent=1, allow_nan=False)
+    summary = markdown_summary(rep, args.annotations)
+    with open(osp.join(args.out, 'summary.md'), 'w', encoding='utf-8') as f:
+        f.write(summary)
+    if not args.no_plots:
+        plot_pairwise(rep, osp.join(args.out, 'pairwise_f1.png'))
+        if rep['em'] is not None:
+            plot_confusion(rep, osp.join(args.out, 'confusion.png'))
+    print(summary)
+    print(f'written: {args.out}/report.json, summary.md' + ('' if args.no_plots else ', PNGs'))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,416 @@
+"""Convert VinDr-CXR (Kaggle VinBigData or PhysioNet) labels + DICOMs to (multi-rater) COCO.
+
+Training labels (Kaggle ``train.csv`` or PhysioNet ``annotations_train.csv``) become a
+multi-rater COCO file: every box keeps its radiologist (``annotator_id``), every image lists
+the radiologists who read it (``annotators``, 'No finding' readers included, so normal
+images stay as true negatives). PhysioNet ``annotations_test.csv`` (consensus of 5
+radiologists) with ``--split test`` becomes a gold plain COCO file.
+
+Writes under ``--out``: ``train.json`` (+ ``val.json`` with ``--val-fraction``) or
+``test.json``; ``images/{train,test}/<image_id>.png`` (8-bit, VOI LUT / window applied,
+MONOCHROME1 inverted; ``file_name`` is relative to ``images/<split>/``; train and val
+images share ``images/train/``); ``convert_<split>_meta.json`` (arguments, counts,
+repairs, rater filter). See docs/vindr.md.
+
+Examples::
+
+    # Kaggle, all raters, 1024-px PNGs, 20 % validation
+    python tools/convert_vindr.py --csv vinbigdata/train.csv --dicom-dir vinbigdata/train \\
+        --out data/vindr --resize 1024 --val-fraction 0.2 --workers 2
+    # Rads-VinDr-CXR (paper 4.1.3): only images read by R8, R9 and R10
+    python tools/convert_vindr.py --csv vinbigdata/train.csv --dicom-dir vinbigdata/train \\
+        --out data/rads_vindr --resize 1024 --raters R8 R9 R10
+    # PhysioNet gold test set
+    python tools/convert_vindr.py --csv physionet/annotations/annotations_test.csv \\
+        --dicom-dir physionet/test --split test --out data/vindr --resize 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import multiprocessing
+import os
+import os.path as osp
+import sys
+import time
+
+_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+
+def _import_core(name: str):
+    """``earl_mmdet.core.<name>`` without running ``earl_mmdet/__init__.py``.
+
+    The package ``__init__`` imports torch and mmdet to register the adapters (~8 s of CPU,
+    measured); this tool needs only a numpy module of the core. Reuse the package if it is
+    already imported; else locate it (``find_spec`` does not execute it) and load the file.
+    """
+    if 'earl_mmdet' in sys.modules:
+        return importlib.import_module(f'earl_mmdet.core.{name}')
+    spec = importlib.util.find_spec('earl_mmdet')
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(
+            'error: earl_mmdet not found; run from the repository root or pip install -e .'
+        )
+    path = osp.join(spec.submodule_search_locations[0], 'core', f'{name}.py')
+    mod_name = f'_earl_mmdet_core_{name}'  # private name: pickles must not import the package
+    mod_spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.modules[mod_name] = module
+    mod_spec.loader.exec_module(module)
+    return module
+
+
+vindr = _import_core('vindr')
+
+DICOM_SUFFIXES = ('.dicom', '.dcm', '')
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description='VinDr-CXR CSV + DICOM -> multi-rater COCO + PNG')
+    p.add_argument(
+        '--csv', required=True, help='Kaggle train.csv or PhysioNet annotations_{train,test}.csv'
+    )
+    p.add_argument('--out', required=True, help='output directory')
+    p.add_argument('--dicom-dir', help='folder of <image_id>.dicom (or .dcm) files')
+    p.add_argument(
+        '--format',
+        default='auto',
+        choices=('auto', 'kaggle', 'physionet'),
+        help='CSV layout (default: detect from the header)',
+    )
+    p.add_argument(
+        '--split',
+        default='train',
+        choices=('train', 'test'),
+        help="'train' (multi-rater, default) or 'test' (PhysioNet consensus -> gold)",
+    )
+    p.add_argument(
+        '--raters',
+        nargs='+',
+        metavar='RAD_ID',
+        help='keep only these radiologists, e.g. R8 R9 R10 (Rads-VinDr-CXR)',
+    )
+    p.add_argument(
+        '--rater-match',
+        default='all',
+        choices=('all', 'any'),
+        help="with --raters: keep images read by 'all' of them (default) or 'any'",
+    )
+    p.add_argument(
+        '--val-fraction',
+        type=float,
+        default=0.0,
+        help='fraction of training images for val.json (default 0: none)',
+    )
+    p.add_argument('--seed', type=int, default=0, help='train/val split seed (default 0)')
+    p.add_argument(
+        '--resize',
+        type=int,
+        metavar='PIXELS',
+        help='resize the longest side to PIXELS (boxes scaled); default: keep size',
+    )
+    p.add_argument(
+        '--skip-images',
+        action='store_true',
+        help='write only the JSON; sizes from --size-table or the DICOM headers',
+    )
+    p.add_argument(
+        '--size-table',
+        help='CSV with image_id and width,height (or image_width,image_height or '
+        'dim0,dim1) used with --skip-images',
+    )
+    p.add_argument(
+        '--no-voi-lut',
+        action='store_true',
+        help='do not apply the DICOM VOI LUT / window (min-max scaling only)',
+    )
+    p.add_argument(
+        '--repair',
+        action='store_true',
+        help='swap reversed corners and clip boxes to the image (counted, logged) '
+        'instead of failing',
+    )
+    p.add_argument(
+        '--unknown-classes',
+        default='error',
+        choices=vindr.UNKNOWN_CLASS_MODES,
+        help='findings outside the 14 Kaggle classes (PhysioNet has 22): error '
+        '(default), drop (counted) or keep (extra categories)',
+    )
+    p.add_argument('--workers', type=int, default=1, help='processes for DICOM conversion')
+    p.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='re-convert PNGs that already exist (default: reuse them)',
+    )
+    p.add_argument('-v', '--verbose', action='store_true', help='log every repair')
+    a = p.parse_args(argv)
+    if a.split == 'test' and (a.raters or a.val_fraction):
+        p.error('--raters and --val-fraction apply to training labels, not to --split test')
+    if not 0.0 <= a.val_fraction < 1.0:
+        p.error(f'--val-fraction must lie in [0, 1), got {a.val_fraction}')
+    if a.resize is not None and a.resize < 1:
+        p.error(f'--resize must be >= 1, got {a.resize}')
+    if not a.skip_images and not a.dicom_dir:
+        p.error('--dicom-dir is required unless --skip-images is given')
+    if a.skip_images and not (a.size_table or a.dicom_dir):
+        p.error('--skip-images needs image sizes: pass --size-table or --dicom-dir')
+    if a.workers < 1:
+        p.error(f'--workers must be >= 1, got {a.workers}')
+    return a
+
+
+def progress(iterable, total: int, desc: str):
+    """tqdm if installed, else a counter on stderr every ~10 %."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is not None:
+        yield from tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False)
+        return
+    step = max(1, total // 10)
+    for i, item in enumerate(iterable, 1):
+        if i % step == 0 or i == total:
+            sys.stderr.write(f'\r{desc}: {i}/{total}')
+            sys.stderr.flush()
+        yield item
+    sys.stderr.write('\n')
+
+
+# --------------------------------------------------------------------------- DICOM
+def find_dicom(dicom_dir: str, image_id: str) -> str | None:
+    for suffix in DICOM_SUFFIXES:
+        path = osp.join(dicom_dir, image_id + suffix)
+        if osp.isfile(path):
+            return path
+    return None
+
+
+def _lut_functions():
+    try:  # pydicom >= 3
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:  # pydicom 2.x
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+    return apply_modality_lut, apply_voi_lut
+
+
+def dicom_size(path: str) -> tuple[int, int]:
+    """(width, height) from the DICOM header, without decoding pixels."""
+    import pydicom
+
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    try:
+        return int(ds.Columns), int(ds.Rows)
+    except AttributeError as e:
+        raise ValueError(f'{path}: DICOM header has no Rows/Columns') from e
+
+
+def dicom_to_uint8(path: str, voi_lut: bool = True):
+    """Decode a DICOM, apply the modality LUT and (optionally) the VOI LUT / window,
+    invert MONOCHROME1 and scale to 8 bits. Returns a (H, W) uint8 array."""
+    import pydicom
+
+    apply_modality_lut, apply_voi_lut = _lut_functions()
+    try:
+        ds = pydicom.dcmread(path)
+        arr = ds.pixel_array
+    except Exception as e:  # pydicom raises many types (missing decoders, bad files)
+        raise ValueError(
+            f'{path}: cannot decode the DICOM pixels ({type(e).__name__}: {e}); compressed '
+            'files need a decoder plugin, e.g. pip install pylibjpeg pylibjpeg-libjpeg'
+        ) from e
+    arr = apply_modality_lut(arr, ds)
+    if voi_lut:
+        arr = apply_voi_lut(arr, ds)
+    return vindr.to_uint8(arr, getattr(ds, 'PhotometricInterpretation', 'MONOCHROME2'))
+
+
+def _convert_one(task: tuple) -> tuple[str, tuple[int, int], tuple[int, int]]:
+    """Convert one DICOM to PNG (or reuse an existing PNG of the right size)."""
+    from PIL import Image
+
+    image_id, dicom_path, png_path, resize, voi_lut, overwrite = task
+    if not overwrite and osp.isfile(png_path):
+        w0, h0 = dicom_size(dicom_path)
+        with Image.open(png_path) as im:
+            if im.size == vindr.resized_size(w0, h0, resize):
+                return image_id, (w0, h0), im.size
+    u8 = dicom_to_uint8(dicom_path, voi_lut)
+    h0, w0 = u8.shape
+    size = vindr.resized_size(w0, h0, resize)
+    img = Image.fromarray(u8)
+    if size != (w0, h0):
+        # PIL widens the filter support when shrinking: antialiased downscaling.
+        img = img.resize(size, Image.Resampling.BILINEAR)
+    tmp = png_path + '.tmp'
+    img.save(tmp, format='PNG')
+    os.replace(tmp, png_path)  # never leave a truncated PNG that a rerun would reuse
+    return image_id, (w0, h0), size
+
+
+# --------------------------------------------------------------------------- main
+def convert(a: argparse.Namespace) -> dict:
+    """Run the conversion described by ``a``; return the meta dict (also written)."""
+    t0 = time.time()
+    gold = a.split == 'test'
+    labels = vindr.read_vindr_csv(
+        a.csv, a.format, gold=gold, repair=a.repair, unknown_classes=a.unknown_classes
+    )
+    if not gold and 'test' in osp.basename(a.csv).lower():
+        print(
+            f'warning: {a.csv} looks like a test file but --split is train; PhysioNet '
+            'test labels are a consensus: pass --split test for a gold file',
+            file=sys.stderr,
+        )
+    meta: dict = dict(
+        args={k: v for k, v in vars(a).items() if k != 'verbose'},
+        format=labels.fmt,
+        csv_images=len(labels.readers),
+        csv_boxes=len(labels.boxes),
+        dropped_rows=dict(labels.dropped),
+        repairs=dict(labels.repairs),
+    )
+    if a.raters:
+        labels, stats = vindr.filter_raters(labels, a.raters, a.rater_match)
+        meta['rater_filter'] = stats
+        print(
+            f'--raters {" ".join(a.raters)} ({a.rater_match}): kept {stats["images_kept"]} '
+            f'images / {stats["boxes_kept"]} boxes, removed {stats["images_removed"]} '
+            f'images / {stats["boxes_removed"]} boxes of other raters',
+            file=sys.stderr,
+        )
+    ids = labels.image_ids
+    split_dir = 'test' if gold else 'train'
+    img_dir = osp.join(a.out, 'images', split_dir)
+    os.makedirs(img_dir, exist_ok=True)
+
+    paths: dict[str, str] = {}
+    if a.dicom_dir and not (a.skip_images and a.size_table):
+        missing = []
+        for i in ids:
+            path = find_dicom(a.dicom_dir, i)
+            if path is None:
+                missing.append(i)
+            else:
+                paths[i] = path
+        if missing:
+            raise ValueError(
+                f'{a.dicom_dir}: no DICOM for {len(missing)} of {len(ids)} labelled images, '
+                f'e.g. {missing[:3]} (looked for <image_id>{{{",".join(DICOM_SUFFIXES)}}})'
+            )
+    sizes: dict[str, tuple[int, int]] = {}
+    resized: dict[str, tuple[int, int]] = {}
+    if a.skip_images:
+        if a.size_table:
+            table = vindr.read_size_table(a.size_table)
+            missing = [i for i in ids if i not in table]
+            if missing:
+                raise ValueError(
+                    f'{a.size_table}: no size for {len(missing)} labelled images, '
+                    f'e.g. {missing[:3]}'
+                )
+            sizes = {i: table[i] for i in ids}
+        else:
+            for i in progress(ids, len(ids), 'DICOM headers'):
+                sizes[i] = dicom_size(paths[i])
+        resized = {i: vindr.resized_size(*sizes[i], a.resize) for i in ids}
+    else:
+        tasks = [
+            (i, paths[i], osp.join(img_dir, f'{i}.png'), a.resize, not a.no_voi_lut, a.overwrite)
+            for i in ids
+        ]
+        if a.workers > 1:
+            with multiprocessing.Pool(a.workers) as pool:
+                results = list(
+                    progress(
+                        pool.imap_unordered(_convert_one, tasks, chunksize=4),
+                        len(tasks),
+                        f'{split_dir} DICOM -> PNG',
+                    )
+                )
+        else:
+            results = list(
+                progress(map(_convert_one, tasks), len(tasks), f'{split_dir} DICOM -> PNG')
+            )
+        for image_id, orig, size in results:
+            sizes[image_id], resized[image_id] = orig, size
+
+    info = dict(
+        description='VinDr-CXR converted by earl-mmdet tools/convert_vindr.py',
+        source=osp.basename(a.csv),
+        format=labels.fmt,
+    )
+    id_of = {k: n + 1 for n, k in enumerate(ids)}
+    outputs = {}
+    if gold:
+        outputs['test'] = ids
+    else:
+        train_ids, val_ids = vindr.split_train_val(labels, a.val_fraction, a.seed)
+        outputs['train'] = train_ids
+        if a.val_fraction > 0:
+            if not val_ids or not train_ids:
+                raise ValueError(
+                    f'--val-fraction {a.val_fraction} of {len(ids)} images leaves '
+                    f'{len(train_ids)} train / {len(val_ids)} val images'
+                )
+            outputs['val'] = val_ids
+    total_repairs = dict(labels.repairs)
+    meta['files'] = {}
+    for name, subset in outputs.items():
+        coco, repairs = vindr.build_coco(
+            labels,
+            sizes,
+            subset,
+            resized=resized,
+            gold=gold,
+            repair=a.repair,
+            id_of=id_of,
+            info=dict(info, split=name, kind='gold' if gold else 'multi-rater'),
+        )
+        for k, v in repairs.items():
+            total_repairs[k] = total_repairs.get(k, 0) + v
+        path = osp.join(a.out, f'{name}.json')
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(json.dumps(coco, sort_keys=True, separators=(',', ':')) + '\n')
+        n_neg = len(coco['images']) - len({x['image_id'] for x in coco['annotations']})
+        meta['files'][name] = dict(
+            images=len(coco['images']), boxes=len(coco['annotations']), negative_images=n_neg
+        )
+    meta['repairs'] = total_repairs
+    meta['classes'] = labels.classes
+    with open(osp.join(a.out, f'convert_{a.split}_meta.json'), 'w', encoding='utf-8') as f:
+        f.write(json.dumps(meta, sort_keys=True, indent=1) + '\n')
+    meta['_seconds'] = time.time() - t0
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if a.verbose else logging.INFO, format='%(levelname)s %(message)s'
+    )
+    try:
+        meta = convert(a)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from e
+    for name, c in meta['files'].items():
+        print(
+            f'wrote {osp.join(a.out, name + ".json")}: {c["images"]} images '
+            f'({c["negative_images"]} without boxes), {c["boxes"]} boxes'
+        )
+    if meta['repairs']:
+        print(f'repairs: {meta["repairs"]}')
+    if meta['dropped_rows']:
+        print(f'dropped rows (--unknown-classes drop): {meta["dropped_rows"]}')
+    print(f'done in {meta["_seconds"]:.1f} s')
+
+
+if __name__ == '__main__':
+    main()

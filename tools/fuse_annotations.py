@@ -1,0 +1,245 @@
+"""Fuse a multi-rater COCO file into one standard COCO file with per-box confidences.
+
+Example::
+
+    .venv/bin/python tools/fuse_annotations.py train_multi.json train_wbf.json \\
+        --method wbf --iou-thr 0.4 --score count
+
+The output keeps the input's images and categories (original category ids). Each fused
+box becomes one annotation with ``bbox`` [x, y, w, h], ``area``, ``category_id``,
+``iscrowd`` 0, ``score`` (the confidence c), ``agreement`` (T), ``num_raters`` (R) and
+``raters`` (the raters whose boxes formed it). The images' ``annotators`` list is renamed
+``raters_read`` so that the file reads as a plain (pre-fused) COCO file, with one
+annotation source, in any framework and in ``earl_mmdet``'s loader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import os.path as osp
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, _ROOT)
+# earl_mmdet is imported inside the functions: importing it registers the mmdet
+# components (seconds), which `--help` does not need.
+
+#: CLI option -> (aggregator parameter, methods that accept it).
+_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    'iou_thr': ('iou_thr', ('mv', 'wbf', 'em')),
+    'score': ('score_mode', ('na', 'rater', 'mv', 'wbf', 'em')),
+    'quorum': ('quorum', ('mv',)),
+    'box_mode': ('box_mode', ('mv',)),
+    'per_label': ('class_agnostic', ('mv',)),
+    'linkage': ('linkage', ('mv', 'em')),
+    'rater': ('rater', ('rater',)),
+    'on_missing': ('on_missing', ('rater',)),
+    'skip_box_thr': ('skip_box_thr', ('wbf',)),
+    'conf_type': ('conf_type', ('wbf',)),
+    'rater_weights': ('rater_weights', ('wbf',)),
+    'keep_no_object': ('drop_no_object', ('em',)),
+    'box_weights': ('box_weights', ('em',)),
+    'max_iter': ('max_iter', ('em',)),
+}
+
+
+def _quorum(text: str) -> int | float:
+    """'2' -> 2 raters; '0.5' -> half of R."""
+    try:
+        return float(text) if any(c in text for c in '.eE') else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'quorum must be an int (raters) or a fraction like 0.5, got {text!r}'
+        ) from None
+
+
+def _weights(text: str) -> dict[str, float]:
+    """'R1=0.9,R2=0.7' or a JSON object / JSON file path -> {rater: weight}."""
+    if osp.isfile(text):
+        with open(text, encoding='utf-8') as f:
+            text = f.read()
+    text = text.strip()
+    try:
+        if text.startswith('{'):
+            data = json.loads(text)
+            return {str(k): float(v) for k, v in data.items()}
+        out = {}
+        for part in text.split(','):
+            k, v = part.split('=')
+            out[k.strip()] = float(v)
+        return out
+    except (ValueError, json.JSONDecodeError, AttributeError):
+        raise argparse.ArgumentTypeError(
+            f"rater weights must look like 'R1=0.9,R2=0.7' or a JSON object, got {text!r}"
+        ) from None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description='Fuse a multi-rater COCO file (annotator_id per box, annotators per '
+        'image) into a standard COCO file with score = c, agreement = T, num_raters = R.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument('input', help='multi-rater COCO JSON')
+    p.add_argument('output', help='fused COCO JSON to write')
+    p.add_argument(
+        '--method',
+        default='wbf',
+        help='aggregator: na | rater:<id> | mv | wbf | em (see docs/aggregators.md)',
+    )
+    p.add_argument('--iou-thr', type=float, default=None, help='IoU threshold (default 0.4)')
+    p.add_argument(
+        '--score',
+        default=None,
+        choices=('count', 'fraction', 'wbf', 'posterior'),
+        help='confidence c: count = T, fraction = T/R, wbf = WBF score, posterior (em only); '
+        'default: count, posterior for em',
+    )
+    g = p.add_argument_group('mv')
+    g.add_argument('--quorum', type=_quorum, default=None, help='int raters or fraction of R')
+    g.add_argument('--box-mode', choices=('average', 'union', 'intersection'), default=None)
+    g.add_argument(
+        '--per-label',
+        action='store_const',
+        const=False,
+        default=None,
+        help='cluster each label separately (default: across labels, then vote)',
+    )
+    g.add_argument('--linkage', choices=('average', 'complete', 'single'), default=None)
+    g = p.add_argument_group('rater')
+    g.add_argument('--rater', default=None, help='rater id for --method rater')
+    g.add_argument(
+        '--on-missing',
+        choices=('error', 'skip'),
+        default=None,
+        help='image the rater did not read: error, or leave it out of the output',
+    )
+    g = p.add_argument_group('wbf')
+    g.add_argument('--skip-box-thr', type=float, default=None)
+    g.add_argument('--conf-type', default=None)
+    g.add_argument(
+        '--rater-weights',
+        type=_weights,
+        default=None,
+        help="proficiency per rater: 'R1=0.9,R2=0.7', a JSON object, or a JSON file",
+    )
+    g = p.add_argument_group('em')
+    g.add_argument(
+        '--keep-no-object',
+        action='store_const',
+        const=False,
+        default=None,
+        help='keep clusters EM judges to be no object (default: drop them)',
+    )
+    g.add_argument('--box-weights', choices=('box', 'proficiency', 'uniform'), default=None)
+    g.add_argument('--max-iter', type=int, default=None)
+    p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
+    return p.parse_args(argv)
+
+
+def aggregator_from_args(args: argparse.Namespace):
+    """Build the aggregator; refuse options that do not apply to the method."""
+    from earl_mmdet.core.aggregators import build_aggregator
+
+    method = args.method.strip()
+    base = 'rater' if method.startswith('rater') else method
+    params: dict[str, Any] = {}
+    for opt, (param, methods) in _OPTIONS.items():
+        value = getattr(args, opt)
+        if value is None:
+            continue
+        if base not in methods:
+            flag = '--' + opt.replace('_', '-')
+            raise ValueError(f'{flag} does not apply to --method {method} (only {methods})')
+        params[param] = value
+    return build_aggregator(method, **params)
+
+
+def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
+    """Run the fusion; return (fused COCO dict, summary)."""
+    from earl_mmdet.core.aggregators import SingleRater
+    from earl_mmdet.core.coco_io import load_multirater_coco
+
+    coco = load_multirater_coco(args.input, repair=not args.no_repair)
+    agg = aggregator_from_args(args)
+    results = agg.fuse_all(coco.images)
+    out_images, anns = [], []
+    by_t: collections.Counter = collections.Counter()
+    skipped = 0
+    for info, res in zip(coco.image_infos, results):
+        if isinstance(agg, SingleRater) and res.num_raters == 0:
+            skipped += 1  # the rater did not read it: not a negative image, leave it out
+            continue
+        img = dict(info)
+        img['raters_read'] = list(img.pop('annotators', []))
+        out_images.append(img)
+        for k in range(len(res)):
+            x1, y1, x2, y2 = (float(v) for v in res.boxes[k])
+            t = int(res.agreement[k])
+            by_t[t] += 1
+            anns.append(
+                {
+                    'id': len(anns) + 1,
+                    'image_id': info['id'],
+                    'category_id': coco.categories[int(res.labels[k])]['id'],
+                    'bbox': [x1, y1, x2 - x1, y2 - y1],
+                    'area': (x2 - x1) * (y2 - y1),
+                    'iscrowd': 0,
+                    'score': float(res.confidences[k]),
+                    'agreement': t,
+                    'num_raters': int(res.num_raters),
+                    'raters': [str(r) for r in res.member_raters[k]],
+                }
+            )
+    info = dict(coco.raw.get('info') or {})
+    info['earl_fusion'] = {'source': os.fspath(args.input), 'aggregator': agg.get_params()}
+    fused = {'info': info}
+    if 'licenses' in coco.raw:
+        fused['licenses'] = coco.raw['licenses']
+    fused.update(images=out_images, annotations=anns, categories=coco.raw['categories'])
+    summary = {
+        'aggregator': agg.get_params(),
+        'images_in': len(coco.images),
+        'images_out': len(out_images),
+        'images_skipped': skipped,
+        'boxes_in': coco.num_boxes,
+        'boxes_out': len(anns),
+        'by_agreement': dict(sorted(by_t.items())),
+        'repairs': dict(coco.repairs),
+    }
+    return fused, summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        fused, s = fuse_file(args)
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    out_dir = osp.dirname(osp.abspath(args.output))
+    os.makedirs(out_dir, exist_ok=True)
+    with open(args.output, 'w', encoding='utf-8') as f:
+        json.dump(fused, f)
+    print(f'{args.input} -> {args.output} ({s["aggregator"]["type"]})')
+    print(
+        f'images: {s["images_in"]} in, {s["images_out"]} out'
+        + (f' ({s["images_skipped"]} not read by the rater)' if s['images_skipped'] else '')
+    )
+    print(f'boxes: {s["boxes_in"]} rater boxes -> {s["boxes_out"]} fused')
+    for t, n in s['by_agreement'].items():
+        share = 100.0 * n / max(s['boxes_out'], 1)
+        print(f'  T={t}: {n} ({share:.1f} %)')
+    if s['repairs']:
+        print(f'input repairs: {s["repairs"]}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Train a detector with earl-mmdet components (mmengine Runner; mmdet's flags).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from _common import default_work_dir, load_config, set_local_rank
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+
+    p = argparse.ArgumentParser(description='Train a detector (earl-mmdet)')
+    p.add_argument('config', help='train config file path')
+    p.add_argument('--work-dir', help='directory for logs and checkpoints')
+    p.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    p.add_argument('--auto-scale-lr', action='store_true', help='scale lr by total batch size')
+    p.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or from the latest checkpoint in work-dir if no CKPT',
+    )
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
+    p.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none'
+    )
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    set_local_rank(args.local_rank)
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options, args.launcher)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(args.config)
+
+    if args.amp:
+        optim = cfg.optim_wrapper
+        if optim.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+            print('AMP is already enabled in the config.')
+        else:
+            optim.type = 'AmpOptimWrapper'
+            optim.loss_scale = 'dynamic'
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise ValueError(
+                f'{args.config}: --auto-scale-lr needs `auto_scale_lr = dict(enable=..., '
+                'base_batch_size=...)` in the config'
+            )
+        cfg.auto_scale_lr.enable = True
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    # Sign the checkpoints this run writes, so that --resume may fully unpickle them.
+    hooks = list(cfg.get('custom_hooks', []) or [])
+    if not any(h.get('type') == 'TrustOwnCheckpointsHook' for h in hooks):
+        hooks.append(dict(type='TrustOwnCheckpointsHook'))
+    cfg.custom_hooks = hooks
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
