@@ -1,4 +1,5 @@
 """Install earl-mmdet: ``pip install -e .`` inside an environment that has mmdet 3.x."""
+
 from setuptools import find_packages, setup
 
 setup(

@@ -7,6 +7,7 @@ hooks) into mmdet's registries, so a config needs only::
 
 ``earl_mmdet.core`` works without mmdet installed.
 """
+
 from __future__ import annotations
 
 from .version import __version__

@@ -43,8 +43,14 @@ def make_tiny_coco(
             label = int(rng.integers(0, num_classes))
             canvas[y : y + h, x : x + w] = 80 + 60 * label
             gold.append(
-                dict(id=len(gold) + 1, image_id=i + 1, category_id=label + 1,
-                     bbox=[float(x), float(y), float(w), float(h)], area=float(w * h), iscrowd=0)
+                dict(
+                    id=len(gold) + 1,
+                    image_id=i + 1,
+                    category_id=label + 1,
+                    bbox=[float(x), float(y), float(w), float(h)],
+                    area=float(w * h),
+                    iscrowd=0,
+                )
             )
             for r, rater in enumerate(raters):
                 if r == num_raters - 1 and j % 2 == 1:
@@ -52,14 +58,24 @@ def make_tiny_coco(
                 jx, jy = rng.normal(0, 1.0, size=2)
                 bx, by = float(np.clip(x + jx, 0, size - w)), float(np.clip(y + jy, 0, size - h))
                 multi.append(
-                    dict(id=len(multi) + 1, image_id=i + 1, category_id=label + 1,
-                         bbox=[bx, by, float(w), float(h)], area=float(w * h), iscrowd=0,
-                         annotator_id=rater)
+                    dict(
+                        id=len(multi) + 1,
+                        image_id=i + 1,
+                        category_id=label + 1,
+                        bbox=[bx, by, float(w), float(h)],
+                        area=float(w * h),
+                        iscrowd=0,
+                        annotator_id=rater,
+                    )
                 )
         Image.fromarray(canvas).save(img_dir / name)
     plain_images = [{k: v for k, v in im.items() if k != 'annotators'} for im in images]
-    paths = dict(root=str(root), img_dir=str(img_dir) + '/', gold=str(root / 'gold.json'),
-                 multi=str(root / 'multi.json'))
+    paths = dict(
+        root=str(root),
+        img_dir=str(img_dir) + '/',
+        gold=str(root / 'gold.json'),
+        multi=str(root / 'multi.json'),
+    )
     with open(paths['gold'], 'w') as f:
         json.dump(dict(images=plain_images, annotations=gold, categories=cats), f)
     with open(paths['multi'], 'w') as f:
@@ -79,7 +95,8 @@ pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=(64, 64), keep_ratio=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 _data = dict(type='CocoDataset', data_root='', metainfo=metainfo, ann_file={data['gold']!r},
              data_prefix=dict(img={data['img_dir']!r}), pipeline=pipeline)
@@ -88,7 +105,7 @@ train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
 val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
                       dataset=dict(_data, test_mode=True))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='CocoMetric', ann_file={data['gold']!r}, metric='bbox')
+val_evaluator = dict(type='DetectionMAPMetric', ann_file={data['gold']!r})
 test_evaluator = val_evaluator
 train_cfg = dict(max_epochs={max_epochs}, val_interval=100)
 optim_wrapper = dict(optimizer=dict(lr=0.001))

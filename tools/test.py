@@ -32,9 +32,7 @@ def parse_args(argv=None):
     p.add_argument('--wait-time', type=float, default=2, help='seconds between shown images')
     p.add_argument('--kaggle-submission', help='write a Kaggle `image_id,PredictionString` CSV')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
-    p.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none'
-    )
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     set_local_rank(args.local_rank)

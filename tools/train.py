@@ -1,7 +1,7 @@
 """Train a detector with earl-mmdet components (mmengine Runner; mmdet's flags).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+    [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ def parse_args(argv=None):
         help='resume from CKPT, or from the latest checkpoint in work-dir if no CKPT',
     )
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
-    p.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none'
-    )
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     set_local_rank(args.local_rank)

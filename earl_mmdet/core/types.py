@@ -1,4 +1,5 @@
 """Shared data containers of the core (numpy only)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 
 import numpy as np
@@ -72,7 +73,7 @@ def test_forged_manifest_is_not_trusted(tmp_path):
     path, marker = _evil_checkpoint(tmp_path)
     digest = checkpoint_trust.file_sha256(path)
     (tmp_path / checkpoint_trust.MANIFEST_NAME).write_text(
-        '{"evil.pth": {"sha256": "%s", "hmac": "%s"}}' % (digest, '0' * 64)
+        json.dumps({'evil.pth': {'sha256': digest, 'hmac': '0' * 64}})
     )
     assert not checkpoint_trust.is_trusted(path)
     with pytest.raises(RuntimeError):

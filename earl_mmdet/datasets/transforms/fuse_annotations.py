@@ -245,11 +245,12 @@ class FuseAnnotations(BaseTransform):
             if self.use_cache:
                 self._cache[key] = hit
         _, boxes, labels, conf, agree, num_raters, fused = hit
-        # Copies: later transforms modify boxes in place (torch shares numpy's memory).
+        # Copies, never the cached arrays: later transforms modify boxes in place.
+        # HorizontalBoxes clones its input by default.
         if isinstance(results.get('gt_bboxes'), np.ndarray):
             results['gt_bboxes'] = boxes.copy()
         else:
-            results['gt_bboxes'] = HorizontalBoxes(boxes.copy())
+            results['gt_bboxes'] = HorizontalBoxes(boxes)
         results['gt_bboxes_labels'] = labels.copy()
         results['gt_ignore_flags'] = np.zeros(len(labels), dtype=bool)
         results['gt_confidences'] = conf.copy()

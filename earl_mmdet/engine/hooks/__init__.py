@@ -1,4 +1,5 @@
 """Registered hooks."""
+
 from .trust_checkpoints_hook import TrustOwnCheckpointsHook
 
 __all__ = ['TrustOwnCheckpointsHook']

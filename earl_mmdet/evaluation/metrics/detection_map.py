@@ -87,6 +87,7 @@ class DetectionMAPMetric(CocoMetric):
     def __init__(
         self,
         ann_file: str | None = None,
+        metric: str | Sequence[str] = 'bbox',
         backend: str = 'faster_coco_eval',
         max_dets: int = 100,
         area_ranges: bool = True,
@@ -113,6 +114,12 @@ class DetectionMAPMetric(CocoMetric):
             collect_device=collect_device,
             prefix=prefix,
         )
+        # Accepted so that a CocoMetric config becomes ours by changing only its type.
+        metrics = [metric] if isinstance(metric, str) else list(metric)
+        if metrics != ['bbox']:
+            raise ValueError(
+                f"DetectionMAPMetric evaluates boxes only: metric must be 'bbox', got {metric!r}"
+            )
         if backend not in BACKENDS:
             raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
         if no_finding not in NO_FINDING_MODES:
