@@ -80,7 +80,10 @@ class FuseAnnotations(BaseTransform):
             ``'fraction'`` = T/R, ``'wbf'``, ``'posterior'`` for ``em``); None = the
             aggregator's default. Ignored by ``'precomputed'``. Defaults to ``'count'``.
         fit_ann_file (str | None): annotation file to fit a dataset-level aggregator
-            (``em``) on, once per process (cached). Required for such aggregators.
+            (``em``) on, once per process (cached by file, modification time and
+            parameters), when the transform is built - in the main process, so forked
+            dataloader workers inherit the fit. Required for such aggregators. A path as
+            given (not joined with the dataset's ``data_root``).
         fit_classes (Sequence[str] | None): class names in label order for the fit; must
             match the dataset's ``metainfo['classes']`` if that reorders the file's
             categories. Defaults to None (file order).
