@@ -37,11 +37,30 @@ def load_config(path: str, cfg_options: dict | None, launcher: str):
         wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
         wrapper.setdefault('device_ids', None)
         cfg.model_wrapper_cfg = wrapper
+        if launcher == 'pytorch':
+            _init_cpu_process_group()
     if cfg.get('allow_unsafe_checkpoint_load', False):
         from earl_mmdet.engine import allow_unsafe_checkpoint_load
 
         allow_unsafe_checkpoint_load(True)
     return cfg
+
+
+def _init_cpu_process_group() -> None:
+    """Start the gloo process group from torchrun's env ourselves.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally, which a
+    CPU build of torch lacks; the Runner skips ``init_dist`` when a group already exists.
+    """
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend='gloo',
+            init_method='env://',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+        )
 
 
 def default_work_dir(config_path: str) -> str:
