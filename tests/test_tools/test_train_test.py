@@ -73,6 +73,7 @@ def test_train_resume_test(tmp_path):
     assert out.with_suffix('.md').is_file()
 
     preds = tmp_path / 'preds.pkl'
+    sub = tmp_path / 'submission.csv'
     _run(
         [
             'tools/test.py',
@@ -82,10 +83,15 @@ def test_train_resume_test(tmp_path):
             work,
             '--out',
             str(preds),
+            '--kaggle-submission',
+            str(sub),
         ],
         tmp_path,
     )
     assert preds.stat().st_size > 0
+    lines = sub.read_text().splitlines()
+    assert lines[0] == 'image_id,PredictionString'
+    assert sorted(line.split(',')[0] for line in lines[1:]) == [f'img_{i:03d}' for i in range(4)]
 
 
 @pytest.mark.slow
