@@ -23,3 +23,6 @@ else:
 
 if _HAS_MMDET:
     from . import datasets, engine, evaluation, models  # noqa: F401  (registration)
+    from .utils import patch_nms_for_cpu_only_mmcv
+
+    patch_nms_for_cpu_only_mmcv()  # no-op unless CUDA is used with a CPU-only mmcv build
