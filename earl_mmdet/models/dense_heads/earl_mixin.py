@@ -42,10 +42,12 @@ from ...core.earl_weights import weight_sum_normalizer as _weight_sum_normalizer
 __all__ = [
     'EARLAnchorHeadMixin',
     'EARLYOLOXHeadMixin',
+    'check_earl_head',
     'check_earl_support',
     'earl_head_class',
     'is_earl_head',
     'make_earl_head',
+    'register_earl_mixin',
     'register_earl_variant',
 ]
 
@@ -85,6 +87,15 @@ class _EARLMixinBase:
                 f'earl_cfg.terms {extra} do not exist in {_base_name(cls)}; '
                 f'its weighted terms can be {cls._earl_allowed_terms}'
             )
+
+    @classmethod
+    def _earl_check_instance(cls, head: nn.Module, cfg: EARLConfig) -> None:
+        """Raise before ``head`` (not yet of class ``cls``) is converted with ``cfg``.
+
+        A head made of sub-heads (the RoI heads) also checks its parts here, so that a
+        refusal leaves every module untouched.
+        """
+        cls._earl_check_terms(cfg)
 
     def _earl_gt_weights(self, gt_instances: Any) -> Tensor | None:
         """(N,) weights of one image's gt boxes, or None if they carry no confidence."""
@@ -381,6 +392,18 @@ class EARLYOLOXHeadMixin(_EARLMixinBase):
 
 #: base head class -> its EARL class (registered classes first, dynamic ones cached)
 _EARL_VARIANTS: dict[type, type] = {}
+#: (head family, mixin) pairs tried in order by earl_head_class; the RoI-head mixins add
+#: theirs with register_earl_mixin (earl_mmdet.models.roi_heads)
+_EARL_MIXINS: list[tuple[type, type]] = [
+    (YOLOXHead, EARLYOLOXHeadMixin),
+    (AnchorHead, EARLAnchorHeadMixin),
+]
+
+
+def register_earl_mixin(family: type, mixin: type) -> None:
+    """Let :func:`earl_head_class` build EARL classes of ``family``'s subclasses with ``mixin``."""
+    if (family, mixin) not in _EARL_MIXINS:
+        _EARL_MIXINS.append((family, mixin))
 
 
 def register_earl_variant(base: type):
@@ -417,7 +440,12 @@ def check_earl_support(cls: type) -> None:
     them computes its targets or losses differently, and weights would land wrongly or
     not at all, so it is refused rather than silently mis-weighted.
     """
-    mixin = next(k for k in cls.__mro__ if k in (EARLAnchorHeadMixin, EARLYOLOXHeadMixin))
+    # the mixin that declares what it relies on: the first in the bases that has _earl_required
+    mixin = next(
+        k
+        for k in cls.__mro__
+        if issubclass(k, _EARLMixinBase) and k is not _EARLMixinBase and '_earl_required' in vars(k)
+    )
     after = cls.__mro__.index(mixin) + 1
     for name, allowed in mixin._earl_required.items():
         if name in vars(mixin):
@@ -454,14 +482,12 @@ def earl_head_class(base: type) -> type:
         return base
     if base in _EARL_VARIANTS:
         return _EARL_VARIANTS[base]
-    if issubclass(base, YOLOXHead):
-        mixin: type = EARLYOLOXHeadMixin
-    elif issubclass(base, AnchorHead):
-        mixin = EARLAnchorHeadMixin
-    else:
+    mixin = next((m for family, m in _EARL_MIXINS if issubclass(base, family)), None)
+    if mixin is None:
+        families = ', '.join(family.__name__ for family, _ in _EARL_MIXINS)
         raise TypeError(
-            f'EARL does not support {base.__name__}: only AnchorHead subclasses on '
-            f"AnchorHead's targets path and YOLOXHead are supported (see {_DOCS})"
+            f'EARL does not support {base.__name__}: only subclasses of {families} that keep '
+            f"their family's target and loss code are supported (see {_DOCS})"
         )
     cls = type(
         f'EARL{base.__name__}',
@@ -505,15 +531,37 @@ def make_earl_head(
     if earl_cfg is not None and options:
         raise ValueError('make_earl_head: give earl_cfg or keyword options, not both')
     cfg = EARLConfig.from_dict(earl_cfg if earl_cfg is not None else options)
+    cls = check_earl_head(head, cfg)  # fail before the instance is touched
+    if cls is None:
+        return head
+    head.__class__ = cls
+    head._earl_setup(cfg)
+    return head
+
+
+def check_earl_head(head: nn.Module, earl_cfg: Mapping | EARLConfig | None = None) -> type | None:
+    """Check that :func:`make_earl_head` would convert ``head`` with ``earl_cfg``.
+
+    Args:
+        head (nn.Module): a built head instance.
+        earl_cfg (dict | EARLConfig | None): options (see :class:`EARLConfig`).
+
+    Returns:
+        type | None: the EARL class ``head`` would get, or None if it already is EARL
+        with the same options (nothing to do).
+
+    Raises:
+        TypeError: for an unsupported head (or sub-head), naming its class.
+        ValueError: for bad options, or a head already EARL with different options.
+    """
+    cfg = EARLConfig.from_dict(earl_cfg)
     if is_earl_head(head):
         if head.earl_cfg != cfg:
             raise ValueError(
                 f'{type(head).__name__} is already EARL-weighted with {head.earl_cfg.to_dict()}; '
                 f'refusing to reconfigure it to {cfg.to_dict()}'
             )
-        return head
+        return None
     cls = earl_head_class(type(head))
-    cls._earl_check_terms(cfg)  # fail before the instance is touched
-    head.__class__ = cls
-    head._earl_setup(cfg)
-    return head
+    cls._earl_check_instance(head, cfg)
+    return cls

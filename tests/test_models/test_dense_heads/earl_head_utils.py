@@ -49,6 +49,40 @@ def retina_kwargs(allowed_border: int = -1) -> dict:
     )
 
 
+def rpn_kwargs() -> dict:
+    """RPNHead arguments as in mmdet's Faster R-CNN config, at toy width."""
+    return dict(
+        in_channels=CHANNELS,
+        feat_channels=CHANNELS,
+        anchor_generator=dict(
+            type='AnchorGenerator', scales=[4], ratios=[0.5, 1.0, 2.0], strides=list(STRIDES)
+        ),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4, target_stds=[1.0] * 4),
+        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+        loss_bbox=dict(type='L1Loss', loss_weight=1.0),
+        train_cfg=ConfigDict(
+            assigner=dict(
+                type='MaxIoUAssigner',
+                pos_iou_thr=0.7,
+                neg_iou_thr=0.3,
+                min_pos_iou=0.3,
+                match_low_quality=True,
+                ignore_iof_thr=-1,
+            ),
+            sampler=dict(
+                type='RandomSampler',
+                num=64,
+                pos_fraction=0.5,
+                neg_pos_ub=-1,
+                add_gt_as_proposals=False,
+            ),
+            allowed_border=-1,
+            pos_weight=-1,
+            debug=False,
+        ),
+    )
+
+
 def yolox_kwargs() -> dict:
     """YOLOXHead arguments as in mmdet's YOLOX-S config, at toy width."""
     return dict(

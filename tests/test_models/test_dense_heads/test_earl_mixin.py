@@ -43,43 +43,11 @@ from .earl_head_utils import (
     make_feats,
     make_samples,
     retina_kwargs,
+    rpn_kwargs,
     yolox_kwargs,
 )
 
 CONF = [[0.2, 1.0, 0.6], [0.9, 0.4], []]
-
-
-def _rpn_kwargs() -> dict:
-    return dict(
-        in_channels=CHANNELS,
-        feat_channels=CHANNELS,
-        anchor_generator=dict(
-            type='AnchorGenerator', scales=[4], ratios=[0.5, 1.0, 2.0], strides=list(STRIDES)
-        ),
-        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4, target_stds=[1.0] * 4),
-        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
-        loss_bbox=dict(type='L1Loss', loss_weight=1.0),
-        train_cfg=ConfigDict(
-            assigner=dict(
-                type='MaxIoUAssigner',
-                pos_iou_thr=0.7,
-                neg_iou_thr=0.3,
-                min_pos_iou=0.3,
-                match_low_quality=True,
-                ignore_iof_thr=-1,
-            ),
-            sampler=dict(
-                type='RandomSampler',
-                num=64,
-                pos_fraction=0.5,
-                neg_pos_ub=-1,
-                add_gt_as_proposals=False,
-            ),
-            allowed_border=-1,
-            pos_weight=-1,
-            debug=False,
-        ),
-    )
 
 
 def _ssd_kwargs() -> dict:
@@ -116,7 +84,7 @@ def _ssd_kwargs() -> dict:
 @pytest.mark.parametrize(
     'cls, kwargs, rpn',
     [
-        (RPNHead, _rpn_kwargs(), True),  # RandomSampler: avg_factor counts negatives too
+        (RPNHead, rpn_kwargs(), True),  # RandomSampler: avg_factor counts negatives too
         (SSDHead, _ssd_kwargs(), False),  # hard-negative mining on label weights
     ],
 )

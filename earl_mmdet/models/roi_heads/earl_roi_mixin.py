@@ -1,0 +1,231 @@
+"""EARL for the second stage of two-stage detectors: RoI heads and their bbox heads.
+
+In a two-stage detector the positives of eq. (2) (``I(t)``) are the **sampled RoIs** that
+the RoI head's assigner (``MaxIoUAssigner``, ``pos_iou_thr=0.5`` in mmdet's Faster R-CNN)
+matches to a gt box; the gt boxes themselves are added as proposals
+(``add_gt_as_proposals``). Each positive RoI's classification (term ``cls``) and box
+(term ``bbox``) weight is multiplied by the weight of its gt box; sampled negatives keep 1.
+
+mmdet splits the work: the RoI head assigns and samples (it has the gt instances), the
+bbox head turns :class:`SamplingResult` s into targets (it does not). Two mixins:
+
+* :class:`EARLRoIHeadMixin` (StandardRoIHead, CascadeRoIHead) overrides no method: on
+  set-up it wraps each stage's sampler so that every sampling result carries its image's
+  gt instances (``earl_gt_instances``), and makes every bbox head EARL with the same
+  options via :func:`make_earl_head`.
+* :class:`EARLBBoxHeadMixin` (BBoxHead and subclasses keeping its loss code, e.g.
+  Shared2FCBBoxHead) scales the positives' rows of ``label_weights`` / ``bbox_weights``
+  in :meth:`get_targets` (``pos_assigned_gt_inds`` index the image's gts, also for the gt
+  proposals) and keeps the loss normalisers consistent in :meth:`loss_and_target`.
+
+Normalisation: ``BBoxHead.loss`` divides the classification loss by the number of RoIs
+with ``label_weight > 0``, so a c = 0 positive would shrink it and rescale every
+negative's loss; EARL passes mmdet's count of the unweighted targets instead
+(``normalize='num_pos'``: c scales positive terms only), or that count with each positive
+counting its weight (``'weight_sum'``; the box loss's normaliser, mmdet's number of
+sampled RoIs, likewise).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
+from mmdet.models.roi_heads.bbox_heads import BBoxHead
+from torch import Tensor, nn
+
+from ...core.earl_weights import EARLConfig, weight_sum_normalizer
+from ..dense_heads.earl_mixin import (
+    _EARLMixinBase,
+    _RecordingSampler,
+    check_earl_head,
+    make_earl_head,
+    register_earl_mixin,
+)
+
+__all__ = ['EARLBBoxHeadMixin', 'EARLRoIHeadMixin']
+
+
+class _GtRecordingSampler(_RecordingSampler):
+    """Wraps an RoI head's sampler; each sampling result keeps its image's gt instances."""
+
+    def sample(self, assign_result: Any, pred_instances: Any, gt_instances: Any, **kwargs: Any):
+        result = super().sample(assign_result, pred_instances, gt_instances, **kwargs)
+        result.earl_gt_instances = gt_instances
+        return result
+
+
+class EARLBBoxHeadMixin(_EARLMixinBase):
+    """EARL for :class:`BBoxHead` subclasses that keep BBoxHead's targets and loss.
+
+    Needs sampling results from an EARL RoI head (:class:`EARLRoIHeadMixin`), which carry
+    the gt instances; it raises otherwise rather than weigh every box 1 silently.
+    """
+
+    _earl_allowed_terms = ('cls', 'bbox')
+    _earl_required = {
+        'get_targets': (BBoxHead.get_targets,),
+        'loss_and_target': (BBoxHead.loss_and_target,),
+        'loss': (BBoxHead.loss,),
+    }
+
+    #: avg_factor per loss module attribute, set by get_targets inside loss_and_target
+    _earl_avg_factors: dict[str, float] | None = None
+
+    def get_targets(
+        self, sampling_results: list, rcnn_train_cfg: Any, concat: bool = True
+    ) -> tuple:
+        """BBoxHead's targets, the positive rows' weights scaled by their gt's weight.
+
+        Args and returns as :meth:`BBoxHead.get_targets`; rows of each image are its
+        ``num_pos`` positives followed by its negatives.
+        """
+        labels, label_weights, bbox_targets, bbox_weights = super().get_targets(
+            sampling_results, rcnn_train_cfg, concat=False
+        )
+        # BBoxHead.loss's classification normaliser, on the unweighted targets
+        count = max(float(sum(int((lw > 0).sum()) for lw in label_weights)), 1.0)
+        num_rows = float(sum(lw.numel() for lw in label_weights))
+        num_pos, weight_sum, weighted = 0, 0.0, False
+        for i, res in enumerate(sampling_results):
+            n = int(res.pos_inds.numel())
+            num_pos += n
+            pos_weights = self._earl_pos_weights(res)
+            if pos_weights is None or n == 0:
+                weight_sum += n
+                continue
+            weighted = True
+            weight_sum += float(pos_weights.sum())
+            if 'cls' in self.earl_cfg.terms:
+                label_weights[i] = label_weights[i].clone()
+                label_weights[i][:n] *= pos_weights.to(label_weights[i].dtype)
+            if 'bbox' in self.earl_cfg.terms:
+                bbox_weights[i] = bbox_weights[i].clone()
+                bbox_weights[i][:n] *= pos_weights.to(bbox_weights[i].dtype)[:, None]
+        if self._earl_avg_factors is not None and weighted:
+            if self.earl_cfg.normalize == 'weight_sum':
+                self._earl_avg_factors.update(
+                    loss_cls=weight_sum_normalizer(count, num_pos, weight_sum),
+                    loss_bbox=weight_sum_normalizer(num_rows, num_pos, weight_sum),
+                )
+            else:
+                self._earl_avg_factors.update(loss_cls=count)
+        if concat:
+            return tuple(
+                torch.cat(t, 0) for t in (labels, label_weights, bbox_targets, bbox_weights)
+            )
+        return labels, label_weights, bbox_targets, bbox_weights
+
+    def _earl_pos_weights(self, sampling_result: Any) -> Tensor | None:
+        """(num_pos,) weights of one image's positive RoIs, or None (c absent)."""
+        gt_instances = getattr(sampling_result, 'earl_gt_instances', None)
+        if gt_instances is None:
+            raise RuntimeError(
+                f'{type(self).__name__} got sampling results without gt instances: its RoI '
+                'head is not EARL. Use EARLStandardRoIHead / EARLCascadeRoIHead or '
+                'make_earl_head(model.roi_head) (docs/earl_heads.md)'
+            )
+        weights = self._earl_gt_weights(gt_instances)
+        if weights is None:
+            return None
+        return weights[sampling_result.pos_assigned_gt_inds]
+
+    def loss_and_target(
+        self,
+        cls_score: Tensor,
+        bbox_pred: Tensor,
+        rois: Tensor,
+        sampling_results: list,
+        rcnn_train_cfg: Any,
+        concat: bool = True,
+        reduction_override: str | None = None,
+    ) -> dict:
+        """BBoxHead's losses and targets, the losses divided by EARL's normalisers."""
+        self._earl_avg_factors = {}
+        handles = [
+            getattr(self, attr).register_forward_pre_hook(
+                functools.partial(self._earl_avg_factor_hook, attr), with_kwargs=True
+            )
+            for attr in ('loss_cls', 'loss_bbox')
+        ]
+        try:
+            return super().loss_and_target(
+                cls_score,
+                bbox_pred,
+                rois,
+                sampling_results,
+                rcnn_train_cfg,
+                concat=concat,
+                reduction_override=reduction_override,
+            )
+        finally:
+            for handle in handles:
+                handle.remove()
+            self._earl_avg_factors = None
+
+    def _earl_avg_factor_hook(
+        self, attr: str, module: nn.Module, args: tuple, kwargs: dict
+    ) -> tuple[tuple, dict] | None:
+        """Forward pre-hook of a loss module: replace BBoxHead's ``avg_factor``."""
+        factors = self._earl_avg_factors or {}
+        if attr not in factors:
+            return None
+        if 'avg_factor' not in kwargs:
+            raise RuntimeError(
+                f'{type(self).__name__}.{attr} was called without avg_factor; '
+                'EARLBBoxHeadMixin supports the BBoxHead.loss of mmdet 3.3'
+            )
+        return args, dict(kwargs, avg_factor=factors[attr])
+
+
+class EARLRoIHeadMixin(_EARLMixinBase):
+    """EARL for :class:`StandardRoIHead` and :class:`CascadeRoIHead` (every stage).
+
+    Overrides no method: :meth:`_earl_setup` wraps the sampler(s) and converts the bbox
+    head(s) with :func:`make_earl_head`, the same path for a config-built
+    ``EARLStandardRoIHead`` and for ``make_earl_head(model.roi_head)`` (the hook).
+    Mask heads are not weighted.
+    """
+
+    _earl_allowed_terms = ('cls', 'bbox')
+    _earl_required = {
+        # these hand each image's gt instances to the sampler and the sampling results,
+        # unchanged, to bbox_head.loss_and_target
+        'loss': (StandardRoIHead.loss, CascadeRoIHead.loss),
+        'bbox_loss': (StandardRoIHead.bbox_loss, CascadeRoIHead.bbox_loss),
+    }
+
+    def _earl_setup(self, earl_cfg: Mapping | EARLConfig | None) -> None:
+        super()._earl_setup(earl_cfg)
+        for bbox_head in self._earl_bbox_heads(self):
+            make_earl_head(bbox_head, self.earl_cfg)
+        sampler = self.bbox_sampler  # None/[] without train_cfg (a test-only head)
+        if isinstance(sampler, list):
+            self.bbox_sampler = [self._earl_wrap(s) for s in sampler]
+        elif sampler is not None:
+            self.bbox_sampler = self._earl_wrap(sampler)
+
+    @staticmethod
+    def _earl_wrap(sampler: Any) -> Any:
+        return sampler if isinstance(sampler, _GtRecordingSampler) else _GtRecordingSampler(sampler)
+
+    @staticmethod
+    def _earl_bbox_heads(roi_head: nn.Module) -> list[nn.Module]:
+        bbox_head = getattr(roi_head, 'bbox_head', None)
+        if bbox_head is None:
+            raise TypeError(f'EARL needs a bbox head; {type(roi_head).__name__} has none')
+        return list(bbox_head) if isinstance(bbox_head, nn.ModuleList) else [bbox_head]
+
+    @classmethod
+    def _earl_check_instance(cls, head: nn.Module, cfg: EARLConfig) -> None:
+        super()._earl_check_instance(head, cfg)
+        for bbox_head in cls._earl_bbox_heads(head):
+            check_earl_head(bbox_head, cfg)
+
+
+register_earl_mixin(StandardRoIHead, EARLRoIHeadMixin)
+register_earl_mixin(CascadeRoIHead, EARLRoIHeadMixin)
+register_earl_mixin(BBoxHead, EARLBBoxHeadMixin)
