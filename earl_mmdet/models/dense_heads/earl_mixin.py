@@ -20,8 +20,10 @@ Two mixins do the work, both calling ``super()`` and adjusting its output:
 * :class:`EARLYOLOXHeadMixin` for :class:`~mmdet.models.dense_heads.YOLOXHead`, whose
   losses take no weights: it hands each weighted loss module its per-prior weights.
 
-:func:`make_earl_head` converts an existing head *instance* (what a hook does before
-training) through exactly the same classes; :func:`earl_head_class` gives the class.
+:func:`make_earl_head` converts an existing head *instance* (what ``EARLLossHook`` does
+before training) through exactly the same classes; :func:`earl_head_class` gives the class,
+choosing the mixin by head family (``_EARL_MIXINS``; the RoI-head mixins of
+``earl_mmdet.models.roi_heads`` register theirs with :func:`register_earl_mixin`).
 """
 
 from __future__ import annotations
