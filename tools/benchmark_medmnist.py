@@ -104,6 +104,7 @@ class Study:
     device: str
     jobs: int
     data_seed: int
+    workers: int = 0
     runs: list[Run] = field(default_factory=list)
 
 
@@ -268,7 +269,7 @@ def rater_ids(d: str) -> list[str]:
     return sorted(ids)
 
 
-def cfg_options(run: Run, d: str) -> list[str]:
+def cfg_options(run: Run, d: str, workers: int = 0) -> list[str]:
     root = d.rstrip('/') + '/'
     e = run.epochs
     opts = [
@@ -284,6 +285,10 @@ def cfg_options(run: Run, d: str) -> list[str]:
         f'param_scheduler.1.end={e}',
         f'param_scheduler.1.T_max={max(e - 1, 1)}',
         f'default_hooks.checkpoint.interval={e}',
+        f'train_dataloader.num_workers={workers}',
+        f'train_dataloader.persistent_workers={workers > 0}',
+        f'test_dataloader.num_workers={workers}',
+        f'test_dataloader.persistent_workers={workers > 0}',
         'default_hooks.logger.interval=50',
         f'randomness.seed={run.seed}',
     ]
@@ -307,13 +312,19 @@ def _env(threads: int, device: str) -> dict[str, str]:
     return env
 
 
+_CHILDREN: set[subprocess.Popen] = set()
+
+
 def _python(args: list[str], log: str | None, env: dict[str, str]) -> None:
     cmd = [sys.executable, *args]
-    if log is None:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env)
-    else:
-        with open(log, 'w') as f:
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+    with open(log or os.devnull, 'w') as f:
+        out = None if log is None else f
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
+        _CHILDREN.add(proc)
+        try:
+            proc.wait()
+        finally:
+            _CHILDREN.discard(proc)
     if proc.returncode != 0:
         where = f' (log: {log})' if log else ''
         raise RuntimeError(f'failed with exit code {proc.returncode}: {" ".join(args)}{where}')
@@ -352,7 +363,7 @@ def train_and_score(study: Study, run: Run, threads: int) -> dict:
     os.makedirs(wd, exist_ok=True)
     base = 'rater' if run.method.startswith('rater-') else run.method
     config = osp.join(CONFIG_DIR, CONFIGS[base])
-    opts = cfg_options(run, d)
+    opts = cfg_options(run, d, study.workers)
     env = _env(threads, study.device)
     t0 = time.time()
     _python(
@@ -483,7 +494,8 @@ def execute(study: Study, runs: list[Run], raters_by_p: dict[float, list[str]]) 
     threads = max(1, (os.cpu_count() or 1) // study.jobs)
     failures = []
     if trainings:
-        with ThreadPoolExecutor(max_workers=study.jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=study.jobs)
+        try:
             futures = {pool.submit(train_and_score, study, r, threads): r for r in trainings}
             print(f'started {min(study.jobs, len(trainings))} run(s) ...', flush=True)
             for fut in as_completed(futures):
@@ -493,6 +505,12 @@ def execute(study: Study, runs: list[Run], raters_by_p: dict[float, list[str]]) 
                 except Exception as exc:  # keep the other runs going; report at the end
                     failures.append((run, exc))
                     print(f'FAILED {run.key}: {exc}', flush=True)
+        except BaseException:  # Ctrl-C / timeout: stop the trainings, keep finished results
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in list(_CHILDREN):
+                child.terminate()
+            raise
+        pool.shutdown()
     for run in ensembles:
         raters = raters_by_p[run.proficiency]
         members = [Run(f'rater-{r}', run.seed, run.proficiency, run.epochs) for r in raters]
@@ -721,6 +739,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         '--data-args', default='', help='extra make_medmnist.py flags, e.g. "--num-train 64"'
     )
     p.add_argument('--jobs', type=int, default=1, help='trainings at once (default 1)')
+    p.add_argument(
+        '--workers',
+        type=int,
+        default=0,
+        help='data-loader workers per run (default 0: fastest on 2 cores, measured)',
+    )
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--bootstrap', type=int, default=0, help='test-image resamples (seed 0)')
     p.add_argument('--quick', action='store_true', help='1 seed, na/wbf/wbf-earl, 2 epochs')
@@ -745,8 +769,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    import signal
+
+    signal.signal(signal.SIGTERM, _sigterm)  # `timeout` / a scheduler: stop children too
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     device = args.device
     if device == 'auto':
@@ -769,7 +800,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for r in runs:
                 print(r.key, '(done)' if load_result(args.out, r) else '')
             return
-        study = Study(args.out, args.epochs, device, args.jobs, args.data_seed, runs)
+        study = Study(args.out, args.epochs, device, args.jobs, args.data_seed, args.workers, runs)
         execute(study, runs, raters_by_p)
         if args.bootstrap:
             add_bootstrap(study, runs, args.bootstrap)

@@ -1,0 +1,164 @@
+"""tools/benchmark_medmnist.py: the study's plan, statistics, report and resumability."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location(
+    'benchmark_medmnist', ROOT / 'tools' / 'benchmark_medmnist.py'
+)
+bm = importlib.util.module_from_spec(_spec)
+sys.modules['benchmark_medmnist'] = bm
+_spec.loader.exec_module(bm)
+
+
+def test_t_interval_matches_scipy():
+    from scipy import stats
+
+    x = [0.61, 0.64, 0.59, 0.66, 0.63]
+    mean, lo, hi = bm.t_interval(x)
+    ref = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+    assert mean == pytest.approx(np.mean(x))
+    assert (lo, hi) == pytest.approx(ref)
+    one = bm.t_interval([0.5])
+    assert one[0] == 0.5 and math.isnan(one[1]) and math.isnan(one[2])
+
+
+@pytest.mark.parametrize(
+    'lo, hi, words',
+    [
+        (-0.01, 0.02, 'no detectable difference'),
+        (0.0, 0.02, 'no detectable difference'),
+        (0.001, 0.02, 'better'),
+        (-0.03, -0.002, 'worse'),
+        (math.nan, math.nan, 'one seed: no interval'),
+    ],
+)
+def test_verdict(lo, hi, words):
+    assert bm.verdict(lo, hi) == words
+
+
+def _result(method, seed, m40, m, p=0.8, e=6):
+    return dict(method=method, seed=seed, proficiency=p, epochs=e, metrics=dict(mAP_40=m40, mAP=m))
+
+
+def test_summarize_pairs_by_seed_and_reports_intervals():
+    na = [0.80, 0.82, 0.81, 0.79]
+    # seed-to-seed spread large, paired difference small but consistent (+0.01 +- 0.001)
+    earl = [v + 0.01 + d for v, d in zip(na, (0.001, -0.001, 0.0, 0.0005))]
+    results = [_result('na', s, v, v - 0.2) for s, v in enumerate(na)]
+    results += [_result('wbf-earl', s, v, v - 0.2) for s, v in enumerate(earl)]
+    results.append(_result('wbf-earl', 7, 0.99, 0.9))  # no NA partner: not in the pairing
+    summary = bm.summarize(results)
+    rows = {r['method']: r for r in summary['rows']}
+    assert [r['method'] for r in summary['rows']] == ['na', 'wbf-earl']
+    assert rows['wbf-earl']['n'] == 5 and rows['na']['n'] == 4
+    diff = rows['wbf-earl']['mAP_40_vs_na']
+    assert diff['n'] == 4
+    assert diff['mean'] == pytest.approx(np.mean(np.subtract(earl, na)))
+    assert diff['verdict'] == 'better'
+    # unpaired, the same numbers would not separate: the NA interval overlaps EARL's mean
+    assert rows['na']['mAP_40']['hi'] > rows['wbf-earl']['mAP_40']['values'][0]
+    assert 'mAP_40_vs_na' not in rows['na']
+
+
+def test_summarize_verdict_none_when_interval_covers_zero():
+    results = [_result('na', s, v, v) for s, v in enumerate([0.8, 0.82, 0.81])]
+    results += [_result('wbf', s, v, v) for s, v in enumerate([0.81, 0.80, 0.815])]
+    rows = {r['method']: r for r in bm.summarize(results)['rows']}
+    assert rows['wbf']['mAP_vs_na']['verdict'] == 'no detectable difference'
+    md = bm.markdown(bm.summarize(results), dict(command='x', date='d', device='cpu', machine='m'))
+    assert 'no detectable difference' in md and '| WBF (no EARL) | 3 |' in md
+
+
+def test_plan_is_seed_major_with_raters_last():
+    runs = bm.plan(['na', 'wbf-earl', 'rater', 'ensemble'], 3, 1, [0.8], 6, {0.8: ['R1', 'R2']})
+    keys = [r.key for r in runs]
+    assert keys[:6] == [f'p0.8_e6/{m}/seed{s}' for s in range(3) for m in ('na', 'wbf-earl')]
+    assert keys[6:] == [
+        'p0.8_e6/rater-R1/seed0',
+        'p0.8_e6/rater-R2/seed0',
+        'p0.8_e6/ensemble/seed0',
+    ]
+
+
+def test_cfg_options_pick_rater_and_em_fit_file():
+    rater = bm.cfg_options(bm.Run('rater-R2', 3, 0.8, 6), 'd/p0.8')
+    assert 'train_dataloader.dataset.pipeline.2.method=rater:R2' in rater
+    assert 'randomness.seed=3' in rater and 'train_cfg.max_epochs=6' in rater
+    em = bm.cfg_options(bm.Run('em-earl', 0, 0.8, 6), 'd/p0.8')
+    assert 'train_dataloader.dataset.pipeline.2.fit_ann_file=d/p0.8/train.json' in em
+
+
+def test_fusion_index_matches_configs():
+    """The tool overrides pipeline element 2: it must be the fusion transform in every config."""
+    from mmengine.config import Config
+
+    for name in bm.CONFIGS.values():
+        cfg = Config.fromfile(str(ROOT / bm.CONFIG_DIR / name))
+        step = cfg.train_dataloader.dataset.pipeline[bm.FUSION_INDEX]
+        assert step['type'] == 'FuseAnnotations', name
+
+
+def test_report_only_rebuilds_from_finished_runs(tmp_path):
+    for s, (a, b) in enumerate([(0.8, 0.81), (0.82, 0.84)]):
+        for method, v in (('na', a), ('wbf-earl', b)):
+            run = bm.Run(method, s, 0.8, 6)
+            d = Path(bm.run_dir(str(tmp_path), run))
+            d.mkdir(parents=True)
+            (d / 'result.json').write_text(json.dumps(_result(method, s, v, v - 0.2)))
+    assert bm.load_result(str(tmp_path), bm.Run('na', 0, 0.8, 6))['metrics']['mAP_40'] == 0.8
+    proc = subprocess.run(
+        [sys.executable, 'tools/benchmark_medmnist.py', '--out', str(tmp_path), '--report-only'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / 'results.json').read_text())
+    assert len(data['runs']) == 4
+    md = (tmp_path / 'results.md').read_text()
+    assert 'WBF + EARL (paper)' in md and '+0.0150' in md
+    assert (tmp_path / 'methods_p0.8_e6.png').stat().st_size > 0
+
+
+def test_rejects_ensemble_without_raters():
+    with pytest.raises(SystemExit):
+        bm.parse_args(['--methods', 'na', 'ensemble'])
+
+
+@pytest.mark.slow
+def test_end_to_end_tiny_study_resumes(tmp_path):
+    """Two tiny trainings, then a second call that finds them done and trains nothing."""
+    cmd = [
+        sys.executable,
+        'tools/benchmark_medmnist.py',
+        '--out',
+        str(tmp_path),
+        '--data-args',
+        '--num-train 32 --num-val 8 --num-test 16',
+        '--epochs',
+        '2',
+        '--seeds',
+        '1',
+        '--methods',
+        'na',
+        'wbf-earl',
+    ]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert '[2/2]' in first.stdout
+    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert second.returncode == 0
+    assert '2 already done, 0 to run' in second.stdout
+    data = json.loads((tmp_path / 'results.json').read_text())
+    assert sorted(r['method'] for r in data['runs']) == ['na', 'wbf-earl']
