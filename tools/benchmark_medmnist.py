@@ -47,7 +47,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +105,7 @@ class Study:
     jobs: int
     data_seed: int
     workers: int = 0
+    lock: str | None = None
     runs: list[Run] = field(default_factory=list)
 
 
@@ -356,6 +357,19 @@ def _gold(d: str) -> tuple[str, dict]:
 
 
 def train_and_score(study: Study, run: Run, threads: int) -> dict:
+    if not study.lock:
+        return _train_and_score(study, run, threads)
+    import fcntl
+
+    with open(study.lock, 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # wait for other heavy jobs on a shared machine
+        try:
+            return _train_and_score(study, run, threads)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _train_and_score(study: Study, run: Run, threads: int) -> dict:
     from ensemble_predictions import load_predictions
 
     d = data_dir(study.out, run.proficiency)
@@ -498,13 +512,16 @@ def execute(study: Study, runs: list[Run], raters_by_p: dict[float, list[str]]) 
         try:
             futures = {pool.submit(train_and_score, study, r, threads): r for r in trainings}
             print(f'started {min(study.jobs, len(trainings))} run(s) ...', flush=True)
-            for fut in as_completed(futures):
-                run = futures[fut]
-                try:
-                    progress.finished(run, fut.result())
-                except Exception as exc:  # keep the other runs going; report at the end
-                    failures.append((run, exc))
-                    print(f'FAILED {run.key}: {exc}', flush=True)
+            pending = set(futures)
+            while pending:  # short waits: a signal reaches the main thread promptly
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    run = futures[fut]
+                    try:
+                        progress.finished(run, fut.result())
+                    except Exception as exc:  # keep the other runs going; report at the end
+                        failures.append((run, exc))
+                        print(f'FAILED {run.key}: {exc}', flush=True)
         except BaseException:  # Ctrl-C / timeout: stop the trainings, keep finished results
             pool.shutdown(wait=False, cancel_futures=True)
             for child in list(_CHILDREN):
@@ -745,6 +762,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0,
         help='data-loader workers per run (default 0: fastest on 2 cores, measured)',
     )
+    p.add_argument(
+        '--lock', help='hold this file locked (flock) during each run, e.g. /tmp/heavy.lock'
+    )
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--bootstrap', type=int, default=0, help='test-image resamples (seed 0)')
     p.add_argument('--quick', action='store_true', help='1 seed, na/wbf/wbf-earl, 2 epochs')
@@ -800,7 +820,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             for r in runs:
                 print(r.key, '(done)' if load_result(args.out, r) else '')
             return
-        study = Study(args.out, args.epochs, device, args.jobs, args.data_seed, args.workers, runs)
+        study = Study(
+            args.out, args.epochs, device, args.jobs, args.data_seed, args.workers, args.lock, runs
+        )
         execute(study, runs, raters_by_p)
         if args.bootstrap:
             add_bootstrap(study, runs, args.bootstrap)
