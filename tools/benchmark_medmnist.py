@@ -42,6 +42,7 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import threading
@@ -314,10 +315,13 @@ def _env(threads: int, device: str) -> dict[str, str]:
 
 
 _CHILDREN: set[subprocess.Popen] = set()
+_ACTIVE_LOGS: dict[str, str] = {}  # run key -> log being written (for the heartbeat)
 
 
 def _python(args: list[str], log: str | None, env: dict[str, str]) -> None:
     cmd = [sys.executable, *args]
+    if log is not None:
+        _ACTIVE_LOGS[log] = log
     with open(log or os.devnull, 'w') as f:
         out = None if log is None else f
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
@@ -326,6 +330,7 @@ def _python(args: list[str], log: str | None, env: dict[str, str]) -> None:
             proc.wait()
         finally:
             _CHILDREN.discard(proc)
+            _ACTIVE_LOGS.pop(log or '', None)
     if proc.returncode != 0:
         where = f' (log: {log})' if log else ''
         raise RuntimeError(f'failed with exit code {proc.returncode}: {" ".join(args)}{where}')
@@ -467,13 +472,46 @@ def plan(
     return runs
 
 
+_ETA = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\].*?eta: ([0-9:]+)')
+
+
+def _log_status(log: str) -> str | None:
+    """'epoch 3 iter 50/94, eta 0:02:10' from the last mmengine line of a training log."""
+    try:
+        with open(log, 'rb') as f:
+            f.seek(max(0, os.path.getsize(log) - 20000))
+            tail = f.read().decode('utf-8', 'replace')
+    except OSError:
+        return None
+    found = _ETA.findall(tail)
+    if not found:
+        return None
+    epoch, it, n, eta = found[-1]
+    return f'epoch {epoch} iter {it}/{n}, run eta {eta}'
+
+
 class Progress:
-    """Prints one line per finished run with the elapsed time and an ETA."""
+    """Prints one line per finished run with the elapsed time and an ETA, and a heartbeat
+    with the running trainings' own ETA every ``heartbeat_s`` seconds."""
 
     def __init__(self, total: int, jobs: int) -> None:
         self.total, self.jobs, self.done, self.durations = total, jobs, 0, []
         self.t0 = time.time()
         self.lock = threading.Lock()
+        self.heartbeat_s, self.last_beat = 60.0, time.time()
+
+    def heartbeat(self) -> None:
+        if time.time() - self.last_beat < self.heartbeat_s:
+            return
+        self.last_beat = time.time()
+        for log in list(_ACTIVE_LOGS):
+            status = _log_status(log)
+            name = osp.relpath(osp.dirname(log), osp.join(osp.dirname(log), '..', '..', '..'))
+            print(
+                f'  ... {name}: {status or osp.basename(log)} '
+                f'({self.done}/{self.total} done, elapsed {(time.time() - self.t0) / 60:.1f} min)',
+                flush=True,
+            )
 
     def finished(self, run: Run, result: dict) -> None:
         with self.lock:
@@ -515,6 +553,7 @@ def execute(study: Study, runs: list[Run], raters_by_p: dict[float, list[str]]) 
             pending = set(futures)
             while pending:  # short waits: a signal reaches the main thread promptly
                 done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                progress.heartbeat()
                 for fut in done:
                     run = futures[fut]
                     try:

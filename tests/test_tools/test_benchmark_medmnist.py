@@ -162,3 +162,13 @@ def test_end_to_end_tiny_study_resumes(tmp_path):
     assert '2 already done, 0 to run' in second.stdout
     data = json.loads((tmp_path / 'results.json').read_text())
     assert sorted(r['method'] for r in data['runs']) == ['na', 'wbf-earl']
+
+
+def test_log_status_reads_the_last_mmengine_line(tmp_path):
+    log = tmp_path / 'train.log'
+    log.write_text(
+        '11/26 02:45:01 - mmengine - INFO - Epoch(train) [1][50/94]  lr: 1e-3  eta: 0:03:10  x\n'
+        '11/26 02:46:01 - mmengine - INFO - Epoch(train) [2][ 50/94]  lr: 1e-3  eta: 0:02:05  x\n'
+    )
+    assert bm._log_status(str(log)) == 'epoch 2 iter 50/94, run eta 0:02:05'
+    assert bm._log_status(str(tmp_path / 'missing.log')) is None
