@@ -181,10 +181,20 @@ def _method_order(method: str) -> tuple[int, str]:
 # ----------------------------------------------------------------------------- scoring
 
 
+def _quiet_metric_log() -> None:
+    """The metric logs its per-class tables at INFO: keep the study's output to its lines."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+
+
 def score_predictions(preds: dict, gold_path: str, gold: dict) -> dict[str, float]:
     """mAP@0.4 / mAP@[.5:.95] (and the rest of the metric's scalars) of one prediction set."""
     from ensemble_predictions import evaluate
 
+    _quiet_metric_log()
     scalars, _ = evaluate(preds, gold_path, gold)
     return {k: float(v) for k, v in scalars.items()}
 
@@ -204,6 +214,7 @@ def bootstrap_scores(
 
     from ensemble_predictions import evaluate
 
+    _quiet_metric_log()
     rng = np.random.default_rng(seed)
     tmp = tempfile.mkdtemp(prefix='earl_boot_')
     images = gold['images']
