@@ -111,3 +111,20 @@ def test_config_trains_one_iteration(config, tmp_path):
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert runner.iter >= 1
+
+
+MEDMNIST = [c for c in CONFIGS if c.startswith('configs/medmnist/')]
+
+
+@pytest.mark.parametrize('config', MEDMNIST)
+def test_medmnist_fusion_at_train_pipeline_index_2(config):
+    """Scripts override ``train_dataloader.dataset.pipeline.2.*``: that must be the fusion.
+
+    The LoadAnnotations before it stays in the config (the dataset skips it at build time,
+    see MultiAnnotatorCocoDataset), so the index does not move.
+    """
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(ROOT / config))
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    assert pipeline[2]['type'] == 'FuseAnnotations', [t['type'] for t in pipeline]

@@ -115,7 +115,7 @@ class PackMultiRaterInputs(PackDetInputs):
             results.update(extra)  # leave the input dict as it came
         sample = packed['data_samples']
         flags = results.get('gt_ignore_flags')
-        any_ignored = flags is not None and bool(flags.any())
+        any_ignored = flags is not None and np.count_nonzero(flags) > 0  # 2x flags.any()
         for key, value in extra.items():
             name = self.mapping_table[key]
             if any_ignored:

@@ -38,13 +38,13 @@ class CountingNA(Aggregator):
         )
 
 
-def _dataset(root, pipeline, **kw):
+def _dataset(root, pipeline, ann_file='ann.json', img_prefix='', **kw):
     return DATASETS.build(
         dict(
             type='MultiAnnotatorCocoDataset',
             data_root=str(root),
-            ann_file='ann.json',
-            data_prefix=dict(img=''),
+            ann_file=ann_file,
+            data_prefix=dict(img=img_prefix),
             pipeline=pipeline,
             **kw,
         )
@@ -210,3 +210,160 @@ def test_em_needs_fit_file_and_fits_once(tmp_path, monkeypatch):
 def test_unknown_method():
     with pytest.raises(ValueError, match='unknown aggregator'):
         FuseAnnotations(method='nope')
+
+
+# ------------------------------------------------------- fast path = the plain pipeline
+def _reference(ds, i, steps):
+    """Run ``steps`` (fresh transform objects, fusion uncached) on data info ``i``."""
+    results = ds.get_data_info(i)
+    for t in steps:
+        results = t(results)
+    return results
+
+
+def _assert_same_boxes(out, ref):
+    """Box by box: coordinates, label, confidence and agreement stay together."""
+    assert type(out['gt_bboxes']) is type(ref['gt_bboxes'])
+    boxes = lambda r: np.asarray(getattr(r['gt_bboxes'], 'tensor', r['gt_bboxes']))  # noqa: E731
+    assert boxes(out).dtype == boxes(ref).dtype == np.float32
+    for key in ('gt_bboxes_labels', 'gt_confidences', 'gt_agreement', 'gt_ignore_flags'):
+        assert out[key].dtype == ref[key].dtype, key
+    rows = lambda r: [  # noqa: E731
+        (tuple(b), int(lab), float(c), int(t), bool(f))
+        for b, lab, c, t, f in zip(
+            boxes(r).tolist(),
+            r['gt_bboxes_labels'],
+            r['gt_confidences'],
+            r['gt_agreement'],
+            r['gt_ignore_flags'],
+        )
+    ]
+    assert rows(out) == rows(ref)
+    assert out['instances'] == ref['instances'] and out['num_raters'] == ref['num_raters']
+    assert out['rater_instances'] == ref['rater_instances']
+
+
+def _load(**kw):
+    return TRANSFORMS.build(dict(type='LoadAnnotations', with_bbox=True, **kw))
+
+
+@pytest.mark.parametrize('method', ['wbf', 'mv', 'na'])
+def test_skipped_load_and_cache_hits_equal_the_plain_pipeline(tmp_path, method):
+    """The dataset drops LoadAnnotations before FuseAnnotations; outputs stay the same."""
+    from tests.tiny_data import make_tiny_coco
+
+    data = make_tiny_coco(tmp_path, num_images=8, size=64)
+    fuse_cfg = dict(type='FuseAnnotations', method=method)
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), fuse_cfg]
+    ds = _dataset(tmp_path, pipeline, ann_file='multi.json', img_prefix='images/')
+    assert [type(t).__name__ for t in ds.pipeline.transforms] == [
+        'LoadImageFromFile',
+        'FuseAnnotations',
+    ]
+    # The oracle: the core aggregator on the file's images, box by box.
+    oracle = build_aggregator(method, score_mode='count')
+    expected = [oracle(image) for image in load_multirater_coco(data['multi']).images]
+    assert len(expected) == len(ds) and sum(len(e) for e in expected) > len(ds)
+    plain = [
+        TRANSFORMS.build(dict(type='LoadImageFromFile')),
+        _load(),
+        TRANSFORMS.build(dict(fuse_cfg, cache=False)),
+    ]
+    fuse = ds.pipeline.transforms[1]
+    for epoch in range(3):  # epoch 0 fuses, later epochs are cache hits
+        for i in range(len(ds)):
+            out = ds[i]
+            _assert_same_boxes(out, _reference(ds, i, plain))
+            exp = expected[i]
+            assert list(
+                zip(
+                    out['gt_bboxes'].tensor.tolist(),
+                    out['gt_bboxes_labels'].tolist(),
+                    out['gt_confidences'].tolist(),
+                    out['gt_agreement'].tolist(),
+                )
+            ) == list(
+                zip(
+                    np.float32(exp.boxes).tolist(),
+                    exp.labels.tolist(),
+                    np.float32(exp.confidences).tolist(),
+                    exp.agreement.tolist(),
+                )
+            ), (epoch, i)
+            assert isinstance(out['gt_bboxes'], HorizontalBoxes)
+            np.testing.assert_array_equal(out['img'], _reference(ds, i, plain[:1])['img'])
+        assert fuse.num_fused == len(ds), epoch
+    # Through Resize, a flip and packing, the packed fields stay aligned too.
+    tail = [
+        dict(type='Resize', scale=(96, 96), keep_ratio=True),
+        dict(type='RandomFlip', prob=1.0),
+        dict(type='PackMultiRaterInputs', pack_agreement=True),
+    ]
+    for i in range(len(ds)):
+        a = _reference(ds, i, [plain[0], fuse, *map(TRANSFORMS.build, tail)])
+        b = _reference(ds, i, [*plain, *map(TRANSFORMS.build, tail)])
+        ga, gb = a['data_samples'].gt_instances, b['data_samples'].gt_instances
+        for field in ('bboxes', 'labels', 'confidences', 'agreement'):
+            va, vb = getattr(ga, field), getattr(gb, field)
+            va, vb = getattr(va, 'tensor', va), getattr(vb, 'tensor', vb)
+            assert va.dtype == vb.dtype and va.tolist() == vb.tolist(), (i, field)
+
+
+@pytest.mark.parametrize(
+    'load,kept',
+    [
+        # stock LoadAnnotations (boxes and labels): everything it sets is overwritten
+        (dict(), False),
+        (dict(with_label=False), False),
+        # numpy boxes: FuseAnnotations keeps that type, so the load matters
+        (dict(box_type=None), True),
+        # masks / semantic maps: the fusion does not replace them
+        (dict(with_mask=True), True),
+        (dict(with_seg=True), True),
+    ],
+)
+def test_supersedes_only_plain_box_loads(tmp_path, load, kept):
+    write_set(str(tmp_path))
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', **load)]
+    pipeline.append(dict(type='FuseAnnotations', method='wbf'))
+    ds = _dataset(tmp_path, pipeline)
+    names = [type(t).__name__ for t in ds.pipeline.transforms]
+    assert ('LoadAnnotations' in names) is kept
+    if load.get('box_type', 'hbox') is None:
+        assert isinstance(ds[0]['gt_bboxes'], np.ndarray)  # as with the load run
+
+
+def test_load_not_right_before_fusion_is_kept(tmp_path):
+    write_set(str(tmp_path))
+
+    class MyLoad(type(_load())):
+        """A subclass may load more: never skipped."""
+
+    fuse = dict(type='FuseAnnotations', method='wbf')
+    for pipeline in (
+        [dict(type='LoadAnnotations'), dict(type='LoadImageFromFile'), fuse],
+        [dict(type='LoadImageFromFile'), MyLoad(), fuse],
+        [dict(type='LoadImageFromFile'), fuse, dict(type='LoadAnnotations')],
+    ):
+        ds = _dataset(tmp_path, pipeline)
+        assert len(ds.pipeline.transforms) == 3
+        assert len(ds[0]['gt_bboxes']) == len(ds[0]['gt_confidences'])
+
+
+def test_cached_entry_is_not_shared_with_results(tmp_path):
+    """In-place edits downstream (boxes, labels, instance list) never reach the cache."""
+    write_set(str(tmp_path))
+    ds = _dataset(tmp_path, [dict(type='FuseAnnotations', method='wbf')])
+    first = ds[0]
+    ref = {k: np.array(first[k]) for k in ('gt_bboxes_labels', 'gt_agreement')}
+    ref_boxes = first['gt_bboxes'].tensor.clone()
+    first['gt_bboxes'].tensor.add_(100)
+    first['gt_bboxes_labels'][:] = 9
+    first['gt_agreement'][:] = 9
+    first['gt_ignore_flags'][:] = True
+    first['instances'].clear()
+    again = ds[0]
+    assert again['gt_bboxes'].tensor.equal(ref_boxes)
+    for k, v in ref.items():
+        np.testing.assert_array_equal(again[k], v)
+    assert not again['gt_ignore_flags'].any() and len(again['instances']) == len(ref_boxes)
