@@ -76,6 +76,8 @@ LABELS = {
     'wbf-earl': 'WBF + EARL (paper)',
     'em-earl': 'EM-weighted WBF + EARL',
 }
+#: Extra paired comparisons reported beside "vs NA": (method, reference).
+EXTRA_PAIRS = (('wbf-earl', 'wbf'), ('em-earl', 'wbf-earl'), ('ensemble', 'na'))
 SWEEP_P = (0.6, 0.7, 0.8, 0.9)
 SWEEP_METHODS = ('na', 'wbf', 'wbf-earl', 'em-earl')
 METRICS = ('mAP_40', 'mAP')  # DetectionMAPMetric keys (unprefixed)
@@ -136,13 +138,23 @@ def verdict(lo: float, hi: float) -> str:
     return 'better' if lo > 0 else 'worse'
 
 
+def paired_diff(a: dict[int, dict], b: dict[int, dict], metric: str) -> dict | None:
+    """Mean and t-interval of a - b over the seeds both have (None without a common seed)."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    diffs = [a[s]['metrics'][metric] - b[s]['metrics'][metric] for s in seeds]
+    m, lo, hi = t_interval(diffs)
+    return dict(mean=m, lo=lo, hi=hi, n=len(diffs), verdict=verdict(lo, hi))
+
+
 def summarize(results: Sequence[dict], baseline: str = 'na') -> dict:
     """Per (proficiency, epochs, method): mean/CI per metric and paired diffs to baseline."""
     groups: dict[tuple, dict[str, dict[int, dict]]] = {}
     for r in results:
         grp = groups.setdefault((r['proficiency'], r['epochs']), {})
         grp.setdefault(r['method'], {})[r['seed']] = r
-    out = []
+    out, pairs = [], []
     for (p, e), methods in sorted(groups.items()):
         base = methods.get(baseline, {})
         for method in sorted(methods, key=_method_order):
@@ -154,19 +166,21 @@ def summarize(results: Sequence[dict], baseline: str = 'na') -> dict:
                 vals = [runs[s]['metrics'][m] for s in sorted(runs)]
                 mean, lo, hi = t_interval(vals)
                 row[m] = dict(mean=mean, lo=lo, hi=hi, sd=_sd(vals), values=vals)
-                paired = sorted(set(runs) & set(base))
-                if method != baseline and paired:
-                    diffs = [runs[s]['metrics'][m] - base[s]['metrics'][m] for s in paired]
-                    dm, dlo, dhi = t_interval(diffs)
-                    row[f'{m}_vs_{baseline}'] = dict(
-                        mean=dm, lo=dlo, hi=dhi, n=len(diffs), verdict=verdict(dlo, dhi)
-                    )
+                if method != baseline and (d := paired_diff(runs, base, m)):
+                    row[f'{m}_vs_{baseline}'] = d
                 boot = [runs[s].get('bootstrap', {}).get(m) for s in sorted(runs)]
                 boot = [b for b in boot if b]
                 if boot:
                     row[f'{m}_bootstrap'] = boot[0]
             out.append(row)
-    return dict(baseline=baseline, rows=out)
+        for a, b in EXTRA_PAIRS:
+            if a in methods and b in methods and b != baseline:
+                row = dict(proficiency=p, epochs=e, method=a, reference=b)
+                for m in METRICS:
+                    row[m] = paired_diff(methods[a], methods[b], m)
+                if all(row[m] for m in METRICS):
+                    pairs.append(row)
+    return dict(baseline=baseline, rows=out, pairs=pairs)
 
 
 def _sd(vals: Sequence[float]) -> float:
@@ -679,6 +693,20 @@ def markdown(summary: dict, meta: dict) -> str:
                 f'| {name} | {r["n"]} | {_ci(r["mAP_40"])} | {_ci(r["mAP"])} | '
                 f'{_diff(r.get("mAP_40_vs_na"))} | {_diff(r.get("mAP_vs_na"))} |'
             )
+        pairs = [r for r in summary.get('pairs', []) if (r['proficiency'], r['epochs']) == (p, e)]
+        if pairs:
+            lines += [
+                '',
+                'Other paired differences (same seeds):',
+                '',
+                '| difference | seeds | mAP@0.4 | mAP@[.5:.95] |',
+                '|---|---|---|---|',
+            ]
+            for r in pairs:
+                name = f'{LABELS.get(r["method"], r["method"])} − {LABELS.get(r["reference"])}'
+                lines.append(
+                    f'| {name} | {r["mAP_40"]["n"]} | {_diff(r["mAP_40"])} | {_diff(r["mAP"])} |'
+                )
         boots = [r for r in rows if (r['proficiency'], r['epochs']) == (p, e)]
         boots = [r for r in boots if r.get('mAP_bootstrap')]
         if boots:

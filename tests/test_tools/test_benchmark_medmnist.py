@@ -172,3 +172,17 @@ def test_log_status_reads_the_last_mmengine_line(tmp_path):
     )
     assert bm._log_status(str(log)) == 'epoch 2 iter 50/94, run eta 0:02:05'
     assert bm._log_status(str(tmp_path / 'missing.log')) is None
+
+
+def test_earl_effect_is_paired_against_wbf():
+    wbf = [0.80, 0.83, 0.78]
+    results = [_result('na', s, 0.8, 0.6) for s in range(3)]
+    results += [_result('wbf', s, v, v) for s, v in enumerate(wbf)]
+    results += [_result('wbf-earl', s, v - 0.02, v) for s, v in enumerate(wbf)]
+    summary = bm.summarize(results)
+    (pair,) = summary['pairs']
+    assert (pair['method'], pair['reference']) == ('wbf-earl', 'wbf')
+    assert pair['mAP_40']['mean'] == pytest.approx(-0.02)
+    assert pair['mAP_40']['verdict'] == 'worse' and pair['mAP']['mean'] == pytest.approx(0.0)
+    md = bm.markdown(summary, dict(command='x', date='d', device='cpu', machine='m'))
+    assert 'WBF + EARL (paper) − WBF (no EARL)' in md
