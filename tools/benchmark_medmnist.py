@@ -757,6 +757,7 @@ def plots(summary: dict, out: str) -> list[str]:
                 else:
                     ax.plot(ent['mean'], i, 'o', color='C0', zorder=3)
             ax.set_yticks(range(len(grp)))
+            ax.invert_yaxis()  # the table's order, top to bottom
             ax.set_yticklabels([LABELS.get(r['method'], r['method']) for r in grp])
             ax.set_title(f'{title} (mean, 95 % CI, seeds)')
             ax.grid(axis='x', alpha=0.3)
