@@ -49,7 +49,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -102,14 +102,13 @@ class Run:
 
 @dataclass
 class Study:
+    """How the runs are executed (each run carries its own method/seed/p/epochs)."""
+
     out: str
-    epochs: int
     device: str
     jobs: int
-    data_seed: int
     workers: int = 0
     lock: str | None = None
-    runs: list[Run] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -340,13 +339,13 @@ def _env(threads: int, device: str) -> dict[str, str]:
 
 
 _CHILDREN: set[subprocess.Popen] = set()
-_ACTIVE_LOGS: dict[str, str] = {}  # run key -> log being written (for the heartbeat)
+_ACTIVE_LOGS: set[str] = set()  # logs being written (for the heartbeat)
 
 
 def _python(args: list[str], log: str | None, env: dict[str, str]) -> None:
     cmd = [sys.executable, *args]
     if log is not None:
-        _ACTIVE_LOGS[log] = log
+        _ACTIVE_LOGS.add(log)
     with open(log or os.devnull, 'w') as f:
         out = None if log is None else f
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
@@ -355,7 +354,7 @@ def _python(args: list[str], log: str | None, env: dict[str, str]) -> None:
             proc.wait()
         finally:
             _CHILDREN.discard(proc)
-            _ACTIVE_LOGS.pop(log or '', None)
+            _ACTIVE_LOGS.discard(log or '')
     if proc.returncode != 0:
         where = f' (log: {log})' if log else ''
         raise RuntimeError(f'failed with exit code {proc.returncode}: {" ".join(args)}{where}')
@@ -445,16 +444,24 @@ def _train_and_score(study: Study, run: Run, threads: int) -> dict:
     return result
 
 
-def ensemble_and_score(study: Study, run: Run, raters: Sequence[str]) -> dict:
+def ensemble_predictions(out: str, run: Run, members: Sequence[str], gold: dict) -> dict:
+    """WBF (IoU ENSEMBLE_IOU) of the member runs' test predictions for ``run``'s seed."""
     from ensemble_predictions import fuse_predictions, load_predictions
 
+    preds = [
+        load_predictions(
+            osp.join(run_dir(out, Run(m, run.seed, run.proficiency, run.epochs)), 'preds.pkl'),
+            gold,
+        )
+        for m in members
+    ]
+    return fuse_predictions(preds, gold, iou_thr=ENSEMBLE_IOU)
+
+
+def ensemble_and_score(study: Study, run: Run, raters: Sequence[str]) -> dict:
     d = data_dir(study.out, run.proficiency)
     gold_path, gold = _gold(d)
-    members = []
-    for r in raters:
-        member = Run(f'rater-{r}', run.seed, run.proficiency, run.epochs)
-        members.append(load_predictions(osp.join(run_dir(study.out, member), 'preds.pkl'), gold))
-    fused = fuse_predictions(members, gold, iou_thr=ENSEMBLE_IOU)
+    fused = ensemble_predictions(study.out, run, [f'rater-{r}' for r in raters], gold)
     metrics = score_predictions(fused, gold_path, gold)
     wd = run_dir(study.out, run)
     os.makedirs(wd, exist_ok=True)
@@ -606,13 +613,13 @@ def execute(study: Study, runs: list[Run], raters_by_p: dict[float, list[str]]) 
 
 def add_bootstrap(study: Study, runs: list[Run], num: int) -> None:
     """Bootstrap over test images for seed 0 of each (proficiency, epochs) group."""
-    from ensemble_predictions import fuse_predictions, load_predictions
+    from ensemble_predictions import load_predictions
 
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
         if r.seed == 0:
             groups.setdefault((r.proficiency, r.epochs), []).append(r)
-    for (p, e), members in groups.items():
+    for (p, _), members in groups.items():
         results = {r: load_result(study.out, r) for r in members}
         if all(res is not None and 'bootstrap' in res for res in results.values()):
             continue
@@ -622,17 +629,7 @@ def add_bootstrap(study: Study, runs: list[Run], num: int) -> None:
         for r in members:
             pkl = osp.join(run_dir(study.out, r), 'preds.pkl')
             if r.method == 'ensemble':
-                raters = [m for m in results[r]['members']]
-                preds[r.method] = fuse_predictions(
-                    [
-                        load_predictions(
-                            osp.join(run_dir(study.out, Run(m, 0, p, e)), 'preds.pkl'), gold
-                        )
-                        for m in raters
-                    ],
-                    gold,
-                    iou_thr=ENSEMBLE_IOU,
-                )
+                preds[r.method] = ensemble_predictions(study.out, r, results[r]['members'], gold)
             elif osp.isfile(pkl):
                 preds[r.method] = load_predictions(pkl, gold)
         t0 = time.time()
@@ -899,9 +896,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for r in runs:
                 print(r.key, '(done)' if load_result(args.out, r) else '')
             return
-        study = Study(
-            args.out, args.epochs, device, args.jobs, args.data_seed, args.workers, args.lock, runs
-        )
+        study = Study(args.out, device, args.jobs, args.workers, args.lock)
         execute(study, runs, raters_by_p)
         if args.bootstrap:
             add_bootstrap(study, runs, args.bootstrap)
