@@ -95,3 +95,32 @@ def default_work_dir(config_path: str) -> str:
 def set_local_rank(local_rank: int | None) -> None:
     if 'LOCAL_RANK' not in os.environ and local_rank is not None:
         os.environ['LOCAL_RANK'] = str(local_rank)
+
+
+def medmnist_cfg_options(data_root: str, epochs: int, seed: int, val: bool = True) -> list[str]:
+    """``--cfg-options`` that point a configs/medmnist config at ``data_root`` and set its
+    schedule (``epochs``, with the cosine phase after the 1 warm-up epoch) and seed.
+
+    ``val=False`` switches validation off (no val loop, loader or evaluator).
+    """
+    root = data_root.rstrip('/') + '/'
+    opts = [
+        f'data_root={root}',
+        f'train_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.data_root={root}',
+        f'test_evaluator.ann_file={root}test.json',
+    ]
+    if val:
+        opts += [
+            f'val_dataloader.dataset.data_root={root}',
+            f'val_evaluator.ann_file={root}val.json',
+        ]
+    else:
+        opts += ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
+    return opts + [
+        f'train_cfg.max_epochs={epochs}',
+        f'train_cfg.val_interval={epochs}',
+        f'param_scheduler.1.end={epochs}',
+        f'param_scheduler.1.T_max={max(epochs - 1, 1)}',
+        f'randomness.seed={seed}',
+    ]

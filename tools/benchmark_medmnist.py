@@ -57,6 +57,9 @@ import numpy as np
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.join(ROOT, 'tools'))  # _common, ensemble_predictions
+
+from _common import medmnist_cfg_options  # noqa: E402
 
 CONFIG_DIR = 'configs/medmnist'
 CONFIGS = {
@@ -297,26 +300,14 @@ def rater_ids(d: str) -> list[str]:
 
 def cfg_options(run: Run, d: str, workers: int = 0) -> list[str]:
     root = d.rstrip('/') + '/'
-    e = run.epochs
-    opts = [
-        f'data_root={root}',
-        f'train_dataloader.dataset.data_root={root}',
-        f'test_dataloader.dataset.data_root={root}',
-        f'test_evaluator.ann_file={root}test.json',
-        'val_cfg=None',
-        'val_dataloader=None',
-        'val_evaluator=None',
-        f'train_cfg.max_epochs={e}',
-        f'train_cfg.val_interval={e}',
-        f'param_scheduler.1.end={e}',
-        f'param_scheduler.1.T_max={max(e - 1, 1)}',
-        f'default_hooks.checkpoint.interval={e}',
+    opts = medmnist_cfg_options(d, run.epochs, run.seed, val=False)
+    opts += [
+        f'default_hooks.checkpoint.interval={run.epochs}',
         f'train_dataloader.num_workers={workers}',
         f'train_dataloader.persistent_workers={workers > 0}',
         f'test_dataloader.num_workers={workers}',
         f'test_dataloader.persistent_workers={workers > 0}',
         'default_hooks.logger.interval=50',
-        f'randomness.seed={run.seed}',
     ]
     if run.method == 'em-earl':
         opts.append(
@@ -874,7 +865,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _sigterm)  # `timeout` / a scheduler: stop children too
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
     device = args.device
     if device == 'auto':
         import torch

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from _common import medmnist_cfg_options
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/medmnist/yolox_nano_wbf-earl_20e_medmnist-cpu.py'
 
@@ -84,20 +86,7 @@ def main(argv=None) -> None:
     )
 
     _step(f'3/4 train YOLOX (2.2 M params) with WBF + EARL, {epochs} epochs')
-    data_root = args.data.rstrip('/') + '/'
-    opts = [
-        f'data_root={data_root}',
-        f'train_dataloader.dataset.data_root={data_root}',
-        f'val_dataloader.dataset.data_root={data_root}',
-        f'test_dataloader.dataset.data_root={data_root}',
-        f'val_evaluator.ann_file={data_root}val.json',
-        f'test_evaluator.ann_file={data_root}test.json',
-        f'train_cfg.max_epochs={epochs}',
-        f'train_cfg.val_interval={epochs}',
-        f'param_scheduler.1.end={epochs}',
-        f'param_scheduler.1.T_max={max(epochs - 1, 1)}',
-        f'randomness.seed={args.seed}',
-    ]
+    opts = medmnist_cfg_options(args.data, epochs, args.seed)
     _run(['tools/train.py', CONFIG, '--work-dir', args.work_dir, '--cfg-options', *opts])
 
     _step('4/4 evaluate on the gold test set (1,000 images, never seen digits)')
