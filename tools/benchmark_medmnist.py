@@ -80,7 +80,7 @@ LABELS = {
     'em-earl': 'EM-weighted WBF + EARL',
 }
 #: Extra paired comparisons reported beside "vs NA": (method, reference).
-EXTRA_PAIRS = (('wbf-earl', 'wbf'), ('em-earl', 'wbf-earl'), ('ensemble', 'na'))
+EXTRA_PAIRS = (('wbf-earl', 'wbf'), ('em-earl', 'wbf-earl'), ('wbf-earl', 'ensemble'))
 SWEEP_P = (0.6, 0.7, 0.8, 0.9)
 SWEEP_METHODS = ('na', 'wbf', 'wbf-earl', 'em-earl')
 METRICS = ('mAP_40', 'mAP')  # DetectionMAPMetric keys (unprefixed)
@@ -182,7 +182,50 @@ def summarize(results: Sequence[dict], baseline: str = 'na') -> dict:
                     row[m] = paired_diff(methods[a], methods[b], m)
                 if all(row[m] for m in METRICS):
                     pairs.append(row)
-    return dict(baseline=baseline, rows=out, pairs=pairs)
+    summary = dict(baseline=baseline, rows=out, pairs=pairs)
+    summary['sweep'] = sweep_table(summary, baseline)
+    return summary
+
+
+def sweep_table(summary: dict, baseline: str = 'na') -> list[dict]:
+    """The proficiency sweep: per epochs with two or more proficiencies, per method, the
+    mean and the paired difference to ``baseline`` at each p over the same seeds at every p
+    (the seeds that method and the baseline both have at all of them), so that the columns
+    differ only in p. Seed 0's bootstrap SE of the difference (test-set noise only) is kept
+    for one-seed columns."""
+    rows = summary['rows']
+    out = []
+    for e in sorted({r['epochs'] for r in rows}):
+        grp = {(r['proficiency'], r['method']): r for r in rows if r['epochs'] == e}
+        ps = sorted({p for p, _ in grp})
+        if len(ps) < 2:
+            continue
+        for method in sorted({m for _, m in grp}, key=_method_order):
+            if not all((p, method) in grp and (p, baseline) in grp for p in ps):
+                continue
+            seeds = set.intersection(
+                *(set(grp[p, method]['seeds']) & set(grp[p, baseline]['seeds']) for p in ps)
+            )
+            if not seeds:
+                continue
+            entry: dict[str, Any] = dict(epochs=e, method=method, seeds=sorted(seeds), cells={})
+            for p in ps:
+                cell = {}
+                for m in METRICS:
+                    r, b = grp[p, method], grp[p, baseline]
+                    vals = [v for s, v in zip(r['seeds'], r[m]['values']) if s in seeds]
+                    base = [v for s, v in zip(b['seeds'], b[m]['values']) if s in seeds]
+                    mean = t_interval(vals)[0]
+                    cell[m] = dict(mean=mean)
+                    if method != baseline:
+                        d, lo, hi = t_interval(np.subtract(vals, base))
+                        cell[m]['diff'] = dict(mean=d, lo=lo, hi=hi, verdict=verdict(lo, hi))
+                        boot = r.get(f'{m}_bootstrap') or {}
+                        if seeds == {0} and 'diff_se' in boot:  # bootstraps are seed 0's
+                            cell[m]['diff']['boot_se'] = boot['diff_se']
+                entry['cells'][p] = cell
+            out.append(entry)
+    return out
 
 
 def _sd(vals: Sequence[float]) -> float:
@@ -714,7 +757,49 @@ def markdown(summary: dict, meta: dict) -> str:
                     f'| {_fmt(b.get("diff_se", math.nan))} |'
                 )
         lines.append('')
+    lines += _sweep_markdown(summary.get('sweep', []))
     return '\n'.join(lines)
+
+
+def _sweep_cell(cell: dict) -> str:
+    text = f'{cell["mean"]:.4f}'
+    d = cell.get('diff')
+    if d is None:
+        return text
+    if not math.isnan(d['lo']):
+        return text + f' ({d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}])'
+    if 'boot_se' in d:
+        return text + f' ({d["mean"]:+.4f} ± {d["boot_se"]:.4f} test-set SE)'
+    return text + f' ({d["mean"]:+.4f})'
+
+
+def _sweep_markdown(sweep: Sequence[dict]) -> list[str]:
+    lines: list[str] = []
+    for e in sorted({r['epochs'] for r in sweep}):
+        rows = [r for r in sweep if r['epochs'] == e]
+        ps = sorted(rows[0]['cells'])
+        lines += [
+            f'## Proficiency sweep, {e} epochs',
+            '',
+            'Each cell: the mean over the seeds listed (the same seeds at every p, so the '
+            'columns differ only in p) and, in brackets, the paired difference to NA with '
+            'its 95 % t-interval; with one seed, the bootstrap SE of that difference over '
+            'the test images (test-set noise only, not training noise).',
+            '',
+        ]
+        for m, title in zip(METRICS, ('mAP@0.4', 'mAP@[.5:.95]')):
+            lines += [
+                f'{title}:',
+                '',
+                '| method | seeds | ' + ' | '.join(f'p = {p:g}' for p in ps) + ' |',
+                '|---|---|' + '---|' * len(ps),
+            ]
+            for r in rows:
+                seeds = ','.join(str(s) for s in r['seeds'])
+                cells = ' | '.join(_sweep_cell(r['cells'][p][m]) for p in ps)
+                lines.append(f'| {LABELS.get(r["method"], r["method"])} | {seeds} | {cells} |')
+            lines.append('')
+    return lines
 
 
 def plots(summary: dict, out: str) -> list[str]:
@@ -755,22 +840,49 @@ def plots(summary: dict, out: str) -> list[str]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
-    ps = sorted({r['proficiency'] for r in rows})
-    if len(ps) > 1:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for ax, m, title in zip(axes, METRICS, ('mAP@0.4', 'mAP@[.5:.95]')):
-            for j, method in enumerate(dict.fromkeys(r['method'] for r in rows)):
-                pts = sorted(
-                    (r['proficiency'], r[m]['mean']) for r in rows if r['method'] == method
+    for e in sorted({r['epochs'] for r in summary.get('sweep', [])}):
+        sweep = [r for r in summary['sweep'] if r['epochs'] == e]
+        fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+        for col, m, title in zip(range(2), METRICS, ('mAP@0.4', 'mAP@[.5:.95]')):
+            for j, r in enumerate(sweep):
+                ps = sorted(r['cells'])
+                label = LABELS.get(r['method'], r['method'])
+                means = [r['cells'][p][m]['mean'] for p in ps]
+                axes[0, col].plot(ps, means, 'o-', label=label, color=f'C{j}')
+                diffs = [r['cells'][p][m].get('diff') for p in ps]
+                if diffs[0] is None:
+                    continue
+                y = np.array([d['mean'] for d in diffs])
+                lo = np.array(
+                    [
+                        d['lo']
+                        if not math.isnan(d['lo'])
+                        else d['mean'] - 1.96 * d.get('boot_se', math.nan)
+                        for d in diffs
+                    ]
                 )
-                if len(pts) > 1:
-                    ax.plot(*zip(*pts), 'o-', label=LABELS.get(method, method), color=f'C{j}')
-            ax.set_xlabel('rater proficiency p')
-            ax.set_title(title)
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
+                hi = np.array(
+                    [
+                        d['hi']
+                        if not math.isnan(d['hi'])
+                        else d['mean'] + 1.96 * d.get('boot_se', math.nan)
+                        for d in diffs
+                    ]
+                )
+                x = np.array(ps) + 0.006 * (j - len(sweep) / 2)  # dodge the error bars
+                axes[1, col].errorbar(
+                    x, y, yerr=[y - lo, hi - y], fmt='o-', capsize=3, color=f'C{j}', label=label
+                )
+            axes[0, col].set_title(f'{title}, mean over seeds {sweep[0]["seeds"]}')
+            axes[1, col].axhline(0.0, color='0.3', lw=0.8)
+            axes[1, col].set_title(f'{title}: difference to NA (95 % interval)')
+            axes[1, col].set_xlabel('rater proficiency p')
+            for ax in axes[:, col]:
+                ax.grid(alpha=0.3)
+        axes[0, 0].legend(fontsize=8)
+        fig.suptitle(f'MED-MNIST cpu preset, proficiency sweep, {e} epochs')
         fig.tight_layout()
-        path = osp.join(out, 'sweep.png')
+        path = osp.join(out, f'sweep_e{e}.png')
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)

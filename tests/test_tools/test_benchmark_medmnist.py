@@ -186,3 +186,45 @@ def test_earl_effect_is_paired_against_wbf():
     assert pair['mAP_40']['verdict'] == 'worse' and pair['mAP']['mean'] == pytest.approx(0.0)
     md = bm.markdown(summary, dict(command='x', date='d', device='cpu', machine='m'))
     assert 'WBF + EARL (paper) − WBF (no EARL)' in md
+
+
+def test_sweep_table_compares_the_same_seeds_at_every_p(tmp_path):
+    results = []
+    for s in range(5):  # p = 0.8 has five seeds, the other p only seed 0
+        results += [_result('na', s, 0.80 + 0.01 * s, 0.60), _result('wbf', s, 0.70, 0.50)]
+        results.append(_result('wbf-earl', s, 0.82 + 0.01 * s, 0.61 + 0.01 * s))
+    for p, shift in ((0.6, -0.1), (0.9, 0.05)):
+        results += [
+            _result('na', 0, 0.80 + shift, 0.60 + shift, p=p),
+            _result('wbf-earl', 0, 0.83 + shift, 0.60 + shift, p=p),
+        ]
+    results[-1]['bootstrap'] = dict(
+        mAP_40=dict(se=0.01, num=9, diff_se=0.004), mAP=dict(se=0.01, num=9)
+    )
+    results.append(_result('mv', 0, 0.5, 0.4))  # only at p = 0.8: not in the sweep
+    summary = bm.summarize(results)
+    sweep = {r['method']: r for r in summary['sweep']}
+    assert set(sweep) == {'na', 'wbf-earl'}
+    earl = sweep['wbf-earl']
+    assert earl['seeds'] == [0] and sorted(earl['cells']) == [0.6, 0.8, 0.9]
+    # p = 0.8 uses seed 0 only, like the other columns (not the five-seed mean 0.84)
+    assert earl['cells'][0.8]['mAP_40']['mean'] == pytest.approx(0.82)
+    assert earl['cells'][0.8]['mAP_40']['diff']['mean'] == pytest.approx(0.02)
+    assert earl['cells'][0.6]['mAP']['diff']['mean'] == pytest.approx(0.0)
+    assert earl['cells'][0.9]['mAP_40']['diff']['boot_se'] == 0.004
+    assert earl['cells'][0.9]['mAP_40']['diff']['verdict'] == 'one seed: no interval'
+    md = bm.markdown(summary, dict(command='x', date='d', device='cpu', machine='m'))
+    assert '## Proficiency sweep, 6 epochs' in md
+    assert '| WBF + EARL (paper) | 0 | 0.7300 (+0.0300) | 0.8200 (+0.0200) |' in md
+    assert '0.8800 (+0.0300 ± 0.0040 test-set SE)' in md
+    assert any(p.endswith('sweep_e6.png') for p in bm.plots(summary, str(tmp_path)))
+
+
+def test_wbf_earl_is_paired_against_the_rater_ensemble():
+    results = [_result('na', s, 0.8, 0.6) for s in range(2)]
+    results += [_result('ensemble', s, 0.75, 0.55 + 0.01 * s) for s in range(2)]
+    results += [_result('wbf-earl', s, 0.78, 0.60) for s in range(3)]
+    pairs = bm.summarize(results)['pairs']
+    (pair,) = [r for r in pairs if r['reference'] == 'ensemble']
+    assert pair['method'] == 'wbf-earl' and pair['mAP_40']['n'] == 2
+    assert pair['mAP_40']['mean'] == pytest.approx(0.03)
