@@ -80,7 +80,12 @@ LABELS = {
     'em-earl': 'EM-weighted WBF + EARL',
 }
 #: Extra paired comparisons reported beside "vs NA": (method, reference).
-EXTRA_PAIRS = (('wbf-earl', 'wbf'), ('em-earl', 'wbf-earl'), ('wbf-earl', 'ensemble'))
+EXTRA_PAIRS = (
+    ('wbf-earl', 'wbf'),
+    ('em-earl', 'wbf-earl'),
+    ('mv', 'wbf'),
+    ('wbf-earl', 'ensemble'),
+)
 SWEEP_P = (0.6, 0.7, 0.8, 0.9)
 SWEEP_METHODS = ('na', 'wbf', 'wbf-earl', 'em-earl')
 METRICS = ('mAP_40', 'mAP')  # DetectionMAPMetric keys (unprefixed)
