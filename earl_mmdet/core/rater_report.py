@@ -38,9 +38,9 @@ import numpy as np
 from .aggregators import Aggregator, AggregatorSpec, build_aggregator
 from .em import RaterEM, check_image
 from .matching import box_iou, cluster_boxes, match_boxes
-from .types import ImageAnnotations
+from .types import FusionResult, ImageAnnotations
 
-__all__ = ['krippendorff_alpha_boxes', 'pairwise_f1', 'rater_report']
+__all__ = ['krippendorff_alpha_boxes', 'pairwise_f1', 'rater_report', 'truth_quality']
 
 #: Above this many boxes of one label, D_e's same-label IoU sum is estimated from
 #: ``_ALPHA_SAMPLES`` random pairs (fixed seed) instead of all pairs.
@@ -355,3 +355,77 @@ def rater_report(
         },
         'krippendorff_alpha': krippendorff_alpha_boxes(images, iou_thr, include_empty_images),
     }
+
+
+def truth_quality(
+    fused: Sequence[FusionResult],
+    gold: Sequence[ImageAnnotations],
+    iou_thr: float = 0.5,
+) -> dict[str, Any]:
+    """How good a training truth is against the real one (simulated data only).
+
+    A training box is *correct* when it overlaps a gold box of the same label with
+    IoU > ``iou_thr`` (many-to-one: the NA baseline's three boxes on one object are all
+    correct); a gold object is *covered* when some correct training box overlaps it.
+
+    Args:
+        fused (Sequence[FusionResult]): per image, the aggregator's boxes (xyxy pixels),
+            labels and confidences c.
+        gold (Sequence[ImageAnnotations]): per image, in the same order, the true boxes.
+        iou_thr (float): IoU threshold. Defaults to 0.5.
+
+    Returns:
+        dict: ``boxes``, ``gold_boxes``, ``correct``, ``covered``, ``precision``
+        (correct / boxes), ``recall`` (covered / gold_boxes), ``weighted_precision``
+        (sum of c over correct boxes / sum of c: the share of an EARL loss weight that
+        lands on correct boxes), ``mean_iou`` (correct boxes' best IoU with a gold box of
+        their label) and ``by_agreement`` (T -> boxes, correct, precision).
+
+    Raises:
+        ValueError: if the two sequences differ in length.
+    """
+    fused, gold = list(fused), list(gold)
+    if len(fused) != len(gold):
+        raise ValueError(f'{len(fused)} fused images but {len(gold)} gold images')
+    n_boxes = n_gold = n_correct = n_covered = 0
+    c_all = c_correct = iou_sum = 0.0
+    by_t: dict[int, list[int]] = {}
+    for f, g in zip(fused, gold):
+        n_boxes += len(f)
+        n_gold += len(g.boxes)
+        correct = np.zeros(len(f), bool)
+        best = np.zeros(len(f))
+        if len(f) and len(g.boxes):
+            iou = box_iou(np.asarray(f.boxes, np.float64), np.asarray(g.boxes, np.float64))
+            same = np.asarray(f.labels)[:, None] == np.asarray(g.labels)[None, :]
+            hit = (iou > iou_thr) & same
+            correct = hit.any(axis=1)
+            best = np.where(same, iou, 0.0).max(axis=1)
+            n_covered += int(hit.any(axis=0).sum())
+        n_correct += int(correct.sum())
+        iou_sum += float(best[correct].sum())
+        conf = np.asarray(f.confidences, np.float64)
+        c_all += float(conf.sum())
+        c_correct += float(conf[correct].sum())
+        for t, ok in zip(np.asarray(f.agreement).tolist(), correct.tolist()):
+            entry = by_t.setdefault(int(t), [0, 0])
+            entry[0] += 1
+            entry[1] += int(ok)
+
+    def ratio(a: float, b: float) -> float | None:
+        return a / b if b else None
+
+    return dict(
+        boxes=n_boxes,
+        gold_boxes=n_gold,
+        correct=n_correct,
+        covered=n_covered,
+        iou_thr=float(iou_thr),
+        precision=ratio(n_correct, n_boxes),
+        recall=ratio(n_covered, n_gold),
+        weighted_precision=ratio(c_correct, c_all),
+        mean_iou=ratio(iou_sum, n_correct),
+        by_agreement={
+            t: dict(boxes=b, correct=c, precision=ratio(c, b)) for t, (b, c) in sorted(by_t.items())
+        },
+    )

@@ -174,3 +174,56 @@ def test_report_other_consensus_and_errors():
         rater_report(ims, aggregator='median')
     with pytest.raises(ValueError, match='iou_thr'):
         rater_report(ims, iou_thr=1.5)
+
+
+def test_truth_quality_hand_computed():
+    from earl_mmdet.core.aggregators import build_aggregator
+    from earl_mmdet.core.rater_report import truth_quality
+
+    # Two true objects (labels 0 and 1) and one image with no object.
+    gold = [image([sq(0), sq(50)], [0, 1], ['g', 'g'], ['g']), image([], [], [], ['g'])]
+    raters = [
+        image(
+            # object 0: A and B right, C mislabels it; object 1: only A (right)
+            [sq(0), sq(1), sq(0, 1), sq(50)],
+            [0, 0, 5, 1],
+            ['A', 'B', 'C', 'A'],
+            ['A', 'B', 'C'],
+        ),
+        image([sq(20)], [2], ['B'], ['A', 'B', 'C']),  # a box on the empty image
+    ]
+    wbf = build_aggregator('wbf', iou_thr=0.4, score_mode='fraction').fuse_all(raters)
+    q = truth_quality(wbf, gold)
+    # fused: {A,B} label 0 (T=2, right), C label 5 (T=1, wrong), A label 1 (T=1, right),
+    # B label 2 on the empty image (T=1, wrong)
+    assert (q['boxes'], q['correct'], q['gold_boxes'], q['covered']) == (4, 2, 2, 2)
+    assert q['precision'] == pytest.approx(0.5) and q['recall'] == pytest.approx(1.0)
+    # c = T/3: right 2/3 + 1/3, wrong 1/3 + 1/3
+    assert q['weighted_precision'] == pytest.approx(3 / 5)
+    assert q['by_agreement'] == {
+        1: dict(boxes=3, correct=1, precision=pytest.approx(1 / 3)),
+        2: dict(boxes=1, correct=1, precision=1.0),
+    }
+    na = truth_quality(build_aggregator('na').fuse_all(raters), gold)
+    # NA: every right box counts (many-to-one), so its c-share equals its precision
+    assert (na['boxes'], na['correct'], na['covered']) == (5, 3, 2)
+    assert na['weighted_precision'] == pytest.approx(na['precision'])
+    mv = truth_quality(build_aggregator('mv').fuse_all(raters), gold)
+    assert (mv['boxes'], mv['correct'], mv['covered']) == (1, 1, 1)
+    assert mv['recall'] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match='2 fused images but 1 gold'):
+        truth_quality(wbf, gold[:1])
+
+
+def test_truth_quality_iou_threshold_and_empty():
+    from earl_mmdet.core.aggregators import build_aggregator
+    from earl_mmdet.core.rater_report import truth_quality
+
+    gold = [image([sq(0)], [0], ['g'], ['g'])]
+    shifted = [image([sq(4)], [0], ['A'], ['A'])]  # IoU = 60 / 140 = 0.43
+    fused = build_aggregator('na').fuse_all(shifted)
+    assert truth_quality(fused, gold, iou_thr=0.4)['correct'] == 1
+    assert truth_quality(fused, gold, iou_thr=0.5)['correct'] == 0
+    empty = truth_quality(build_aggregator('na').fuse_all([image([], [], [], ['A'])]), gold)
+    assert empty['precision'] is None and empty['recall'] == 0.0
+    assert empty['weighted_precision'] is None and empty['mean_iou'] is None

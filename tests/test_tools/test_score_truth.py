@@ -1,0 +1,56 @@
+"""tools/score_truth.py on the tiny multi-rater file and a hand-written gold file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_tools.test_fuse_annotations import load_tool, tiny_multirater
+
+tool = load_tool('score_truth')
+
+
+def _gold(path, drop=None):
+    # other image ids, other image order and other category order than the raters' file:
+    # images are matched by file_name, categories by name
+    images = [
+        dict(id=30, file_name='c.png', width=100, height=100),
+        dict(id=10, file_name='a.png', width=100, height=100),
+        dict(id=20, file_name='b.png', width=100, height=100),
+    ]
+    images = [im for im in images if im['file_name'] != drop]
+    data = dict(
+        images=images,
+        categories=[dict(id=1, name='dog'), dict(id=2, name='cat')],
+        annotations=[
+            dict(id=1, image_id=10, category_id=2, bbox=[0, 0, 10, 10]),
+            dict(id=2, image_id=30, category_id=1, bbox=[20, 20, 10, 10]),
+        ],
+    )
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_scores_each_aggregator(tmp_path, capsys):
+    src = tiny_multirater(tmp_path / 'multi.json')
+    gold = _gold(tmp_path / 'gold.json')
+    out = tmp_path / 'truth.json'
+    res = tool.main([str(src), str(gold), '--methods', 'na', 'mv', 'wbf', '--out', str(out)])
+    # na: R1/R2 cats and both image-3 dogs are right, R3's far dog is not
+    assert (res['na']['boxes'], res['na']['correct'], res['na']['covered']) == (5, 4, 2)
+    # mv keeps the two agreed boxes, both right
+    assert (res['mv']['boxes'], res['mv']['correct'], res['mv']['recall']) == (2, 2, 1.0)
+    # wbf, c = T/R: cat 2/3 (right), far dog 1/3 (wrong), image-3 dog 2/2 (right)
+    assert res['wbf']['precision'] == pytest.approx(2 / 3)
+    assert res['wbf']['weighted_precision'] == pytest.approx((2 / 3 + 1) / 2)
+    assert json.loads(out.read_text())['wbf']['boxes'] == 3
+    table = capsys.readouterr().out
+    assert '| wbf | 3 | 66.7 % | 100.0 % | 83.3 % |' in table
+
+
+def test_gold_without_the_image_is_a_clear_error(tmp_path):
+    src = tiny_multirater(tmp_path / 'multi.json')
+    gold = _gold(tmp_path / 'gold.json', drop='b.png')
+    with pytest.raises(SystemExit, match="gold.json: no image with file_name 'b.png'"):
+        tool.main([str(src), str(gold), '--methods', 'na'])
