@@ -59,7 +59,7 @@ def _pct(x: float | None) -> str:
 
 
 def markdown(results: dict[str, dict], source: str) -> str:
-    ts = sorted({int(t) for r in results.values() for t in r['by_agreement']})
+    ts = sorted({t for r in results.values() for t in r['by_agreement']})
     lines = [
         f'Training truth vs gold ({source}; correct = same label, IoU > '
         f'{next(iter(results.values()))["iou_thr"]:g})',
@@ -70,7 +70,7 @@ def markdown(results: dict[str, dict], source: str) -> str:
         '|---|---|---|---|---|---|' + '---|' * len(ts),
     ]
     for name, r in results.items():
-        by_t = {int(t): v for t, v in r['by_agreement'].items()}
+        by_t = r['by_agreement']
         cells = [
             f'{_pct(by_t[t]["precision"])} ({by_t[t]["boxes"]})' if t in by_t else '–' for t in ts
         ]
