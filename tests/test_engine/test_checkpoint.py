@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
+import sys
+import types
+from pathlib import Path
+from urllib.parse import urlparse
 
+import mmengine
 import numpy as np
 import pytest
 import torch
+from mmengine.runner import checkpoint as mm_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader
 
+import earl_mmdet  # noqa: F401  (registers the schemes)
 from earl_mmdet.core import checkpoint_trust
+from earl_mmdet.engine import checkpoint as ckpt_module
 from earl_mmdet.engine.checkpoint import allow_unsafe_checkpoint_load, load_checkpoint_file
 
 MARKER_ENV = 'EARL_TEST_MARKER'
@@ -58,10 +68,6 @@ def test_malicious_checkpoint_does_not_run(tmp_path):
 
 def test_malicious_checkpoint_through_mmengine_loader(tmp_path):
     """The path every runner takes (load_from, resume) goes through our scheme."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    import earl_mmdet  # noqa: F401  (registers the scheme)
-
     path, marker = _evil_checkpoint(tmp_path)
     with pytest.raises(RuntimeError, match='Refusing'):
         CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
@@ -122,3 +128,186 @@ def test_explicit_opt_in_warns(tmp_path):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         load_checkpoint_file('/nonexistent/nope.pth')
+
+
+# --- every scheme mmengine registers, without network ------------------------------------
+
+MMENGINE_HUB = Path(mmengine.__path__[0]) / 'hub'
+
+
+def _hub_table(name: str) -> dict:
+    return json.loads((MMENGINE_HUB / name).read_text())
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """torch.hub's cache in a temporary TORCH_HOME: a file there is what a download left."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    monkeypatch.setattr(torch.hub, '_hub_dir', None)
+    return tmp_path / 'torch' / 'hub' / 'checkpoints'
+
+
+def _plant(obj, url: str, cache: Path) -> Path:
+    """Put ``obj`` where torch.hub's download of ``url`` lands."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / os.path.basename(urlparse(url).path)
+    torch.save(obj, path)
+    return path
+
+
+def _evil(tmp_path) -> tuple[dict, Path]:
+    marker = tmp_path / 'marker.txt'
+    return {'state_dict': {'w': torch.ones(2)}, 'meta': _Evil(str(marker))}, marker
+
+
+# (checkpoint as a user writes it, the URL mmengine's tables map it to)
+URL_CASES = [
+    # a URL given directly (tools/test.py CONFIG https://.../x.pth, load_from)
+    pytest.param('https://example.com/m/x.pth', 'https://example.com/m/x.pth', id='https'),
+    pytest.param('http://example.com/x.pth', 'http://example.com/x.pth', id='http'),
+    # mmdet configs' `init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')`
+    pytest.param(
+        'torchvision://resnet18', _hub_table('torchvision_0.12.json')['resnet18'], id='torchvision'
+    ),
+    # the deprecated spelling of the same scheme
+    pytest.param(
+        'modelzoo://resnet50', _hub_table('torchvision_0.12.json')['resnet50'], id='modelzoo'
+    ),
+    # OpenMMLab's model zoo
+    pytest.param(
+        'open-mmlab://vgg16_caffe', _hub_table('openmmlab.json')['vgg16_caffe'], id='open-mmlab'
+    ),
+    # the other spelling, through a deprecated name that mmengine renames first
+    pytest.param(
+        'openmmlab://resnet50_caffe',
+        _hub_table('openmmlab.json')[_hub_table('deprecated.json')['resnet50_caffe']],
+        id='openmmlab-deprecated-name',
+    ),
+    # mmcls backbones
+    pytest.param('mmcls://vgg11', _hub_table('mmcls.json')['vgg11'], id='mmcls'),
+]
+
+
+@pytest.mark.parametrize(('checkpoint', 'url'), URL_CASES)
+def test_url_checkpoint_in_hub_cache_does_not_run(checkpoint, url, tmp_path, hub_cache):
+    obj, marker = _evil(tmp_path)
+    cached = _plant(obj, url, hub_cache)
+    with pytest.raises(RuntimeError, match='Refusing to fully unpickle') as err:
+        CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    assert str(cached) in str(err.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(('checkpoint', 'url'), URL_CASES)
+def test_url_checkpoint_plain_weights_load(checkpoint, url, hub_cache):
+    _plant({'state_dict': {'backbone.w': torch.arange(3.0)}}, url, hub_cache)
+    loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    key = 'w' if checkpoint.startswith('mmcls://') else 'backbone.w'  # mmcls strips 'backbone.'
+    assert torch.equal(loaded['state_dict'][key], torch.arange(3.0))
+
+
+def test_url_checkpoint_opt_in_is_logged(tmp_path, hub_cache):
+    """The switch still works for URLs, and says so each time."""
+    obj, marker = _evil(tmp_path)
+    _plant(obj, 'https://example.com/x.pth', hub_cache)
+    allow_unsafe_checkpoint_load(True)
+    with pytest.warns(UserWarning, match='arbitrary code'):
+        CheckpointLoader.load_checkpoint('https://example.com/x.pth', map_location='cpu')
+    assert marker.exists()  # the user asked for it
+
+
+def test_unknown_model_name_is_a_clear_error(hub_cache):
+    with pytest.raises(ValueError, match="'resnet1888' is not in the table of torchvision://"):
+        CheckpointLoader.load_checkpoint('torchvision://resnet1888')
+
+
+def test_open_mmlab_local_file_does_not_run(tmp_path, monkeypatch):
+    """open_mmlab.json in the mmengine home may map a name to a file under that home."""
+    home = tmp_path / 'mmengine_home'
+    home.mkdir()
+    monkeypatch.setenv('MMENGINE_HOME', str(home))
+    (home / 'open_mmlab.json').write_text(json.dumps({'mine': 'weights/mine.pth'}))
+    (home / 'weights').mkdir()
+    obj, marker = _evil(tmp_path)
+    torch.save(obj, home / 'weights' / 'mine.pth')
+    with pytest.raises(RuntimeError, match='Refusing.*mine.pth'):
+        CheckpointLoader.load_checkpoint('open-mmlab://mine')
+    assert not marker.exists()
+
+
+class _FakeBackend:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def get(self, filepath):
+        return self.data
+
+
+@pytest.mark.parametrize(
+    'checkpoint',
+    [
+        pytest.param('s3://bucket/evil.pth', id='s3'),
+        pytest.param('cluster1:s3://bucket/evil.pth', id='s3-with-cluster'),
+        pytest.param('petrel://bucket/evil.pth', id='petrel'),
+    ],
+)
+def test_file_backend_checkpoint_does_not_run(checkpoint, tmp_path, monkeypatch):
+    """s3:// and petrel:// go through mmengine's file backends: pointed at local bytes here."""
+    obj, marker = _evil(tmp_path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    seen = []
+
+    def fake_backend(filename, backend_args=None):
+        seen.append(filename)
+        return _FakeBackend(buffer.getvalue())
+
+    monkeypatch.setattr(mm_checkpoint, 'get_file_backend', fake_backend)
+    with pytest.raises(RuntimeError, match='Refusing'):
+        CheckpointLoader.load_checkpoint(checkpoint)
+    assert seen == [checkpoint]
+    assert not marker.exists()
+
+
+def test_pavi_checkpoint_does_not_run(tmp_path, monkeypatch):
+    obj, marker = _evil(tmp_path)
+
+    class Model:
+        name = 'evil.pth'
+
+        def download(self, path):
+            torch.save(obj, path)
+
+    modelcloud = types.SimpleNamespace(get=lambda name: Model())
+    monkeypatch.setitem(sys.modules, 'pavi', types.SimpleNamespace(modelcloud=modelcloud))
+    with pytest.raises(RuntimeError, match='Refusing'):
+        CheckpointLoader.load_checkpoint('pavi://project/evil')
+    assert not marker.exists()
+
+
+def test_every_registered_scheme_is_ours():
+    """A scheme mmengine adds later would bypass the rule: this test names it."""
+    foreign = {
+        prefix: loader.__module__
+        for prefix, loader in CheckpointLoader._schemes.items()
+        if loader.__module__ != ckpt_module.__name__
+    }
+    assert not foreign
+
+
+def test_pretrained_init_cfg_does_not_run(tmp_path, hub_cache):
+    """A config's `init_cfg=dict(type='Pretrained', checkpoint='torchvision://...')`."""
+    from mmdet.registry import MODELS
+
+    obj, marker = _evil(tmp_path)
+    _plant(obj, _hub_table('torchvision_0.12.json')['resnet18'], hub_cache)
+    backbone = MODELS.build(
+        dict(
+            type='ResNet',
+            depth=18,
+            init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet18'),
+        )
+    )
+    with pytest.raises(RuntimeError, match='Refusing to fully unpickle'):
+        backbone.init_weights()
+    assert not marker.exists()

@@ -94,6 +94,40 @@ def test_train_resume_test(tmp_path):
     assert sorted(line.split(',')[0] for line in lines[1:]) == [f'img_{i:03d}' for i in range(4)]
 
 
+def test_test_tool_refuses_code_in_url_checkpoint(tmp_path):
+    """`tools/test.py CONFIG https://.../x.pth`: the copy torch.hub cached must not run."""
+    import torch
+
+    from tests.test_engine.test_checkpoint import _Evil
+
+    data = make_tiny_coco(tmp_path / 'data', num_images=2)
+    work = str(tmp_path / 'work')
+    cfg = tiny_retinanet_config(data, work, max_epochs=1)
+    marker = tmp_path / 'marker.txt'
+    cache = tmp_path / 'torch' / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    torch.save({'state_dict': {}, 'meta': _Evil(str(marker))}, cache / 'x.pth')
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=str(ROOT),
+        EARL_MMDET_KEY_FILE=str(tmp_path / 'key'),
+        TORCH_HOME=str(tmp_path / 'torch'),
+    )
+    env.pop('EARL_MMDET_ALLOW_UNSAFE_LOAD', None)
+    proc = subprocess.run(
+        [sys.executable, 'tools/test.py', cfg, 'https://example.com/x.pth', '--work-dir', work],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert 'Refusing to fully unpickle checkpoint' in proc.stderr, proc.stderr[-3000:]
+    assert not marker.exists()
+
+
 @pytest.mark.slow
 def test_dist_train_two_cpu_processes(tmp_path):
     data = make_tiny_coco(tmp_path / 'data', num_images=4)
