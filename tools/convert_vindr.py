@@ -140,6 +140,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error('--skip-images needs image sizes: pass --size-table or --dicom-dir')
     if a.workers < 1:
         p.error(f'--workers must be >= 1, got {a.workers}')
+    if osp.exists(a.out) and not osp.isdir(a.out):
+        p.error(f'--out {a.out} is an existing file; --out names the output folder')
+    if osp.isdir(a.csv):
+        p.error(f'--csv {a.csv} is a folder; give the label CSV file')
     return a
 
 
@@ -182,11 +186,13 @@ def dicom_size(path: str) -> tuple[int, int]:
     """(width, height) from the DICOM header, without decoding pixels."""
     import pydicom
 
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
     try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
         return int(ds.Columns), int(ds.Rows)
     except AttributeError as e:
         raise ValueError(f'{path}: DICOM header has no Rows/Columns') from e
+    except Exception as e:  # pydicom raises many types on a damaged or non-DICOM file
+        raise ValueError(f'{path}: cannot read the DICOM header ({type(e).__name__}: {e})') from e
 
 
 def dicom_to_uint8(path: str, voi_lut: bool = True):
@@ -216,9 +222,13 @@ def _convert_one(task: tuple) -> tuple[str, tuple[int, int], tuple[int, int]]:
     image_id, dicom_path, png_path, resize, voi_lut, overwrite = task
     if not overwrite and osp.isfile(png_path):
         w0, h0 = dicom_size(dicom_path)
-        with Image.open(png_path) as im:
-            if im.size == vindr.resized_size(w0, h0, resize):
-                return image_id, (w0, h0), im.size
+        try:
+            with Image.open(png_path) as im:
+                size = im.size
+        except OSError:  # a damaged PNG of an earlier run: convert again
+            size = None
+        if size == vindr.resized_size(w0, h0, resize):
+            return image_id, (w0, h0), size
     u8 = dicom_to_uint8(dicom_path, voi_lut)
     h0, w0 = u8.shape
     size = vindr.resized_size(w0, h0, resize)
@@ -375,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         meta = convert(a)
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # OSError: an output path that is a folder, etc.
         raise SystemExit(f'error: {e}') from e
     for name, c in meta['files'].items():
         print(

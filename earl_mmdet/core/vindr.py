@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import io
 import logging
 import math
 import os
@@ -229,6 +230,9 @@ def parse_vindr_rows(
     boxes: list[VindrBox] = []
     repairs: collections.Counter = collections.Counter()
     dropped: collections.Counter = collections.Counter()
+    # (image, rater) -> line of the rater's first 'No finding' row / first finding row.
+    no_finding_line: dict[tuple[str, str], int] = {}
+    finding_line: dict[tuple[str, str], int] = {}
 
     def err(line: int, fld: str, msg: str) -> ValueError:
         return ValueError(f"{source}: line {line}, field '{fld}': {msg}")
@@ -237,6 +241,15 @@ def parse_vindr_rows(
         image_id = (row.get('image_id') or '').strip()
         if not image_id:
             raise err(line, 'image_id', 'empty image id')
+        problem = _file_name_problem(image_id)
+        if problem:
+            raise err(
+                line,
+                'image_id',
+                f'{image_id!r} cannot be used as a file name ({problem}); the converter reads '
+                '<dicom-dir>/<image_id>.dicom and writes images/<split>/<image_id>.png, '
+                "so an id must be a plain name such as '9a5094b2563a1ef3ff50dc5c7ff71345'",
+            )
         rad_id = '' if gold else (row.get('rad_id') or '').strip()
         if not gold and not rad_id:
             raise err(line, 'rad_id', 'empty radiologist id')
@@ -247,9 +260,13 @@ def parse_vindr_rows(
         if fmt == 'kaggle':
             cid_text = (row.get('class_id') or '').strip()
             try:
-                cid = int(float(cid_text))
+                cid_float = float(cid_text)
             except ValueError:
                 raise err(line, 'class_id', f'not an integer: {cid_text!r}') from None
+            # 3.9 must not become 3, and int(inf) would raise OverflowError.
+            if not math.isfinite(cid_float) or cid_float != int(cid_float):
+                raise err(line, 'class_id', f'not an integer: {cid_text!r}')
+            cid = int(cid_float)
             expected = (
                 NO_FINDING
                 if cid == NO_FINDING_ID
@@ -279,6 +296,7 @@ def parse_vindr_rows(
                     present[0],
                     f"'No finding' row must have an empty box, got {[row.get(c) for c in _COORDS]}",
                 )
+            no_finding_line.setdefault((image_id, rad_id), line)
             continue
         if name is None:
             if unknown_classes == 'error':
@@ -318,6 +336,9 @@ def parse_vindr_rows(
                 raise err(line, b, f'zero-size box: {b} == {a} == {hi:g}')
         box = (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
         boxes.append(VindrBox(image_id, rad_id, name, box, line))
+        finding_line.setdefault((image_id, rad_id), line)
+    if not gold:
+        _check_no_finding_with_boxes(no_finding_line, finding_line, source, repair, repairs)
     # Keep the 14 in class_id order, then extra categories in sorted order (deterministic).
     classes = list(VINDR_CLASSES) + sorted(set(classes) - set(VINDR_CLASSES))
     if dropped:
@@ -336,6 +357,48 @@ def parse_vindr_rows(
         repairs=repairs,
         dropped=dropped,
     )
+
+
+def _file_name_problem(image_id: str) -> str | None:
+    """Why ``image_id`` cannot name a file inside the output folder (None if it can)."""
+    if image_id in ('.', '..'):
+        return 'a relative path component'
+    bad = sorted({c for c in image_id if c in '/\\:' or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        return f'contains path separator or control character(s) {bad}'
+    return None
+
+
+def _check_no_finding_with_boxes(
+    no_finding_line: Mapping[tuple[str, str], int],
+    finding_line: Mapping[tuple[str, str], int],
+    source: str,
+    repair: bool,
+    repairs: collections.Counter,
+) -> None:
+    """A radiologist who says 'No finding' on an image must not also draw a box there.
+
+    With ``repair`` the boxes are kept (the 'No finding' row only recorded the reading,
+    which the boxes record too) and each such (image, radiologist) is counted.
+    """
+    both = sorted(set(no_finding_line) & set(finding_line), key=lambda k: no_finding_line[k])
+    for image_id, rad_id in both:
+        if not repair:
+            raise ValueError(
+                f"{source}: line {no_finding_line[image_id, rad_id]}, field 'class_name': "
+                f"radiologist {rad_id!r} gives 'No finding' for image {image_id!r} but also "
+                f'a finding on line {finding_line[image_id, rad_id]} (pass --repair to keep '
+                "the findings and ignore the 'No finding' row, counted)"
+            )
+        repairs['no_finding_with_boxes'] += 1
+        logger.debug(
+            "%s: line %d: 'No finding' of %s on %s ignored: it has findings (line %d)",
+            source,
+            no_finding_line[image_id, rad_id],
+            rad_id,
+            image_id,
+            finding_line[image_id, rad_id],
+        )
 
 
 def _is_float_or_missing(value: str | None) -> bool:
@@ -375,7 +438,7 @@ def read_vindr_csv(
     source = os.fspath(path)
     if not os.path.isfile(source):
         raise ValueError(f'{source}: label CSV not found')
-    with open(source, newline='', encoding='utf-8-sig') as f:
+    with io.StringIO(_read_utf8(source), newline='') as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None:
             raise ValueError(f'{source}: empty file (no header line)')
@@ -384,6 +447,14 @@ def read_vindr_csv(
         if fmt == 'auto':
             fmt = 'kaggle' if 'class_id' in cols else 'physionet'
         _check_columns(cols, fmt, source, need_rad=not gold)
+        if gold and fmt == 'kaggle':
+            # Kaggle published only the training labels: one row per radiologist's box.
+            raise ValueError(
+                f'{source}: line 1 (header): a Kaggle VinBigData CSV (class_id column) holds '
+                "individual radiologists' boxes, not a consensus, so it cannot be a gold "
+                '--split test file (its boxes would become the truth); use PhysioNet '
+                'annotations_test.csv for the test split, or --split train'
+            )
 
         def rows():
             for row in reader:
@@ -400,6 +471,21 @@ def read_vindr_csv(
     if not labels.readers:
         raise ValueError(f'{source}: no data rows')
     return labels
+
+
+def _read_utf8(source: str) -> str:
+    """The text of a UTF-8 file (a leading BOM dropped); not UTF-8: an error naming the
+    file and the line of the first bad byte."""
+    with open(source, 'rb') as f:
+        data = f.read()
+    try:
+        return data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b'\n') + 1
+        raise ValueError(
+            f'{source}: line {line}: not UTF-8 text (byte {data[e.start : e.start + 1]!r} at '
+            f'offset {e.start}); save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)'
+        ) from None
 
 
 def filter_raters(
@@ -498,7 +584,7 @@ def read_size_table(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
     if not os.path.isfile(source):
         raise ValueError(f'{source}: size table not found')
     sizes: dict[str, tuple[int, int]] = {}
-    with open(source, newline='', encoding='utf-8-sig') as f:
+    with io.StringIO(_read_utf8(source), newline='') as f:
         reader = csv.DictReader(f)
         cols = [c.strip() for c in reader.fieldnames or []]
         reader.fieldnames = cols

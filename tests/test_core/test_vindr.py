@@ -92,6 +92,15 @@ BAD_ROWS = [
     ('aaa,No finding,14,R8,0,0,1,1', 'x_min', 'must have an empty box'),
     ('aaa,Nodule/Mass,8,,10,20,30,50', 'rad_id', 'empty radiologist id'),
     (',Nodule/Mass,8,R8,10,20,30,50', 'image_id', 'empty image id'),
+    ('aaa,Nodule/Mass,3.9,R8,10,20,30,50', 'class_id', "not an integer: '3.9'"),  # not 3
+    ('aaa,Nodule/Mass,inf,R8,10,20,30,50', 'class_id', "not an integer: 'inf'"),  # no overflow
+    ('aaa,Nodule/Mass,1e400,R8,10,20,30,50', 'class_id', "not an integer: '1e400'"),  # inf too
+    # image ids become file names: nothing may lead outside the input/output folders
+    ('../x,Nodule/Mass,8,R8,10,20,30,50', 'image_id', "'../x' cannot be used as a file name"),
+    ('/abs/x,Nodule/Mass,8,R8,10,20,30,50', 'image_id', "'/abs/x' cannot be used as a file"),
+    ('..,No finding,14,R8,,,,', 'image_id', "'..' cannot be used as a file name"),
+    ('a\\b,No finding,14,R8,,,,', 'image_id', 'path separator'),  # Windows separator
+    ('C:x,No finding,14,R8,,,,', 'image_id', 'path separator'),  # Windows drive
 ]
 
 
@@ -102,6 +111,66 @@ def test_bad_rows_name_file_line_field(tmp_path, row, fld, msg):
         vindr.read_vindr_csv(path)
     assert f"{path}: line 3, field '{fld}'" in str(e.value)
     assert msg in str(e.value)
+
+
+# Files whose rows are fine one by one: (rows, line, field, message fragment).
+BAD_FILES = [
+    # the same radiologist says 'No finding' and draws a box on one image
+    pytest.param(
+        ['aaa,No finding,14,R8,,,,', 'aaa,Nodule/Mass,8,R8,10,20,30,50'],
+        2,
+        'class_name',
+        "radiologist 'R8' gives 'No finding' for image 'aaa' but also a finding on line 3",
+        id='no-finding-then-box',
+    ),
+    pytest.param(
+        [
+            'aaa,Nodule/Mass,8,R8,10,20,30,50',
+            'bbb,No finding,14,R9,,,,',
+            'aaa,No finding,14,R8,,,,',
+        ],
+        4,
+        'class_name',
+        'also a finding on line 2',
+        id='box-then-no-finding',
+    ),
+]
+
+
+@pytest.mark.parametrize('rows,line,fld,msg', BAD_FILES)
+def test_bad_files_name_file_line_field(tmp_path, rows, line, fld, msg):
+    path = _write(tmp_path, KAGGLE_HEADER, rows)
+    with pytest.raises(ValueError) as e:
+        vindr.read_vindr_csv(path)
+    assert f"{path}: line {line}, field '{fld}'" in str(e.value)
+    assert msg in str(e.value)
+
+
+def test_repair_keeps_boxes_of_a_no_finding_reader(tmp_path):
+    rows = [
+        'aaa,No finding,14,R8,,,,',
+        'aaa,Nodule/Mass,8,R8,10,20,30,50',
+        'aaa,No finding,14,R9,,,,',
+    ]
+    lab = _kaggle(tmp_path, rows, repair=True)
+    assert lab.repairs == {'no_finding_with_boxes': 1}
+    assert len(lab.boxes) == 1 and lab.readers == {'aaa': ['R8', 'R9']}
+
+
+def test_latin1_csv_names_file_and_line(tmp_path):
+    path = tmp_path / 'latin1.csv'
+    text = '\n'.join([KAGGLE_HEADER, 'bbb,No finding,14,R8,,,,', 'caf\xe9,No finding,14,R8,,,,'])
+    path.write_bytes(text.encode('latin-1'))
+    with pytest.raises(ValueError, match=rf'{path}: line 3: not UTF-8 text'):
+        vindr.read_vindr_csv(path)
+    with pytest.raises(ValueError, match=rf'{path}: line 3: not UTF-8 text'):
+        vindr.read_size_table(path)
+
+
+def test_kaggle_csv_is_not_a_gold_file(tmp_path):
+    path = _write(tmp_path, KAGGLE_HEADER, KAGGLE_ROWS)
+    with pytest.raises(ValueError, match=r'line 1 \(header\): a Kaggle VinBigData CSV'):
+        vindr.read_vindr_csv(path, gold=True)
 
 
 def test_repair_swaps_reversed_corners(tmp_path):

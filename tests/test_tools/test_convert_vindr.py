@@ -371,3 +371,62 @@ def test_cli_with_workers(vindr_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'train.json: 3 images (1 without boxes), 3 boxes' in proc.stdout
     assert _png(out, 'bbb').shape == (40, 40)
+
+
+# Hostile input through the whole tool: (CSV rows, extra args, SystemExit message fragment).
+HOSTILE = [
+    # an image id leading out of --dicom-dir / --out: refused before any file is touched
+    pytest.param(
+        ['../evil,No finding,14,R8,,,,'],
+        [],
+        "field 'image_id': '../evil' cannot be used",
+        id='dotdot',
+    ),
+    pytest.param(
+        ['{abs},No finding,14,R8,,,,'], [], 'cannot be used as a file name', id='absolute'
+    ),
+    # Kaggle train.csv as a gold test file: the raters' boxes would become the truth
+    pytest.param(KAGGLE_ROWS, ['--split', 'test'], 'a Kaggle VinBigData CSV', id='kaggle-as-test'),
+]
+
+
+@pytest.mark.parametrize('rows,extra,msg', HOSTILE)
+def test_hostile_csv_rows(vindr_dir, rows, extra, msg):
+    # a DICOM where the traversal would look for it, so only validation can stop it
+    write_dicom(vindr_dir / 'evil.dicom', _halves(8, 8), 'MONOCHROME2')
+    csv = vindr_dir / 'hostile.csv'
+    abs_id = str(vindr_dir / 'train' / 'aaa')
+    csv.write_text('\n'.join([KAGGLE_HEADER, *(r.format(abs=abs_id) for r in rows)]) + '\n')
+    out = vindr_dir / 'out'
+    args = ['--csv', csv, '--dicom-dir', vindr_dir / 'train', '--out', out, *extra]
+    with pytest.raises(SystemExit, match=msg) as e:
+        run(*args)
+    assert str(csv) in str(e.value)
+    assert not list(vindr_dir.rglob('*.png'))  # no image written, inside --out or not
+
+
+@pytest.mark.parametrize(
+    'skip_images',
+    [
+        pytest.param(True, id='skip-images'),  # sizes from the DICOM headers
+        pytest.param(False, id='resume'),  # the PNG exists: only the header is read
+    ],
+)
+def test_corrupt_dicom_names_the_file(vindr_dir, skip_images):
+    out = vindr_dir / 'out'
+    base = ['--csv', vindr_dir / 'train.csv', '--dicom-dir', vindr_dir / 'train', '--out', out]
+    if not skip_images:
+        run(*base)  # PNGs exist now
+    bad = vindr_dir / 'train' / 'bbb.dicom'
+    bad.write_bytes(b'\x00' * 10)
+    args = [*base, '--skip-images'] if skip_images else base
+    with pytest.raises(SystemExit, match=rf'{bad}: cannot read the DICOM header'):
+        run(*args)
+
+
+def test_out_is_an_existing_file(vindr_dir, capsys):
+    out = vindr_dir / 'out.txt'
+    out.write_text('not a folder')
+    with pytest.raises(SystemExit):
+        run('--csv', vindr_dir / 'train.csv', '--dicom-dir', vindr_dir / 'train', '--out', out)
+    assert f'--out {out} is an existing file' in capsys.readouterr().err
