@@ -10,7 +10,9 @@ box becomes one annotation with ``bbox`` [x, y, w, h], ``area``, ``category_id``
 ``iscrowd`` 0, ``score`` (the confidence c), ``agreement`` (T), ``num_raters`` (R) and
 ``raters`` (the raters whose boxes formed it). The images' ``annotators`` list is renamed
 ``raters_read`` so that the file reads as a plain (pre-fused) COCO file, with one
-annotation source, in any framework and in ``earl_mmdet``'s loader.
+annotation source, in any framework and in ``earl_mmdet``'s loader. An image nobody read
+(``annotators: []``) keeps ``raters_read: []``, which ``earl_mmdet``'s loader reads as
+unlabelled again (not as a negative); the summary counts such images.
 """
 
 from __future__ import annotations
@@ -140,7 +142,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument('--box-weights', choices=('box', 'proficiency', 'uniform'), default=None)
     g.add_argument('--max-iter', type=int, default=None)
     p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
-    return p.parse_args(argv)
+    p.add_argument(
+        '--normalize-rater-ids',
+        action='store_true',
+        help='merge rater ids that differ only by case, surrounding space or Unicode form '
+        '(counted); default: such ids are an error',
+    )
+    args = p.parse_args(argv)
+    if osp.isdir(args.output):
+        p.error(f'output {args.output} is a folder; give the fused JSON file to write')
+    return args
 
 
 def aggregator_from_args(args: argparse.Namespace):
@@ -166,16 +177,19 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
     from earl_mmdet.core.aggregators import SingleRater
     from earl_mmdet.core.coco_io import load_multirater_coco
 
-    coco = load_multirater_coco(args.input, repair=not args.no_repair)
+    coco = load_multirater_coco(
+        args.input, repair=not args.no_repair, normalize_rater_ids=args.normalize_rater_ids
+    )
     agg = aggregator_from_args(args)
     results = agg.fuse_all(coco.images)
     out_images, anns = [], []
     by_t: collections.Counter = collections.Counter()
-    skipped = 0
+    skipped = unlabelled = 0
     for info, res in zip(coco.image_infos, results):
         if isinstance(agg, SingleRater) and res.num_raters == 0:
             skipped += 1  # the rater did not read it: not a negative image, leave it out
             continue
+        unlabelled += not info['annotators']  # kept with raters_read []: still unlabelled
         img = dict(info)
         img['raters_read'] = list(img.pop('annotators', []))
         out_images.append(img)
@@ -208,6 +222,7 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
         'images_in': len(coco.images),
         'images_out': len(out_images),
         'images_skipped': skipped,
+        'images_unlabelled': unlabelled,
         'boxes_in': coco.num_boxes,
         'boxes_out': len(anns),
         'by_agreement': dict(sorted(by_t.items())),
@@ -220,17 +235,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         fused, s = fuse_file(args)
-    except ValueError as e:
+        out_dir = osp.dirname(osp.abspath(args.output))
+        os.makedirs(out_dir, exist_ok=True)
+        with open(args.output, 'w', encoding='utf-8') as f:
+            json.dump(fused, f)
+    except (ValueError, OSError) as e:  # OSError: e.g. the output's folder is a file
         print(f'error: {e}', file=sys.stderr)
         return 2
-    out_dir = osp.dirname(osp.abspath(args.output))
-    os.makedirs(out_dir, exist_ok=True)
-    with open(args.output, 'w', encoding='utf-8') as f:
-        json.dump(fused, f)
     print(f'{args.input} -> {args.output} ({s["aggregator"]["type"]})')
+    notes = []
+    if s['images_skipped']:
+        notes.append(f'{s["images_skipped"]} not read by the rater')
+    if s['images_unlabelled']:
+        notes.append(f'{s["images_unlabelled"]} unlabelled (nobody read them; raters_read [])')
     print(
         f'images: {s["images_in"]} in, {s["images_out"]} out'
-        + (f' ({s["images_skipped"]} not read by the rater)' if s['images_skipped'] else '')
+        + (f' ({"; ".join(notes)})' if notes else '')
     )
     print(f'boxes: {s["boxes_in"]} rater boxes -> {s["boxes_out"]} fused')
     for t, n in s['by_agreement'].items():

@@ -34,6 +34,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Union
 
@@ -285,7 +286,9 @@ class MajorityVoteAggregator(Aggregator):
     Args:
         iou_thr (float): clustering IoU threshold (strict). Defaults to 0.4.
         quorum (int | float | None): raters needed. None (default) = a strict majority,
-            T > R / 2; an int k >= 1 = T >= k; a float f in (0, 1] = T >= f * R.
+            T > R / 2; an int k >= 1 = T >= k; a float f in (0, 1] = T >= f * R. An int
+            above an image's R leaves that image without a box: warned once per aggregator
+            (UserWarning naming the image and R).
         box_mode (str): ``'average'`` (mean coordinates, default), ``'union'`` (enclosing
             box) or ``'intersection'`` (common area; falls back to the average if the boxes
             share no area).
@@ -327,6 +330,7 @@ class MajorityVoteAggregator(Aggregator):
         if linkage not in LINKAGES:
             raise ValueError(f"aggregator 'mv': linkage must be one of {LINKAGES}, got {linkage!r}")
         self.quorum = quorum
+        self._warned_quorum = False
         self.box_mode = box_mode
         self.class_agnostic = bool(class_agnostic)
         self.linkage = linkage
@@ -358,6 +362,14 @@ class MajorityVoteAggregator(Aggregator):
         labels = np.asarray(image.labels, np.int64).reshape(-1)
         rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
         need = self.required_votes(r)
+        if need > r > 0 and not self._warned_quorum:
+            self._warned_quorum = True
+            warnings.warn(
+                f"aggregator 'mv': quorum {self.quorum!r} exceeds the R = {r} raters who read "
+                f'image {image.image_id!r}, so none of its boxes can pass (warned once; '
+                'a fraction such as quorum=0.5 adapts to R)',
+                stacklevel=2,
+            )
         clusters = cluster_boxes(
             boxes, rids, self.iou_thr, None if self.class_agnostic else labels, self.linkage
         )

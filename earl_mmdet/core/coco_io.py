@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -148,6 +149,58 @@ def _rater_id(x: Any) -> str | None:
     return None
 
 
+def _rater_key(rid: str) -> str:
+    """What two spellings of one rater id share: case, surrounding space, Unicode form."""
+    return unicodedata.normalize('NFC', rid.strip()).casefold()
+
+
+def _rater_renames(ctx: _Context, imgs: Any, anns: list, normalize: bool) -> dict[str, str]:
+    """Rater ids that collide after normalisation -> the spelling to use instead.
+
+    Ids that differ only by case, surrounding whitespace or Unicode normal form (``'R1'``,
+    ``'r1'``, ``'R1 '``) are almost surely one person; read as written they would become
+    extra raters (through the ``rater_added_to_image`` repair) and change R and c = T/R.
+    Without ``normalize`` that is an error naming each spelling and where it first
+    appears; with it each group becomes its first spelling, stripped and NFC-normalised.
+    """
+    where: dict[str, str] = {}  # spelling -> record and field of its first appearance
+    groups: dict[str, list[str]] = {}  # key -> spellings, in order of first appearance
+
+    def see(raw: Any, record: str) -> None:
+        rid = _rater_id(raw)
+        if rid is not None and rid not in where:
+            where[rid] = record
+            groups.setdefault(_rater_key(rid), []).append(rid)
+
+    for i, im in enumerate(imgs if isinstance(imgs, list) else []):
+        if isinstance(im, Mapping) and isinstance(im.get('annotators'), (list, tuple)):
+            for j, r in enumerate(im['annotators']):
+                see(r, f"image id={im.get('id')!r} (index {i}), field 'annotators[{j}]'")
+    for i, a in enumerate(anns):
+        if 'annotator_id' in a:
+            see(
+                a['annotator_id'],
+                f"annotation id={a.get('id')!r} (index {i}), field 'annotator_id'",
+            )
+    clashes = [g for g in groups.values() if len(g) > 1]
+    if not clashes:
+        return {}
+    if not normalize:
+        shown = '; '.join(' vs '.join(f'{r!r} ({where[r]})' for r in g) for g in clashes[:5])
+        more = f' (and {len(clashes) - 5} more groups)' if len(clashes) > 5 else ''
+        raise ValueError(
+            f'{ctx.source}: rater ids that differ only by case, surrounding whitespace or '
+            f'Unicode normal form would count as different raters: {shown}{more}. Fix the '
+            'ids, or load with normalize_rater_ids=True (tools: --normalize-rater-ids) to '
+            'merge each group into its first spelling (counted as rater_id_normalized)'
+        )
+    renames = {}
+    for g in clashes:
+        canonical = unicodedata.normalize('NFC', g[0].strip())
+        renames.update({r: canonical for r in g if r != canonical})
+    return renames
+
+
 def _read(path_or_dict: PathOrDict) -> tuple[dict, str]:
     if isinstance(path_or_dict, Mapping):
         return dict(path_or_dict), '<dict>'
@@ -222,7 +275,9 @@ def _check_categories(
     return ordered, label_of, outside
 
 
-def _check_images(ctx: _Context, imgs: Any, multi_rater: bool) -> list[dict]:
+def _check_images(
+    ctx: _Context, imgs: Any, multi_rater: bool, renames: Mapping[str, str]
+) -> list[dict]:
     if not isinstance(imgs, list):
         raise ctx.error('top level', 'images', f'must be a list, got {type(imgs).__name__}')
     if len(imgs) == 0:
@@ -273,6 +328,16 @@ def _check_images(ctx: _Context, imgs: Any, multi_rater: bool) -> list[dict]:
                         f'annotators[{j}]',
                         f'rater id must be a non-empty str or int, got {r!r}',
                     )
+                if rid in renames:
+                    ctx.fix(
+                        'rater_id_normalized',
+                        rec,
+                        f'annotators[{j}]',
+                        f'{rid!r} read as {renames[rid]!r}',
+                    )
+                    rid = renames[rid]
+                    if rid in raters:  # two spellings in one list: now one rater
+                        continue
                 if rid in raters:
                     if not ctx.repair:
                         raise ctx.error(rec, 'annotators', f'rater {rid!r} listed twice')
@@ -281,7 +346,12 @@ def _check_images(ctx: _Context, imgs: Any, multi_rater: bool) -> list[dict]:
                 raters.append(rid)
             info['annotators'] = raters
         else:
-            info['annotators'] = [DEFAULT_RATER]
+            # One source (plain COCO, or a fused file) read every image, except an image
+            # whose `raters_read` is [] (tools/fuse_annotations.py: nobody read it).
+            read = im.get('raters_read')
+            if read is not None and not isinstance(read, (list, tuple)):
+                raise ctx.error(rec, 'raters_read', f'must be a list, got {read!r}')
+            info['annotators'] = [] if read is not None and len(read) == 0 else [DEFAULT_RATER]
         infos.append(info)
     return infos
 
@@ -331,6 +401,15 @@ def _check_bbox(ctx: _Context, rec: str, bbox: Any, width: float, height: float)
                 '(load with repair=True to clip it)',
             )
         ctx.fix('clipped_to_image', rec, 'bbox', f'{list(bbox)!r} clipped to the image')
+    if not (np.float32(cx2) > np.float32(cx1) and np.float32(cy2) > np.float32(cy1)):
+        # Fusion and training hold boxes as float32 pixels: this box would have zero area
+        # there, and WBF drops zero-area boxes.
+        raise ctx.error(
+            rec,
+            'bbox',
+            f'box {list(bbox)!r} is too thin to represent: its width or height vanishes '
+            'in float32 pixel coordinates (zero area after x + width)',
+        )
     return [cx1, cy1, cx2 - cx1, cy2 - cy1]
 
 
@@ -339,6 +418,7 @@ def load_multirater_coco(
     *,
     repair: bool = True,
     classes: Sequence[str] | None = None,
+    normalize_rater_ids: bool = False,
 ) -> MultiRaterCoco:
     """Load, validate and (optionally) repair a multi-rater COCO file.
 
@@ -352,6 +432,11 @@ def load_multirater_coco(
         classes (Sequence[str] | None): category names in label order. None = the file's
             categories in file order (what mmdet's ``CocoDataset`` does when its metainfo
             lists the same names). Boxes of a category not in ``classes`` are an error.
+        normalize_rater_ids (bool): rater ids that differ only by case, surrounding
+            whitespace or Unicode normal form (``'R1'``, ``'r1 '``) are one rater, spelled
+            as the first of them appears (stripped, NFC), each rewritten id counted as
+            ``rater_id_normalized``. False (default): such ids are a ValueError naming
+            them, since reading them as written would add raters silently.
 
     Returns:
         MultiRaterCoco: per-image annotations, categories in label order, image dicts and
@@ -393,7 +478,8 @@ def load_multirater_coco(
     prefused = any('score' in a for a in anns)
 
     categories, label_of, outside = _check_categories(ctx, raw['categories'], classes)
-    infos = _check_images(ctx, imgs, multi_rater)
+    renames = _rater_renames(ctx, imgs, anns, normalize_rater_ids) if multi_rater else {}
+    infos = _check_images(ctx, imgs, multi_rater, renames)
     index_of = {info['id']: i for i, info in enumerate(infos)}
 
     # Annotation ids: pycocotools indexes annotations by id, so a duplicate would silently
@@ -447,6 +533,11 @@ def load_multirater_coco(
                     'annotator_id',
                     f'must be a non-empty str or int, got {ann["annotator_id"]!r}',
                 )
+            if rid in renames:
+                ctx.fix(
+                    'rater_id_normalized', rec, 'annotator_id', f'{rid!r} read as {renames[rid]!r}'
+                )
+                rid = renames[rid]
             if rid not in info['annotators']:
                 # The rater evidently read the image: adding them keeps the box and makes
                 # R count them. Dropping the box instead would lose data.
@@ -465,6 +556,12 @@ def load_multirater_coco(
                     f'rater {rid!r} added to the annotators of image {info["id"]!r}',
                 )
         else:
+            if not info['annotators']:
+                raise ctx.error(
+                    rec,
+                    'image_id',
+                    f'image {info["id"]!r} has raters_read [] (nobody read it) but this box',
+                )
             rid = DEFAULT_RATER
         ann['annotator_id'] = rid
         if prefused and 'score' not in ann:

@@ -64,6 +64,9 @@ class MultiAnnotatorCocoDataset(CocoDataset):
     Args:
         repair (bool): apply and count the safe repairs of ``load_multirater_coco``; if
             False each of them is an error. Defaults to True.
+        normalize_rater_ids (bool): merge rater ids that differ only by case,
+            surrounding whitespace or Unicode normal form (counted as the repair
+            ``rater_id_normalized``); False (default): such ids are an error naming them.
         check_files (bool): check at load time that every image file exists (local files
             only) and raise a ValueError listing the missing ones. Otherwise a missing file
             fails in ``LoadImageFromFile`` with a FileNotFoundError naming the path.
@@ -74,8 +77,16 @@ class MultiAnnotatorCocoDataset(CocoDataset):
 
     METAINFO: dict = {'classes': (), 'palette': []}
 
-    def __init__(self, *args: Any, repair: bool = True, check_files: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        repair: bool = True,
+        normalize_rater_ids: bool = False,
+        check_files: bool = False,
+        **kwargs: Any,
+    ):
         self.repair = repair
+        self.normalize_rater_ids = normalize_rater_ids
         self.check_files = check_files
         self.repairs: dict[str, int] = {}
         super().__init__(*args, **kwargs)
@@ -102,7 +113,12 @@ class MultiAnnotatorCocoDataset(CocoDataset):
     def _load_coco(self) -> MultiRaterCoco:
         classes = self._metainfo.get('classes') or None
         with get_local_path(self.ann_file, backend_args=self.backend_args) as local_path:
-            coco = load_multirater_coco(local_path, repair=self.repair, classes=classes)
+            coco = load_multirater_coco(
+                local_path,
+                repair=self.repair,
+                classes=classes,
+                normalize_rater_ids=self.normalize_rater_ids,
+            )
         # Name the configured file in messages rather than a temporary local copy.
         coco.source = str(self.ann_file)
         return coco

@@ -6,6 +6,8 @@ d=1 -> .818, d=2 -> .667, d=3 -> .538.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -186,6 +188,17 @@ def test_mv_quorum(quorum, raters, kept_t):
     res = build_aggregator('mv', quorum=quorum)(im)
     assert res.agreement.tolist() == kept_t
     assert res.num_raters == len(raters)
+
+
+def test_mv_quorum_above_r_warns_once():
+    agg = build_aggregator('mv', quorum=7)
+    im = image(IM.boxes, IM.labels, IM.rater_ids, raters=('A', 'B', 'C'))
+    with pytest.warns(UserWarning, match=r'quorum 7 exceeds the R = 3 raters who read image'):
+        assert len(agg(im)) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # once per aggregator, not once per image
+        agg(im)
+        build_aggregator('mv', quorum=3)(im)  # a quorum of R is reachable: no warning
 
 
 @pytest.mark.parametrize('mode, conf', [('count', 2.0), ('fraction', 2 / 3), ('wbf', 2 / 3)])

@@ -136,6 +136,24 @@ def _delete(path):
     return mutate
 
 
+def _chain(*mutations):
+    def mutate(d):
+        for m in mutations:
+            m(d)
+
+    return mutate
+
+
+def _plain(d):
+    """Drop the rater fields: a plain (or fused) COCO file."""
+    for im in d['images']:
+        del im['annotators']
+    for a in d['annotations']:
+        del a['annotator_id']
+
+
+NFC_E, NFD_E = '\u00e9', 'e\u0301'  # 'é' composed / decomposed: one id to a reader
+
 # Each row: mutation of the clean file -> ValueError whose message must match (file, record,
 # field). All raised whatever `repair` is.
 ERROR_CASES = [
@@ -295,6 +313,48 @@ ERROR_CASES = [
         id='dup-cat',
     ),
     pytest.param(_set(['categories', 1, 'name'], 'cat'), r"'name': duplicate", id='dup-cat-name'),
+    # rater ids that collide after normalisation would silently become new raters
+    pytest.param(
+        _set(['annotations', 0, 'annotator_id'], 'R1'),
+        r"differ only by case.*'r1' \(image id=1 \(index 0\), field 'annotators\[0\]'\) vs "
+        r"'R1' \(annotation id=10 \(index 0\), field 'annotator_id'\).*normalize_rater_ids",
+        id='rater-case',
+    ),
+    pytest.param(
+        _set(['images', 1, 'annotators'], ['r1 ', 2]),
+        r"'r1' \(image id=1.*vs 'r1 ' \(image id=2 \(index 1\), field 'annotators\[0\]'\)",
+        id='rater-space',
+    ),
+    pytest.param(
+        _chain(
+            _set(['images', 0, 'annotators'], [NFC_E, 2]),
+            _set(['annotations', 0, 'annotator_id'], NFD_E),
+        ),
+        r'Unicode normal form would count as different raters',
+        id='rater-nfc-nfd',
+    ),
+    # a box too thin to exist in float32 pixels: WBF would drop it (docs promise no drop)
+    pytest.param(
+        _set(['annotations', 2, 'bbox'], [50, 5, 1e-300, 10]),
+        r"annotation id=12.*'bbox': box .* is too thin",
+        id='width-1e-300',
+    ),
+    pytest.param(
+        _set(['annotations', 2, 'bbox'], [0, 5, 10, 1e-300]),
+        r"annotation id=12.*'bbox': box .* is too thin",
+        id='height-1e-300-at-0',
+    ),
+    # a fused file: an image nobody read (raters_read []) cannot hold a box
+    pytest.param(
+        _chain(_plain, _set(['images', 0, 'raters_read'], [])),
+        r"annotation id=10.*'image_id': image 1 has raters_read \[\] \(nobody read it\)",
+        id='box-on-unread-image',
+    ),
+    pytest.param(
+        _chain(_plain, _set(['images', 0, 'raters_read'], 'r1')),
+        r"image id=1 \(index 0\), field 'raters_read': must be a list",
+        id='raters-read-not-list',
+    ),
 ]
 
 
@@ -362,6 +422,50 @@ def test_repairs_counted_logged_no_box_lost(tmp_path, caplog, mutate, kind, fld,
     check(coco)
     with pytest.raises(ValueError, match=rf"{path}: .*field '{fld}'"):
         load_multirater_coco(path, repair=False)
+
+
+# normalize_rater_ids=True: (mutation, raters of image 1, rater_id_normalized count)
+NORMALIZE_CASES = [
+    # case: the first spelling in the file ('r1', image 1) wins
+    pytest.param(_set(['annotations', 0, 'annotator_id'], 'R1'), ('r1', '2'), 1, id='case'),
+    # the first spelling has spaces: stripped
+    pytest.param(_set(['images', 0, 'annotators'], [' r1', 2]), ('r1', '2'), 1, id='space-first'),
+    # two spellings in one image's list: one rater
+    pytest.param(
+        _set(['images', 0, 'annotators'], ['r1', 'R1', 2]), ('r1', '2'), 1, id='both-in-list'
+    ),
+    pytest.param(
+        _chain(
+            _set(['images', 0, 'annotators'], [NFD_E, 2]),
+            _set(['images', 1, 'annotators'], [NFD_E, 2]),
+            _set(['annotations', 0, 'annotator_id'], NFC_E),
+        ),
+        (NFC_E, '2'),
+        2,  # both lists rewritten to NFC; the annotation was NFC already
+        id='nfd-to-nfc',
+    ),
+]
+
+
+@pytest.mark.parametrize('mutate,raters,count', NORMALIZE_CASES)
+def test_normalize_rater_ids_is_a_counted_repair(mutate, raters, count):
+    data = _coco()
+    mutate(data)
+    coco = load_multirater_coco(data, normalize_rater_ids=True)
+    assert coco.images[0].raters == raters
+    assert coco.repairs == {'rater_id_normalized': count}
+    assert set(coco.images[0].rater_ids.tolist()) <= set(raters)  # no new rater
+    assert coco.num_boxes == len(data['annotations'])
+
+
+def test_unread_image_stays_unlabelled_in_a_fused_file():
+    data = _coco()
+    _plain(data)
+    data['images'][1]['raters_read'] = []  # as tools/fuse_annotations.py writes it
+    data['images'][0]['raters_read'] = ['r1', '2']
+    coco = load_multirater_coco(data)
+    assert coco.images[1].raters == () and coco.image_infos[1]['annotators'] == []
+    assert coco.images[0].raters == (DEFAULT_RATER,)
 
 
 def test_malformed_json(tmp_path):

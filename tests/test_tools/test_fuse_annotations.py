@@ -265,3 +265,91 @@ def test_help_subprocess():
         timeout=120,
     )
     assert proc.returncode == 0 and '--method' in proc.stdout and '--quorum' in proc.stdout
+
+
+def _edit(path: Path, edit) -> Path:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _unread_image_2(data):
+    data['images'][1]['annotators'] = []  # image 2: nobody read it (no box either)
+
+
+def test_unlabelled_image_stays_unlabelled_through_fusion(src, tmp_path, capsys):
+    from earl_mmdet.datasets import MultiAnnotatorCocoDataset
+
+    _edit(src, _unread_image_2)
+    out = tmp_path / 'fused.json'
+    rc, stdout, err = run([src, out, '--method', 'wbf'], capsys)
+    assert rc == 0, err
+    assert 'images: 3 in, 3 out (1 unlabelled (nobody read them; raters_read []))' in stdout
+    fused = json.loads(out.read_text())
+    assert fused['images'][1]['raters_read'] == []
+    assert load_multirater_coco(out).images[1].raters == ()  # not read by 'default'
+
+    def kept(path):
+        ds = MultiAnnotatorCocoDataset(
+            ann_file=str(path),
+            data_root=str(tmp_path),
+            data_prefix=dict(img=''),
+            pipeline=[],
+            filter_cfg=dict(filter_empty_gt=True),
+        )
+        return sorted(d['img_id'] for d in ds)
+
+    assert kept(src) == kept(out) == [1, 3]  # the unread image is not a negative in either
+
+
+def _rater_case(data):
+    data['annotations'][1]['annotator_id'] = 'r2 '  # R2's box, spelled differently
+
+
+# Hostile input: (edit of the tiny file, extra args, exit code, stderr fragment).
+HOSTILE = [
+    # rater ids differing by case/space: an error naming both spellings
+    pytest.param(
+        _rater_case,
+        [],
+        2,
+        "'R2' (image id=1 (index 0), field 'annotators[1]') vs 'r2 ' (annotation id=2",
+        id='rater-collision',
+    ),
+    # ... or a counted repair when asked for: no new rater, R stays 3
+    pytest.param(_rater_case, ['--normalize-rater-ids'], 0, '', id='rater-normalized'),
+    # a box too thin to survive as float32 (WBF would drop it silently)
+    pytest.param(
+        lambda d: d['annotations'][0].update(bbox=[5, 0, 1e-300, 10]),
+        [],
+        2,
+        "annotation id=1 (index 0), field 'bbox': box [5, 0, 1e-300, 10] is too thin",
+        id='width-1e-300',
+    ),
+]
+
+
+@pytest.mark.parametrize('edit,args,code,msg', HOSTILE)
+def test_hostile_input(src, tmp_path, capsys, edit, args, code, msg):
+    _edit(src, edit)
+    out = tmp_path / 'fused.json'
+    rc, stdout, err = run([src, out, '--method', 'wbf', *args], capsys)
+    assert rc == code and msg in err, err
+    if code == 0:
+        assert "input repairs: {'rater_id_normalized': 1}" in stdout
+        fused = json.loads(out.read_text())
+        assert fused['images'][0]['raters_read'] == ['R1', 'R2', 'R3']
+        assert {a['num_raters'] for a in fused['annotations'] if a['image_id'] == 1} == {3}
+
+
+def test_output_is_a_folder(src, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        tool.main([str(src), str(tmp_path)])
+    assert f'output {tmp_path} is a folder' in capsys.readouterr().err
+
+
+def test_quorum_above_r_warns(src, tmp_path, capsys):
+    with pytest.warns(UserWarning, match='quorum 7 exceeds the R = 3 raters'):
+        rc, stdout, _ = run([src, tmp_path / 'x.json', '--method', 'mv', '--quorum', '7'], capsys)
+    assert rc == 0 and '5 rater boxes -> 0 fused' in stdout

@@ -103,6 +103,8 @@ class FuseAnnotations(BaseTransform):
         fit_classes (Sequence[str] | None): class names in label order for the fit; must
             match the dataset's ``metainfo['classes']`` if that reorders the file's
             categories. Defaults to None (file order).
+        fit_normalize_rater_ids (bool): load ``fit_ann_file`` with
+            ``normalize_rater_ids=True`` (give the dataset's setting). Defaults to False.
         cache (bool): cache the fusion per image. Defaults to True.
         **params: aggregator parameters (e.g. ``iou_thr=0.4``).
     """
@@ -113,6 +115,7 @@ class FuseAnnotations(BaseTransform):
         score_mode: str | None = 'count',
         fit_ann_file: str | None = None,
         fit_classes: Sequence[str] | None = None,
+        fit_normalize_rater_ids: bool = False,
         cache: bool = True,
         **params: Any,
     ) -> None:
@@ -121,6 +124,7 @@ class FuseAnnotations(BaseTransform):
         self.params = dict(params)
         self.fit_ann_file = fit_ann_file
         self.fit_classes = tuple(fit_classes) if fit_classes is not None else None
+        self.fit_normalize_rater_ids = bool(fit_normalize_rater_ids)
         self.use_cache = cache
         self._cache: dict[tuple, _Fused] = {}
         self.num_fused = 0  # aggregator calls, for tests and benchmarks
@@ -150,9 +154,18 @@ class FuseAnnotations(BaseTransform):
         if not os.path.isfile(path):
             raise ValueError(f'FuseAnnotations: fit_ann_file {self.fit_ann_file!r} not found')
         st = os.stat(path)
-        key = (path, st.st_mtime_ns, st.st_size, self.fit_classes, repr(agg.get_params()))
+        key = (
+            path,
+            st.st_mtime_ns,
+            st.st_size,
+            self.fit_classes,
+            self.fit_normalize_rater_ids,
+            repr(agg.get_params()),
+        )
         if key not in _FITTED:
-            coco = load_multirater_coco(path, classes=self.fit_classes)
+            coco = load_multirater_coco(
+                path, classes=self.fit_classes, normalize_rater_ids=self.fit_normalize_rater_ids
+            )
             _FITTED[key] = agg.fit(coco.images)
         return _FITTED[key]
 
