@@ -37,6 +37,33 @@ def import_core(name: str):
     return module
 
 
+def check_output_paths(parser, files=(), folders=()) -> None:
+    """``parser.error`` (exit 2, no traceback) for an output path that cannot be written.
+
+    Args:
+        parser (argparse.ArgumentParser): the tool's parser.
+        files (Iterable[tuple[str, str | None]]): ``(flag, path)`` of output files; None
+            paths are skipped. A folder there is an error.
+        folders (Iterable[tuple[str, str | None]]): ``(flag, path)`` of output folders. An
+            existing file there is an error.
+
+    A path under an existing *file* (``out.txt/sub``) is an error either way.
+    """
+    for kind, items in (('file', files), ('folder', folders)):
+        for flag, path in items:
+            if path is None:
+                continue
+            if kind == 'file' and osp.isdir(path):
+                parser.error(f'{flag} {path} is a folder; give the name of the file to write')
+            if kind == 'folder' and osp.exists(path) and not osp.isdir(path):
+                parser.error(f'{flag} {path} is an existing file; {flag} names a folder')
+            parent = osp.dirname(osp.abspath(path))
+            while not osp.exists(parent):
+                parent = osp.dirname(parent)
+            if not osp.isdir(parent):
+                parser.error(f'{flag} {path}: {parent} is a file, not a folder')
+
+
 def load_config(path: str, cfg_options: dict | None, launcher: str):
     """Load a config, apply overrides and make it runnable on this machine."""
     import torch

@@ -21,8 +21,12 @@ from collections.abc import Sequence
 from typing import Any
 
 _ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, _ROOT)
+for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import check_output_paths  # noqa: E402
+
 # earl_mmdet is imported in main(): importing it registers the mmdet components (seconds),
 # which `--help` does not need.
 
@@ -53,7 +57,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--no-plots', action='store_true', help='skip the PNG figures')
     p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_output_paths(p, folders=[('--out', args.out)])
+    return args
 
 
 def _fmt(x: Any, digits: int = 3) -> str:

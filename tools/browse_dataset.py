@@ -25,8 +25,11 @@ from collections.abc import Sequence
 import numpy as np
 
 _ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import check_output_paths  # noqa: E402
 
 #: BGR colours for raters (colour-blind friendly first, then generated).
 _RATER_COLOURS = [
@@ -182,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         '--cfg-options', nargs='+', action=DictAction, help='key=value config overrides'
     )
     args = parser.parse_args(argv)
+    check_output_paths(parser, folders=[('--out', args.out)])
 
     import cv2
 

@@ -41,7 +41,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _common import import_core  # noqa: E402
+from _common import check_output_paths, import_core  # noqa: E402
 
 vindr = import_core('vindr')
 
@@ -140,8 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error('--skip-images needs image sizes: pass --size-table or --dicom-dir')
     if a.workers < 1:
         p.error(f'--workers must be >= 1, got {a.workers}')
-    if osp.exists(a.out) and not osp.isdir(a.out):
-        p.error(f'--out {a.out} is an existing file; --out names the output folder')
+    check_output_paths(p, folders=[('--out', a.out)])
     if osp.isdir(a.csv):
         p.error(f'--csv {a.csv} is a folder; give the label CSV file')
     return a

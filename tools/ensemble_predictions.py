@@ -38,8 +38,11 @@ from typing import Any
 import numpy as np
 
 _ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, _ROOT)
+for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import check_output_paths  # noqa: E402
 
 #: Per image: (boxes (N, 4) float64 xyxy pixels, scores (N,) float64, labels (N,) int64).
 Preds = dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -223,7 +226,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Kaggle mode: score of the 'No finding' prediction",
     )
     p.add_argument('--no-eval-inputs', action='store_true', help='skip evaluating each input')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_output_paths(p, folders=[('--out-dir', args.out_dir)])
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,8 +27,12 @@ from collections.abc import Sequence
 from typing import Any
 
 _ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, _ROOT)
+for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import check_output_paths  # noqa: E402
+
 # earl_mmdet is imported inside the functions: importing it registers the mmdet
 # components (seconds), which `--help` does not need.
 
@@ -149,8 +153,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         '(counted); default: such ids are an error',
     )
     args = p.parse_args(argv)
-    if osp.isdir(args.output):
-        p.error(f'output {args.output} is a folder; give the fused JSON file to write')
+    check_output_paths(p, files=[('output', args.output)])
     return args
 
 

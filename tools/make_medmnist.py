@@ -38,7 +38,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _common import import_core  # noqa: E402
+from _common import check_output_paths, import_core  # noqa: E402
 
 mm = import_core('medmnist')
 
@@ -118,6 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--overwrite', action='store_true', help='replace the outputs of an earlier run in --out'
     )
     args = p.parse_args(argv)
+    check_output_paths(p, folders=[('--out', args.out)])
     resolved = dict(DEFAULTS)
     if args.preset:
         resolved.update(PRESETS[args.preset])

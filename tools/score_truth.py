@@ -24,8 +24,11 @@ from collections.abc import Sequence
 from typing import Any
 
 _ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, _ROOT)
+for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import check_output_paths  # noqa: E402
 
 #: The aggregators as the MED-MNIST configs build them (configs/medmnist/yolox_nano_*).
 CONFIG_AGGREGATORS: dict[str, dict[str, Any]] = {
@@ -51,7 +54,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--iou-thr', type=float, default=0.5, help='a box is correct at IoU > thr')
     p.add_argument('--out', help='write the results as JSON here')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_output_paths(p, files=[('--out', args.out)])
+    return args
 
 
 def _pct(x: float | None) -> str:

@@ -16,7 +16,7 @@ import os
 import os.path as osp
 import tempfile
 
-from _common import default_work_dir, load_config, set_local_rank
+from _common import check_output_paths, default_work_dir, load_config, set_local_rank
 
 
 def parse_args(argv=None):
@@ -35,6 +35,11 @@ def parse_args(argv=None):
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
+    check_output_paths(
+        p,
+        files=[('--out', args.out), ('--kaggle-submission', args.kaggle_submission)],
+        folders=[('--work-dir', args.work_dir)],
+    )
     set_local_rank(args.local_rank)
     return args
 

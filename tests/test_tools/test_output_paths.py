@@ -1,0 +1,75 @@
+"""Every tool refuses an output path it cannot write before doing any work (exit 2,
+argparse message naming the flag), instead of a traceback after the work."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tools'))  # tools import their sibling _common.py
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(f'_tool_{name}', ROOT / 'tools' / f'{name}.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# (tool, argv with {file} = an existing file and {dir} = an existing folder, message)
+CASES = [
+    # folders given where a file is written
+    pytest.param('fuse_annotations', ['in.json', '{dir}'], 'output {dir} is a folder', id='fuse'),
+    pytest.param('test', ['c.py', 'w.pth', '--out', '{dir}'], '--out {dir} is a folder', id='test'),
+    pytest.param(
+        'test',
+        ['c.py', 'w.pth', '--kaggle-submission', '{dir}'],
+        '--kaggle-submission {dir} is a folder',
+        id='test-kaggle',
+    ),
+    pytest.param('score_truth', ['a.json', 'g.json', '--out', '{dir}'], 'is a folder', id='score'),
+    # files given where a folder is written
+    pytest.param(
+        'convert_vindr',
+        ['--csv', 'x.csv', '--skip-images', '--size-table', 's.csv', '--out', '{file}'],
+        '--out {file} is an existing file',
+        id='convert-vindr',
+    ),
+    pytest.param('train', ['c.py', '--work-dir', '{file}'], 'is an existing file', id='train'),
+    pytest.param(
+        'test', ['c.py', 'w.pth', '--work-dir', '{file}'], 'is an existing file', id='test-workdir'
+    ),
+    pytest.param(
+        'analyze_annotators', ['a.json', '--out', '{file}'], 'is an existing file', id='analyze'
+    ),
+    pytest.param(
+        'ensemble_predictions',
+        ['p.json', '--gt', 'g.json', '--out-dir', '{file}'],
+        '--out-dir {file} is an existing file',
+        id='ensemble',
+    ),
+    pytest.param('make_medmnist', ['--out', '{file}'], 'is an existing file', id='medmnist'),
+    pytest.param('browse_dataset', ['c.py', '--out', '{file}'], 'is an existing file', id='browse'),
+    # a path under an existing file
+    pytest.param(
+        'fuse_annotations', ['in.json', '{file}/x.json'], '{file} is a file, not a folder', id='sub'
+    ),
+]
+
+
+@pytest.mark.parametrize('name,argv,msg', CASES)
+def test_unwritable_output_is_refused(tmp_path, capsys, name, argv, msg):
+    existing = tmp_path / 'exists.txt'
+    existing.write_text('keep me')
+    fill = dict(file=str(existing), dir=str(tmp_path))
+    tool = _tool(name)
+    entry = tool.main if name == 'browse_dataset' else tool.parse_args
+    with pytest.raises(SystemExit) as e:
+        entry([a.format(**fill) for a in argv])
+    assert e.value.code == 2
+    assert msg.format(**fill) in capsys.readouterr().err
+    assert existing.read_text() == 'keep me'
