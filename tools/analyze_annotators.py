@@ -57,6 +57,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--no-plots', action='store_true', help='skip the PNG figures')
     p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
+    p.add_argument(
+        '--normalize-rater-ids',
+        action='store_true',
+        help='merge rater ids that differ only by case, surrounding space or Unicode form '
+        '(counted); default: such ids are an error',
+    )
     args = p.parse_args(argv)
     check_output_paths(p, folders=[('--out', args.out)])
     return args
@@ -184,7 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from earl_mmdet.core.rater_report import rater_report
 
     try:
-        coco = load_multirater_coco(args.annotations, repair=not args.no_repair)
+        coco = load_multirater_coco(
+            args.annotations,
+            repair=not args.no_repair,
+            normalize_rater_ids=args.normalize_rater_ids,
+        )
         rep = rater_report(
             coco.images,
             aggregator=args.consensus,
