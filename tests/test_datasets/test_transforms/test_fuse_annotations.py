@@ -207,6 +207,20 @@ def test_em_needs_fit_file_and_fits_once(tmp_path, monkeypatch):
     assert len(out['gt_bboxes']) == len(out['gt_confidences']) == len(out['gt_agreement'])
 
 
+def test_fit_file_with_colliding_rater_ids(tmp_path):
+    """The fit file follows the dataset's normalize_rater_ids: error by default, else merged."""
+    data = multirater_coco()
+    data['images'][2]['annotators'] = ['R1 ', 'r2']  # r1 spelled differently on image 3
+    path = write_set(str(tmp_path), data, images=False)
+    fa_module._FITTED.clear()
+    with pytest.raises(ValueError, match=r"'r1' \(image id=1.* vs 'R1 ' \(image id=3"):
+        FuseAnnotations(method='em', fit_ann_file=path)
+    t = FuseAnnotations(method='em', fit_ann_file=path, fit_normalize_rater_ids=True)
+    assert sorted(t.aggregator.model.raters_) == ['r1', 'r2', 'r3']  # no extra 'R1 '
+    ds = _dataset(tmp_path, [], normalize_rater_ids=True)
+    assert ds[2]['annotators'] == ['r1', 'r2'] and ds.repairs == {'rater_id_normalized': 1}
+
+
 def test_unknown_method():
     with pytest.raises(ValueError, match='unknown aggregator'):
         FuseAnnotations(method='nope')
