@@ -723,6 +723,13 @@ def build_coco(
                 logger.debug('%s: clipped %s to the image', where, list(b.box))
             bx = [round(c[0] * sx, 3), round(c[1] * sy, 3)]
             bx += [round(c[2] * sx - bx[0], 3), round(c[3] * sy - bx[1], 3)]
+            if not (bx[2] > 0 and bx[3] > 0):  # the loader would refuse it: say which line
+                raise ValueError(
+                    f'{labels.source}: line {b.line}, field '
+                    f"'{'x_max' if bx[2] <= 0 else 'y_max'}': box {list(b.box)} is "
+                    f'narrower than 0.001 px once written (image {image_id}, scale '
+                    f'{sx:g} x {sy:g}); it cannot be stored'
+                )
             ann = dict(
                 id=len(anns) + 1,
                 image_id=id_of[image_id],

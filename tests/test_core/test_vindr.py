@@ -317,6 +317,13 @@ def test_build_coco_out_of_image(tmp_path):
         vindr.build_coco(lab, {})
 
 
+def test_build_coco_box_too_thin_to_write(tmp_path):
+    # 0.0004 px wide: rounded to 0.001 px in the file it would be a zero-area box
+    lab = _kaggle(tmp_path, ['aaa,Nodule/Mass,8,R8,10,20,10.0004,50'])
+    with pytest.raises(ValueError, match=r"line 2, field 'x_max': box .* narrower than 0.001 px"):
+        vindr.build_coco(lab, SIZES)
+
+
 def test_read_size_table(tmp_path):
     (tmp_path / 'm.csv').write_text('image_id,dim0,dim1\naaa,80,100\n')
     assert vindr.read_size_table(tmp_path / 'm.csv') == {'aaa': (100, 80)}  # dim0 = rows
