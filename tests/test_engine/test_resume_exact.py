@@ -43,8 +43,15 @@ log_processor = dict(window_size=1)
     return str(path)
 
 
-def _train(cfg: str, work: str, epochs: int, key: Path, *extra: str) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT), EARL_MMDET_KEY_FILE=str(key))
+def _train(cfg: str, work: str, epochs: int, key: Path, *extra, seed='0', procs: int = 1) -> None:
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=str(ROOT),
+        EARL_MMDET_KEY_FILE=str(key),
+        PORT='29631',
+        PYTHON=sys.executable,
+    )
     # The stopped run differs from the straight one in max_epochs only: a resumed run keeps
     # the param schedulers of its checkpoint (mmengine restores their whole state).
     opts = [
@@ -52,9 +59,14 @@ def _train(cfg: str, work: str, epochs: int, key: Path, *extra: str) -> None:
         'train_cfg.val_interval=1',
         'param_scheduler.1.end=3',
         'param_scheduler.1.T_max=2',
+        f'randomness.seed={seed}',
     ]
+    if procs == 1:
+        cmd = [sys.executable, 'tools/train.py', cfg]
+    else:
+        cmd = ['bash', 'tools/dist_train.sh', cfg, str(procs)]
     proc = subprocess.run(
-        [sys.executable, 'tools/train.py', cfg, '--work-dir', work, *extra, '--cfg-options', *opts],
+        [*cmd, '--work-dir', work, *extra, '--cfg-options', *opts],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -62,6 +74,7 @@ def _train(cfg: str, work: str, epochs: int, key: Path, *extra: str) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert 'RandomStateHook: the' not in proc.stdout + proc.stderr  # no mismatch warning
 
 
 def _logged(work: str) -> dict[tuple[int, int], dict[str, float]]:
@@ -83,19 +96,28 @@ def _weights(path: str) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('num_workers', [0, 2])  # main-process loading; 2 persistent workers
-def test_resume_equals_straight_run(tmp_path, num_workers):
+@pytest.mark.parametrize(
+    'num_workers,seed,procs',
+    [
+        (0, '0', 1),  # loading in the main process
+        (2, '0', 1),  # 2 persistent workers
+        (2, 'None', 1),  # no seed in the config: mmengine draws one per run, the resume too
+        (2, '0', 2),  # tools/dist_train.sh, 2 gloo processes with 2 workers each
+    ],
+)
+def test_resume_equals_straight_run(tmp_path, num_workers, seed, procs):
     data = make_tiny_coco(tmp_path / 'data', num_images=8)
     cfg = _tiny_config(data, tmp_path / 'cfg.py', num_workers)
     key = tmp_path / 'key'
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
-    _train(cfg, straight, 3, key)
-    _train(cfg, resumed, 2, key)
-    _train(cfg, resumed, 3, key, '--resume')
+    _train(cfg, resumed, 2, key, seed=seed, procs=procs)
+    drawn = str(torch.load(f'{resumed}/epoch_2.pth', weights_only=False)['meta']['seed'])
+    _train(cfg, straight, 3, key, seed=drawn, procs=procs)  # seed None: the one it drew
+    _train(cfg, resumed, 3, key, '--resume', seed=seed, procs=procs)  # None: draws another
 
     a, b = _logged(straight), _logged(resumed)
     after = sorted(k for k in a if k[0] == 3)
-    assert len(after) == 5  # 4 iterations of epoch 3 + its validation
+    assert len(after) == 1 + 4 // procs  # epoch 3's iterations + its validation
     assert {k: a[k] for k in after} == {k: b[k] for k in after}
     wa, wb = _weights(f'{straight}/epoch_3.pth'), _weights(f'{resumed}/epoch_3.pth')
     assert wa.keys() == wb.keys()
