@@ -74,7 +74,9 @@ class RandomStateHook(Hook):
         saved = checkpoint.get(CHECKPOINT_KEY)
         loader = runner.train_dataloader
         if saved is None:
-            problem = 'the checkpoint holds no random state (not written with this hook)'
+            problem = (
+                'the checkpoint holds no random state (written mid-epoch or without this hook)'
+            )
         elif saved['world_size'] != runner.world_size:
             problem = (
                 f'the checkpoint was written by {saved["world_size"]} processes, this run '
@@ -123,6 +125,12 @@ class RandomStateHook(Hook):
             if report is not None:
                 worker_id, state = report
                 self._workers[worker_id] = state
+        elif batch_idx == 0 and runner.epoch == 0 and _persistent(runner.train_dataloader):
+            runner.logger.warning(
+                f'RandomStateHook: batches are {type(data_batch).__name__}, not dict; the '
+                "persistent workers' random state cannot travel with them, so a resumed "
+                'run will not draw what an uninterrupted run would.'
+            )
         if self._put_back is not None:  # the workers have started
             loader = runner.train_dataloader
             loader.worker_init_fn, loader.generator = self._put_back
