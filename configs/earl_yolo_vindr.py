@@ -101,6 +101,7 @@ custom_hooks = [
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0001, update_buffers=True,
          priority=49),
     dict(type='TrustOwnCheckpointsHook'),
+    dict(type='RandomStateHook'),
 ]  # fmt: skip
 default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=3))
 auto_scale_lr = dict(base_batch_size=64)

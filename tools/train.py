@@ -65,10 +65,12 @@ def main(argv=None) -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
-    # Sign the checkpoints this run writes, so that --resume may fully unpickle them.
+    # Sign the checkpoints this run writes, so that --resume may fully unpickle them; and
+    # store the random generators' state in them, so that a resumed run continues exactly.
     hooks = list(cfg.get('custom_hooks', []) or [])
-    if not any(h.get('type') == 'TrustOwnCheckpointsHook' for h in hooks):
-        hooks.append(dict(type='TrustOwnCheckpointsHook'))
+    for hook_type in ('TrustOwnCheckpointsHook', 'RandomStateHook'):
+        if not any(h.get('type') == hook_type for h in hooks):
+            hooks.append(dict(type=hook_type))
     cfg.custom_hooks = hooks
 
     from mmengine.registry import RUNNERS

@@ -90,7 +90,7 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[16, 19],
          gamma=0.1),
 ]  # fmt: skip
-custom_hooks = [dict(type='TrustOwnCheckpointsHook')]
+custom_hooks = [dict(type='TrustOwnCheckpointsHook'), dict(type='RandomStateHook')]
 default_hooks = dict(
     checkpoint=dict(interval=5, max_keep_ckpts=1),
     logger=dict(interval=20),

@@ -111,6 +111,7 @@ custom_hooks = [
         type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0001, update_buffers=True, priority=49
     ),
     dict(type='TrustOwnCheckpointsHook'),
+    dict(type='RandomStateHook'),
 ]
 default_hooks = dict(
     checkpoint=dict(interval=5, max_keep_ckpts=1, save_best=None),

@@ -60,4 +60,4 @@ test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, type='DetectionMAPMetric', ann_file=data_root + 'test.json')
 test_evaluator = val_evaluator
 train_cfg = dict(val_interval=12)
-custom_hooks = [dict(type='TrustOwnCheckpointsHook')]
+custom_hooks = [dict(type='TrustOwnCheckpointsHook'), dict(type='RandomStateHook')]

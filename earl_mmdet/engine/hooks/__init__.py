@@ -1,6 +1,7 @@
 """Registered hooks."""
 
 from .earl_loss_hook import EARLLossHook
+from .random_state_hook import RandomStateHook
 from .trust_checkpoints_hook import TrustOwnCheckpointsHook
 
-__all__ = ['EARLLossHook', 'TrustOwnCheckpointsHook']
+__all__ = ['EARLLossHook', 'RandomStateHook', 'TrustOwnCheckpointsHook']
