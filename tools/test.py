@@ -16,7 +16,7 @@ import os
 import os.path as osp
 import tempfile
 
-from _common import default_work_dir, load_config, set_local_rank
+from _common import default_work_dir, filter_third_party_warnings, load_config, set_local_rank
 
 
 def parse_args(argv=None):
@@ -56,8 +56,9 @@ def _enable_visualization(cfg, args) -> None:
 
 
 def main(argv=None) -> None:
+    filter_third_party_warnings()
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options, args.launcher)
+    cfg = load_config(args.config, args.cfg_options, args.launcher, check='test')
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
