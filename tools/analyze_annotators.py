@@ -21,8 +21,12 @@ from collections.abc import Sequence
 from typing import Any
 
 _ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, _ROOT)
+for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import filter_third_party_warnings  # noqa: E402
+
 # earl_mmdet is imported in main(): importing it registers the mmdet components (seconds),
 # which `--help` does not need.
 
@@ -173,6 +177,7 @@ def plot_confusion(rep: dict, path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    filter_third_party_warnings()
     args = parse_args(argv)
     from earl_mmdet.core.coco_io import load_multirater_coco
     from earl_mmdet.core.rater_report import rater_report

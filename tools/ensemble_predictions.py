@@ -38,8 +38,11 @@ from typing import Any
 import numpy as np
 
 _ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, _ROOT)
+for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import filter_third_party_warnings  # noqa: E402
 
 #: Per image: (boxes (N, 4) float64 xyxy pixels, scores (N,) float64, labels (N,) int64).
 Preds = dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -227,6 +230,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    filter_third_party_warnings()
     args = parse_args(argv)
     from earl_mmdet.evaluation.report import write_markdown_report
 

@@ -25,8 +25,12 @@ from collections.abc import Sequence
 from typing import Any
 
 _ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, _ROOT)
+for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import filter_third_party_warnings  # noqa: E402
+
 # earl_mmdet is imported inside the functions: importing it registers the mmdet
 # components (seconds), which `--help` does not need.
 
@@ -217,6 +221,7 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    filter_third_party_warnings()
     args = parse_args(argv)
     try:
         fused, s = fuse_file(args)

@@ -24,8 +24,11 @@ from collections.abc import Sequence
 from typing import Any
 
 _ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, _ROOT)
+for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import filter_third_party_warnings  # noqa: E402
 
 #: The aggregators as the MED-MNIST configs build them (configs/medmnist/yolox_nano_*).
 CONFIG_AGGREGATORS: dict[str, dict[str, Any]] = {
@@ -83,6 +86,7 @@ def markdown(results: dict[str, dict], source: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
+    filter_third_party_warnings()
     args = parse_args(argv)
     from earl_mmdet.core.aggregators import build_aggregator
     from earl_mmdet.core.coco_io import load_multirater_coco

@@ -111,8 +111,31 @@ def main(argv=None) -> None:
 
         with open(pred_pkl, 'rb') as f:
             predictions = pickle.load(f)  # written by this process just above
-        write_kaggle_submission(predictions, args.kaggle_submission)
+        write_kaggle_submission(
+            predictions, args.kaggle_submission, coord_scales=_dicom_scales(cfg)
+        )
         print(f'Kaggle submission written to {args.kaggle_submission}')
+
+
+def _dicom_scales(cfg) -> dict[str, tuple[float, float]] | None:
+    """``{image_id: (orig_width / width, orig_height / height)}`` from the test annotation
+    file, whose images tools/convert_vindr.py --resize scaled: Kaggle scores boxes in DICOM
+    pixels. None when the file has no ``orig_width`` (boxes stay in image pixels)."""
+    ds = cfg.test_dataloader.dataset
+    ann = ds.get('ann_file')
+    if not ann:
+        return None
+    with open(osp.join(ds.get('data_root') or '', ann)) as f:
+        images = json.load(f).get('images', [])
+    scales = {
+        osp.splitext(osp.basename(im['file_name']))[0]: (
+            im['orig_width'] / im['width'],
+            im['orig_height'] / im['height'],
+        )
+        for im in images
+        if 'orig_width' in im and 'orig_height' in im
+    }
+    return scales or None
 
 
 def _is_number(v) -> bool:
