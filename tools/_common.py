@@ -21,12 +21,19 @@ if _ROOT not in sys.path:
 # the warning is attributed to, '' = any). Only these are hidden; every other warning,
 # earl-mmdet's own included, still shows.
 THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
-    # mmdet 3.3 heads call torch.cuda.amp.autocast(enabled=False) (deprecated in torch 2.4)
+    # mmdet 3.3 (CSPDarknet, SimOTA, SE layers) calls torch.cuda.amp.autocast(enabled=False)
     (r'`?torch\.cuda\.amp\.autocast\(args\.\.\.\)`? is deprecated', FutureWarning, r'mmdet\.'),
-    # mmdet's prior generators call torch.meshgrid without indexing=
+    # mmdet's prior generators call torch.meshgrid without indexing= (torch warns inside)
     (r'torch\.meshgrid: in an upcoming release', UserWarning, r'torch\.functional'),
     # mmengine imports pkg_resources (setuptools >= 80); attributed to mmengine or importlib
     (r'pkg_resources is deprecated as an API', UserWarning, ''),
+    # mmdet's all_reduce_dict (SyncNormHook, every distributed epoch) warns on every call
+    (
+        r'group` is deprecated\. Currently only supports NCCL',
+        UserWarning,
+        r'mmdet\.utils\.dist_utils',
+    ),
+    (r'Note: the "to_float" is True', UserWarning, r'mmdet\.utils\.dist_utils'),
 )
 
 
