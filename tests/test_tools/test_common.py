@@ -116,3 +116,23 @@ def test_filters_hide_only_the_listed_third_party_warnings():
         ('UserWarning', 'earl-mmdet: a warning of the pr'[:30]),
         ('FutureWarning', 'another library is deprecated'[:30]),
     ], shown
+
+
+def test_kaggle_submission_scales_back_to_dicom_pixels(tmp_path, monkeypatch):
+    """tools/test.py --kaggle-submission: boxes go back to DICOM pixels when the test file
+    holds orig_width / orig_height (tools/convert_vindr.py --resize)."""
+    from mmengine.config import Config
+
+    monkeypatch.syspath_prepend(str(ROOT / 'tools'))  # test.py imports _common
+    spec = importlib.util.spec_from_file_location('test_tool', ROOT / 'tools' / 'test.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    images = [
+        dict(id=1, file_name='abc.png', width=320, height=256, orig_width=2560, orig_height=2048),
+        dict(id=2, file_name='plain.png', width=64, height=64),  # not resized: no entry
+    ]
+    (tmp_path / 'test.json').write_text(json.dumps(dict(images=images)))
+    cfg = Config(
+        dict(test_dataloader=dict(dataset=dict(data_root=str(tmp_path), ann_file='test.json')))
+    )
+    assert tool._dicom_scales(cfg) == {'abc': (8.0, 8.0)}
