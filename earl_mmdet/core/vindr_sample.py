@@ -48,6 +48,7 @@ import numpy as np
 from .vindr import KAGGLE_COLUMNS, NO_FINDING, NO_FINDING_ID, PHYSIONET_COLUMNS, VINDR_CLASSES
 
 __all__ = [
+    'DicomEncoding',
     'RaterProfile',
     'SampleImage',
     'draw_rater_profiles',
@@ -378,7 +379,16 @@ def simulate_reads(
 
 # --------------------------------------------------------------------------- DICOM
 @dataclass(frozen=True)
-class _Encoding:
+class DicomEncoding:
+    """How one DICOM stores its pixels.
+
+    Args:
+        photometric (str): ``'MONOCHROME1'`` (low values white) or ``'MONOCHROME2'``.
+        bits (int): BitsStored (12, 14 or 16; BitsAllocated is 16).
+        window (bool): write WindowCenter / WindowWidth.
+        rescale (bool): write RescaleIntercept 0 / RescaleSlope 1.
+    """
+
     photometric: str
     bits: int
     window: bool
@@ -397,7 +407,7 @@ def to_stored_pixels(img: np.ndarray, photometric: str, bits: int) -> tuple[np.n
     Examples:
         >>> s, win = to_stored_pixels(np.array([[0.0, 1.0]]), 'MONOCHROME1', 12)
         >>> s.tolist(), win
-        ([[3890, 410]], (2150, 3480))
+        ([[3890, 410]], (2150, 3481))
     """
     top = 2**bits - 1
     lo, hi = 0.05 * top, 0.9 * top
@@ -408,7 +418,7 @@ def to_stored_pixels(img: np.ndarray, photometric: str, bits: int) -> tuple[np.n
 
 
 def write_dicom(
-    path: str, stored: np.ndarray, enc: _Encoding, window: tuple[float, float], uid_seed: str
+    path: str, stored: np.ndarray, enc: DicomEncoding, window: tuple[float, float], uid_seed: str
 ) -> None:
     """Write an uncompressed grey DICOM (Explicit VR Little Endian, digital X-ray).
 
@@ -493,7 +503,7 @@ def make_vindr_sample(
         os.makedirs(osp.join(out, d), exist_ok=True)
 
     encodings = [
-        _Encoding(pi, bits, window, rescale)
+        DicomEncoding(pi, bits, window, rescale)
         for pi in ('MONOCHROME2', 'MONOCHROME1')
         for bits in BITS_STORED
         for window, rescale in ((True, True), (False, False))
