@@ -25,7 +25,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _common import check_output_paths  # noqa: E402
+from _common import check_output_paths, filter_third_party_warnings  # noqa: E402
 
 # earl_mmdet is imported in main(): importing it registers the mmdet components (seconds),
 # which `--help` does not need.
@@ -185,6 +185,7 @@ def plot_confusion(rep: dict, path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    filter_third_party_warnings()
     args = parse_args(argv)
     from earl_mmdet.core.coco_io import load_multirater_coco
     from earl_mmdet.core.rater_report import rater_report

@@ -59,7 +59,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.join(ROOT, 'tools'))  # _common, ensemble_predictions
 
-from _common import medmnist_cfg_options  # noqa: E402
+from _common import filter_third_party_warnings, medmnist_cfg_options  # noqa: E402
 
 CONFIG_DIR = 'configs/medmnist'
 CONFIGS = {
@@ -978,6 +978,7 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    filter_third_party_warnings()
     args = parse_args(argv)
     import signal
 

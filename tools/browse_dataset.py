@@ -29,7 +29,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _common import check_output_paths  # noqa: E402
+from _common import check_output_paths, filter_third_party_warnings  # noqa: E402
 
 #: BGR colours for raters (colour-blind friendly first, then generated).
 _RATER_COLOURS = [
@@ -171,6 +171,7 @@ def build_browse_dataset(cfg, split: str = 'train', method: str = 'wbf'):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    filter_third_party_warnings()
     from mmengine.config import Config, DictAction
 
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from _common import medmnist_cfg_options
+from _common import filter_third_party_warnings, medmnist_cfg_options
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/medmnist/yolox_nano_wbf-earl_20e_medmnist-cpu.py'
@@ -38,6 +38,7 @@ def _run(args: list[str]) -> None:
 
 
 def main(argv=None) -> None:
+    filter_third_party_warnings()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('--data', default='data/medmnist_cpu', help='MED-MNIST directory')
     p.add_argument('--work-dir', default='work_dirs/demo')

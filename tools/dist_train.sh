@@ -14,7 +14,9 @@ PYTHON=${PYTHON:-python}
 if [ -x "$DIR/../.venv/bin/python" ] && [ -z "${VIRTUAL_ENV:-}" ] && [ "$PYTHON" = python ]; then
   PYTHON="$DIR/../.venv/bin/python"
 fi
-PYTHONPATH="$DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
+export PYTHONPATH="$DIR/..${PYTHONPATH:+:$PYTHONPATH}"
+# A missing dataset is one line here, not a traceback from every process after the log.
+"$PYTHON" "$DIR/_check_data.py" train "$CONFIG" "${@:3}"
 exec "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
     --nproc_per_node="$GPUS" --master_port="$PORT" \

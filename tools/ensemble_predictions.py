@@ -42,7 +42,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _common import check_output_paths  # noqa: E402
+from _common import check_output_paths, filter_third_party_warnings  # noqa: E402
 
 #: Per image: (boxes (N, 4) float64 xyxy pixels, scores (N,) float64, labels (N,) int64).
 Preds = dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -232,6 +232,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    filter_third_party_warnings()
     args = parse_args(argv)
     from earl_mmdet.evaluation.report import write_markdown_report
 

@@ -31,7 +31,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _common import check_output_paths  # noqa: E402
+from _common import check_output_paths, filter_third_party_warnings  # noqa: E402
 
 # earl_mmdet is imported inside the functions: importing it registers the mmdet
 # components (seconds), which `--help` does not need.
@@ -235,6 +235,7 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    filter_third_party_warnings()
     args = parse_args(argv)
     try:
         fused, s = fuse_file(args)

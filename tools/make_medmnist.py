@@ -38,7 +38,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _common import check_output_paths, import_core  # noqa: E402
+from _common import check_output_paths, filter_third_party_warnings, import_core  # noqa: E402
 
 mm = import_core('medmnist')
 
@@ -462,6 +462,7 @@ def generate(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    filter_third_party_warnings()
     args = parse_args(argv)
     try:
         meta = generate(args)

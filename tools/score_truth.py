@@ -28,7 +28,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _common import check_output_paths  # noqa: E402
+from _common import check_output_paths, filter_third_party_warnings  # noqa: E402
 
 #: The aggregators as the MED-MNIST configs build them (configs/medmnist/yolox_nano_*).
 CONFIG_AGGREGATORS: dict[str, dict[str, Any]] = {
@@ -88,6 +88,7 @@ def markdown(results: dict[str, dict], source: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
+    filter_third_party_warnings()
     args = parse_args(argv)
     from earl_mmdet.core.aggregators import build_aggregator
     from earl_mmdet.core.coco_io import load_multirater_coco

@@ -16,7 +16,13 @@ import os
 import os.path as osp
 import tempfile
 
-from _common import check_output_paths, default_work_dir, load_config, set_local_rank
+from _common import (
+    check_output_paths,
+    default_work_dir,
+    filter_third_party_warnings,
+    load_config,
+    set_local_rank,
+)
 
 
 def parse_args(argv=None):
@@ -61,8 +67,9 @@ def _enable_visualization(cfg, args) -> None:
 
 
 def main(argv=None) -> None:
+    filter_third_party_warnings()
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options, args.launcher)
+    cfg = load_config(args.config, args.cfg_options, args.launcher, check='test')
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -115,8 +122,31 @@ def main(argv=None) -> None:
 
         with open(pred_pkl, 'rb') as f:
             predictions = pickle.load(f)  # written by this process just above
-        write_kaggle_submission(predictions, args.kaggle_submission)
+        write_kaggle_submission(
+            predictions, args.kaggle_submission, coord_scales=_dicom_scales(cfg)
+        )
         print(f'Kaggle submission written to {args.kaggle_submission}')
+
+
+def _dicom_scales(cfg) -> dict[str, tuple[float, float]] | None:
+    """``{image_id: (orig_width / width, orig_height / height)}`` from the test annotation
+    file, whose images tools/convert_vindr.py --resize scaled: Kaggle scores boxes in DICOM
+    pixels. None when the file has no ``orig_width`` (boxes stay in image pixels)."""
+    ds = cfg.test_dataloader.dataset
+    ann = ds.get('ann_file')
+    if not ann:
+        return None
+    with open(osp.join(ds.get('data_root') or '', ann)) as f:
+        images = json.load(f).get('images', [])
+    scales = {
+        osp.splitext(osp.basename(im['file_name']))[0]: (
+            im['orig_width'] / im['width'],
+            im['orig_height'] / im['height'],
+        )
+        for im in images
+        if 'orig_width' in im and 'orig_height' in im
+    }
+    return scales or None
 
 
 def _is_number(v) -> bool:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from _common import check_output_paths, default_work_dir, load_config, set_local_rank
+from _common import (
+    check_output_paths,
+    default_work_dir,
+    filter_third_party_warnings,
+    load_config,
+    set_local_rank,
+)
 
 
 def parse_args(argv=None):
@@ -36,8 +42,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> None:
+    filter_third_party_warnings()
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options, args.launcher)
+    cfg = load_config(args.config, args.cfg_options, args.launcher, check='train')
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

@@ -1,0 +1,161 @@
+"""earl_mmdet.core.vindr_sample: the generated VinDr-shaped sample (fast)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import earl_mmdet.core.vindr_sample as vs
+from earl_mmdet.core.vindr import NO_FINDING, VINDR_CLASSES, read_vindr_csv
+from earl_mmdet.core.vindr_sample import (
+    RaterProfile,
+    make_vindr_sample,
+    simulate_reads,
+    to_stored_pixels,
+)
+
+pydicom = pytest.importorskip('pydicom')
+
+
+@pytest.fixture(scope='module')
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp('vindr_sample')
+    summary = make_vindr_sample(str(out), images=24, seed=3)
+    return out, summary
+
+
+def _rows(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def test_layout_and_csvs_parse(sample):
+    out, s = sample
+    train = read_vindr_csv(str(out / 'train.csv'))
+    assert train.fmt == 'kaggle'
+    assert len(train.readers) == 24 == len(list((out / 'train').glob('*.dicom')))
+    assert all(len(r) == 3 for r in train.readers.values())  # 3 distinct readers per image
+    assert {r for rs in train.readers.values() for r in rs} <= {f'R{i}' for i in range(1, 18)}
+    rows = _rows(out / 'train.csv')
+    no_find = [r for r in rows if r['class_name'] == NO_FINDING]
+    assert no_find and all(r['class_id'] == '14' and r['x_min'] == '' for r in no_find)
+    assert all(
+        r['class_name'] == VINDR_CLASSES[int(r['class_id'])] for r in rows if r not in no_find
+    )
+    test = read_vindr_csv(str(out / 'annotations' / 'annotations_test.csv'), gold=True)
+    assert test.fmt == 'physionet'
+    assert len(test.readers) == s['test_images'] == 6 == len(list((out / 'test').glob('*.dicom')))
+    assert not set(test.readers) & set(train.readers)
+
+
+def test_dicom_properties_cover_the_converter_cases(sample):
+    out, _ = sample
+    seen = set()
+    sizes = set()
+    for path in sorted((out / 'train').glob('*.dicom')):
+        ds = pydicom.dcmread(path)
+        seen.add((ds.PhotometricInterpretation, int(ds.BitsStored), 'WindowCenter' in ds))
+        sizes.add((int(ds.Columns), int(ds.Rows)))
+        assert int(ds.pixel_array.max()) < 2 ** int(ds.BitsStored)
+    assert {pi for pi, _, _ in seen} == {'MONOCHROME1', 'MONOCHROME2'}
+    assert {b for _, b, _ in seen} == {12, 14, 16}
+    assert {w for _, _, w in seen} == {True, False}
+    assert len(sizes) >= 2
+
+
+def test_same_seed_same_bytes_other_seed_differs(sample, tmp_path):
+    out, _ = sample
+    again = tmp_path / 'again'
+    make_vindr_sample(str(again), images=24, seed=3)
+    files = sorted(p.relative_to(out) for p in out.rglob('*') if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob('*') if p.is_file())
+    for rel in files:
+        assert (out / rel).read_bytes() == (again / rel).read_bytes(), rel
+    other = tmp_path / 'other'
+    make_vindr_sample(str(other), images=24, seed=4)
+    assert (other / 'train.csv').read_bytes() != (out / 'train.csv').read_bytes()
+
+
+@pytest.mark.parametrize('kind', sorted({k for k, _ in vs._CLASS_KIND.values()}))
+def test_boxes_point_at_findings(kind):
+    """Each finding changes the image inside its true box (what a detector can learn)."""
+    rng = np.random.default_rng(0)
+    img, anat = vs.render_chest(rng, 256, 256)
+    before = img.copy()
+    x0, y0, x1, y1 = vs._draw_finding(rng, img, anat, kind)
+    changed = np.abs(img - before) > 0.01
+    if kind == 'heart':  # Cardiomegaly is drawn by render_chest(heart_scale > 1)
+        big, anat = vs.render_chest(np.random.default_rng(0), 256, 256, heart_scale=1.35)
+        changed = np.abs(big - before) > 0.01
+        x0, y0, x1, y1 = vs._draw_finding(rng, big, anat, kind)
+    ys, xs = np.nonzero(changed)
+    assert len(xs) > 0
+    inside = (xs >= x0 - 2) & (xs <= x1 + 2) & (ys >= y0 - 2) & (ys <= y1 + 2)
+    assert inside.mean() > 0.95, (kind, inside.mean())
+
+
+@pytest.mark.parametrize(
+    'photometric, bits',
+    [
+        ('MONOCHROME2', 12),  # low stored value = dark
+        ('MONOCHROME1', 16),  # inverted: low stored value = bright
+    ],
+)
+def test_stored_pixels_polarity_and_window(photometric, bits):
+    stored, (center, width) = to_stored_pixels(np.array([[0.0, 1.0]]), photometric, bits)
+    dark, bright = stored[0].tolist()
+    assert (bright > dark) == (photometric == 'MONOCHROME2')
+    assert center - width / 2 <= min(dark, bright) and max(dark, bright) <= center + width / 2 + 1
+    assert max(dark, bright) < 2**bits
+
+
+@pytest.mark.parametrize(
+    'profile, expect',
+    [
+        # a perfect reader reports the truth
+        (RaterProfile('R1', 1, 0.0, 0.0, 0.0, 0.0), 'truth'),
+        # a reader who misses everything and never invents reports 'No finding'
+        (RaterProfile('R2', 1, 1.0, 0.0, 0.0, 0.0), 'none'),
+        # jitter moves the boxes but keeps them inside the image
+        (RaterProfile('R3', 1, 0.0, 0.0, 0.3, 0.0), 'moved'),
+    ],
+)
+def test_simulate_reads(profile, expect):
+    truth = np.array([[10.0, 10, 50, 40], [60, 60, 90, 95]])
+    labels = np.array([8, 13])
+    b, lab = simulate_reads(truth, labels, profile, np.random.default_rng(0), 100, 100)
+    if expect == 'truth':
+        np.testing.assert_array_equal(b, truth)
+        np.testing.assert_array_equal(lab, labels)
+    elif expect == 'none':
+        assert b.shape == (0, 4) and lab.shape == (0,)
+    else:
+        assert b.shape == (2, 4) and not np.array_equal(b, truth)
+        assert b.min() >= 0 and b.max() <= 100
+
+
+def test_false_positives_and_heterogeneous_raters(sample):
+    out, _ = sample
+    meta = json.loads((out / 'sample_meta.json').read_text())
+    raters = meta['raters']
+    assert len(raters) == 17
+    assert len({r['miss_rate'] for r in raters}) > 1 and len({r['jitter'] for r in raters}) > 1
+    p = RaterProfile('R4', 1, 0.0, fp_rate=3.0, jitter=0.0, confusion=0.0)
+    b, _ = simulate_reads(np.zeros((0, 4)), np.zeros(0, int), p, np.random.default_rng(1), 200, 200)
+    assert len(b) > 0
+
+
+@pytest.mark.parametrize(
+    'kwargs',
+    [
+        dict(images=0),  # no training image
+        dict(images=2, normal_fraction=1.5),  # not a fraction
+        dict(images=2, readers=18),  # more readers than the pool of 17
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs):
+    with pytest.raises(ValueError):
+        make_vindr_sample(str(tmp_path / 'x'), **kwargs)

@@ -1,0 +1,138 @@
+"""tools/_common.py: config reading (data_root=DIR), the data check, the warning filters."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CARD = str(ROOT / 'configs' / 'earl_yolo_vindr.py')
+AUTOCAST = (
+    '`torch.cuda.amp.autocast(args...)` is deprecated. Please use '
+    '`torch.amp.autocast("cuda", args...)` instead.'
+)
+
+
+def _common():
+    spec = importlib.util.spec_from_file_location('_common', ROOT / 'tools' / '_common.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+C = _common()
+
+
+def _roots(node, out):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ('data_root', 'ann_file') and isinstance(v, str):
+                out.append((k, v))
+            else:
+                _roots(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _roots(v, out)
+    return out
+
+
+def test_data_root_option_moves_every_dataset_and_evaluator():
+    cfg = C.read_config(CARD, {'data_root': 'elsewhere/x'}, import_custom_modules=False)
+    d = cfg._cfg_dict.to_dict()
+    parts = [d[k] for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    parts += [d['val_evaluator'], d['test_evaluator']]
+    paths = _roots(parts, [])
+    roots = {v for k, v in paths if k == 'data_root'}
+    assert roots == {'elsewhere/x/'}, paths
+    assert cfg.val_evaluator.ann_file == 'elsewhere/x/test.json'
+    assert cfg.train_dataloader.dataset.dataset.ann_file == 'train.json'
+
+
+def test_explicit_options_win_over_the_moved_root():
+    opts = {'data_root': 'a/', 'test_evaluator.ann_file': 'b/gold.json'}
+    cfg = C.read_config(CARD, opts, import_custom_modules=False)
+    assert cfg.test_evaluator.ann_file == 'b/gold.json'
+    assert cfg.train_dataloader.dataset.dataset.data_root == 'a/'
+
+
+def _vindr_layout(root: Path, images: bool) -> None:
+    for split in ('train', 'test'):
+        (root / f'{split}.json').write_text(json.dumps(dict(images=[], annotations=[])))
+        if images:
+            (root / 'images' / split).mkdir(parents=True)
+
+
+@pytest.mark.parametrize(
+    'mode, layout, missing',
+    [
+        # nothing there: the training annotations are named first
+        ('train', None, 'train.json: annotation file not found (train_dataloader'),
+        # JSON converted without PNGs: the image folder is named
+        ('train', 'json', 'images/train/: image folder not found (train_dataloader'),
+        # testing needs only the test split
+        ('test', None, 'test.json: annotation file not found (test_dataloader'),
+        # everything there: silent
+        ('train', 'full', None),
+        ('test', 'full', None),
+    ],
+)
+def test_check_data(tmp_path, mode, layout, missing):
+    if layout is not None:
+        _vindr_layout(tmp_path, images=layout == 'full')
+    cfg = C.read_config(CARD, {'data_root': str(tmp_path)}, import_custom_modules=False)
+    if missing is None:
+        C.check_data(cfg, CARD, mode)
+        return
+    with pytest.raises(SystemExit) as e:
+        C.check_data(cfg, CARD, mode)
+    line = str(e.value)
+    assert line.startswith(f'error: {tmp_path}/{missing}'), line
+    assert '\n' not in line
+    assert 'docs/vindr.md' in line and 'tools/make_vindr_sample.py' in line
+
+
+def test_filters_hide_only_the_listed_third_party_warnings():
+    torch = pytest.importorskip('torch')
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter('always')
+        C.filter_third_party_warnings()
+        torch.meshgrid(torch.arange(2), torch.arange(2))  # torch's own call site: hidden
+        mmdet_head = 'mmdet.models.dense_heads.yolox_head'
+        warnings.warn_explicit(AUTOCAST, FutureWarning, 'yolox_head.py', 1, module=mmdet_head)
+        # the same deprecation in other code (ours) is not hidden
+        warnings.warn_explicit(AUTOCAST, FutureWarning, 'ours.py', 1, module='earl_mmdet.x')
+        # same text, other category: not hidden
+        warnings.warn_explicit(AUTOCAST, UserWarning, 'yolox_head.py', 2, module=mmdet_head)
+        warnings.warn('earl-mmdet: a warning of the project', UserWarning, stacklevel=1)
+        warnings.warn('another library is deprecated', FutureWarning, stacklevel=1)
+    shown = [(w.category.__name__, str(w.message)[:30]) for w in rec]
+    assert shown == [
+        ('FutureWarning', AUTOCAST[:30]),
+        ('UserWarning', AUTOCAST[:30]),
+        ('UserWarning', 'earl-mmdet: a warning of the pr'[:30]),
+        ('FutureWarning', 'another library is deprecated'[:30]),
+    ], shown
+
+
+def test_kaggle_submission_scales_back_to_dicom_pixels(tmp_path, monkeypatch):
+    """tools/test.py --kaggle-submission: boxes go back to DICOM pixels when the test file
+    holds orig_width / orig_height (tools/convert_vindr.py --resize)."""
+    from mmengine.config import Config
+
+    monkeypatch.syspath_prepend(str(ROOT / 'tools'))  # test.py imports _common
+    spec = importlib.util.spec_from_file_location('test_tool', ROOT / 'tools' / 'test.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    images = [
+        dict(id=1, file_name='abc.png', width=320, height=256, orig_width=2560, orig_height=2048),
+        dict(id=2, file_name='plain.png', width=64, height=64),  # not resized: no entry
+    ]
+    (tmp_path / 'test.json').write_text(json.dumps(dict(images=images)))
+    cfg = Config(
+        dict(test_dataloader=dict(dataset=dict(data_root=str(tmp_path), ann_file='test.json')))
+    )
+    assert tool._dicom_scales(cfg) == {'abc': (8.0, 8.0)}

@@ -1,0 +1,57 @@
+"""Generate a small VinDr-CXR-shaped sample: DICOMs, Kaggle train.csv, PhysioNet test CSV.
+
+    python tools/make_vindr_sample.py --out data/vindr_sample [--images 40] [--seed 0]
+
+Writes ``OUT/train/<image_id>.dicom`` + ``OUT/train.csv`` (Kaggle layout, 3 readers per
+image) and ``OUT/test/<image_id>.dicom`` + ``OUT/annotations/annotations_test.csv``
+(PhysioNet layout, consensus boxes), and ``OUT/sample_meta.json`` (rater noise profiles,
+true boxes). Synthetic images, not patient data; same seed -> same bytes. Then convert it
+like the real data (docs/vindr.md, README "Try the VinDr path without the dataset").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+import time
+
+_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import import_core  # noqa: E402
+
+sample = import_core('vindr_sample')
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description='Generate a VinDr-CXR-shaped sample (synthetic)')
+    p.add_argument('--out', required=True, help='output directory')
+    p.add_argument('--images', type=int, default=40, help='training images (default 40)')
+    p.add_argument('--test-images', type=int, help='test images (default: max(2, images // 4))')
+    p.add_argument('--seed', type=int, default=0, help='seed (default 0)')
+    a = p.parse_args(argv)
+    if a.images < 1:
+        p.error(f'--images must be >= 1, got {a.images}')
+    if a.test_images is not None and a.test_images < 0:
+        p.error(f'--test-images must be >= 0, got {a.test_images}')
+    return a
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse_args(argv)
+    t0 = time.time()
+    s = sample.make_vindr_sample(a.out, images=a.images, test_images=a.test_images, seed=a.seed)
+    print(
+        f'wrote {a.out}: {s["images"]} training DICOMs ({s["train_normal_images"]} without '
+        f'findings) read by {s["readers"]} of {len(s["raters"])} radiologists '
+        f'({s["train_rater_boxes"]} boxes in train.csv, {s["train_boxes_true"]} true); '
+        f'{s["test_images"]} test DICOMs ({s["test_boxes"]} consensus boxes); '
+        f'{time.time() - t0:.1f} s'
+    )
+
+
+if __name__ == '__main__':
+    main()
