@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -320,3 +321,44 @@ def test_cpu_preset_fast(tool, tmp_path):
     t0 = time.time()
     _gen(tool, tmp_path / 'cpu', '--preset', 'cpu', '--seed', 0)
     assert time.time() - t0 < 60
+
+
+def _png_pixels(data: bytes) -> bytes:
+    """IHDR + inflated IDAT of a PNG: the image, independent of the zlib build."""
+    pos, out = 8, b''
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 4], 'big')
+        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        out += body if tag == b'IHDR' else zlib.decompress(body) if tag == b'IDAT' else b''
+        pos += 12 + n
+    return out
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob('*')):
+        if p.is_file():
+            data = p.read_bytes()
+            h.update(str(p.relative_to(root)).encode())
+            h.update(_png_pixels(data) if p.suffix == '.png' else data)
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize(
+    'extra, expected',
+    [
+        # the paper variant at its defaults (640 px): Section 4.1.1
+        ((), '709b563790afeaa9a3bbf44f97a39cc35bec326ae19ab9321d2549077ba78eb7'),
+        # the authors' released simulation
+        (
+            ('--variant', 'authors'),
+            'c45b0a35779dc5479f2f8ef9b8a2bf3fbd655e2db41707c25f2a03472de58d3c',
+        ),
+        # the cpu preset of the demo and the study
+        (('--preset', 'cpu'), 'a2a9cd573dcc1779ebcc20531bdab1cd9878627258df49c377cab948ec9d370f'),
+    ],
+)
+def test_existing_presets_are_pinned(tool, tmp_path, extra, expected):
+    """The JSON bytes and PNG pixels of a small run, pinned when the rater models were added."""
+    small = ('--num-train', 12, '--num-val', 2, '--num-test', 3, '--seed', 5)
+    assert _digest(_gen(tool, tmp_path / 'o', *extra, *small)) == expected
