@@ -7,6 +7,7 @@ import importlib.util
 import os
 import os.path as osp
 import sys
+import types
 
 # Run from a checkout without `pip install -e .`.
 _ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -28,13 +29,15 @@ def import_core(name: str):
         raise SystemExit(
             'error: earl_mmdet not found; run from the repository root or pip install -e .'
         )
-    path = osp.join(spec.submodule_search_locations[0], 'core', f'{name}.py')
-    mod_name = f'_earl_mmdet_core_{name}'  # private name: pickles must not import the package
-    mod_spec = importlib.util.spec_from_file_location(mod_name, path)
-    module = importlib.util.module_from_spec(mod_spec)
-    sys.modules[mod_name] = module
-    mod_spec.loader.exec_module(module)
-    return module
+    # A stand-in package for earl_mmdet/core (its __init__ is not run), under a private
+    # name (pickles must not import the package), so that relative imports between core
+    # modules (``from .medmnist import ...``) resolve to the same files.
+    pkg_name = '_earl_mmdet_core'
+    if pkg_name not in sys.modules:
+        pkg = types.ModuleType(pkg_name)
+        pkg.__path__ = [osp.join(spec.submodule_search_locations[0], 'core')]
+        sys.modules[pkg_name] = pkg
+    return importlib.import_module(f'{pkg_name}.{name}')
 
 
 def load_config(path: str, cfg_options: dict | None, launcher: str):
