@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .medmnist import SPLIT_CODES, _quantise, box_iou, resize_digit
+from .medmnist import SPLIT_CODES, _quantise, box_iou, place_patch, resize_digit
 
 __all__ = [
     'CLUTTER_KINDS',
@@ -248,21 +248,11 @@ def add_contrast_and_clutter(
         else:
             patch, look = _blob(rng, size), int(rng.choice(_BLOB_DIGITS))
         patch = np.ceil(patch * c).astype(np.uint8)
-        rows, cols = np.flatnonzero(patch.any(axis=1)), np.flatnonzero(patch.any(axis=0))
-        if rows.size == 0:
+        placed = place_patch(rng, patch, canvas, taken, max_tries) if patch.any() else None
+        if placed is None:
             skipped += 1
             continue
-        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        for _try in range(max_tries):
-            x, y = (int(v) for v in rng.integers(0, canvas - size + 1, size=2))
-            box = [x + c0, y + r0, x + c1, y + r1]
-            if all(
-                box[0] >= b[2] or b[0] >= box[2] or box[1] >= b[3] or b[1] >= box[3] for b in taken
-            ):
-                break
-        else:
-            skipped += 1
-            continue
+        x, y, box = placed
         region = image[y : y + size, x : x + size]
         np.maximum(region, patch, out=region)
         taken.append(box)
