@@ -166,7 +166,8 @@ def _blob(rng: np.random.Generator, size: int) -> np.ndarray:
     """A soft ellipse, cut off where it fades below 10 % of its peak."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     c = (size - 1) / 2
-    a, b = size * rng.uniform(0.2, 0.45), size * rng.uniform(0.2, 0.45)
+    # 1.52 a is where the Gaussian falls to 10 %: a <= 0.3 size keeps the ellipse whole.
+    a, b = size * rng.uniform(0.12, 0.3), size * rng.uniform(0.12, 0.3)
     ang = rng.uniform(0, np.pi)
     u = (xx - c) * np.cos(ang) + (yy - c) * np.sin(ang)
     v = -(xx - c) * np.sin(ang) + (yy - c) * np.cos(ang)
