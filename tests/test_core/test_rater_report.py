@@ -200,10 +200,28 @@ def test_truth_quality_hand_computed():
     assert q['precision'] == pytest.approx(0.5) and q['recall'] == pytest.approx(1.0)
     # c = T/3: right 2/3 + 1/3, wrong 1/3 + 1/3
     assert q['weighted_precision'] == pytest.approx(3 / 5)
+    # false positive = overlaps no gold box at all: only B's box on the empty image (C's
+    # label 5 sits on object 0: a wrong label, not clutter). Object 0's best fused box has
+    # T=2, object 1's T=1: keeping T >= 2 only would miss object 1.
     assert q['by_agreement'] == {
-        1: dict(boxes=3, correct=1, precision=pytest.approx(1 / 3)),
-        2: dict(boxes=1, correct=1, precision=1.0),
+        1: dict(
+            boxes=3,
+            correct=1,
+            precision=pytest.approx(1 / 3),
+            false_positives=1,
+            fp_share=pytest.approx(1 / 3),
+            miss_share_t_at_least=0.0,
+        ),
+        2: dict(
+            boxes=1,
+            correct=1,
+            precision=1.0,
+            false_positives=0,
+            fp_share=0.0,
+            miss_share_t_at_least=0.5,
+        ),
     }
+    assert (q['false_positives'], q['fp_share'], q['missed'], q['miss_share']) == (1, 0.25, 0, 0)
     na = truth_quality(build_aggregator('na').fuse_all(raters), gold)
     # NA: every right box counts (many-to-one), so its c-share equals its precision
     assert (na['boxes'], na['correct'], na['covered']) == (5, 3, 2)
@@ -226,6 +244,7 @@ def test_truth_quality_iou_threshold_and_empty():
     assert truth_quality(fused, gold, iou_thr=0.5)['correct'] == 0
     empty = truth_quality(build_aggregator('na').fuse_all([image([], [], [], ['A'])]), gold)
     assert empty['precision'] is None and empty['recall'] == 0.0
+    assert (empty['missed'], empty['miss_share'], empty['fp_share']) == (1, 1.0, None)
     assert empty['weighted_precision'] is None and empty['mean_iou'] is None
 
 
