@@ -493,3 +493,12 @@ def test_realistic_knob_needs_the_realistic_variant(tool, capsys):
     assert '--fp-rate sets a realistic rater; it needs --variant realistic' in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.slow
+def test_vindr_like_preset_fast(tool, tmp_path):
+    import time
+
+    t0 = time.time()
+    _gen(tool, tmp_path / 'vindr', '--preset', 'vindr-like', '--seed', 0)
+    assert time.time() - t0 < 30  # issue 13: <= 30 s on 2 cores (measured ~7 s)
