@@ -9,6 +9,13 @@ Writes, under ``--out``:
   ``images/<split>/`` (mmdet: ``data_prefix=dict(img='images/train/')``)
 * ``meta.json`` arguments, seed, per-rater transition matrices and alpha draws, realised
   per-rater keep / miss / flip rates and confusion counts, the digit-pool split, counts
+  (``--variant realistic``: each pool rater's profile, bias and confusion matrix instead)
+
+Variants: ``paper`` (Section 4.1.1), ``authors`` (their released code) and ``realistic``
+(misses of faint digits, false positives on clutter, heavy-tailed and biased boxes,
+structured per-rater confusion, hedging boxes, readers drawn from a pool;
+earl_mmdet/core/medmnist_raters.py). Presets: ``paper``, ``authors``, ``cpu`` and
+``vindr-like`` (the cpu scale with realistic raters calibrated on VinDr-CXR's radiologists).
 
 The same arguments give byte-identical files (PNG and JSON), whatever ``--workers``.
 See docs/medmnist.md and earl_mmdet/core/medmnist.py for the simulation model.
@@ -16,6 +23,7 @@ See docs/medmnist.md and earl_mmdet/core/medmnist.py for the simulation model.
 Example::
 
     python tools/make_medmnist.py --out data/medmnist_cpu --seed 0 --preset cpu
+    python tools/make_medmnist.py --out data/medmnist_vindr --seed 0 --preset vindr-like
 """
 
 from __future__ import annotations
@@ -142,7 +150,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="'paper' (default), 'authors' or 'realistic' (misses, clutter, heavy-tailed "
         'boxes, structured confusion; docs/medmnist.md)',
     )
-    p.add_argument('--proficiency', type=float, help='expert proficiency p (default 0.8)')
+    p.add_argument(
+        '--proficiency', type=float, help='expert proficiency p, paper and authors (default 0.8)'
+    )
     p.add_argument('--num-raters', type=int, help='experts per image R (default 3)')
     p.add_argument('--canvas', type=int, help='image side in pixels (default 640)')
     p.add_argument(

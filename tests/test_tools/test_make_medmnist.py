@@ -372,7 +372,9 @@ VINDR = dict(
     same_label_among_partners=0.78,
     same_label_partner_rate=0.495,
     iou_p10=0.49,
+    iou_p25=0.59,
     iou_p50=0.69,
+    iou_p75=0.79,
     iou_p90=0.85,
 )
 VINDR_T = {'1': 0.615, '2': 0.184, '3': 0.201}
