@@ -445,9 +445,10 @@ def simulate_realistic_raters(
     fallbacks = 0
     for k in readers.tolist():
         prof = profiles[k]
-        p_digit = (1.0 - prof.miss) / (
-            1.0 + np.exp(-(digit_contrast - prof.threshold) / visibility_width)
-        )
+        with np.errstate(over='ignore'):  # exp -> inf is a probability of 0, as meant
+            p_digit = (1.0 - prof.miss) / (
+                1.0 + np.exp(-(digit_contrast - prof.threshold) / visibility_width)
+            )
         p_seen = np.concatenate([p_digit, np.full(len(clutter.apparent), prof.fp)])
         for j in range(len(obj_labels)):
             if rng.random() >= p_seen[j]:
