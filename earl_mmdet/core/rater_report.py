@@ -10,7 +10,20 @@
   :class:`~earl_mmdet.core.em.RaterEM`);
 * ``pairwise_f1``: for raters a and b, on the images both read, F1 = 2 TP / (n_a + n_b)
   with TP the boxes matched one-to-one (greedy, IoU > ``iou_thr``, same label);
-* ``krippendorff_alpha``: Krippendorff's alpha for boxes (below).
+* ``krippendorff_alpha``: Krippendorff's alpha for boxes (below);
+* ``partner_statistics``: how often and how closely one rater's boxes are met by
+  another's (:func:`partner_statistics`, below), overall and per ordered rater pair, and
+  the WBF agreement T distribution; the numbers docs/medmnist.md holds against VinDr-CXR.
+
+Partner statistics. For each image and each ordered pair (a, b) of distinct raters in its
+``raters`` who *both drew at least one box there*, for each box x of a, take b's box with
+the highest IoU with x (any label). x *has a partner* if that IoU > ``iou_thr`` (0.4); the
+partner *has the same label* if that box carries x's label; x has a *same-label partner*
+if some box of b with x's label has IoU > ``iou_thr`` (not necessarily the best one).
+Rates are pooled over all boxes x: ``partner_rate`` = partners / boxes,
+``same_label_among_partners`` = same-label best partners / partners,
+``same_label_partner_rate`` = boxes with a same-label partner / boxes; the IoU quantiles
+(numpy's linear interpolation) are over the partners' IoUs.
 
 Krippendorff's alpha for boxes, after the idea of Tschirschwitz et al. (GCPR 2022,
 github.com/Madave94/kalphacv): boxes of each image are grouped into *units* (class-agnostic
@@ -37,10 +50,22 @@ import numpy as np
 
 from .aggregators import Aggregator, AggregatorSpec, build_aggregator
 from .em import RaterEM, check_image
+from .fusion import fuse_raters
 from .matching import box_iou, cluster_boxes, match_boxes
 from .types import FusionResult, ImageAnnotations
 
-__all__ = ['krippendorff_alpha_boxes', 'pairwise_f1', 'rater_report', 'truth_quality']
+__all__ = [
+    'PARTNER_QUANTILES',
+    'krippendorff_alpha_boxes',
+    'pairwise_f1',
+    'partner_statistics',
+    'rater_report',
+    'truth_quality',
+    'wbf_agreement_shares',
+]
+
+#: Quantiles of the partners' IoU reported by :func:`partner_statistics`.
+PARTNER_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 #: Above this many boxes of one label, D_e's same-label IoU sum is estimated from
 #: ``_ALPHA_SAMPLES`` random pairs (fixed seed) instead of all pairs.
@@ -250,6 +275,133 @@ def krippendorff_alpha_boxes(
     return out
 
 
+class _PartnerCounts:
+    """Running counts of one group of ordered rater pairs (or of all of them)."""
+
+    def __init__(self, iou_thr: float) -> None:
+        self.iou_thr = iou_thr
+        self.boxes = 0
+        self.same_label_partners = 0
+        self.same_label_best = 0
+        self.images = 0
+        self.ious: list[np.ndarray] = []
+
+    def add(self, best: np.ndarray, best_same: np.ndarray, same_ok: np.ndarray) -> None:
+        partner = best > self.iou_thr
+        self.boxes += len(best)
+        self.same_label_partners += int(same_ok.sum())
+        self.same_label_best += int(best_same[partner].sum())
+        self.ious.append(best[partner])
+        self.images += 1
+
+    def summary(self) -> dict[str, Any]:
+        ious = np.concatenate(self.ious) if self.ious else np.zeros(0)
+        n, k = self.boxes, len(ious)
+        out: dict[str, Any] = {
+            'images': self.images,
+            'boxes': n,
+            'partners': k,
+            'partner_rate': _num(k / n) if n else None,
+            'same_label_among_partners': _num(self.same_label_best / k) if k else None,
+            'same_label_partner_rate': _num(self.same_label_partners / n) if n else None,
+        }
+        for q in PARTNER_QUANTILES:
+            out[f'iou_p{round(100 * q)}'] = _num(np.quantile(ious, q)) if k else None
+        return out
+
+
+def partner_statistics(images: Sequence[ImageAnnotations], iou_thr: float = 0.4) -> dict[str, Any]:
+    """Partner rate, same label among partners, same-label partner rate, partner IoU.
+
+    See the module docstring for the exact definition (ordered pairs of raters who both
+    drew on the image; best-IoU box of the other rater, any label).
+
+    Args:
+        images (Sequence[ImageAnnotations]): the multi-rater dataset.
+        iou_thr (float): a box has a partner when the best IoU is > iou_thr. Defaults to
+            0.4.
+
+    Returns:
+        dict: ``overall`` and ``pairs`` (list, one entry per ordered pair ``rater`` ->
+        ``other`` that shared an image with boxes of both), each with ``images``,
+        ``boxes`` (boxes of ``rater``), ``partners``, ``partner_rate``,
+        ``same_label_among_partners``, ``same_label_partner_rate`` and ``iou_p10`` ...
+        ``iou_p90`` (None where undefined); ``iou_thr``.
+
+    Examples:
+        >>> im = ImageAnnotations(np.array([[0, 0, 10, 10], [0, 0, 10, 8.], [50, 50, 60, 60]]),
+        ...                       np.array([1, 2, 1]), np.array(['a', 'b', 'b']), ('a', 'b'))
+        >>> s = partner_statistics([im])['overall']  # a's box: partner 0.8 (other label)
+        >>> s['boxes'], s['partners'], s['same_label_among_partners'], s['iou_p50']
+        (3, 2, 0.0, 0.8)
+    """
+    if not 0.0 <= float(iou_thr) < 1.0:
+        raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
+    thr = float(iou_thr)
+    overall = _PartnerCounts(thr)
+    pairs: dict[tuple[str, str], _PartnerCounts] = {}
+    for im in images:
+        check_image(im)
+        boxes = np.asarray(im.boxes, np.float64).reshape(-1, 4)
+        labels = np.asarray(im.labels, np.int64).reshape(-1)
+        rids = np.asarray(im.rater_ids).astype(str).reshape(-1)
+        drew = [r for r in dict.fromkeys(str(x) for x in im.raters) if np.any(rids == r)]
+        if len(drew) < 2:
+            continue
+        iou = box_iou(boxes, boxes)
+        same = labels[:, None] == labels[None, :]
+        sel = {r: np.flatnonzero(rids == r) for r in drew}
+        for a in drew:
+            for b in drew:
+                if a == b:
+                    continue
+                sub = iou[np.ix_(sel[a], sel[b])]
+                sub_same = same[np.ix_(sel[a], sel[b])]
+                arg = sub.argmax(axis=1)
+                rows = np.arange(len(arg))
+                best = sub[rows, arg]
+                best_same = sub_same[rows, arg]
+                same_ok = np.any((sub > thr) & sub_same, axis=1)
+                overall.add(best, best_same, same_ok)
+                pairs.setdefault((a, b), _PartnerCounts(thr)).add(best, best_same, same_ok)
+    return {
+        'iou_thr': float(iou_thr),
+        'definition': (
+            'ordered pairs (a, b) of raters who both drew on an image; each box of a vs the '
+            'box of b with the highest IoU (any label); partner if IoU > iou_thr'
+        ),
+        'overall': overall.summary(),
+        'pairs': [{'rater': a, 'other': b, **c.summary()} for (a, b), c in sorted(pairs.items())],
+    }
+
+
+def wbf_agreement_shares(
+    images: Sequence[ImageAnnotations], iou_thr: float = 0.4
+) -> dict[str, Any]:
+    """Share of WBF fused boxes by agreement T (per label, T = distinct raters).
+
+    Args:
+        images (Sequence[ImageAnnotations]): the multi-rater dataset.
+        iou_thr (float): WBF IoU threshold. Defaults to 0.4.
+
+    Returns:
+        dict: ``fused_boxes``, ``iou_thr``, ``counts`` (T -> fused boxes) and ``shares``
+        (T -> fraction of the fused boxes), T as str keys (JSON).
+    """
+    counts: dict[int, int] = {}
+    for im in images:
+        check_image(im)
+        for t in fuse_raters(im, iou_thr=iou_thr).agreement.tolist():
+            counts[t] = counts.get(t, 0) + 1
+    total = sum(counts.values())
+    return {
+        'iou_thr': float(iou_thr),
+        'fused_boxes': total,
+        'counts': {str(t): c for t, c in sorted(counts.items())},
+        'shares': {str(t): c / total for t, c in sorted(counts.items())},
+    }
+
+
 def rater_report(
     images: Sequence[ImageAnnotations],
     aggregator: AggregatorSpec | Aggregator = 'mv',
@@ -257,6 +409,7 @@ def rater_report(
     class_names: Sequence[str] | None = None,
     em_params: Mapping[str, Any] | None = None,
     include_empty_images: bool = False,
+    partner_iou_thr: float = 0.4,
 ) -> dict[str, Any]:
     """Agreement and rater-quality statistics; JSON-serialisable (NaN -> None).
 
@@ -271,13 +424,16 @@ def rater_report(
         class_names (Sequence[str] | None): names of the K classes (for ``em``).
         em_params (Mapping | None): :class:`RaterEM` arguments. Defaults to None.
         include_empty_images (bool): see :func:`krippendorff_alpha_boxes`.
+        partner_iou_thr (float): threshold of :func:`partner_statistics` and of the WBF
+            agreement shares. Defaults to 0.4.
 
     Returns:
         dict: ``raters``, ``num_images``, ``num_boxes``, ``iou_thr``, ``consensus``,
         ``per_rater`` (rater -> images_read, boxes, boxes_per_image, images_with_boxes,
         loo_images, tp, consensus_boxes, precision, recall, f1), ``em`` (see
         :meth:`RaterEM.summary`), ``pairwise_f1`` (raters, matrix, shared_images),
-        ``krippendorff_alpha``.
+        ``krippendorff_alpha``, ``partner_statistics`` (:func:`partner_statistics`),
+        ``wbf_agreement`` (:func:`wbf_agreement_shares`).
     """
     images = list(images)
     for im in images:
@@ -354,6 +510,8 @@ def rater_report(
             'shared_images': shared.tolist(),
         },
         'krippendorff_alpha': krippendorff_alpha_boxes(images, iou_thr, include_empty_images),
+        'partner_statistics': partner_statistics(images, partner_iou_thr),
+        'wbf_agreement': wbf_agreement_shares(images, partner_iou_thr),
     }
 
 
@@ -366,7 +524,10 @@ def truth_quality(
 
     A training box is *correct* when it overlaps a gold box of the same label with
     IoU > ``iou_thr`` (many-to-one: the NA baseline's three boxes on one object are all
-    correct); a gold object is *covered* when some correct training box overlaps it.
+    correct); a gold object is *covered* when some correct training box overlaps it. A
+    training box is a *false positive* when it overlaps no gold box at all (IoU <=
+    ``iou_thr`` with every gold box, any label): on clutter or background, not a wrong
+    label. A gold object is *missed* when no training box overlaps it (any label).
 
     Args:
         fused (Sequence[FusionResult]): per image, the aggregator's boxes (xyxy pixels),
@@ -379,7 +540,11 @@ def truth_quality(
         (correct / boxes), ``recall`` (covered / gold_boxes), ``weighted_precision``
         (sum of c over correct boxes / sum of c: the share of an EARL loss weight that
         lands on correct boxes), ``mean_iou`` (correct boxes' best IoU with a gold box of
-        their label) and ``by_agreement`` (T -> boxes, correct, precision).
+        their label), ``false_positives`` and ``fp_share`` (of the boxes), ``missed``
+        and ``miss_share`` (of the gold objects), and ``by_agreement`` (T -> boxes,
+        correct, precision, false_positives, fp_share, and ``miss_share_t_at_least``:
+        the share of gold objects that no box of agreement >= T overlaps, i.e. what
+        keeping only boxes with agreement >= T would miss).
 
     Raises:
         ValueError: if the two sequences differ in length.
@@ -390,30 +555,43 @@ def truth_quality(
     n_boxes = n_gold = n_correct = n_covered = 0
     c_all = c_correct = iou_sum = 0.0
     by_t: dict[int, list[int]] = {}
+    gold_best_t: list[np.ndarray] = []  # per gold object: highest T of a box on it, 0 = none
     for f, g in zip(fused, gold):
         n_boxes += len(f)
         n_gold += len(g.boxes)
         correct = np.zeros(len(f), bool)
+        fp = np.ones(len(f), bool)
         best = np.zeros(len(f))
+        agreement = np.asarray(f.agreement, np.int64).reshape(-1)
+        best_t = np.zeros(len(g.boxes), np.int64)
         if len(f) and len(g.boxes):
             iou = box_iou(np.asarray(f.boxes, np.float64), np.asarray(g.boxes, np.float64))
             same = np.asarray(f.labels)[:, None] == np.asarray(g.labels)[None, :]
-            hit = (iou > iou_thr) & same
+            overlap = iou > iou_thr
+            hit = overlap & same
             correct = hit.any(axis=1)
+            fp = ~overlap.any(axis=1)
             best = np.where(same, iou, 0.0).max(axis=1)
             n_covered += int(hit.any(axis=0).sum())
+            best_t = np.where(overlap, agreement[:, None], 0).max(axis=0)
+        gold_best_t.append(best_t)
         n_correct += int(correct.sum())
         iou_sum += float(best[correct].sum())
         conf = np.asarray(f.confidences, np.float64)
         c_all += float(conf.sum())
         c_correct += float(conf[correct].sum())
-        for t, ok in zip(np.asarray(f.agreement).tolist(), correct.tolist()):
-            entry = by_t.setdefault(int(t), [0, 0])
+        for t, ok, bad in zip(agreement.tolist(), correct.tolist(), fp.tolist()):
+            entry = by_t.setdefault(int(t), [0, 0, 0])
             entry[0] += 1
             entry[1] += int(ok)
+            entry[2] += int(bad)
 
     def ratio(a: float, b: float) -> float | None:
         return a / b if b else None
+
+    gold_t = np.concatenate(gold_best_t) if gold_best_t else np.zeros(0, np.int64)
+    n_fp = sum(e[2] for e in by_t.values())
+    n_missed = int((gold_t == 0).sum())
 
     return dict(
         boxes=n_boxes,
@@ -425,7 +603,19 @@ def truth_quality(
         recall=ratio(n_covered, n_gold),
         weighted_precision=ratio(c_correct, c_all),
         mean_iou=ratio(iou_sum, n_correct),
+        false_positives=n_fp,
+        fp_share=ratio(n_fp, n_boxes),
+        missed=n_missed,
+        miss_share=ratio(n_missed, n_gold),
         by_agreement={
-            t: dict(boxes=b, correct=c, precision=ratio(c, b)) for t, (b, c) in sorted(by_t.items())
+            t: dict(
+                boxes=b,
+                correct=c,
+                precision=ratio(c, b),
+                false_positives=x,
+                fp_share=ratio(x, b),
+                miss_share_t_at_least=ratio(int((gold_t < t).sum()), n_gold),
+            )
+            for t, (b, c, x) in sorted(by_t.items())
         },
     )

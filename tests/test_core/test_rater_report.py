@@ -200,10 +200,28 @@ def test_truth_quality_hand_computed():
     assert q['precision'] == pytest.approx(0.5) and q['recall'] == pytest.approx(1.0)
     # c = T/3: right 2/3 + 1/3, wrong 1/3 + 1/3
     assert q['weighted_precision'] == pytest.approx(3 / 5)
+    # false positive = overlaps no gold box at all: only B's box on the empty image (C's
+    # label 5 sits on object 0: a wrong label, not clutter). Object 0's best fused box has
+    # T=2, object 1's T=1: keeping T >= 2 only would miss object 1.
     assert q['by_agreement'] == {
-        1: dict(boxes=3, correct=1, precision=pytest.approx(1 / 3)),
-        2: dict(boxes=1, correct=1, precision=1.0),
+        1: dict(
+            boxes=3,
+            correct=1,
+            precision=pytest.approx(1 / 3),
+            false_positives=1,
+            fp_share=pytest.approx(1 / 3),
+            miss_share_t_at_least=0.0,
+        ),
+        2: dict(
+            boxes=1,
+            correct=1,
+            precision=1.0,
+            false_positives=0,
+            fp_share=0.0,
+            miss_share_t_at_least=0.5,
+        ),
     }
+    assert (q['false_positives'], q['fp_share'], q['missed'], q['miss_share']) == (1, 0.25, 0, 0)
     na = truth_quality(build_aggregator('na').fuse_all(raters), gold)
     # NA: every right box counts (many-to-one), so its c-share equals its precision
     assert (na['boxes'], na['correct'], na['covered']) == (5, 3, 2)
@@ -226,4 +244,69 @@ def test_truth_quality_iou_threshold_and_empty():
     assert truth_quality(fused, gold, iou_thr=0.5)['correct'] == 0
     empty = truth_quality(build_aggregator('na').fuse_all([image([], [], [], ['A'])]), gold)
     assert empty['precision'] is None and empty['recall'] == 0.0
+    assert (empty['missed'], empty['miss_share'], empty['fp_share']) == (1, 1.0, None)
     assert empty['weighted_precision'] is None and empty['mean_iou'] is None
+
+
+def _partner_images():
+    box = lambda x1, y1, x2, y2: [float(x1), y1, x2, y2]  # noqa: E731
+    return [
+        # a: A1 (label 1), A2 (label 2, far away); b: B1 (label 2, IoU .8 with A1) and
+        # B2 (label 1, IoU .5 with A1); c read the image but drew nothing: no pair with c.
+        image(
+            [box(0, 0, 10, 10), box(50, 50, 60, 60), box(0, 0, 10, 8), box(0, 0, 10, 5)],
+            [1, 2, 2, 1],
+            ['a', 'a', 'b', 'b'],
+            ('a', 'b', 'c'),
+            1,
+        ),
+        # only a drew: no pair at all
+        image([box(20, 20, 30, 30)], [3], ['a'], ('a', 'b'), 2),
+        # IoU exactly 0.4 is no partner (strict)
+        image([box(0, 0, 10, 10), box(0, 0, 10, 4)], [0, 0], ['a', 'b'], ('a', 'b'), 3),
+    ]
+
+
+def test_partner_statistics_hand_computed():
+    from earl_mmdet.core.rater_report import partner_statistics
+
+    res = partner_statistics(_partner_images())
+    o = res['overall']
+    # image 1, a -> b: A1's best is B1 (.8, other label): partner, not same label, but B2
+    # (label 1, IoU .5) is a same-label partner; A2 has none.
+    # b -> a: B1's best is A1 (.8, other label), no label-2 box of a near: partner only;
+    # B2's best is A1 (.5, same label): partner, same label, same-label partner.
+    # image 3: two boxes at IoU 0.4 exactly, no partner either way.
+    assert (o['images'], o['boxes'], o['partners']) == (4, 6, 3)
+    assert o['partner_rate'] == pytest.approx(3 / 6)
+    assert o['same_label_among_partners'] == pytest.approx(1 / 3)
+    assert o['same_label_partner_rate'] == pytest.approx(2 / 6)
+    # partner IoUs .8, .8, .5; linear interpolation: p10 = .5 + .2 * .3
+    assert o['iou_p10'] == pytest.approx(0.56)
+    assert (o['iou_p50'], o['iou_p90']) == (pytest.approx(0.8), pytest.approx(0.8))
+    pairs = {(p['rater'], p['other']): p for p in res['pairs']}
+    assert set(pairs) == {('a', 'b'), ('b', 'a')}
+    ab, ba = pairs['a', 'b'], pairs['b', 'a']
+    assert (ab['boxes'], ab['partners'], ab['same_label_partner_rate']) == (3, 1, 1 / 3)
+    assert ab['same_label_among_partners'] == 0.0
+    assert (ba['boxes'], ba['partners'], ba['same_label_among_partners']) == (3, 2, 0.5)
+
+
+def test_wbf_agreement_shares_hand_computed():
+    from earl_mmdet.core.rater_report import wbf_agreement_shares
+
+    res = wbf_agreement_shares(_partner_images())
+    # image 1: label 1 A1+B2 (IoU .5) -> T=2; label 2 A2, B1 apart -> two T=1;
+    # image 2: one T=1; image 3: IoU 0.4 is not > 0.4 -> two T=1.
+    assert res['counts'] == {'1': 5, '2': 1} and res['fused_boxes'] == 6
+    assert res['shares']['1'] == pytest.approx(5 / 6)
+
+
+def test_partner_statistics_empty_and_bad_threshold():
+    from earl_mmdet.core.rater_report import partner_statistics
+
+    res = partner_statistics(_partner_images()[1:2])
+    assert res['overall']['boxes'] == 0 and res['overall']['partner_rate'] is None
+    assert res['pairs'] == []
+    with pytest.raises(ValueError, match='iou_thr'):
+        partner_statistics([], iou_thr=1.0)

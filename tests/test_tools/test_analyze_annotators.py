@@ -71,3 +71,17 @@ def test_help_subprocess():
         timeout=120,
     )
     assert proc.returncode == 0 and '--out' in proc.stdout
+
+
+def test_partner_statistics_in_report_and_summary(src, tmp_path, capsys):
+    out = tmp_path / 'rep'
+    assert tool.main([str(src), '--out', str(out), '--no-plots']) == 0
+    rep = json.loads((out / 'report.json').read_text())
+    ps = rep['partner_statistics']
+    assert ps['iou_thr'] == 0.4 and ps['overall']['boxes'] > 0
+    assert {(p['rater'], p['other']) for p in ps['pairs']} <= {
+        (a, b) for a in ('R1', 'R2', 'R3') for b in ('R1', 'R2', 'R3') if a != b
+    }
+    assert sum(rep['wbf_agreement']['counts'].values()) == rep['wbf_agreement']['fused_boxes']
+    summary = (out / 'summary.md').read_text()
+    assert '| rater -> other | boxes | partner rate |' in summary and 'WBF (IoU 0.4' in summary

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -320,3 +321,186 @@ def test_cpu_preset_fast(tool, tmp_path):
     t0 = time.time()
     _gen(tool, tmp_path / 'cpu', '--preset', 'cpu', '--seed', 0)
     assert time.time() - t0 < 60
+
+
+def _png_pixels(data: bytes) -> bytes:
+    """IHDR + inflated IDAT of a PNG: the image, independent of the zlib build."""
+    pos, out = 8, b''
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 4], 'big')
+        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        out += body if tag == b'IHDR' else zlib.decompress(body) if tag == b'IDAT' else b''
+        pos += 12 + n
+    return out
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob('*')):
+        if p.is_file():
+            data = p.read_bytes()
+            h.update(str(p.relative_to(root)).encode())
+            h.update(_png_pixels(data) if p.suffix == '.png' else data)
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize(
+    'extra, expected',
+    [
+        # the paper variant at its defaults (640 px): Section 4.1.1
+        ((), '709b563790afeaa9a3bbf44f97a39cc35bec326ae19ab9321d2549077ba78eb7'),
+        # the authors' released simulation
+        (
+            ('--variant', 'authors'),
+            'c45b0a35779dc5479f2f8ef9b8a2bf3fbd655e2db41707c25f2a03472de58d3c',
+        ),
+        # the cpu preset of the demo and the study
+        (('--preset', 'cpu'), 'a2a9cd573dcc1779ebcc20531bdab1cd9878627258df49c377cab948ec9d370f'),
+    ],
+)
+def test_existing_presets_are_pinned(tool, tmp_path, extra, expected):
+    """The JSON bytes and PNG pixels of a small run, pinned when the rater models were added."""
+    small = ('--num-train', 12, '--num-val', 2, '--num-test', 3, '--seed', 5)
+    assert _digest(_gen(tool, tmp_path / 'o', *extra, *small)) == expected
+
+
+# VinDr-CXR's radiologists (12,000 training images, 3 of 17 readers per image), by the
+# definition of earl_mmdet.core.rater_report.partner_statistics, and the tolerances of the
+# vindr-like preset (issue 13).
+VINDR = dict(
+    partner_rate=0.591,
+    same_label_among_partners=0.78,
+    same_label_partner_rate=0.495,
+    iou_p10=0.49,
+    iou_p25=0.59,
+    iou_p50=0.69,
+    iou_p75=0.79,
+    iou_p90=0.85,
+)
+VINDR_T = {'1': 0.615, '2': 0.184, '3': 0.201}
+
+
+@pytest.fixture(scope='module')
+def vindr_like(tool, tmp_path_factory):
+    out = tmp_path_factory.mktemp('vindr') / 'ds'
+    small = ('--num-train', 800, '--num-val', 4, '--num-test', 6)
+    return _gen(tool, out, '--preset', 'vindr-like', '--seed', 7, *small)
+
+
+def test_vindr_like_statistics_within_tolerance(vindr_like):
+    from earl_mmdet.core.rater_report import partner_statistics, wbf_agreement_shares
+
+    coco = load_multirater_coco(vindr_like / 'train.json', repair=False)
+    stats = partner_statistics(coco.images)['overall']
+    for key, target in VINDR.items():
+        assert abs(stats[key] - target) <= 0.05, (key, stats[key], target)
+    shares = wbf_agreement_shares(coco.images)['shares']
+    for t, target in VINDR_T.items():
+        assert abs(shares[t] - target) <= 0.05, (t, shares[t], target)
+
+
+def test_vindr_like_clutter_is_never_gold(vindr_like):
+    from PIL import Image
+
+    meta = _load(vindr_like / 'meta.json')
+    assert meta['args']['variant'] == 'realistic' and meta['counts']['test']['clutter_items'] > 0
+    assert {r['profile'] for r in meta['raters'].values()} == {'expert', 'normal', 'weak'}
+    gold = _load(vindr_like / 'test.json')
+    assert meta['counts']['test']['objects'] == len(gold['annotations'])
+    ink_outside = 0
+    for image_id in range(1, 7):
+        img = np.asarray(Image.open(vindr_like / 'images' / 'test' / f'{image_id:06d}.png'))
+        covered = np.zeros(img.shape, bool)
+        for a in (a for a in gold['annotations'] if a['image_id'] == image_id):
+            x, y, w, h = (int(v) for v in a['bbox'])
+            crop = img[y : y + h, x : x + w]  # gold boxes stay the tight boxes of the digit
+            assert crop[0].any() and crop[-1].any() and crop[:, 0].any() and crop[:, -1].any()
+            covered[y : y + h, x : x + w] = True
+        ink_outside += int(img[~covered].any())
+    assert ink_outside == 6  # every test image carries clutter that no gold box labels
+    # raters box some clutter: boxes far from every gold box of the training image
+    multi, train_gold = _load(vindr_like / 'train.json'), _load(vindr_like / 'train_gold.json')
+    matched, _ = _match(multi, train_gold)
+    assert sum(iou < 0.1 for *_, iou in matched) > 100
+
+
+def test_vindr_like_same_seed_same_bytes_any_workers(tool, tmp_path):
+    small = ('--num-train', 20, '--num-val', 3, '--num-test', 3, '--seed', 2)
+    a = _hashes(_gen(tool, tmp_path / 'a', '--preset', 'vindr-like', *small))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / 'tools' / 'make_medmnist.py'),
+            *('--out', str(tmp_path / 'b'), '--preset', 'vindr-like', '--workers', '2'),
+            *map(str, small),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(a) == 5 + 26 and a == _hashes(tmp_path / 'b')
+
+
+def test_rater_pool_reads_three_of_many(tool, tmp_path):
+    out = _gen(
+        tool,
+        tmp_path / 'pool',
+        *('--preset', 'vindr-like', '--rater-pool', 17, '--num-train', 60),
+        *('--num-val', 1, '--num-test', 1),
+    )
+    multi, meta = _load(out / 'train.json'), _load(out / 'meta.json')
+    assert len(meta['raters']) == 17
+    # default mix: one expert, the rest split between normal and weak
+    profiles = [r['profile'] for r in meta['raters'].values()]
+    assert profiles.count('expert') == 1 and profiles.count('normal') == 8
+    readers = [tuple(im['annotators']) for im in multi['images']]
+    assert all(len(r) == 3 == len(set(r)) for r in readers) and len(set(readers)) > 30
+    by_image = {im['id']: set(im['annotators']) for im in multi['images']}
+    assert all(a['annotator_id'] in by_image[a['image_id']] for a in multi['annotations'])
+
+
+@pytest.mark.parametrize(
+    'args, flag',
+    [
+        (('--fp-rate', 1.5), '--fp-rate'),  # a probability above 1
+        (('--miss-rate', -0.1), '--miss-rate'),  # below 0
+        (('--flip-rate', 0.1, 0.2), '--flip-rate'),  # neither 1 nor 3 values
+        (('--double-rate', 0.1, 0.1, 2), '--double-rate'),
+        (('--visibility-threshold', 'nan'), '--visibility-threshold'),
+        (('--box-noise', -0.1), '--box-noise'),  # a negative scale
+        (('--box-bias', 0, 3, 0), '--box-bias'),
+        (('--clutter', -1, 2), '--clutter'),  # negative counts
+        (('--clutter', 4, 2), '--clutter'),
+        (('--contrast', 0, 1), '--contrast'),
+        (('--rater-mix', 1, 1, 0), '--rater-mix'),  # sums to 2, the pool has 3
+        (('--rater-mix', 2, 2, -1), '--rater-mix'),
+        (('--rater-pool', 2), '--num-raters'),  # 3 readers from a pool of 2
+        (('--box-tail-df', 0), '--box-tail-df'),
+        (('--box-bias-sd', -1), '--box-bias-sd'),
+        (('--confusion-structure', 1.5), '--confusion-structure'),
+        (('--shared-confusion', -0.5), '--shared-confusion'),
+        (('--visibility-width', 0), '--visibility-width'),
+    ],
+)
+def test_bad_knobs_are_errors_naming_the_flag(tool, capsys, args, flag):
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--out', 'x', '--preset', 'vindr-like', *map(str, args)])
+    assert flag in capsys.readouterr().err
+
+
+def test_realistic_knob_needs_the_realistic_variant(tool, capsys):
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--out', 'x', '--preset', 'cpu', '--fp-rate', '0.1'])
+    assert '--fp-rate sets a realistic rater; it needs --variant realistic' in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.slow
+def test_vindr_like_preset_fast(tool, tmp_path):
+    import time
+
+    t0 = time.time()
+    _gen(tool, tmp_path / 'vindr', '--preset', 'vindr-like', '--seed', 0)
+    assert time.time() - t0 < 30  # issue 13: <= 30 s on 2 cores (measured ~7 s)

@@ -47,6 +47,10 @@ def test_scores_each_aggregator(tmp_path, capsys):
     assert json.loads(out.read_text())['wbf']['boxes'] == 3
     table = capsys.readouterr().out
     assert '| wbf | 3 | 66.7 % | 100.0 % | 83.3 % |' in table
+    # R3's far dog overlaps no gold box: the one false positive of wbf (a T=1 box)
+    assert res['wbf']['false_positives'] == 1 and res['wbf']['missed'] == 0
+    assert '| method | false positives | missed |' in table
+    assert '| wbf | 33.3 % | 0.0 % |' in table
 
 
 def test_gold_without_the_image_is_a_clear_error(tmp_path):
@@ -81,3 +85,19 @@ def test_aggregators_are_the_configs_fusion(name, config, tmp_path):
         step['fit_ann_file'] = str(tiny_multirater(tmp_path / 'multi.json'))
     expected = FuseAnnotations(**step).aggregator.get_params()
     assert build_aggregator(tool.CONFIG_AGGREGATORS[name]).get_params() == expected
+
+
+def test_every_medmnist_preset(tmp_path, capsys):
+    """score_truth runs on each preset's training files (small runs)."""
+    mm_tool = load_tool('make_medmnist')
+    small = ['--num-train', '30', '--num-val', '1', '--num-test', '1', '--canvas', '128']
+    for preset in ('paper', 'authors', 'cpu', 'vindr-like'):
+        out = tmp_path / preset
+        extra = ['--digit-size', '20', '44'] if preset in ('paper', 'authors') else []
+        mm_tool.main(['--out', str(out), '--preset', preset, *small, *extra])
+        res = tool.main([str(out / 'train.json'), str(out / 'train_gold.json'), '--methods', 'wbf'])
+        assert res['wbf']['boxes'] > 0 and res['wbf']['gold_boxes'] > 0
+        if preset == 'vindr-like':  # raters box clutter: false positives
+            assert res['wbf']['false_positives'] > 0
+        elif preset != 'authors':  # the paper's raters box objects only, IoU > p = 0.8
+            assert res['wbf']['false_positives'] == 0
