@@ -110,7 +110,7 @@ PRESETS = {
     # Section 4.1.1 of the paper at its defaults, and the authors' released simulation.
     'paper': dict(),
     'authors': dict(variant='authors'),
-    # The CPU-scale set of facts.md section 7 (trains to mAP@0.4 ~0.95 in minutes on CPU).
+    # The CPU-scale set of docs/medmnist.md (trains to mAP@0.4 ~0.95 in minutes on CPU).
     'cpu': dict(
         canvas=128,
         digit_size=(20, 44),

@@ -6,7 +6,7 @@ The model (also in ``docs/aggregators.md``):
    (:func:`~earl_mmdet.core.matching.cluster_boxes`, IoU > ``iou_thr``, at most one box per
    rater per cluster). A rater who flips the class of an object therefore lands in the same
    cluster as the raters who did not, instead of forming a separate one-rater box as in
-   label-wise WBF (facts.md section 7).
+   label-wise WBF (docs/aggregators.md).
 2. **Observations.** For cluster j and each rater r who *read* the image, the observation
    l_rj is the label of r's box in j, or ``no_obj`` (index K) when r drew nothing there.
    Raters who did not read the image give no observation.

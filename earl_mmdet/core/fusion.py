@@ -68,7 +68,7 @@ of numpy's argsort order, so that the result does not depend on the order of the
 (``tie_break='input'`` gives ensemble-boxes' boxes exactly).
 
 Differences from the authors' released code (github huyhieupham/learning-from-multiple-
-annotators; see docs/facts.md section 2): they call
+annotators; see docs/aggregators.md): they call
 ``weighted_boxes_fusion(boxes, labels, scores, ...)``, i.e. labels and scores swapped, which
 makes their fusion class-agnostic and gives NaN boxes for class 0. Here that call raises
 ``ValueError`` as soon as one label is > 1 (it is read as a score outside [0, 1]); only an

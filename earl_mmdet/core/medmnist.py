@@ -24,7 +24,7 @@ Two variants of the experts:
     background; the paper simulates false negatives only. A rater box has IoU > p with the
     true box: Gaussian jitter of each coordinate with standard deviation ``(1 - p)`` times
     the box width (x) or height (y), clipped to the canvas and rejected until IoU > p.
-``authors`` (their released ``simulation.py``; facts.md section 2)
+``authors`` (their released ``simulation.py``; docs/medmnist.md)
     Class kept with probability exactly p (no alpha), else uniform over the 9 other digits
     and ``no_obj``; each coordinate gets Gaussian noise of standard deviation
     ``(1 - p) * 0.1 * canvas`` pixels, no IoU constraint. Differences from their code, to

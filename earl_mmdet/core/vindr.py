@@ -1,6 +1,6 @@
 """VinDr-CXR label CSVs -> multi-rater / gold COCO (pure python + numpy, no pandas).
 
-Two sources are read (facts.md section 5):
+Two sources are read (docs/vindr.md):
 
 * Kaggle VinBigData ``train.csv``:
   ``image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max``; 'No finding' is class 14

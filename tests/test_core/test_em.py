@@ -4,7 +4,7 @@ Includes a small self-contained simulator: random true boxes, raters who keep th
 with probability p and otherwise pick uniformly among the other classes and "no object"
 (a miss), box jitter Gaussian with std (1 - p) * 0.4 * sqrt(area) per coordinate, and a
 false-positive box with probability (1 - p) * 0.3 per image (the authors' MED-MNIST noise
-model, facts.md section 2, at a small scale).
+model, docs/medmnist.md, at a small scale).
 """
 
 from __future__ import annotations

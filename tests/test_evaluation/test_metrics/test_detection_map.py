@@ -92,7 +92,7 @@ def test_registered_and_perfect_predictions(tmp_path):
     ],
 )
 def test_mmdet_cocometric_crashes_where_we_do_not(tmp_path, iou_thrs, classwise, error):
-    # The traps this metric exists for (facts.md section 4).
+    # The traps this metric exists for (docs/metric.md).
     ann = write(tmp_path / 'gold.json', dummy_gold())
     samples = [dict(pred_instances=dummy_pred(), img_id=0, ori_shape=(640, 640))]
     with pytest.raises(error):
