@@ -74,6 +74,16 @@ def import_core(name: str):
     return importlib.import_module(f'{pkg_name}.{name}')
 
 
+def add_normalize_rater_ids_flag(parser) -> None:
+    """``--normalize-rater-ids``: the tools that read rater files offer the same repair."""
+    parser.add_argument(
+        '--normalize-rater-ids',
+        action='store_true',
+        help='merge rater ids that differ only by case, surrounding space or Unicode form '
+        '(counted); default: such ids are an error',
+    )
+
+
 def check_output_paths(parser, files=(), folders=()) -> None:
     """``parser.error`` (exit 2, no traceback) for an output path that cannot be written.
 

@@ -30,7 +30,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _common import check_output_paths, filter_third_party_warnings  # noqa: E402
+from _common import add_normalize_rater_ids_flag, check_output_paths, filter_third_party_warnings  # noqa: E402
 
 # earl_mmdet is imported in main(): importing it registers the mmdet components (seconds),
 # which `--help` does not need.
@@ -68,12 +68,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--no-plots', action='store_true', help='skip the PNG figures')
     p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
-    p.add_argument(
-        '--normalize-rater-ids',
-        action='store_true',
-        help='merge rater ids that differ only by case, surrounding space or Unicode form '
-        '(counted); default: such ids are an error',
-    )
+    add_normalize_rater_ids_flag(p)
     args = p.parse_args(argv)
     check_output_paths(p, folders=[('--out', args.out)])
     return args

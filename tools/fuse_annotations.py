@@ -31,7 +31,7 @@ for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_co
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _common import check_output_paths, filter_third_party_warnings  # noqa: E402
+from _common import add_normalize_rater_ids_flag, check_output_paths, filter_third_party_warnings  # noqa: E402
 
 # earl_mmdet is imported inside the functions: importing it registers the mmdet
 # components (seconds), which `--help` does not need.
@@ -146,12 +146,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument('--box-weights', choices=('box', 'proficiency', 'uniform'), default=None)
     g.add_argument('--max-iter', type=int, default=None)
     p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
-    p.add_argument(
-        '--normalize-rater-ids',
-        action='store_true',
-        help='merge rater ids that differ only by case, surrounding space or Unicode form '
-        '(counted); default: such ids are an error',
-    )
+    add_normalize_rater_ids_flag(p)
     args = p.parse_args(argv)
     check_output_paths(p, files=[('output', args.output)])
     return args
