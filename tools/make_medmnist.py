@@ -69,22 +69,28 @@ DEFAULTS = dict(
 #: Image knobs (any variant): recorded in meta.json only when they differ from these.
 IMAGE_DEFAULTS = dict(contrast=(1.0, 1.0), clutter=(0, 0), clutter_size=(12, 32))
 #: Rater knobs of the ``realistic`` variant (per-profile values: expert, normal, weak).
-#: These defaults are the ``vindr-like`` calibration.
+#: These defaults are the ``vindr-like`` calibration (earl_mmdet/core/medmnist_raters.py).
+
+
+def _vindr_like(field: str) -> tuple[float, ...]:
+    return tuple(getattr(mr.VINDR_LIKE_PROFILES[n], field) for n in mr.PROFILE_NAMES)
+
+
 REALISTIC_DEFAULTS = dict(
     rater_pool=None,  # None: the pool is the num_raters readers
     rater_mix=None,  # None: one expert, the rest split between normal and weak
-    miss_rate=(0.02, 0.04, 0.05),
-    visibility_threshold=(0.36, 0.38, 0.38),
-    visibility_width=0.04,
-    fp_rate=(0.045, 0.1, 0.13),
-    flip_rate=(0.03, 0.08, 0.1),
-    double_rate=(0.02, 0.1, 0.12),
-    box_noise=(0.03, 0.045, 0.055),
-    box_bias=(0.0, 0.05, -0.03),
-    box_tail_df=1.5,
-    box_bias_sd=0.02,
-    confusion_structure=0.8,
-    shared_confusion=0.5,
+    miss_rate=_vindr_like('miss'),
+    visibility_threshold=_vindr_like('threshold'),
+    visibility_width=mr.VINDR_LIKE_POOL['visibility_width'],
+    fp_rate=_vindr_like('fp'),
+    flip_rate=_vindr_like('flip'),
+    double_rate=_vindr_like('double'),
+    box_noise=_vindr_like('box_noise'),
+    box_bias=_vindr_like('box_bias'),
+    box_tail_df=mr.VINDR_LIKE_POOL['tail_df'],
+    box_bias_sd=mr.VINDR_LIKE_POOL['bias_sd'],
+    confusion_structure=mr.VINDR_LIKE_POOL['structure'],
+    shared_confusion=mr.VINDR_LIKE_POOL['shared_confusion'],
 )
 #: Flags that take one value per profile (or one value for all profiles).
 PROFILE_FLAGS = (

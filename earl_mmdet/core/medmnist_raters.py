@@ -55,6 +55,8 @@ __all__ = [
     'CLUTTER_KINDS',
     'CONFUSABLE',
     'PROFILE_NAMES',
+    'VINDR_LIKE_POOL',
+    'VINDR_LIKE_PROFILES',
     'Clutter',
     'RaterProfile',
     'RealisticRaters',
@@ -125,6 +127,27 @@ class RaterProfile:
     double: float
     box_noise: float
     box_bias: float = 0.0
+
+
+#: The ``vindr-like`` calibration of each profile (``tools/make_medmnist.py``'s defaults,
+#: fitted on VinDr-CXR's partner statistics; docs/medmnist.md).
+VINDR_LIKE_PROFILES = {
+    'expert': RaterProfile(
+        miss=0.02, threshold=0.36, fp=0.045, flip=0.03, double=0.02, box_noise=0.03, box_bias=0.0
+    ),
+    'normal': RaterProfile(
+        miss=0.04, threshold=0.38, fp=0.1, flip=0.08, double=0.1, box_noise=0.045, box_bias=0.05
+    ),
+    'weak': RaterProfile(
+        miss=0.05, threshold=0.38, fp=0.13, flip=0.1, double=0.12, box_noise=0.055, box_bias=-0.03
+    ),
+}
+#: The ``vindr-like`` pool-wide knobs: visibility sigmoid width tau, Student-t degrees of
+#: freedom of the box noise, spread of each rater's bias, confusion structure, share of
+#: wrong labels that are the object's shared look-alike.
+VINDR_LIKE_POOL = dict(
+    visibility_width=0.04, tail_df=1.5, bias_sd=0.02, structure=0.8, shared_confusion=0.5
+)
 
 
 @dataclass
@@ -274,13 +297,17 @@ def add_contrast_and_clutter(
     )
 
 
-def confusion_base(structure: float, num_classes: int = 10) -> np.ndarray:
-    """Base confusion rows: ``structure`` x similar digits + (1 - structure) x uniform.
+def confusion_base(
+    structure: float, num_classes: int = 10, pairs: Sequence[tuple[int, int]] = CONFUSABLE
+) -> np.ndarray:
+    """Base confusion rows: ``structure`` x similar classes + (1 - structure) x uniform.
 
     Args:
-        structure (float): in [0, 1]; 1 = only :data:`CONFUSABLE` pairs (and a small
-            weight elsewhere), 0 = uniform over the other digits.
+        structure (float): in [0, 1]; 1 = only the ``pairs`` (and a small weight
+            elsewhere), 0 = uniform over the other classes.
         num_classes (int): K. Defaults to 10.
+        pairs (Sequence[tuple[int, int]]): similar classes (weight 1, both ways).
+            Defaults to :data:`CONFUSABLE` (digits).
 
     Returns:
         np.ndarray: (K, K) float64, zero diagonal, rows sum to 1.
@@ -293,7 +320,7 @@ def confusion_base(structure: float, num_classes: int = 10) -> np.ndarray:
     if not 0.0 <= structure <= 1.0:
         raise ValueError(f'confusion structure must lie in [0, 1], got {structure}')
     sim = np.full((num_classes, num_classes), _OTHER_WEIGHT)
-    for i, j in CONFUSABLE:
+    for i, j in pairs:
         sim[i, j] = sim[j, i] = 1.0
     np.fill_diagonal(sim, 0.0)
     sim /= sim.sum(axis=1, keepdims=True)
@@ -308,6 +335,8 @@ def draw_rater_pool(
     bias_sd: float,
     structure: float,
     concentration: float = 50.0,
+    num_classes: int = 10,
+    pairs: Sequence[tuple[int, int]] = CONFUSABLE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-rater box bias and confusion matrix, drawn once from ``(seed, 5)``.
 
@@ -319,19 +348,22 @@ def draw_rater_pool(
         structure (float): see :func:`confusion_base`.
         concentration (float): Dirichlet concentration around the base rows (larger =
             raters closer to the base). Defaults to 50.
+        num_classes (int): K. Defaults to 10.
+        pairs (Sequence[tuple[int, int]]): see :func:`confusion_base`. Defaults to
+            :data:`CONFUSABLE`.
 
     Returns:
         tuple: ``bias`` (P,) float64 (profile bias + N(0, bias_sd)) and ``confusion``
-        (P, 10, 10) float64 (zero diagonal, rows sum to 1).
+        (P, K, K) float64 (zero diagonal, rows sum to 1).
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, _TAG_POOL]))
-    base = confusion_base(structure)
+    base = confusion_base(structure, num_classes, pairs)
     bias = np.array([p.box_bias for p in profiles], np.float64)
     if bias_sd > 0:
         bias = bias + rng.normal(0.0, bias_sd, size=len(profiles))
-    conf = np.zeros((len(profiles), 10, 10))
+    conf = np.zeros((len(profiles), num_classes, num_classes))
     for k in range(len(profiles)):
-        for i in range(10):
+        for i in range(num_classes):
             alpha = np.delete(concentration * base[i], i)
             row = rng.dirichlet(np.maximum(alpha, 1e-3))
             conf[k, i] = np.insert(row, i, 0.0)
@@ -397,6 +429,7 @@ def simulate_realistic_raters(
     tail_df: float,
     canvas: float,
     shared_confusion: float = 0.5,
+    readers: np.ndarray | None = None,
 ) -> RealisticRaters:
     """Simulate the readers of one image.
 
@@ -417,19 +450,25 @@ def simulate_realistic_raters(
         clutter (Clutter): the image's clutter.
         profiles (Sequence[RaterProfile]): one per pool rater.
         bias (np.ndarray): (P,) log size bias per pool rater.
-        confusion (np.ndarray): (P, 10, 10) confusion rows per pool rater.
+        confusion (np.ndarray): (P, K, K) confusion rows per pool rater (K = 10 digits).
         num_readers (int): R <= P.
         visibility_width (float): tau > 0.
         tail_df (float): Student-t degrees of freedom > 0.
         canvas (float): image side.
         shared_confusion (float): probability that a wrong label is the object's shared
             look-alike rather than a draw from the rater's own row. Defaults to 0.5.
+        readers (np.ndarray | None): (R,) pool indices of the readers, when the caller
+            draws them (e.g. by workload); their boxes come in this order. Defaults to
+            None (drawn here).
 
     Returns:
         RealisticRaters: boxes in reader, object order.
     """
     pool = len(profiles)
-    if num_readers == pool:
+    num_classes = confusion.shape[-1]
+    if readers is not None:
+        readers = np.asarray(readers, np.int64)
+    elif num_readers == pool:
         readers = np.arange(pool)
     else:
         readers = np.sort(rng.choice(pool, size=num_readers, replace=False))
@@ -440,7 +479,7 @@ def simulate_realistic_raters(
     # a hedging second box always carries it (or the true digit if the first box already
     # did), so raters who misread an object tend to misread it the same way.
     mean_conf = confusion.mean(axis=0)
-    look_alike = [int(rng.choice(10, p=mean_conf[lab])) for lab in obj_labels.tolist()]
+    look_alike = [int(rng.choice(num_classes, p=mean_conf[lab])) for lab in obj_labels.tolist()]
     boxes, labels, raters, target, double = [], [], [], [], []
     fallbacks = 0
     for k in readers.tolist():
@@ -459,7 +498,7 @@ def simulate_realistic_raters(
                 if rng.random() < shared_confusion:
                     lab = look_alike[j]
                 else:
-                    lab = int(rng.choice(10, p=confusion[k, true]))
+                    lab = int(rng.choice(num_classes, p=confusion[k, true]))
             labs = [lab]
             if rng.random() < prof.double:
                 labs.append(true if lab == look_alike[j] else look_alike[j])

@@ -27,12 +27,23 @@ boxes point at something a detector can see. Boxes are xyxy in DICOM pixels. Mea
 (5.6 min), reached only mAP@0.4 0.008 on 30 test images (the large findings first); the
 sample is for walking the path, not for showing what the method learns.
 
-Rater noise (``RaterProfile``, ``simulate_reads``), documented and seeded: each
-radiologist of the pool has their own miss rate, false-positive rate, box jitter and
-class-confusion rate, drawn once per sample; a read of an image misses each true finding
-with the miss rate, moves each box corner by Gaussian noise of ``jitter`` x the box size,
-reports a confusable class with the confusion rate, and adds Poisson(``fp_rate``) boxes
-where nothing is. ``simulate_reads`` is the one place a different rater model would plug in.
+Rater noise: the ``vindr-like`` model of ``earl_mmdet/core/medmnist_raters.py``, called
+by ``simulate_reads`` on the sample's findings (seeded). Each radiologist of the pool has a
+profile (``expert``, ``normal``, ``weak``: R8, R9, R10 one each, the others drawn with
+shares 0.2/0.4/0.4) with the preset's knob values, and, drawn once, a log box-size bias and
+a confusion matrix over the 14 findings. Per image, each finding gets a conspicuity
+c ~ U(0.25, 1) shared by its readers, and 3-6 pieces of normal anatomy that look like a
+finding are the clutter (hilar vessels -> Lung Opacity, a rib crossing -> Nodule/Mass,
+the apical cap -> Pleural thickening, a costophrenic angle -> Pleural effusion, basal
+vessel markings -> Pulmonary fibrosis, the normal heart -> Cardiomegaly, the aortic knob
+-> Aortic enlargement; never touching a true box). A reader then misses faint findings
+(and some clear ones), boxes clutter, draws Student-t-noisy boxes scaled by their bias,
+reports a wrong label mostly among the similar findings (``SIMILAR_FINDINGS``: pleural
+thickening / effusion / fibrosis, ILD / fibrosis / infiltration, consolidation / lung
+opacity / infiltration / atelectasis, nodule / other lesion / calcification, aortic
+enlargement / cardiomegaly), and sometimes hedges with a second box of the look-alike
+class. The images do not depend on the raters: they are the same for the same seed
+whatever the rater model.
 
 The output is byte-identical for the same arguments (DICOM UIDs are derived from the seed).
 """
@@ -48,13 +59,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import medmnist_raters as mr
+from .matching import box_iou
 from .vindr import KAGGLE_COLUMNS, NO_FINDING, NO_FINDING_ID, PHYSIONET_COLUMNS, VINDR_CLASSES
 
 __all__ = [
+    'ANATOMY_CLUTTER',
+    'SIMILAR_FINDINGS',
     'DicomEncoding',
-    'RaterProfile',
+    'Radiologist',
+    'ReaderPool',
     'SampleImage',
-    'draw_rater_profiles',
+    'anatomy_clutter',
+    'draw_reader_pool',
     'make_vindr_sample',
     'render_chest',
     'simulate_reads',
@@ -91,27 +108,6 @@ _CLASS_KIND = {
 _ONCE = {'aorta', 'heart', 'pneumothorax'}
 
 
-@dataclass(frozen=True)
-class RaterProfile:
-    """One radiologist's noise (see the module docstring).
-
-    Args:
-        rad_id (str): radiologist id, e.g. ``'R8'``.
-        weight (float): relative share of the images this radiologist reads.
-        miss_rate (float): probability of missing each true finding, in [0, 1].
-        fp_rate (float): expected number of false-positive boxes per read (Poisson mean).
-        jitter (float): std of each corner's displacement, as a fraction of the box side.
-        confusion (float): probability of reporting a confusable class, in [0, 1].
-    """
-
-    rad_id: str
-    weight: float
-    miss_rate: float
-    fp_rate: float
-    jitter: float
-    confusion: float
-
-
 @dataclass
 class SampleImage:
     """One generated image and its truth.
@@ -131,32 +127,6 @@ class SampleImage:
     height: int
     boxes: np.ndarray
     labels: np.ndarray
-
-
-def draw_rater_profiles(
-    rng: np.random.Generator, pool: Sequence[str] = RATER_POOL
-) -> list[RaterProfile]:
-    """Heterogeneous radiologists: a few read most images (as R8-R10 do in the real set).
-
-    Examples:
-        >>> ps = draw_rater_profiles(np.random.default_rng(0))
-        >>> len(ps), ps[0].rad_id, all(0 <= p.miss_rate <= 1 for p in ps)
-        (17, 'R1', True)
-    """
-    out = []
-    for i, rad_id in enumerate(pool):
-        busy = i in (7, 8, 9)  # R8, R9, R10
-        out.append(
-            RaterProfile(
-                rad_id=rad_id,
-                weight=round(float(rng.uniform(4.0, 6.0) if busy else rng.uniform(0.3, 1.5)), 3),
-                miss_rate=round(float(rng.uniform(0.1, 0.45)), 3),
-                fp_rate=round(float(rng.uniform(0.02, 0.25)), 3),
-                jitter=round(float(rng.uniform(0.03, 0.12)), 3),
-                confusion=round(float(rng.uniform(0.0, 0.1)), 3),
-            )
-        )
-    return out
 
 
 # --------------------------------------------------------------------------- images
@@ -285,7 +255,7 @@ def _draw_finding(rng, img, anat, kind) -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
-def _draw_image(rng, width, height, n_findings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _draw_image(rng, width, height, n_findings) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     names = list(_CLASS_KIND)
     p = np.array([_CLASS_KIND[n][1] for n in names])
     labels: list[int] = []
@@ -303,81 +273,238 @@ def _draw_image(rng, width, height, n_findings) -> tuple[np.ndarray, np.ndarray,
     b = np.array(boxes, np.float64).reshape(-1, 4)
     b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
     b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
-    return img, np.round(b, 1), np.array(labels, np.int64)
+    return img, np.round(b, 1), np.array(labels, np.int64), anat
 
 
 # --------------------------------------------------------------------------- raters
-_CONFUSABLE = {
-    kind: [i for i, n in enumerate(VINDR_CLASSES) if _CLASS_KIND[n][0] == kind]
-    for kind, _ in _CLASS_KIND.values()
-}
-_CONFUSE_WITH = {  # kinds a reader may mistake for each other
-    'opacity': 'reticular',
-    'reticular': 'opacity',
-    'nodule': 'calcification',
-    'calcification': 'nodule',
-    'thickening': 'effusion',
-    'effusion': 'thickening',
-    'band': 'opacity',
-}
+#: Findings radiologists mix up, as class-id pairs of :data:`VINDR_CLASSES`: the similar
+#: classes of the vindr-like confusion (``medmnist_raters.confusion_base``); a wrong label
+#: falls on one of them with probability ~0.8 x its row's share (Pneumothorax has none).
+SIMILAR_FINDINGS: tuple[tuple[int, int], ...] = (
+    (11, 10),  # Pleural thickening <-> Pleural effusion
+    (11, 13),  # Pleural thickening <-> Pulmonary fibrosis (apical scarring)
+    (5, 13),  # ILD <-> Pulmonary fibrosis
+    (5, 6),  # ILD <-> Infiltration
+    (13, 6),  # Pulmonary fibrosis <-> Infiltration
+    (4, 7),  # Consolidation <-> Lung Opacity
+    (4, 6),  # Consolidation <-> Infiltration
+    (7, 6),  # Lung Opacity <-> Infiltration
+    (1, 7),  # Atelectasis <-> Lung Opacity
+    (8, 9),  # Nodule/Mass <-> Other lesion
+    (2, 8),  # Calcification <-> Nodule/Mass
+    (0, 3),  # Aortic enlargement <-> Cardiomegaly (a wide mediastinum)
+)
+#: Normal anatomy a reader may box as a finding (the sample's clutter), with the finding
+#: it resembles (class id).
+ANATOMY_CLUTTER: tuple[tuple[str, int], ...] = (
+    ('hilar vessels', 7),  # Lung Opacity
+    ('rib crossing', 8),  # Nodule/Mass
+    ('apical cap', 11),  # Pleural thickening
+    ('costophrenic angle', 10),  # Pleural effusion
+    ('basal vessel markings', 13),  # Pulmonary fibrosis
+    ('normal heart', 3),  # Cardiomegaly
+    ('aortic knob', 0),  # Aortic enlargement
+)
+#: A finding's conspicuity c ~ U(CONSPICUITY) (the vindr-like preset's contrast range):
+#: a reader sees it with probability ``(1 - miss) * sigmoid((c - threshold) / tau)``.
+CONSPICUITY = (0.25, 1.0)
+#: Anatomy clutter items per training image, inclusive range.
+CLUTTER_ITEMS = (3, 6)
+#: Pool shares of the expert, normal and weak profiles (R8, R9, R10 are one of each).
+PROFILE_SHARES = (0.2, 0.4, 0.4)
+
+
+@dataclass(frozen=True)
+class Radiologist:
+    """One radiologist of the pool.
+
+    Args:
+        rad_id (str): radiologist id, e.g. ``'R8'``.
+        weight (float): relative share of the images this radiologist reads.
+        profile (str): ``'expert'``, ``'normal'`` or ``'weak'``: the radiologist's
+            vindr-like noise (``medmnist_raters.VINDR_LIKE_PROFILES``).
+    """
+
+    rad_id: str
+    weight: float
+    profile: str
+
+
+@dataclass
+class ReaderPool:
+    """The radiologists and their drawn noise (one per sample).
+
+    Args:
+        radiologists (list[Radiologist]): the pool (17).
+        profiles (list[mr.RaterProfile]): each one's vindr-like profile knobs.
+        bias (np.ndarray): (P,) each one's log box-size bias.
+        confusion (np.ndarray): (P, 14, 14) each one's confusion rows.
+    """
+
+    radiologists: list[Radiologist]
+    profiles: list[mr.RaterProfile]
+    bias: np.ndarray
+    confusion: np.ndarray
+
+
+def draw_reader_pool(
+    seed: int, rng: np.random.Generator, pool: Sequence[str] = RATER_POOL
+) -> ReaderPool:
+    """Heterogeneous radiologists: a few read most images (as R8-R10 do in the real set).
+
+    Workload weights and profiles come from ``rng``; each radiologist's box bias and
+    confusion matrix from ``medmnist_raters.draw_rater_pool(seed, ...)`` with the
+    vindr-like pool knobs and :data:`SIMILAR_FINDINGS`.
+
+    Examples:
+        >>> p = draw_reader_pool(0, np.random.default_rng(0))
+        >>> len(p.radiologists), p.radiologists[7].profile, p.confusion.shape
+        (17, 'expert', (17, 14, 14))
+    """
+    names = mr.PROFILE_NAMES
+    rads = []
+    for i, rad_id in enumerate(pool):
+        busy = i in (7, 8, 9)  # R8, R9, R10: one expert, one normal, one weak
+        weight = round(float(rng.uniform(4.0, 6.0) if busy else rng.uniform(0.3, 1.5)), 3)
+        profile = names[i - 7] if busy else names[int(rng.choice(3, p=PROFILE_SHARES))]
+        rads.append(Radiologist(rad_id, weight, profile))
+    profiles = [mr.VINDR_LIKE_PROFILES[r.profile] for r in rads]
+    knobs = mr.VINDR_LIKE_POOL
+    bias, confusion = mr.draw_rater_pool(
+        seed,
+        profiles,
+        knobs['bias_sd'],
+        knobs['structure'],
+        num_classes=len(VINDR_CLASSES),
+        pairs=SIMILAR_FINDINGS,
+    )
+    return ReaderPool(rads, profiles, bias, confusion)
+
+
+def anatomy_clutter(
+    rng: np.random.Generator, anat: dict, truth: np.ndarray, width: int, height: int
+) -> mr.Clutter:
+    """Normal anatomy that looks like a finding (:data:`ANATOMY_CLUTTER`), off the truth.
+
+    Draws U{:data:`CLUTTER_ITEMS`} items (kind uniform); an item whose box meets a true
+    box is skipped (counted), as MED-MNIST clutter never touches a digit.
+
+    Returns:
+        mr.Clutter: xyxy pixel boxes, ``kinds`` indexing :data:`ANATOMY_CLUTTER`,
+        ``apparent`` the finding each resembles, ``contrast`` 1 (unused by the readers).
+    """
+    boxes, kinds, skipped = [], [], 0
+    for _ in range(int(rng.integers(CLUTTER_ITEMS[0], CLUTTER_ITEMS[1] + 1))):
+        kind = int(rng.integers(len(ANATOMY_CLUTTER)))
+        cx, cy, ax, ay = anat['lungs'][int(rng.integers(2))]
+        medial = np.sign(width / 2 - cx)
+        if kind == 0:  # hilar vessels: medial middle of a lung
+            s = width * rng.uniform(0.05, 0.09)
+            x, y = cx + medial * 0.6 * ax, cy + ay * rng.uniform(-0.1, 0.1)
+            box = (x - s / 2, y - s / 2, x + s / 2, y + s / 2)
+        elif kind == 1:  # rib crossing: a small bright spot in a lung
+            s = width * rng.uniform(0.03, 0.05)
+            box = _in_lung(rng, (cx, cy, ax, ay), s, s, width, height)
+        elif kind == 2:  # apical pleural cap
+            bw, bh = ax * rng.uniform(0.5, 0.9), ay * rng.uniform(0.06, 0.1)
+            box = (cx - bw / 2, cy - ay * 0.97, cx + bw / 2, cy - ay * 0.97 + bh)
+        elif kind == 3:  # lateral costophrenic angle
+            x = cx - medial * 0.7 * ax
+            box = (x - 0.25 * ax, cy + 0.7 * ay, x + 0.25 * ax, cy + 1.0 * ay)
+        elif kind == 4:  # basal vessel markings
+            bw, bh = width * rng.uniform(0.08, 0.14), height * rng.uniform(0.06, 0.1)
+            box = (cx - bw / 2, cy + 0.5 * ay - bh / 2, cx + bw / 2, cy + 0.5 * ay + bh / 2)
+        elif kind == 5:  # the (normal) heart
+            hx, hy, hax, hay = anat['heart']
+            box = (hx - hax, hy - hay, hx + hax, hy + hay)
+        else:  # the aortic knob
+            x, y, r = anat['aorta']
+            box = (x - r, y - r, x + r, y + r)
+        b = np.clip(np.array(box), 0, [width, height, width, height])
+        if (box_iou(b[None], truth) > 0).any():
+            skipped += 1
+            continue
+        boxes.append(b)
+        kinds.append(kind)
+    return mr.Clutter(
+        boxes=np.asarray(boxes, np.float64).reshape(-1, 4),
+        kinds=np.asarray(kinds, np.int64),
+        apparent=np.array([ANATOMY_CLUTTER[k][1] for k in kinds], np.int64),
+        contrast=np.ones(len(kinds)),
+        skipped=skipped,
+    )
 
 
 def simulate_reads(
+    rng: np.random.Generator,
     boxes: np.ndarray,
     labels: np.ndarray,
-    profile: RaterProfile,
-    rng: np.random.Generator,
+    conspicuity: np.ndarray,
+    clutter: mr.Clutter,
+    pool: ReaderPool,
+    readers: Sequence[int],
     width: int,
     height: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One radiologist's read of one image (the documented sample noise).
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The readers' reads of one image: the vindr-like rater model on the sample's findings.
+
+    Calls ``medmnist_raters.simulate_realistic_raters`` (misses tied to conspicuity,
+    false positives on anatomy clutter, Student-t box noise with per-reader bias, labels
+    confused among :data:`SIMILAR_FINDINGS`, hedging second boxes) with the vindr-like
+    pool knobs, then clips the boxes to the image, rounds them to 0.1 px and drops those
+    under 2 px a side.
 
     Args:
+        rng (np.random.Generator): the image's read stream.
         boxes (np.ndarray): (N, 4) true xyxy boxes in pixels.
         labels (np.ndarray): (N,) true class ids (0-13).
-        profile (RaterProfile): the radiologist's noise.
-        rng (np.random.Generator): the read's random stream.
-        width (int): image width (boxes are clipped to the image).
+        conspicuity (np.ndarray): (N,) each finding's conspicuity in [0, 1].
+        clutter (mr.Clutter): the image's anatomy clutter (:func:`anatomy_clutter`).
+        pool (ReaderPool): the radiologists.
+        readers (Sequence[int]): pool indices of the image's readers.
+        width (int): image width.
         height (int): image height.
 
     Returns:
-        tuple[np.ndarray, np.ndarray]: reported (M, 4) boxes (rounded to 0.1 px, at least
-        2 px wide and high) and (M,) class ids; M = 0 means 'No finding'.
+        list[tuple[np.ndarray, np.ndarray]]: per reader, in ``readers`` order, the
+        reported (M, 4) boxes and (M,) class ids; M = 0 means 'No finding'.
 
     Examples:
-        >>> p = RaterProfile('R1', 1.0, miss_rate=0.0, fp_rate=0.0, jitter=0.0, confusion=0.0)
-        >>> b, l = simulate_reads(np.array([[10., 10, 50, 40]]), np.array([8]), p,
-        ...                       np.random.default_rng(0), 100, 100)
-        >>> b.tolist(), l.tolist()
-        ([[10.0, 10.0, 50.0, 40.0]], [8])
+        >>> pool = draw_reader_pool(0, np.random.default_rng(0))
+        >>> none = mr.Clutter(np.zeros((0, 4)), *np.zeros((3, 0)))
+        >>> reads = simulate_reads(np.random.default_rng(0), np.array([[100.0, 100, 180, 160]]),
+        ...                        np.array([8]), np.array([0.9]), none, pool, [7, 9], 512, 512)
+        >>> [(b.round().tolist(), lab.tolist()) for b, lab in reads]
+        [([[122.0, 102.0, 157.0, 162.0], [99.0, 118.0, 178.0, 178.0]], [8, 9]), \
+([[99.0, 99.0, 175.0, 164.0]], [8])]
     """
-    out_b, out_l = [], []
-    for box, label in zip(boxes, labels):
-        if rng.random() < profile.miss_rate:
-            continue
-        side = np.array([box[2] - box[0], box[3] - box[1]] * 2)
-        b = box + rng.normal(0, profile.jitter, 4) * side
-        label = int(label)
-        if rng.random() < profile.confusion:
-            other = _CONFUSE_WITH.get(_CLASS_KIND[VINDR_CLASSES[label]][0])
-            if other is not None:
-                label = int(rng.choice(_CONFUSABLE[other]))
-        out_b.append(b)
-        out_l.append(label)
-    for _ in range(int(rng.poisson(profile.fp_rate))):
-        bw, bh = width * rng.uniform(0.04, 0.15), height * rng.uniform(0.04, 0.15)
-        x0, y0 = (
-            rng.uniform(0.1 * width, 0.9 * width - bw),
-            rng.uniform(0.15 * height, 0.85 * height - bh),
-        )
-        out_b.append(np.array([x0, y0, x0 + bw, y0 + bh]))
-        out_l.append(int(rng.integers(len(VINDR_CLASSES))))
-    b = np.array(out_b, np.float64).reshape(-1, 4)
-    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
-    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
-    b = np.round(b, 1)
-    keep = ((b[:, 2] - b[:, 0]) >= 2) & ((b[:, 3] - b[:, 1]) >= 2)
-    return b[keep], np.array(out_l, np.int64)[keep]
+    knobs = mr.VINDR_LIKE_POOL
+    res = mr.simulate_realistic_raters(
+        rng,
+        boxes,
+        labels,
+        conspicuity,
+        clutter,
+        pool.profiles,
+        pool.bias,
+        pool.confusion,
+        len(readers),
+        visibility_width=knobs['visibility_width'],
+        tail_df=knobs['tail_df'],
+        canvas=float(max(width, height)),
+        shared_confusion=knobs['shared_confusion'],
+        readers=np.asarray(readers, np.int64),
+    )
+    out = []
+    for k in readers:
+        sel = res.raters == k
+        b = res.boxes[sel].copy()
+        b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
+        b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
+        b = np.round(b, 1)
+        keep = ((b[:, 2] - b[:, 0]) >= 2) & ((b[:, 3] - b[:, 1]) >= 2)
+        out.append((b[keep], res.labels[sel][keep]))
+    return out
 
 
 # --------------------------------------------------------------------------- DICOM
@@ -500,8 +627,8 @@ def make_vindr_sample(
         raise ValueError(f'readers must lie in [1, {len(RATER_POOL)}], got {readers}')
     root = np.random.SeedSequence(seed)
     s_raters, s_images, s_reads = root.spawn(3)
-    profiles = draw_rater_profiles(np.random.default_rng(s_raters))
-    weights = np.array([p.weight for p in profiles])
+    pool = draw_reader_pool(seed, np.random.default_rng(s_raters))
+    weights = np.array([r.weight for r in pool.radiologists])
     for d in ('train', 'test', 'annotations'):
         os.makedirs(osp.join(out, d), exist_ok=True)
 
@@ -524,7 +651,7 @@ def make_vindr_sample(
         width, height = SIZES[int(rng.integers(len(SIZES)))]
         enc = encodings[n % len(encodings)]
         n_find = 0 if rng.random() < normal_fraction else int(rng.integers(1, max_findings + 1))
-        img, boxes, labels = _draw_image(rng, width, height, n_find)
+        img, boxes, labels, anat = _draw_image(rng, width, height, n_find)
         stored, window = to_stored_pixels(img, enc.photometric, enc.bits)
         write_dicom(
             osp.join(out, split, f'{image_id}.dicom'), stored, enc, window, f'{seed}/{image_id}'
@@ -539,18 +666,18 @@ def make_vindr_sample(
                 test_rows.append([image_id, 'consensus', VINDR_CLASSES[c], *map(_fmt, b)])
             continue
         rrng = np.random.default_rng(read_streams[n])
-        chosen = rrng.choice(len(profiles), size=readers, replace=False, p=weights / weights.sum())
-        for k in chosen:
-            prof = profiles[int(k)]
-            rb, rl = simulate_reads(boxes, labels, prof, rrng, width, height)
+        chosen = rrng.choice(len(weights), size=readers, replace=False, p=weights / weights.sum())
+        conspicuity = rrng.uniform(*CONSPICUITY, size=len(labels))
+        clutter = anatomy_clutter(rrng, anat, boxes, width, height)
+        reads = simulate_reads(
+            rrng, boxes, labels, conspicuity, clutter, pool, chosen.tolist(), width, height
+        )
+        for k, (rb, rl) in zip(chosen.tolist(), reads):
+            rad_id = pool.radiologists[k].rad_id
             if len(rl) == 0:
-                kaggle_rows.append(
-                    [image_id, NO_FINDING, str(NO_FINDING_ID), prof.rad_id, '', '', '', '']
-                )
+                kaggle_rows.append([image_id, NO_FINDING, str(NO_FINDING_ID), rad_id, *[''] * 4])
             for b, c in zip(rb, rl):
-                kaggle_rows.append(
-                    [image_id, VINDR_CLASSES[c], str(int(c)), prof.rad_id, *map(_fmt, b)]
-                )
+                kaggle_rows.append([image_id, VINDR_CLASSES[c], str(int(c)), rad_id, *map(_fmt, b)])
 
     _write_csv(osp.join(out, 'train.csv'), KAGGLE_COLUMNS, kaggle_rows)
     _write_csv(osp.join(out, 'annotations', 'annotations_test.csv'), PHYSIONET_COLUMNS, test_rows)
@@ -566,7 +693,11 @@ def make_vindr_sample(
         train_normal_images=sum(1 for s in train if len(s.labels) == 0),
         test_boxes=sum(1 for r in test_rows if r[2] != NO_FINDING),
         encodings=dict(sorted(encoding_counts.items())),
-        raters=[asdict(p) for p in profiles],
+        raters=[
+            dict(asdict(r), **mr.profile_dict(p), bias=round(float(b), 6))
+            for r, p, b in zip(pool.radiologists, pool.profiles, pool.bias)
+        ],
+        similar_findings=[[VINDR_CLASSES[i], VINDR_CLASSES[j]] for i, j in SIMILAR_FINDINGS],
     )
     truth = [
         dict(image_id=s.image_id, split=s.split, width=s.width, height=s.height,

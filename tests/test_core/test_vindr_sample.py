@@ -8,10 +8,14 @@ import json
 import numpy as np
 import pytest
 
+import earl_mmdet.core.medmnist_raters as mr
 import earl_mmdet.core.vindr_sample as vs
+from earl_mmdet.core.matching import box_iou
 from earl_mmdet.core.vindr import NO_FINDING, VINDR_CLASSES, read_vindr_csv
 from earl_mmdet.core.vindr_sample import (
-    RaterProfile,
+    SIMILAR_FINDINGS,
+    anatomy_clutter,
+    draw_reader_pool,
     make_vindr_sample,
     simulate_reads,
     to_stored_pixels,
@@ -112,21 +116,35 @@ def test_stored_pixels_polarity_and_window(photometric, bits):
     assert max(dark, bright) < 2**bits
 
 
+_NO_CLUTTER = mr.Clutter(np.zeros((0, 4)), np.zeros(0, int), np.zeros(0, int), np.zeros(0))
+
+
+def _one_reader(profile):
+    """A pool whose reader 0 has ``profile`` and no box bias."""
+    pool = draw_reader_pool(0, np.random.default_rng(0))
+    pool.profiles[0] = profile
+    pool.bias[0] = 0.0
+    return pool
+
+
 @pytest.mark.parametrize(
     'profile, expect',
     [
-        # a perfect reader reports the truth
-        (RaterProfile('R1', 1, 0.0, 0.0, 0.0, 0.0), 'truth'),
-        # a reader who misses everything and never invents reports 'No finding'
-        (RaterProfile('R2', 1, 1.0, 0.0, 0.0, 0.0), 'none'),
-        # jitter moves the boxes but keeps them inside the image
-        (RaterProfile('R3', 1, 0.0, 0.0, 0.3, 0.0), 'moved'),
+        # a perfect reader (sees every finding, exact boxes, no confusion) reports the truth
+        (mr.RaterProfile(0.0, -1.0, 0.0, 0.0, 0.0, box_noise=0.0), 'truth'),
+        # a reader who misses everything and never boxes clutter reports 'No finding'
+        (mr.RaterProfile(1.0, -1.0, 0.0, 0.0, 0.0, box_noise=0.0), 'none'),
+        # box noise moves the boxes but keeps them inside the image
+        (mr.RaterProfile(0.0, -1.0, 0.0, 0.0, 0.0, box_noise=0.3), 'moved'),
     ],
 )
 def test_simulate_reads(profile, expect):
     truth = np.array([[10.0, 10, 50, 40], [60, 60, 90, 95]])
     labels = np.array([8, 13])
-    b, lab = simulate_reads(truth, labels, profile, np.random.default_rng(0), 100, 100)
+    [(b, lab)] = simulate_reads(
+        np.random.default_rng(0), truth, labels, np.ones(2), _NO_CLUTTER, _one_reader(profile),
+        [0], 100, 100,
+    )  # fmt: skip
     if expect == 'truth':
         np.testing.assert_array_equal(b, truth)
         np.testing.assert_array_equal(lab, labels)
@@ -142,10 +160,52 @@ def test_false_positives_and_heterogeneous_raters(sample):
     meta = json.loads((out / 'sample_meta.json').read_text())
     raters = meta['raters']
     assert len(raters) == 17
-    assert len({r['miss_rate'] for r in raters}) > 1 and len({r['jitter'] for r in raters}) > 1
-    p = RaterProfile('R4', 1, 0.0, fp_rate=3.0, jitter=0.0, confusion=0.0)
-    b, _ = simulate_reads(np.zeros((0, 4)), np.zeros(0, int), p, np.random.default_rng(1), 200, 200)
-    assert len(b) > 0
+    assert {r['profile'] for r in raters} == {'expert', 'normal', 'weak'}
+    assert [r['profile'] for r in raters[7:10]] == ['expert', 'normal', 'weak']  # R8-R10
+    assert len({r['miss'] for r in raters}) > 1 and len({r['bias'] for r in raters}) == 17
+    # a reader who boxes every piece of clutter reports findings on a normal image
+    rng = np.random.default_rng(1)
+    _, anat = vs.render_chest(rng, 200, 200)
+    clutter = anatomy_clutter(rng, anat, np.zeros((0, 4)), 200, 200)
+    assert len(clutter.boxes) >= vs.CLUTTER_ITEMS[0]
+    pool = _one_reader(mr.RaterProfile(0.0, -1.0, fp=1.0, flip=0.0, double=0.0, box_noise=0.0))
+    [(b, lab)] = simulate_reads(
+        rng, np.zeros((0, 4)), np.zeros(0, int), np.zeros(0), clutter, pool, [0], 200, 200
+    )
+    assert len(b) == len(clutter.boxes)
+    np.testing.assert_array_equal(lab, clutter.apparent)
+
+
+def test_readers_are_the_vindr_like_model():
+    """Experts miss less and box tighter than weak readers; wrong labels are similar ones."""
+    pool = draw_reader_pool(0, np.random.default_rng(0))
+    expert, weak = 7, 9  # R8 and R10
+    assert pool.profiles[expert] == mr.VINDR_LIKE_PROFILES['expert']
+    assert pool.profiles[weak] == mr.VINDR_LIKE_PROFILES['weak']
+    rng = np.random.default_rng(0)
+    truth = np.array([[100.0, 120, 180, 200], [260, 240, 330, 300], [300, 80, 420, 160]])
+    ious = {expert: [], weak: []}  # each box's IoU with the true box it lies on
+    missed = {expert: 0, weak: 0}  # true findings without a box of IoU > 0.4
+    wrong = []  # (true, reported) class of each wrongly labelled box
+    n = 400
+    for _ in range(n):
+        labels = rng.integers(0, 14, size=3)
+        conspicuity = rng.uniform(*vs.CONSPICUITY, size=3)
+        reads = simulate_reads(
+            rng, truth, labels, conspicuity, _NO_CLUTTER, pool, [expert, weak], 512, 512
+        )
+        for k, (b, lab) in zip((expert, weak), reads):
+            iou = box_iou(b, truth).reshape(len(b), 3)
+            missed[k] += int((~(iou > 0.4).any(axis=0)).sum())
+            on = iou.argmax(axis=1)
+            ious[k] += iou.max(axis=1).tolist()
+            wrong += [(int(labels[j]), int(c)) for j, c in zip(on, lab) if c != labels[j]]
+    assert missed[expert] < missed[weak], missed
+    assert np.median(ious[expert]) > np.median(ious[weak])
+    similar = {frozenset(p) for p in SIMILAR_FINDINGS}
+    on_pairs = np.mean([frozenset(w) in similar for w in wrong])
+    # uniform wrong labels would fall on a similar pair 24 / (14 * 13) = 13 % of the time
+    assert len(wrong) > 50 and on_pairs > 0.4, (len(wrong), on_pairs)
 
 
 @pytest.mark.parametrize(
