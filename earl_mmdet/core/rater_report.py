@@ -348,15 +348,14 @@ def partner_statistics(images: Sequence[ImageAnnotations], iou_thr: float = 0.4)
         drew = [r for r in dict.fromkeys(str(x) for x in im.raters) if np.any(rids == r)]
         if len(drew) < 2:
             continue
-        iou = box_iou(boxes, boxes)
-        same = labels[:, None] == labels[None, :]
         sel = {r: np.flatnonzero(rids == r) for r in drew}
         for a in drew:
             for b in drew:
                 if a == b:
                     continue
-                sub = iou[np.ix_(sel[a], sel[b])]
-                sub_same = same[np.ix_(sel[a], sel[b])]
+                # One rater pair at a time: memory |a| x |b|, not N x N for the image.
+                sub = box_iou(boxes[sel[a]], boxes[sel[b]])
+                sub_same = labels[sel[a]][:, None] == labels[sel[b]][None, :]
                 arg = sub.argmax(axis=1)
                 rows = np.arange(len(arg))
                 best = sub[rows, arg]

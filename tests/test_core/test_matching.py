@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from earl_mmdet.core.matching import box_iou, cluster_boxes, match_boxes
+from earl_mmdet.core.matching import (
+    _cluster_boxes_dense,
+    _components,
+    box_iou,
+    cluster_boxes,
+    match_boxes,
+)
 
 
 def sq(x: float, y: float = 0.0, s: float = 10.0) -> list[float]:
@@ -110,3 +116,71 @@ def test_cluster_empty_and_errors():
         cluster_boxes(A, np.array(['a', 'b']), linkage='ward')
     with pytest.raises(ValueError, match='groups'):
         cluster_boxes(A, np.array(['a']))
+
+
+def _random_boxes(rng: np.random.Generator, n_obj: int, n_raters: int, canvas: float, grid: bool):
+    """Jittered reads of n_obj objects; grid=True puts coordinates on a 1-px grid and adds
+    exact duplicates, so that exact IoU ties occur."""
+    centre = rng.uniform(0, canvas, (n_obj, 2))
+    size = rng.uniform(5, 30, (n_obj, 2))
+    boxes, groups = [], []
+    for r in range(n_raters):
+        seen = rng.random(n_obj) < 0.8
+        c = centre[seen] + rng.normal(0, 3, (seen.sum(), 2))
+        s = size[seen] * rng.uniform(0.8, 1.2, (seen.sum(), 2))
+        boxes.append(np.concatenate([c - s / 2, c + s / 2], 1))
+        groups += [f'r{r}'] * int(seen.sum())
+    b = np.concatenate(boxes)
+    g = np.array(groups)
+    if grid:
+        b = np.round(b)
+        dup = rng.choice(len(b), len(b) // 4)
+        b = np.concatenate([b, b[dup]])
+        g = np.concatenate([g, rng.choice([f'r{r}' for r in range(n_raters)], len(dup))])
+    perm = rng.permutation(len(b))
+    return b[perm], g[perm]
+
+
+@pytest.mark.parametrize('linkage', ['average', 'complete', 'single'])
+@pytest.mark.parametrize('with_labels', [False, True])
+@pytest.mark.parametrize('grid', [False, True])  # True: exact IoU ties and duplicate boxes
+def test_cluster_equals_dense_reference(linkage, with_labels, grid):
+    # Per-component greedy == the dense greedy over all boxes, cluster for cluster.
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        n_obj = int(rng.integers(1, 25))
+        canvas = float(rng.choice([40.0, 150.0]))  # 40: crowded, objects overlap a lot
+        boxes, groups = _random_boxes(rng, n_obj, int(rng.integers(2, 6)), canvas, grid)
+        labels = rng.integers(0, 2, len(boxes)) if with_labels else None
+        thr = float(rng.choice([0.0, 0.2, 0.4, 0.6, 9 / 11]))
+        got = cluster_boxes(boxes, groups, thr, labels=labels, linkage=linkage)
+        ref = _cluster_boxes_dense(boxes, groups, thr, labels=labels, linkage=linkage)
+        assert [c.tolist() for c in got] == [c.tolist() for c in ref], seed
+        assert all(c.dtype == np.int64 for c in got)
+
+
+@pytest.mark.parametrize('linkage', ['average', 'complete', 'single'])
+def test_cluster_equals_dense_reference_ties(linkage):
+    # Exact ties everywhere: 10x10 squares on a 1-px grid, shifts of 0-3 px, repeated boxes.
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(2, 30))
+        xy = rng.integers(0, 12, (n, 2)).astype(float)
+        boxes = np.concatenate([xy, xy + 10], 1)
+        groups = rng.integers(0, 4, n)
+        labels = rng.integers(0, 2, n) if seed % 2 else None
+        thr = float(rng.choice([0.0, 7 / 13, 9 / 11, 0.25, 8 / 12]))
+        got = cluster_boxes(boxes, groups, thr, labels=labels, linkage=linkage)
+        ref = _cluster_boxes_dense(boxes, groups, thr, labels=labels, linkage=linkage)
+        assert [c.tolist() for c in got] == [c.tolist() for c in ref], seed
+
+
+def test_cluster_components_bounded_chunks():
+    # Tiny chunks (one row at a time) find the same components as one big chunk.
+    rng = np.random.default_rng(3)
+    boxes, groups = _random_boxes(rng, 40, 4, 200.0, True)
+    _, g_idx = np.unique(groups, return_inverse=True)
+    big = _components(boxes, g_idx, None, 0.3)
+    small = _components(boxes, g_idx, None, 0.3, max_pairs=1)
+    assert np.array_equal(big, small)
+    assert big.max() > 0  # more than one component
