@@ -13,6 +13,9 @@ median of the per-repeat ratios (robust to drift of a shared machine).
 Run (heavy: wrap it so that it does not compete with other jobs)::
 
     flock /tmp/heavy.lock .venv/bin/python benchmarks/bench_earl_heads.py
+
+``--quick`` (batch 2 x 128 px, 7 repeats, 1 warm-up step) is a smoke-level check of the
+same comparison for a code change, about a minute on two CPU cores.
 """
 
 from __future__ import annotations
@@ -108,7 +111,12 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--models', nargs='+', default=list(MODELS_TO_RUN))
+    parser.add_argument(
+        '--quick', action='store_true', help='batch 2 x 128 px, 7 repeats, 1 warm-up step'
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.batch, args.size, args.repeat, args.warmup = 2, 128, 7, 1
     torch.set_num_threads(args.threads)
     init_default_scope('mmdet')
 

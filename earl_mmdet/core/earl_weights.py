@@ -3,13 +3,19 @@
 Pure torch (no mmdet / mmengine), so a YOLO fork or a Kaggle notebook can reuse it.
 
 EARL (Pham et al., eq. (2)) multiplies the classification and localisation losses of every
-prior assigned to a ground-truth box by that box's confidence ``c`` (the fused WBF score or
-the rater agreement T). This module holds the three small pieces every EARL head shares:
+prior assigned to a ground-truth box by that box's confidence ``c`` (by default the raters'
+agreement ratio T/R; see the fusion's ``confidence=`` modes). This module holds every piece
+of the weighting the EARL heads share:
 
 * :class:`EARLConfig` - the options, validated once (same keys for every head and hook);
 * :func:`confidence_to_weight` - ``w = max(floor, (c / scale) ** gamma)``;
-* :func:`inside_to_full_index` and :func:`weight_sum_normalizer` - index and
-  normalisation helpers.
+* :func:`box_weights` - one image's ``gt_instances.confidence`` (read by duck typing,
+  checked) -> per-box weights, or None when the boxes carry no confidence;
+* :func:`scale_rows`, :func:`prior_weights`, :func:`inside_to_full_index` - put the
+  per-box weights on the positive priors' rows of mmdet's targets;
+* :func:`weight_sum_normalizer` - the ``normalize='weight_sum'`` loss normaliser.
+
+The model-side files of the package (``earl_mmdet/models``) call these from mmdet's heads.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ __all__ = [
     'EARL_TERMS',
     'EARL_NORMALIZE',
     'EARLConfig',
+    'box_weights',
     'confidence_to_weight',
-    'gt_weights',
     'inside_to_full_index',
+    'prior_weights',
+    'scale_rows',
     'weight_sum_normalizer',
 ]
 
@@ -121,13 +129,13 @@ class EARLConfig:
 
 
 def confidence_to_weight(
-    confidences: Tensor, scale: float = 1.0, gamma: float = 1.0, floor: float = 0.0
+    confidence: Tensor, scale: float = 1.0, gamma: float = 1.0, floor: float = 0.0
 ) -> Tensor:
-    """Map per-box confidences to EARL loss weights ``max(floor, (c / scale) ** gamma)``.
+    """Map per-box confidence to EARL loss weights ``max(floor, (c / scale) ** gamma)``.
 
     Args:
-        confidences (Tensor): (N,) confidence c of each box (>= 0, finite), e.g. the WBF
-            score, the agreement T, or T/R.
+        confidence (Tensor): (N,) confidence c of each box (>= 0, finite), e.g. the
+            agreement ratio T/R, the agreement T or WBF's fused score.
         scale (float): divisor of c (R turns T into T/R). Defaults to 1.0.
         gamma (float): power. Defaults to 1.0.
         floor (float): lower bound of the weight. Defaults to 0.0.
@@ -144,11 +152,11 @@ def confidence_to_weight(
         >>> confidence_to_weight(torch.tensor([0.0, 0.5]), gamma=2.0, floor=0.1)
         tensor([0.1000, 0.2500])
     """
-    conf = confidences if confidences.is_floating_point() else confidences.float()
+    conf = confidence if confidence.is_floating_point() else confidence.float()
     bad = ~torch.isfinite(conf) | (conf < 0)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
-        raise ValueError(f'box confidences must be finite and >= 0; box {i} has {float(conf[i])!r}')
+        raise ValueError(f'box confidence must be finite and >= 0; box {i} has {float(conf[i])!r}')
     weights = conf / scale
     if gamma != 1.0:
         weights = weights.pow(gamma)
@@ -157,29 +165,94 @@ def confidence_to_weight(
     return weights
 
 
-def gt_weights(confidences: Tensor | None, num_boxes: int, cfg: EARLConfig) -> Tensor | None:
-    """Per-box weights of one image, or ``None`` when every box weighs 1.
+def box_weights(gt_instances: Any, cfg: EARLConfig) -> Tensor | None:
+    """Per-box EARL weights of one image's gt boxes, or ``None`` when every box weighs 1.
+
+    Reads ``gt_instances.confidence`` by duck typing (mmengine's ``InstanceData`` or any
+    object with ``confidence``, ``bboxes`` and ``len()``), checks it loudly, and maps it
+    through :func:`confidence_to_weight` with ``cfg``'s options.
 
     Args:
-        confidences (Tensor | None): (N,) per-box confidence, or None (plain data: every
-            box weighs 1).
-        num_boxes (int): N, number of gt boxes of the image (checked against c).
+        gt_instances (Any): one image's gt boxes; ``confidence`` (Tensor (N,)) is optional
+            (absent: plain data, every box weighs 1).
         cfg (EARLConfig): the weighting options.
 
     Returns:
-        Tensor | None: (N,) weights, or None if c is missing.
+        Tensor | None: (N,) weights on the device of ``gt_instances.bboxes``, or None if
+        the boxes carry no confidence.
 
     Raises:
-        ValueError: if c has a shape other than (N,).
+        TypeError: if ``confidence`` is not a torch.Tensor.
+        ValueError: if it has a shape other than (N,), or a negative / non-finite value,
+            or if the boxes carry the field under its old name ``confidences``.
     """
-    if confidences is None:
+    confidence = getattr(gt_instances, 'confidence', None)
+    if confidence is None:
+        if hasattr(gt_instances, 'confidences'):  # the name before 'confidence'
+            raise ValueError(
+                "gt_instances has 'confidences', the old name of 'confidence'; pack c as "
+                'gt_instances.confidence (PackMultiRaterInputs does), or every box would '
+                'silently weigh 1'
+            )
         return None
-    if confidences.dim() != 1 or confidences.shape[0] != num_boxes:
-        raise ValueError(
-            f'gt_instances.confidences must have shape ({num_boxes},) (one per gt box), '
-            f'got {tuple(confidences.shape)}'
+    if not isinstance(confidence, Tensor):
+        raise TypeError(
+            f'gt_instances.confidence must be a torch.Tensor, got {type(confidence).__name__}'
         )
-    return confidence_to_weight(confidences, cfg.scale, cfg.gamma, cfg.floor)
+    num_boxes = len(gt_instances)
+    if confidence.dim() != 1 or confidence.shape[0] != num_boxes:
+        raise ValueError(
+            f'gt_instances.confidence must have shape ({num_boxes},) (one per gt box), '
+            f'got {tuple(confidence.shape)}'
+        )
+    confidence = confidence.to(gt_instances.bboxes.device)
+    return confidence_to_weight(confidence, cfg.scale, cfg.gamma, cfg.floor)
+
+
+def scale_rows(weights: Tensor, rows: Tensor | slice, row_weights: Tensor) -> Tensor:
+    """A copy of a loss-weight tensor with the given rows multiplied by per-row weights.
+
+    mmdet's targets hold one row of ``label_weights`` (P,) or ``bbox_weights`` (P, 4) per
+    prior; EARL multiplies each positive prior's row by the weight of its assigned gt box.
+
+    Args:
+        weights (Tensor): (P, ...) loss weights (left unchanged).
+        rows (Tensor | slice): the K positive rows (indices or a slice).
+        row_weights (Tensor): (K,) their weights, broadcast over the trailing dimensions.
+
+    Returns:
+        Tensor: (P, ...) weights, ``rows`` scaled, in ``weights``' dtype.
+
+    Examples:
+        >>> scale_rows(torch.ones(3, 2), torch.tensor([2]), torch.tensor([0.5]))
+        tensor([[1.0000, 1.0000],
+                [1.0000, 1.0000],
+                [0.5000, 0.5000]])
+    """
+    out = weights.clone()
+    factor = row_weights.to(out.dtype)
+    out[rows] *= factor.view(-1, *([1] * (out.dim() - 1)))
+    return out
+
+
+def prior_weights(num_priors: int, pos_inds: Tensor, pos_weights: Tensor) -> Tensor:
+    """Weights of every prior: 1 for negatives, their gt box's weight for positives.
+
+    Args:
+        num_priors (int): P, number of priors of the image.
+        pos_inds (Tensor): (K,) long indices of the positive priors.
+        pos_weights (Tensor): (K,) weight of each positive's assigned gt box.
+
+    Returns:
+        Tensor: (P,) weights in ``pos_weights``' dtype and device.
+
+    Examples:
+        >>> prior_weights(4, torch.tensor([1, 3]), torch.tensor([0.5, 0.25]))
+        tensor([1.0000, 0.5000, 1.0000, 0.2500])
+    """
+    out = pos_weights.new_ones(num_priors)
+    out[pos_inds] = pos_weights
+    return out
 
 
 def inside_to_full_index(inside_flags: Tensor, inside_inds: Tensor) -> Tensor:

@@ -11,11 +11,24 @@ from hypothesis import strategies as st
 
 from earl_mmdet.core.earl_weights import (
     EARLConfig,
+    box_weights,
     confidence_to_weight,
-    gt_weights,
     inside_to_full_index,
+    prior_weights,
+    scale_rows,
     weight_sum_normalizer,
 )
+
+
+class _Boxes:
+    """A duck-typed gt_instances: ``bboxes``, ``len()`` and optionally ``confidence``."""
+
+    def __init__(self, num: int, **fields) -> None:
+        self.bboxes = torch.zeros(num, 4)
+        self.__dict__.update(fields)
+
+    def __len__(self) -> int:
+        return self.bboxes.shape[0]
 
 
 @pytest.mark.parametrize(
@@ -68,14 +81,37 @@ def test_confidence_to_weight_properties(conf, scale, gamma, floor):
     torch.testing.assert_close(w, torch.clamp((c / scale) ** gamma, min=floor))
 
 
-def test_gt_weights_missing_and_shape():
+def test_box_weights_reads_confidence():
     cfg = EARLConfig(scale=2.0)
-    assert gt_weights(None, 3, cfg) is None
-    torch.testing.assert_close(
-        gt_weights(torch.tensor([2.0, 1.0]), 2, cfg), torch.tensor([1.0, 0.5])
-    )
-    with pytest.raises(ValueError, match=r'shape \(3,\)'):
-        gt_weights(torch.ones(2), 3, cfg)
+    assert box_weights(_Boxes(3), cfg) is None  # plain data: every box weighs 1
+    got = box_weights(_Boxes(2, confidence=torch.tensor([2.0, 1.0])), cfg)
+    torch.testing.assert_close(got, torch.tensor([1.0, 0.5]))
+
+
+@pytest.mark.parametrize(
+    'fields, error, match',
+    [
+        (dict(confidence=torch.ones(2)), ValueError, r'shape \(3,\)'),  # one per gt box
+        (dict(confidence=torch.ones(3, 1)), ValueError, r'shape \(3,\)'),
+        (dict(confidence=[1.0, 1.0, 1.0]), TypeError, 'torch.Tensor'),
+        (dict(confidence=torch.tensor([1.0, -1.0, 1.0])), ValueError, 'box 1'),
+        (dict(confidences=torch.ones(3)), ValueError, 'old name'),  # never silently 1
+    ],
+)
+def test_box_weights_rejects(fields, error, match):
+    with pytest.raises(error, match=match):
+        box_weights(_Boxes(3, **fields), EARLConfig())
+
+
+def test_scale_rows_and_prior_weights():
+    label_w = torch.ones(4)
+    bbox_w = torch.ones(4, 4)
+    rows, w = torch.tensor([3, 1]), torch.tensor([0.5, 0.25])
+    torch.testing.assert_close(scale_rows(label_w, rows, w), torch.tensor([1.0, 0.25, 1.0, 0.5]))
+    out = scale_rows(bbox_w, slice(0, 2), w)
+    torch.testing.assert_close(out[:, 0], torch.tensor([0.5, 0.25, 1.0, 1.0]))
+    assert bool((out == out[:, :1]).all()) and bool((bbox_w == 1).all())  # input untouched
+    torch.testing.assert_close(prior_weights(4, rows, w), torch.tensor([1.0, 0.25, 1.0, 0.5]))
 
 
 @pytest.mark.parametrize(

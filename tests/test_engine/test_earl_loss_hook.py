@@ -21,22 +21,12 @@ from earl_mmdet.engine.hooks import EARLLossHook
 from earl_mmdet.models import make_earl_detector
 from earl_mmdet.models.dense_heads import EARLRetinaHead, EARLRPNHead, is_earl_head
 from earl_mmdet.models.roi_heads import EARLStandardRoIHead
-from tests.test_models.test_dense_heads.earl_head_utils import (
-    BOXES,
-    IMG,
-    LABELS,
-    ONES,
-    assert_same,
-    flat_losses,
-    make_samples,
-    total_loss,
-)
+from tests.test_models import earl_head_utils as eh
 from tests.test_models.test_dense_heads.test_earl_configs import RETINA, YOLOX, _tiny_runner_cfg
 from tests.tiny_data import make_tiny_coco, tiny_retinanet_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MEDMNIST_FRCNN = ROOT / 'configs/medmnist/faster-rcnn_r18_fpn_wbf_20e_medmnist-cpu.py'
-CONF = [[0.2, 1.0, 0.6], [0.9, 0.4], []]
 
 
 @MODEL_WRAPPERS.register_module(name='_EARLTestWrapper', force=True)
@@ -66,12 +56,14 @@ def _faster_rcnn(**model_overrides) -> nn.Module:
 
 def _detector_run(model: nn.Module, samples: list) -> tuple[dict, dict]:
     model.zero_grad()
-    inputs = torch.randn(len(samples), 3, IMG, IMG, generator=torch.Generator().manual_seed(3))
+    inputs = torch.randn(
+        len(samples), 3, eh.IMG, eh.IMG, generator=torch.Generator().manual_seed(3)
+    )
     torch.manual_seed(0)  # samplers
     losses = model.loss(inputs, samples)
-    total_loss(losses).backward()
+    eh.total_loss(losses).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return flat_losses(losses), grads
+    return eh.flat_losses(losses), grads
 
 
 def test_hook_makes_faster_rcnn_earl_with_stock_losses_at_c1():
@@ -82,24 +74,26 @@ def test_hook_makes_faster_rcnn_earl_with_stock_losses_at_c1():
     assert hook.converted == ['rpn_head', 'roi_head']
     assert type(model.rpn_head) is EARLRPNHead and type(model.roi_head) is EARLStandardRoIHead
     assert is_earl_head(model.roi_head.bbox_head)
-    assert_same(model.state_dict(), stock.state_dict(), rtol=0, atol=0)
+    eh.assert_same(model.state_dict(), stock.state_dict(), rtol=0, atol=0)
     # c = 1: every loss and every gradient of the detector equals stock Faster R-CNN's
-    ref_losses, ref_grads = _detector_run(stock, make_samples(BOXES, LABELS))
-    losses, grads = _detector_run(model, make_samples(BOXES, LABELS, ONES))
-    assert_same(losses, ref_losses, rtol=0, atol=0)
-    assert_same(grads, ref_grads, rtol=1e-6, atol=1e-7)
+    ref_losses, ref_grads = _detector_run(stock, eh.make_samples(eh.BOXES, eh.LABELS))
+    losses, grads = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, eh.ONES))
+    eh.assert_same(losses, ref_losses, rtol=0, atol=0)
+    eh.assert_same(grads, ref_grads, rtol=1e-6, atol=1e-7)
     # the hook runs the config types' code: EARLRPNHead + EARLStandardRoIHead from config
     typed = _faster_rcnn(
         **{'model.rpn_head.type': 'EARLRPNHead', 'model.roi_head.type': 'EARLStandardRoIHead'}
     )
     assert type(typed.rpn_head) is EARLRPNHead and type(typed.roi_head) is EARLStandardRoIHead
     typed.load_state_dict(model.state_dict())
-    hook_c, typed_c = (_detector_run(m, make_samples(BOXES, LABELS, CONF)) for m in (model, typed))
-    assert_same(hook_c[0], typed_c[0], rtol=0, atol=0)
+    hook_c, typed_c = (
+        _detector_run(m, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF)) for m in (model, typed)
+    )
+    eh.assert_same(hook_c[0], typed_c[0], rtol=0, atol=0)
     assert not torch.allclose(hook_c[0]['loss_bbox'], ref_losses['loss_bbox'])
     # every box c = 0: no positive box loss in either stage
-    zeros = [[0.0] * len(b) for b in BOXES]
-    zero_losses, _ = _detector_run(model, make_samples(BOXES, LABELS, zeros))
+    zeros = [[0.0] * len(b) for b in eh.BOXES]
+    zero_losses, _ = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, zeros))
     assert ref_losses['loss_rpn_bbox'] > 0 and ref_losses['loss_bbox'] > 0
     assert zero_losses['loss_rpn_bbox'] == 0 and zero_losses['loss_bbox'] == 0
 
@@ -192,8 +186,8 @@ def test_stock_config_plus_hook_trains_like_earl_head_config(path, yolox, tmp_pa
     assert earl_type is hook_type and (earl_type is EARLRetinaHead) != yolox
     assert len(earl_losses) == len(hook_losses) == 2
     for a, b in zip(earl_losses, hook_losses):
-        assert_same(a, b, rtol=1e-6, atol=1e-7)
-    assert_same(earl_state, hook_state, rtol=1e-6, atol=1e-7)
+        eh.assert_same(a, b, rtol=1e-6, atol=1e-7)
+    eh.assert_same(earl_state, hook_state, rtol=1e-6, atol=1e-7)
     # and the stock head without the hook trains differently on this data (c < 1 boxes)
     if not yolox:
         hooked.custom_hooks = hooked.custom_hooks[:-1]
@@ -229,5 +223,5 @@ def test_medmnist_yolox_plus_hook_trains_like_its_earl_twin(tmp_path):
     assert earl_type is hook_type and earl_type.__name__ == 'EARLYOLOXHead'
     assert len(earl_losses) == len(hook_losses) == 2
     for a, b in zip(earl_losses, hook_losses):
-        assert_same(a, b, rtol=1e-6, atol=1e-7)
-    assert_same(earl_state, hook_state, rtol=1e-6, atol=1e-7)
+        eh.assert_same(a, b, rtol=1e-6, atol=1e-7)
+    eh.assert_same(earl_state, hook_state, rtol=1e-6, atol=1e-7)

@@ -9,7 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from ...core.earl_weights import EARLConfig
-from ...models.earl_detector import EARL_HEAD_ATTRS, make_earl_detector
+from ...models.earl_convert import check_earl_head_attrs, make_earl_detector
 
 
 @HOOKS.register_module()
@@ -18,11 +18,13 @@ class EARLLossHook(Hook):
 
     ``custom_hooks = [dict(type='EARLLossHook', earl_cfg=dict(...))]`` turns, in
     ``before_train``, the model's supported heads into their EARL form with
-    :func:`~earl_mmdet.models.make_earl_detector` (class swap in place, exactly the classes
-    ``EARLRetinaHead``, ``EARLYOLOXHead``, ``EARLRPNHead``, ``EARLStandardRoIHead`` ... that
-    configs can name). Parameters are untouched, so the optimizer built before it is
-    unaffected; prediction is unchanged, and ``runner.val()`` / ``runner.test()`` never
-    reach ``before_train``. A DDP-wrapped model is converted through ``.module``.
+    :func:`~earl_mmdet.models.make_earl_detector`: a class swap in place to
+    :func:`~earl_mmdet.models.earl_convert.earl_head_class` of each head's class, which is
+    exactly the class a config can name (``EARLRetinaHead``, ``EARLYOLOXHead``,
+    ``EARLRPNHead``, ``EARLStandardRoIHead`` ...). Parameters are untouched, so the
+    optimizer built before it is unaffected; prediction is unchanged, and ``runner.val()``
+    / ``runner.test()`` never reach ``before_train``. A DDP-wrapped model is converted
+    through ``.module``.
 
     Supported: a dense ``bbox_head`` that is an AnchorHead on AnchorHead's targets path
     (RetinaHead, RPNHead, SSDHead, ...) or a YOLOXHead; a two-stage ``rpn_head`` (RPNHead)
@@ -44,15 +46,10 @@ class EARLLossHook(Hook):
 
     def __init__(self, earl_cfg: Mapping | None = None, heads: Sequence[str] | None = None) -> None:
         self.earl_cfg = EARLConfig.from_dict(earl_cfg)
-        if isinstance(heads, str):
-            raise TypeError(f'EARLLossHook: heads must be a sequence of str, got {heads!r}')
-        if heads is not None:
-            unknown = [h for h in heads if h not in EARL_HEAD_ATTRS]
-            if unknown:
-                raise ValueError(
-                    f'EARLLossHook: heads {unknown} unknown; allowed {EARL_HEAD_ATTRS}'
-                )
-        self.heads = None if heads is None else tuple(heads)
+        try:
+            self.heads = check_earl_head_attrs(heads)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f'EARLLossHook: {err}') from err
         self.converted: list[str] = []
 
     def before_train(self, runner) -> None:

@@ -1,8 +1,10 @@
-"""EARL-weighted dense heads and the mechanism that makes a head EARL-weighted."""
+"""EARL-weighted dense heads: the anchor family (RetinaNet, RPN) and YOLOX.
 
-from .earl_mixin import (
-    EARLAnchorHeadMixin,
-    EARLYOLOXHeadMixin,
+The conversion functions (``make_earl_head`` ...) live in
+:mod:`earl_mmdet.models.earl_convert`; they are importable from here too.
+"""
+
+from ..earl_convert import (
     check_earl_head,
     check_earl_support,
     earl_head_class,
@@ -11,9 +13,8 @@ from .earl_mixin import (
     register_earl_mixin,
     register_earl_variant,
 )
-from .earl_retina_head import EARLRetinaHead
-from .earl_rpn_head import EARLRPNHead
-from .earl_yolox_head import EARLYOLOXHead
+from .earl_anchor_heads import EARLAnchorHeadMixin, EARLRetinaHead, EARLRPNHead
+from .earl_yolox_head import EARLYOLOXHead, EARLYOLOXHeadMixin
 
 __all__ = [
     'EARLAnchorHeadMixin',
@@ -21,6 +22,7 @@ __all__ = [
     'EARLRetinaHead',
     'EARLYOLOXHead',
     'EARLYOLOXHeadMixin',
+    # conversion, from earl_convert
     'check_earl_head',
     'check_earl_support',
     'earl_head_class',

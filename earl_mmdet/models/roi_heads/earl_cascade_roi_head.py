@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmdet.models.roi_heads import CascadeRoIHead
 from mmdet.registry import MODELS
 
-from ..dense_heads.earl_mixin import register_earl_variant
+from ..earl_convert import register_earl_variant
 from .earl_roi_mixin import EARLRoIHeadMixin
 
 __all__ = ['EARLCascadeRoIHead']

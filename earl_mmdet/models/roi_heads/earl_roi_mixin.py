@@ -37,10 +37,10 @@ from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
 from mmdet.models.roi_heads.bbox_heads import BBoxHead
 from torch import Tensor, nn
 
-from ...core.earl_weights import EARLConfig, weight_sum_normalizer
-from ..dense_heads.earl_mixin import (
-    _EARLMixinBase,
-    _RecordingSampler,
+from ...core.earl_weights import EARLConfig, box_weights, scale_rows, weight_sum_normalizer
+from ..earl_convert import (
+    EARLHeadMixin,
+    RecordingSampler,
     check_earl_head,
     make_earl_head,
     register_earl_mixin,
@@ -49,16 +49,7 @@ from ..dense_heads.earl_mixin import (
 __all__ = ['EARLBBoxHeadMixin', 'EARLRoIHeadMixin']
 
 
-class _GtRecordingSampler(_RecordingSampler):
-    """Wraps an RoI head's sampler; each sampling result keeps its image's gt instances."""
-
-    def sample(self, assign_result: Any, pred_instances: Any, gt_instances: Any, **kwargs: Any):
-        result = super().sample(assign_result, pred_instances, gt_instances, **kwargs)
-        result.earl_gt_instances = gt_instances
-        return result
-
-
-class EARLBBoxHeadMixin(_EARLMixinBase):
+class EARLBBoxHeadMixin(EARLHeadMixin):
     """EARL for :class:`BBoxHead` subclasses that keep BBoxHead's targets and loss.
 
     Needs sampling results from an EARL RoI head (:class:`EARLRoIHeadMixin`), which carry
@@ -100,11 +91,9 @@ class EARLBBoxHeadMixin(_EARLMixinBase):
             weighted = True
             weight_sum += float(pos_weights.sum())
             if 'cls' in self.earl_cfg.terms:
-                label_weights[i] = label_weights[i].clone()
-                label_weights[i][:n] *= pos_weights.to(label_weights[i].dtype)
+                label_weights[i] = scale_rows(label_weights[i], slice(0, n), pos_weights)
             if 'bbox' in self.earl_cfg.terms:
-                bbox_weights[i] = bbox_weights[i].clone()
-                bbox_weights[i][:n] *= pos_weights.to(bbox_weights[i].dtype)[:, None]
+                bbox_weights[i] = scale_rows(bbox_weights[i], slice(0, n), pos_weights)
         if self._earl_avg_factors is not None and weighted:
             if self.earl_cfg.normalize == 'weight_sum':
                 self._earl_avg_factors.update(
@@ -128,7 +117,7 @@ class EARLBBoxHeadMixin(_EARLMixinBase):
                 'head is not EARL. Use EARLStandardRoIHead / EARLCascadeRoIHead or '
                 'make_earl_head(model.roi_head) (docs/earl_heads.md)'
             )
-        weights = self._earl_gt_weights(gt_instances)
+        weights = box_weights(gt_instances, self.earl_cfg)
         if weights is None:
             return None
         return weights[sampling_result.pos_assigned_gt_inds]
@@ -181,7 +170,7 @@ class EARLBBoxHeadMixin(_EARLMixinBase):
         return args, dict(kwargs, avg_factor=factors[attr])
 
 
-class EARLRoIHeadMixin(_EARLMixinBase):
+class EARLRoIHeadMixin(EARLHeadMixin):
     """EARL for :class:`StandardRoIHead` and :class:`CascadeRoIHead` (every stage).
 
     Overrides no method: :meth:`_earl_setup` wraps the sampler(s) and converts the bbox
@@ -202,15 +191,11 @@ class EARLRoIHeadMixin(_EARLMixinBase):
         super()._earl_setup(earl_cfg)
         for bbox_head in self._earl_bbox_heads(self):
             make_earl_head(bbox_head, self.earl_cfg)
-        sampler = self.bbox_sampler  # None/[] without train_cfg (a test-only head)
+        sampler = self.bbox_sampler  # None / [] on a head built without train_cfg
         if isinstance(sampler, list):
-            self.bbox_sampler = [self._earl_wrap(s) for s in sampler]
-        elif sampler is not None:
-            self.bbox_sampler = self._earl_wrap(sampler)
-
-    @staticmethod
-    def _earl_wrap(sampler: Any) -> Any:
-        return sampler if isinstance(sampler, _GtRecordingSampler) else _GtRecordingSampler(sampler)
+            self.bbox_sampler = [RecordingSampler.wrap(s) for s in sampler]
+        else:
+            self.bbox_sampler = RecordingSampler.wrap(sampler)
 
     @staticmethod
     def _earl_bbox_heads(roi_head: nn.Module) -> list[nn.Module]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.registry import MODELS
 
-from ..dense_heads.earl_mixin import register_earl_variant
+from ..earl_convert import register_earl_variant
 from .earl_roi_mixin import EARLRoIHeadMixin
 
 __all__ = ['EARLStandardRoIHead']
@@ -19,9 +19,9 @@ class EARLStandardRoIHead(EARLRoIHeadMixin, StandardRoIHead):
     Eq. (2) of Pham et al. on the second stage: ``I(t)`` is the RoI assigner's positives
     among the sampled RoIs (``train_cfg.rcnn``: ``MaxIoUAssigner`` with ``pos_iou_thr=0.5``,
     ``RandomSampler`` of 512 RoIs, the gt boxes added as proposals), ``beta`` is the bbox
-    head's ``loss_bbox.loss_weight`` and ``c`` is ``gt_instances.confidences``. The bbox
+    head's ``loss_bbox.loss_weight`` and ``c`` is ``gt_instances.confidence``. The bbox
     head (e.g. ``Shared2FCBBoxHead``) becomes its EARL form with the same ``earl_cfg``;
-    mask heads are not weighted. Without confidences it equals ``StandardRoIHead``.
+    mask heads are not weighted. Without confidence it equals ``StandardRoIHead``.
 
     Args:
         earl_cfg (dict, optional): EARL options, see

@@ -135,7 +135,7 @@ def test_example_config_trains_one_iteration(path, yolox, tmp_path):
     # the pipeline must really deliver c to the head: otherwise EARL silently weighs 1
     dataset = runner.train_dataloader.dataset
     batch = pseudo_collate([dataset[0], dataset[1]])
-    conf = [s.gt_instances.confidences for s in batch['data_samples']]
+    conf = [s.gt_instances.confidence for s in batch['data_samples']]
     assert all(
         c.dtype == torch.float32 and len(c) == len(s.gt_instances)
         for c, s in zip(conf, batch['data_samples'])
@@ -152,7 +152,7 @@ def test_example_config_trains_one_iteration(path, yolox, tmp_path):
     model.train()
     earl_losses = model.loss(data['inputs'], data['data_samples'])
     for s in data['data_samples']:
-        del s.gt_instances.confidences
+        del s.gt_instances.confidence
     plain_losses = model.loss(data['inputs'], data['data_samples'])
     earl_bbox = sum(earl_losses['loss_bbox']) if not yolox else earl_losses['loss_bbox']
     plain_bbox = sum(plain_losses['loss_bbox']) if not yolox else plain_losses['loss_bbox']

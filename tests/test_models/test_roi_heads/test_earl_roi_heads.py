@@ -18,22 +18,7 @@ from torch import nn
 
 from earl_mmdet.models.dense_heads import EARLRPNHead, is_earl_head, make_earl_head
 from earl_mmdet.models.roi_heads import EARLCascadeRoIHead, EARLStandardRoIHead
-from tests.test_models.test_dense_heads.earl_head_utils import (
-    BOXES,
-    CHANNELS,
-    IMG,
-    LABELS,
-    NUM_CLASSES,
-    ONES,
-    STRIDES,
-    assert_same,
-    clone_into,
-    flat_losses,
-    make_feats,
-    make_samples,
-    rpn_kwargs,
-    total_loss,
-)
+from tests.test_models import earl_head_utils as eh
 
 ZERO_FIRST = [[0.0, 0.0, 0.0], [1.0, 1.0], []]  # image 0: every box c = 0; image 1: c = 1
 
@@ -41,10 +26,10 @@ ZERO_FIRST = [[0.0, 0.0, 0.0], [1.0, 1.0], []]  # image 0: every box c = 0; imag
 def _bbox_head(reg_class_agnostic: bool) -> dict:
     return dict(
         type='Shared2FCBBoxHead',
-        in_channels=CHANNELS,
+        in_channels=eh.CHANNELS,
         fc_out_channels=16,
         roi_feat_size=7,
-        num_classes=NUM_CLASSES,
+        num_classes=eh.NUM_CLASSES,
         bbox_coder=dict(
             type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4, target_stds=[0.1, 0.1, 0.2, 0.2]
         ),
@@ -77,8 +62,8 @@ def _rcnn(pos_iou_thr: float) -> ConfigDict:
 _EXTRACTOR = dict(
     type='SingleRoIExtractor',
     roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
-    out_channels=CHANNELS,
-    featmap_strides=list(STRIDES),
+    out_channels=eh.CHANNELS,
+    featmap_strides=list(eh.STRIDES),
 )
 STANDARD = dict(
     bbox_roi_extractor=_EXTRACTOR, bbox_head=_bbox_head(False), train_cfg=_rcnn(0.5)
@@ -105,11 +90,11 @@ def _proposals(batch: int, num: int = 30) -> list[InstanceData]:
     g = torch.Generator().manual_seed(2)
     out = []
     for i in range(batch):
-        xy = torch.rand(num, 2, generator=g) * (IMG - 16)
+        xy = torch.rand(num, 2, generator=g) * (eh.IMG - 16)
         wh = 8 + torch.rand(num, 2, generator=g) * 32
-        boxes = [torch.cat([xy, (xy + wh).clamp(max=IMG)], 1)]
-        if BOXES[i]:
-            gt = torch.tensor(BOXES[i])
+        boxes = [torch.cat([xy, (xy + wh).clamp(max=eh.IMG)], 1)]
+        if eh.BOXES[i]:
+            gt = torch.tensor(eh.BOXES[i])
             boxes += [gt + torch.randn(gt.shape, generator=g) * 2 for _ in range(3)]
         out.append(InstanceData(bboxes=torch.cat(boxes)))
     return out
@@ -143,14 +128,14 @@ def _roi_run(head: nn.Module, feats: list, samples: list) -> tuple[dict, dict, l
     torch.manual_seed(0)  # RandomSampler: the same RoIs for every head
     try:
         losses = head.loss(tuple(feats), _proposals(len(samples)), samples)
-        total_loss(losses).backward()
+        eh.total_loss(losses).backward()
     finally:
         for h in handles:
             h.remove()
     grads = {n: p.grad.detach().clone() for n, p in head.named_parameters() if p.grad is not None}
     grads.update({f'feat{i}': f.grad.detach().clone() for i, f in enumerate(feats)})
     rows = [(r, cls.grad, bbox.grad) for r, (cls, bbox) in zip(rois, outputs)]
-    return flat_losses(losses), grads, rows
+    return eh.flat_losses(losses), grads, rows
 
 
 @pytest.mark.parametrize(
@@ -162,8 +147,8 @@ def _roi_run(head: nn.Module, feats: list, samples: list) -> tuple[dict, dict, l
 )
 def test_roi_head_with_confidence_one_equals_stock(stock_cls, kwargs, earl_cls):
     stock = _build(stock_cls, kwargs)
-    registered = clone_into(earl_cls, copy.deepcopy(kwargs), stock, earl_cfg=dict())
-    converted = make_earl_head(clone_into(stock_cls, copy.deepcopy(kwargs), stock))
+    registered = eh.clone_into(earl_cls, copy.deepcopy(kwargs), stock, earl_cfg=dict())
+    converted = make_earl_head(eh.clone_into(stock_cls, copy.deepcopy(kwargs), stock))
     assert type(converted) is earl_cls
     heads = (
         converted.bbox_head
@@ -171,13 +156,13 @@ def test_roi_head_with_confidence_one_equals_stock(stock_cls, kwargs, earl_cls):
         else [converted.bbox_head]
     )
     assert all(is_earl_head(b) for b in heads)
-    feats = make_feats(batch=3)
-    ref = _roi_run(stock, feats, make_samples(BOXES, LABELS))
+    feats = eh.make_feats(batch=3)
+    ref = _roi_run(stock, feats, eh.make_samples(eh.BOXES, eh.LABELS))
     assert ref[0]['loss_bbox' if stock_cls is StandardRoIHead else 's1.loss_bbox'] > 0
     for head in (registered, converted):
-        got = _roi_run(head, feats, make_samples(BOXES, LABELS, ONES))
-        assert_same(got[0], ref[0], rtol=0, atol=0)
-        assert_same(got[1], ref[1], rtol=1e-6, atol=1e-7)
+        got = _roi_run(head, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.ONES))
+        eh.assert_same(got[0], ref[0], rtol=0, atol=0)
+        eh.assert_same(got[1], ref[1], rtol=1e-6, atol=1e-7)
     copy.deepcopy(converted)  # EMAHook deep-copies the model
 
 
@@ -209,10 +194,10 @@ def _check_rows(got_rows: list, ref_rows: list, zero_images: set[int], scale_neg
 )
 def test_roi_head_c0_box_has_no_positive_loss(stock_cls, kwargs, earl_cls):
     stock = _build(stock_cls, kwargs)
-    earl = clone_into(earl_cls, copy.deepcopy(kwargs), stock, earl_cfg=dict())
-    feats = make_feats(batch=3)
-    ref = _roi_run(stock, feats, make_samples(BOXES, LABELS))
-    got = _roi_run(earl, feats, make_samples(BOXES, LABELS, ZERO_FIRST))
+    earl = eh.clone_into(earl_cls, copy.deepcopy(kwargs), stock, earl_cfg=dict())
+    feats = eh.make_feats(batch=3)
+    ref = _roi_run(stock, feats, eh.make_samples(eh.BOXES, eh.LABELS))
+    got = _roi_run(earl, feats, eh.make_samples(eh.BOXES, eh.LABELS, ZERO_FIRST))
     assert _check_rows(got[2], ref[2], zero_images={0}) > 0
 
 
@@ -221,13 +206,13 @@ def test_roi_weight_sum_normaliser():
     # number of sampled RoIs N to N - P (the positives count 0), so each negative's
     # gradient grows by N / (N - P); positives are silent
     stock = _build(StandardRoIHead, STANDARD)
-    earl = clone_into(
+    earl = eh.clone_into(
         EARLStandardRoIHead, copy.deepcopy(STANDARD), stock, earl_cfg=dict(normalize='weight_sum')
     )
-    feats = make_feats(batch=3)
-    ref = _roi_run(stock, feats, make_samples(BOXES, LABELS))
-    zeros = [[0.0] * len(lab) for lab in LABELS]
-    got = _roi_run(earl, feats, make_samples(BOXES, LABELS, zeros))
+    feats = eh.make_feats(batch=3)
+    ref = _roi_run(stock, feats, eh.make_samples(eh.BOXES, eh.LABELS))
+    zeros = [[0.0] * len(lab) for lab in eh.LABELS]
+    got = _roi_run(earl, feats, eh.make_samples(eh.BOXES, eh.LABELS, zeros))
     ((rois, _, ref_bbox_g),) = ref[2]
     n, p = rois.shape[0], int((ref_bbox_g.abs().sum(1) > 0).sum())
     assert _check_rows(got[2], ref[2], zero_images={0, 1, 2}, scale_neg=n / (n - p)) == p > 0
@@ -239,7 +224,7 @@ def test_bbox_head_without_earl_roi_head_is_an_error():
     head = _build(StandardRoIHead, STANDARD)
     make_earl_head(head.bbox_head)
     with pytest.raises(RuntimeError, match='RoI head is not EARL'):
-        _roi_run(head, make_feats(batch=3), make_samples(BOXES, LABELS, ONES))
+        _roi_run(head, eh.make_feats(batch=3), eh.make_samples(eh.BOXES, eh.LABELS, eh.ONES))
 
 
 def _rpn_run(head: nn.Module, feats: list, samples: list) -> tuple[dict, list]:
@@ -250,26 +235,26 @@ def _rpn_run(head: nn.Module, feats: list, samples: list) -> tuple[dict, list]:
     torch.manual_seed(0)  # RPN's RandomSampler: the same anchors for every head
     try:
         losses = head.loss(tuple(feats), samples)
-        total_loss(losses).backward()
+        eh.total_loss(losses).backward()
     finally:
         for h in handles:
             h.remove()
     ((cls_scores, bbox_preds),) = outputs
-    return flat_losses(losses), [(c.grad, b.grad) for c, b in zip(cls_scores, bbox_preds)]
+    return eh.flat_losses(losses), [(c.grad, b.grad) for c, b in zip(cls_scores, bbox_preds)]
 
 
 def test_rpn_c0_box_has_no_positive_loss():
-    kwargs = rpn_kwargs()
+    kwargs = eh.rpn_kwargs()
     torch.manual_seed(0)
     stock = RPNHead(**kwargs)
     stock.init_weights()
-    earl = clone_into(EARLRPNHead, rpn_kwargs(), stock, earl_cfg=dict())
-    labels = [[0] * len(lab) for lab in LABELS]  # TwoStageDetector gives the RPN label 0
-    feats = make_feats(batch=3)
-    ref_losses, ref = _rpn_run(stock, feats, make_samples(BOXES, labels))
-    ones_losses, _ = _rpn_run(earl, feats, make_samples(BOXES, labels, ONES))
-    assert_same(ones_losses, ref_losses, rtol=0, atol=0)
-    _, got = _rpn_run(earl, feats, make_samples(BOXES, labels, ZERO_FIRST))
+    earl = eh.clone_into(EARLRPNHead, eh.rpn_kwargs(), stock, earl_cfg=dict())
+    labels = [[0] * len(lab) for lab in eh.LABELS]  # TwoStageDetector gives the RPN label 0
+    feats = eh.make_feats(batch=3)
+    ref_losses, ref = _rpn_run(stock, feats, eh.make_samples(eh.BOXES, labels))
+    ones_losses, _ = _rpn_run(earl, feats, eh.make_samples(eh.BOXES, labels, eh.ONES))
+    eh.assert_same(ones_losses, ref_losses, rtol=0, atol=0)
+    _, got = _rpn_run(earl, feats, eh.make_samples(eh.BOXES, labels, ZERO_FIRST))
     silenced = 0
     for (cls_g, bbox_g), (ref_cls_g, ref_bbox_g) in zip(got, ref):
         b, a4, h, w = ref_bbox_g.shape

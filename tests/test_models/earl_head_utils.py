@@ -16,6 +16,21 @@ STRIDES = (8, 16, 32)
 NUM_CLASSES = 3
 
 
+def _anchor_train_cfg(assigner: dict, sampler: dict, **extra) -> ConfigDict:
+    """An anchor head's ``train_cfg``: MaxIoUAssigner options, sampler, whole image."""
+    return ConfigDict(
+        assigner=dict(type='MaxIoUAssigner', ignore_iof_thr=-1, **assigner),
+        sampler=sampler,
+        allowed_border=extra.pop('allowed_border', -1),
+        pos_weight=-1,
+        debug=False,
+        **extra,
+    )
+
+
+_DELTA_CODER = dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4, target_stds=[1.0] * 4)
+
+
 def retina_kwargs(allowed_border: int = -1) -> dict:
     """RetinaHead arguments as in mmdet's RetinaNet config, at toy width."""
     return dict(
@@ -30,21 +45,13 @@ def retina_kwargs(allowed_border: int = -1) -> dict:
             ratios=[0.5, 1.0, 2.0],
             strides=list(STRIDES),
         ),
-        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4, target_stds=[1.0] * 4),
+        bbox_coder=_DELTA_CODER,
         loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
         loss_bbox=dict(type='L1Loss', loss_weight=1.0),
-        train_cfg=ConfigDict(
-            assigner=dict(
-                type='MaxIoUAssigner',
-                pos_iou_thr=0.5,
-                neg_iou_thr=0.4,
-                min_pos_iou=0,
-                ignore_iof_thr=-1,
-            ),
-            sampler=dict(type='PseudoSampler'),
+        train_cfg=_anchor_train_cfg(
+            dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0),
+            dict(type='PseudoSampler'),
             allowed_border=allowed_border,
-            pos_weight=-1,
-            debug=False,
         ),
     )
 
@@ -57,28 +64,34 @@ def rpn_kwargs() -> dict:
         anchor_generator=dict(
             type='AnchorGenerator', scales=[4], ratios=[0.5, 1.0, 2.0], strides=list(STRIDES)
         ),
-        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4, target_stds=[1.0] * 4),
+        bbox_coder=_DELTA_CODER,
         loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
         loss_bbox=dict(type='L1Loss', loss_weight=1.0),
-        train_cfg=ConfigDict(
-            assigner=dict(
-                type='MaxIoUAssigner',
-                pos_iou_thr=0.7,
-                neg_iou_thr=0.3,
-                min_pos_iou=0.3,
-                match_low_quality=True,
-                ignore_iof_thr=-1,
-            ),
-            sampler=dict(
-                type='RandomSampler',
-                num=64,
-                pos_fraction=0.5,
-                neg_pos_ub=-1,
-                add_gt_as_proposals=False,
-            ),
-            allowed_border=-1,
-            pos_weight=-1,
-            debug=False,
+        train_cfg=_anchor_train_cfg(
+            dict(pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3, match_low_quality=True),
+            dict(type='RandomSampler', num=64, pos_fraction=0.5, add_gt_as_proposals=False),
+        ),
+    )
+
+
+def ssd_kwargs() -> dict:
+    """SSDHead arguments as in mmdet's SSD300 config, at toy width."""
+    return dict(
+        num_classes=NUM_CLASSES,
+        in_channels=(CHANNELS,) * 3,
+        anchor_generator=dict(
+            type='SSDAnchorGenerator',
+            scale_major=False,
+            strides=list(STRIDES),
+            ratios=([2], [2], [2]),
+            min_sizes=[12, 24, 40],
+            max_sizes=[24, 40, 64],
+        ),
+        train_cfg=_anchor_train_cfg(
+            dict(pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.0, gt_max_assign_all=False),
+            dict(type='PseudoSampler'),
+            smoothl1_beta=1.0,
+            neg_pos_ratio=3,
         ),
     )
 
@@ -122,17 +135,17 @@ def make_feats(batch: int, seed: int = 1) -> list[Tensor]:
 def make_samples(
     boxes: Sequence[Sequence[Sequence[float]]],
     labels: Sequence[Sequence[int]],
-    confidences: Sequence[Sequence[float]] | None = None,
+    confidence: Sequence[Sequence[float]] | None = None,
 ) -> list[DetDataSample]:
-    """One DetDataSample per image; ``confidences=None`` leaves the field out."""
+    """One DetDataSample per image; ``confidence=None`` leaves the field out."""
     samples = []
     for i, (b, lab) in enumerate(zip(boxes, labels)):
         gt = InstanceData(
             bboxes=torch.tensor(b, dtype=torch.float32).reshape(-1, 4),
             labels=torch.tensor(lab, dtype=torch.long),
         )
-        if confidences is not None:
-            gt.confidences = torch.tensor(confidences[i], dtype=torch.float32)
+        if confidence is not None:
+            gt.confidence = torch.tensor(confidence[i], dtype=torch.float32)
         s = DetDataSample(
             metainfo=dict(
                 img_shape=(IMG, IMG),
@@ -154,6 +167,7 @@ BOXES = [
 ]
 LABELS = [[0, 2, 1], [1, 0], []]
 ONES = [[1.0, 1.0, 1.0], [1.0, 1.0], []]
+CONF = [[0.2, 1.0, 0.6], [0.9, 0.4], []]
 
 
 def total_loss(losses: dict) -> Tensor:

@@ -1,1 +1,0 @@
-"""earl_mmdet.models.losses."""
