@@ -3,7 +3,7 @@
 For RetinaNet-R50-FPN and YOLOX-S (the model sections of mmdet's own configs, no
 pretrained weights, 14 classes as VinDr-CXR), a stock model and its EARL twin with the same
 parameters run a full training step (forward, loss, backward, SGD step) on the same batch:
-``--batch`` random images of ``--size`` px with 3-8 boxes each and per-box confidences
+``--batch`` random images of ``--size`` px with 3-8 boxes each and per-box confidence
 c in {1/3, 2/3, 1}. The SGD step has lr = 0 so that both models keep identical parameters
 (and so identical assignments) throughout. The two variants alternate within each repeat
 (which one goes first alternates too). The script prints the median step time of
@@ -47,7 +47,7 @@ MODELS_TO_RUN = {
 
 
 def make_batch(batch: int, size: int, seed: int) -> dict:
-    """Random images and gt boxes with confidences, as a data preprocessor's input."""
+    """Random images and gt boxes with their confidence, as a data preprocessor's input."""
     g = torch.Generator().manual_seed(seed)
     inputs, samples = [], []
     for _ in range(batch):
@@ -58,7 +58,7 @@ def make_batch(batch: int, size: int, seed: int) -> dict:
         gt = InstanceData(
             bboxes=torch.cat([xy, xy + wh], 1),
             labels=torch.randint(0, NUM_CLASSES, (n,), generator=g),
-            confidences=torch.randint(1, 4, (n,), generator=g).float() / 3.0,
+            confidence=torch.randint(1, 4, (n,), generator=g).float() / 3.0,
         )
         s = DetDataSample(
             metainfo=dict(

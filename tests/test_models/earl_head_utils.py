@@ -194,6 +194,19 @@ def loss_and_grads(head: nn.Module, feats: list[Tensor], samples: list) -> tuple
     return flat_losses(losses), grads
 
 
+def assert_equals_stock(
+    stock: nn.Module, earl: nn.Module, confidence: list | None, labels: list = LABELS
+) -> dict:
+    """The EARL head on ``BOXES`` with ``confidence`` has the stock head's losses and
+    gradients (the stock head gets no confidence); returns the stock losses."""
+    feats = make_feats(batch=3)
+    ref_losses, ref_grads = loss_and_grads(stock, feats, make_samples(BOXES, labels))
+    losses, grads = loss_and_grads(earl, feats, make_samples(BOXES, labels, confidence))
+    assert_same(losses, ref_losses)
+    assert_same(grads, ref_grads)
+    return ref_losses
+
+
 def assert_same(a: dict, b: dict, **tol) -> None:
     assert a.keys() == b.keys()
     for k in a:
