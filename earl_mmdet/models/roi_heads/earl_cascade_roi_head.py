@@ -1,4 +1,4 @@
-"""``EARLCascadeRoIHead``: Cascade R-CNN's RoI head with EARL (agreement-weighted) losses."""
+"""``EARLCascadeRoIHead``: Cascade R-CNN's RoI head with EARL (confidence-weighted) losses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``EARLStandardRoIHead``: Faster R-CNN's RoI head with EARL (agreement-weighted) losses."""
+"""``EARLStandardRoIHead``: Faster R-CNN's RoI head with EARL (confidence-weighted) losses."""
 
 from __future__ import annotations
 
