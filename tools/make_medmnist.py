@@ -275,6 +275,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         '--overwrite', action='store_true', help='replace the outputs of an earlier run in --out'
     )
+    p.add_argument(
+        '--print-args',
+        action='store_true',
+        help='print the settings (preset + flags) as JSON and stop, writing nothing',
+    )
     args = p.parse_args(argv)
     check_output_paths(p, folders=[('--out', args.out)])
     resolved = {**DEFAULTS, **IMAGE_DEFAULTS, **REALISTIC_DEFAULTS}
@@ -775,7 +780,7 @@ def generate(args: argparse.Namespace) -> dict:
         rater_stats = _realistic_stats(results['train'], rater_ids, extra['profiles'])
     else:
         rater_stats = _rater_stats(results['train'], rater_ids, matrices)
-    skip = {'out', 'workers', 'overwrite', 'mnist_file'}
+    skip = {'out', 'workers', 'overwrite', 'mnist_file', 'print_args'}
     if args.variant != 'realistic':  # legacy variants: meta.json as before these knobs
         skip |= set(REALISTIC_DEFAULTS)
     if not _has_image_knobs(args):
@@ -823,6 +828,11 @@ def generate(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     filter_third_party_warnings()
     args = parse_args(argv)
+    if args.print_args:
+        print(
+            json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()})
+        )
+        return
     try:
         meta = generate(args)
     except ValueError as e:
