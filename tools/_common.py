@@ -47,16 +47,10 @@ def import_core(name: str):
 
 _cli = import_light('utils.cli')
 
-add_normalize_rater_ids_flag = _cli.add_normalize_rater_ids_flag
-add_runner_args = _cli.add_runner_args
-build_runner = _cli.build_runner
-check_data = _cli.check_data
-check_output_paths = _cli.check_output_paths
-dicom_scales = _cli.dicom_scales
-filter_third_party_warnings = _cli.filter_third_party_warnings
-fusion_cfg_options = _cli.fusion_cfg_options
-load_config = _cli.load_config
-medmnist_cfg_options = _cli.medmnist_cfg_options
-read_config = _cli.read_config
-set_local_rank = _cli.set_local_rank
-train_log_status = _cli.train_log_status
+
+def __getattr__(name: str):
+    """``from _common import load_config`` etc.: the names of :mod:`earl_mmdet.utils.cli`."""
+    try:
+        return getattr(_cli, name)
+    except AttributeError:
+        raise AttributeError(f'tools/_common.py: no {name!r} in earl_mmdet.utils.cli') from None

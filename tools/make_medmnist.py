@@ -35,18 +35,11 @@ import os
 import os.path as osp
 import shutil
 import struct
-import sys
 import time
 import zlib
 
 import numpy as np
-
-_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from _common import check_output_paths, filter_third_party_warnings, import_core  # noqa: E402
+from _common import check_output_paths, filter_third_party_warnings, import_core, progress
 
 mm = import_core('medmnist')
 mr = import_core('medmnist_raters')
@@ -420,24 +413,6 @@ def write_json(path: str, obj: dict, indent: int | None = None) -> None:
     text = json.dumps(obj, sort_keys=True, separators=sep, indent=indent)
     with open(path, 'w', encoding='utf-8') as f:
         f.write(text + '\n')
-
-
-def progress(iterable, total: int, desc: str):
-    """tqdm if installed, else a counter on stderr every ~10 %."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is not None:
-        yield from tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False)
-        return
-    step = max(1, total // 10)
-    for i, item in enumerate(iterable, 1):
-        if i % step == 0 or i == total:
-            sys.stderr.write(f'\r{desc}: {i}/{total}')
-            sys.stderr.flush()
-        yield item
-    sys.stderr.write('\n')
 
 
 def _prepare_out(out: str, overwrite: bool) -> None:

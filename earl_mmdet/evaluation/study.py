@@ -392,6 +392,24 @@ def _sweep_markdown(sweep: Sequence[dict]) -> list[str]:
     return lines
 
 
+def _interval(diff: dict) -> tuple[float, float]:
+    """A difference's t-interval, else mean +- 1.96 bootstrap SE (nan without either)."""
+    if not math.isnan(diff['lo']):
+        return diff['lo'], diff['hi']
+    half = 1.96 * diff.get('boot_se', math.nan)
+    return diff['mean'] - half, diff['mean'] + half
+
+
+def _save(fig: Any, title: str, path: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plots(summary: dict, out: str) -> list[str]:
     """Per (p, epochs) the methods' means, intervals and seeds; per epochs the sweep.
 
@@ -429,12 +447,8 @@ def plots(summary: dict, out: str) -> list[str]:
             ax.set_yticklabels([LABELS.get(r['method'], r['method']) for r in grp])
             ax.set_title(f'{title} (mean, 95 % CI, seeds)')
             ax.grid(axis='x', alpha=0.3)
-        fig.suptitle(f'MED-MNIST cpu preset, p = {p:g}, {e} epochs')
-        fig.tight_layout()
-        path = osp.join(out, f'methods_p{p:g}_e{e}.png')
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        title = f'MED-MNIST cpu preset, p = {p:g}, {e} epochs'
+        written.append(_save(fig, title, osp.join(out, f'methods_p{p:g}_e{e}.png')))
     for e in sorted({r['epochs'] for r in summary.get('sweep', [])}):
         sweep = [r for r in summary['sweep'] if r['epochs'] == e]
         fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
@@ -448,22 +462,8 @@ def plots(summary: dict, out: str) -> list[str]:
                 if diffs[0] is None:
                     continue
                 y = np.array([d['mean'] for d in diffs])
-                lo = np.array(
-                    [
-                        d['lo']
-                        if not math.isnan(d['lo'])
-                        else d['mean'] - 1.96 * d.get('boot_se', math.nan)
-                        for d in diffs
-                    ]
-                )
-                hi = np.array(
-                    [
-                        d['hi']
-                        if not math.isnan(d['hi'])
-                        else d['mean'] + 1.96 * d.get('boot_se', math.nan)
-                        for d in diffs
-                    ]
-                )
+                lo = np.array([_interval(d)[0] for d in diffs])
+                hi = np.array([_interval(d)[1] for d in diffs])
                 x = np.array(ps) + 0.006 * (j - len(sweep) / 2)  # dodge the error bars
                 axes[1, col].errorbar(
                     x, y, yerr=[y - lo, hi - y], fmt='o-', capsize=3, color=f'C{j}', label=label
@@ -475,10 +475,6 @@ def plots(summary: dict, out: str) -> list[str]:
             for ax in axes[:, col]:
                 ax.grid(alpha=0.3)
         axes[0, 0].legend(fontsize=8)
-        fig.suptitle(f'MED-MNIST cpu preset, proficiency sweep, {e} epochs')
-        fig.tight_layout()
-        path = osp.join(out, f'sweep_e{e}.png')
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        title = f'MED-MNIST cpu preset, proficiency sweep, {e} epochs'
+        written.append(_save(fig, title, osp.join(out, f'sweep_e{e}.png')))
     return written

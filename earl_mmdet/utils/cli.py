@@ -12,8 +12,9 @@ import json
 import os
 import os.path as osp
 import re
+import sys
 import warnings
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 # Deprecation warnings that third-party code (mmdet, mmengine) raises on every run and that
@@ -421,3 +422,21 @@ def train_log_status(log: str) -> str | None:
         return None
     epoch, it, n, eta = found[-1]
     return f'epoch {epoch} iter {it}/{n}, run eta {eta}'
+
+
+def progress(iterable: Iterable, total: int, desc: str) -> Iterator:
+    """tqdm if installed, else a counter on stderr every ~10 %."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is not None:
+        yield from tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False)
+        return
+    step = max(1, total // 10)
+    for i, item in enumerate(iterable, 1):
+        if i % step == 0 or i == total:
+            sys.stderr.write(f'\r{desc}: {i}/{total}')
+            sys.stderr.flush()
+        yield item
+    sys.stderr.write('\n')

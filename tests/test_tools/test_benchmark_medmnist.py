@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +14,13 @@ import pytest
 
 from earl_mmdet.evaluation import study as bm
 from earl_mmdet.utils.cli import train_log_status
+from tests.test_tools.run_tool import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOL = [sys.executable, 'tools/benchmark_medmnist.py']
 
 
-def _tool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*TOOL, *args], cwd=ROOT, capture_output=True, text=True)
+def _tool(*args: object) -> subprocess.CompletedProcess:
+    return run_tool('benchmark_medmnist', *args)
 
 
 def _run_dir(out: Path, method: str, seed: int, p: float = 0.8, e: int = 6) -> Path:
@@ -140,25 +139,12 @@ def test_rejects_ensemble_without_raters():
 @pytest.mark.slow
 def test_end_to_end_tiny_study_resumes(tmp_path):
     """Two tiny trainings, then a second call that finds them done and trains nothing."""
-    cmd = [
-        sys.executable,
-        'tools/benchmark_medmnist.py',
-        '--out',
-        str(tmp_path),
-        '--data-args',
-        '--num-train 32 --num-val 8 --num-test 16',
-        '--epochs',
-        '2',
-        '--seeds',
-        '1',
-        '--methods',
-        'na',
-        'wbf-earl',
-    ]
-    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    args = ['--out', tmp_path, '--data-args', '--num-train 32 --num-val 8 --num-test 16']
+    args += ['--epochs', 2, '--seeds', 1, '--methods', 'na', 'wbf-earl']
+    first = run_tool('benchmark_medmnist', *args, timeout=3600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert '[2/2]' in first.stdout
-    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    second = run_tool('benchmark_medmnist', *args, timeout=3600)
     assert second.returncode == 0
     assert '2 already done, 0 to run' in second.stdout
     data = json.loads((tmp_path / 'results.json').read_text())

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from earl_mmdet.core.coco_io import load_multirater_coco
+from tests.test_tools.run_tool import run_tool
 
 pydicom = pytest.importorskip('pydicom')
 Image = pytest.importorskip('PIL.Image')
@@ -83,27 +82,16 @@ def vindr_dir(tmp_path):
     return tmp_path
 
 
-def _cli(*args) -> subprocess.CompletedProcess:
-    """``python tools/convert_vindr.py ARGS``."""
-    return subprocess.run(
-        [sys.executable, 'tools/convert_vindr.py', *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def run(*args) -> str:
     """Convert (must succeed); returns what the tool printed."""
-    proc = _cli(*args)
+    proc = run_tool('convert_vindr', *args, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
 
 def refused(*args) -> str:
     """Convert (must fail); returns the error output."""
-    proc = _cli(*args)
+    proc = run_tool('convert_vindr', *args, timeout=120)
     assert proc.returncode != 0, proc.stdout[-3000:]
     return proc.stderr
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from earl_mmdet.core import medmnist as mm
 from earl_mmdet.core.coco_io import load_multirater_coco
+from tests.test_tools.run_tool import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 Z = 4.5  # see tests/test_core/test_medmnist.py
@@ -29,14 +29,7 @@ def mnist():
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
-    """``python tools/make_medmnist.py ARGS``."""
-    return subprocess.run(
-        [sys.executable, 'tools/make_medmnist.py', *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_tool('make_medmnist', *args)
 
 
 def _gen(out, *extra):

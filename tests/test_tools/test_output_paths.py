@@ -3,14 +3,9 @@ argparse message naming the flag), instead of a traceback after the work."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
+from tests.test_tools.run_tool import run_tool
 
 # (tool, argv with {file} = an existing file and {dir} = an existing folder, message)
 CASES = [
@@ -58,12 +53,7 @@ def test_unwritable_output_is_refused(tmp_path, name, argv, msg):
     existing = tmp_path / 'exists.txt'
     existing.write_text('keep me')
     fill = dict(file=str(existing), dir=str(tmp_path))
-    proc = subprocess.run(
-        [sys.executable, f'tools/{name}.py', *(a.format(**fill) for a in argv)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    proc = run_tool(name, *(a.format(**fill) for a in argv))
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert msg.format(**fill) in proc.stderr
     assert existing.read_text() == 'keep me'
