@@ -5,6 +5,11 @@ hooks) into mmdet's registries, so a config needs only::
 
     custom_imports = dict(imports=['earl_mmdet'], allow_failed_imports=False)
 
+Registering is its only side effect. The safe checkpoint loaders
+(:mod:`earl_mmdet.engine.checkpoint`) and the NMS fallback for a CPU-only mmcv build
+(:func:`earl_mmdet.utils.patch_nms_for_cpu_only_mmcv`) are applied by the project's tools
+(``tools/train.py``, ``tools/test.py``) and, for the loaders, by ``TrustOwnCheckpointsHook``.
+
 ``earl_mmdet.core`` works without mmdet installed.
 """
 
@@ -23,6 +28,3 @@ else:
 
 if _HAS_MMDET:
     from . import datasets, engine, evaluation, models  # noqa: F401  (registration)
-    from .utils import patch_nms_for_cpu_only_mmcv
-
-    patch_nms_for_cpu_only_mmcv()  # no-op unless CUDA is used with a CPU-only mmcv build

@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import os.path as osp
-import re
 import subprocess
 import sys
 import threading
@@ -53,14 +51,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from _common import (
+    filter_third_party_warnings,
+    fusion_cfg_options,
+    medmnist_cfg_options,
+    read_config,
+    train_log_status,
+)
+
+from earl_mmdet.evaluation.predictions import fuse_predictions, load_predictions
+from earl_mmdet.evaluation.study import (
+    METHODS,
+    Run,
+    bootstrap_scores,
+    markdown,
+    plan,
+    plots,
+    score_predictions,
+    summarize,
+)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.join(ROOT, 'tools'))  # _common, ensemble_predictions
-
-from _common import filter_third_party_warnings, medmnist_cfg_options  # noqa: E402
-
 CONFIG_DIR = 'configs/medmnist'
 CONFIGS = {
     'na': 'yolox_nano_na_20e_medmnist-cpu.py',
@@ -70,42 +81,10 @@ CONFIGS = {
     'em-earl': 'yolox_nano_em-earl_20e_medmnist-cpu.py',
     'rater': 'yolox_nano_rater-R1_20e_medmnist-cpu.py',
 }
-ALL_METHODS = ('na', 'rater', 'ensemble', 'mv', 'wbf', 'wbf-earl', 'em-earl')
-LABELS = {
-    'na': 'NA (all raters’ boxes)',
-    'ensemble': 'WBF ensemble of per-rater models',
-    'mv': 'Majority vote',
-    'wbf': 'WBF (no EARL)',
-    'wbf-earl': 'WBF + EARL (paper)',
-    'em-earl': 'EM-weighted WBF + EARL',
-}
-#: Extra paired comparisons reported beside "vs NA": (method, reference).
-EXTRA_PAIRS = (
-    ('wbf-earl', 'wbf'),
-    ('em-earl', 'wbf-earl'),
-    ('mv', 'wbf'),
-    ('wbf-earl', 'ensemble'),
-)
+ALL_METHODS = METHODS
 SWEEP_P = (0.6, 0.7, 0.8, 0.9)
 SWEEP_METHODS = ('na', 'wbf', 'wbf-earl', 'em-earl')
-METRICS = ('mAP_40', 'mAP')  # DetectionMAPMetric keys (unprefixed)
-#: Fusion transform position in the medmnist configs' train pipeline.
-FUSION_INDEX = 2
 ENSEMBLE_IOU = 0.55  # tools/ensemble_predictions.py default
-
-
-@dataclass(frozen=True)
-class Run:
-    """One training run (or the ensemble, which trains nothing)."""
-
-    method: str  # 'na', 'rater-R2', 'ensemble', ...
-    seed: int
-    proficiency: float
-    epochs: int
-
-    @property
-    def key(self) -> str:
-        return f'p{self.proficiency:g}_e{self.epochs}/{self.method}/seed{self.seed}'
 
 
 @dataclass
@@ -117,206 +96,6 @@ class Study:
     jobs: int
     workers: int = 0
     lock: str | None = None
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and two-sided t-interval of the mean; (mean, nan, nan) for fewer than 2 values."""
-    x = np.asarray(values, dtype=np.float64)
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, math.nan, math.nan
-    from scipy.stats import t
-
-    half = float(t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return mean, mean - half, mean + half
-
-
-def verdict(lo: float, hi: float) -> str:
-    """Words for a difference's interval (method minus baseline)."""
-    if math.isnan(lo) or math.isnan(hi):
-        return 'one seed: no interval'
-    if lo <= 0.0 <= hi:
-        return 'no detectable difference'
-    return 'better' if lo > 0 else 'worse'
-
-
-def paired_diff(a: dict[int, dict], b: dict[int, dict], metric: str) -> dict | None:
-    """Mean and t-interval of a - b over the seeds both have (None without a common seed)."""
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return None
-    diffs = [a[s]['metrics'][metric] - b[s]['metrics'][metric] for s in seeds]
-    m, lo, hi = t_interval(diffs)
-    return dict(mean=m, lo=lo, hi=hi, n=len(diffs), verdict=verdict(lo, hi))
-
-
-def summarize(results: Sequence[dict], baseline: str = 'na') -> dict:
-    """Per (proficiency, epochs, method): mean/CI per metric and paired diffs to baseline."""
-    groups: dict[tuple, dict[str, dict[int, dict]]] = {}
-    for r in results:
-        grp = groups.setdefault((r['proficiency'], r['epochs']), {})
-        grp.setdefault(r['method'], {})[r['seed']] = r
-    out, pairs = [], []
-    for (p, e), methods in sorted(groups.items()):
-        base = methods.get(baseline, {})
-        for method in sorted(methods, key=_method_order):
-            runs = methods[method]
-            row: dict[str, Any] = dict(
-                proficiency=p, epochs=e, method=method, seeds=sorted(runs), n=len(runs)
-            )
-            for m in METRICS:
-                vals = [runs[s]['metrics'][m] for s in sorted(runs)]
-                mean, lo, hi = t_interval(vals)
-                row[m] = dict(mean=mean, lo=lo, hi=hi, sd=_sd(vals), values=vals)
-                if method != baseline and (d := paired_diff(runs, base, m)):
-                    row[f'{m}_vs_{baseline}'] = d
-                boot = [runs[s].get('bootstrap', {}).get(m) for s in sorted(runs)]
-                boot = [b for b in boot if b]
-                if boot:
-                    row[f'{m}_bootstrap'] = boot[0]
-            out.append(row)
-        for a, b in EXTRA_PAIRS:
-            if a in methods and b in methods and b != baseline:
-                row = dict(proficiency=p, epochs=e, method=a, reference=b)
-                for m in METRICS:
-                    row[m] = paired_diff(methods[a], methods[b], m)
-                if all(row[m] for m in METRICS):
-                    pairs.append(row)
-    summary = dict(baseline=baseline, rows=out, pairs=pairs)
-    summary['sweep'] = sweep_table(summary, baseline)
-    return summary
-
-
-def sweep_table(summary: dict, baseline: str = 'na') -> list[dict]:
-    """The proficiency sweep: per epochs with two or more proficiencies, per method, the
-    mean and the paired difference to ``baseline`` at each p over the same seeds at every p
-    (the seeds that method and the baseline both have at all of them), so that the columns
-    differ only in p. Seed 0's bootstrap SE of the difference (test-set noise only) is kept
-    for one-seed columns."""
-    rows = summary['rows']
-    out = []
-    for e in sorted({r['epochs'] for r in rows}):
-        grp = {(r['proficiency'], r['method']): r for r in rows if r['epochs'] == e}
-        ps = sorted({p for p, _ in grp})
-        if len(ps) < 2:
-            continue
-        for method in sorted({m for _, m in grp}, key=_method_order):
-            if not all((p, method) in grp and (p, baseline) in grp for p in ps):
-                continue
-            seeds = set.intersection(
-                *(set(grp[p, method]['seeds']) & set(grp[p, baseline]['seeds']) for p in ps)
-            )
-            if not seeds:
-                continue
-            entry: dict[str, Any] = dict(epochs=e, method=method, seeds=sorted(seeds), cells={})
-            for p in ps:
-                cell = {}
-                for m in METRICS:
-                    r, b = grp[p, method], grp[p, baseline]
-                    vals = [v for s, v in zip(r['seeds'], r[m]['values']) if s in seeds]
-                    base = [v for s, v in zip(b['seeds'], b[m]['values']) if s in seeds]
-                    mean = t_interval(vals)[0]
-                    cell[m] = dict(mean=mean)
-                    if method != baseline:
-                        d, lo, hi = t_interval(np.subtract(vals, base))
-                        cell[m]['diff'] = dict(mean=d, lo=lo, hi=hi, verdict=verdict(lo, hi))
-                        boot = r.get(f'{m}_bootstrap') or {}
-                        if seeds == {0} and 'diff_se' in boot:  # bootstraps are seed 0's
-                            cell[m]['diff']['boot_se'] = boot['diff_se']
-                entry['cells'][p] = cell
-            out.append(entry)
-    return out
-
-
-def _sd(vals: Sequence[float]) -> float:
-    return float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan
-
-
-def _method_order(method: str) -> tuple[int, str]:
-    base = 'rater' if method.startswith('rater-') else method
-    return (ALL_METHODS.index(base) if base in ALL_METHODS else len(ALL_METHODS), method)
-
-
-# ----------------------------------------------------------------------------- scoring
-
-
-def _quiet_metric_log() -> None:
-    """The metric logs its per-class tables at INFO: keep the study's output to its lines."""
-    import logging
-
-    from mmengine.logging import MMLogger
-
-    MMLogger.get_current_instance().setLevel(logging.WARNING)
-
-
-def score_predictions(preds: dict, gold_path: str, gold: dict) -> dict[str, float]:
-    """mAP@0.4 / mAP@[.5:.95] (and the rest of the metric's scalars) of one prediction set."""
-    from ensemble_predictions import evaluate
-
-    _quiet_metric_log()
-    scalars, _ = evaluate(preds, gold_path, gold)
-    return {k: float(v) for k, v in scalars.items()}
-
-
-def bootstrap_scores(
-    preds_by_method: dict[str, dict],
-    gold: dict,
-    num: int,
-    seed: int = 0,
-    baseline: str = 'na',
-) -> dict[str, dict[str, dict]]:
-    """Bootstrap over gold test images: SE of each method's metrics and of its diff to NA.
-
-    The same resampled image sets are used for every method (paired).
-    """
-    import tempfile
-
-    from ensemble_predictions import evaluate
-
-    _quiet_metric_log()
-    rng = np.random.default_rng(seed)
-    tmp = tempfile.mkdtemp(prefix='earl_boot_')
-    images = gold['images']
-    by_img: dict[Any, list] = {}
-    for a in gold['annotations']:
-        by_img.setdefault(a['image_id'], []).append(a)
-    draws: dict[str, dict[str, list[float]]] = {
-        m: {k: [] for k in METRICS} for m in preds_by_method
-    }
-    empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
-    for _ in range(num):
-        pick = rng.integers(0, len(images), len(images))
-        new_images, new_anns, remap = [], [], []
-        for new_id, i in enumerate(pick.tolist(), start=1):
-            im = dict(images[i], id=new_id)
-            new_images.append(im)
-            remap.append((new_id, images[i]['id']))
-            for a in by_img.get(images[i]['id'], []):
-                new_anns.append(dict(a, id=len(new_anns) + 1, image_id=new_id))
-        sample = dict(gold, images=new_images, annotations=new_anns)
-        sample_path = osp.join(tmp, 'sample.json')
-        with open(sample_path, 'w') as f:
-            json.dump(sample, f)
-        for method, preds in preds_by_method.items():
-            resampled = {new: preds.get(old, empty) for new, old in remap}
-            scalars, _ = evaluate(resampled, sample_path, sample)
-            for k in METRICS:
-                draws[method][k].append(float(scalars[k]))
-    out: dict[str, dict[str, dict]] = {}
-    for method, d in draws.items():
-        out[method] = {}
-        for k in METRICS:
-            entry = dict(se=float(np.std(d[k], ddof=1)), num=num)
-            if baseline in draws and method != baseline:
-                diff = np.asarray(d[k]) - np.asarray(draws[baseline][k])
-                entry['diff_se'] = float(np.std(diff, ddof=1))
-            out[method][k] = entry
-    return out
 
 
 # ----------------------------------------------------------------------------- running
@@ -347,7 +126,6 @@ def rater_ids(d: str) -> list[str]:
 
 
 def cfg_options(run: Run, d: str, workers: int = 0) -> list[str]:
-    root = d.rstrip('/') + '/'
     opts = medmnist_cfg_options(d, run.epochs, run.seed, val=False)
     opts += [
         f'default_hooks.checkpoint.interval={run.epochs}',
@@ -357,13 +135,10 @@ def cfg_options(run: Run, d: str, workers: int = 0) -> list[str]:
         f'test_dataloader.persistent_workers={workers > 0}',
         'default_hooks.logger.interval=50',
     ]
-    if run.method == 'em-earl':
-        opts.append(
-            f'train_dataloader.dataset.pipeline.{FUSION_INDEX}.fit_ann_file={root}train.json'
-        )
-    if run.method.startswith('rater-'):
+    if run.method.startswith('rater-'):  # one config for every rater: pick the rater
         rater = run.method[len('rater-') :]
-        opts.append(f'train_dataloader.dataset.pipeline.{FUSION_INDEX}.method=rater:{rater}')
+        cfg = read_config(osp.join(ROOT, CONFIG_DIR, CONFIGS['rater']), None, False)
+        opts += fusion_cfg_options(cfg, method=f'rater:{rater}')
     return opts
 
 
@@ -438,8 +213,6 @@ def train_and_score(study: Study, run: Run, threads: int) -> dict:
 
 
 def _train_and_score(study: Study, run: Run, threads: int) -> dict:
-    from ensemble_predictions import load_predictions
-
     d = data_dir(study.out, run.proficiency)
     wd = run_dir(study.out, run)
     os.makedirs(wd, exist_ok=True)
@@ -485,8 +258,6 @@ def _train_and_score(study: Study, run: Run, threads: int) -> dict:
 
 def ensemble_predictions(out: str, run: Run, members: Sequence[str], gold: dict) -> dict:
     """WBF (IoU ENSEMBLE_IOU) of the member runs' test predictions for ``run``'s seed."""
-    from ensemble_predictions import fuse_predictions, load_predictions
-
     preds = [
         load_predictions(
             osp.join(run_dir(out, Run(m, run.seed, run.proficiency, run.epochs)), 'preds.pkl'),
@@ -521,46 +292,6 @@ def ensemble_and_score(study: Study, run: Run, raters: Sequence[str]) -> dict:
     return result
 
 
-def plan(
-    methods: Sequence[str],
-    seeds: int,
-    rater_seeds: int,
-    proficiencies: Sequence[float],
-    epochs: int,
-    raters_by_p: dict[float, list[str]],
-) -> list[Run]:
-    """The runs, seed-major for the single-model methods first (so a study cut short has
-    whole seeds of them), then the per-rater models and their ensembles."""
-    runs = []
-    for p in proficiencies:
-        for s in range(seeds):
-            runs += [Run(m, s, p, epochs) for m in methods if m not in ('rater', 'ensemble')]
-        for s in range(min(seeds, rater_seeds)):
-            if 'rater' in methods:
-                runs += [Run(f'rater-{r}', s, p, epochs) for r in raters_by_p[p]]
-            if 'ensemble' in methods:
-                runs.append(Run('ensemble', s, p, epochs))
-    return runs
-
-
-_ETA = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\].*?eta: ([0-9:]+)')
-
-
-def _log_status(log: str) -> str | None:
-    """'epoch 3 iter 50/94, eta 0:02:10' from the last mmengine line of a training log."""
-    try:
-        with open(log, 'rb') as f:
-            f.seek(max(0, os.path.getsize(log) - 20000))
-            tail = f.read().decode('utf-8', 'replace')
-    except OSError:
-        return None
-    found = _ETA.findall(tail)
-    if not found:
-        return None
-    epoch, it, n, eta = found[-1]
-    return f'epoch {epoch} iter {it}/{n}, run eta {eta}'
-
-
 class Progress:
     """Prints one line per finished run with the elapsed time and an ETA, and a heartbeat
     with the running trainings' own ETA every ``heartbeat_s`` seconds."""
@@ -576,7 +307,7 @@ class Progress:
             return
         self.last_beat = time.time()
         for log in list(_ACTIVE_LOGS):
-            status = _log_status(log)
+            status = train_log_status(log)
             name = osp.relpath(osp.dirname(log), osp.join(osp.dirname(log), '..', '..', '..'))
             print(
                 f'  ... {name}: {status or osp.basename(log)} '
@@ -652,8 +383,6 @@ def execute(study: Study, runs: list[Run], raters_by_p: dict[float, list[str]]) 
 
 def add_bootstrap(study: Study, runs: list[Run], num: int) -> None:
     """Bootstrap over test images for seed 0 of each (proficiency, epochs) group."""
-    from ensemble_predictions import load_predictions
-
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
         if r.seed == 0:
@@ -679,219 +408,6 @@ def add_bootstrap(study: Study, runs: list[Run], num: int) -> None:
             if r.method in boot and results[r] is not None:
                 results[r]['bootstrap'] = boot[r.method]
                 _write_json(osp.join(run_dir(study.out, r), 'result.json'), results[r])
-
-
-# ----------------------------------------------------------------------------- reporting
-
-
-def _fmt(x: float) -> str:
-    return '–' if x is None or (isinstance(x, float) and math.isnan(x)) else f'{x:.4f}'
-
-
-def _ci(entry: dict) -> str:
-    if math.isnan(entry['lo']):
-        return f'{_fmt(entry["mean"])}'
-    return f'{_fmt(entry["mean"])} [{_fmt(entry["lo"])}, {_fmt(entry["hi"])}]'
-
-
-def _diff(entry: dict | None) -> str:
-    if not entry:
-        return ''
-    m, lo, hi = entry['mean'], entry['lo'], entry['hi']
-    if math.isnan(lo):
-        return f'{m:+.4f} ({entry["verdict"]})'
-    return f'{m:+.4f} [{lo:+.4f}, {hi:+.4f}] ({entry["verdict"]})'
-
-
-def markdown(summary: dict, meta: dict) -> str:
-    lines = [
-        '# MED-MNIST benchmark (generated by tools/benchmark_medmnist.py)',
-        '',
-        f'- command: `{meta["command"]}`',
-        f'- finished: {meta["date"]}; device: {meta["device"]}; machine: {meta["machine"]}',
-        '- mean over seeds with its 95 % t-interval; "vs NA" = the paired difference '
-        '(same seed), mean and 95 % t-interval; "no detectable difference" where it covers 0.',
-        '',
-    ]
-    rows = summary['rows']
-    for p, e in sorted({(r['proficiency'], r['epochs']) for r in rows}):
-        lines += [
-            f'## p = {p:g}, {e} epochs',
-            '',
-            '| method | seeds | mAP@0.4 | mAP@[.5:.95] | mAP@0.4 vs NA | mAP@[.5:.95] vs NA |',
-            '|---|---|---|---|---|---|',
-        ]
-        for r in rows:
-            if (r['proficiency'], r['epochs']) != (p, e):
-                continue
-            name = LABELS.get(r['method'], r['method'])
-            lines.append(
-                f'| {name} | {r["n"]} | {_ci(r["mAP_40"])} | {_ci(r["mAP"])} | '
-                f'{_diff(r.get("mAP_40_vs_na"))} | {_diff(r.get("mAP_vs_na"))} |'
-            )
-        pairs = [r for r in summary.get('pairs', []) if (r['proficiency'], r['epochs']) == (p, e)]
-        if pairs:
-            lines += [
-                '',
-                'Other paired differences (same seeds):',
-                '',
-                '| difference | seeds | mAP@0.4 | mAP@[.5:.95] |',
-                '|---|---|---|---|',
-            ]
-            for r in pairs:
-                name = f'{LABELS.get(r["method"], r["method"])} − {LABELS.get(r["reference"])}'
-                lines.append(
-                    f'| {name} | {r["mAP_40"]["n"]} | {_diff(r["mAP_40"])} | {_diff(r["mAP"])} |'
-                )
-        boots = [r for r in rows if (r['proficiency'], r['epochs']) == (p, e)]
-        boots = [r for r in boots if r.get('mAP_bootstrap')]
-        if boots:
-            lines += [
-                '',
-                'Test-set sampling noise (seed 0, bootstrap over the gold test images): '
-                'SE of the score / SE of the paired difference to NA.',
-                '',
-                '| method | resamples | mAP@0.4 SE | mAP@0.4 diff SE | mAP SE | mAP diff SE |',
-                '|---|---|---|---|---|---|',
-            ]
-            for r in boots:
-                b40, b = r['mAP_40_bootstrap'], r['mAP_bootstrap']
-                lines.append(
-                    f'| {LABELS.get(r["method"], r["method"])} | {b["num"]} | {b40["se"]:.4f} '
-                    f'| {_fmt(b40.get("diff_se", math.nan))} | {b["se"]:.4f} '
-                    f'| {_fmt(b.get("diff_se", math.nan))} |'
-                )
-        lines.append('')
-    lines += _sweep_markdown(summary.get('sweep', []))
-    return '\n'.join(lines)
-
-
-def _sweep_cell(cell: dict) -> str:
-    text = f'{cell["mean"]:.4f}'
-    d = cell.get('diff')
-    if d is None:
-        return text
-    if not math.isnan(d['lo']):
-        return text + f' ({d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}])'
-    if 'boot_se' in d:
-        return text + f' ({d["mean"]:+.4f} ± {d["boot_se"]:.4f} test-set SE)'
-    return text + f' ({d["mean"]:+.4f})'
-
-
-def _sweep_markdown(sweep: Sequence[dict]) -> list[str]:
-    lines: list[str] = []
-    for e in sorted({r['epochs'] for r in sweep}):
-        rows = [r for r in sweep if r['epochs'] == e]
-        ps = sorted(rows[0]['cells'])
-        lines += [
-            f'## Proficiency sweep, {e} epochs',
-            '',
-            'Each cell: the mean over the seeds listed (the same seeds at every p, so the '
-            'columns differ only in p) and, in brackets, the paired difference to NA with '
-            'its 95 % t-interval; with one seed, the bootstrap SE of that difference over '
-            'the test images (test-set noise only, not training noise).',
-            '',
-        ]
-        for m, title in zip(METRICS, ('mAP@0.4', 'mAP@[.5:.95]')):
-            lines += [
-                f'{title}:',
-                '',
-                '| method | seeds | ' + ' | '.join(f'p = {p:g}' for p in ps) + ' |',
-                '|---|---|' + '---|' * len(ps),
-            ]
-            for r in rows:
-                seeds = ','.join(str(s) for s in r['seeds'])
-                cells = ' | '.join(_sweep_cell(r['cells'][p][m]) for p in ps)
-                lines.append(f'| {LABELS.get(r["method"], r["method"])} | {seeds} | {cells} |')
-            lines.append('')
-    return lines
-
-
-def plots(summary: dict, out: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    rows = summary['rows']
-    written = []
-    for p, e in sorted({(r['proficiency'], r['epochs']) for r in rows}):
-        grp = [r for r in rows if (r['proficiency'], r['epochs']) == (p, e)]
-        fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(grp) + 1.8))
-        for ax, m, title in zip(axes, METRICS, ('mAP@0.4', 'mAP@[.5:.95]')):
-            for i, r in enumerate(grp):
-                ent = r[m]
-                ax.scatter(ent['values'], [i] * len(ent['values']), s=12, color='0.6', zorder=2)
-                if not math.isnan(ent['lo']):
-                    ax.errorbar(
-                        ent['mean'],
-                        i,
-                        xerr=[[ent['mean'] - ent['lo']], [ent['hi'] - ent['mean']]],
-                        fmt='o',
-                        color='C0',
-                        capsize=3,
-                        zorder=3,
-                    )
-                else:
-                    ax.plot(ent['mean'], i, 'o', color='C0', zorder=3)
-            ax.set_yticks(range(len(grp)))
-            ax.invert_yaxis()  # the table's order, top to bottom
-            ax.set_yticklabels([LABELS.get(r['method'], r['method']) for r in grp])
-            ax.set_title(f'{title} (mean, 95 % CI, seeds)')
-            ax.grid(axis='x', alpha=0.3)
-        fig.suptitle(f'MED-MNIST cpu preset, p = {p:g}, {e} epochs')
-        fig.tight_layout()
-        path = osp.join(out, f'methods_p{p:g}_e{e}.png')
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    for e in sorted({r['epochs'] for r in summary.get('sweep', [])}):
-        sweep = [r for r in summary['sweep'] if r['epochs'] == e]
-        fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
-        for col, m, title in zip(range(2), METRICS, ('mAP@0.4', 'mAP@[.5:.95]')):
-            for j, r in enumerate(sweep):
-                ps = sorted(r['cells'])
-                label = LABELS.get(r['method'], r['method'])
-                means = [r['cells'][p][m]['mean'] for p in ps]
-                axes[0, col].plot(ps, means, 'o-', label=label, color=f'C{j}')
-                diffs = [r['cells'][p][m].get('diff') for p in ps]
-                if diffs[0] is None:
-                    continue
-                y = np.array([d['mean'] for d in diffs])
-                lo = np.array(
-                    [
-                        d['lo']
-                        if not math.isnan(d['lo'])
-                        else d['mean'] - 1.96 * d.get('boot_se', math.nan)
-                        for d in diffs
-                    ]
-                )
-                hi = np.array(
-                    [
-                        d['hi']
-                        if not math.isnan(d['hi'])
-                        else d['mean'] + 1.96 * d.get('boot_se', math.nan)
-                        for d in diffs
-                    ]
-                )
-                x = np.array(ps) + 0.006 * (j - len(sweep) / 2)  # dodge the error bars
-                axes[1, col].errorbar(
-                    x, y, yerr=[y - lo, hi - y], fmt='o-', capsize=3, color=f'C{j}', label=label
-                )
-            axes[0, col].set_title(f'{title}, mean over seeds {sweep[0]["seeds"]}')
-            axes[1, col].axhline(0.0, color='0.3', lw=0.8)
-            axes[1, col].set_title(f'{title}: difference to NA (95 % interval)')
-            axes[1, col].set_xlabel('rater proficiency p')
-            for ax in axes[:, col]:
-                ax.grid(alpha=0.3)
-        axes[0, 0].legend(fontsize=8)
-        fig.suptitle(f'MED-MNIST cpu preset, proficiency sweep, {e} epochs')
-        fig.tight_layout()
-        path = osp.join(out, f'sweep_e{e}.png')
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    return written
 
 
 def report(out: str, command: str, device: str) -> dict:
@@ -954,7 +470,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument('--quick', action='store_true', help='1 seed, na/wbf/wbf-earl, 2 epochs')
     p.add_argument('--sweep', action='store_true', help='p in 0.6..0.9, na/wbf/wbf-earl/em-earl')
     p.add_argument('--report-only', action='store_true', help='only rebuild the report')
-    p.add_argument('--dry-run', action='store_true', help='print the plan and stop')
+    p.add_argument(
+        '--dry-run', action='store_true', help='print the plan (runs, their options) and stop'
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.rater_seeds, args.epochs = 1, 0, 2
@@ -1000,9 +518,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         runs = plan(
             args.methods, args.seeds, args.rater_seeds, args.proficiency, args.epochs, raters_by_p
         )
-        if args.dry_run:
+        if args.dry_run:  # each run and the --cfg-options its training gets
             for r in runs:
                 print(r.key, '(done)' if load_result(args.out, r) else '')
+                if r.method != 'ensemble':
+                    d = data_dir(args.out, r.proficiency)
+                    print('   ', ' '.join(cfg_options(r, d, args.workers)))
             return
         study = Study(args.out, device, args.jobs, args.workers, args.lock)
         execute(study, runs, raters_by_p)

@@ -36,12 +36,7 @@ import os.path as osp
 import sys
 import time
 
-_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from _common import check_output_paths, import_core  # noqa: E402
+from _common import check_output_paths, import_core, progress
 
 vindr = import_core('vindr')
 
@@ -144,24 +139,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if osp.isdir(a.csv):
         p.error(f'--csv {a.csv} is a folder; give the label CSV file')
     return a
-
-
-def progress(iterable, total: int, desc: str):
-    """tqdm if installed, else a counter on stderr every ~10 %."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is not None:
-        yield from tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False)
-        return
-    step = max(1, total // 10)
-    for i, item in enumerate(iterable, 1):
-        if i % step == 0 or i == total:
-            sys.stderr.write(f'\r{desc}: {i}/{total}')
-            sys.stderr.flush()
-        yield item
-    sys.stderr.write('\n')
 
 
 # --------------------------------------------------------------------------- DICOM

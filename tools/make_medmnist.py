@@ -35,18 +35,11 @@ import os
 import os.path as osp
 import shutil
 import struct
-import sys
 import time
 import zlib
 
 import numpy as np
-
-_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from _common import check_output_paths, filter_third_party_warnings, import_core  # noqa: E402
+from _common import check_output_paths, filter_third_party_warnings, import_core, progress
 
 mm = import_core('medmnist')
 mr = import_core('medmnist_raters')
@@ -275,6 +268,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         '--overwrite', action='store_true', help='replace the outputs of an earlier run in --out'
     )
+    p.add_argument(
+        '--print-args',
+        action='store_true',
+        help='print the settings (preset + flags) as JSON and stop, writing nothing',
+    )
     args = p.parse_args(argv)
     check_output_paths(p, folders=[('--out', args.out)])
     resolved = {**DEFAULTS, **IMAGE_DEFAULTS, **REALISTIC_DEFAULTS}
@@ -415,24 +413,6 @@ def write_json(path: str, obj: dict, indent: int | None = None) -> None:
     text = json.dumps(obj, sort_keys=True, separators=sep, indent=indent)
     with open(path, 'w', encoding='utf-8') as f:
         f.write(text + '\n')
-
-
-def progress(iterable, total: int, desc: str):
-    """tqdm if installed, else a counter on stderr every ~10 %."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is not None:
-        yield from tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False)
-        return
-    step = max(1, total // 10)
-    for i, item in enumerate(iterable, 1):
-        if i % step == 0 or i == total:
-            sys.stderr.write(f'\r{desc}: {i}/{total}')
-            sys.stderr.flush()
-        yield item
-    sys.stderr.write('\n')
 
 
 def _prepare_out(out: str, overwrite: bool) -> None:
@@ -775,7 +755,7 @@ def generate(args: argparse.Namespace) -> dict:
         rater_stats = _realistic_stats(results['train'], rater_ids, extra['profiles'])
     else:
         rater_stats = _rater_stats(results['train'], rater_ids, matrices)
-    skip = {'out', 'workers', 'overwrite', 'mnist_file'}
+    skip = {'out', 'workers', 'overwrite', 'mnist_file', 'print_args'}
     if args.variant != 'realistic':  # legacy variants: meta.json as before these knobs
         skip |= set(REALISTIC_DEFAULTS)
     if not _has_image_knobs(args):
@@ -823,6 +803,11 @@ def generate(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     filter_third_party_warnings()
     args = parse_args(argv)
+    if args.print_args:
+        print(
+            json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()})
+        )
+        return
     try:
         meta = generate(args)
     except ValueError as e:

@@ -17,8 +17,10 @@ import os.path as osp
 import tempfile
 
 from _common import (
+    add_runner_args,
+    build_runner,
     check_output_paths,
-    default_work_dir,
+    dicom_scales,
     filter_third_party_warnings,
     load_config,
     set_local_rank,
@@ -26,8 +28,6 @@ from _common import (
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
     p = argparse.ArgumentParser(description='Test (and evaluate) a detector (earl-mmdet)')
     p.add_argument('config', help='test config file path')
     p.add_argument('checkpoint', help='checkpoint file')
@@ -37,9 +37,7 @@ def parse_args(argv=None):
     p.add_argument('--show-dir', help='save drawn predictions under work_dir/TIMESTAMP/DIR')
     p.add_argument('--wait-time', type=float, default=2, help='seconds between shown images')
     p.add_argument('--kaggle-submission', help='write a Kaggle `image_id,PredictionString` CSV')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_args(p)
     args = p.parse_args(argv)
     check_output_paths(
         p,
@@ -70,10 +68,6 @@ def main(argv=None) -> None:
     filter_third_party_warnings()
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.launcher, check='test')
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = default_work_dir(args.config)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)
@@ -89,10 +83,7 @@ def main(argv=None) -> None:
         evaluators.append(dict(type='DumpDetResults', out_file_path=pred_pkl))
         cfg.test_evaluator = evaluators
 
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner = build_runner(cfg, args.config, args.work_dir)
     metrics = runner.test()
     if runner.rank != 0:
         return
@@ -116,37 +107,12 @@ def main(argv=None) -> None:
         write_markdown_report(report['metrics'], md, tables=tables, title=osp.basename(args.config))
         print(f'report written to {args.out} and {md}')
     if args.kaggle_submission:
-        import pickle
-
+        from earl_mmdet.evaluation.predictions import load_prediction_pickle
         from earl_mmdet.evaluation.report import write_kaggle_submission
 
-        with open(pred_pkl, 'rb') as f:
-            predictions = pickle.load(f)  # written by this process just above
-        write_kaggle_submission(
-            predictions, args.kaggle_submission, coord_scales=_dicom_scales(cfg)
-        )
+        predictions = load_prediction_pickle(pred_pkl)  # written by this process just above
+        write_kaggle_submission(predictions, args.kaggle_submission, coord_scales=dicom_scales(cfg))
         print(f'Kaggle submission written to {args.kaggle_submission}')
-
-
-def _dicom_scales(cfg) -> dict[str, tuple[float, float]] | None:
-    """``{image_id: (orig_width / width, orig_height / height)}`` from the test annotation
-    file, whose images tools/convert_vindr.py --resize scaled: Kaggle scores boxes in DICOM
-    pixels. None when the file has no ``orig_width`` (boxes stay in image pixels)."""
-    ds = cfg.test_dataloader.dataset
-    ann = ds.get('ann_file')
-    if not ann:
-        return None
-    with open(osp.join(ds.get('data_root') or '', ann)) as f:
-        images = json.load(f).get('images', [])
-    scales = {
-        osp.splitext(osp.basename(im['file_name']))[0]: (
-            im['orig_width'] / im['width'],
-            im['orig_height'] / im['height'],
-        )
-        for im in images
-        if 'orig_width' in im and 'orig_height' in im
-    }
-    return scales or None
 
 
 def _is_number(v) -> bool:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 
 from _common import (
+    add_runner_args,
+    build_runner,
     check_output_paths,
-    default_work_dir,
     filter_third_party_warnings,
     load_config,
     set_local_rank,
@@ -18,8 +19,6 @@ from _common import (
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
     p = argparse.ArgumentParser(description='Train a detector (earl-mmdet)')
     p.add_argument('config', help='train config file path')
     p.add_argument('--work-dir', help='directory for logs and checkpoints')
@@ -32,9 +31,7 @@ def parse_args(argv=None):
         const='auto',
         help='resume from CKPT, or from the latest checkpoint in work-dir if no CKPT',
     )
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_args(p)
     args = p.parse_args(argv)
     check_output_paths(p, folders=[('--work-dir', args.work_dir)])
     set_local_rank(args.local_rank)
@@ -45,11 +42,6 @@ def main(argv=None) -> None:
     filter_third_party_warnings()
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.launcher, check='train')
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = default_work_dir(args.config)
-
     if args.amp:
         optim = cfg.optim_wrapper
         if optim.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
@@ -72,19 +64,16 @@ def main(argv=None) -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
-    # Sign the checkpoints this run writes, so that --resume may fully unpickle them; and
-    # store the random generators' state in them, so that a resumed run continues exactly.
+    # Sign the checkpoints this run writes, so that --resume may fully unpickle them (the
+    # hook also installs the safe loaders, as load_config did); and store the random
+    # generators' state in them, so that a resumed run continues exactly.
     hooks = list(cfg.get('custom_hooks', []) or [])
     for hook_type in ('TrustOwnCheckpointsHook', 'RandomStateHook'):
         if not any(h.get('type') == hook_type for h in hooks):
             hooks.append(dict(type=hook_type))
     cfg.custom_hooks = hooks
 
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    build_runner(cfg, args.config, args.work_dir).train()
 
 
 if __name__ == '__main__':

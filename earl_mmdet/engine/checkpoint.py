@@ -1,6 +1,6 @@
 """Safe checkpoint loading under torch >= 2.6 for mmengine runners, whatever the scheme.
 
-Importing ``earl_mmdet`` re-registers mmengine's checkpoint loader for every scheme that
+:func:`install_safe_loaders` re-registers mmengine's checkpoint loader for every scheme that
 mmengine registers (:data:`SAFE_SCHEMES`): local paths (prefix ``''``), ``http://`` and
 ``https://``, ``torchvision://`` / ``modelzoo://``, ``open-mmlab://`` / ``openmmlab://``,
 ``mmcls://``, ``pavi://`` and the file backends ``s3://`` / ``petrel://``. One rule then
@@ -19,6 +19,14 @@ holds for ``load_from``, ``--resume``, ``tools/test.py CONFIG CHECKPOINT`` and
   ``tools/train.py`` / ``tools/test.py``), :func:`allow_unsafe_checkpoint_load`, or env
   ``EARL_MMDET_ALLOW_UNSAFE_LOAD=1``.
 
+Importing ``earl_mmdet`` does not install them: mmengine's registry of loaders is
+process-wide, so it changes only where asked. It is installed by the project's entry points
+(``tools/train.py``, ``tools/test.py`` and the tools built on them, through
+:func:`earl_mmdet.utils.cli.load_config`) and by :class:`TrustOwnCheckpointsHook` in its
+``before_run`` (which mmengine's Runner calls before it initialises pretrained weights and
+before ``load_from`` / ``resume``), restored in its ``after_run``. Elsewhere use
+:func:`safe_loaders` (a context manager) or :func:`install_safe_loaders`.
+
 Why every scheme: mmengine 0.10.7's loaders call ``torch.load`` without ``weights_only``
 (refused by torch >= 2.6 for its own resume checkpoints) and, for URLs,
 ``torch.hub.load_state_dict_from_url``, whose ``weights_only`` defaults to ``False`` even
@@ -36,6 +44,8 @@ import os
 import os.path as osp
 import pickle
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from tempfile import TemporaryDirectory
 from typing import Any, Callable
 from urllib.parse import urlparse
@@ -258,5 +268,47 @@ SAFE_SCHEMES: dict[tuple[str, ...], Callable] = {
     (r'(\S+\:)?s3://', r'(\S+\:)?petrel://'): load_from_ceph,
 }
 
-for _prefixes, _loader in SAFE_SCHEMES.items():
-    CheckpointLoader.register_scheme(prefixes=list(_prefixes), loader=_loader, force=True)
+
+def safe_loaders_installed() -> bool:
+    """True when every scheme of :data:`SAFE_SCHEMES` loads through this module."""
+    schemes = CheckpointLoader._schemes
+    return all(
+        schemes.get(prefix) is loader
+        for prefixes, loader in SAFE_SCHEMES.items()
+        for prefix in prefixes
+    )
+
+
+def install_safe_loaders() -> dict[str, Callable]:
+    """Register the loaders of :data:`SAFE_SCHEMES` in mmengine's ``CheckpointLoader``.
+
+    Idempotent. Process-wide, like mmengine's registry itself.
+
+    Returns:
+        dict[str, Callable]: mmengine's table of loaders before the call (prefix -> loader),
+        for :func:`restore_loaders`.
+    """
+    previous = dict(CheckpointLoader._schemes)
+    for prefixes, loader in SAFE_SCHEMES.items():
+        CheckpointLoader.register_scheme(prefixes=list(prefixes), loader=loader, force=True)
+    return previous
+
+
+def restore_loaders(previous: dict[str, Callable]) -> None:
+    """Put back a table of loaders that :func:`install_safe_loaders` returned."""
+    CheckpointLoader._schemes = type(CheckpointLoader._schemes)(previous)
+
+
+@contextmanager
+def safe_loaders() -> Iterator[None]:
+    """Load checkpoints under this module's rule inside the ``with`` block only.
+
+    Examples:
+        >>> with safe_loaders():  # doctest: +SKIP
+        ...     runner.load_checkpoint('epoch_12.pth')
+    """
+    previous = install_safe_loaders()
+    try:
+        yield
+    finally:
+        restore_loaders(previous)

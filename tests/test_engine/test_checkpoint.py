@@ -6,7 +6,9 @@ import collections
 import io
 import json
 import os
+import subprocess
 import sys
+import textwrap
 import types
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,10 +20,16 @@ import torch
 from mmengine.runner import checkpoint as mm_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
-import earl_mmdet  # noqa: F401  (registers the schemes)
 from earl_mmdet.core import checkpoint_trust
 from earl_mmdet.engine import checkpoint as ckpt_module
-from earl_mmdet.engine.checkpoint import allow_unsafe_checkpoint_load, load_checkpoint_file
+from earl_mmdet.engine.checkpoint import (
+    allow_unsafe_checkpoint_load,
+    install_safe_loaders,
+    load_checkpoint_file,
+    restore_loaders,
+    safe_loaders,
+)
+from earl_mmdet.engine.hooks import TrustOwnCheckpointsHook
 
 MARKER_ENV = 'EARL_TEST_MARKER'
 
@@ -44,11 +52,20 @@ def _write_marker(path: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _isolated_key(tmp_path, monkeypatch):
+    """Own key, no opt-in, and the safe loaders installed as the tools install them."""
     monkeypatch.setenv(checkpoint_trust.KEY_ENV, str(tmp_path / 'key' / 'checkpoint.key'))
     monkeypatch.delenv('EARL_MMDET_ALLOW_UNSAFE_LOAD', raising=False)
     allow_unsafe_checkpoint_load(False)
-    yield
+    with safe_loaders():
+        yield
     allow_unsafe_checkpoint_load(False)
+
+
+def _refused(path, marker) -> None:
+    """Loading ``path`` raises and runs none of its code."""
+    with pytest.raises(RuntimeError):
+        load_checkpoint_file(str(path))
+    assert not marker.exists()
 
 
 def _evil_checkpoint(tmp_path):
@@ -82,9 +99,7 @@ def test_forged_manifest_is_not_trusted(tmp_path):
         json.dumps({'evil.pth': {'sha256': digest, 'hmac': '0' * 64}})
     )
     assert not checkpoint_trust.is_trusted(path)
-    with pytest.raises(RuntimeError):
-        load_checkpoint_file(str(path))
-    assert not marker.exists()
+    _refused(path, marker)
 
 
 def test_own_checkpoint_loads_fully(tmp_path):
@@ -106,9 +121,7 @@ def test_tampered_own_checkpoint_is_refused(tmp_path):
     evil, marker = _evil_checkpoint(tmp_path)
     os.replace(evil, path)  # same name, different bytes
     assert not checkpoint_trust.is_trusted(path)
-    with pytest.raises(RuntimeError):
-        load_checkpoint_file(str(path))
-    assert not marker.exists()
+    _refused(path, marker)
 
 
 def test_plain_weights_load_safely(tmp_path):
@@ -311,3 +324,66 @@ def test_pretrained_init_cfg_does_not_run(tmp_path, hub_cache):
     with pytest.raises(RuntimeError, match='Refusing to fully unpickle'):
         backbone.init_weights()
     assert not marker.exists()
+
+
+# --- where the rule applies: asked for, never on import ---------------------------------
+
+
+def test_import_changes_no_loader_and_no_nms():
+    """`import earl_mmdet` registers components only: mmengine's checkpoint loaders and
+    mmcv's nms are the same objects before and after (a fresh process)."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import mmcv.ops, mmdet.models  # noqa: F401
+        from mmengine.runner.checkpoint import CheckpointLoader
+        nms_module = sys.modules['mmcv.ops.nms']
+        before = dict(CheckpointLoader._schemes), nms_module.nms
+        import earl_mmdet
+        from mmdet.registry import DATASETS, HOOKS
+        assert 'MultiAnnotatorCocoDataset' in DATASETS and 'TrustOwnCheckpointsHook' in HOOKS
+        after = dict(CheckpointLoader._schemes), nms_module.nms
+        assert before[0] == after[0], 'checkpoint loaders changed on import'
+        assert before[1] is after[1], 'mmcv nms changed on import'
+        """
+    )
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_install_and_restore(tmp_path):
+    with safe_loaders():  # nested in the fixture's: restoring puts back the outer table
+        restore_loaders({'': mm_checkpoint.load_from_local})
+        assert not ckpt_module.safe_loaders_installed()
+        path, marker = _evil_checkpoint(tmp_path)
+        previous = install_safe_loaders()
+        assert previous == {'': mm_checkpoint.load_from_local}
+        assert ckpt_module.safe_loaders_installed()
+        with pytest.raises(RuntimeError, match='Refusing'):
+            CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+        assert not marker.exists()
+    assert ckpt_module.safe_loaders_installed()
+
+
+def test_hook_installs_before_the_run_loads_and_restores_after(tmp_path):
+    """mmengine's Runner calls before_run before init_weights and load_from / resume."""
+    plain = {'': mm_checkpoint.load_from_local}
+    runner = types.SimpleNamespace(work_dir=str(tmp_path), hooks=[], rank=0)
+    hook = TrustOwnCheckpointsHook()
+    with safe_loaders():
+        restore_loaders(plain)
+        hook.before_run(runner)
+        assert ckpt_module.safe_loaders_installed()
+        hook.after_run(runner)
+        assert dict(CheckpointLoader._schemes) == plain
+
+
+def test_tools_install_the_loaders():
+    """tools/train.py and tools/test.py load their config through load_config."""
+    from earl_mmdet.utils.cli import load_config
+
+    config = str(Path(__file__).resolve().parents[2] / 'configs' / 'earl_yolo_vindr.py')
+    with safe_loaders():
+        restore_loaders({'': mm_checkpoint.load_from_local})
+        load_config(config, None, 'none')
+        assert ckpt_module.safe_loaders_installed()

@@ -1,24 +1,31 @@
-"""tools/benchmark_medmnist.py: the study's plan, statistics, report and resumability."""
+"""The MED-MNIST study: its plan, statistics and report (earl_mmdet.evaluation.study) and
+tools/benchmark_medmnist.py's options, report-only rebuild and resumability (run as a
+subprocess)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from earl_mmdet.evaluation import study as bm
+from earl_mmdet.utils.cli import train_log_status
+from tests.test_tools.run_tool import run_tool
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    'benchmark_medmnist', ROOT / 'tools' / 'benchmark_medmnist.py'
-)
-bm = importlib.util.module_from_spec(_spec)
-sys.modules['benchmark_medmnist'] = bm
-_spec.loader.exec_module(bm)
+
+
+def _tool(*args: object) -> subprocess.CompletedProcess:
+    return run_tool('benchmark_medmnist', *args)
+
+
+def _run_dir(out: Path, method: str, seed: int, p: float = 0.8, e: int = 6) -> Path:
+    """Where the tool keeps a run (``OUT/runs/<Run.key>``)."""
+    return out / 'runs' / bm.Run(method, seed, p, e).key
 
 
 def test_t_interval_matches_scipy():
@@ -91,38 +98,31 @@ def test_plan_is_seed_major_with_raters_last():
     ]
 
 
-def test_cfg_options_pick_rater_and_em_fit_file():
-    rater = bm.cfg_options(bm.Run('rater-R2', 3, 0.8, 6), 'd/p0.8')
-    assert 'train_dataloader.dataset.pipeline.2.method=rater:R2' in rater
-    assert 'randomness.seed=3' in rater and 'train_cfg.max_epochs=6' in rater
-    em = bm.cfg_options(bm.Run('em-earl', 0, 0.8, 6), 'd/p0.8')
-    assert 'train_dataloader.dataset.pipeline.2.fit_ann_file=d/p0.8/train.json' in em
-
-
-def test_fusion_index_matches_configs():
-    """The tool overrides pipeline element 2: it must be the fusion transform in every config."""
-    from mmengine.config import Config
-
-    for name in bm.CONFIGS.values():
-        cfg = Config.fromfile(str(ROOT / bm.CONFIG_DIR / name))
-        step = cfg.train_dataloader.dataset.pipeline[bm.FUSION_INDEX]
-        assert step['type'] == 'FuseAnnotations', name
+def test_dry_run_options_pick_the_rater_by_its_fusion_key(tmp_path):
+    """The per-rater runs set the fusion method of the dataset (not a pipeline index); EM
+    fits on the dataset's own images, so it needs no option."""
+    proc = _tool(
+        '--out', str(tmp_path), '--methods', 'em-earl', 'rater', '--seeds', '1',
+        '--rater-seeds', '1', '--epochs', '6', '--dry-run',
+        '--data-args', '--num-train 4 --num-val 2 --num-test 2',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    runs = {line.split()[0]: opts.split() for line, opts in zip(lines, lines[1:])}
+    rater = runs['p0.8_e6/rater-R2/seed0']
+    assert 'train_dataloader.dataset.fusion.method=rater:R2' in rater
+    assert 'randomness.seed=0' in rater and 'train_cfg.max_epochs=6' in rater
+    em = runs['p0.8_e6/em-earl/seed0']
+    assert not [o for o in em if 'fusion' in o or 'pipeline' in o or 'fit_ann_file' in o]
 
 
 def test_report_only_rebuilds_from_finished_runs(tmp_path):
     for s, (a, b) in enumerate([(0.8, 0.81), (0.82, 0.84)]):
         for method, v in (('na', a), ('wbf-earl', b)):
-            run = bm.Run(method, s, 0.8, 6)
-            d = Path(bm.run_dir(str(tmp_path), run))
+            d = _run_dir(tmp_path, method, s)
             d.mkdir(parents=True)
             (d / 'result.json').write_text(json.dumps(_result(method, s, v, v - 0.2)))
-    assert bm.load_result(str(tmp_path), bm.Run('na', 0, 0.8, 6))['metrics']['mAP_40'] == 0.8
-    proc = subprocess.run(
-        [sys.executable, 'tools/benchmark_medmnist.py', '--out', str(tmp_path), '--report-only'],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    proc = _tool('--out', str(tmp_path), '--report-only')
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / 'results.json').read_text())
     assert len(data['runs']) == 4
@@ -132,32 +132,19 @@ def test_report_only_rebuilds_from_finished_runs(tmp_path):
 
 
 def test_rejects_ensemble_without_raters():
-    with pytest.raises(SystemExit):
-        bm.parse_args(['--methods', 'na', 'ensemble'])
+    proc = _tool('--methods', 'na', 'ensemble')
+    assert proc.returncode == 2 and 'ensemble needs the rater runs' in proc.stderr
 
 
 @pytest.mark.slow
 def test_end_to_end_tiny_study_resumes(tmp_path):
     """Two tiny trainings, then a second call that finds them done and trains nothing."""
-    cmd = [
-        sys.executable,
-        'tools/benchmark_medmnist.py',
-        '--out',
-        str(tmp_path),
-        '--data-args',
-        '--num-train 32 --num-val 8 --num-test 16',
-        '--epochs',
-        '2',
-        '--seeds',
-        '1',
-        '--methods',
-        'na',
-        'wbf-earl',
-    ]
-    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    args = ['--out', tmp_path, '--data-args', '--num-train 32 --num-val 8 --num-test 16']
+    args += ['--epochs', 2, '--seeds', 1, '--methods', 'na', 'wbf-earl']
+    first = run_tool('benchmark_medmnist', *args, timeout=3600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert '[2/2]' in first.stdout
-    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    second = run_tool('benchmark_medmnist', *args, timeout=3600)
     assert second.returncode == 0
     assert '2 already done, 0 to run' in second.stdout
     data = json.loads((tmp_path / 'results.json').read_text())
@@ -170,8 +157,8 @@ def test_log_status_reads_the_last_mmengine_line(tmp_path):
         '11/26 02:45:01 - mmengine - INFO - Epoch(train) [1][50/94]  lr: 1e-3  eta: 0:03:10  x\n'
         '11/26 02:46:01 - mmengine - INFO - Epoch(train) [2][ 50/94]  lr: 1e-3  eta: 0:02:05  x\n'
     )
-    assert bm._log_status(str(log)) == 'epoch 2 iter 50/94, run eta 0:02:05'
-    assert bm._log_status(str(tmp_path / 'missing.log')) is None
+    assert train_log_status(str(log)) == 'epoch 2 iter 50/94, run eta 0:02:05'
+    assert train_log_status(str(tmp_path / 'missing.log')) is None
 
 
 def test_earl_effect_is_paired_against_wbf():

@@ -1,13 +1,16 @@
-"""tools/_common.py: config reading (data_root=DIR), the data check, the warning filters."""
+"""earl_mmdet.utils.cli (what the tools share): config reading (data_root=DIR), the data
+check, the warning filters, output-path checks, the fusion key of a config."""
 
 from __future__ import annotations
 
-import importlib.util
+import argparse
 import json
 import warnings
 from pathlib import Path
 
 import pytest
+
+from earl_mmdet.utils import cli as C
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = str(ROOT / 'configs' / 'earl_yolo_vindr.py')
@@ -15,16 +18,6 @@ AUTOCAST = (
     '`torch.cuda.amp.autocast(args...)` is deprecated. Please use '
     '`torch.amp.autocast("cuda", args...)` instead.'
 )
-
-
-def _common():
-    spec = importlib.util.spec_from_file_location('_common', ROOT / 'tools' / '_common.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-C = _common()
 
 
 def _roots(node, out):
@@ -118,15 +111,11 @@ def test_filters_hide_only_the_listed_third_party_warnings():
     ], shown
 
 
-def test_kaggle_submission_scales_back_to_dicom_pixels(tmp_path, monkeypatch):
+def test_kaggle_submission_scales_back_to_dicom_pixels(tmp_path):
     """tools/test.py --kaggle-submission: boxes go back to DICOM pixels when the test file
     holds orig_width / orig_height (tools/convert_vindr.py --resize)."""
     from mmengine.config import Config
 
-    monkeypatch.syspath_prepend(str(ROOT / 'tools'))  # test.py imports _common
-    spec = importlib.util.spec_from_file_location('test_tool', ROOT / 'tools' / 'test.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     images = [
         dict(id=1, file_name='abc.png', width=320, height=256, orig_width=2560, orig_height=2048),
         dict(id=2, file_name='plain.png', width=64, height=64),  # not resized: no entry
@@ -135,4 +124,70 @@ def test_kaggle_submission_scales_back_to_dicom_pixels(tmp_path, monkeypatch):
     cfg = Config(
         dict(test_dataloader=dict(dataset=dict(data_root=str(tmp_path), ann_file='test.json')))
     )
-    assert tool._dicom_scales(cfg) == {'abc': (8.0, 8.0)}
+    assert C.dicom_scales(cfg) == {'abc': (8.0, 8.0)}
+
+
+@pytest.mark.parametrize(
+    'files, folders, msg',
+    [
+        ([('--out', '{dir}')], [], '--out {dir} is a folder'),
+        ([], [('--work-dir', '{file}')], '--work-dir {file} is an existing file'),
+        ([('--out', '{file}/x.json')], [], '--out {file}/x.json: {file} is a file, not a folder'),
+    ],
+)
+def test_check_output_paths_refuses_unwritable_paths(tmp_path, capsys, files, folders, msg):
+    existing = tmp_path / 'exists.txt'
+    existing.write_text('keep me')
+    fill = dict(file=str(existing), dir=str(tmp_path))
+    parser = argparse.ArgumentParser()
+    with pytest.raises(SystemExit) as e:
+        C.check_output_paths(
+            parser,
+            files=[(flag, path.format(**fill)) for flag, path in files],
+            folders=[(flag, path.format(**fill)) for flag, path in folders],
+        )
+    assert e.value.code == 2
+    assert msg.format(**fill) in capsys.readouterr().err
+    # None and writable paths pass
+    C.check_output_paths(parser, files=[('--out', None), ('--out', str(tmp_path / 'new.json'))])
+
+
+def _rater_set(**fusion):
+    return dict(type='MultiAnnotatorCocoDataset', ann_file='train.json', **fusion)
+
+
+def test_fusion_key_looks_through_dataset_wrappers():
+    plain = dict(train_dataloader=dict(dataset=_rater_set(fusion=dict(method='wbf'))))
+    assert C.fusion_key(plain) == 'train_dataloader.dataset.fusion'
+    mixed = dict(
+        train_dataloader=dict(
+            dataset=dict(type='MultiImageMixDataset', dataset=_rater_set(fusion=None))
+        )
+    )
+    assert C.fusion_key(mixed) == 'train_dataloader.dataset.dataset.fusion'
+    assert C.fusion_cfg_options(mixed, method='rater:R2', iou_thr=0.5) == [
+        'train_dataloader.dataset.dataset.fusion.method=rater:R2',
+        'train_dataloader.dataset.dataset.fusion.iou_thr=0.5',
+    ]
+    with pytest.raises(ValueError, match='CocoDataset'):
+        C.fusion_key(dict(train_dataloader=dict(dataset=dict(type='CocoDataset'))))
+    with pytest.raises(ValueError, match='no val_dataloader.dataset'):
+        C.fusion_key(plain, loader='val_dataloader')
+
+
+def test_set_fusion_updates_the_wrapped_dataset_in_place():
+    inner = _rater_set(fusion=dict(method='wbf', iou_thr=0.4))
+    cfg = dict(train_dataloader=dict(dataset=dict(type='RepeatDataset', dataset=inner)))
+    assert C.set_fusion(cfg, method='mv') == dict(method='mv', iou_thr=0.4)
+    assert inner['fusion'] == dict(method='mv', iou_thr=0.4)
+    raw = _rater_set(fusion=None)  # raw raters' boxes: the settings given are the fusion
+    assert C.set_fusion(dict(train_dataloader=dict(dataset=raw)), method='wbf') == dict(
+        method='wbf'
+    )
+
+
+@pytest.mark.parametrize('config', sorted((ROOT / 'configs' / 'medmnist').glob('*.py')))
+def test_every_medmnist_config_has_a_fusion_key(config):
+    """tools/benchmark_medmnist.py sets the fusion of these configs by its key."""
+    cfg = C.read_config(str(config), None, import_custom_modules=False)
+    assert C.fusion_key(cfg).endswith('dataset.fusion')

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,9 @@ import torch
 pytest.importorskip('mmdet')
 ensemble_boxes = pytest.importorskip('ensemble_boxes')
 
+from earl_mmdet.evaluation import predictions as tool  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    'ensemble_predictions', ROOT / 'tools' / 'ensemble_predictions.py'
-)
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
 
 
 def make_gold(rng) -> dict:
@@ -99,25 +97,28 @@ def test_fuse_matches_ensemble_boxes_and_report(tmp_path):
     save_pkl(tmp_path / 'm1.pkl', m1)
     save_json(tmp_path / 'm2.json', m2)
     out = tmp_path / 'out'
-    assert (
-        tool.main(
-            [
-                str(tmp_path / 'm1.pkl'),
-                str(tmp_path / 'm2.json'),
-                '--gt',
-                str(tmp_path / 'gold.json'),
-                '--out-dir',
-                str(out),
-                '--iou-thr',
-                '0.5',
-                '--weights',
-                '2',
-                '1',
-                '--kaggle',
-            ]
-        )
-        == 0
+    proc = subprocess.run(
+        [
+            sys.executable,
+            'tools/ensemble_predictions.py',
+            str(tmp_path / 'm1.pkl'),
+            str(tmp_path / 'm2.json'),
+            '--gt',
+            str(tmp_path / 'gold.json'),
+            '--out-dir',
+            str(out),
+            '--iou-thr',
+            '0.5',
+            '--weights',
+            '2',
+            '1',
+            '--kaggle',
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
     fused = json.loads((out / 'fused.bbox.json').read_text())
     # Oracle: ensemble-boxes on the same normalised inputs (float32 boxes as the pkl holds).
@@ -190,3 +191,47 @@ def test_load_predictions_errors(tmp_path, content, name, match):
     (tmp_path / name).write_text(json.dumps(content))
     with pytest.raises(ValueError, match=match):
         tool.load_predictions(str(tmp_path / name), gold)
+
+
+class _Planted:
+    """Unpickling this writes a marker file: stands for code run from a planted pickle."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), 'pwned'))
+
+
+def test_prediction_pickle_runs_no_code(tmp_path):
+    gold = make_gold(np.random.default_rng(0))
+    marker = tmp_path / 'marker.txt'
+    sample = dict(img_id=1, pred_instances=dict(labels=torch.zeros(0)), meta=_Planted(marker))
+    with open(tmp_path / 'evil.pkl', 'wb') as f:
+        pickle.dump([sample], f)
+    with pytest.raises(pickle.UnpicklingError, match='evil.pkl: refusing to unpickle'):
+        tool.load_predictions(str(tmp_path / 'evil.pkl'), gold)
+    assert not marker.exists()
+
+
+def test_prediction_pickle_of_mmdet_loads(tmp_path):
+    """What DumpDetResults writes (mmengine's pickle dump, protocol 2): tensors, numpy
+    arrays, tuples and strings of the data sample's metainfo."""
+    import mmengine
+
+    gold = make_gold(np.random.default_rng(0))
+    sample = dict(
+        img_id=2,
+        img_path='x.png',
+        ori_shape=(100, 200),
+        homography_matrix=np.eye(3, dtype=np.float32),
+        pred_instances=dict(
+            bboxes=torch.tensor([[1.0, 2.0, 30.0, 40.0]]),
+            scores=torch.tensor([0.5]),
+            labels=torch.tensor([1]),
+        ),
+    )
+    mmengine.dump([sample], str(tmp_path / 'p.pkl'))
+    boxes, scores, labels = tool.load_predictions(str(tmp_path / 'p.pkl'), gold)[2]
+    np.testing.assert_allclose(boxes, [[1.0, 2.0, 30.0, 40.0]])
+    assert scores.tolist() == [0.5] and labels.tolist() == [1]

@@ -3,22 +3,9 @@ argparse message naming the flag), instead of a traceback after the work."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / 'tools'))  # tools import their sibling _common.py
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', ROOT / 'tools' / f'{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
+from tests.test_tools.run_tool import run_tool
 
 # (tool, argv with {file} = an existing file and {dir} = an existing folder, message)
 CASES = [
@@ -62,14 +49,11 @@ CASES = [
 
 
 @pytest.mark.parametrize('name,argv,msg', CASES)
-def test_unwritable_output_is_refused(tmp_path, capsys, name, argv, msg):
+def test_unwritable_output_is_refused(tmp_path, name, argv, msg):
     existing = tmp_path / 'exists.txt'
     existing.write_text('keep me')
     fill = dict(file=str(existing), dir=str(tmp_path))
-    tool = _tool(name)
-    entry = tool.main if name == 'browse_dataset' else tool.parse_args
-    with pytest.raises(SystemExit) as e:
-        entry([a.format(**fill) for a in argv])
-    assert e.value.code == 2
-    assert msg.format(**fill) in capsys.readouterr().err
+    proc = run_tool(name, *(a.format(**fill) for a in argv))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert msg.format(**fill) in proc.stderr
     assert existing.read_text() == 'keep me'

@@ -1,4 +1,4 @@
-"""Hook that marks the checkpoints a run writes as its own, so ``--resume`` can load them."""
+"""Hook that loads checkpoints safely and marks those a run writes as its own (``--resume``)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,23 @@ from mmdet.registry import HOOKS
 from mmengine.hooks import CheckpointHook, Hook
 
 from ...core.checkpoint_trust import mark_trusted
+from ..checkpoint import install_safe_loaders, restore_loaders
 
 
 @HOOKS.register_module()
 class TrustOwnCheckpointsHook(Hook):
-    """Sign every ``*.pth`` this run saves (HMAC manifest beside it).
+    """Load checkpoints safely during the run; sign every ``*.pth`` it saves.
+
+    ``before_run`` installs the safe checkpoint loaders of
+    :mod:`earl_mmdet.engine.checkpoint` (mmengine's Runner calls it before it initialises
+    pretrained weights and before ``load_from`` / ``resume``); ``after_run`` puts back the
+    loaders that were there before.
 
     Runs after mmengine's ``CheckpointHook`` (priority ``LOWEST`` vs ``VERY_LOW``), so each
-    checkpoint is signed right after it is written. Only files modified after the run
-    started are signed. ``tools/train.py`` adds this hook automatically; with another entry
-    point add ``custom_hooks = [dict(type='TrustOwnCheckpointsHook')]``.
+    checkpoint is signed (HMAC manifest beside it) right after it is written. Only files
+    modified after the run started are signed. ``tools/train.py`` adds this hook
+    automatically; with another entry point add
+    ``custom_hooks = [dict(type='TrustOwnCheckpointsHook')]``.
     """
 
     priority = 'LOWEST'
@@ -27,9 +34,16 @@ class TrustOwnCheckpointsHook(Hook):
     def __init__(self) -> None:
         self._start = time.time()
         self._signed: dict[str, float] = {}
+        self._previous_loaders: dict | None = None
 
     def before_run(self, runner) -> None:
         self._start = time.time()
+        self._previous_loaders = install_safe_loaders()
+
+    def after_run(self, runner) -> None:
+        if self._previous_loaders is not None:
+            restore_loaders(self._previous_loaders)
+            self._previous_loaders = None
 
     def _dirs(self, runner) -> set[str]:
         dirs = {runner.work_dir}
