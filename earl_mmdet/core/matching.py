@@ -1,12 +1,15 @@
 """Box matching and clustering shared by the aggregators and the rater report (numpy only).
 
-Two primitives:
+Primitives:
 
 * :func:`match_boxes`: one-to-one matching of two box sets (greedy by IoU, or Hungarian),
   used to score a rater against a consensus or against another rater.
 * :func:`cluster_boxes`: group several raters' boxes on one image into objects, at most one
   box per rater per object (greedy agglomerative clustering on IoU), used by ``mv`` and
   ``em`` to put boxes of different labels but the same place into one cluster.
+* :func:`iou_pairs` and :func:`overlap_components`: the pairs of boxes with IoU > thr and
+  the connected components of that graph, without an N x N matrix (sweep over x1); used
+  by :func:`cluster_boxes` and the rater report.
 
 Boxes are xyxy in pixels. Two boxes *match* when IoU > ``iou_thr`` (strict, as in WBF and
 the PASCAL VOC criterion).
