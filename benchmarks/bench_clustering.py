@@ -1,4 +1,4 @@
-"""Benchmark: box clustering on one image with many boxes (time and peak memory).
+"""Benchmark: every aggregator and the rater report on one image with many boxes.
 
 One image holds ``N`` boxes: N / 8 objects (sizes 20-200 px, on a square canvas whose side
 grows with sqrt(N), so the density of objects stays the same), each marked by each of 10
@@ -9,9 +9,14 @@ Cases, each run in its own child process under an address-space limit (``--mem-g
 that an O(N^2) step shows up as a MemoryError instead of swapping the machine:
 
 * ``cluster``: ``cluster_boxes(boxes, rater_ids, 0.4)`` (class-agnostic, average linkage);
-* ``mv``: the ``mv`` aggregator on the image;
+* ``na``, ``rater`` (``rater:R1``), ``mv``, ``wbf``: that aggregator on the image;
 * ``em``: the ``em`` aggregator, ``fit([image])`` then the call on the image;
-* ``report``: ``rater_report([image])`` (what ``tools/analyze_annotators.py`` computes).
+* ``report``: ``rater_report([image])`` (what ``tools/analyze_annotators.py`` computes:
+  leave-one-out ``mv``, EM, pairwise F1, Krippendorff's alpha, partner statistics, WBF
+  agreement shares);
+* ``tool``: ``tools/analyze_annotators.py FILE --out DIR --no-plots`` in-process on the
+  image written as a multi-rater COCO file (loading and checking the file, the report,
+  writing ``report.json`` and ``summary.md``; the figures are R x R, not timed).
 
 Each case prints the best wall-clock of ``--repeat`` runs and the peak of the memory
 allocated during one more run under ``tracemalloc`` (numpy reports its buffers to it).
@@ -20,7 +25,9 @@ To measure another checkout, point ``PYTHONPATH`` at it.
 Run (heavy: wrap it so that it does not compete with other jobs)::
 
     flock /tmp/heavy.lock env OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \\
-        benchmarks/bench_clustering.py [--sizes 2000 20000] [--cases cluster mv em report]
+        benchmarks/bench_clustering.py [--quick] [--sizes 2000 20000] [--cases mv report]
+
+``--quick``: 20,000 boxes only, one timed run per case (about a minute on 2 cores).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import numpy as np
 
 NUM_RATERS = 10
 NUM_CLASSES = 3
+CASES = ('cluster', 'na', 'rater', 'mv', 'wbf', 'em', 'report', 'tool')
 
 
 def make_image(num_boxes: int, seed: int = 0):
@@ -80,14 +88,69 @@ def case_fn(case: str, image):
 
     if case == 'cluster':
         return lambda: cluster_boxes(image.boxes, image.rater_ids, 0.4)
-    if case == 'mv':
-        agg = build_aggregator('mv')
+    if case in ('na', 'rater', 'mv', 'wbf'):
+        agg = build_aggregator('rater:R1' if case == 'rater' else case)
         return lambda: agg(image)
     if case == 'em':
         return lambda: build_aggregator('em').fit([image])(image)
     if case == 'report':
         return lambda: rater_report([image])
+    if case == 'tool':
+        return tool_fn(image)
     raise ValueError(f'unknown case {case!r}')
+
+
+def tool_fn(image):
+    """``analyze_annotators.main`` on ``image`` written as a multi-rater COCO file."""
+    import atexit
+    import contextlib
+    import importlib.util
+    import io
+    import os.path as osp
+    import shutil
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix='bench_clustering_')
+    atexit.register(shutil.rmtree, tmp, True)
+    path = osp.join(tmp, 'multi.json')
+    anns = [
+        {
+            'id': k + 1,
+            'image_id': 1,
+            'category_id': int(lab) + 1,
+            'bbox': [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+            'annotator_id': str(r),
+        }
+        for k, ((x1, y1, x2, y2), lab, r) in enumerate(
+            zip(image.boxes.tolist(), image.labels.tolist(), image.rater_ids.tolist())
+        )
+    ]
+    data = {
+        'images': [
+            {
+                'id': 1,
+                'file_name': 'a.png',
+                'width': image.width,
+                'height': image.height,
+                'annotators': list(image.raters),
+            }
+        ],
+        'annotations': anns,
+        'categories': [{'id': c + 1, 'name': f'c{c}'} for c in range(NUM_CLASSES)],
+    }
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(data, f)
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    tool = osp.join(root, 'tools', 'analyze_annotators.py')
+    spec = importlib.util.spec_from_file_location('analyze_annotators', tool)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def run():
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert mod.main([path, '--out', osp.join(tmp, 'out'), '--no-plots']) == 0
+
+    return run
 
 
 def run_one(case: str, num_boxes: int, seed: int, repeat: int, mem_gb: float) -> dict:
@@ -116,12 +179,15 @@ def run_one(case: str, num_boxes: int, seed: int, repeat: int, mem_gb: float) ->
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--sizes', type=int, nargs='+', default=[2000, 20000])
-    p.add_argument('--cases', nargs='+', default=['cluster', 'mv', 'em', 'report'])
-    p.add_argument('--repeat', type=int, default=3)
+    p.add_argument('--cases', nargs='+', choices=CASES, default=list(CASES))
+    p.add_argument('--repeat', type=int, default=3, help='timed runs per case (best is shown)')
+    p.add_argument('--quick', action='store_true', help='--sizes 20000 --repeat 1')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--mem-gb', type=float, default=4.0, help='address-space limit per case')
     p.add_argument('--one', nargs=2, metavar=('CASE', 'N'), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.quick:
+        args.sizes, args.repeat = [20000], 1
     if args.one:
         res = run_one(args.one[0], int(args.one[1]), args.seed, args.repeat, args.mem_gb)
         print(json.dumps(res))

@@ -1,12 +1,15 @@
 """Box matching and clustering shared by the aggregators and the rater report (numpy only).
 
-Two primitives:
+Primitives:
 
 * :func:`match_boxes`: one-to-one matching of two box sets (greedy by IoU, or Hungarian),
   used to score a rater against a consensus or against another rater.
 * :func:`cluster_boxes`: group several raters' boxes on one image into objects, at most one
   box per rater per object (greedy agglomerative clustering on IoU), used by ``mv`` and
   ``em`` to put boxes of different labels but the same place into one cluster.
+* :func:`iou_pairs` and :func:`overlap_components`: the pairs of boxes with IoU > thr and
+  the connected components of that graph, without an N x N matrix (sweep over x1); used
+  by :func:`cluster_boxes` and the rater report.
 
 Boxes are xyxy in pixels. Two boxes *match* when IoU > ``iou_thr`` (strict, as in WBF and
 the PASCAL VOC criterion).
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ['box_iou', 'cluster_boxes', 'match_boxes', 'LINKAGES']
+__all__ = ['LINKAGES', 'box_iou', 'cluster_boxes', 'iou_pairs', 'match_boxes', 'overlap_components']
 
 #: Cluster-to-cluster IoU linkages accepted by :func:`cluster_boxes`.
 LINKAGES = ('average', 'complete', 'single')
@@ -194,12 +197,14 @@ def cluster_boxes(
     # components do not interact. So the greedy runs per component, on the component's
     # boxes in index order (same row-major tie-breaking): the same clusters in O(N) memory
     # for well-separated objects.
-    comp = _components(b, g_idx, lab, float(iou_thr))
+    # A component whose boxes are pairwise joined (a clique) is one cluster, for every
+    # linkage: no greedy needed (most objects on well-marked images).
+    comp, clique = overlap_components(b, g_idx, float(iou_thr), lab)
     order = np.argsort(comp, kind='stable')
     bounds = np.flatnonzero(np.diff(comp[order])) + 1
     clusters: list[np.ndarray] = []
     for idx in np.split(order.astype(np.int64), bounds):
-        if idx.shape[0] == 1:
+        if clique[comp[idx[0]]]:
             clusters.append(idx)
             continue
         sub_lab = None if lab is None else lab[idx]
@@ -235,34 +240,51 @@ def _check_cluster_args(
     return b, g_idx.reshape(-1), lab
 
 
-def _components(
-    b: np.ndarray,
-    g_idx: np.ndarray,
-    lab: np.ndarray | None,
-    iou_thr: float,
+def iou_pairs(
+    boxes: np.ndarray,
+    iou_thr: float = 0.0,
+    groups: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
     max_pairs: int = 1 << 18,
-) -> np.ndarray:
-    """Connected components of the graph IoU > iou_thr, different group, same label.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of boxes with IoU > ``iou_thr``, found without the N x N matrix.
 
     Candidate pairs come from a sweep over the boxes sorted by x1 (a pair can have IoU > 0
     only if the later box starts left of the earlier one's x2), generated in chunks of at
-    most about ``max_pairs`` pairs, so memory stays bounded by the chunk and the edges kept.
+    most about ``max_pairs`` pairs and filtered on y overlap, groups and labels before the
+    IoU is computed, so memory stays bounded by the chunk and the pairs kept. The IoUs are
+    those of :func:`box_iou` (the same arithmetic, bit for bit).
+
+    Args:
+        boxes (np.ndarray): (N, 4) xyxy.
+        iou_thr (float): keep pairs with IoU > iou_thr (strict). Defaults to 0.0.
+        groups (np.ndarray | None): (N,) group (rater) codes; keep pairs of different
+            groups only. None = no condition.
+        labels (np.ndarray | None): (N,) labels; keep pairs of equal labels only. None =
+            no condition.
+        max_pairs (int): candidate pairs per chunk. Defaults to 2^18.
 
     Returns:
-        np.ndarray: (N,) component label of each box.
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+        tuple[np.ndarray, np.ndarray, np.ndarray]: i (K,) and j (K,) int64 with i < j,
+        sorted by (i, j), and their IoUs (K,) float64.
 
+    Examples:
+        >>> b = np.array([[0, 0, 10, 10], [50, 0, 60, 10], [1, 0, 11, 10.]])
+        >>> i, j, iou = iou_pairs(b, 0.5)
+        >>> i.tolist(), j.tolist(), iou.round(3).tolist()
+        ([0], [2], [0.818])
+    """
+    b = _as_boxes(boxes, 'boxes')
     n = b.shape[0]
     order = np.argsort(b[:, 0], kind='stable')
-    bs, gs = b[order], g_idx[order]
-    ls = None if lab is None else lab[order]
+    bs = b[order]
+    gs = None if groups is None else np.asarray(groups).reshape(-1)[order]
+    ls = None if labels is None else np.asarray(labels).reshape(-1)[order]
     # Positions q > p with x1[q] < x2[p] are the candidates of p.
     end = np.searchsorted(bs[:, 0], bs[:, 2], side='left')
     count = np.maximum(end - np.arange(n) - 1, 0)
     cum = np.cumsum(count)
-    rows, cols = [], []
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     p0 = 0
     while p0 < n:
         # Rows p0..p1-1 hold at most max_pairs candidates (at least one row).
@@ -271,19 +293,67 @@ def _components(
         cnt = count[p0:p1]
         p = np.repeat(np.arange(p0, p1), cnt)
         q = p + 1 + (np.arange(p.shape[0]) - np.repeat(np.cumsum(cnt) - cnt, cnt))
-        keep = gs[p] != gs[q]
+        keep = (bs[q, 1] < bs[p, 3]) & (bs[p, 1] < bs[q, 3])
+        if gs is not None:
+            keep &= gs[p] != gs[q]
         if ls is not None:
             keep &= ls[p] == ls[q]
         p, q = p[keep], q[keep]
-        keep = _paired_iou(bs[p], bs[q]) > iou_thr
-        rows.append(order[p[keep]])
-        cols.append(order[q[keep]])
+        iou = _paired_iou(bs[p], bs[q])
+        keep = iou > iou_thr
+        found.append((order[p[keep]], order[q[keep]], iou[keep]))
         p0 = p1
-    r = np.concatenate(rows)
-    c = np.concatenate(cols)
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    a, c, iou = (np.concatenate(x) for x in zip(*found))
+    i, j = np.minimum(a, c).astype(np.int64), np.maximum(a, c).astype(np.int64)
+    srt = np.lexsort((j, i))
+    return i[srt], j[srt], iou[srt]
+
+
+def overlap_components(
+    boxes: np.ndarray,
+    groups: np.ndarray,
+    iou_thr: float,
+    labels: np.ndarray | None = None,
+    max_pairs: int = 1 << 18,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of the graph IoU > iou_thr, different group, same label.
+
+    Args:
+        boxes (np.ndarray): (N, 4) xyxy.
+        groups (np.ndarray): (N,) group (rater) codes.
+        iou_thr (float): edge threshold (strict).
+        labels (np.ndarray | None): (N,) labels; None = class-agnostic.
+        max_pairs (int): see :func:`iou_pairs`. Defaults to 2^18.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: (N,) component of each box, and per component
+        whether it is a *clique* (every two of its boxes are joined by an edge: then
+        :func:`cluster_boxes` makes it one cluster, for every linkage, and so does it for
+        any subset of it).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = np.asarray(boxes).reshape(-1, 4).shape[0]
+    r, c, _ = iou_pairs(boxes, iou_thr, groups, labels, max_pairs)
     graph = coo_matrix((np.ones(r.shape[0], np.int8), (r, c)), shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
-    return comp
+    num, comp = connected_components(graph, directed=False)
+    size = np.bincount(comp, minlength=num)
+    edges = np.bincount(comp[r], minlength=num)
+    return comp, edges == size * (size - 1) // 2
+
+
+def _components(
+    b: np.ndarray,
+    g_idx: np.ndarray,
+    lab: np.ndarray | None,
+    iou_thr: float,
+    max_pairs: int = 1 << 18,
+) -> np.ndarray:
+    """(N,) component label of each box (:func:`overlap_components`)."""
+    return overlap_components(b, g_idx, iou_thr, lab, max_pairs)[0]
 
 
 def _cluster_boxes_dense(

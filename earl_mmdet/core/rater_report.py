@@ -48,10 +48,10 @@ from typing import Any
 
 import numpy as np
 
-from .aggregators import Aggregator, AggregatorSpec, build_aggregator
+from .aggregators import Aggregator, AggregatorSpec, MajorityVoteAggregator, build_aggregator
 from .em import RaterEM, check_image
 from .fusion import fuse_raters
-from .matching import box_iou, cluster_boxes, match_boxes
+from .matching import _paired_iou, box_iou, cluster_boxes, iou_pairs, overlap_components
 from .types import FusionResult, ImageAnnotations
 
 __all__ = [
@@ -71,6 +71,8 @@ PARTNER_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 #: ``_ALPHA_SAMPLES`` random pairs (fixed seed) instead of all pairs.
 _ALPHA_EXACT_MAX = 8000
 _ALPHA_SAMPLES = 2_000_000
+#: Sampled pairs per IoU chunk (bounds the memory of the estimate).
+_ALPHA_CHUNK = 1 << 18
 
 
 def _num(x: Any) -> float | None:
@@ -78,27 +80,84 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _rater_boxes(image: ImageAnnotations, rater: str) -> tuple[np.ndarray, np.ndarray]:
-    rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
-    sel = rids == rater
+def _arrays(image: ImageAnnotations) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 4) float64 boxes, (N,) int64 labels and (N,) str rater ids of an image."""
     return (
-        np.asarray(image.boxes, np.float64).reshape(-1, 4)[sel],
-        np.asarray(image.labels, np.int64).reshape(-1)[sel],
+        np.asarray(image.boxes, np.float64).reshape(-1, 4),
+        np.asarray(image.labels, np.int64).reshape(-1),
+        np.asarray(image.rater_ids).astype(str).reshape(-1),
     )
 
 
+def _rater_boxes(image: ImageAnnotations, rater: str) -> tuple[np.ndarray, np.ndarray]:
+    boxes, labels, rids = _arrays(image)
+    sel = rids == rater
+    return boxes[sel], labels[sel]
+
+
 def _without(image: ImageAnnotations, rater: str) -> ImageAnnotations:
-    rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
+    boxes, labels, rids = _arrays(image)
     keep = rids != rater
     return ImageAnnotations(
-        boxes=np.asarray(image.boxes, np.float64).reshape(-1, 4)[keep],
-        labels=np.asarray(image.labels, np.int64).reshape(-1)[keep],
+        boxes=boxes[keep],
+        labels=labels[keep],
         rater_ids=rids[keep],
         raters=tuple(r for r in (str(x) for x in image.raters) if r != rater),
         width=image.width,
         height=image.height,
         image_id=image.image_id,
     )
+
+
+def _greedy_taken(seg: np.ndarray, a: np.ndarray, b: np.ndarray, iou: np.ndarray) -> np.ndarray:
+    """One-to-one greedy matching of candidate pairs, independently per segment.
+
+    Within a segment (one pair of box sets), pairs are taken in decreasing IoU (ties: lower
+    ``a``, then lower ``b``) unless a box of theirs is taken already: the greedy of
+    :func:`~earl_mmdet.core.matching.match_boxes` on its candidate pairs, without the
+    matrix. ``a`` and ``b`` index disjoint sets of boxes.
+
+    Returns:
+        np.ndarray: (K,) bool, the pairs taken.
+    """
+    taken = np.zeros(seg.shape[0], bool)
+    used: set[tuple[int, int]] = set()
+    order = np.lexsort((b, a, -iou, seg))
+    for k, s, i, j in zip(
+        order.tolist(), seg[order].tolist(), a[order].tolist(), b[order].tolist()
+    ):
+        if (s, i) not in used and (s, j) not in used:
+            used.add((s, i))
+            used.add((s, j))
+            taken[k] = True
+    return taken
+
+
+def _match_count(
+    boxes_a: np.ndarray,
+    labels_a: np.ndarray,
+    boxes_b: np.ndarray,
+    labels_b: np.ndarray,
+    iou_thr: float,
+) -> int:
+    """``len(match_boxes(boxes_a, boxes_b, iou_thr, labels_a, labels_b)[0])``, sparse."""
+    n = boxes_a.shape[0]
+    if n == 0 or len(labels_b) == 0:
+        return 0
+    both = np.concatenate([boxes_a, np.asarray(boxes_b, np.float64).reshape(-1, 4)])
+    side = np.arange(both.shape[0]) >= n
+    lab = np.concatenate([labels_a, np.asarray(labels_b, np.int64).reshape(-1)])
+    i, j, iou = iou_pairs(both, iou_thr, side, lab)  # i < n <= j: i is a's, j is b's
+    return int(_greedy_taken(np.zeros_like(i), i, j, iou).sum())
+
+
+def _pairs_within(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (p, q), p < q, of all pairs inside consecutive groups of the given sizes."""
+    end = np.repeat(np.cumsum(sizes), sizes)
+    cnt = end - np.arange(end.shape[0]) - 1
+    p = np.repeat(np.arange(end.shape[0]), cnt)
+    q = p + 1 + (np.arange(p.shape[0]) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    return p, q
 
 
 def pairwise_f1(
@@ -125,25 +184,55 @@ def pairwise_f1(
     shared = np.zeros((n, n), np.int64)
     for im in images:
         readers = [str(r) for r in im.raters if str(r) in idx]
-        per = {r: _rater_boxes(im, r) for r in readers}
+        boxes, labels, rids = _arrays(im)
+        drawn = {r: int(np.count_nonzero(rids == r)) for r in readers}
         for ai, a in enumerate(readers):
             for b in readers[ai:]:
                 i, j = idx[a], idx[b]
                 shared[i, j] += 1
                 if a == b:
-                    tp[i, i] += len(per[a][1])
-                    tot[i, i] += 2 * len(per[a][1])
+                    tp[i, i] += drawn[a]
+                    tot[i, i] += 2 * drawn[a]
                     continue
                 shared[j, i] += 1
-                (ba, la), (bb, lb) = per[a], per[b]
-                m = len(match_boxes(ba, bb, iou_thr, la, lb)[0])
-                tp[i, j] += m
-                tp[j, i] += m
-                tot[i, j] += len(la) + len(lb)
-                tot[j, i] += len(la) + len(lb)
+                tot[i, j] += drawn[a] + drawn[b]
+                tot[j, i] += drawn[a] + drawn[b]
+        _add_matches(
+            tp, [idx[r] for r in dict.fromkeys(readers)], boxes, labels, rids, raters, iou_thr
+        )
     with np.errstate(invalid='ignore', divide='ignore'):
         f1 = np.where(tot > 0, 2 * tp / np.where(tot > 0, tot, 1), np.nan)
     return f1, shared
+
+
+def _add_matches(
+    tp: np.ndarray,
+    readers: list[int],
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    rids: np.ndarray,
+    raters: list[str],
+    iou_thr: float,
+) -> None:
+    """Add one image's greedy one-to-one matches of every two readers to ``tp`` (R, R)."""
+    if len(readers) < 2 or boxes.shape[0] == 0:
+        return
+    # code = the reader's position on the image (who comes first orients the tie-breaking).
+    code = np.full(boxes.shape[0], -1, np.int64)
+    for k, r in enumerate(readers):
+        code[rids == raters[r]] = k
+    sub = np.flatnonzero(code >= 0)
+    i, j, iou = iou_pairs(boxes[sub], iou_thr, code[sub], labels[sub])
+    i, j = sub[i], sub[j]
+    first = np.where(code[i] < code[j], i, j)
+    second = np.where(code[i] < code[j], j, i)
+    d = len(readers)
+    seg = code[first] * d + code[second]
+    counts = np.bincount(seg[_greedy_taken(seg, first, second, iou)], minlength=d * d)
+    for s in np.flatnonzero(counts).tolist():
+        a, b = readers[s // d], readers[s % d]
+        tp[a, b] += counts[s]
+        tp[b, a] += counts[s]
 
 
 def _same_label_iou_sum(boxes: np.ndarray, rng: np.random.Generator) -> float:
@@ -152,23 +241,16 @@ def _same_label_iou_sum(boxes: np.ndarray, rng: np.random.Generator) -> float:
     if n < 2:
         return 0.0
     if n <= _ALPHA_EXACT_MAX:
-        total = 0.0
-        for s in range(0, n, 1000):
-            total += float(box_iou(boxes[s : s + 1000], boxes).sum())
-        w = np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
-        h = np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
-        return total - float(np.count_nonzero(w * h > 0))  # remove the self-pairs (IoU 1)
+        # Only overlapping pairs count (IoU 0 elsewhere): the sweep finds them sparsely.
+        return 2.0 * float(iou_pairs(boxes, 0.0)[2].sum())
     i = rng.integers(0, n, _ALPHA_SAMPLES)
     j = rng.integers(0, n - 1, _ALPHA_SAMPLES)
     j = j + (j >= i)  # uniform over j != i
-    a, b = boxes[i], boxes[j]
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    area = lambda x: np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)
-    union = area(a) + area(b) - inter
-    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-    return float(iou.mean()) * n * (n - 1)
+    total = 0.0
+    for s in range(0, _ALPHA_SAMPLES, _ALPHA_CHUNK):
+        a, b = i[s : s + _ALPHA_CHUNK], j[s : s + _ALPHA_CHUNK]
+        total += float(_paired_iou(boxes[a], boxes[b]).sum())
+    return total / _ALPHA_SAMPLES * n * (n - 1)
 
 
 def krippendorff_alpha_boxes(
@@ -210,33 +292,30 @@ def krippendorff_alpha_boxes(
         m = len(im.raters)
         if m < 2:
             continue
-        boxes = np.asarray(im.boxes, np.float64).reshape(-1, 4)
-        labels = np.asarray(im.labels, np.int64).reshape(-1)
-        rids = np.asarray(im.rater_ids).astype(str).reshape(-1)
+        boxes, labels, rids = _arrays(im)
         if len(labels) == 0:
             if include_empty_images:
                 n_units += 1
                 n_vals += m
                 n_nothing += m
             continue
-        for members in cluster_boxes(boxes, rids, iou_thr):
-            k = len(members)
-            nothing = m - k
-            b, lab = boxes[members], labels[members]
-            iou = box_iou(b, b)
-            same = lab[:, None] == lab[None, :]
-            off = ~np.eye(k, dtype=bool)
-            # ordered pairs within the unit: box-box, box-nothing (both directions).
-            dist_bb = float(np.where(same, 1.0 - iou, 1.0)[off].sum())
-            dist_bb_nom = float((~same)[off].sum())
-            dist_bn = 2.0 * k * nothing
-            d_o += (dist_bb + dist_bn) / (m - 1)
-            d_o_nom += (dist_bb_nom + dist_bn) / (m - 1)
-            n_units += 1
-            n_vals += m
-            n_nothing += nothing
-            box_list.append(b)
-            lab_list.append(lab)
+        units = cluster_boxes(boxes, rids, iou_thr)
+        k = np.array([len(u) for u in units])
+        members = np.concatenate(units)
+        b, lab = boxes[members], labels[members]
+        # ordered pairs within a unit: box-box (twice each unordered pair), box-nothing.
+        p, q = _pairs_within(k)
+        same = lab[p] == lab[q]
+        dist_bb = 2.0 * float(np.where(same, 1.0 - _paired_iou(b[p], b[q]), 1.0).sum())
+        dist_bb_nom = 2.0 * float(np.count_nonzero(~same))
+        dist_bn = 2.0 * float((k * (m - k)).sum())
+        d_o += (dist_bb + dist_bn) / (m - 1)
+        d_o_nom += (dist_bb_nom + dist_bn) / (m - 1)
+        n_units += len(units)
+        n_vals += m * len(units)
+        n_nothing += int((m - k).sum())
+        box_list.append(b)
+        lab_list.append(lab)
     out: dict[str, Any] = {
         'alpha': None,
         'alpha_nominal': None,
@@ -278,20 +357,20 @@ def krippendorff_alpha_boxes(
 class _PartnerCounts:
     """Running counts of one group of ordered rater pairs (or of all of them)."""
 
-    def __init__(self, iou_thr: float) -> None:
-        self.iou_thr = iou_thr
+    def __init__(self) -> None:
         self.boxes = 0
         self.same_label_partners = 0
         self.same_label_best = 0
         self.images = 0
         self.ious: list[np.ndarray] = []
 
-    def add(self, best: np.ndarray, best_same: np.ndarray, same_ok: np.ndarray) -> None:
-        partner = best > self.iou_thr
-        self.boxes += len(best)
-        self.same_label_partners += int(same_ok.sum())
-        self.same_label_best += int(best_same[partner].sum())
-        self.ious.append(best[partner])
+    def add(self, boxes: int, ious: np.ndarray, same_best: int, same_ok: int) -> None:
+        """One ordered pair on one image: its ``boxes``, the partners' best IoUs, how many
+        best partners have the same label, how many boxes have a same-label partner."""
+        self.boxes += boxes
+        self.same_label_partners += same_ok
+        self.same_label_best += same_best
+        self.ious.append(ious)
         self.images += 1
 
     def summary(self) -> dict[str, Any]:
@@ -338,31 +417,47 @@ def partner_statistics(images: Sequence[ImageAnnotations], iou_thr: float = 0.4)
     if not 0.0 <= float(iou_thr) < 1.0:
         raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
     thr = float(iou_thr)
-    overall = _PartnerCounts(thr)
+    overall = _PartnerCounts()
     pairs: dict[tuple[str, str], _PartnerCounts] = {}
     for im in images:
         check_image(im)
-        boxes = np.asarray(im.boxes, np.float64).reshape(-1, 4)
-        labels = np.asarray(im.labels, np.int64).reshape(-1)
-        rids = np.asarray(im.rater_ids).astype(str).reshape(-1)
+        boxes, labels, rids = _arrays(im)
         drew = [r for r in dict.fromkeys(str(x) for x in im.raters) if np.any(rids == r)]
         if len(drew) < 2:
             continue
-        sel = {r: np.flatnonzero(rids == r) for r in drew}
-        for a in drew:
-            for b in drew:
+        code = np.zeros(len(rids), np.int64)
+        for k, r in enumerate(drew):
+            code[rids == r] = k
+        d = len(drew)
+        # Best partner of box x among rater g's boxes: the pairs with IoU > thr suffice (a
+        # box without one has no partner); first the highest IoU, then the lowest index.
+        i, j, iou = iou_pairs(boxes, thr, code)
+        x, y, v = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([iou, iou])
+        o = np.lexsort((y, -v, code[y], x))
+        x, y, v = x[o], y[o], v[o]
+        run = np.ones(x.shape[0], bool)
+        run[1:] = (x[1:] != x[:-1]) | (code[y[1:]] != code[y[:-1]])
+        run_id = np.cumsum(run) - 1
+        same = labels[x] == labels[y]
+        same_ok = np.bincount(run_id, weights=same, minlength=int(run.sum())) > 0
+        x, y, v, same_best = x[run], y[run], v[run], same[run]
+        seg = code[x] * d + code[y]
+        by_seg = np.argsort(seg, kind='stable')
+        bounds = np.searchsorted(seg[by_seg], np.arange(d * d + 1))
+        n_drawn = np.bincount(code, minlength=d)
+        for a in range(d):
+            for b in range(d):
                 if a == b:
                     continue
-                # One rater pair at a time: memory |a| x |b|, not N x N for the image.
-                sub = box_iou(boxes[sel[a]], boxes[sel[b]])
-                sub_same = labels[sel[a]][:, None] == labels[sel[b]][None, :]
-                arg = sub.argmax(axis=1)
-                rows = np.arange(len(arg))
-                best = sub[rows, arg]
-                best_same = sub_same[rows, arg]
-                same_ok = np.any((sub > thr) & sub_same, axis=1)
-                overall.add(best, best_same, same_ok)
-                pairs.setdefault((a, b), _PartnerCounts(thr)).add(best, best_same, same_ok)
+                s = by_seg[bounds[a * d + b] : bounds[a * d + b + 1]]
+                counts = (
+                    int(n_drawn[a]),
+                    v[s],
+                    int(np.count_nonzero(same_best[s])),
+                    int(np.count_nonzero(same_ok[s])),
+                )
+                overall.add(*counts)
+                pairs.setdefault((drew[a], drew[b]), _PartnerCounts()).add(*counts)
     return {
         'iou_thr': float(iou_thr),
         'definition': (
@@ -399,6 +494,158 @@ def wbf_agreement_shares(
         'counts': {str(t): c for t, c in sorted(counts.items())},
         'shares': {str(t): c / total for t, c in sorted(counts.items())},
     }
+
+
+def _loo_counts(
+    images: list[ImageAnnotations], spec: Any, raters: list[str], iou_thr: float
+) -> dict[str, tuple[int, int, int]]:
+    """Per rater (TP, rater boxes, consensus boxes) against the leave-one-out consensus."""
+    agg = build_aggregator(spec)
+    if type(agg) is MajorityVoteAggregator:
+        return _loo_counts_mv(images, agg, spec, raters, iou_thr)
+    out: dict[str, tuple[int, int, int]] = {}
+    for r in raters:
+        src = [im for im in images if len(im.raters) >= 2 and r in {str(x) for x in im.raters}]
+        # A learning aggregator (em) is refitted on the leave-one-out data of each rater.
+        consensus = build_aggregator(spec).fuse_all([_without(im, r) for im in src])
+        tp = n_r = n_c = 0
+        for im, cons in zip(src, consensus):
+            b, lab = _rater_boxes(im, r)
+            tp += _match_count(b, lab, cons.boxes, cons.labels, iou_thr)
+            n_r += len(lab)
+            n_c += len(cons.labels)
+        out[r] = (tp, n_r, n_c)
+    return out
+
+
+def _loo_counts_mv(
+    images: list[ImageAnnotations],
+    agg: MajorityVoteAggregator,
+    spec: Any,
+    raters: list[str],
+    iou_thr: float,
+) -> dict[str, tuple[int, int, int]]:
+    """:func:`_loo_counts` of ``mv`` from one clustering per image.
+
+    Leaving a rater out only removes nodes from the graph "IoU > thr, other rater (, same
+    label)" whose connected components :func:`cluster_boxes` clusters one by one: a clique
+    component stays one cluster without the rater's boxes, and only the other components
+    that held one of them are clustered again. The same clusters, votes and boxes as
+    ``mv`` on the image without the rater.
+    """
+    counts = {r: [0, 0, 0] for r in raters}
+    warned: set[str] = set()
+    for im in images:
+        if len(im.raters) < 2:
+            continue
+        boxes, labels, rids = _arrays(im)
+        lab = None if agg.class_agnostic else labels
+        _, groups = np.unique(rids, return_inverse=True)
+        comp, clique = overlap_components(boxes, groups.reshape(-1), agg.iou_thr, lab)
+        # Clusters of the whole image: a clique component is one cluster, the other
+        # components are clustered (together, in one call).
+        other = ~clique[comp]
+        base = comp.copy()
+        nxt = _recluster(agg, (boxes, lab, rids), np.flatnonzero(other), base, len(clique))
+        for r in dict.fromkeys(str(x) for x in im.raters):
+            num_raters = len([x for x in im.raters if str(x) != r])
+            if agg.required_votes(num_raters) > num_raters > 0 and r not in warned:
+                warned.add(r)
+                build_aggregator(spec)(_without(im, r))  # mv's warning, once per rater
+            keep = rids != r
+            # Without r: only the non-clique components that held a box of r change.
+            cid = np.where(keep, base, -1)
+            redo = other & keep & np.isin(comp, comp[~keep])
+            _recluster(agg, (boxes, lab, rids), np.flatnonzero(redo), cid, nxt)
+            cons_boxes, cons_labels = _mv_vote(agg, boxes, labels, keep, cid, num_raters)
+            c = counts[r]
+            c[0] += _match_count(boxes[~keep], labels[~keep], cons_boxes, cons_labels, iou_thr)
+            c[1] += int(np.count_nonzero(~keep))
+            c[2] += len(cons_labels)
+    return {r: (c[0], c[1], c[2]) for r, c in counts.items()}
+
+
+def _recluster(
+    agg: MajorityVoteAggregator,
+    image: tuple[np.ndarray, np.ndarray | None, np.ndarray],
+    idx: np.ndarray,
+    cid: np.ndarray,
+    nxt: int,
+) -> int:
+    """Write ``cluster_boxes`` of the boxes ``idx`` into ``cid`` (ids from ``nxt`` on).
+
+    ``idx`` (sorted) is a union of whole components of its own graph, so one call
+    clusters each of them as a call of its own would. Returns the next free id.
+    """
+    boxes, lab, rids = image
+    if idx.size:
+        sub = None if lab is None else lab[idx]
+        for members in cluster_boxes(boxes[idx], rids[idx], agg.iou_thr, sub, agg.linkage):
+            cid[idx[members]] = nxt
+            nxt += 1
+    return nxt
+
+
+def _mv_vote(
+    agg: MajorityVoteAggregator,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    keep: np.ndarray,
+    cid: np.ndarray,
+    num_raters: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``mv``'s vote and box merge on the clusters ``cid`` of the kept boxes, vectorised.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: (M, 4) float32 boxes and (M,) labels, ordered by
+        the clusters' smallest box index (``mv``'s order).
+    """
+    kept = np.flatnonzero(keep)
+    if kept.size == 0:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    _, cl = np.unique(cid[kept], return_inverse=True)
+    cl = cl.reshape(-1)
+    n_cl = int(cl.max()) + 1
+    lab_values, lab = np.unique(labels[kept], return_inverse=True)
+    lab = lab.reshape(-1)
+    # Votes per (cluster, label); per cluster the most voted label, ties: the smallest.
+    key, votes = np.unique(cl * len(lab_values) + lab, return_counts=True)
+    kc, kl = key // len(lab_values), key % len(lab_values)
+    o = np.lexsort((kl, -votes, kc))
+    top = o[np.r_[True, kc[o][1:] != kc[o][:-1]]]
+    winner, t = kl[top], votes[top]  # indexed by cluster (kc[top] == 0..n_cl-1)
+    ok = t >= agg.required_votes(num_raters)
+    voter = ok[cl] & (lab == winner[cl])
+    vc, vb = cl[voter], boxes[kept[voter]]
+    if agg.box_mode == 'average':
+        merged = _summed(vc, vb, n_cl) / t[:, None]
+    else:
+        lo = np.full((n_cl, 2), np.inf)
+        hi = np.full((n_cl, 2), -np.inf)
+        if agg.box_mode == 'union':
+            np.minimum.at(lo, vc, vb[:, :2])
+            np.maximum.at(hi, vc, vb[:, 2:])
+            merged = np.concatenate([lo, hi], 1)
+        else:  # intersection, the average where it is empty
+            lo[:] = -np.inf
+            hi[:] = np.inf
+            np.maximum.at(lo, vc, vb[:, :2])
+            np.minimum.at(hi, vc, vb[:, 2:])
+            merged = np.concatenate([lo, hi], 1)
+            empty = (merged[:, 2] <= merged[:, 0]) | (merged[:, 3] <= merged[:, 1])
+            merged[empty] = (_summed(vc, vb, n_cl) / t[:, None])[empty]
+    first = np.full(n_cl, kept.shape[0])
+    np.minimum.at(first, cl, np.arange(kept.shape[0]))
+    out = np.flatnonzero(ok)
+    out = out[np.argsort(first[out])]
+    return merged[out].astype(np.float32), lab_values[winner[out]]
+
+
+def _summed(cluster: np.ndarray, boxes: np.ndarray, n: int) -> np.ndarray:
+    """(n, 4) sums of the boxes per cluster, added in box order (as ``ndarray.sum(0)``)."""
+    out = np.zeros((n, 4))
+    np.add.at(out, cluster, boxes)
+    return out
 
 
 def rater_report(
@@ -443,23 +690,13 @@ def rater_report(
     spec = aggregator.get_params() if isinstance(aggregator, Aggregator) else aggregator
     build_aggregator(spec)  # validate early, before the per-rater loop
 
+    loo = _loo_counts(images, spec, raters, float(iou_thr))
     per_rater: dict[str, dict[str, Any]] = {}
     for r in raters:
         read = [im for im in images if r in {str(x) for x in im.raters}]
-        n_boxes = sum(len(_rater_boxes(im, r)[1]) for im in read)
-        with_boxes = sum(1 for im in read if len(_rater_boxes(im, r)[1]) > 0)
-        # Leave-one-out: only images someone else read too.
-        loo_src = [im for im in read if len(im.raters) >= 2]
-        loo = [_without(im, r) for im in loo_src]
-        agg = build_aggregator(spec)
-        tp = n_r = n_c = 0
-        if loo:
-            consensus = agg.fuse_all(loo)
-            for im, cons in zip(loo_src, consensus):
-                b, lab = _rater_boxes(im, r)
-                tp += len(match_boxes(b, cons.boxes, iou_thr, lab, cons.labels)[0])
-                n_r += len(lab)
-                n_c += len(cons.labels)
+        drawn = [int(np.count_nonzero(_arrays(im)[2] == r)) for im in read]
+        n_boxes = sum(drawn)
+        tp, n_r, n_c = loo[r]
         prec = tp / n_r if n_r else float('nan')
         rec = tp / n_c if n_c else float('nan')
         f1 = 2 * tp / (n_r + n_c) if (n_r + n_c) else float('nan')
@@ -467,8 +704,8 @@ def rater_report(
             'images_read': len(read),
             'boxes': int(n_boxes),
             'boxes_per_image': _num(n_boxes / len(read)) if read else None,
-            'images_with_boxes': int(with_boxes),
-            'loo_images': len(loo_src),
+            'images_with_boxes': sum(1 for k in drawn if k > 0),
+            'loo_images': sum(1 for im in read if len(im.raters) >= 2),
             'tp': int(tp),
             'rater_boxes_on_loo_images': int(n_r),
             'consensus_boxes': int(n_c),

@@ -184,3 +184,30 @@ def test_cluster_components_bounded_chunks():
     small = _components(boxes, g_idx, None, 0.3, max_pairs=1)
     assert np.array_equal(big, small)
     assert big.max() > 0  # more than one component
+
+
+@pytest.mark.parametrize('grid', [False, True])
+def test_iou_pairs_equal_dense(grid):
+    # The sweep finds exactly the pairs i < j of the dense matrix with IoU > thr (different
+    # group, same label), with the same IoUs, whatever the chunk size.
+    from earl_mmdet.core.matching import iou_pairs, overlap_components
+
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        boxes, groups = _random_boxes(rng, int(rng.integers(1, 20)), 3, 60.0, grid)
+        labels = rng.integers(0, 2, len(boxes))
+        iou = box_iou(boxes, boxes)
+        for thr in (0.0, 0.3, 9 / 11):
+            ok = np.triu(iou > thr, 1) & (groups[:, None] != groups[None, :])
+            ok &= labels[:, None] == labels[None, :]
+            ri, rj = np.nonzero(ok)
+            for max_pairs in (1, 7, 1 << 18):
+                i, j, v = iou_pairs(boxes, thr, groups, labels, max_pairs)
+                assert (i.tolist(), j.tolist()) == (ri.tolist(), rj.tolist())
+                np.testing.assert_array_equal(v, iou[ri, rj])
+        comp, clique = overlap_components(boxes, groups, 0.3)
+        for c in range(comp.max() + 1):
+            m = np.flatnonzero(comp == c)
+            sub = (iou[np.ix_(m, m)] > 0.3) & (groups[m][:, None] != groups[m][None, :])
+            assert clique[c] == bool(sub[~np.eye(len(m), dtype=bool)].all())
+    assert [x.shape for x in iou_pairs(np.zeros((0, 4)))] == [(0,), (0,), (0,)]

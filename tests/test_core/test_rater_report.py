@@ -310,3 +310,229 @@ def test_partner_statistics_empty_and_bad_threshold():
     assert res['pairs'] == []
     with pytest.raises(ValueError, match='iou_thr'):
         partner_statistics([], iou_thr=1.0)
+
+
+# --- The sparse statistics equal dense references (the previous implementations) ---------
+
+
+def random_images(seed: int, n_images: int = 6, n_raters: int = 4, n_classes: int = 3):
+    """Varied seeded images: one image read by one rater, raters who read but drew nothing,
+    several classes, duplicate boxes of one rater; even seeds put every coordinate on a
+    2-px grid (exact IoU ties), odd seeds are continuous."""
+    rng = np.random.default_rng(seed)
+    grid = seed % 2 == 0
+    raters = [f'r{k}' for k in range(n_raters)]
+    out = []
+    for i in range(n_images):
+        readers = raters[:1] if i == 0 else [r for r in raters if rng.random() < 0.8] or raters
+        n_obj = int(rng.integers(0, 8))
+        if grid:
+            ctr = rng.integers(0, 12, (n_obj, 2)) * 10.0
+            size = rng.integers(2, 5, (n_obj, 2)) * 10.0
+        else:
+            ctr = rng.uniform(0, 120, (n_obj, 2))
+            size = rng.uniform(10, 50, (n_obj, 2))
+        boxes, labels, rids = [], [], []
+        for r in readers:
+            if rng.random() < 0.15:
+                continue  # read, drew nothing
+            for o in range(n_obj):
+                if rng.random() < 0.7:
+                    c = ctr[o] + (rng.integers(-1, 2, 2) * 2.0 if grid else rng.normal(0, 3, 2))
+                    flip = rng.random() < 0.3
+                    boxes.append([*(c - size[o] / 2), *(c + size[o] / 2)])
+                    labels.append(int(rng.integers(0, n_classes)) if flip else o % n_classes)
+                    rids.append(r)
+                    if rng.random() < 0.1:  # the same rater twice on one object
+                        boxes.append(boxes[-1])
+                        labels.append(labels[-1])
+                        rids.append(r)
+        out.append(image(boxes, labels, rids, readers, i))
+    return out
+
+
+def pairwise_f1_dense(images, raters, iou_thr):
+    from earl_mmdet.core.matching import match_boxes
+
+    idx = {r: i for i, r in enumerate(raters)}
+    n = len(raters)
+    tp, tot = np.zeros((n, n)), np.zeros((n, n))
+    for im in images:
+        readers = [str(r) for r in im.raters if str(r) in idx]
+        rids = np.asarray(im.rater_ids)
+        for ai, a in enumerate(readers):
+            for b in readers[ai + 1 :]:
+                sa, sb = rids == a, rids == b
+                m = len(
+                    match_boxes(im.boxes[sa], im.boxes[sb], iou_thr, im.labels[sa], im.labels[sb])[
+                        0
+                    ]
+                )
+                i, j = idx[a], idx[b]
+                tp[i, j] += m
+                tp[j, i] += m
+                tot[i, j] += sa.sum() + sb.sum()
+                tot[j, i] += sa.sum() + sb.sum()
+    return tp, tot
+
+
+def partner_dense(images, thr):
+    """(rater, other) -> [boxes, partner IoUs, same-label best, same-label partner]."""
+    from earl_mmdet.core.matching import box_iou
+
+    out: dict = {}
+    for im in images:
+        rids = np.asarray(im.rater_ids)
+        drew = [r for r in dict.fromkeys(im.raters) if np.any(rids == r)]
+        for a in drew:
+            for b in drew:
+                if a == b:
+                    continue
+                sa, sb = rids == a, rids == b
+                iou = box_iou(im.boxes[sa], im.boxes[sb])
+                same = im.labels[sa][:, None] == im.labels[sb][None, :]
+                arg = iou.argmax(1)
+                best = iou[np.arange(len(arg)), arg]
+                part = best > thr
+                e = out.setdefault((a, b), [0, [], 0, 0])
+                e[0] += int(sa.sum())
+                e[1] += best[part].tolist()
+                e[2] += int(same[np.arange(len(arg)), arg][part].sum())
+                e[3] += int(np.any((iou > thr) & same, 1).sum())
+    return out
+
+
+def alpha_dense_observed(images, iou_thr):
+    """(units, values, D_o * n) with the units' within pairs from dense matrices."""
+    from earl_mmdet.core.matching import box_iou, cluster_boxes
+
+    units = vals = 0
+    d_o = 0.0
+    for im in images:
+        m = len(im.raters)
+        if m < 2 or len(im.labels) == 0:
+            continue
+        for mem in cluster_boxes(im.boxes, im.rater_ids, iou_thr):
+            k = len(mem)
+            iou = box_iou(im.boxes[mem], im.boxes[mem])
+            same = im.labels[mem][:, None] == im.labels[mem][None, :]
+            off = ~np.eye(k, dtype=bool)
+            d_o += (np.where(same, 1 - iou, 1.0)[off].sum() + 2.0 * k * (m - k)) / (m - 1)
+            units += 1
+            vals += m
+    return units, vals, d_o
+
+
+@pytest.mark.parametrize('seed', range(8))
+@pytest.mark.parametrize('thr', [0.0, 0.3, 0.5, 0.8])
+def test_sparse_statistics_equal_dense(seed, thr):
+    from earl_mmdet.core.rater_report import partner_statistics
+
+    ims = random_images(seed)
+    raters = sorted({r for im in ims for r in im.raters})
+    f1, _ = pairwise_f1(ims, raters, thr)
+    tp, tot = pairwise_f1_dense(ims, raters, thr)
+    off = ~np.eye(len(raters), dtype=bool)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        ref = np.where(tot > 0, 2 * tp / np.where(tot > 0, tot, 1), np.nan)
+    np.testing.assert_array_equal(f1[off], ref[off])
+
+    ps = partner_statistics(ims, thr)
+    dense = partner_dense(ims, thr)
+    assert [(p['rater'], p['other']) for p in ps['pairs']] == sorted(dense)
+    for p in ps['pairs']:
+        boxes, ious, same_best, same_ok = dense[p['rater'], p['other']]
+        assert (p['boxes'], p['partners']) == (boxes, len(ious))
+        assert p['same_label_partner_rate'] == (same_ok / boxes if boxes else None)
+        assert p['same_label_among_partners'] == (same_best / len(ious) if ious else None)
+        assert p['iou_p25'] == (np.quantile(ious, 0.25) if ious else None)
+
+    alpha = krippendorff_alpha_boxes(ims, thr)
+    units, vals, d_o = alpha_dense_observed(ims, thr)
+    assert (alpha['units'], alpha['values']) == (units, vals)
+    if vals >= 2:
+        assert alpha['observed_disagreement'] == pytest.approx(d_o / vals, rel=1e-12, abs=1e-15)
+
+
+def test_same_label_iou_sum_equals_dense():
+    from earl_mmdet.core.matching import box_iou
+    from earl_mmdet.core.rater_report import _same_label_iou_sum
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 2, 50, 400):
+        xy = np.round(rng.uniform(0, 100, (n, 2)))
+        boxes = np.concatenate([xy, xy + np.round(rng.uniform(0, 30, (n, 2)))], 1)
+        iou = box_iou(boxes, boxes)
+        ref = float(iou.sum() - np.trace(iou))  # zero-area boxes: IoU 0 with themselves
+        got = _same_label_iou_sum(boxes, np.random.default_rng(0))
+        assert got == pytest.approx(ref, rel=1e-12, abs=1e-12)
+
+
+LOO_SPECS = [
+    'mv',
+    {'type': 'mv', 'quorum': 1},
+    {'type': 'mv', 'quorum': 0.5, 'box_mode': 'union'},
+    {'type': 'mv', 'quorum': 2, 'box_mode': 'intersection', 'iou_thr': 0.2},
+    {'type': 'mv', 'class_agnostic': False, 'linkage': 'complete', 'iou_thr': 0.0},
+    {'type': 'mv', 'linkage': 'single', 'iou_thr': 0.6},
+]
+
+
+@pytest.mark.filterwarnings('ignore:aggregator .mv.. quorum')
+@pytest.mark.parametrize('spec', LOO_SPECS)
+def test_leave_one_out_mv_equals_refitting(spec):
+    # The derived leave-one-out mv == mv run on each image without the rater.
+    from earl_mmdet.core.aggregators import build_aggregator
+    from earl_mmdet.core.matching import match_boxes
+    from earl_mmdet.core.rater_report import _loo_counts, _rater_boxes, _without
+
+    for seed in range(8):
+        ims = random_images(seed, n_images=8, n_raters=5)
+        raters = sorted({r for im in ims for r in im.raters})
+        for thr in (0.3, 0.5):
+            got = _loo_counts(ims, spec, raters, thr)
+            for r in raters:
+                src = [im for im in ims if len(im.raters) >= 2 and r in im.raters]
+                ref = [0, 0, 0]
+                for im in src:
+                    cons = build_aggregator(spec)(_without(im, r))
+                    b, lab = _rater_boxes(im, r)
+                    ref[0] += len(match_boxes(b, cons.boxes, thr, lab, cons.labels)[0])
+                    ref[1] += len(lab)
+                    ref[2] += len(cons)
+                assert got[r] == tuple(ref), (seed, thr, r)
+
+
+@pytest.mark.filterwarnings('ignore:aggregator .mv.. quorum')
+def test_leave_one_out_mv_consensus_boxes_equal_mv():
+    # Boxes and labels, not only the counts: the vote and the merge of the fast path.
+    from earl_mmdet.core.aggregators import build_aggregator
+    from earl_mmdet.core.matching import overlap_components
+    from earl_mmdet.core.rater_report import _arrays, _mv_vote, _recluster, _without
+
+    for spec in LOO_SPECS:
+        agg = build_aggregator(spec)
+        for seed in range(6):
+            for im in random_images(seed, n_images=5, n_raters=5):
+                boxes, labels, rids = _arrays(im)
+                lab = None if agg.class_agnostic else labels
+                groups = np.unique(rids, return_inverse=True)[1].reshape(-1)
+                comp, clique = overlap_components(boxes, groups, agg.iou_thr, lab)
+                for r in im.raters:
+                    keep = rids != r
+                    cid = np.where(keep, comp, -1)
+                    redo = np.flatnonzero(keep & ~clique[comp])
+                    _recluster(agg, (boxes, lab, rids), redo, cid, len(clique))
+                    n_loo = len(im.raters) - 1
+                    b, lb = _mv_vote(agg, boxes, labels, keep, cid, n_loo)
+                    ref = build_aggregator(spec)(_without(im, r))
+                    np.testing.assert_array_equal(b, ref.boxes)
+                    np.testing.assert_array_equal(lb, ref.labels)
+
+
+def test_report_wbf_consensus_uses_refitting():
+    # Other aggregators keep the generic path (fit on the leave-one-out data, then fuse).
+    ims = random_images(3)
+    rep = rater_report(ims, aggregator='wbf', class_names=['a', 'b', 'c'])
+    assert rep['consensus']['aggregator'] == 'wbf'
+    assert sum(v['loo_images'] for v in rep['per_rater'].values()) > 0
