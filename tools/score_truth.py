@@ -37,8 +37,8 @@ from _common import check_output_paths, filter_third_party_warnings  # noqa: E40
 CONFIG_AGGREGATORS: dict[str, dict[str, Any]] = {
     'na': dict(type='na'),
     'mv': dict(type='mv'),
-    'wbf': dict(type='wbf', iou_thr=0.4, score_mode='fraction'),
-    'em': dict(type='em', score_mode='posterior'),
+    'wbf': dict(type='wbf', iou_thr=0.4, confidence='agreement_ratio'),
+    'em': dict(type='em', confidence='posterior'),
 }
 
 

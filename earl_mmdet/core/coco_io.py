@@ -34,7 +34,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .types import ImageAnnotations
+from .types import RaterBoxes
 
 __all__ = ['DEFAULT_RATER', 'MultiRaterCoco', 'load_multirater_coco']
 
@@ -58,7 +58,7 @@ class MultiRaterCoco:
     ``images[i].boxes[k]`` (file order of the annotations).
 
     Args:
-        images (list[ImageAnnotations]): per image, all raters' boxes (xyxy pixels, float64,
+        images (list[RaterBoxes]): per image, all raters' boxes (xyxy pixels, float64,
             clipped to the image), 0-based labels and rater ids (str).
         categories (list[dict]): COCO category dicts; ``categories[label]`` is the category
             of label index ``label``.
@@ -75,7 +75,7 @@ class MultiRaterCoco:
         prefused (bool): True when annotations carry ``score`` (the confidence c).
     """
 
-    images: list[ImageAnnotations]
+    images: list[RaterBoxes]
     categories: list[dict]
     image_infos: list[dict]
     repairs: collections.Counter
@@ -147,6 +147,19 @@ def _rater_id(x: Any) -> str | None:
     if isinstance(x, str) and x.strip() != '':
         return x
     return None
+
+
+def _checked_rater_id(
+    ctx: _Context, rec: str, fld: str, raw: Any, renames: Mapping[str, str]
+) -> tuple[str, bool]:
+    """A rater id field as str, renames applied (and counted); and whether it was renamed."""
+    rid = _rater_id(raw)
+    if rid is None:
+        raise ctx.error(rec, fld, f'rater id must be a non-empty str or int, got {raw!r}')
+    if rid not in renames:
+        return rid, False
+    ctx.fix('rater_id_normalized', rec, fld, f'{rid!r} read as {renames[rid]!r}')
+    return renames[rid], True
 
 
 def _rater_key(rid: str) -> str:
@@ -321,23 +334,9 @@ def _check_images(
                 raise ctx.error(rec, 'annotators', f'must be a list, got {raw!r}')
             raters: list[str] = []
             for j, r in enumerate(raw):
-                rid = _rater_id(r)
-                if rid is None:
-                    raise ctx.error(
-                        rec,
-                        f'annotators[{j}]',
-                        f'rater id must be a non-empty str or int, got {r!r}',
-                    )
-                if rid in renames:
-                    ctx.fix(
-                        'rater_id_normalized',
-                        rec,
-                        f'annotators[{j}]',
-                        f'{rid!r} read as {renames[rid]!r}',
-                    )
-                    rid = renames[rid]
-                    if rid in raters:  # two spellings in one list: now one rater
-                        continue
+                rid, renamed = _checked_rater_id(ctx, rec, f'annotators[{j}]', r, renames)
+                if renamed and rid in raters:  # two spellings in one list: now one rater
+                    continue
                 if rid in raters:
                     if not ctx.repair:
                         raise ctx.error(rec, 'annotators', f'rater {rid!r} listed twice')
@@ -526,18 +525,7 @@ def load_multirater_coco(
         if multi_rater:
             if 'annotator_id' not in ann:
                 raise ctx.error(rec, 'annotator_id', 'missing (other annotations have one)')
-            rid = _rater_id(ann['annotator_id'])
-            if rid is None:
-                raise ctx.error(
-                    rec,
-                    'annotator_id',
-                    f'must be a non-empty str or int, got {ann["annotator_id"]!r}',
-                )
-            if rid in renames:
-                ctx.fix(
-                    'rater_id_normalized', rec, 'annotator_id', f'{rid!r} read as {renames[rid]!r}'
-                )
-                rid = renames[rid]
+            rid, _ = _checked_rater_id(ctx, rec, 'annotator_id', ann['annotator_id'], renames)
             if rid not in info['annotators']:
                 # The rater evidently read the image: adding them keeps the box and makes
                 # R count them. Dropping the box instead would lose data.
@@ -572,14 +560,14 @@ def load_multirater_coco(
         ann['label'] = label_of[cid]
         per_image[k].append(ann)
 
-    images: list[ImageAnnotations] = []
+    images: list[RaterBoxes] = []
     for info, recs in zip(infos, per_image):
         boxes = np.asarray(
             [[b[0], b[1], b[0] + b[2], b[1] + b[3]] for b in (r['bbox'] for r in recs)],
             dtype=np.float64,
         ).reshape(-1, 4)
         images.append(
-            ImageAnnotations(
+            RaterBoxes(
                 boxes=boxes,
                 labels=np.asarray([r['label'] for r in recs], dtype=np.int64),
                 rater_ids=np.asarray([r['annotator_id'] for r in recs], dtype=str),

@@ -49,10 +49,11 @@ from typing import Any
 import numpy as np
 
 from .aggregators import Aggregator, AggregatorSpec, build_aggregator
-from .em import RaterEM, check_image
+from .box_ops import box_iou, check_iou_thr
+from .em import RaterEM
 from .fusion import fuse_raters
-from .matching import box_iou, cluster_boxes, match_boxes
-from .types import FusionResult, ImageAnnotations
+from .matching import cluster_boxes, match_boxes
+from .types import FusedBoxes, RaterBoxes
 
 __all__ = [
     'PARTNER_QUANTILES',
@@ -78,7 +79,7 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _rater_boxes(image: ImageAnnotations, rater: str) -> tuple[np.ndarray, np.ndarray]:
+def _rater_boxes(image: RaterBoxes, rater: str) -> tuple[np.ndarray, np.ndarray]:
     rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
     sel = rids == rater
     return (
@@ -87,10 +88,10 @@ def _rater_boxes(image: ImageAnnotations, rater: str) -> tuple[np.ndarray, np.nd
     )
 
 
-def _without(image: ImageAnnotations, rater: str) -> ImageAnnotations:
+def _without(image: RaterBoxes, rater: str) -> RaterBoxes:
     rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
     keep = rids != rater
-    return ImageAnnotations(
+    return RaterBoxes(
         boxes=np.asarray(image.boxes, np.float64).reshape(-1, 4)[keep],
         labels=np.asarray(image.labels, np.int64).reshape(-1)[keep],
         rater_ids=rids[keep],
@@ -102,12 +103,12 @@ def _without(image: ImageAnnotations, rater: str) -> ImageAnnotations:
 
 
 def pairwise_f1(
-    images: Sequence[ImageAnnotations], raters: Sequence[str], iou_thr: float = 0.5
+    images: Sequence[RaterBoxes], raters: Sequence[str], iou_thr: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairwise rater IoU-F1 on the images both raters read.
 
     Args:
-        images (Sequence[ImageAnnotations]): the dataset.
+        images (Sequence[RaterBoxes]): the dataset.
         raters (Sequence[str]): rater order of the matrix.
         iou_thr (float): boxes match one-to-one (greedy) when IoU > iou_thr and the labels
             are equal. Defaults to 0.5.
@@ -172,14 +173,14 @@ def _same_label_iou_sum(boxes: np.ndarray, rng: np.random.Generator) -> float:
 
 
 def krippendorff_alpha_boxes(
-    images: Sequence[ImageAnnotations],
+    images: Sequence[RaterBoxes],
     iou_thr: float = 0.5,
     include_empty_images: bool = False,
 ) -> dict[str, Any]:
     """Krippendorff's alpha for boxes (see the module docstring for the distance).
 
     Args:
-        images (Sequence[ImageAnnotations]): the dataset; images read by fewer than two
+        images (Sequence[RaterBoxes]): the dataset; images read by fewer than two
             raters give no pairable value and are skipped.
         iou_thr (float): unit clustering threshold (class-agnostic, IoU > iou_thr).
             Defaults to 0.5.
@@ -192,8 +193,8 @@ def krippendorff_alpha_boxes(
         ``distance`` (a description); alphas are None where D_e = 0.
 
     Examples:
-        >>> im = ImageAnnotations(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
-        ...                       np.array([0, 1]), np.array(['a', 'b']), ('a', 'b'))
+        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
+        ...                 np.array([0, 1]), np.array(['a', 'b']), ('a', 'b'))
         >>> krippendorff_alpha_boxes([im])['alpha']  # one unit, labels disagree
         0.0
     """
@@ -206,7 +207,6 @@ def krippendorff_alpha_boxes(
     box_list: list[np.ndarray] = []
     lab_list: list[np.ndarray] = []
     for im in images:
-        check_image(im)
         m = len(im.raters)
         if m < 2:
             continue
@@ -310,14 +310,14 @@ class _PartnerCounts:
         return out
 
 
-def partner_statistics(images: Sequence[ImageAnnotations], iou_thr: float = 0.4) -> dict[str, Any]:
+def partner_statistics(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> dict[str, Any]:
     """Partner rate, same label among partners, same-label partner rate, partner IoU.
 
     See the module docstring for the exact definition (ordered pairs of raters who both
     drew on the image; best-IoU box of the other rater, any label).
 
     Args:
-        images (Sequence[ImageAnnotations]): the multi-rater dataset.
+        images (Sequence[RaterBoxes]): the multi-rater dataset.
         iou_thr (float): a box has a partner when the best IoU is > iou_thr. Defaults to
             0.4.
 
@@ -329,19 +329,16 @@ def partner_statistics(images: Sequence[ImageAnnotations], iou_thr: float = 0.4)
         ``iou_p90`` (None where undefined); ``iou_thr``.
 
     Examples:
-        >>> im = ImageAnnotations(np.array([[0, 0, 10, 10], [0, 0, 10, 8.], [50, 50, 60, 60]]),
-        ...                       np.array([1, 2, 1]), np.array(['a', 'b', 'b']), ('a', 'b'))
+        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [0, 0, 10, 8.], [50, 50, 60, 60]]),
+        ...                 np.array([1, 2, 1]), np.array(['a', 'b', 'b']), ('a', 'b'))
         >>> s = partner_statistics([im])['overall']  # a's box: partner 0.8 (other label)
         >>> s['boxes'], s['partners'], s['same_label_among_partners'], s['iou_p50']
         (3, 2, 0.0, 0.8)
     """
-    if not 0.0 <= float(iou_thr) < 1.0:
-        raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
-    thr = float(iou_thr)
+    thr = check_iou_thr(iou_thr)
     overall = _PartnerCounts(thr)
     pairs: dict[tuple[str, str], _PartnerCounts] = {}
     for im in images:
-        check_image(im)
         boxes = np.asarray(im.boxes, np.float64).reshape(-1, 4)
         labels = np.asarray(im.labels, np.int64).reshape(-1)
         rids = np.asarray(im.rater_ids).astype(str).reshape(-1)
@@ -374,13 +371,11 @@ def partner_statistics(images: Sequence[ImageAnnotations], iou_thr: float = 0.4)
     }
 
 
-def wbf_agreement_shares(
-    images: Sequence[ImageAnnotations], iou_thr: float = 0.4
-) -> dict[str, Any]:
+def wbf_agreement_shares(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> dict[str, Any]:
     """Share of WBF fused boxes by agreement T (per label, T = distinct raters).
 
     Args:
-        images (Sequence[ImageAnnotations]): the multi-rater dataset.
+        images (Sequence[RaterBoxes]): the multi-rater dataset.
         iou_thr (float): WBF IoU threshold. Defaults to 0.4.
 
     Returns:
@@ -389,7 +384,6 @@ def wbf_agreement_shares(
     """
     counts: dict[int, int] = {}
     for im in images:
-        check_image(im)
         for t in fuse_raters(im, iou_thr=iou_thr).agreement.tolist():
             counts[t] = counts.get(t, 0) + 1
     total = sum(counts.values())
@@ -402,7 +396,7 @@ def wbf_agreement_shares(
 
 
 def rater_report(
-    images: Sequence[ImageAnnotations],
+    images: Sequence[RaterBoxes],
     aggregator: AggregatorSpec | Aggregator = 'mv',
     iou_thr: float = 0.5,
     class_names: Sequence[str] | None = None,
@@ -413,7 +407,7 @@ def rater_report(
     """Agreement and rater-quality statistics; JSON-serialisable (NaN -> None).
 
     Args:
-        images (Sequence[ImageAnnotations]): the multi-rater dataset.
+        images (Sequence[RaterBoxes]): the multi-rater dataset.
         aggregator (str | Mapping | Aggregator): builds each rater's leave-one-out
             consensus from the *other* raters' boxes (refitted on the leave-one-out data if
             it learns, e.g. ``em``). Defaults to ``'mv'`` (strict majority of the others).
@@ -435,10 +429,7 @@ def rater_report(
         ``wbf_agreement`` (:func:`wbf_agreement_shares`).
     """
     images = list(images)
-    for im in images:
-        check_image(im)
-    if not 0.0 <= float(iou_thr) < 1.0:
-        raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
+    check_iou_thr(iou_thr)
     raters = sorted({str(r) for im in images for r in im.raters})
     spec = aggregator.get_params() if isinstance(aggregator, Aggregator) else aggregator
     build_aggregator(spec)  # validate early, before the per-rater loop
@@ -515,8 +506,8 @@ def rater_report(
 
 
 def truth_quality(
-    fused: Sequence[FusionResult],
-    gold: Sequence[ImageAnnotations],
+    fused: Sequence[FusedBoxes],
+    gold: Sequence[RaterBoxes],
     iou_thr: float = 0.5,
 ) -> dict[str, Any]:
     """How good a training truth is against the real one (simulated data only).
@@ -529,9 +520,9 @@ def truth_quality(
     label. A gold object is *missed* when no training box overlaps it (any label).
 
     Args:
-        fused (Sequence[FusionResult]): per image, the aggregator's boxes (xyxy pixels),
-            labels and confidences c.
-        gold (Sequence[ImageAnnotations]): per image, in the same order, the true boxes.
+        fused (Sequence[FusedBoxes]): per image, the aggregator's boxes (xyxy pixels),
+            labels and confidence c.
+        gold (Sequence[RaterBoxes]): per image, in the same order, the true boxes.
         iou_thr (float): IoU threshold. Defaults to 0.5.
 
     Returns:
@@ -576,7 +567,7 @@ def truth_quality(
         gold_best_t.append(best_t)
         n_correct += int(correct.sum())
         iou_sum += float(best[correct].sum())
-        conf = np.asarray(f.confidences, np.float64)
+        conf = np.asarray(f.confidence, np.float64)
         c_all += float(conf.sum())
         c_correct += float(conf[correct].sum())
         for t, ok, bad in zip(agreement.tolist(), correct.tolist(), fp.tolist()):

@@ -122,17 +122,17 @@ def by_image(fused):
     'args, expected',
     [
         # mv (strict majority): image 1 cat by R1+R2 (2 of 3), mean box; R3's dog dropped;
-        # image 3 dog by both readers (2 of 2).
+        # image 3 dog by both readers (2 of 2). Confidence c = T.
         (
-            ['--method', 'mv'],
+            ['--method', 'mv', '--confidence', 'agreement'],
             {
                 1: [(7, [0.5, 0, 10, 10], 2, 2.0, 3, ['R1', 'R2'])],
                 3: [(3, [20.5, 20, 10, 10], 2, 2.0, 2, ['R2', 'R3'])],
             },
         ),
-        # mv, fraction score: c = T / R.
+        # mv, default confidence: c = T / R.
         (
-            ['--method', 'mv', '--score', 'fraction'],
+            ['--method', 'mv'],
             {
                 1: [(7, [0.5, 0, 10, 10], 2, 2 / 3, 3, ['R1', 'R2'])],
                 3: [(3, [20.5, 20, 10, 10], 2, 1.0, 2, ['R2', 'R3'])],
@@ -195,7 +195,9 @@ def test_fuse_methods(src, tmp_path, capsys, args, expected):
 
 def test_fused_file_loads_as_prefused(src, tmp_path, capsys):
     out = tmp_path / 'fused.json'
-    rc, stdout, _ = run([src, out, '--method', 'mv', '--quorum', '1'], capsys)
+    rc, stdout, _ = run(
+        [src, out, '--method', 'mv', '--quorum', '1', '--confidence', 'agreement'], capsys
+    )
     assert rc == 0
     coco = load_multirater_coco(out)
     assert coco.prefused and not coco.multi_rater
@@ -213,7 +215,7 @@ def test_fused_file_loads_as_prefused(src, tmp_path, capsys):
 
 def test_fuse_em(src, tmp_path, capsys):
     out = tmp_path / 'fused.json'
-    rc, _, err = run([src, out, '--method', 'em', '--score', 'posterior'], capsys)
+    rc, _, err = run([src, out, '--method', 'em', '--confidence', 'posterior'], capsys)
     assert rc == 0, err
     fused = json.loads(out.read_text())
     assert all(0 < a['score'] <= 1 for a in fused['annotations'])
@@ -227,6 +229,7 @@ def test_fuse_wbf(src, tmp_path, capsys):
         [src, out, '--method', 'wbf', '--iou-thr', '0.4', '--score', 'count'], capsys
     )
     assert rc == 0, err
+    assert '--score is deprecated; use --confidence agreement' in err  # the old flag works
     got = sorted(
         (a['image_id'], a['category_id'], a['agreement'], a['score'])
         for a in json.loads(out.read_text())['annotations']
@@ -242,6 +245,7 @@ def test_fuse_wbf(src, tmp_path, capsys):
         (['--method', 'median'], 'unknown aggregator'),
         (['--method', 'rater:R1'], "rater 'R1' did not read image 3"),
         (['--method', 'mv', '--iou-thr', '1.5'], 'iou_thr'),
+        (['--method', 'mv', '--confidence', 'posterior'], 'confidence must be one of'),
     ],
 )
 def test_fuse_errors(src, tmp_path, capsys, args, match):
