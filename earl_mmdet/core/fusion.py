@@ -119,6 +119,9 @@ _COORD_LIMIT = 1e30
 # 24, 14 us for 48; one numpy call 17-19 us whatever the count. Annotated images have a
 # few clusters per label, so the loop is what runs.
 _VECTOR_MIN_CLUSTERS = 48
+# numpy's argsort permutation of an all-equal array of length n, reversed (computed once
+# per n by numpy itself, so it is whatever ensemble-boxes gets on this machine).
+_TIE_PERMS: dict[int, list[int]] = {}
 
 
 # ---------------------------------------------------------------------------- validation
@@ -269,9 +272,16 @@ def _numpy_descending(idx: list[int], key: list[float]) -> list[int]:
     ensemble-boxes' clusters, because raters' boxes all tie (scores 1).
     """
     vals = [key[i] for i in idx]
-    if len(set(vals)) == len(vals):
+    distinct = len(set(vals))
+    if distinct == len(vals):
         return sorted(idx, key=key.__getitem__, reverse=True)
-    return [idx[k] for k in np.argsort(np.array(vals))[::-1].tolist()]
+    if distinct == 1:  # all tied (raters' scores): the permutation depends on n alone
+        perm = _TIE_PERMS.get(len(vals))
+        if perm is None:
+            perm = _TIE_PERMS[len(vals)] = np.argsort(np.zeros(len(vals)))[::-1].tolist()
+    else:
+        perm = np.argsort(np.array(vals))[::-1].tolist()
+    return [idx[k] for k in perm]
 
 
 # ----------------------------------------------------------------------------- clustering
@@ -292,6 +302,11 @@ def _cluster(
         tuple: per cluster, in creation order: fused box, members (positions, processing
         order), sum of s*w and sum of w.
     """
+    if len(order) == 2:  # the commonest group: two raters on one finding
+        a, b = order
+        if _iou(box[a], box[b]) > iou_thr:
+            return _merge_two(a, b, box, sw, wt)
+        return [box[a], box[b]], [[a], [b]], [sw[a], sw[b]], [wt[a], wt[b]]
     reps: list[Any] = []  # current fused box per cluster
     areas: list[float] = []
     members: list[list[int]] = []
@@ -333,7 +348,7 @@ def _cluster(
             reps.append(bj)
             areas.append(area)
             members.append([j])
-            accs.append((s * bx1, s * by1, s * bx2, s * by2))
+            accs.append(None)  # s * box, computed when a second box joins
             confs.append(s)
             wsums.append(wt[j])
             if rep_arr is not None:
@@ -342,6 +357,9 @@ def _cluster(
         mem = members[bi]
         mem.append(j)
         a = accs[bi]
+        if a is None:
+            s0 = sw[mem[0]]
+            a = [s0 * v for v in box[mem[0]]]
         acc = accs[bi] = (a[0] + s * bx1, a[1] + s * by1, a[2] + s * bx2, a[3] + s * by2)
         conf = confs[bi] = confs[bi] + s
         wsums[bi] += wt[j]
@@ -354,6 +372,30 @@ def _cluster(
         if rep_arr is not None:
             rep_arr[bi] = rep
     return reps, members, confs, wsums
+
+
+def _iou(p: Any, q: Any) -> float:
+    """IoU of two xyxy 4-tuples with positive areas (the arithmetic of :func:`_cluster`)."""
+    iw = (p[2] if p[2] < q[2] else q[2]) - (p[0] if p[0] > q[0] else q[0])
+    ih = (p[3] if p[3] < q[3] else q[3]) - (p[1] if p[1] > q[1] else q[1])
+    if iw <= 0.0 or ih <= 0.0:
+        return 0.0
+    inter = iw * ih
+    return inter / ((p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - inter)
+
+
+def _merge_two(
+    a: int, b: int, box: list[Any], sw: list[float], wt: list[float]
+) -> tuple[list[Any], list[list[int]], list[float], list[float]]:
+    """:func:`_cluster`'s result for boxes a then b that form one cluster."""
+    sa, sb = sw[a], sw[b]
+    conf = sa + sb
+    pa, pb = box[a], box[b]
+    if conf != 0.0:
+        rep = tuple((sa * pa[q] + sb * pb[q]) / conf for q in range(4))
+    else:  # every score 0: plain mean (ensemble-boxes divides by zero -> NaN)
+        rep = tuple((pa[q] + pb[q]) / 2 for q in range(4))
+    return [rep], [[a, b]], [conf], [wt[a] + wt[b]]
 
 
 def _fuse(
@@ -386,23 +428,30 @@ def _fuse(
         descending.
     """
     model = prep.model
-    w_arr = np.ones(num_models) if weights is None else weights
-    wsum_all = float(w_arr.sum())
-    wmax = float(w_arr.max()) if num_models else 1.0
+    if weights is None:  # no numpy call on the common path (it costs more than the fusion)
+        w_arr = None
+        wsum_all = float(num_models)
+        wmax = 1.0
+    else:
+        w_arr = weights
+        wsum_all = float(weights.sum())
+        wmax = float(weights.max())
+    is_avg = conf_type == 'avg'
+    is_max = conf_type == 'max'
     geometric = tie_break == 'geometry'
-    cap = num_models if conf_type == 'avg' and not allows_overflow else None
+    cap = num_models if is_avg and not allows_overflow else None
 
     def score(s: float, n: int, wf: float, mem: list[int]) -> float:
         # ensemble-boxes' rescaling of a cluster's mean (or max) s*w, weight sum wf.
-        if conf_type == 'avg':
+        if is_avg:
             return s * (n if cap is None or n < cap else cap) / wsum_all
-        if conf_type == 'max':
+        if is_max:
             return s / wmax
         present = sorted({model[m] for m in mem})
+        w_present = float(len(present) if w_arr is None else w_arr[present].sum())
         if conf_type == 'box_and_model_avg':
-            return s * n / wf * float(w_arr[present].sum()) / wsum_all
-        absent = wsum_all - float(w_arr[present].sum())  # absent_model_aware_avg
-        return s * n / (wf + absent)
+            return s * n / wf * w_present / wsum_all
+        return s * n / (wf + wsum_all - w_present)  # absent_model_aware_avg
 
     # One record per fused box: (-score, label, box, members); sorting the records sorts
     # by score descending, then label and coordinates (the 'geometry' tie-break).
@@ -422,7 +471,7 @@ def _fuse(
         reps, members, confs, wsums = _cluster(order, box, sw, prep.wt, iou_thr)
         for c, mem in enumerate(members):
             n = len(mem)
-            s = sw[mem[0]] if conf_type == 'max' else confs[c] / n
+            s = sw[mem[0]] if is_max else confs[c] / n
             recs.append((-score(s, n, wsums[c], mem), lab, reps[c], mem))
 
     if len(recs) > 1:
