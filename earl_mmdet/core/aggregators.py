@@ -147,7 +147,7 @@ class SingleRater(Aggregator):
         score_mode (str | None): deprecated name of ``confidence``.
     """
 
-    param_names: ClassVar[tuple[str, ...]] = ('rater', 'on_missing')
+    param_names = ('rater', 'on_missing')
     default_confidence: ClassVar[str] = 'agreement'
 
     def __init__(
@@ -210,13 +210,7 @@ class MajorityVoteAggregator(Aggregator):
         score_mode (str | None): deprecated name of ``confidence``.
     """
 
-    param_names: ClassVar[tuple[str, ...]] = (
-        'iou_thr',
-        'quorum',
-        'box_mode',
-        'class_agnostic',
-        'linkage',
-    )
+    param_names = ('iou_thr', 'quorum', 'box_mode', 'class_agnostic', 'linkage')
     box_modes: ClassVar[tuple[str, ...]] = ('average', 'union', 'intersection')
 
     def __init__(
@@ -348,7 +342,7 @@ class EMAggregator(Aggregator):
         model (RaterEM): the fitted EM model (confusion_, proficiency_, box_sigma_, ...).
     """
 
-    param_names: ClassVar[tuple[str, ...]] = ('drop_no_object', 'box_weights')
+    param_names = ('drop_no_object', 'box_weights')
     confidence_modes: ClassVar[tuple[str, ...]] = CONFIDENCE_MODES
     default_confidence: ClassVar[str] = 'posterior'
 

@@ -288,6 +288,24 @@ def _check_categories(
     return ordered, label_of, outside
 
 
+def _register(
+    ctx: _Context, kind: str, i: int, record: Mapping, seen: set, required: Sequence[str]
+) -> str:
+    """Check the ``id`` of record ``i`` (int or str, not in ``seen``; added to it) and that
+    the ``required`` keys are present; return the record's name for messages."""
+    rid = record['id']
+    if not _is_id(rid):
+        raise ctx.error(f'{kind} index {i}', 'id', f'must be an int or str, got {rid!r}')
+    rec = f'{kind} id={rid!r} (index {i})'
+    if rid in seen:
+        raise ctx.error(rec, 'id', f'duplicate {kind} id')
+    seen.add(rid)
+    for key in required:
+        if key not in record:
+            raise ctx.error(rec, key, 'missing')
+    return rec
+
+
 def _check_images(
     ctx: _Context, imgs: Any, multi_rater: bool, renames: Mapping[str, str]
 ) -> list[dict]:
@@ -303,15 +321,7 @@ def _check_images(
             raise ctx.error(rec, None, f'must be an object, got {type(im).__name__}')
         if 'id' not in im:
             raise ctx.error(rec, 'id', 'missing')
-        if not _is_id(im['id']):
-            raise ctx.error(rec, 'id', f'must be an int or str, got {im["id"]!r}')
-        rec = f'image id={im["id"]!r} (index {i})'
-        if im['id'] in seen:
-            raise ctx.error(rec, 'id', 'duplicate image id')
-        seen.add(im['id'])
-        for key in ('file_name', 'width', 'height'):
-            if key not in im:
-                raise ctx.error(rec, key, 'missing')
+        rec = _register(ctx, 'image', i, im, seen, ('file_name', 'width', 'height'))
         if not isinstance(im['file_name'], str) or im['file_name'] == '':
             raise ctx.error(
                 rec, 'file_name', f'must be a non-empty string, got {im["file_name"]!r}'
@@ -497,15 +507,7 @@ def load_multirater_coco(
             ann['id'] = next_id
             next_id += 1
             ctx.fix('annotation_id_assigned', rec, 'id', f'assigned id={ann["id"]}')
-        elif not _is_id(ann['id']):
-            raise ctx.error(rec, 'id', f'must be an int or str, got {ann["id"]!r}')
-        rec = f'annotation id={ann["id"]!r} (index {i})'
-        if ann['id'] in seen_ids:
-            raise ctx.error(rec, 'id', 'duplicate annotation id')
-        seen_ids.add(ann['id'])
-        for key in ('image_id', 'category_id', 'bbox'):
-            if key not in ann:
-                raise ctx.error(rec, key, 'missing')
+        rec = _register(ctx, 'annotation', i, ann, seen_ids, ('image_id', 'category_id', 'bbox'))
         if ann['image_id'] not in index_of:
             raise ctx.error(rec, 'image_id', f'unknown image id {ann["image_id"]!r}')
         cid = ann['category_id']

@@ -88,7 +88,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -793,13 +793,7 @@ class WBFAggregator(Aggregator):
         score_mode (str | None): deprecated name of ``confidence``.
     """
 
-    param_names: ClassVar[tuple[str, ...]] = (
-        'iou_thr',
-        'skip_box_thr',
-        'conf_type',
-        'rater_weights',
-        'tie_break',
-    )
+    param_names = ('iou_thr', 'skip_box_thr', 'conf_type', 'rater_weights', 'tie_break')
 
     def __init__(
         self,
