@@ -32,67 +32,23 @@ def tiny_multirater(path: Path) -> Path:
     image 2 (R1, R2, R3): no box (a true negative).
     image 3 (R2, R3): R2 dog [20,20,10,10], R3 dog [21,20,10,10].
     """
+    readers = {1: ['R1', 'R2', 'R3'], 2: ['R1', 'R2', 'R3'], 3: ['R2', 'R3']}
+    boxes = [  # (image id, category id, bbox, rater)
+        (1, 7, [0, 0, 10, 10], 'R1'),
+        (1, 7, [1, 0, 10, 10], 'R2'),
+        (1, 3, [50, 50, 10, 10], 'R3'),
+        (3, 3, [20, 20, 10, 10], 'R2'),
+        (3, 3, [21, 20, 10, 10], 'R3'),
+    ]
     data = {
         'info': {'description': 'tiny'},
         'images': [
-            {
-                'id': 1,
-                'file_name': 'a.png',
-                'width': 100,
-                'height': 100,
-                'annotators': ['R1', 'R2', 'R3'],
-            },
-            {
-                'id': 2,
-                'file_name': 'b.png',
-                'width': 100,
-                'height': 100,
-                'annotators': ['R1', 'R2', 'R3'],
-            },
-            {
-                'id': 3,
-                'file_name': 'c.png',
-                'width': 100,
-                'height': 100,
-                'annotators': ['R2', 'R3'],
-            },
+            dict(id=i, file_name=f'{"abc"[i - 1]}.png', width=100, height=100, annotators=r)
+            for i, r in readers.items()
         ],
         'annotations': [
-            {
-                'id': 1,
-                'image_id': 1,
-                'category_id': 7,
-                'bbox': [0, 0, 10, 10],
-                'annotator_id': 'R1',
-            },
-            {
-                'id': 2,
-                'image_id': 1,
-                'category_id': 7,
-                'bbox': [1, 0, 10, 10],
-                'annotator_id': 'R2',
-            },
-            {
-                'id': 3,
-                'image_id': 1,
-                'category_id': 3,
-                'bbox': [50, 50, 10, 10],
-                'annotator_id': 'R3',
-            },
-            {
-                'id': 4,
-                'image_id': 3,
-                'category_id': 3,
-                'bbox': [20, 20, 10, 10],
-                'annotator_id': 'R2',
-            },
-            {
-                'id': 5,
-                'image_id': 3,
-                'category_id': 3,
-                'bbox': [21, 20, 10, 10],
-                'annotator_id': 'R3',
-            },
+            dict(id=k + 1, image_id=i, category_id=c, bbox=b, annotator_id=r)
+            for k, (i, c, b, r) in enumerate(boxes)
         ],
         'categories': [{'id': 7, 'name': 'cat'}, {'id': 3, 'name': 'dog'}],
     }
