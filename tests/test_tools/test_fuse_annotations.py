@@ -216,15 +216,21 @@ def test_bad_input_file(tmp_path, capsys):
     assert rc == 2 and 'not found' in err
 
 
-def test_help_subprocess():
-    proc = subprocess.run(
-        [sys.executable, 'tools/fuse_annotations.py', '--help'],
+def tool_help(name: str) -> subprocess.CompletedProcess:
+    """``tools/<name>.py --help`` in a fresh interpreter (it must not need the package)."""
+    return subprocess.run(
+        [sys.executable, f'tools/{name}.py', '--help'],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_help_subprocess():
+    proc = tool_help('fuse_annotations')
     assert proc.returncode == 0 and '--method' in proc.stdout and '--quorum' in proc.stdout
+    assert '--confidence' in proc.stdout
 
 
 def _edit(path: Path, edit) -> Path:
