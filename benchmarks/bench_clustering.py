@@ -49,8 +49,8 @@ CASES = ('cluster', 'na', 'rater', 'mv', 'wbf', 'em', 'report', 'tool')
 
 
 def make_image(num_boxes: int, seed: int = 0):
-    """One ImageAnnotations with about ``num_boxes`` boxes (see the module docstring)."""
-    from earl_mmdet.core.types import ImageAnnotations
+    """One RaterBoxes with about ``num_boxes`` boxes (see the module docstring)."""
+    from earl_mmdet.core.types import RaterBoxes
 
     rng = np.random.default_rng(seed)
     n_obj = max(1, num_boxes // 8)
@@ -70,7 +70,7 @@ def make_image(num_boxes: int, seed: int = 0):
         lab[flip] = rng.integers(0, NUM_CLASSES, int(flip.sum()))
         labels.append(lab)
         rids += [r] * int(seen.sum())
-    return ImageAnnotations(
+    return RaterBoxes(
         boxes=np.concatenate(boxes),
         labels=np.concatenate(labels).astype(np.int64),
         rater_ids=np.asarray(rids, dtype=str),

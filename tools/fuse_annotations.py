@@ -3,7 +3,7 @@
 Example::
 
     .venv/bin/python tools/fuse_annotations.py train_multi.json train_wbf.json \\
-        --method wbf --iou-thr 0.4 --score count
+        --method wbf --iou-thr 0.4 --confidence agreement_ratio
 
 The output keeps the input's images and categories (original category ids). Each fused
 box becomes one annotation with ``bbox`` [x, y, w, h], ``area``, ``category_id``,
@@ -36,10 +36,18 @@ from _common import add_normalize_rater_ids_flag, check_output_paths, filter_thi
 # earl_mmdet is imported inside the functions: importing it registers the mmdet
 # components (seconds), which `--help` does not need.
 
+#: Deprecated ``--score`` values -> ``--confidence`` values.
+_OLD_SCORES = {
+    'count': 'agreement',
+    'fraction': 'agreement_ratio',
+    'wbf': 'fused_score',
+    'posterior': 'posterior',
+}
+
 #: CLI option -> (aggregator parameter, methods that accept it).
 _OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     'iou_thr': ('iou_thr', ('mv', 'wbf', 'em')),
-    'score': ('score_mode', ('na', 'rater', 'mv', 'wbf', 'em')),
+    'confidence': ('confidence', ('na', 'rater', 'mv', 'wbf', 'em')),
     'quorum': ('quorum', ('mv',)),
     'box_mode': ('box_mode', ('mv',)),
     'per_label': ('class_agnostic', ('mv',)),
@@ -101,11 +109,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--iou-thr', type=float, default=None, help='IoU threshold (default 0.4)')
     p.add_argument(
+        '--confidence',
+        default=None,
+        help='confidence c: agreement = T, agreement_ratio = T/R, fused_score = WBF score, '
+        'posterior (em only); default: agreement_ratio (mv, wbf), posterior (em), '
+        'agreement (na, rater: c = 1)',
+    )
+    p.add_argument(
         '--score',
         default=None,
-        choices=('count', 'fraction', 'wbf', 'posterior'),
-        help='confidence c: count = T, fraction = T/R, wbf = WBF score, posterior (em only); '
-        'default: count, posterior for em',
+        choices=tuple(_OLD_SCORES),
+        help='deprecated: use --confidence (count = agreement, fraction = agreement_ratio, '
+        'wbf = fused_score)',
     )
     g = p.add_argument_group('mv')
     g.add_argument('--quorum', type=_quorum, default=None, help='int raters or fraction of R')
@@ -148,6 +163,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
     add_normalize_rater_ids_flag(p)
     args = p.parse_args(argv)
+    if args.score is not None:
+        if args.confidence is not None:
+            p.error('give --confidence only (--score is its deprecated name)')
+        args.confidence = _OLD_SCORES[args.score]
+        print(
+            f'warning: --score is deprecated; use --confidence {args.confidence}',
+            file=sys.stderr,
+        )
     check_output_paths(p, files=[('output', args.output)])
     return args
 
@@ -203,7 +226,7 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
                     'bbox': [x1, y1, x2 - x1, y2 - y1],
                     'area': (x2 - x1) * (y2 - y1),
                     'iscrowd': 0,
-                    'score': float(res.confidences[k]),
+                    'score': float(res.confidence[k]),
                     'agreement': t,
                     'num_raters': int(res.num_raters),
                     'raters': [str(r) for r in res.member_raters[k]],

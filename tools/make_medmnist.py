@@ -614,7 +614,7 @@ def _rater_stats(results: list[dict], rater_ids: list[str], matrices: np.ndarray
     for res in results:
         ra = res['raters']
         for box, k_, j in zip(ra.boxes, ra.raters, ra.true_index):
-            ious[rater_ids[int(k_)]].append(float(mm.box_iou(box[None], res['boxes'][j])[0]))
+            ious[rater_ids[int(k_)]].append(float(mr.iou_to_truth(box, res['boxes'][j])[0]))
     for rid, vals in ious.items():
         v = np.asarray(vals) if vals else np.zeros(1)
         per_rater[rid].update(mean_iou=float(v.mean()), min_iou=float(v.min()))

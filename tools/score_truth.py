@@ -5,15 +5,15 @@ Example::
     .venv/bin/python tools/score_truth.py data/medmnist_cpu/train.json \\
         data/medmnist_cpu/train_gold.json --methods na mv wbf em --out truth.json
 
-For each aggregator (built as the MED-MNIST configs build it: ``wbf`` with IoU 0.4 and
-c = T/R, ``em`` with c = its posterior, ``mv`` with a strict majority), fuses every training
-image and prints a Markdown table: training boxes, precision (boxes on a true object with
-its true label, IoU > 0.5), recall (true objects covered), the share of the confidence c
-on correct boxes (what EARL's weighting buys) and the precision of fused boxes by rater
-agreement T; then a second table: the share of boxes that are false positives (they
-overlap no gold box, any label: raters' boxes on clutter or background) overall and by T,
-and the share of gold objects with no box (any label), overall and if only boxes with
-agreement >= T were kept. ``--out`` writes the same as JSON
+For each aggregator (built as the MED-MNIST configs build it: ``wbf`` with IoU 0.4 and c =
+T/R, ``em`` with c = its posterior, ``mv`` with a strict majority and c = T), fuses every
+training image and prints a Markdown table: training boxes, precision (boxes on a true
+object with its true label, IoU > 0.5), recall (true objects covered), the share of the
+confidence c on correct boxes (what EARL's weighting buys) and the precision of fused
+boxes by rater agreement T; then a second table: the share of boxes that are false
+positives (they overlap no gold box, any label: raters' boxes on clutter or background)
+overall and by T, and the share of gold objects with no box (any label), overall and if
+only boxes with agreement >= T were kept. ``--out`` writes the same as JSON
 (:func:`earl_mmdet.core.rater_report.truth_quality`).
 """
 
@@ -36,9 +36,9 @@ from _common import check_output_paths, filter_third_party_warnings  # noqa: E40
 #: The aggregators as the MED-MNIST configs build them (configs/medmnist/yolox_nano_*).
 CONFIG_AGGREGATORS: dict[str, dict[str, Any]] = {
     'na': dict(type='na'),
-    'mv': dict(type='mv'),
-    'wbf': dict(type='wbf', iou_thr=0.4, score_mode='fraction'),
-    'em': dict(type='em', score_mode='posterior'),
+    'mv': dict(type='mv', confidence='agreement'),
+    'wbf': dict(type='wbf', iou_thr=0.4, confidence='agreement_ratio'),
+    'em': dict(type='em', confidence='posterior'),
 }
 
 

@@ -1,8 +1,10 @@
 """Truth inference behind one interface: ``na``, ``rater:<id>``, ``mv``, ``wbf``, ``em``.
 
-An aggregator turns all raters' boxes of one image (:class:`ImageAnnotations`) into one set
-of boxes with a per-box confidence c (:class:`FusionResult`). Aggregators that learn from the
-whole dataset (``em``) do so in :meth:`Aggregator.fit`; the others ignore it.
+An aggregator turns all raters' boxes of one image (:class:`RaterBoxes`) into one set of
+boxes with a per-box confidence c (:class:`FusedBoxes`). Aggregators that learn from the
+whole dataset (``em``) do so in :meth:`Aggregator.fit`; the others ignore it. The interface
+and registry live in :mod:`earl_mmdet.core.aggregator_base`; ``wbf`` (the default, the
+paper's) lives with the fusion it runs, in :mod:`earl_mmdet.core.fusion`.
 
 =================  ==========================================================================
 name               what it does
@@ -17,18 +19,20 @@ name               what it does
                    reliability-weighted box fusion (:mod:`earl_mmdet.core.em`).
 =================  ==========================================================================
 
-Score modes (the confidence c; ``docs/aggregators.md``): ``count`` = T, the number of raters
-behind the fused label; ``fraction`` = T / R with R the raters who read the image; ``wbf`` =
-the WBF confidence (for equal weights this is T / R, for ``em`` the proficiency-weighted
-fraction); ``em`` adds ``posterior`` = the EM posterior probability of the fused label.
+Confidence modes (the confidence c, ``confidence=``; ``docs/aggregators.md``):
+``agreement`` = T, the number of raters behind the fused label; ``agreement_ratio`` = T / R
+with R the raters who read the image (the paper's c, default of ``mv`` and ``wbf``);
+``fused_score`` = the WBF score (for equal weights min(boxes, R) / R, for ``em`` the
+proficiency-weighted fraction); ``posterior`` (``em``, its default) = the EM posterior
+probability of the fused label. ``na`` and ``rater:<id>`` default to ``agreement`` (c = 1).
 
 Examples:
     >>> agg = build_aggregator('mv', quorum=2)
-    >>> im = ImageAnnotations(np.array([[0, 0, 10, 10], [1, 0, 11, 10], [40, 40, 50, 50.]]),
-    ...                       np.array([0, 0, 1]), np.array(['a', 'b', 'c']), ('a', 'b', 'c'))
+    >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [1, 0, 11, 10], [40, 40, 50, 50.]]),
+    ...                 np.array([0, 0, 1]), np.array(['a', 'b', 'c']), ('a', 'b', 'c'))
     >>> res = agg(im)
-    >>> res.boxes.tolist(), res.agreement.tolist(), res.confidences.tolist()
-    ([[0.5, 0.0, 10.5, 10.0]], [2], [2.0])
+    >>> res.boxes.tolist(), res.agreement.tolist(), res.confidence.tolist()
+    ([[0.5, 0.0, 10.5, 10.0]], [2], [0.6666666865348816])
 """
 
 from __future__ import annotations
@@ -40,10 +44,18 @@ from typing import Any, ClassVar, Union
 
 import numpy as np
 
-from .em import RaterEM, check_image
-from .fusion import CONF_TYPES, TIE_BREAKS, fuse_raters
+from .aggregator_base import (
+    AGGREGATORS,
+    CONFIDENCE_MODES,
+    Aggregator,
+    agreement_confidence,
+    register_aggregator,
+)
+from .box_ops import check_iou_thr
+from .em import RaterEM
+from .fusion import WBFAggregator
 from .matching import LINKAGES, cluster_boxes
-from .types import FusionResult, ImageAnnotations
+from .types import FusedBoxes, RaterBoxes
 
 __all__ = [
     'AGGREGATORS',
@@ -57,49 +69,22 @@ __all__ = [
     'register_aggregator',
 ]
 
-#: name -> Aggregator subclass. ``rater`` is spelled ``rater:<id>`` in a spec string.
-AGGREGATORS: dict[str, type[Aggregator]] = {}
-
 #: Names shown in error messages, in the order of the documentation.
 _SPELLINGS = ('na', 'rater:<id>', 'mv', 'wbf', 'em')
 
 AggregatorSpec = Union[str, Mapping]
 
 
-def register_aggregator(name: str):
-    """Class decorator that registers an :class:`Aggregator` under ``name``."""
-
-    def deco(cls: type[Aggregator]) -> type[Aggregator]:
-        if name in AGGREGATORS:
-            raise ValueError(f'aggregator name {name!r} already registered')
-        cls.name = name
-        AGGREGATORS[name] = cls
-        return cls
-
-    return deco
-
-
-def _empty(num_raters: int) -> FusionResult:
-    return FusionResult(
-        boxes=np.zeros((0, 4), np.float32),
-        labels=np.zeros(0, np.int64),
-        confidences=np.zeros(0, np.float32),
-        agreement=np.zeros(0, np.int64),
-        num_raters=int(num_raters),
-        members=[],
-        member_raters=[],
-    )
-
-
 def _pack(
     boxes: list, labels: list, conf: list, agreement: list, num_raters: int, members: list, mr: list
-) -> FusionResult:
+) -> FusedBoxes:
+    """A :class:`FusedBoxes` from per-box lists (mv, em)."""
     if not boxes:
-        return _empty(num_raters)
-    return FusionResult(
+        return FusedBoxes.empty(num_raters)
+    return FusedBoxes(
         boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
         labels=np.asarray(labels, np.int64),
-        confidences=np.asarray(conf, np.float32),
+        confidence=np.asarray(conf, np.float32),
         agreement=np.asarray(agreement, np.int64),
         num_raters=int(num_raters),
         members=[np.asarray(m, np.int64) for m in members],
@@ -107,110 +92,48 @@ def _pack(
     )
 
 
-def _count_conf(t: int, r: int, mode: str) -> float:
-    """Confidence from the agreement count for the modes shared by na / rater / mv."""
-    if mode == 'count':
-        return float(t)
-    # 'fraction' and 'wbf': with scores 1 and equal weights WBF's 'avg' confidence is
-    # min(T, R) / R (ensemble-boxes 1.0.9, conf_type='avg').
-    return float(min(t, r)) / float(r) if r > 0 else 0.0
-
-
-class Aggregator:
-    """Base class: all raters' boxes of one image -> fused boxes with confidences.
-
-    Subclasses set ``score_modes`` and implement :meth:`__call__`; those that learn from
-    the dataset override :meth:`fit`.
-
-    Args:
-        score_mode (str): how the confidence c is computed; one of ``score_modes``.
-    """
-
-    name: ClassVar[str] = ''
-    score_modes: ClassVar[tuple[str, ...]] = ('count', 'fraction', 'wbf')
-    default_score_mode: ClassVar[str] = 'count'
-
-    def __init__(self, score_mode: str | None = None) -> None:
-        mode = self.default_score_mode if score_mode is None else score_mode
-        if mode not in self.score_modes:
-            raise ValueError(
-                f'aggregator {self.name!r}: score_mode must be one of {self.score_modes}, '
-                f'got {score_mode!r}'
-            )
-        self.score_mode = mode
-
-    def fit(self, images: Sequence[ImageAnnotations]) -> Aggregator:
-        """Learn from the whole dataset (no-op unless overridden).
-
-        Args:
-            images (Sequence[ImageAnnotations]): every image of the dataset.
-
-        Returns:
-            Aggregator: self.
-        """
-        return self
-
-    def __call__(self, image: ImageAnnotations) -> FusionResult:
-        """Fuse one image's boxes.
-
-        Args:
-            image (ImageAnnotations): all raters' boxes of the image (xyxy pixels).
-
-        Returns:
-            FusionResult: fused boxes (float32 xyxy pixels), labels, confidences, agreement
-            T, raters R, and the input boxes / raters behind each fused box.
-        """
-        raise NotImplementedError
-
-    def fuse_all(self, images: Sequence[ImageAnnotations]) -> list[FusionResult]:
-        """``fit`` on ``images`` then fuse each of them."""
-        images = list(images)
-        self.fit(images)
-        return [self(im) for im in images]
-
-    def get_params(self) -> dict[str, Any]:
-        """Parameters that reproduce this aggregator with :func:`build_aggregator`."""
-        return {'type': self.name, 'score_mode': self.score_mode}
-
-    def __repr__(self) -> str:
-        params = ', '.join(f'{k}={v!r}' for k, v in self.get_params().items() if k != 'type')
-        return f'{type(self).__name__}({params})'
+def _one_box_each(image: RaterBoxes, idx: np.ndarray, c: float, num_raters: int) -> FusedBoxes:
+    """Boxes ``idx`` of ``image`` kept as they are, each its own fused box (T = 1, c)."""
+    if idx.size == 0:
+        return FusedBoxes.empty(num_raters)
+    return FusedBoxes(
+        boxes=image.boxes[idx].astype(np.float32),
+        labels=image.labels[idx],
+        confidence=np.full(idx.size, c, np.float32),
+        agreement=np.ones(idx.size, np.int64),
+        num_raters=num_raters,
+        members=[np.asarray([i], np.int64) for i in idx],
+        member_raters=[(str(image.rater_ids[i]),) for i in idx],
+    )
 
 
 @register_aggregator('na')
 class NoAggregation(Aggregator):
     """Every rater's box kept unchanged, agreement T = 1 (the paper's NA baseline).
 
-    Confidence: ``count`` = 1 (the baseline, every box weighs the same), ``fraction`` and
-    ``wbf`` = 1 / R (a one-rater cluster's WBF score).
+    Confidence: ``agreement`` (default) = T = 1, every box weighs the same;
+    ``agreement_ratio`` and ``fused_score`` = 1 / R (a one-rater cluster's WBF score).
 
     Args:
-        score_mode (str): ``'count'`` (default), ``'fraction'`` or ``'wbf'``.
+        confidence (str | None): ``'agreement'`` (default), ``'agreement_ratio'`` or
+            ``'fused_score'``.
+        score_mode (str | None): deprecated name of ``confidence``.
     """
 
-    def __call__(self, image: ImageAnnotations) -> FusionResult:
-        check_image(image)
+    default_confidence: ClassVar[str] = 'agreement'
+
+    def __call__(self, image: RaterBoxes) -> FusedBoxes:
         r = len(image.raters)
-        n = len(image.labels)
-        if n == 0:
-            return _empty(r)
-        rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
-        return FusionResult(
-            boxes=np.asarray(image.boxes, np.float32).reshape(-1, 4),
-            labels=np.asarray(image.labels, np.int64).reshape(-1),
-            confidences=np.full(n, _count_conf(1, r, self.score_mode), np.float32),
-            agreement=np.ones(n, np.int64),
-            num_raters=r,
-            members=[np.asarray([i], np.int64) for i in range(n)],
-            member_raters=[(str(rids[i]),) for i in range(n)],
-        )
+        idx = np.arange(len(image), dtype=np.int64)
+        return _one_box_each(image, idx, agreement_confidence(1, r, self.confidence), r)
 
 
 @register_aggregator('rater')
 class SingleRater(Aggregator):
     """One rater's boxes only (spec ``'rater:<id>'``), agreement 1, R = 1.
 
-    R is 1 because the result speaks for that rater alone, so every score mode gives c = 1.
+    R is 1 because the result speaks for that rater alone, so every confidence mode gives
+    c = 1.
 
     Args:
         rater (str | int): the rater id (compared as str).
@@ -219,11 +142,22 @@ class SingleRater(Aggregator):
             ``num_raters = 0`` ("nobody read it"), which ``tools/fuse_annotations.py``
             drops from its output. An empty result with R = 1 would instead claim the
             rater saw no finding.
-        score_mode (str): ``'count'`` (default), ``'fraction'`` or ``'wbf'``.
+        confidence (str | None): ``'agreement'`` (default), ``'agreement_ratio'`` or
+            ``'fused_score'`` (all give 1).
+        score_mode (str | None): deprecated name of ``confidence``.
     """
 
-    def __init__(self, rater: str | int, on_missing: str = 'error', score_mode: str | None = None):
-        super().__init__(score_mode)
+    param_names = ('rater', 'on_missing')
+    default_confidence: ClassVar[str] = 'agreement'
+
+    def __init__(
+        self,
+        rater: str | int,
+        on_missing: str = 'error',
+        confidence: str | None = None,
+        score_mode: str | None = None,
+    ) -> None:
+        super().__init__(confidence, score_mode)
         if isinstance(rater, bool) or not isinstance(rater, (str, int)) or str(rater) == '':
             raise ValueError(f"aggregator 'rater': rater must be a non-empty id, got {rater!r}")
         if on_missing not in ('error', 'skip'):
@@ -233,44 +167,20 @@ class SingleRater(Aggregator):
         self.rater = str(rater)
         self.on_missing = on_missing
 
-    def reads(self, image: ImageAnnotations) -> bool:
+    def reads(self, image: RaterBoxes) -> bool:
         """Whether the rater read ``image``."""
-        return self.rater in {str(r) for r in image.raters}
+        return self.rater in image.raters
 
-    def __call__(self, image: ImageAnnotations) -> FusionResult:
-        check_image(image)
+    def __call__(self, image: RaterBoxes) -> FusedBoxes:
         if not self.reads(image):
             if self.on_missing == 'skip':
-                return _empty(0)
+                return FusedBoxes.empty(0)
             raise ValueError(
                 f'rater {self.rater!r} did not read image {image.image_id!r} (its raters: '
                 f"{list(image.raters)!r}); use on_missing='skip' to leave such images out"
             )
-        rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
-        idx = np.flatnonzero(rids == self.rater)
-        if idx.size == 0:
-            return _empty(1)
-        c = _count_conf(1, 1, self.score_mode)
-        return FusionResult(
-            boxes=np.asarray(image.boxes, np.float32).reshape(-1, 4)[idx],
-            labels=np.asarray(image.labels, np.int64).reshape(-1)[idx],
-            confidences=np.full(idx.size, c, np.float32),
-            agreement=np.ones(idx.size, np.int64),
-            num_raters=1,
-            members=[np.asarray([i], np.int64) for i in idx],
-            member_raters=[(self.rater,) for _ in idx],
-        )
-
-    def get_params(self) -> dict[str, Any]:
-        return {**super().get_params(), 'rater': self.rater, 'on_missing': self.on_missing}
-
-
-def _check_iou_thr(name: str, iou_thr: float) -> float:
-    if isinstance(iou_thr, bool) or not isinstance(iou_thr, (int, float)):
-        raise ValueError(f'aggregator {name!r}: iou_thr must be a number, got {iou_thr!r}')
-    if not 0.0 <= float(iou_thr) < 1.0:
-        raise ValueError(f'aggregator {name!r}: iou_thr must be in [0, 1), got {iou_thr!r}')
-    return float(iou_thr)
+        idx = np.flatnonzero(image.rater_ids == self.rater)
+        return _one_box_each(image, idx, agreement_confidence(1, 1, self.confidence), 1)
 
 
 @register_aggregator('mv')
@@ -295,10 +205,12 @@ class MajorityVoteAggregator(Aggregator):
         class_agnostic (bool): cluster across labels, then vote (default True); False
             clusters each label separately (then T = cluster size).
         linkage (str): ``'average'``, ``'complete'`` or ``'single'``. Defaults to 'average'.
-        score_mode (str): ``'count'`` (T, default), ``'fraction'`` (T/R) or ``'wbf'`` (=
-            T/R with equal weights).
+        confidence (str | None): ``'agreement_ratio'`` (T/R, default), ``'agreement'`` (T)
+            or ``'fused_score'`` (= T/R with equal weights).
+        score_mode (str | None): deprecated name of ``confidence``.
     """
 
+    param_names = ('iou_thr', 'quorum', 'box_mode', 'class_agnostic', 'linkage')
     box_modes: ClassVar[tuple[str, ...]] = ('average', 'union', 'intersection')
 
     def __init__(
@@ -308,10 +220,11 @@ class MajorityVoteAggregator(Aggregator):
         box_mode: str = 'average',
         class_agnostic: bool = True,
         linkage: str = 'average',
+        confidence: str | None = None,
         score_mode: str | None = None,
     ) -> None:
-        super().__init__(score_mode)
-        self.iou_thr = _check_iou_thr('mv', iou_thr)
+        super().__init__(confidence, score_mode)
+        self.iou_thr = check_iou_thr(iou_thr, "aggregator 'mv'")
         if quorum is not None:
             if isinstance(quorum, bool) or not isinstance(quorum, (int, float)):
                 raise ValueError(
@@ -355,12 +268,9 @@ class MajorityVoteAggregator(Aggregator):
             return avg
         return inter
 
-    def __call__(self, image: ImageAnnotations) -> FusionResult:
-        check_image(image)
+    def __call__(self, image: RaterBoxes) -> FusedBoxes:
         r = len(image.raters)
-        boxes = np.asarray(image.boxes, np.float64).reshape(-1, 4)
-        labels = np.asarray(image.labels, np.int64).reshape(-1)
-        rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
+        boxes, labels, rids = image.boxes, image.labels, image.rater_ids
         need = self.required_votes(r)
         if need > r > 0 and not self._warned_quorum:
             self._warned_quorum = True
@@ -387,7 +297,7 @@ class MajorityVoteAggregator(Aggregator):
                 (
                     self._merge(boxes[voters]),
                     winner,
-                    _count_conf(t, r, self.score_mode),
+                    agreement_confidence(t, r, self.confidence),
                     t,
                     voters,
                     tuple(rids[voters]),
@@ -396,96 +306,6 @@ class MajorityVoteAggregator(Aggregator):
                 lst.append(v)
         b, lab, conf, agr, mem, mr = out
         return _pack(b, lab, conf, agr, r, mem, mr)
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            **super().get_params(),
-            'iou_thr': self.iou_thr,
-            'quorum': self.quorum,
-            'box_mode': self.box_mode,
-            'class_agnostic': self.class_agnostic,
-            'linkage': self.linkage,
-        }
-
-
-@register_aggregator('wbf')
-class WBFAggregator(Aggregator):
-    """The paper's truth inference: WBF over one list per rater, scores 1.
-
-    Delegates to :func:`earl_mmdet.core.fusion.fuse_raters` (label-wise clusters, IoU >
-    ``iou_thr``); T = distinct raters in the cluster.
-
-    Args:
-        iou_thr (float): WBF IoU threshold (strict). Defaults to 0.4 (the paper).
-        skip_box_thr (float): WBF score threshold. Defaults to 0.0.
-        conf_type (str): WBF confidence type. Defaults to 'avg'.
-        rater_weights (Mapping[str, float] | None): per-rater weight, the proficiency p_r
-            of Algorithm 1; it must cover every rater of every image. None = all 1.
-        tie_break (str): order of equal-score boxes, ``'geometry'`` (default: independent
-            of box and rater order) or ``'input'`` (exactly ensemble-boxes' order).
-        score_mode (str): ``'count'`` (T, default, as the authors' code), ``'fraction'``
-            (T/R) or ``'wbf'`` (the fused WBF score).
-    """
-
-    def __init__(
-        self,
-        iou_thr: float = 0.4,
-        skip_box_thr: float = 0.0,
-        conf_type: str = 'avg',
-        rater_weights: Mapping[str, float] | None = None,
-        tie_break: str = 'geometry',
-        score_mode: str | None = None,
-    ) -> None:
-        super().__init__(score_mode)
-        self.iou_thr = _check_iou_thr('wbf', iou_thr)
-        if tie_break not in TIE_BREAKS:
-            raise ValueError(
-                f"aggregator 'wbf': tie_break must be one of {TIE_BREAKS}, got {tie_break!r}"
-            )
-        if conf_type not in CONF_TYPES:
-            raise ValueError(
-                f"aggregator 'wbf': conf_type must be one of {CONF_TYPES}, got {conf_type!r}"
-            )
-        self.tie_break = tie_break
-        if isinstance(skip_box_thr, bool) or not isinstance(skip_box_thr, (int, float)):
-            raise ValueError(
-                f"aggregator 'wbf': skip_box_thr must be a number, got {skip_box_thr!r}"
-            )
-        self.skip_box_thr = float(skip_box_thr)
-        self.conf_type = conf_type
-        if rater_weights is not None:
-            if not isinstance(rater_weights, Mapping):
-                raise ValueError(
-                    "aggregator 'wbf': rater_weights must map rater id -> weight, got "
-                    f'{type(rater_weights).__name__}'
-                )
-            bad = {k: v for k, v in rater_weights.items() if not (float(v) > 0)}
-            if bad:
-                raise ValueError(f"aggregator 'wbf': rater weights must be > 0, got {bad!r}")
-            rater_weights = {str(k): float(v) for k, v in rater_weights.items()}
-        self.rater_weights = rater_weights
-
-    def __call__(self, image: ImageAnnotations) -> FusionResult:
-        check_image(image)
-        return fuse_raters(
-            image,
-            iou_thr=self.iou_thr,
-            skip_box_thr=self.skip_box_thr,
-            conf_type=self.conf_type,
-            score_mode=self.score_mode,
-            rater_weights=self.rater_weights,
-            tie_break=self.tie_break,
-        )
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            **super().get_params(),
-            'iou_thr': self.iou_thr,
-            'skip_box_thr': self.skip_box_thr,
-            'conf_type': self.conf_type,
-            'rater_weights': self.rater_weights,
-            'tie_break': self.tie_break,
-        }
 
 
 @register_aggregator('em')
@@ -504,12 +324,15 @@ class EMAggregator(Aggregator):
     * agreement T: the raters whose box in the cluster carries the fused label (so it can
       be lower than ``len(member_raters)``, and even 0 when EM overrules every rater);
       ``members`` / ``member_raters``: every box / rater of the cluster;
-    * confidence: ``posterior`` (default) = posterior probability of the label; ``count``
-      = T; ``fraction`` = T / R; ``wbf`` = the proficiency-weighted share of the readers
-      behind the label, sum_{r in T} p_r / sum_{r read} p_r.
+    * confidence: ``posterior`` (default) = posterior probability of the label;
+      ``agreement`` = T; ``agreement_ratio`` = T / R; ``fused_score`` = the
+      proficiency-weighted share of the readers behind the label,
+      sum_{r in T} p_r / sum_{r read} p_r.
 
     Args:
-        score_mode (str): ``'posterior'`` (default), ``'count'``, ``'fraction'``, ``'wbf'``.
+        confidence (str | None): ``'posterior'`` (default), ``'agreement'``,
+            ``'agreement_ratio'`` or ``'fused_score'``.
+        score_mode (str | None): deprecated name of ``confidence``.
         drop_no_object (bool): drop clusters judged ``no_obj``. Defaults to True.
         box_weights (str): ``'box'``, ``'proficiency'`` or ``'uniform'``. Defaults to 'box'.
         **em_params: :class:`RaterEM` arguments (num_classes, iou_thr=0.4, linkage,
@@ -519,17 +342,19 @@ class EMAggregator(Aggregator):
         model (RaterEM): the fitted EM model (confusion_, proficiency_, box_sigma_, ...).
     """
 
-    score_modes: ClassVar[tuple[str, ...]] = ('posterior', 'count', 'fraction', 'wbf')
-    default_score_mode: ClassVar[str] = 'posterior'
+    param_names = ('drop_no_object', 'box_weights')
+    confidence_modes: ClassVar[tuple[str, ...]] = CONFIDENCE_MODES
+    default_confidence: ClassVar[str] = 'posterior'
 
     def __init__(
         self,
-        score_mode: str | None = None,
+        confidence: str | None = None,
         drop_no_object: bool = True,
         box_weights: str = 'box',
+        score_mode: str | None = None,
         **em_params: Any,
     ) -> None:
-        super().__init__(score_mode)
+        super().__init__(confidence, score_mode)
         if box_weights not in ('box', 'proficiency', 'uniform'):
             raise ValueError(
                 "aggregator 'em': box_weights must be 'box', 'proficiency' or 'uniform', got "
@@ -542,7 +367,7 @@ class EMAggregator(Aggregator):
         self.drop_no_object = bool(drop_no_object)
         self.box_weights = box_weights
 
-    def fit(self, images: Sequence[ImageAnnotations]) -> EMAggregator:
+    def fit(self, images: Sequence[RaterBoxes]) -> EMAggregator:
         self.model.fit(images)
         self._w_box = self.model.rater_weights(self.box_weights)
         self._w_prof = self.model.rater_weights('proficiency')
@@ -572,15 +397,13 @@ class EMAggregator(Aggregator):
             return table[rater]
         return float(np.mean(list(table.values())))  # unseen rater: a typical one
 
-    def __call__(self, image: ImageAnnotations) -> FusionResult:
+    def __call__(self, image: RaterBoxes) -> FusedBoxes:
         if not self.model.fitted:
             raise ValueError("aggregator 'em' must be fitted first: call .fit(images)")
         ci, q = self.model.posterior(image)
         k = self.model.num_classes_
         r = len(ci.readers)
-        boxes = np.asarray(image.boxes, np.float64).reshape(-1, 4)
-        labels = np.asarray(image.labels, np.int64).reshape(-1)
-        rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
+        boxes, labels, rids = image.boxes, image.labels, image.rater_ids
         read_prof = sum(self._weight(self._w_prof, x) for x in ci.readers)
         out: tuple[list, ...] = ([], [], [], [], [], [])
         for j, members in enumerate(ci.clusters):
@@ -594,24 +417,19 @@ class EMAggregator(Aggregator):
             box = (boxes[members] * w[:, None]).sum(0) / w.sum()
             agree = members[labels[members] == lab]
             t = len(agree)
-            if self.score_mode == 'posterior':
+            if self.confidence == 'posterior':
                 c = float(q[j, lab])
-            elif self.score_mode == 'wbf':
+            elif self.confidence == 'fused_score':
                 c = sum(self._weight(self._w_prof, x) for x in rids[agree]) / read_prof
             else:
-                c = _count_conf(t, r, self.score_mode)
+                c = agreement_confidence(t, r, self.confidence)
             for lst, v in zip(out, (box, lab, c, t, members, tuple(rids[members]))):
                 lst.append(v)
         b, lab_, conf, agr, mem, mr = out
         return _pack(b, lab_, conf, agr, r, mem, mr)
 
     def get_params(self) -> dict[str, Any]:
-        return {
-            **super().get_params(),
-            'drop_no_object': self.drop_no_object,
-            'box_weights': self.box_weights,
-            **self.model.get_params(),
-        }
+        return {**super().get_params(), **self.model.get_params()}
 
 
 def build_aggregator(spec: AggregatorSpec | Aggregator, **params: Any) -> Aggregator:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .matching import box_iou
+from .box_ops import box_iou
 
 __all__ = [
     'BACKENDS',

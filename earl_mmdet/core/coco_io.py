@@ -34,7 +34,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .types import ImageAnnotations
+from .types import RaterBoxes
 
 __all__ = ['DEFAULT_RATER', 'MultiRaterCoco', 'load_multirater_coco']
 
@@ -58,7 +58,7 @@ class MultiRaterCoco:
     ``images[i].boxes[k]`` (file order of the annotations).
 
     Args:
-        images (list[ImageAnnotations]): per image, all raters' boxes (xyxy pixels, float64,
+        images (list[RaterBoxes]): per image, all raters' boxes (xyxy pixels, float64,
             clipped to the image), 0-based labels and rater ids (str).
         categories (list[dict]): COCO category dicts; ``categories[label]`` is the category
             of label index ``label``.
@@ -75,7 +75,7 @@ class MultiRaterCoco:
         prefused (bool): True when annotations carry ``score`` (the confidence c).
     """
 
-    images: list[ImageAnnotations]
+    images: list[RaterBoxes]
     categories: list[dict]
     image_infos: list[dict]
     repairs: collections.Counter
@@ -147,6 +147,19 @@ def _rater_id(x: Any) -> str | None:
     if isinstance(x, str) and x.strip() != '':
         return x
     return None
+
+
+def _checked_rater_id(
+    ctx: _Context, rec: str, fld: str, raw: Any, renames: Mapping[str, str]
+) -> tuple[str, bool]:
+    """A rater id field as str, renames applied (and counted); and whether it was renamed."""
+    rid = _rater_id(raw)
+    if rid is None:
+        raise ctx.error(rec, fld, f'rater id must be a non-empty str or int, got {raw!r}')
+    if rid not in renames:
+        return rid, False
+    ctx.fix('rater_id_normalized', rec, fld, f'{rid!r} read as {renames[rid]!r}')
+    return renames[rid], True
 
 
 def _rater_key(rid: str) -> str:
@@ -275,6 +288,24 @@ def _check_categories(
     return ordered, label_of, outside
 
 
+def _register(
+    ctx: _Context, kind: str, i: int, record: Mapping, seen: set, required: Sequence[str]
+) -> str:
+    """Check the ``id`` of record ``i`` (int or str, not in ``seen``; added to it) and that
+    the ``required`` keys are present; return the record's name for messages."""
+    rid = record['id']
+    if not _is_id(rid):
+        raise ctx.error(f'{kind} index {i}', 'id', f'must be an int or str, got {rid!r}')
+    rec = f'{kind} id={rid!r} (index {i})'
+    if rid in seen:
+        raise ctx.error(rec, 'id', f'duplicate {kind} id')
+    seen.add(rid)
+    for key in required:
+        if key not in record:
+            raise ctx.error(rec, key, 'missing')
+    return rec
+
+
 def _check_images(
     ctx: _Context, imgs: Any, multi_rater: bool, renames: Mapping[str, str]
 ) -> list[dict]:
@@ -290,15 +321,7 @@ def _check_images(
             raise ctx.error(rec, None, f'must be an object, got {type(im).__name__}')
         if 'id' not in im:
             raise ctx.error(rec, 'id', 'missing')
-        if not _is_id(im['id']):
-            raise ctx.error(rec, 'id', f'must be an int or str, got {im["id"]!r}')
-        rec = f'image id={im["id"]!r} (index {i})'
-        if im['id'] in seen:
-            raise ctx.error(rec, 'id', 'duplicate image id')
-        seen.add(im['id'])
-        for key in ('file_name', 'width', 'height'):
-            if key not in im:
-                raise ctx.error(rec, key, 'missing')
+        rec = _register(ctx, 'image', i, im, seen, ('file_name', 'width', 'height'))
         if not isinstance(im['file_name'], str) or im['file_name'] == '':
             raise ctx.error(
                 rec, 'file_name', f'must be a non-empty string, got {im["file_name"]!r}'
@@ -321,23 +344,9 @@ def _check_images(
                 raise ctx.error(rec, 'annotators', f'must be a list, got {raw!r}')
             raters: list[str] = []
             for j, r in enumerate(raw):
-                rid = _rater_id(r)
-                if rid is None:
-                    raise ctx.error(
-                        rec,
-                        f'annotators[{j}]',
-                        f'rater id must be a non-empty str or int, got {r!r}',
-                    )
-                if rid in renames:
-                    ctx.fix(
-                        'rater_id_normalized',
-                        rec,
-                        f'annotators[{j}]',
-                        f'{rid!r} read as {renames[rid]!r}',
-                    )
-                    rid = renames[rid]
-                    if rid in raters:  # two spellings in one list: now one rater
-                        continue
+                rid, renamed = _checked_rater_id(ctx, rec, f'annotators[{j}]', r, renames)
+                if renamed and rid in raters:  # two spellings in one list: now one rater
+                    continue
                 if rid in raters:
                     if not ctx.repair:
                         raise ctx.error(rec, 'annotators', f'rater {rid!r} listed twice')
@@ -498,15 +507,7 @@ def load_multirater_coco(
             ann['id'] = next_id
             next_id += 1
             ctx.fix('annotation_id_assigned', rec, 'id', f'assigned id={ann["id"]}')
-        elif not _is_id(ann['id']):
-            raise ctx.error(rec, 'id', f'must be an int or str, got {ann["id"]!r}')
-        rec = f'annotation id={ann["id"]!r} (index {i})'
-        if ann['id'] in seen_ids:
-            raise ctx.error(rec, 'id', 'duplicate annotation id')
-        seen_ids.add(ann['id'])
-        for key in ('image_id', 'category_id', 'bbox'):
-            if key not in ann:
-                raise ctx.error(rec, key, 'missing')
+        rec = _register(ctx, 'annotation', i, ann, seen_ids, ('image_id', 'category_id', 'bbox'))
         if ann['image_id'] not in index_of:
             raise ctx.error(rec, 'image_id', f'unknown image id {ann["image_id"]!r}')
         cid = ann['category_id']
@@ -526,18 +527,7 @@ def load_multirater_coco(
         if multi_rater:
             if 'annotator_id' not in ann:
                 raise ctx.error(rec, 'annotator_id', 'missing (other annotations have one)')
-            rid = _rater_id(ann['annotator_id'])
-            if rid is None:
-                raise ctx.error(
-                    rec,
-                    'annotator_id',
-                    f'must be a non-empty str or int, got {ann["annotator_id"]!r}',
-                )
-            if rid in renames:
-                ctx.fix(
-                    'rater_id_normalized', rec, 'annotator_id', f'{rid!r} read as {renames[rid]!r}'
-                )
-                rid = renames[rid]
+            rid, _ = _checked_rater_id(ctx, rec, 'annotator_id', ann['annotator_id'], renames)
             if rid not in info['annotators']:
                 # The rater evidently read the image: adding them keeps the box and makes
                 # R count them. Dropping the box instead would lose data.
@@ -572,14 +562,14 @@ def load_multirater_coco(
         ann['label'] = label_of[cid]
         per_image[k].append(ann)
 
-    images: list[ImageAnnotations] = []
+    images: list[RaterBoxes] = []
     for info, recs in zip(infos, per_image):
         boxes = np.asarray(
             [[b[0], b[1], b[0] + b[2], b[1] + b[3]] for b in (r['bbox'] for r in recs)],
             dtype=np.float64,
         ).reshape(-1, 4)
         images.append(
-            ImageAnnotations(
+            RaterBoxes(
                 boxes=boxes,
                 labels=np.asarray([r['label'] for r in recs], dtype=np.int64),
                 rater_ids=np.asarray([r['annotator_id'] for r in recs], dtype=str),

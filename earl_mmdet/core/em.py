@@ -57,43 +57,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .box_ops import box_area, check_iou_thr, paired_box_iou
 from .matching import LINKAGES, cluster_boxes
-from .types import ImageAnnotations
+from .types import RaterBoxes
 
-__all__ = ['ClusteredImage', 'RaterEM', 'check_image', 'cluster_image']
+__all__ = ['ClusteredImage', 'RaterEM', 'cluster_image']
 
-
-def check_image(image: ImageAnnotations) -> None:
-    """Validate an :class:`ImageAnnotations` (shapes, finite boxes, known raters).
-
-    Raises:
-        TypeError: if ``image`` is not an ImageAnnotations.
-        ValueError: naming the image and the field.
-    """
-    if not isinstance(image, ImageAnnotations):
-        raise TypeError(f'expected ImageAnnotations, got {type(image).__name__}')
-    where = f'image {image.image_id!r}'
-    boxes = np.asarray(image.boxes)
-    n = 0 if boxes.size == 0 else boxes.shape[0]
-    if boxes.size and (boxes.ndim != 2 or boxes.shape[1] != 4):
-        raise ValueError(f'{where}: boxes must have shape (N, 4) xyxy, got {boxes.shape}')
-    if boxes.size and not np.all(np.isfinite(boxes)):
-        raise ValueError(f'{where}: boxes contain NaN or inf')
-    labels = np.asarray(image.labels).reshape(-1)
-    raters = np.asarray(image.rater_ids).reshape(-1)
-    if labels.shape[0] != n or raters.shape[0] != n:
-        raise ValueError(
-            f'{where}: {n} boxes but {labels.shape[0]} labels and {raters.shape[0]} rater_ids'
-        )
-    if n and (labels.dtype.kind not in 'iu' or labels.min() < 0):
-        raise ValueError(f'{where}: labels must be non-negative integers, got {labels.tolist()}')
-    readers = {str(r) for r in image.raters}
-    unknown = sorted({str(r) for r in raters} - readers)
-    if unknown:
-        raise ValueError(
-            f'{where}: rater(s) {unknown} drew boxes but are not among the raters who read '
-            f'the image {list(image.raters)!r}'
-        )
+#: Constructor arguments of :class:`RaterEM`, as reported by :meth:`RaterEM.get_params`.
+_PARAMS = (
+    'num_classes',
+    'iou_thr',
+    'linkage',
+    'max_iter',
+    'tol',
+    'prior_strength',
+    'prior_diag',
+    'box_prior_strength',
+    'box_prior_sigma',
+)
 
 
 @dataclass
@@ -113,12 +94,12 @@ class ClusteredImage:
 
 
 def cluster_image(
-    image: ImageAnnotations, num_classes: int, iou_thr: float = 0.4, linkage: str = 'average'
+    image: RaterBoxes, num_classes: int, iou_thr: float = 0.4, linkage: str = 'average'
 ) -> ClusteredImage:
     """Cluster one image's boxes class-agnostically and build the readers' observations.
 
     Args:
-        image (ImageAnnotations): all raters' boxes of the image.
+        image (RaterBoxes): all raters' boxes of the image.
         num_classes (int): K; observation K means "no box in this cluster" (no_obj).
         iou_thr (float): clustering IoU threshold (strict). Defaults to 0.4.
         linkage (str): see :func:`cluster_boxes`. Defaults to ``'average'``.
@@ -126,15 +107,13 @@ def cluster_image(
     Returns:
         ClusteredImage: clusters and the (J, R) observation matrix.
     """
-    check_image(image)
-    readers = tuple(str(r) for r in image.raters)
-    rids = np.asarray(image.rater_ids).astype(str).reshape(-1)
-    labels = np.asarray(image.labels).reshape(-1).astype(np.int64)
+    readers = image.raters
+    rids, labels = image.rater_ids, image.labels
     if labels.size and labels.max() >= num_classes:
         raise ValueError(
             f'image {image.image_id!r}: label {int(labels.max())} >= num_classes={num_classes}'
         )
-    clusters = cluster_boxes(np.asarray(image.boxes), rids, iou_thr, linkage=linkage)
+    clusters = cluster_boxes(image.boxes, rids, iou_thr, linkage=linkage)
     col = {r: i for i, r in enumerate(readers)}
     obs = np.full((len(clusters), len(readers)), num_classes, np.int64)
     for j, members in enumerate(clusters):
@@ -143,24 +122,9 @@ def cluster_image(
     return ClusteredImage(clusters=clusters, readers=readers, observations=obs)
 
 
-def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of a[i] with b[i], (N,) for two (N, 4) xyxy arrays."""
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    union = _area(a) + _area(b) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def _area(b: np.ndarray) -> np.ndarray:
-    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-
-
 def _box_scale(boxes: np.ndarray) -> np.ndarray:
     """sqrt(area) of xyxy boxes, at least 1 px (object size used to normalise errors)."""
-    w = np.clip(boxes[..., 2] - boxes[..., 0], 0, None)
-    h = np.clip(boxes[..., 3] - boxes[..., 1], 0, None)
-    return np.maximum(np.sqrt(w * h), 1.0)
+    return np.maximum(np.sqrt(box_area(boxes)), 1.0)
 
 
 class RaterEM:
@@ -209,8 +173,8 @@ class RaterEM:
         log_likelihood_ (float): class-model log-likelihood at the end.
 
     Examples:
-        >>> im = ImageAnnotations(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
-        ...                       np.array([1, 1]), np.array(['a', 'b']), ('a', 'b'))
+        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
+        ...                 np.array([1, 1]), np.array(['a', 'b']), ('a', 'b'))
         >>> em = RaterEM(num_classes=2).fit([im])
         >>> em.raters_, em.posterior(im)[1].argmax(1).tolist()
         (('a', 'b'), [1])
@@ -230,8 +194,7 @@ class RaterEM:
     ) -> None:
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
             raise ValueError(f'num_classes must be a positive int or None, got {num_classes!r}')
-        if not 0.0 <= float(iou_thr) < 1.0:
-            raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
+        iou_thr = check_iou_thr(iou_thr, 'RaterEM')
         if linkage not in LINKAGES:
             raise ValueError(f'linkage must be one of {LINKAGES}, got {linkage!r}')
         if not isinstance(max_iter, int) or max_iter < 1:
@@ -247,7 +210,7 @@ class RaterEM:
         if not float(box_prior_sigma) > 0:
             raise ValueError(f'box_prior_sigma must be > 0, got {box_prior_sigma!r}')
         self.num_classes = num_classes
-        self.iou_thr = float(iou_thr)
+        self.iou_thr = iou_thr
         self.linkage = linkage
         self.max_iter = max_iter
         self.tol = float(tol)
@@ -284,31 +247,28 @@ class RaterEM:
         return theta, lam, phi
 
     # ------------------------------------------------------------------ fit
-    def fit(self, images: Sequence[ImageAnnotations]) -> RaterEM:
+    def fit(self, images: Sequence[RaterBoxes]) -> RaterEM:
         """Estimate confusion matrices, class prior, false-positive and box-error models.
 
         Args:
-            images (Sequence[ImageAnnotations]): the multi-rater dataset.
+            images (Sequence[RaterBoxes]): the multi-rater dataset.
 
         Returns:
             RaterEM: self.
         """
         images = list(images)
-        for im in images:
-            check_image(im)
         k = self.num_classes
         if k is None:
             k = 1 + max((int(np.max(im.labels)) for im in images if len(im.labels)), default=0)
         k1 = k + 1
-        raters = sorted({str(r) for im in images for r in im.raters})
+        raters = sorted({r for im in images for r in im.raters})
         if not raters:
             raise ValueError('RaterEM.fit: no rater read any image')
         col = {r: i for i, r in enumerate(raters)}
         n_r = len(raters)
         n_read = np.zeros(n_r)
         for im in images:
-            for r in {str(x) for x in im.raters}:
-                n_read[col[r]] += 1
+            n_read[[col[r] for r in im.raters]] += 1
 
         # Flatten every cluster of every image into one observation table.
         obs_rows: list[np.ndarray] = []
@@ -317,8 +277,7 @@ class RaterEM:
             ci = cluster_image(im, k, self.iou_thr, self.linkage)
             if not ci.clusters:
                 continue
-            rids = np.asarray(im.rater_ids).astype(str).reshape(-1)
-            boxes = np.asarray(im.boxes, np.float64).reshape(-1, 4)
+            rids, boxes = im.rater_ids, im.boxes
             cols = [col[r] for r in ci.readers]
             full = np.full((len(ci.clusters), n_r), -1, np.int64)
             full[:, cols] = ci.observations
@@ -345,7 +304,9 @@ class RaterEM:
 
         alpha = self._prior_rows(k1)
         has_box = ~np.isnan(bxs[..., 0])  # (J, R)
+        # The box model learns from clusters with >= 2 boxes only.
         shared = has_box.sum(1) >= 2
+        bxs, has_box = bxs[shared], has_box[shared]
         sigma = np.full(n_r, self.box_prior_sigma)
         theta = np.zeros((n_r, k1, k1))
         pi = np.full(k1, 1.0 / k1)
@@ -366,7 +327,7 @@ class RaterEM:
             new_phi = (fp + self.prior_strength / k) / (
                 fp.sum(1, keepdims=True) + self.prior_strength
             )
-            new_sigma = self._box_m_step(bxs, has_box, shared, sigma, 1.0 - q[:, k])
+            new_sigma = self._box_m_step(bxs, has_box, sigma, 1.0 - q[shared, k])
             # E-step.
             logj = self._log_joint(obs, np.log(new_pi), new_theta, new_lam, new_phi)
             q = self._normalise(logj)
@@ -408,7 +369,7 @@ class RaterEM:
             self.precision_ = np.where(
                 n_drawn > 0, right / np.where(n_drawn > 0, n_drawn, 1), np.nan
             )
-        self.box_iou_ = self._loo_box_iou(bxs, has_box, shared, sigma, 1.0 - q[:, k])
+        self.box_iou_ = self._loo_box_iou(bxs, has_box, sigma, 1.0 - q[shared, k])
         self.num_clusters_ = int(n_j)
         self.n_iter_ = int(it)
         self.converged_ = bool(converged)
@@ -470,16 +431,12 @@ class RaterEM:
         return mean, 1.0 / safe
 
     def _box_m_step(
-        self,
-        bxs: np.ndarray,
-        has_box: np.ndarray,
-        shared: np.ndarray,
-        sigma: np.ndarray,
-        w_obj: np.ndarray,
+        self, b: np.ndarray, hb: np.ndarray, sigma: np.ndarray, w: np.ndarray
     ) -> np.ndarray:
-        if not shared.any():
+        """New sigma (R,) from the clusters with >= 2 boxes: boxes ``b`` (J, R, 4), which
+        rater has a box ``hb`` (J, R), object posteriors ``w`` (J,)."""
+        if b.shape[0] == 0:
             return sigma.copy()
-        b, hb, w = bxs[shared], has_box[shared], w_obj[shared]
         t, var = self._consensus(b, hb, sigma)
         e = (np.where(hb[..., None], b, 0.0) - t[:, None, :]) / _box_scale(t)[:, None, None]
         sq = (e**2).sum(2) + 4.0 * var[:, None]  # (J, R)
@@ -492,18 +449,12 @@ class RaterEM:
         return np.sqrt(np.maximum(new, 1e-8))
 
     def _loo_box_iou(
-        self,
-        bxs: np.ndarray,
-        has_box: np.ndarray,
-        shared: np.ndarray,
-        sigma: np.ndarray,
-        w_obj: np.ndarray,
+        self, b: np.ndarray, hb: np.ndarray, sigma: np.ndarray, w: np.ndarray
     ) -> np.ndarray:
-        n_r = bxs.shape[1]
+        """Per rater, the ``w``-weighted mean IoU of its box to the others' consensus
+        (arguments as :meth:`_box_m_step`); NaN for a rater in no such cluster."""
+        n_r = b.shape[1]
         out = np.full(n_r, np.nan)
-        if not shared.any():
-            return out
-        b, hb, w = bxs[shared], has_box[shared], w_obj[shared]
         for r in range(n_r):
             rows = np.flatnonzero(hb[:, r])
             if rows.size == 0:
@@ -511,20 +462,20 @@ class RaterEM:
             others = hb[rows].copy()
             others[:, r] = False
             t, _ = self._consensus(b[rows], others, sigma)
-            ious = _paired_iou(b[rows, r], t)
+            ious = paired_box_iou(b[rows, r], t)
             ww = w[rows]
             if ww.sum() > 0:
                 out[r] = float((ious * ww).sum() / ww.sum())
         return out
 
     # ------------------------------------------------------------------ inference
-    def posterior(self, image: ImageAnnotations) -> tuple[ClusteredImage, np.ndarray]:
+    def posterior(self, image: RaterBoxes) -> tuple[ClusteredImage, np.ndarray]:
         """Cluster an image and compute each cluster's posterior over the true class.
 
         Raters not seen in :meth:`fit` use the mean parameters of the fitted raters.
 
         Args:
-            image (ImageAnnotations): any image (need not be in the fit data).
+            image (RaterBoxes): any image (need not be in the fit data).
 
         Returns:
             tuple[ClusteredImage, np.ndarray]: the clusters and their (J, K+1) posteriors
@@ -609,14 +560,4 @@ class RaterEM:
 
     def get_params(self) -> dict:
         """Constructor arguments (for logging / the fused file's ``info``)."""
-        return dict(
-            num_classes=self.num_classes,
-            iou_thr=self.iou_thr,
-            linkage=self.linkage,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            prior_strength=self.prior_strength,
-            prior_diag=self.prior_diag,
-            box_prior_strength=self.box_prior_strength,
-            box_prior_sigma=self.box_prior_sigma,
-        )
+        return {k: getattr(self, k) for k in _PARAMS}

@@ -12,61 +12,19 @@ Primitives:
   by :func:`cluster_boxes` and the rater report.
 
 Boxes are xyxy in pixels. Two boxes *match* when IoU > ``iou_thr`` (strict, as in WBF and
-the PASCAL VOC criterion).
+the PASCAL VOC criterion; IoU from :mod:`earl_mmdet.core.box_ops`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ['LINKAGES', 'box_iou', 'cluster_boxes', 'iou_pairs', 'match_boxes', 'overlap_components']
+from .box_ops import as_boxes, box_iou, check_iou_thr, paired_box_iou
+
+__all__ = ['LINKAGES', 'cluster_boxes', 'iou_pairs', 'match_boxes', 'overlap_components']
 
 #: Cluster-to-cluster IoU linkages accepted by :func:`cluster_boxes`.
 LINKAGES = ('average', 'complete', 'single')
-
-
-def _as_boxes(boxes: np.ndarray, name: str) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.float64)
-    if b.size == 0:
-        return b.reshape(0, 4)
-    if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f'{name} must have shape (N, 4) (xyxy), got {b.shape}')
-    if not np.all(np.isfinite(b)):
-        raise ValueError(f'{name} contains NaN or inf: {b[~np.isfinite(b).all(1)].tolist()}')
-    return b
-
-
-def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of two sets of xyxy boxes.
-
-    Args:
-        boxes1 (np.ndarray): (N, 4) xyxy.
-        boxes2 (np.ndarray): (M, 4) xyxy.
-
-    Returns:
-        np.ndarray: (N, M) float64 IoU in [0, 1]; 0 where the union is empty (two
-        zero-area boxes).
-
-    Examples:
-        >>> box_iou(np.array([[0, 0, 2, 2]]), np.array([[1, 0, 3, 2]])).round(4).tolist()
-        [[0.3333]]
-    """
-    a = _as_boxes(boxes1, 'boxes1')
-    b = _as_boxes(boxes2, 'boxes2')
-    return _paired_iou(a[:, None], b[None, :])
-
-
-def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of a[..., :] with b[..., :], xyxy boxes in the last axis, broadcast."""
-    # np.maximum(x, 0) rather than np.clip: same result, far less overhead on tiny arrays.
-    area_a = np.maximum(a[..., 2] - a[..., 0], 0) * np.maximum(a[..., 3] - a[..., 1], 0)
-    area_b = np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)
-    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
-    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
-    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    union = area_a + area_b - inter
-    with np.errstate(divide='ignore', invalid='ignore'):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def match_boxes(
@@ -105,8 +63,7 @@ def match_boxes(
     """
     if method not in ('greedy', 'hungarian'):
         raise ValueError(f"method must be 'greedy' or 'hungarian', got {method!r}")
-    if not 0.0 <= float(iou_thr) < 1.0:
-        raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
+    check_iou_thr(iou_thr)
     if (labels_a is None) != (labels_b is None):
         raise ValueError('give both labels_a and labels_b, or neither')
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
@@ -224,9 +181,8 @@ def _check_cluster_args(
     """Validate :func:`cluster_boxes`' inputs: boxes (N, 4), group indices and labels (N,)."""
     if linkage not in LINKAGES:
         raise ValueError(f'linkage must be one of {LINKAGES}, got {linkage!r}')
-    if not 0.0 <= float(iou_thr) < 1.0:
-        raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
-    b = _as_boxes(boxes, 'boxes')
+    check_iou_thr(iou_thr)
+    b = as_boxes(boxes, 'boxes')
     n = b.shape[0]
     g = np.asarray(groups).reshape(-1)
     if g.shape[0] != n:
@@ -274,7 +230,7 @@ def iou_pairs(
         >>> i.tolist(), j.tolist(), iou.round(3).tolist()
         ([0], [2], [0.818])
     """
-    b = _as_boxes(boxes, 'boxes')
+    b = as_boxes(boxes, 'boxes')
     n = b.shape[0]
     order = np.argsort(b[:, 0], kind='stable')
     bs = b[order]
@@ -299,7 +255,7 @@ def iou_pairs(
         if ls is not None:
             keep &= ls[p] == ls[q]
         p, q = p[keep], q[keep]
-        iou = _paired_iou(bs[p], bs[q])
+        iou = paired_box_iou(bs[p], bs[q])
         keep = iou > iou_thr
         found.append((order[p[keep]], order[q[keep]], iou[keep]))
         p0 = p1
@@ -354,21 +310,6 @@ def _components(
 ) -> np.ndarray:
     """(N,) component label of each box (:func:`overlap_components`)."""
     return overlap_components(b, g_idx, iou_thr, lab, max_pairs)[0]
-
-
-def _cluster_boxes_dense(
-    boxes: np.ndarray,
-    groups: np.ndarray,
-    iou_thr: float = 0.4,
-    labels: np.ndarray | None = None,
-    linkage: str = 'average',
-) -> list[np.ndarray]:
-    """:func:`cluster_boxes` on all boxes at once (O(N^2) memory): the reference it equals."""
-    b, g_idx, lab = _check_cluster_args(boxes, groups, iou_thr, labels, linkage)
-    n = b.shape[0]
-    if n <= 1:
-        return [np.arange(n, dtype=np.int64)] if n else []
-    return _greedy_merge(b, g_idx, lab, iou_thr, linkage)
 
 
 def _greedy_merge(

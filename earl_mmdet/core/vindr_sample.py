@@ -60,7 +60,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import medmnist_raters as mr
-from .matching import box_iou
+from .box_ops import box_iou
 from .vindr import KAGGLE_COLUMNS, NO_FINDING, NO_FINDING_ID, PHYSIONET_COLUMNS, VINDR_CLASSES
 
 __all__ = [

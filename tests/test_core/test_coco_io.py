@@ -114,24 +114,28 @@ def test_prefused_scores():
     assert coco.scores(1).shape == (0,)
 
 
+def _parent(d, path: str):
+    """(container, key) of a dotted path such as 'images.0.width' (digits: list indices)."""
+    keys = [int(k) if k.isdigit() else k for k in path.split('.')]
+    for k in keys[:-1]:
+        d = d[k]
+    return d, keys[-1]
+
+
 def _set(path, value):
-    """Return a mutation that sets data[path...] = value."""
+    """Return a mutation that sets data[path] = value (``path`` dotted)."""
 
     def mutate(d):
-        obj = d
-        for k in path[:-1]:
-            obj = obj[k]
-        obj[path[-1]] = value
+        obj, key = _parent(d, path)
+        obj[key] = value
 
     return mutate
 
 
 def _delete(path):
     def mutate(d):
-        obj = d
-        for k in path[:-1]:
-            obj = obj[k]
-        del obj[path[-1]]
+        obj, key = _parent(d, path)
+        del obj[key]
 
     return mutate
 
@@ -152,210 +156,167 @@ def _plain(d):
         del a['annotator_id']
 
 
+def _cases(*rows):
+    """(id, mutation, expected) rows as pytest params."""
+    return [pytest.param(m, want, id=i) for i, m, want in rows]
+
+
 NFC_E, NFD_E = '\u00e9', 'e\u0301'  # 'é' composed / decomposed: one id to a reader
 
 # Each row: mutation of the clean file -> ValueError whose message must match (file, record,
 # field). All raised whatever `repair` is.
-ERROR_CASES = [
+ERROR_CASES = _cases(
     # missing top-level field
-    pytest.param(
-        _delete(['categories']), r"top level, field 'categories': missing", id='no-categories'
-    ),
-    pytest.param(
-        _delete(['annotations']), r"top level, field 'annotations': missing", id='no-annotations'
-    ),
+    ('no-categories', _delete('categories'), r"top level, field 'categories': missing"),
+    ('no-annotations', _delete('annotations'), r"top level, field 'annotations': missing"),
     # empty dataset: no image at all
-    pytest.param(_set(['images'], []), r"field 'images': empty dataset", id='empty-dataset'),
-    pytest.param(_set(['categories'], []), r"field 'categories': empty", id='empty-categories'),
+    ('empty-dataset', _set('images', []), r"field 'images': empty dataset"),
+    ('empty-categories', _set('categories', []), r"field 'categories': empty"),
     # missing image fields
-    pytest.param(
-        _delete(['images', 0, 'width']),
-        r"image id=1 \(index 0\), field 'width': missing",
-        id='img-no-width',
-    ),
-    pytest.param(
-        _delete(['images', 1, 'file_name']),
-        r"image id=2 \(index 1\), field 'file_name'",
-        id='img-no-file',
-    ),
-    pytest.param(
-        _delete(['images', 0, 'id']), r"image index 0, field 'id': missing", id='img-no-id'
-    ),
-    pytest.param(
-        _set(['images', 0, 'height'], float('nan')), r"image id=1.*'height'", id='img-nan-height'
-    ),
-    pytest.param(
-        _set(['images', 1, 'id'], 1),
-        r"image id=1 \(index 1\), field 'id': duplicate",
-        id='dup-image-id',
-    ),
+    ('img-no-width', _delete('images.0.width'), r"image id=1 \(index 0\), field 'width': missing"),
+    ('img-no-file', _delete('images.1.file_name'), r"image id=2 \(index 1\), field 'file_name'"),
+    ('img-no-id', _delete('images.0.id'), r"image index 0, field 'id': missing"),
+    ('img-nan-height', _set('images.0.height', float('nan')), r"image id=1.*'height'"),
+    ('dup-image-id', _set('images.1.id', 1), r"image id=1 \(index 1\), field 'id': duplicate"),
     # a multi-rater image must say who read it
-    pytest.param(
-        _delete(['images', 1, 'annotators']),
-        r"image id=2.*'annotators': missing",
-        id='img-no-annotators',
-    ),
-    pytest.param(
-        _set(['images', 1, 'annotators'], 'r1'),
+    ('img-no-annotators', _delete('images.1.annotators'), r"image id=2.*'annotators': missing"),
+    (
+        'annotators-not-list',
+        _set('images.1.annotators', 'r1'),
         r"image id=2.*'annotators': must be a list",
-        id='annotators-not-list',
     ),
-    pytest.param(
-        _set(['images', 1, 'annotators'], ['r1', None]),
-        r"'annotators\[1\]'",
-        id='annotators-none-id',
-    ),
+    ('annotators-none-id', _set('images.1.annotators', ['r1', None]), r"'annotators\[1\]'"),
     # missing annotation fields
-    pytest.param(
-        _delete(['annotations', 1, 'bbox']),
+    (
+        'ann-no-bbox',
+        _delete('annotations.1.bbox'),
         r"annotation id=11 \(index 1\), field 'bbox': missing",
-        id='ann-no-bbox',
     ),
-    pytest.param(
-        _delete(['annotations', 0, 'image_id']),
-        r"annotation id=10.*'image_id': missing",
-        id='ann-no-image',
-    ),
-    pytest.param(
-        _delete(['annotations', 2, 'category_id']),
+    ('ann-no-image', _delete('annotations.0.image_id'), r"annotation id=10.*'image_id': missing"),
+    (
+        'ann-no-cat',
+        _delete('annotations.2.category_id'),
         r"annotation id=12.*'category_id': missing",
-        id='ann-no-cat',
     ),
-    pytest.param(
-        _delete(['annotations', 2, 'annotator_id']),
+    (
+        'ann-no-rater',
+        _delete('annotations.2.annotator_id'),
         r"annotation id=12.*'annotator_id': missing",
-        id='ann-no-rater',
     ),
-    pytest.param(
-        _set(['annotations', 2, 'annotator_id'], ''),
+    (
+        'ann-empty-rater',
+        _set('annotations.2.annotator_id', ''),
         r"annotation id=12.*'annotator_id'",
-        id='ann-empty-rater',
     ),
-    pytest.param(
-        _set(['annotations', 1, 'id'], 10),
+    (
+        'dup-ann-id',
+        _set('annotations.1.id', 10),
         r"annotation id=10 \(index 1\), field 'id': duplicate",
-        id='dup-ann-id',
     ),
     # x2 < x1 (negative width) and y2 < y1
-    pytest.param(
-        _set(['annotations', 0, 'bbox'], [30, 10, -20, 30]),
+    (
+        'x2<x1',
+        _set('annotations.0.bbox', [30, 10, -20, 30]),
         r"annotation id=10.*'bbox': negative width",
-        id='x2<x1',
     ),
-    pytest.param(
-        _set(['annotations', 0, 'bbox'], [10, 40, 20, -30]),
-        r"annotation id=10.*'bbox': negative",
-        id='y2<y1',
-    ),
+    ('y2<y1', _set('annotations.0.bbox', [10, 40, 20, -30]), r"annotation id=10.*'bbox': negative"),
     # NaN / inf / non numbers
-    pytest.param(
-        _set(['annotations', 1, 'bbox'], [10, float('nan'), 5, 5]),
+    (
+        'nan',
+        _set('annotations.1.bbox', [10, float('nan'), 5, 5]),
         r"annotation id=11.*'bbox': non-finite",
-        id='nan',
     ),
-    pytest.param(
-        _set(['annotations', 1, 'bbox'], [10, 1, float('inf'), 5]),
+    (
+        'inf',
+        _set('annotations.1.bbox', [10, 1, float('inf'), 5]),
         r"annotation id=11.*'bbox': non-finite",
-        id='inf',
     ),
-    pytest.param(
-        _set(['annotations', 1, 'bbox'], [10, '1', 5, 5]),
+    (
+        'str-coord',
+        _set('annotations.1.bbox', [10, '1', 5, 5]),
         r"annotation id=11.*'bbox': non-numeric",
-        id='str-coord',
     ),
-    pytest.param(
-        _set(['annotations', 1, 'bbox'], [10, 1, 5]),
+    (
+        '3-coords',
+        _set('annotations.1.bbox', [10, 1, 5]),
         r"annotation id=11.*'bbox': must be a list",
-        id='3-coords',
     ),
     # zero area
-    pytest.param(
-        _set(['annotations', 2, 'bbox'], [50, 5, 0, 10]),
+    (
+        'zero-area',
+        _set('annotations.2.bbox', [50, 5, 0, 10]),
         r"annotation id=12.*'bbox': zero-area",
-        id='zero-area',
     ),
     # entirely outside the image: clipping would leave nothing
-    pytest.param(
-        _set(['annotations', 2, 'bbox'], [120, 5, 10, 10]),
+    (
+        'outside',
+        _set('annotations.2.bbox', [120, 5, 10, 10]),
         r'annotation id=12.*entirely outside',
-        id='outside',
     ),
     # unknown category / image
-    pytest.param(
-        _set(['annotations', 2, 'category_id'], 99),
+    (
+        'unknown-cat',
+        _set('annotations.2.category_id', 99),
         r"annotation id=12.*'category_id': unknown category id 99",
-        id='unknown-cat',
     ),
-    pytest.param(
-        _set(['annotations', 2, 'image_id'], 5),
+    (
+        'unknown-image',
+        _set('annotations.2.image_id', 5),
         r"annotation id=12.*'image_id': unknown image id 5",
-        id='unknown-image',
     ),
     # crowd regions have no rater semantics
-    pytest.param(
-        _set(['annotations', 2, 'iscrowd'], 1), r"annotation id=12.*'iscrowd'", id='crowd'
-    ),
+    ('crowd', _set('annotations.2.iscrowd', 1), r"annotation id=12.*'iscrowd'"),
     # pre-fused: score on some annotations only, or not finite
-    pytest.param(
-        _set(['annotations', 0, 'score'], 2),
-        r"annotation id=11.*'score': missing",
-        id='partial-score',
-    ),
-    pytest.param(
-        _set(['annotations', 0, 'score'], float('nan')),
-        r"annotation id=10.*'score'",
-        id='nan-score',
-    ),
+    ('partial-score', _set('annotations.0.score', 2), r"annotation id=11.*'score': missing"),
+    ('nan-score', _set('annotations.0.score', float('nan')), r"annotation id=10.*'score'"),
     # duplicate category ids / names
-    pytest.param(
-        _set(['categories', 1, 'id'], 7),
-        r"category id=7 \(index 1\), field 'id': duplicate",
-        id='dup-cat',
-    ),
-    pytest.param(_set(['categories', 1, 'name'], 'cat'), r"'name': duplicate", id='dup-cat-name'),
+    ('dup-cat', _set('categories.1.id', 7), r"category id=7 \(index 1\), field 'id': duplicate"),
+    ('dup-cat-name', _set('categories.1.name', 'cat'), r"'name': duplicate"),
     # rater ids that collide after normalisation would silently become new raters
-    pytest.param(
-        _set(['annotations', 0, 'annotator_id'], 'R1'),
-        r"differ only by case.*'r1' \(image id=1 \(index 0\), field 'annotators\[0\]'\) vs "
-        r"'R1' \(annotation id=10 \(index 0\), field 'annotator_id'\).*normalize_rater_ids",
-        id='rater-case',
+    (
+        'rater-case',
+        _set('annotations.0.annotator_id', 'R1'),
+        (
+            r"differ only by case.*'r1' \(image id=1 \(index 0\), field 'annotators\[0\]'\) vs "
+            r"'R1' \(annotation id=10 \(index 0\), field 'annotator_id'\).*normalize_rater_ids"
+        ),
     ),
-    pytest.param(
-        _set(['images', 1, 'annotators'], ['r1 ', 2]),
+    (
+        'rater-space',
+        _set('images.1.annotators', ['r1 ', 2]),
         r"'r1' \(image id=1.*vs 'r1 ' \(image id=2 \(index 1\), field 'annotators\[0\]'\)",
-        id='rater-space',
     ),
-    pytest.param(
+    (
+        'rater-nfc-nfd',
         _chain(
-            _set(['images', 0, 'annotators'], [NFC_E, 2]),
-            _set(['annotations', 0, 'annotator_id'], NFD_E),
+            _set('images.0.annotators', [NFC_E, 2]),
+            _set('annotations.0.annotator_id', NFD_E),
         ),
         r'Unicode normal form would count as different raters',
-        id='rater-nfc-nfd',
     ),
     # a box too thin to exist in float32 pixels: WBF would drop it (docs promise no drop)
-    pytest.param(
-        _set(['annotations', 2, 'bbox'], [50, 5, 1e-300, 10]),
+    (
+        'width-1e-300',
+        _set('annotations.2.bbox', [50, 5, 1e-300, 10]),
         r"annotation id=12.*'bbox': box .* is too thin",
-        id='width-1e-300',
     ),
-    pytest.param(
-        _set(['annotations', 2, 'bbox'], [0, 5, 10, 1e-300]),
+    (
+        'height-1e-300-at-0',
+        _set('annotations.2.bbox', [0, 5, 10, 1e-300]),
         r"annotation id=12.*'bbox': box .* is too thin",
-        id='height-1e-300-at-0',
     ),
     # a fused file: an image nobody read (raters_read []) cannot hold a box
-    pytest.param(
-        _chain(_plain, _set(['images', 0, 'raters_read'], [])),
+    (
+        'box-on-unread-image',
+        _chain(_plain, _set('images.0.raters_read', [])),
         r"annotation id=10.*'image_id': image 1 has raters_read \[\] \(nobody read it\)",
-        id='box-on-unread-image',
     ),
-    pytest.param(
-        _chain(_plain, _set(['images', 0, 'raters_read'], 'r1')),
+    (
+        'raters-read-not-list',
+        _chain(_plain, _set('images.0.raters_read', 'r1')),
         r"image id=1 \(index 0\), field 'raters_read': must be a list",
-        id='raters-read-not-list',
     ),
-]
+)
 
 
 @pytest.mark.parametrize('repair', [True, False])
@@ -375,7 +336,7 @@ def test_errors_name_file_record_field(tmp_path, mutate, pattern, repair):
 REPAIR_CASES = [
     # box partly outside the image: clipped, box kept
     pytest.param(
-        _set(['annotations', 2, 'bbox'], [90, -5, 20, 10]),
+        _set('annotations.2.bbox', [90, -5, 20, 10]),
         'clipped_to_image',
         'bbox',
         lambda c: np.testing.assert_array_equal(c.images[0].boxes[2], [90, 0, 100, 5]),
@@ -383,7 +344,7 @@ REPAIR_CASES = [
     ),
     # a rater drew a box but is not listed as a reader: added to the image's annotators
     pytest.param(
-        _set(['annotations', 2, 'annotator_id'], 'r9'),
+        _set('annotations.2.annotator_id', 'r9'),
         'rater_added_to_image',
         'annotator_id',
         lambda c: c.images[0].raters == ('r1', '2', 'r9') or pytest.fail(str(c.images[0].raters)),
@@ -391,7 +352,7 @@ REPAIR_CASES = [
     ),
     # a rater listed twice: the duplicate is removed (R counts distinct raters)
     pytest.param(
-        _set(['images', 1, 'annotators'], ['r1', 'r1', 2]),
+        _set('images.1.annotators', ['r1', 'r1', 2]),
         'duplicate_rater_in_image',
         'annotators',
         lambda c: c.images[1].raters == ('r1', '2') or pytest.fail(str(c.images[1].raters)),
@@ -399,7 +360,7 @@ REPAIR_CASES = [
     ),
     # annotation without id: numbered after the largest id
     pytest.param(
-        _delete(['annotations', 0, 'id']),
+        _delete('annotations.0.id'),
         'annotation_id_assigned',
         'id',
         lambda c: c.annotations[0][0]['id'] == 13 or pytest.fail(str(c.annotations[0][0])),
@@ -427,18 +388,16 @@ def test_repairs_counted_logged_no_box_lost(tmp_path, caplog, mutate, kind, fld,
 # normalize_rater_ids=True: (mutation, raters of image 1, rater_id_normalized count)
 NORMALIZE_CASES = [
     # case: the first spelling in the file ('r1', image 1) wins
-    pytest.param(_set(['annotations', 0, 'annotator_id'], 'R1'), ('r1', '2'), 1, id='case'),
+    pytest.param(_set('annotations.0.annotator_id', 'R1'), ('r1', '2'), 1, id='case'),
     # the first spelling has spaces: stripped
-    pytest.param(_set(['images', 0, 'annotators'], [' r1', 2]), ('r1', '2'), 1, id='space-first'),
+    pytest.param(_set('images.0.annotators', [' r1', 2]), ('r1', '2'), 1, id='space-first'),
     # two spellings in one image's list: one rater
-    pytest.param(
-        _set(['images', 0, 'annotators'], ['r1', 'R1', 2]), ('r1', '2'), 1, id='both-in-list'
-    ),
+    pytest.param(_set('images.0.annotators', ['r1', 'R1', 2]), ('r1', '2'), 1, id='both-in-list'),
     pytest.param(
         _chain(
-            _set(['images', 0, 'annotators'], [NFD_E, 2]),
-            _set(['images', 1, 'annotators'], [NFD_E, 2]),
-            _set(['annotations', 0, 'annotator_id'], NFC_E),
+            _set('images.0.annotators', [NFD_E, 2]),
+            _set('images.1.annotators', [NFD_E, 2]),
+            _set('annotations.0.annotator_id', NFC_E),
         ),
         (NFC_E, '2'),
         2,  # both lists rewritten to NFC; the annotation was NFC already

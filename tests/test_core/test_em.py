@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from earl_mmdet.core.aggregators import build_aggregator
+from earl_mmdet.core.box_ops import box_iou
 from earl_mmdet.core.em import RaterEM, cluster_image
-from earl_mmdet.core.matching import box_iou, match_boxes
-from earl_mmdet.core.types import ImageAnnotations
+from earl_mmdet.core.matching import match_boxes
+from earl_mmdet.core.types import RaterBoxes
 
 K = 5
 
@@ -56,7 +57,7 @@ def simulate(n_images=300, profs=(0.9, 0.9, 0.5), seed=0, canvas=256.0, jitter=0
                 labels.append(int(rng.integers(0, K)))
                 rids.append(r)
         images.append(
-            ImageAnnotations(
+            RaterBoxes(
                 np.array(boxes, float).reshape(-1, 4),
                 np.array(labels, np.int64),
                 np.array(rids, dtype=str),
@@ -145,7 +146,7 @@ def test_em_fusion_beats_wbf(profs, sim):
 # ----------------------------------------------------------------------------- model
 def test_flipped_label_same_cluster():
     # r1 flips the class: still one cluster, observation 1 for r1, no_obj (= K) for r2.
-    im = ImageAnnotations(
+    im = RaterBoxes(
         np.array([[0, 0, 10, 10], [1, 0, 11, 10.0]]),
         np.array([0, 1]),
         np.array(['r0', 'r1']),
@@ -208,7 +209,7 @@ def test_em_aggregator_outputs(sim, fitted):
     for j in range(len(res)):
         labels_in = images[0].labels[res.members[j]]
         assert res.agreement[j] == int(np.sum(labels_in == res.labels[j]))
-        assert 0 < res.confidences[j] <= 1  # posterior
+        assert 0 < res.confidence[j] <= 1  # posterior
         assert res.labels[j] < k
         assert all(type(r) is str for r in res.member_raters[j])
     # The lone one-rater boxes of flipped classes (which WBF keeps) are mostly gone:
@@ -221,14 +222,14 @@ def test_em_aggregator_outputs(sim, fitted):
 @pytest.mark.parametrize(
     'mode, check',
     [
-        ('count', lambda r: np.array_equal(r.confidences, r.agreement.astype(np.float32))),
-        ('fraction', lambda r: np.allclose(r.confidences, r.agreement / 3)),
-        ('wbf', lambda r: np.all((r.confidences >= 0) & (r.confidences <= 1))),
+        ('agreement', lambda r: np.array_equal(r.confidence, r.agreement.astype(np.float32))),
+        ('agreement_ratio', lambda r: np.allclose(r.confidence, r.agreement / 3)),
+        ('fused_score', lambda r: np.all((r.confidence >= 0) & (r.confidence <= 1))),
     ],
 )
-def test_em_score_modes(sim, mode, check):
+def test_em_confidence_modes(sim, mode, check):
     images, _ = sim
-    agg = build_aggregator('em', score_mode=mode).fit(images[:60])
+    agg = build_aggregator('em', confidence=mode).fit(images[:60])
     assert all(check(agg(im)) for im in images[:20])
 
 
@@ -239,30 +240,24 @@ def test_em_hand_unanimous():
     for i in range(20):
         b = np.array([[10, 10, 40, 40.0]]) + rng.uniform(-1, 1, (3, 4))
         lab = i % 2
-        ims.append(
-            ImageAnnotations(b, np.array([lab] * 3), np.array(['a', 'b', 'c']), ('a', 'b', 'c'))
-        )
+        ims.append(RaterBoxes(b, np.array([lab] * 3), np.array(['a', 'b', 'c']), ('a', 'b', 'c')))
     agg = build_aggregator('em', box_weights='uniform').fit(ims)
     for i, im in enumerate(ims):
         res = agg(im)
         assert res.labels.tolist() == [i % 2]
         assert res.agreement.tolist() == [3]
-        assert res.confidences[0] > 0.95
+        assert res.confidence[0] > 0.95
         np.testing.assert_allclose(res.boxes[0], im.boxes.mean(0), rtol=1e-5)
 
 
 def test_unseen_rater_and_errors(fitted):
-    im = ImageAnnotations(
-        np.array([[0, 0, 30, 30.0]]), np.array([2]), np.array(['new']), ('new', 'r0')
-    )
+    im = RaterBoxes(np.array([[0, 0, 30, 30.0]]), np.array([2]), np.array(['new']), ('new', 'r0'))
     res = fitted(im)  # the unseen rater uses the mean confusion matrix: no error
     assert res.num_raters == 2
     with pytest.raises(ValueError, match='fitted first'):
         build_aggregator('em')(im)
     with pytest.raises(ValueError, match='num_classes'):
-        fitted(
-            ImageAnnotations(np.array([[0, 0, 3, 3.0]]), np.array([9]), np.array(['r0']), ('r0',))
-        )
+        fitted(RaterBoxes(np.array([[0, 0, 3, 3.0]]), np.array([9]), np.array(['r0']), ('r0',)))
     with pytest.raises(ValueError, match='not fitted'):
         RaterEM().posterior(im)
 

@@ -16,7 +16,7 @@ import pytest
 
 import earl_mmdet.core.fusion as fusion_module
 from earl_mmdet.core.fusion import CONF_TYPES, fuse_raters, weighted_boxes_fusion
-from earl_mmdet.core.types import ImageAnnotations
+from earl_mmdet.core.types import RaterBoxes
 
 ensemble_boxes = pytest.importorskip('ensemble_boxes')
 
@@ -274,11 +274,12 @@ def test_hand_cases(boxes, scores, labels, kwargs, want_boxes, want_scores, want
 def test_hand_cases_match_ensemble_boxes(
     boxes, scores, labels, kwargs, want_boxes, want_scores, want_labels
 ):
-    # The hand cases in [0, 1] units (divide by 32, exact) give ensemble-boxes' answer exactly.
+    # The hand cases in [0, 1] units (divide by 32, exact) give ensemble-boxes' answer (up
+    # to its float32 fused boxes).
     scale = lambda bl: [np.asarray(b, float).reshape(-1, 4) / 32 for b in bl]  # noqa: E731
     got = ours(scale(boxes), scores, labels, **kwargs)
     want = reference(scale(boxes), scores, labels, **kwargs)
-    assert_same(got, want, atol=0)
+    assert_same(got, want, atol=1e-6)
 
 
 def test_swap_and_zero_area_warn_once():
@@ -313,7 +314,7 @@ def test_clip_reproduces_ensemble_boxes_out_of_range():
     # the default leaves coordinates alone (as needed for pixels).
     bl = [[[-0.1, 0.2, 0.5, 1.2]], [[0.0, 0.25, 0.55, 1.0]]]
     args = (bl, [[0.9], [0.8]], [[1], [1]])
-    assert_same(ours(*args, iou_thr=0.3, clip=True), reference(*args, iou_thr=0.3), atol=0)
+    assert_same(ours(*args, iou_thr=0.3, clip=True), reference(*args, iou_thr=0.3))
     boxes, _, _ = ours(*args, iou_thr=0.3)
     assert boxes.min() < 0 and boxes.max() > 1
 
@@ -335,7 +336,7 @@ def test_power_of_two_scale_is_exact():
 def _random_case(rng: np.random.Generator, num_models: int, big: bool):
     """One randomised WBF input in [0, 1] with clusters, chains, ties and repeats."""
     num_labels = 1 if big else int(rng.integers(1, 4))
-    n_obj = int(rng.integers(30, 80) if big else rng.integers(1, 6))
+    n_obj = int(rng.integers(40, 100) if big else rng.integers(1, 6))
     ctr = rng.uniform(0.15, 0.85, (n_obj, 2))
     if rng.random() < 0.3:  # objects in a row: neighbours overlap -> chained clusters
         ctr[:, 0] = 0.1 + 0.05 * np.arange(n_obj) % 0.8
@@ -387,24 +388,36 @@ def _random_case(rng: np.random.Generator, num_models: int, big: bool):
     return bl, sl, ll, kwargs
 
 
+def canonical(result):
+    """WBF output (boxes, scores, labels) in an order that does not depend on score ties."""
+    boxes, scores, labels = result
+    keys = np.column_stack([labels, np.round(boxes, 5), np.round(scores, 5)])
+    order = np.lexsort(keys.T[::-1])
+    return boxes[order], scores[order], labels[order]
+
+
 def test_parity_with_ensemble_boxes_randomised():
     rng = np.random.default_rng(20240611)
     stats = dict(merged=0, ties=0, multi_cluster=0, big=0, empty=0)
     for case in range(NUM_PARITY_CASES):
-        big = case % 40 == 0  # >= 24 clusters per label: the vectorised IoU path
+        big = case % 40 == 0  # many clusters per label: the vectorised IoU path
         bl, sl, ll, kwargs = _random_case(rng, int(rng.integers(1, 6)), big)
         conf_type = CONF_TYPES[case % len(CONF_TYPES)]
         want = reference(bl, sl, ll, conf_type=conf_type, **kwargs)
         got = ours(bl, sl, ll, conf_type=conf_type, **kwargs)
         assert len(got[0]) == len(want[0]), f'case {case}: {len(got[0])} != {len(want[0])}'
-        for name, g, w in zip(('boxes', 'scores', 'labels'), got, want):
+        assert np.all(np.diff(got[1]) <= 0), f'case {case}: not sorted by score'
+        # Same fused boxes, scores and labels; ensemble-boxes' float32 scores may order
+        # boxes whose scores agree to ~1e-7 differently (43 of the 2,000 cases).
+        for name, g, w in zip(('boxes', 'scores', 'labels'), canonical(got), canonical(want)):
             assert np.max(np.abs(g - w), initial=0.0) <= 1e-6, f'case {case} {name}'
         n_in = sum(len(b) for b in bl)
         stats['merged'] += len(want[0]) < n_in
         stats['ties'] += len(np.unique(want[1])) < len(want[1])
         stats['multi_cluster'] += len(want[0]) > 1
-        # >= 24 clusters of one label: the vectorised IoU path is used.
-        stats['big'] += big and int(np.max(np.unique(want[2], return_counts=True)[1])) >= 30
+        # More fused boxes of one label than _VECTOR_MIN_CLUSTERS: the vectorised IoU path.
+        most = int(np.max(np.unique(want[2], return_counts=True)[1], initial=0))
+        stats['big'] += big and most > fusion_module._VECTOR_MIN_CLUSTERS
         stats['empty'] += len(want[0]) == 0
     # The generator must exercise what the parity is about.
     assert stats['merged'] > NUM_PARITY_CASES // 2, stats
@@ -453,7 +466,8 @@ GOOD = ([[SQ], [[1, 0, 11, 10]]], [[0.9], [0.8]], [[0], [1]])
         (GOOD, dict(weights=[1.0, np.nan]), r'finite and > 0'),
         # Parameters.
         (GOOD, dict(conf_type='mean'), 'conf_type must be one of'),
-        (GOOD, dict(iou_thr=1.5), r'iou_thr must be a number in \[0, 1\]'),
+        (GOOD, dict(iou_thr=1.5), r'iou_thr must be a number in \[0, 1\)'),
+        (GOOD, dict(iou_thr=1.0), r'iou_thr must be a number in \[0, 1\)'),
         (GOOD, dict(iou_thr=np.nan), 'iou_thr'),
         (GOOD, dict(iou_thr='0.5'), 'iou_thr'),
         (GOOD, dict(skip_box_thr=np.inf), 'skip_box_thr'),
@@ -487,7 +501,7 @@ def sq(x: float, y: float = 0.0) -> list[float]:
 
 
 def image(boxes, labels, rids, raters=('A', 'B', 'C'), image_id='img1', scale=1.0):
-    return ImageAnnotations(
+    return RaterBoxes(
         boxes=np.asarray(boxes, np.float64).reshape(-1, 4) * scale,
         labels=np.asarray(labels, np.int64),
         rater_ids=np.asarray(rids, dtype=str),
@@ -507,25 +521,28 @@ IM = image(
 
 
 @pytest.mark.parametrize(
-    'mode, want',
+    'kwargs, want',
     [
-        # count: T = distinct raters (B's two boxes count once).
-        ('count', {(0, 1.0): 2.0, (0, 50.5): 1.0, (1, 20.0): 1.0}),
-        # fraction: T / R, R = 4 raters read the image.
-        ('fraction', {(0, 1.0): 0.5, (0, 50.5): 0.25, (1, 20.0): 0.25}),
-        # wbf (avg, weights 1): min(n, R) / R with n = boxes, so B's pair gives 2/4.
-        ('wbf', {(0, 1.0): 0.5, (0, 50.5): 0.5, (1, 20.0): 0.25}),
+        # agreement: T = distinct raters (B's two boxes count once).
+        (dict(confidence='agreement'), {(0, 1.0): 2.0, (0, 50.5): 1.0, (1, 20.0): 1.0}),
+        # agreement_ratio (the default): T / R, R = 4 raters read the image.
+        ({}, {(0, 1.0): 0.5, (0, 50.5): 0.25, (1, 20.0): 0.25}),
+        # fused_score (avg, weights 1): min(n, R) / R with n = boxes, so B's pair gives 2/4.
+        (dict(confidence='fused_score'), {(0, 1.0): 0.5, (0, 50.5): 0.5, (1, 20.0): 0.25}),
+        # The deprecated spellings still give the same.
+        (dict(score_mode='count'), {(0, 1.0): 2.0, (0, 50.5): 1.0, (1, 20.0): 1.0}),
+        (dict(confidence='wbf'), {(0, 1.0): 0.5, (0, 50.5): 0.5, (1, 20.0): 0.25}),
     ],
 )
-def test_fuse_raters_score_modes(mode, want):
-    res = fuse_raters(IM, score_mode=mode)
+def test_fuse_raters_confidence_modes(kwargs, want):
+    res = fuse_raters(IM, **kwargs)
     got = {
         (int(lab), float(b[0])): float(c)
-        for lab, b, c in zip(res.labels, res.boxes, res.confidences)
+        for lab, b, c in zip(res.labels, res.boxes, res.confidence)
     }
     assert got == pytest.approx(want)
     assert res.num_raters == 4
-    assert res.boxes.dtype == np.float32 and res.confidences.dtype == np.float32
+    assert res.boxes.dtype == np.float32 and res.confidence.dtype == np.float32
     assert res.labels.dtype == np.int64 and res.agreement.dtype == np.int64
 
 
@@ -544,10 +561,10 @@ def test_fuse_raters_membership():
 def test_fuse_raters_weights_are_proficiency():
     # p_A = .9, p_B = .3: the fused box leans to A: x1 = (.9*0 + .3*2)/1.2 = .5.
     w = {'A': 0.9, 'B': 0.3, 'C': 0.5, 'D': 0.5, 'unused': 1.0}
-    res = fuse_raters(IM, rater_weights=w, score_mode='wbf')
+    res = fuse_raters(IM, rater_weights=w, confidence='fused_score')
     ab = res.boxes[(res.labels == 0) & (res.agreement == 2)]
     np.testing.assert_allclose(ab, [[0.5, 0, 10.5, 10]], atol=1e-6)
-    c = res.confidences[(res.labels == 0) & (res.agreement == 2)]
+    c = res.confidence[(res.labels == 0) & (res.agreement == 2)]
     np.testing.assert_allclose(c, [(0.9 + 0.3) / 2 * 2 / 2.2], atol=1e-6)  # mean * n / sum p
 
 
@@ -560,40 +577,26 @@ def test_fuse_raters_empty_and_unread():
 
 
 @pytest.mark.parametrize(
-    'ann, kwargs, match',
+    'kwargs, match',
     [
-        # A box by a rater who is not in ann.raters: names the image and the rater.
-        (image([sq(0)], [0], ['Z']), {}, r"image 'img1': rater 'Z' drew a box"),
-        # Duplicate rater in raters.
-        (image([sq(0)], [0], ['A'], raters=('A', 'A')), {}, 'duplicate rater'),
-        # Labels / rater_ids not one per box.
-        (image([sq(0), sq(5)], [0], ['A', 'A']), {}, 'labels of shape'),
-        (image([sq(0)], [0], ['A', 'B']), {}, 'rater_ids'),
-        # Non-integral labels.
-        (
-            ImageAnnotations(
-                np.array([sq(0)]), np.array([0.5]), np.array(['A']), ('A',), image_id=7
-            ),
-            {},
-            'image 7: labels must be integral',
-        ),
-        # NaN box, named.
-        (image([sq(0), [0, 0, np.nan, 1]], [0, 0], ['A', 'B']), {}, "'img1': box 1 has a NaN"),
         # Weights must cover every rater who read the image, and be > 0.
-        (IM, dict(rater_weights={'A': 1.0}), "no weight for rater 'B'"),
-        (IM, dict(rater_weights={'A': 1, 'B': 0, 'C': 1, 'D': 1}), r'finite and > 0'),
+        (dict(rater_weights={'A': 1.0}), "no weight for rater 'B'"),
+        (dict(rater_weights={'A': 1, 'B': 0, 'C': 1, 'D': 1}), r'finite and > 0'),
         # Modes.
-        (IM, dict(score_mode='T'), 'score_mode must be one of'),
-        (IM, dict(tie_break='random'), 'tie_break must be one of'),
-        (IM, dict(conf_type='median'), 'conf_type must be one of'),
+        (dict(confidence='T'), 'confidence must be one of'),
+        (dict(confidence='posterior'), 'confidence must be one of'),  # em only
+        (dict(confidence='agreement', score_mode='count'), 'not both'),
+        (dict(tie_break='random'), 'tie_break must be one of'),
+        (dict(conf_type='median'), 'conf_type must be one of'),
     ],
 )
-def test_fuse_raters_bad_input(ann, kwargs, match):
+def test_fuse_raters_bad_input(kwargs, match):
+    # (Bad boxes, labels and raters cannot reach fuse_raters: RaterBoxes refuses them.)
     with pytest.raises(ValueError, match=match):
-        fuse_raters(ann, **kwargs)
+        fuse_raters(IM, **kwargs)
 
 
-def _vindr_like(rng: np.random.Generator, num_images: int) -> list[ImageAnnotations]:
+def _vindr_like(rng: np.random.Generator, num_images: int) -> list[RaterBoxes]:
     """Small multi-rater set in pixels: 3 of 6 raters per image, jittered copies of findings."""
     out = []
     for i in range(num_images):
@@ -617,7 +620,7 @@ def _vindr_like(rng: np.random.Generator, num_images: int) -> list[ImageAnnotati
         b[:, 1::2] = b[:, 1::2].clip(0, h)
         perm = rng.permutation(len(b))  # rater boxes interleaved, as in a CSV
         out.append(
-            ImageAnnotations(
+            RaterBoxes(
                 b[perm],
                 np.asarray(labels, np.int64)[perm],
                 np.asarray(rids, str)[perm],
@@ -644,11 +647,11 @@ def test_fuse_raters_input_order_matches_ensemble_boxes(weighted):
         wts = [p[r] for r in ann.raters] if weighted else None
         rb, rs, rl = reference(bl, sl, ll, weights=wts, iou_thr=0.4)
         res = fuse_raters(
-            ann, score_mode='wbf', tie_break='input', rater_weights=p if weighted else None
+            ann, confidence='fused_score', tie_break='input', rater_weights=p if weighted else None
         )
         assert len(res) == len(rb), ann.image_id
         np.testing.assert_allclose(res.boxes / scale, rb, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(res.confidences, rs, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(res.confidence, rs, rtol=0, atol=1e-6)
         np.testing.assert_array_equal(res.labels, rl)
         # Membership: the fused box is the p-weighted mean of its members (float32).
         for k, mem in enumerate(res.members):
@@ -662,10 +665,10 @@ def test_fuse_raters_input_order_matches_ensemble_boxes(weighted):
 def test_fuse_raters_geometry_same_clusters_mostly():
     # The default tie-break differs from ensemble-boxes only on images where the
     # processing order of tied boxes changes a greedy decision; every box is still used
-    # once and the count mode equals T.
+    # once and the agreement mode equals T.
     rng = np.random.default_rng(11)
     for ann in _vindr_like(rng, 200):
-        res = fuse_raters(ann)
+        res = fuse_raters(ann, confidence='agreement')
         used = np.sort(np.concatenate(res.members)) if len(res) else np.zeros(0, int)
         np.testing.assert_array_equal(used, np.arange(len(ann.boxes)))
-        np.testing.assert_array_equal(res.confidences, res.agreement.astype(np.float32))
+        np.testing.assert_array_equal(res.confidence, res.agreement.astype(np.float32))

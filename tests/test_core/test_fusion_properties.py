@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from earl_mmdet.core.box_ops import box_iou
 from earl_mmdet.core.fusion import fuse_raters
-from earl_mmdet.core.matching import box_iou
-from earl_mmdet.core.types import ImageAnnotations
+from earl_mmdet.core.types import RaterBoxes
 
 SETTINGS = settings(max_examples=100, deadline=None)
 
@@ -19,7 +19,7 @@ extent = st.floats(1.0, 60.0, allow_nan=False, width=32)
 
 @st.composite
 def images(draw, max_raters: int = 5, max_boxes: int = 14, num_raters: int | None = None):
-    """An ImageAnnotations with random raters (some may draw nothing) and boxes.
+    """An RaterBoxes with random raters (some may draw nothing) and boxes.
 
     Boxes are drawn around 1-4 object positions, so that overlaps and chains are common.
     """
@@ -34,7 +34,7 @@ def images(draw, max_raters: int = 5, max_boxes: int = 14, num_raters: int | Non
         boxes.append([x, y, x + w, y + h])
         labels.append(draw(st.integers(0, 2)))
         rids.append(draw(st.sampled_from(raters)))
-    return ImageAnnotations(
+    return RaterBoxes(
         boxes=np.asarray(boxes, np.float64).reshape(-1, 4),
         labels=np.asarray(labels, np.int64),
         rater_ids=np.asarray(rids, dtype=str),
@@ -57,7 +57,7 @@ def result_set(res, rename=lambda r: r):
             tuple(sorted(rename(x) for x in mr)),
         )
         for lab, box, t, c, mr in zip(
-            res.labels, res.boxes, res.agreement, res.confidences, res.member_raters
+            res.labels, res.boxes, res.agreement, res.confidence, res.member_raters
         )
     )
 
@@ -84,18 +84,18 @@ def test_fused_box_inside_hull_of_members(ann, iou_thr, weights, tie_break):
 
 
 @SETTINGS
-@given(ann=images(), iou_thr=iou_thrs, mode=st.sampled_from(['count', 'fraction']))
+@given(ann=images(), iou_thr=iou_thrs, mode=st.sampled_from(['agreement', 'agreement_ratio']))
 def test_agreement_bounds_and_fraction_in_unit_interval(ann, iou_thr, mode):
-    res = fuse_raters(ann, iou_thr=iou_thr, score_mode=mode)
+    res = fuse_raters(ann, iou_thr=iou_thr, confidence=mode)
     r = len(ann.raters)
     assert np.all(res.agreement >= 1) and np.all(res.agreement <= r)
     for t, mr, mem in zip(res.agreement, res.member_raters, res.members):
         assert t == len(mr) == len(set(ann.rater_ids[mem].tolist()))
-    if mode == 'fraction':
-        assert np.all(res.confidences > 0) and np.all(res.confidences <= 1)
-        np.testing.assert_allclose(res.confidences, res.agreement / r, rtol=1e-6)
+    if mode == 'agreement_ratio':
+        assert np.all(res.confidence > 0) and np.all(res.confidence <= 1)
+        np.testing.assert_allclose(res.confidence, res.agreement / r, rtol=1e-6)
     else:
-        np.testing.assert_array_equal(res.confidences, res.agreement)
+        np.testing.assert_array_equal(res.confidence, res.agreement)
 
 
 @SETTINGS
@@ -113,7 +113,7 @@ def test_equal_weight_rater_permutation_invariance(ann, iou_thr, data, p):
     rename = dict(zip(ann.raters, new_names))
     perm = np.asarray(data.draw(st.permutations(range(n))), dtype=np.int64)
     raters2 = tuple(data.draw(st.permutations([rename[r] for r in ann.raters])))
-    ann2 = ImageAnnotations(
+    ann2 = RaterBoxes(
         boxes=ann.boxes[perm],
         labels=ann.labels[perm],
         rater_ids=np.asarray([rename[r] for r in ann.rater_ids[perm]], dtype=str),
@@ -122,9 +122,9 @@ def test_equal_weight_rater_permutation_invariance(ann, iou_thr, data, p):
     )
     w1 = None if p is None else {r: p for r in ann.raters}
     w2 = None if p is None else {r: p for r in raters2}
-    for mode in ('count', 'wbf'):
-        a = fuse_raters(ann, iou_thr=iou_thr, score_mode=mode, rater_weights=w1)
-        b = fuse_raters(ann2, iou_thr=iou_thr, score_mode=mode, rater_weights=w2)
+    for mode in ('agreement', 'fused_score'):
+        a = fuse_raters(ann, iou_thr=iou_thr, confidence=mode, rater_weights=w1)
+        b = fuse_raters(ann2, iou_thr=iou_thr, confidence=mode, rater_weights=w2)
         assert result_set(a, rename.get) == result_set(b)
 
 
@@ -136,10 +136,10 @@ def test_one_rater_in_same_boxes_out(ann, extra, iou_thr):
     # boxes as input boxes. When no two of the rater's boxes of one label overlap with
     # IoU > iou_thr, nothing fuses: exactly the input boxes come out.
     raters = ann.raters + tuple(f'x{k}' for k in range(extra))
-    ann = ImageAnnotations(ann.boxes, ann.labels, ann.rater_ids, raters, image_id='one')
-    res = fuse_raters(ann, iou_thr=iou_thr, score_mode='fraction')
+    ann = RaterBoxes(ann.boxes, ann.labels, ann.rater_ids, raters, image_id='one')
+    res = fuse_raters(ann, iou_thr=iou_thr, confidence='agreement_ratio')
     assert np.all(res.agreement == 1) and len(res) <= len(ann.boxes)
-    np.testing.assert_allclose(res.confidences, 1 / len(raters))
+    np.testing.assert_allclose(res.confidence, 1 / len(raters))
     iou = box_iou(ann.boxes, ann.boxes)
     same_label = ann.labels[:, None] == ann.labels[None, :]
     np.fill_diagonal(same_label, False)
@@ -155,13 +155,13 @@ def test_one_rater_in_same_boxes_out(ann, extra, iou_thr):
 @given(
     raters=st.lists(st.text('abc', min_size=1, max_size=3), unique=True, max_size=4),
     iou_thr=iou_thrs,
-    mode=st.sampled_from(['count', 'fraction', 'wbf']),
+    mode=st.sampled_from(['agreement', 'agreement_ratio', 'fused_score']),
 )
 def test_empty_in_empty_out(raters, iou_thr, mode):
-    ann = ImageAnnotations(
+    ann = RaterBoxes(
         np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, str), tuple(raters), image_id=0
     )
-    res = fuse_raters(ann, iou_thr=iou_thr, score_mode=mode)
+    res = fuse_raters(ann, iou_thr=iou_thr, confidence=mode)
     assert len(res) == 0 and res.boxes.shape == (0, 4) and res.num_raters == len(raters)
     assert res.members == [] and res.member_raters == [] and res.agreement.shape == (0,)
 
@@ -187,7 +187,7 @@ def test_one_rater_disjoint_boxes_come_out_unchanged(cells, iou_thr):
         [100 * (k % 4) + x, 100 * (k // 4) + y, 100 * (k % 4) + x + w, 100 * (k // 4) + y + h]
         for k, (x, y, w, h, _) in enumerate(cells)
     ]
-    ann = ImageAnnotations(
+    ann = RaterBoxes(
         boxes=np.asarray(boxes, np.float64).reshape(-1, 4),
         labels=np.asarray([c[4] for c in cells], np.int64),
         rater_ids=np.asarray(['solo'] * len(cells), dtype=str),
@@ -198,4 +198,4 @@ def test_one_rater_disjoint_boxes_come_out_unchanged(cells, iou_thr):
     order = np.argsort(np.concatenate(res.members)) if len(res) else np.zeros(0, int)
     np.testing.assert_array_equal(res.boxes[order], ann.boxes.astype(np.float32))
     np.testing.assert_array_equal(res.labels[order], ann.labels)
-    assert np.all(res.agreement == 1) and np.all(res.confidences == 1.0)
+    assert np.all(res.agreement == 1) and np.all(res.confidence == 1.0)

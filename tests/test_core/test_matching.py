@@ -1,15 +1,16 @@
-"""Tests of earl_mmdet.core.matching (hand-computed IoUs: 10x10 boxes shifted by d px along
-x have IoU (10 - d) / (10 + d))."""
+"""Tests of earl_mmdet.core.matching and box_ops.box_iou (hand-computed IoUs: 10x10 boxes
+shifted by d px along x have IoU (10 - d) / (10 + d))."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from earl_mmdet.core.box_ops import box_iou
 from earl_mmdet.core.matching import (
-    _cluster_boxes_dense,
+    _check_cluster_args,
     _components,
-    box_iou,
+    _greedy_merge,
     cluster_boxes,
     match_boxes,
 )
@@ -141,6 +142,12 @@ def _random_boxes(rng: np.random.Generator, n_obj: int, n_raters: int, canvas: f
     return b[perm], g[perm]
 
 
+def dense_reference(boxes, groups, thr, labels, linkage):
+    """cluster_boxes' greedy over all boxes at once (O(N^2) memory): what it must equal."""
+    b, g_idx, lab = _check_cluster_args(boxes, groups, thr, labels, linkage)
+    return _greedy_merge(b, g_idx, lab, thr, linkage)
+
+
 @pytest.mark.parametrize('linkage', ['average', 'complete', 'single'])
 @pytest.mark.parametrize('with_labels', [False, True])
 @pytest.mark.parametrize('grid', [False, True])  # True: exact IoU ties and duplicate boxes
@@ -154,7 +161,7 @@ def test_cluster_equals_dense_reference(linkage, with_labels, grid):
         labels = rng.integers(0, 2, len(boxes)) if with_labels else None
         thr = float(rng.choice([0.0, 0.2, 0.4, 0.6, 9 / 11]))
         got = cluster_boxes(boxes, groups, thr, labels=labels, linkage=linkage)
-        ref = _cluster_boxes_dense(boxes, groups, thr, labels=labels, linkage=linkage)
+        ref = dense_reference(boxes, groups, thr, labels, linkage)
         assert [c.tolist() for c in got] == [c.tolist() for c in ref], seed
         assert all(c.dtype == np.int64 for c in got)
 
@@ -171,7 +178,7 @@ def test_cluster_equals_dense_reference_ties(linkage):
         labels = rng.integers(0, 2, n) if seed % 2 else None
         thr = float(rng.choice([0.0, 7 / 13, 9 / 11, 0.25, 8 / 12]))
         got = cluster_boxes(boxes, groups, thr, labels=labels, linkage=linkage)
-        ref = _cluster_boxes_dense(boxes, groups, thr, labels=labels, linkage=linkage)
+        ref = dense_reference(boxes, groups, thr, labels, linkage)
         assert [c.tolist() for c in got] == [c.tolist() for c in ref], seed
 
 

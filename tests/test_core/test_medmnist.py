@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from earl_mmdet.core import medmnist as mm
+from earl_mmdet.core.medmnist_raters import iou_to_truth
 
 # z-score bound for statistical checks: with ~50 checks per run, P(|z| > 4.5) per check is
 # 7e-6 under the model, so a failure means the simulator disagrees with its matrix.
@@ -80,7 +81,7 @@ def test_paper_box_iou_above_p(x, y, w, h, p, seed):
     if t[2] - t[0] < 1 or t[3] - t[1] < 1:
         return
     box, _ = mm.simulate_rater_box(np.random.default_rng(seed), t, p, canvas)
-    assert mm.box_iou(box[None], t)[0] > p
+    assert iou_to_truth(box, t)[0] > p
     assert 0 <= box[0] < box[2] <= canvas and 0 <= box[1] < box[3] <= canvas
     # What a reader rebuilds from the stored [x, y, w, h] is the same box.
     xywh = [
@@ -96,7 +97,7 @@ def test_paper_boxes_are_jittered_not_copied():
     rng = np.random.default_rng(0)
     t = np.array([40.0, 40.0, 70.0, 80.0])
     ious = np.array(
-        [mm.box_iou(mm.simulate_rater_box(rng, t, 0.8, 128)[0][None], t)[0] for _ in range(500)]
+        [iou_to_truth(mm.simulate_rater_box(rng, t, 0.8, 128)[0], t)[0] for _ in range(500)]
     )
     assert ious.min() > 0.8
     # Rejection sampling of noisy boxes, not the true box: spread over (0.8, 1).
@@ -152,10 +153,10 @@ def test_simulate_raters_matches_matrices(variant):
         np.testing.assert_array_equal(ra.true_index[sel], np.flatnonzero(~missed))
         assert counts[k].sum() == n and counts[k][np.arange(10), np.arange(10)].sum() == kept.sum()
     if variant == 'paper':
-        assert np.all(mm.box_iou(ra.boxes, boxes[0]) > p)
+        assert np.all(iou_to_truth(ra.boxes, boxes[0]) > p)
     else:
         # Authors: std 2.56 px per coordinate -> a clearly lower IoU distribution.
-        assert np.median(mm.box_iou(ra.boxes, boxes[0])) < 0.9
+        assert np.median(iou_to_truth(ra.boxes, boxes[0])) < 0.9
 
 
 def test_simulate_raters_rejects_unknown_variant():

@@ -124,15 +124,13 @@ def test_flips_follow_the_confusion_and_doubles_carry_the_look_alike():
 
 
 def test_heavy_tail_and_bias():
-    from earl_mmdet.core.medmnist import box_iou
-
     box = np.array([30.0, 30, 70, 80])
 
     def ious(df):
         rng = np.random.default_rng(0)
         return np.array(
             [
-                box_iou(mr._noisy_box(rng, box, 0.05, 0.0, df, 128)[0][None], box)[0]
+                mr.iou_to_truth(mr._noisy_box(rng, box, 0.05, 0.0, df, 128)[0][None], box)[0]
                 for _ in range(2000)
             ]
         )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from earl_mmdet.core.rater_report import krippendorff_alpha_boxes, pairwise_f1, rater_report
-from earl_mmdet.core.types import ImageAnnotations
+from earl_mmdet.core.types import RaterBoxes
 
 
 def sq(x: float, y: float = 0.0) -> list[float]:
@@ -17,7 +17,7 @@ def sq(x: float, y: float = 0.0) -> list[float]:
 
 
 def image(boxes, labels, rids, raters, image_id=0):
-    return ImageAnnotations(
+    return RaterBoxes(
         np.asarray(boxes, np.float64).reshape(-1, 4),
         np.asarray(labels, np.int64),
         np.asarray(rids, dtype=str),
@@ -192,7 +192,7 @@ def test_truth_quality_hand_computed():
         ),
         image([sq(20)], [2], ['B'], ['A', 'B', 'C']),  # a box on the empty image
     ]
-    wbf = build_aggregator('wbf', iou_thr=0.4, score_mode='fraction').fuse_all(raters)
+    wbf = build_aggregator('wbf', iou_thr=0.4, confidence='agreement_ratio').fuse_all(raters)
     q = truth_quality(wbf, gold)
     # fused: {A,B} label 0 (T=2, right), C label 5 (T=1, wrong), A label 1 (T=1, right),
     # B label 2 on the empty image (T=1, wrong)

@@ -10,7 +10,7 @@ import pytest
 
 import earl_mmdet.core.medmnist_raters as mr
 import earl_mmdet.core.vindr_sample as vs
-from earl_mmdet.core.matching import box_iou
+from earl_mmdet.core.box_ops import box_iou
 from earl_mmdet.core.vindr import NO_FINDING, VINDR_CLASSES, read_vindr_csv
 from earl_mmdet.core.vindr_sample import (
     SIMILAR_FINDINGS,

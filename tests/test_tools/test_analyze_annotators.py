@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.test_tools.test_fuse_annotations import ROOT, load_tool, tiny_multirater
+from tests.test_tools.test_fuse_annotations import load_tool, tiny_multirater, tool_help
 
 tool = load_tool('analyze_annotators')
 
@@ -63,13 +61,7 @@ def test_errors(tmp_path, capsys):
 
 
 def test_help_subprocess():
-    proc = subprocess.run(
-        [sys.executable, 'tools/analyze_annotators.py', '--help'],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = tool_help('analyze_annotators')
     assert proc.returncode == 0 and '--out' in proc.stdout
 
 

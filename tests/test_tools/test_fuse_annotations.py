@@ -32,67 +32,23 @@ def tiny_multirater(path: Path) -> Path:
     image 2 (R1, R2, R3): no box (a true negative).
     image 3 (R2, R3): R2 dog [20,20,10,10], R3 dog [21,20,10,10].
     """
+    readers = {1: ['R1', 'R2', 'R3'], 2: ['R1', 'R2', 'R3'], 3: ['R2', 'R3']}
+    boxes = [  # (image id, category id, bbox, rater)
+        (1, 7, [0, 0, 10, 10], 'R1'),
+        (1, 7, [1, 0, 10, 10], 'R2'),
+        (1, 3, [50, 50, 10, 10], 'R3'),
+        (3, 3, [20, 20, 10, 10], 'R2'),
+        (3, 3, [21, 20, 10, 10], 'R3'),
+    ]
     data = {
         'info': {'description': 'tiny'},
         'images': [
-            {
-                'id': 1,
-                'file_name': 'a.png',
-                'width': 100,
-                'height': 100,
-                'annotators': ['R1', 'R2', 'R3'],
-            },
-            {
-                'id': 2,
-                'file_name': 'b.png',
-                'width': 100,
-                'height': 100,
-                'annotators': ['R1', 'R2', 'R3'],
-            },
-            {
-                'id': 3,
-                'file_name': 'c.png',
-                'width': 100,
-                'height': 100,
-                'annotators': ['R2', 'R3'],
-            },
+            dict(id=i, file_name=f'{"abc"[i - 1]}.png', width=100, height=100, annotators=r)
+            for i, r in readers.items()
         ],
         'annotations': [
-            {
-                'id': 1,
-                'image_id': 1,
-                'category_id': 7,
-                'bbox': [0, 0, 10, 10],
-                'annotator_id': 'R1',
-            },
-            {
-                'id': 2,
-                'image_id': 1,
-                'category_id': 7,
-                'bbox': [1, 0, 10, 10],
-                'annotator_id': 'R2',
-            },
-            {
-                'id': 3,
-                'image_id': 1,
-                'category_id': 3,
-                'bbox': [50, 50, 10, 10],
-                'annotator_id': 'R3',
-            },
-            {
-                'id': 4,
-                'image_id': 3,
-                'category_id': 3,
-                'bbox': [20, 20, 10, 10],
-                'annotator_id': 'R2',
-            },
-            {
-                'id': 5,
-                'image_id': 3,
-                'category_id': 3,
-                'bbox': [21, 20, 10, 10],
-                'annotator_id': 'R3',
-            },
+            dict(id=k + 1, image_id=i, category_id=c, bbox=b, annotator_id=r)
+            for k, (i, c, b, r) in enumerate(boxes)
         ],
         'categories': [{'id': 7, 'name': 'cat'}, {'id': 3, 'name': 'dog'}],
     }
@@ -122,17 +78,17 @@ def by_image(fused):
     'args, expected',
     [
         # mv (strict majority): image 1 cat by R1+R2 (2 of 3), mean box; R3's dog dropped;
-        # image 3 dog by both readers (2 of 2).
+        # image 3 dog by both readers (2 of 2). Confidence c = T.
         (
-            ['--method', 'mv'],
+            ['--method', 'mv', '--confidence', 'agreement'],
             {
                 1: [(7, [0.5, 0, 10, 10], 2, 2.0, 3, ['R1', 'R2'])],
                 3: [(3, [20.5, 20, 10, 10], 2, 2.0, 2, ['R2', 'R3'])],
             },
         ),
-        # mv, fraction score: c = T / R.
+        # mv, default confidence: c = T / R.
         (
-            ['--method', 'mv', '--score', 'fraction'],
+            ['--method', 'mv'],
             {
                 1: [(7, [0.5, 0, 10, 10], 2, 2 / 3, 3, ['R1', 'R2'])],
                 3: [(3, [20.5, 20, 10, 10], 2, 1.0, 2, ['R2', 'R3'])],
@@ -195,7 +151,9 @@ def test_fuse_methods(src, tmp_path, capsys, args, expected):
 
 def test_fused_file_loads_as_prefused(src, tmp_path, capsys):
     out = tmp_path / 'fused.json'
-    rc, stdout, _ = run([src, out, '--method', 'mv', '--quorum', '1'], capsys)
+    rc, stdout, _ = run(
+        [src, out, '--method', 'mv', '--quorum', '1', '--confidence', 'agreement'], capsys
+    )
     assert rc == 0
     coco = load_multirater_coco(out)
     assert coco.prefused and not coco.multi_rater
@@ -213,7 +171,7 @@ def test_fused_file_loads_as_prefused(src, tmp_path, capsys):
 
 def test_fuse_em(src, tmp_path, capsys):
     out = tmp_path / 'fused.json'
-    rc, _, err = run([src, out, '--method', 'em', '--score', 'posterior'], capsys)
+    rc, _, err = run([src, out, '--method', 'em', '--confidence', 'posterior'], capsys)
     assert rc == 0, err
     fused = json.loads(out.read_text())
     assert all(0 < a['score'] <= 1 for a in fused['annotations'])
@@ -227,6 +185,7 @@ def test_fuse_wbf(src, tmp_path, capsys):
         [src, out, '--method', 'wbf', '--iou-thr', '0.4', '--score', 'count'], capsys
     )
     assert rc == 0, err
+    assert '--score is deprecated; use --confidence agreement' in err  # the old flag works
     got = sorted(
         (a['image_id'], a['category_id'], a['agreement'], a['score'])
         for a in json.loads(out.read_text())['annotations']
@@ -242,6 +201,7 @@ def test_fuse_wbf(src, tmp_path, capsys):
         (['--method', 'median'], 'unknown aggregator'),
         (['--method', 'rater:R1'], "rater 'R1' did not read image 3"),
         (['--method', 'mv', '--iou-thr', '1.5'], 'iou_thr'),
+        (['--method', 'mv', '--confidence', 'posterior'], 'confidence must be one of'),
     ],
 )
 def test_fuse_errors(src, tmp_path, capsys, args, match):
@@ -256,15 +216,21 @@ def test_bad_input_file(tmp_path, capsys):
     assert rc == 2 and 'not found' in err
 
 
-def test_help_subprocess():
-    proc = subprocess.run(
-        [sys.executable, 'tools/fuse_annotations.py', '--help'],
+def tool_help(name: str) -> subprocess.CompletedProcess:
+    """``tools/<name>.py --help`` in a fresh interpreter (it must not need the package)."""
+    return subprocess.run(
+        [sys.executable, f'tools/{name}.py', '--help'],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_help_subprocess():
+    proc = tool_help('fuse_annotations')
     assert proc.returncode == 0 and '--method' in proc.stdout and '--quorum' in proc.stdout
+    assert '--confidence' in proc.stdout
 
 
 def _edit(path: Path, edit) -> Path:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from earl_mmdet.core import medmnist as mm
+from earl_mmdet.core.box_ops import box_iou
 from earl_mmdet.core.coco_io import load_multirater_coco
 from tests.test_tools.run_tool import run_tool
 
@@ -78,7 +79,7 @@ def _match(multi, gold):
     matched = []
     for a in multi['annotations']:
         cands = gold_by_img.get(a['image_id'], [])
-        ious = mm.box_iou(np.stack([_xyxy(g['bbox']) for g in cands]), _xyxy(a['bbox']))
+        ious = box_iou(np.stack([_xyxy(g['bbox']) for g in cands]), [_xyxy(a['bbox'])])[:, 0]
         j = int(np.argmax(ious))
         matched.append((a, cands[j], float(ious[j])))
     return matched, gold_by_img

@@ -1,0 +1,186 @@
+"""The aggregator interface, its registry and the confidence modes (numpy only).
+
+Kept apart from :mod:`earl_mmdet.core.aggregators` so that :mod:`earl_mmdet.core.fusion`
+can define the default aggregator (``wbf``) next to the fusion it runs, without an import
+cycle: both modules import this one.
+
+Confidence modes (the per-box confidence c; ``docs/aggregators.md``):
+
+===================  ======================================================================
+mode                 c
+===================  ======================================================================
+``agreement``        T, the number of distinct raters behind the fused label.
+``agreement_ratio``  T / R, R = the raters who read the image (the paper's c; the default
+                     of ``mv`` and ``wbf``).
+``fused_score``      WBF's fused score (equal weights: min(boxes in the cluster, R) / R;
+                     ``em``: the proficiency-weighted share of the readers).
+``posterior``        ``em`` only: the posterior probability of the fused label.
+===================  ======================================================================
+
+The former ``score_mode=`` argument and its values ``'count'``, ``'fraction'``, ``'wbf'``
+still work with a :class:`DeprecationWarning` (they map to ``agreement``,
+``agreement_ratio`` and ``fused_score``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from .types import FusedBoxes, RaterBoxes
+
+__all__ = [
+    'AGGREGATORS',
+    'CONFIDENCE_MODES',
+    'Aggregator',
+    'agreement_confidence',
+    'register_aggregator',
+    'resolve_confidence',
+]
+
+#: Every confidence mode, in the order of the documentation.
+CONFIDENCE_MODES = ('agreement', 'agreement_ratio', 'fused_score', 'posterior')
+
+#: Deprecated mode names -> their names now.
+_LEGACY_MODES = {'count': 'agreement', 'fraction': 'agreement_ratio', 'wbf': 'fused_score'}
+
+#: name -> Aggregator subclass. ``rater`` is spelled ``rater:<id>`` in a spec string.
+AGGREGATORS: dict[str, type[Aggregator]] = {}
+
+
+def register_aggregator(name: str):
+    """Class decorator that registers an :class:`Aggregator` under ``name``."""
+
+    def deco(cls: type[Aggregator]) -> type[Aggregator]:
+        if name in AGGREGATORS:
+            raise ValueError(f'aggregator name {name!r} already registered')
+        cls.name = name
+        AGGREGATORS[name] = cls
+        return cls
+
+    return deco
+
+
+def resolve_confidence(
+    confidence: str | None,
+    score_mode: str | None,
+    allowed: Sequence[str],
+    default: str,
+    where: str,
+) -> str:
+    """The confidence mode to use, from ``confidence=`` or the deprecated ``score_mode=``.
+
+    Args:
+        confidence (str | None): a mode of :data:`CONFIDENCE_MODES` (or a deprecated name);
+            None = ``default``.
+        score_mode (str | None): the deprecated argument; a DeprecationWarning when given.
+        allowed (Sequence[str]): the modes the caller implements.
+        default (str): the mode when neither argument is given.
+        where (str): the caller, for messages (e.g. ``"aggregator 'wbf'"``).
+
+    Returns:
+        str: one of ``allowed``.
+
+    Raises:
+        ValueError: for both arguments at once or a mode not in ``allowed``.
+    """
+    if score_mode is not None:
+        if confidence is not None:
+            raise ValueError(f'{where}: give confidence= (score_mode= is its old name), not both')
+        warnings.warn(
+            f'{where}: score_mode= is deprecated, use confidence=', DeprecationWarning, stacklevel=3
+        )
+        confidence = score_mode
+    if confidence is None:
+        return default
+    if confidence in _LEGACY_MODES:
+        new = _LEGACY_MODES[confidence]
+        warnings.warn(
+            f'{where}: confidence mode {confidence!r} is deprecated, use {new!r}',
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        confidence = new
+    if confidence not in allowed:
+        raise ValueError(f'{where}: confidence must be one of {tuple(allowed)}, got {confidence!r}')
+    return confidence
+
+
+def agreement_confidence(t: int, r: int, mode: str) -> float:
+    """c of a box with agreement T = ``t`` among R = ``r`` readers, equal rater weights.
+
+    ``agreement`` = T; ``agreement_ratio`` = T / R; ``fused_score`` = min(T, R) / R, WBF's
+    ``'avg'`` score of a cluster of T boxes with scores and weights 1 (0 when R = 0).
+    """
+    if mode == 'agreement':
+        return float(t)
+    if r <= 0:
+        return 0.0
+    return float(t if mode == 'agreement_ratio' else min(t, r)) / float(r)
+
+
+class Aggregator:
+    """Base class: all raters' boxes of one image -> fused boxes with a confidence c.
+
+    Subclasses set ``confidence_modes`` / ``default_confidence`` and implement
+    :meth:`__call__`; those that learn from the dataset override :meth:`fit`.
+
+    Args:
+        confidence (str | None): how c is computed, one of ``confidence_modes``; None =
+            ``default_confidence``.
+        score_mode (str | None): deprecated name of ``confidence``.
+    """
+
+    name: ClassVar[str] = ''
+    #: Attributes reported by :meth:`get_params` after ``type`` and ``confidence``.
+    param_names: ClassVar[tuple[str, ...]] = ()
+    confidence_modes: ClassVar[tuple[str, ...]] = ('agreement', 'agreement_ratio', 'fused_score')
+    default_confidence: ClassVar[str] = 'agreement_ratio'
+
+    def __init__(self, confidence: str | None = None, score_mode: str | None = None) -> None:
+        self.confidence = resolve_confidence(
+            confidence,
+            score_mode,
+            self.confidence_modes,
+            self.default_confidence,
+            f'aggregator {self.name!r}',
+        )
+
+    def fit(self, images: Sequence[RaterBoxes]) -> Aggregator:
+        """Learn from the whole dataset (no-op unless overridden).
+
+        Args:
+            images (Sequence[RaterBoxes]): every image of the dataset.
+
+        Returns:
+            Aggregator: self.
+        """
+        return self
+
+    def __call__(self, image: RaterBoxes) -> FusedBoxes:
+        """Fuse one image's boxes.
+
+        Args:
+            image (RaterBoxes): all raters' boxes of the image (xyxy pixels).
+
+        Returns:
+            FusedBoxes: fused boxes (float32 xyxy pixels), labels, confidence c, agreement
+            T, raters R, and the input boxes / raters behind each fused box.
+        """
+        raise NotImplementedError
+
+    def fuse_all(self, images: Sequence[RaterBoxes]) -> list[FusedBoxes]:
+        """``fit`` on ``images`` then fuse each of them."""
+        images = list(images)
+        self.fit(images)
+        return [self(im) for im in images]
+
+    def get_params(self) -> dict[str, Any]:
+        """Parameters that reproduce this aggregator with ``build_aggregator``."""
+        params = {k: getattr(self, k) for k in self.param_names}
+        return {'type': self.name, 'confidence': self.confidence, **params}
+
+    def __repr__(self) -> str:
+        params = ', '.join(f'{k}={v!r}' for k, v in self.get_params().items() if k != 'type')
+        return f'{type(self).__name__}({params})'
