@@ -151,13 +151,14 @@ def lift_fuse_step(pipeline: Sequence, fusion: Any, where: str) -> tuple[list, A
         del steps[i]
     else:
         steps[i] = dict(type='LoadAnnotations', with_bbox=True)
-    warnings.warn(
+    message = (
         f'{where}: the pipeline step FuseAnnotations is deprecated: fusion is a dataset step. '
         f'Use MultiAnnotatorCocoDataset(fusion={fusion!r}) and a plain LoadAnnotations '
-        f'(see {MIGRATION}).',
-        DeprecationWarning,
-        stacklevel=3,
+        f'(see {MIGRATION}).'
     )
+    warnings.warn(message, DeprecationWarning, stacklevel=3)
+    # Python hides DeprecationWarnings raised outside __main__: say it in the log too.
+    print_log(message, logger='current', level=logging.WARNING)
     return steps, fusion
 
 
@@ -196,8 +197,9 @@ class MultiAnnotatorCocoDataset(CocoDataset):
     - ``instances`` (list[dict]): the fused boxes: ``bbox`` (xyxy pixels), ``bbox_label``,
       ``ignore_flag`` (0), ``confidence`` (c), ``agreement`` (T; -1 = unknown).
     - ``gt_confidence`` (np.float32 (M,)) / ``gt_agreement`` (np.int64 (M,)): c and T of
-      ``instances``, in their order. ``LoadAnnotations`` fills ``gt_bboxes`` from
-      ``instances`` in order, so these stay aligned with the boxes.
+      ``instances``, in their order (added by :meth:`get_data_info`, so every pipeline
+      starts with them). ``LoadAnnotations`` fills ``gt_bboxes`` from ``instances`` in
+      order, so these stay aligned with the boxes.
     - ``raters`` (list[str]): who read the image; ``num_raters`` (int): R of the fusion.
     - ``rater_instances`` (list[dict]): the raw boxes (``bbox``, ``bbox_label``,
       ``ignore_flag``, ``rater_id``; ``score`` / ``agreement`` / ``num_raters`` when the
@@ -325,8 +327,8 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         """Load, validate and fuse the annotation file; one data info per image (file order).
 
         Returns:
-            list[dict]: data infos with the fused ``instances``, ``gt_confidence``,
-            ``gt_agreement``, ``raters``, ``num_raters`` and ``rater_instances``.
+            list[dict]: data infos with the fused ``instances``, ``raters``, ``num_raters``
+            and ``rater_instances``.
         """
         coco = self._load_coco()
         if not self._metainfo.get('classes'):
@@ -361,8 +363,6 @@ class MultiAnnotatorCocoDataset(CocoDataset):
                     boxes.tolist(), labels.tolist(), conf.tolist(), agree.tolist()
                 )
             ]
-            data_info[CONF_KEY] = conf
-            data_info[AGREE_KEY] = agree
             data_info['raters'] = list(info['annotators'])
             data_info['num_raters'] = r
             data_info['rater_instances'] = [self._rater_instance(a) for a in anns]
@@ -380,6 +380,25 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         if self.check_files:
             self._check_files(data_list)
         return data_list
+
+    def get_data_info(self, idx: int) -> dict:
+        """The data info of image ``idx``, with ``gt_confidence`` / ``gt_agreement`` arrays.
+
+        The arrays are built here from ``instances`` (a few us) rather than stored in the data
+        list: unpickling two small arrays per image would cost more.
+
+        Args:
+            idx (int): image index.
+
+        Returns:
+            dict: a copy of the data info plus ``gt_confidence`` (np.float32 (M,)) and
+            ``gt_agreement`` (np.int64 (M,)), in the order of ``instances``.
+        """
+        info = super().get_data_info(idx)
+        instances = info['instances']
+        info[CONF_KEY] = np.array([i['confidence'] for i in instances], np.float32)
+        info[AGREE_KEY] = np.array([i['agreement'] for i in instances], np.int64)
+        return info
 
     @staticmethod
     def _rater_instance(ann: dict) -> dict:
