@@ -7,13 +7,6 @@
 _base_ = 'mmdet::yolox/yolox_s_8xb8-300e_coco.py'
 custom_imports = dict(imports=['earl_mmdet'], allow_failed_imports=False)
 
-model = dict(
-    bbox_head=dict(
-        type='EARLYOLOXHead',
-        earl_cfg=dict(terms=('cls', 'bbox'), scale=1.0, gamma=1.0, floor=0.0, normalize='num_pos'),
-    )
-)
-
 # Mosaic / RandomAffine / MixUp / FilterAnnotations drop and reorder boxes but only
 # re-index the keys they know. ConfidenceToLabels (end of the inner pipeline) carries each
 # box's c inside its label through them; ConfidenceFromLabels restores it. Unlike wrapping
@@ -33,5 +26,12 @@ train_dataloader = dict(
             dict(type='ConfidenceFromLabels'),
             dict(type='PackMultiRaterInputs'),
         ],
+    )
+)
+
+model = dict(
+    bbox_head=dict(
+        type='EARLYOLOXHead',
+        earl_cfg=dict(terms=('cls', 'bbox'), scale=1.0, gamma=1.0, floor=0.0, normalize='num_pos'),
     )
 )
