@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os.path as osp
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,10 @@ import pytest
 from tests.tiny_data import make_tiny_coco
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs').rglob('*.py'))
+#: Runnable configs; configs/_base_/ holds their parts (a model or a dataset alone).
+CONFIGS = sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts
+)
 
 
 def _layout(tmp_path: Path, class_names: tuple[str, ...], raters: tuple[str, ...]) -> Path:
@@ -55,8 +59,6 @@ def _set_data_root(node, root: str, ann: str):
                 node[key] = root
             elif key == 'ann_file' and isinstance(value, str):
                 node[key] = ann
-            elif key == 'fit_ann_file' and isinstance(value, str):
-                node[key] = osp.join(root, 'train.json')
             elif key == 'data_prefix':
                 node[key] = dict(img=osp.join(root, 'images', osp.splitext(ann)[0]) + '/')
             else:
@@ -113,18 +115,69 @@ def test_config_trains_one_iteration(config, tmp_path):
     assert runner.iter >= 1
 
 
-MEDMNIST = [c for c in CONFIGS if c.startswith('configs/medmnist/')]
-
-
-@pytest.mark.parametrize('config', MEDMNIST)
-def test_medmnist_fusion_at_train_pipeline_index_2(config):
-    """Scripts override ``train_dataloader.dataset.pipeline.2.*``: that must be the fusion.
-
-    The LoadAnnotations before it stays in the config (the dataset skips it at build time,
-    see MultiAnnotatorCocoDataset), so the index does not move.
-    """
+def _load(config: str):
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(ROOT / config))
-    pipeline = cfg.train_dataloader.dataset.pipeline
-    assert pipeline[2]['type'] == 'FuseAnnotations', [t['type'] for t in pipeline]
+    return Config.fromfile(str(ROOT / config))
+
+
+def _datasets(node):
+    """Every dataset config dict under ``node`` (wrappers and the datasets they wrap)."""
+    if isinstance(node, dict):
+        if 'pipeline' in node and 'type' in node:
+            yield node
+        for value in node.values():
+            yield from _datasets(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _datasets(item)
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_fusion_is_a_dataset_argument_and_pipelines_are_mmdet_ones(config):
+    """No FuseAnnotations step left; the multi-rater dataset loads with a stock LoadAnnotations."""
+    cfg = _load(config)
+    multi = [d for d in _datasets(cfg.train_dataloader) if d['type'] == 'MultiAnnotatorCocoDataset']
+    assert len(multi) == 1, config
+    for dataset in _datasets(cfg.to_dict()):
+        assert 'FuseAnnotations' not in [t['type'] for t in dataset['pipeline']], config
+    assert 'LoadAnnotations' in [t['type'] for t in multi[0]['pipeline']]
+    fusion = multi[0].get('fusion')
+    assert fusion is None or isinstance(fusion, dict) and 'method' in fusion
+
+
+def _bases(path: Path) -> list[Path]:
+    """The repository config files ``path`` inherits from, transitively."""
+    from mmengine.config import Config
+
+    out = []
+    for base in Config._get_base_files(str(path)):
+        if '::' not in base:
+            parent = (path.parent / base).resolve()
+            out += [parent, *_bases(parent)]
+    return out
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_stock_baselines_do_not_inherit_from_earl_configs(config):
+    heads = str(_load(config).model)
+    if 'EARL' in heads:
+        return
+    for base in _bases(ROOT / config):
+        assert not re.search(r"type\s*=\s*['\"]EARL", base.read_text()), (config, base)
+
+
+def test_medmnist_fusion_is_one_override_of_the_na_baseline():
+    """The study tool switches methods with train_dataloader.dataset.fusion: pin the names."""
+    fusions = {
+        c: _load(c).train_dataloader.dataset.get('fusion')
+        for c in CONFIGS
+        if c.startswith('configs/medmnist/yolox_nano_')
+    }
+    base = 'configs/medmnist/yolox_nano_{}_20e_medmnist-cpu.py'
+    assert fusions[base.format('na')] is None
+    assert fusions[base.format('mv')] == dict(method='mv', confidence='agreement')
+    wbf = dict(method='wbf', iou_thr=0.4, confidence='agreement_ratio')
+    assert fusions[base.format('wbf')] == fusions[base.format('wbf-earl')] == wbf
+    assert fusions[base.format('em-earl')] == dict(method='em', confidence='posterior')
+    assert fusions[base.format('rater-R1')] == dict(method='rater:R1')

@@ -5,12 +5,12 @@ Usage::
     python tools/browse_dataset.py CONFIG --out DIR [--num N] [--split train|val|test]
 
 The dataset of ``<split>_dataloader`` (the inner one of a wrapper such as
-``MultiImageMixDataset``) is loaded with its annotation file; the pipeline is replaced by
-``LoadImageFromFile`` + the config's ``FuseAnnotations`` (or ``--method`` when the pipeline
-has none), so boxes are shown in original-image pixels. Left panel: every rater's boxes, one
-colour per rater, with a legend of the raters who read the image (``(no box)`` for readers
-who drew nothing). Right panel: the fused boxes labelled ``class c=<confidence>``. Headless
-(OpenCV only).
+``MultiImageMixDataset``) is loaded with its annotation file and its ``fusion`` (or
+``--method`` instead), with ``LoadImageFromFile`` as the only pipeline step, so boxes are shown
+in original-image pixels (a gold ``CocoDataset`` split is read as one rater's boxes). Left
+panel: every rater's boxes, one colour per rater, with a legend of the raters who read the
+image (``(no box)`` for raters who drew nothing). Right panel: the fused boxes labelled
+``class c=<confidence>``. Headless (OpenCV only).
 """
 
 from __future__ import annotations
@@ -152,20 +152,32 @@ def _inner_dataset_cfg(cfg_dataset: dict) -> dict:
     return cfg_dataset
 
 
-def build_browse_dataset(cfg, split: str = 'train', method: str = 'wbf'):
-    """The split's multi-rater dataset with pipeline LoadImageFromFile + FuseAnnotations."""
+def build_browse_dataset(cfg, split: str = 'train', method: str | None = None):
+    """The split's multi-rater dataset, fused as configured, with LoadImageFromFile only.
+
+    Args:
+        cfg (Config): the training config.
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+        method (str | None): an aggregator (``'wbf'``, ``'rater:R1'``...) to fuse with instead
+            of the config's ``fusion``. Defaults to None (the config's).
+
+    Returns:
+        MultiAnnotatorCocoDataset: every image in file order (``test_mode``).
+    """
     from mmdet.registry import DATASETS
     from mmengine.registry import init_default_scope
 
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     ds_cfg = copy.deepcopy(_inner_dataset_cfg(cfg[f'{split}_dataloader']['dataset']))
+    if ds_cfg.get('type') == 'CocoDataset':  # a gold split: one 'default' rater
+        ds_cfg['type'] = 'MultiAnnotatorCocoDataset'
     pipeline = ds_cfg.get('pipeline', [])
     loader = next((t for t in pipeline if t['type'] == 'LoadImageFromFile'), None)
-    fuse = next((t for t in pipeline if t['type'] == 'FuseAnnotations'), None)
-    ds_cfg['pipeline'] = [
-        loader or dict(type='LoadImageFromFile'),
-        fuse or dict(type='FuseAnnotations', method=method),
-    ]
+    # A deprecated FuseAnnotations step stays for the dataset to turn into its fusion.
+    fuse = [t for t in pipeline if t['type'] == 'FuseAnnotations' and method is None]
+    ds_cfg['pipeline'] = [loader or dict(type='LoadImageFromFile'), *fuse]
+    if method is not None:
+        ds_cfg['fusion'] = dict(method=method)
     ds_cfg['test_mode'] = True  # no filtering, no refetch: every image in file order
     return DATASETS.build(ds_cfg)
 
@@ -180,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--num', type=int, default=20, help='images to draw (default 20)')
     parser.add_argument('--split', default='train', choices=['train', 'val', 'test'])
     parser.add_argument(
-        '--method', default='wbf', help='aggregator when the pipeline has no FuseAnnotations'
+        '--method', help="aggregator instead of the config's fusion (e.g. wbf, mv, rater:R1)"
     )
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, help='key=value config overrides'
@@ -204,18 +216,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = min(args.num, len(dataset))
     for i in range(n):
         res = dataset[i]
-        raw = res['rater_instances']
+        raw, fused = res['rater_instances'], res['instances']
         canvas = render(
             res['img'],
             np.asarray([x['bbox'] for x in raw], np.float32).reshape(-1, 4),
             np.asarray([x['bbox_label'] for x in raw], np.int64),
-            [str(x.get('annotator_id', '?')) for x in raw],
-            res.get('annotators', []),
-            np.asarray(
-                res['gt_bboxes'].numpy() if hasattr(res['gt_bboxes'], 'numpy') else res['gt_bboxes']
-            ),
-            res['gt_bboxes_labels'],
-            res['gt_confidences'],
+            [str(x['rater_id']) for x in raw],
+            res['raters'],
+            np.asarray([x['bbox'] for x in fused], np.float32).reshape(-1, 4),
+            np.asarray([x['bbox_label'] for x in fused], np.int64),
+            res['gt_confidence'],
             classes,
             order,
         )

@@ -1,6 +1,6 @@
 # RetinaNet-R50-FPN trained with WBF-fused multi-rater boxes and EARL-weighted losses.
-# Differs from mmdet's config only in: the head type, the training dataset (multi-rater
-# COCO) and its pipeline (fusion after LoadAnnotations, multi-rater packing).
+# Differs from mmdet's config only in: the head type, the training dataset (multi-rater COCO,
+# fused once when it loads) and the last step of its pipeline (multi-rater packing).
 # Paper (Pham et al.): L = c*Lcls + c*beta*I(t)*Lloc, c = fused WBF confidence (T/R for
 # unit rater scores); beta = loss_bbox.loss_weight; I(t) = the assigner's positives.
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
@@ -14,20 +14,14 @@ model = dict(
     )
 )
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True),
-    # c = the WBF score of each fused box (= T/R with unit rater scores); the authors'
-    # code used c = T (score_mode='count')
-    dict(type='FuseAnnotations', method='wbf', score_mode='wbf', iou_thr=0.4),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackMultiRaterInputs'),
-]
 train_dataloader = dict(
     dataset=dict(
         type='MultiAnnotatorCocoDataset',
         ann_file='annotations/instances_train2017_multirater.json',
-        pipeline=train_pipeline,
+        # c = the WBF score of each fused box (= T/R with unit rater scores); the authors'
+        # code used c = T (confidence='agreement')
+        fusion=dict(method='wbf', iou_thr=0.4, confidence='fused_score'),
+        # mmdet's pipeline, packing c as well
+        pipeline=[*_base_.train_pipeline[:-1], dict(type='PackMultiRaterInputs')],
     )
 )

@@ -1,16 +1,15 @@
-# CPU-scale MED-MNIST (tools/make_medmnist.py --preset cpu) with a small two-stage
+# CPU-scale MED-MNIST (../_base_/datasets/medmnist_cpu_multirater.py) with a small two-stage
 # detector: Faster R-CNN, ResNet-18 FPN (64 channels, 256-d box head) without pretrained
 # weights, 128 px, batch 16, flips only, 20 epochs. Raters' boxes fused by WBF (iou 0.4,
 # c = T/R), stock heads; faster-rcnn_r18_fpn_wbf-earl_20e_medmnist-cpu.py adds EARL.
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['earl_mmdet'], allow_failed_imports=False)
+_base_ = [
+    'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
+    '../_base_/datasets/medmnist_cpu_multirater.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]
 
-data_root = 'data/medmnist_cpu/'
-img_size = 128
-classes = tuple(str(d) for d in range(10))
-metainfo = dict(classes=classes)
 max_epochs = 20
-batch_size = 16
 
 model = dict(
     # from scratch: no frozen stem, BN statistics trained (mmdet's R-CNN configs freeze
@@ -29,60 +28,9 @@ model = dict(
     ),
     test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=300)),
 )
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='FuseAnnotations', method='wbf', iou_thr=0.4, score_mode='fraction'),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackMultiRaterInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]  # fmt: skip
 train_dataloader = dict(
-    batch_size=batch_size,
-    num_workers=2,
-    dataset=dict(
-        _delete_=True,
-        type='MultiAnnotatorCocoDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='train.json',
-        data_prefix=dict(img='images/train/'),
-        filter_cfg=dict(filter_empty_gt=False),
-        pipeline=train_pipeline,
-    ),
+    dataset=dict(fusion=dict(method='wbf', iou_thr=0.4, confidence='agreement_ratio'))
 )
-val_dataloader = dict(
-    batch_size=32,
-    num_workers=2,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='val.json',
-        data_prefix=dict(img='images/val/'),
-        pipeline=test_pipeline,
-    ),
-)
-test_dataloader = dict(
-    batch_size=32,
-    num_workers=2,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='test.json',
-        data_prefix=dict(img='images/test/'),
-        pipeline=test_pipeline,
-    ),
-)
-val_evaluator = dict(_delete_=True, type='DetectionMAPMetric', ann_file=data_root + 'val.json')
-test_evaluator = dict(_delete_=True, type='DetectionMAPMetric', ann_file=data_root + 'test.json')
 
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
@@ -95,6 +43,6 @@ default_hooks = dict(
     checkpoint=dict(interval=5, max_keep_ckpts=1),
     logger=dict(interval=20),
 )
-auto_scale_lr = dict(base_batch_size=batch_size)
+auto_scale_lr = dict(base_batch_size=16)
 randomness = dict(seed=0, deterministic=False)
 env_cfg = dict(cudnn_benchmark=False)

@@ -1,16 +1,5 @@
-# One model per rater (here R1; --cfg-options to pick R2/R3): the per-rater baseline and
-# the members of the Rads-ensemble (tools/ensemble_predictions.py).
+# One model per rater (here R1; --cfg-options train_dataloader.dataset.fusion.method=rater:R2
+# for R2): the per-rater baseline and the members of the Rads-ensemble
+# (tools/ensemble_predictions.py).
 _base_ = './yolox_nano_na_20e_medmnist-cpu.py'
-train_dataloader = dict(
-    dataset=dict(
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', with_bbox=True),
-            dict(type='FuseAnnotations', method='rater:R1'),
-            dict(type='Resize', scale=(128, 128), keep_ratio=True),
-            dict(type='RandomFlip', prob=0.5),
-            dict(type='Pad', size=(128, 128), pad_val=dict(img=(114.0, 114.0, 114.0))),
-            dict(type='PackMultiRaterInputs'),
-        ]
-    )
-)
+train_dataloader = dict(dataset=dict(fusion=dict(method='rater:R1')))

@@ -1,59 +1,12 @@
-# Faster R-CNN R50-FPN on VinDr-CXR with WBF-fused boxes (iou 0.4, c = T/R), stock heads.
-# The base of the VinDr Faster R-CNN family: configs/earl_faster-rcnn_vindr.py adds EARL
-# (RPN + RoI head). Same data, fusion and evaluation as retinanet_r50_fpn_wbf_1x_vindr.py;
-# model and schedule are mmdet's (1x, SGD lr 0.02 for 16 images per step).
-# Data: tools/convert_vindr.py (docs/vindr.md).
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['earl_mmdet'], allow_failed_imports=False)
-
-data_root = 'data/vindr/'
-classes = (
-    'Aortic enlargement', 'Atelectasis', 'Calcification', 'Cardiomegaly', 'Consolidation',
-    'ILD', 'Infiltration', 'Lung Opacity', 'Nodule/Mass', 'Other lesion', 'Pleural effusion',
-    'Pleural thickening', 'Pneumothorax', 'Pulmonary fibrosis',
-)  # fmt: skip
-metainfo = dict(classes=classes)
-img_scale = (1024, 1024)
-
-model = dict(roi_head=dict(bbox_head=dict(num_classes=14)))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='FuseAnnotations', method='wbf', iou_thr=0.4, score_mode='fraction'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackMultiRaterInputs'),
+# Faster R-CNN R50-FPN on VinDr-CXR with WBF-fused boxes (iou 0.4, c = T/R), stock heads;
+# mmdet's model and 1x schedule (SGD lr 0.02 for 16 images per step). The base of the VinDr
+# Faster R-CNN family: configs/earl_faster-rcnn_vindr.py adds EARL (RPN + RoI head).
+_base_ = [
+    'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
+    '../_base_/datasets/vindr_multirater.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]  # fmt: skip
-train_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type='MultiAnnotatorCocoDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='train.json',
-        data_prefix=dict(img='images/train/'),
-        filter_cfg=dict(filter_empty_gt=False),
-        pipeline=train_pipeline,
-    )
-)
-val_dataloader = dict(
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='test.json',
-        data_prefix=dict(img='images/test/'),
-        pipeline=test_pipeline,
-    )
-)
-test_dataloader = val_dataloader
-val_evaluator = dict(_delete_=True, type='DetectionMAPMetric', ann_file=data_root + 'test.json')
-test_evaluator = val_evaluator
+model = dict(roi_head=dict(bbox_head=dict(num_classes=14)))
 train_cfg = dict(val_interval=12)
 custom_hooks = [dict(type='TrustOwnCheckpointsHook'), dict(type='RandomStateHook')]

@@ -1,8 +1,3 @@
 # NA baseline: every rater's box is a ground-truth box (c = 1), stock YOLOX head.
 _base_ = './yolox_s_wbf_8xb8-50e_vindr.py'
-train_dataloader = dict(dataset=dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='FuseAnnotations', method='na'),
-    dict(type='ConfidenceToLabels'),
-])))  # fmt: skip
+train_dataloader = dict(dataset=dict(dataset=dict(fusion=None)))

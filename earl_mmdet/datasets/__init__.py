@@ -1,13 +1,11 @@
 """Datasets and transforms for multi-rater box annotations."""
 
-from . import transforms  # noqa: F401  (registration)
-from .multi_annotator_coco import MultiAnnotatorCocoDataset
-from .transforms import (
+from .multi_annotator_coco import MultiAnnotatorCocoDataset, PackMultiRaterInputs
+from .transforms import (  # noqa: F401  (registration)
     ConfidenceFromLabels,
     ConfidenceToLabels,
     FuseAnnotations,
     KeepConfidence,
-    PackMultiRaterInputs,
 )
 
 __all__ = [

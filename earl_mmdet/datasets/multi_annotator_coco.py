@@ -1,22 +1,69 @@
-"""COCO dataset that keeps who drew each box (multi-rater COCO, see docs/data_format.md)."""
+"""Multi-rater COCO dataset that fuses the raters' boxes once, and the packer of c.
+
+The data path of one annotation, in this file:
+
+1. :class:`MultiAnnotatorCocoDataset` reads the multi-rater COCO file (``docs/data_format.md``)
+   and, once, fuses the raters' boxes of every image with an aggregator of
+   :mod:`earl_mmdet.core.aggregators` (``fusion=dict(method='wbf', iou_thr=0.4, ...)``).
+   Each data info holds the fused ``instances`` plus ``gt_confidence`` / ``gt_agreement``
+   arrays in the same order.
+2. mmdet's stock ``LoadAnnotations`` fills ``gt_bboxes`` / ``gt_bboxes_labels`` from
+   ``instances`` in order, so ``gt_confidence`` stays aligned with them; order-keeping
+   transforms (``Resize``, ``RandomFlip``, ``Pad``) keep it aligned.
+3. :class:`PackMultiRaterInputs` checks the alignment and packs c into
+   ``data_sample.gt_instances.confidence``, which the EARL heads turn into loss weights.
+
+Transforms that drop or reorder boxes (``FilterAnnotations``, ``Mosaic``...) need
+:mod:`earl_mmdet.datasets.transforms.keep_confidence`.
+"""
 
 from __future__ import annotations
 
 import colorsys
+import inspect
 import logging
 import os.path as osp
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import torch
 from mmdet.datasets import CocoDataset
-from mmdet.registry import DATASETS
+from mmdet.datasets.transforms import PackDetInputs
+from mmdet.registry import DATASETS, TRANSFORMS
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
+from earl_mmdet.core.aggregators import Aggregator, build_aggregator
 from earl_mmdet.core.coco_io import MultiRaterCoco, load_multirater_coco
 
-from .transforms.fuse_annotations import FuseAnnotations
+__all__ = [
+    'AGREE_KEY',
+    'CONF_KEY',
+    'LABEL_KEY',
+    'MultiAnnotatorCocoDataset',
+    'PackMultiRaterInputs',
+]
 
-__all__ = ['MultiAnnotatorCocoDataset']
+#: Pipeline results keys of the per-box confidence c, agreement T and class label.
+CONF_KEY = 'gt_confidence'
+AGREE_KEY = 'gt_agreement'
+LABEL_KEY = 'gt_bboxes_labels'
+
+MIGRATION = 'docs/migration.md'
+
+#: Keys of the removed ``FuseAnnotations`` transform that the dataset no longer needs: an
+#: aggregator that learns from the data is fitted on the dataset's own images.
+_OBSOLETE_FUSE_KEYS = ('fit_ann_file', 'fit_classes', 'fit_normalize_rater_ids', 'cache')
+
+#: Old ``score_mode`` names -> ``confidence`` names.
+_CONFIDENCE_OF_SCORE_MODE = {
+    'count': 'agreement',
+    'fraction': 'agreement_ratio',
+    'wbf': 'fused_score',
+    'posterior': 'posterior',
+}
 
 
 def _palette(num_classes: int) -> list[tuple[int, int, int]]:
@@ -28,51 +75,166 @@ def _palette(num_classes: int) -> list[tuple[int, int, int]]:
     return out
 
 
+def _core_params(params: dict) -> dict:
+    """Aggregator parameters as today's core takes them.
+
+    TODO(issue 14 merge): remove this function (pass ``params`` to ``build_aggregator``
+    unchanged) once the core's aggregators take ``confidence=`` themselves.
+    """
+    if 'confidence' not in params or 'confidence' in inspect.signature(Aggregator).parameters:
+        return params
+    params = dict(params)
+    name = params.pop('confidence')
+    modes = {v: k for k, v in _CONFIDENCE_OF_SCORE_MODE.items()}
+    if name not in modes:
+        raise ValueError(f'fusion confidence must be one of {sorted(modes)}, got {name!r}')
+    if 'score_mode' in params:
+        raise ValueError('fusion: give confidence= or the deprecated score_mode=, not both')
+    params['score_mode'] = modes[name]
+    return params
+
+
+def fusion_from_fuse_step(step: Mapping) -> dict:
+    """The dataset ``fusion`` equivalent to a removed ``FuseAnnotations`` pipeline step.
+
+    The old transform's default confidence was ``score_mode='count'`` (c = T), kept here;
+    ``fit_ann_file`` and the other fitting/caching keys are dropped (the dataset fits on
+    its own images, once).
+
+    Args:
+        step (Mapping): the ``dict(type='FuseAnnotations', ...)`` config.
+
+    Returns:
+        dict: ``fusion=`` for :class:`MultiAnnotatorCocoDataset`.
+    """
+    fusion = {k: v for k, v in step.items() if k != 'type' and k not in _OBSOLETE_FUSE_KEYS}
+    fusion.setdefault('method', 'wbf')
+    score_mode = fusion.pop('score_mode', 'count')
+    if fusion['method'] != 'precomputed' and not isinstance(fusion['method'], Aggregator):
+        if score_mode is not None:
+            fusion['confidence'] = _CONFIDENCE_OF_SCORE_MODE.get(score_mode, score_mode)
+    return fusion
+
+
+def _is_step(step: Any, name: str) -> bool:
+    """Whether pipeline entry ``step`` is a config dict of transform ``name`` (any scope)."""
+    return isinstance(step, Mapping) and str(step.get('type', '')).split('.')[-1] == name
+
+
+def lift_fuse_step(pipeline: Sequence, fusion: Any, where: str) -> tuple[list, Any]:
+    """Take a deprecated ``FuseAnnotations`` step out of ``pipeline`` into ``fusion``.
+
+    The step is replaced by a ``LoadAnnotations`` when none comes before it (the old
+    transform loaded the boxes itself), else removed. Warns with a DeprecationWarning.
+
+    Args:
+        pipeline (Sequence): the dataset's pipeline (config dicts or built transforms).
+        fusion: the dataset's ``fusion`` argument (must be None when a step is lifted).
+        where (str): the annotation file, for messages.
+
+    Returns:
+        tuple[list, Any]: the pipeline without the step, and the fusion to use.
+    """
+    steps = list(pipeline)
+    found = [i for i, s in enumerate(steps) if _is_step(s, 'FuseAnnotations')]
+    if not found:
+        return steps, fusion
+    if len(found) > 1 or fusion is not None:
+        raise ValueError(
+            f'{where}: the pipeline has {len(found)} FuseAnnotations step(s)'
+            + (' and the dataset has fusion=' if fusion is not None else '')
+            + f': fusion is a dataset step, give it once as fusion=dict(...) (see {MIGRATION})'
+        )
+    i = found[0]
+    fusion = fusion_from_fuse_step(steps[i])
+    if any(_is_step(s, 'LoadAnnotations') for s in steps[:i]):
+        del steps[i]
+    else:
+        steps[i] = dict(type='LoadAnnotations', with_bbox=True)
+    message = (
+        f'{where}: the pipeline step FuseAnnotations is deprecated: fusion is a dataset step. '
+        f'Use MultiAnnotatorCocoDataset(fusion={fusion!r}) and a plain LoadAnnotations '
+        f'(see {MIGRATION}).'
+    )
+    warnings.warn(message, DeprecationWarning, stacklevel=3)
+    # Python hides DeprecationWarnings raised outside __main__: say it in the log too.
+    print_log(message, logger='current', level=logging.WARNING)
+    return steps, fusion
+
+
+def _check_fusion(fusion: Any) -> dict | None:
+    if fusion is None:
+        return None
+    if isinstance(fusion, str):
+        fusion = {'method': fusion}
+    if not isinstance(fusion, Mapping) or 'method' not in fusion:
+        raise ValueError(
+            "fusion must be None, a method name or a dict with 'method' (e.g. "
+            f"dict(method='wbf', iou_thr=0.4, confidence='agreement_ratio')), got {fusion!r}"
+        )
+    return dict(fusion)
+
+
 @DATASETS.register_module()
 class MultiAnnotatorCocoDataset(CocoDataset):
-    """Multi-rater COCO dataset: every rater's box, with its rater id.
+    """Multi-rater COCO dataset whose raters' boxes are fused once, when it loads.
 
     Reads the multi-rater COCO format (``docs/data_format.md``) through
     :func:`earl_mmdet.core.coco_io.load_multirater_coco`, so a bad file fails with a
     ValueError naming the file, the record and the field, and safe repairs (box clipped to
-    its image, a rater who drew a box added to the image's readers) are counted and logged.
-    Unlike :class:`CocoDataset`, it never drops a box silently (the stock parser skips boxes
-    under 1 px, outside the image, or with ``area <= 0``).
+    its image, a rater who drew a box added to the image's raters) are counted and logged.
+    Unlike :class:`CocoDataset`, it never drops a box silently.
 
-    Each data info gets, besides the stock keys:
+    Then it fuses each image's boxes with ``fusion`` (an aggregator of
+    :mod:`earl_mmdet.core.aggregators`). An aggregator that learns from the data
+    (``'em'``) is fitted first on all images of the annotation file. So the pipeline is
+    mmdet's ordinary one::
 
-    - ``annotators`` (list[str]): raters who read the image (R = its length).
-    - ``instances[k]['annotator_id']`` (str): who drew box k.
-    - ``instances[k]['score']`` / ``['agreement']`` / ``['num_raters']``: only for pre-fused
-      files carrying them (``score`` = the confidence c).
+        LoadImageFromFile, LoadAnnotations, Resize, RandomFlip, ..., PackMultiRaterInputs
 
-    Fusion happens later in the pipeline (:class:`FuseAnnotations`), so the raw boxes of
-    several raters on one object all reach the pipeline here.
+    Each data info gets, besides the stock keys (``img_path``, ``img_id``, ...):
 
-    Pipeline: a ``LoadAnnotations`` right before a :class:`FuseAnnotations` (the order of
-    mmdet-style configs) is dropped from the built pipeline when the fusion overwrites all
-    it sets (:meth:`FuseAnnotations.supersedes`; logged): it would load every raw rater box
-    only to have them replaced, a few per cent of the loading time on small images. The
-    output is the same; the config (and its ``pipeline.<i>`` indices) is unchanged.
+    - ``instances`` (list[dict]): the fused boxes: ``bbox`` (xyxy pixels), ``bbox_label``,
+      ``ignore_flag`` (0), ``confidence`` (c), ``agreement`` (T; -1 = unknown).
+    - ``gt_confidence`` (np.float32 (M,)) / ``gt_agreement`` (np.int64 (M,)): c and T of
+      ``instances``, in their order (added by :meth:`get_data_info`, so every pipeline
+      starts with them). ``LoadAnnotations`` fills ``gt_bboxes`` from ``instances`` in
+      order, so these stay aligned with the boxes.
+    - ``raters`` (list[str]): who read the image; ``num_raters`` (int): R of the fusion.
+    - ``rater_instances`` (list[dict]): the raw boxes (``bbox``, ``bbox_label``,
+      ``ignore_flag``, ``rater_id``; ``score`` / ``agreement`` / ``num_raters`` when the
+      file is pre-fused), for tools.
 
-    Negative images: an image read by raters who drew nothing is a true negative and is
-    kept even with ``filter_cfg=dict(filter_empty_gt=True)``; that flag only drops images
-    that no rater read (``annotators == []``). Pass
-    ``filter_cfg=dict(filter_empty_gt=True, keep_negatives=False)`` for the stock behaviour
-    (drop every image without a box).
+    Negative images: an image read by raters who drew nothing (or whose boxes the fusion
+    dropped) is a true negative and is kept even with ``filter_cfg=dict(filter_empty_gt=
+    True)``; that flag only drops images nobody read. Pass ``filter_cfg=dict(
+    filter_empty_gt=True, keep_negatives=False)`` for the stock behaviour.
+
+    A pipeline still holding the removed ``FuseAnnotations`` step is converted (its
+    parameters become ``fusion``) with a DeprecationWarning, see ``docs/migration.md``.
 
     Args:
+        fusion (str | dict | None): ``None`` (default): every rater's box is a ground-truth
+            box with c = 1 (the ``'na'`` method). A dict ``dict(method=..., **params)``:
+            ``method`` is ``'na'``, ``'rater:<id>'``, ``'mv'``, ``'wbf'``, ``'em'`` (or an
+            aggregator config dict / object), ``params`` its parameters, among them
+            ``confidence`` (``'agreement'`` = T, ``'agreement_ratio'`` = T/R,
+            ``'fused_score'``, ``'posterior'``; the aggregator's default when absent).
+            ``method='precomputed'`` takes a pre-fused file's boxes with their ``score`` as
+            c (``tools/fuse_annotations.py``). A plain string is ``dict(method=string)``.
         repair (bool): apply and count the safe repairs of ``load_multirater_coco``; if
             False each of them is an error. Defaults to True.
         normalize_rater_ids (bool): merge rater ids that differ only by case,
             surrounding whitespace or Unicode normal form (counted as the repair
             ``rater_id_normalized``); False (default): such ids are an error naming them.
         check_files (bool): check at load time that every image file exists (local files
-            only) and raise a ValueError listing the missing ones. Otherwise a missing file
-            fails in ``LoadImageFromFile`` with a FileNotFoundError naming the path.
-            Defaults to False.
+            only) and raise a ValueError listing the missing ones. Defaults to False.
         **kwargs: :class:`mmdet.datasets.CocoDataset` arguments. If ``metainfo`` gives no
             ``classes``, the classes are the file's categories in file order.
+
+    Attributes:
+        aggregator (Aggregator | None): the (fitted) aggregator after loading; None for
+            ``'precomputed'``.
     """
 
     METAINFO: dict = {'classes': (), 'palette': []}
@@ -80,35 +242,22 @@ class MultiAnnotatorCocoDataset(CocoDataset):
     def __init__(
         self,
         *args: Any,
+        fusion: str | Mapping | None = None,
         repair: bool = True,
         normalize_rater_ids: bool = False,
         check_files: bool = False,
         **kwargs: Any,
     ):
+        where = f'{type(self).__name__}({kwargs.get("ann_file", "")!r})'
+        if kwargs.get('pipeline'):
+            kwargs['pipeline'], fusion = lift_fuse_step(kwargs['pipeline'], fusion, where)
+        self.fusion = _check_fusion(fusion)
         self.repair = repair
         self.normalize_rater_ids = normalize_rater_ids
         self.check_files = check_files
         self.repairs: dict[str, int] = {}
+        self.aggregator: Aggregator | None = None
         super().__init__(*args, **kwargs)
-        self._drop_superseded_loads()
-
-    def _drop_superseded_loads(self) -> None:
-        transforms = self.pipeline.transforms
-        dropped = [
-            i
-            for i in range(len(transforms) - 1)
-            if isinstance(transforms[i + 1], FuseAnnotations)
-            and transforms[i + 1].supersedes(transforms[i])
-        ]
-        if not dropped:
-            return
-        print_log(
-            f'{type(self).__name__}: pipeline step(s) {dropped} (LoadAnnotations) skipped: '
-            'the FuseAnnotations after each replaces all they load',
-            logger='current',
-            level=logging.INFO,
-        )
-        transforms[:] = [t for i, t in enumerate(transforms) if i not in dropped]
 
     def _load_coco(self) -> MultiRaterCoco:
         classes = self._metainfo.get('classes') or None
@@ -123,11 +272,63 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         coco.source = str(self.ann_file)
         return coco
 
+    # ------------------------------------------------------------------ fusion
+    def _build_aggregator(self) -> Aggregator | None:
+        spec = dict(self.fusion or {'method': 'na', 'confidence': 'agreement'})
+        method = spec.pop('method')
+        if method == 'precomputed':
+            if spec:
+                raise ValueError(
+                    f"{self.ann_file}: fusion method 'precomputed' takes no parameters, got "
+                    f'{sorted(spec)}'
+                )
+            return None
+        return build_aggregator(method, **_core_params(spec))
+
+    def _precomputed(self, coco: MultiRaterCoco) -> list[tuple]:
+        if not coco.prefused:
+            raise ValueError(
+                f"{self.ann_file}: fusion method 'precomputed' needs a pre-fused file (field "
+                "'score' on every annotation, tools/fuse_annotations.py); this file has none"
+            )
+        out = []
+        for image, anns in zip(coco.images, coco.annotations):
+            r = [int(a['num_raters']) for a in anns if 'num_raters' in a]
+            out.append(
+                (
+                    np.asarray(image.boxes, np.float32).reshape(-1, 4),
+                    np.asarray(image.labels, np.int64),
+                    np.asarray([a['score'] for a in anns], np.float32),
+                    np.asarray([a.get('agreement', -1) for a in anns], np.int64),
+                    r[0] if r else len(image.raters),
+                )
+            )
+        return out
+
+    def _fuse(self, coco: MultiRaterCoco) -> list[tuple]:
+        """Per image: (boxes float32 (M, 4), labels, confidence, agreement, num_raters)."""
+        self.aggregator = self._build_aggregator()
+        if self.aggregator is None:
+            return self._precomputed(coco)
+        results = self.aggregator.fuse_all(coco.images)  # fits 'em' on these images first
+        return [
+            (
+                np.asarray(res.boxes, np.float32).reshape(-1, 4),
+                np.asarray(res.labels, np.int64).reshape(-1),
+                np.asarray(res.confidences, np.float32).reshape(-1),
+                np.asarray(res.agreement, np.int64).reshape(-1),
+                int(res.num_raters),
+            )
+            for res in results
+        ]
+
+    # ------------------------------------------------------------------ loading
     def load_data_list(self) -> list[dict]:
-        """Load and validate the annotation file; one data info per image (file order).
+        """Load, validate and fuse the annotation file; one data info per image (file order).
 
         Returns:
-            list[dict]: data infos with ``instances`` (one per rater box) and ``annotators``.
+            list[dict]: data infos with the fused ``instances``, ``raters``, ``num_raters``
+            and ``rater_instances``.
         """
         coco = self._load_coco()
         if not self._metainfo.get('classes'):
@@ -146,30 +347,67 @@ class MultiAnnotatorCocoDataset(CocoDataset):
                 logger='current',
                 level=logging.WARNING,
             )
-
+        fused = self._fuse(coco)
         data_list = []
-        for info, anns in zip(coco.image_infos, coco.annotations):
+        for info, anns, (boxes, labels, conf, agree, r) in zip(
+            coco.image_infos, coco.annotations, fused
+        ):
             raw_img_info = dict(info, img_id=info['id'])
             # The parent fills img_path, seg_map_path, sizes and the text keys; its box
             # parser (which drops small boxes) gets no annotation.
             data_info = super().parse_data_info({'raw_img_info': raw_img_info, 'raw_ann_info': []})
-            data_info['annotators'] = list(info['annotators'])
-            data_info['instances'] = [self._instance(a) for a in anns]
-            for a in anns:
-                self.cat_img_map[a['category_id']].append(info['id'])
+            # One tolist() per array rather than per box: the same Python floats and ints.
+            data_info['instances'] = [
+                {'bbox': b, 'bbox_label': lab, 'ignore_flag': 0, 'confidence': c, 'agreement': t}
+                for b, lab, c, t in zip(
+                    boxes.tolist(), labels.tolist(), conf.tolist(), agree.tolist()
+                )
+            ]
+            data_info['raters'] = list(info['annotators'])
+            data_info['num_raters'] = r
+            data_info['rater_instances'] = [self._rater_instance(a) for a in anns]
+            for lab in labels.tolist():  # one entry per box, as pycocotools' catToImgs
+                self.cat_img_map[self.cat_ids[lab]].append(info['id'])
             data_list.append(data_info)
+        num_raw = sum(len(a) for a in coco.annotations)
+        num_fused = sum(len(d['instances']) for d in data_list)
+        print_log(
+            f'{self.ann_file}: fusion {self.fusion!r} of {len(data_list)} images: '
+            f'{num_raw} rater boxes -> {num_fused} boxes',
+            logger='current',
+            level=logging.INFO,
+        )
         if self.check_files:
             self._check_files(data_list)
         return data_list
 
+    def get_data_info(self, idx: int) -> dict:
+        """The data info of image ``idx``, with ``gt_confidence`` / ``gt_agreement`` arrays.
+
+        The arrays are built here from ``instances`` (a few us) rather than stored in the data
+        list: unpickling two small arrays per image would cost more.
+
+        Args:
+            idx (int): image index.
+
+        Returns:
+            dict: a copy of the data info plus ``gt_confidence`` (np.float32 (M,)) and
+            ``gt_agreement`` (np.int64 (M,)), in the order of ``instances``.
+        """
+        info = super().get_data_info(idx)
+        instances = info['instances']
+        info[CONF_KEY] = np.array([i['confidence'] for i in instances], np.float32)
+        info[AGREE_KEY] = np.array([i['agreement'] for i in instances], np.int64)
+        return info
+
     @staticmethod
-    def _instance(ann: dict) -> dict:
+    def _rater_instance(ann: dict) -> dict:
         x, y, w, h = ann['bbox']
         inst = {
             'bbox': [x, y, x + w, y + h],
             'bbox_label': ann['label'],
             'ignore_flag': 0,
-            'annotator_id': ann['annotator_id'],
+            'rater_id': ann['annotator_id'],
         }
         for key in ('score', 'agreement', 'num_raters'):
             if key in ann:
@@ -200,8 +438,10 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         kept = []
         for info in self.data_list:
             if filter_empty_gt and not info['instances']:
-                # Nobody read it: unlabelled, not negative. Read by someone: a negative.
-                if not info['annotators'] or not keep_negatives:
+                # Nobody read it (or, for 'rater:<id>', not that rater): unlabelled, not
+                # negative. Read by someone: a negative.
+                unread = not info['raters'] or info['num_raters'] == 0
+                if unread or not keep_negatives:
                     continue
             if min(info['width'], info['height']) >= min_size:
                 kept.append(info)
@@ -212,3 +452,117 @@ class MultiAnnotatorCocoDataset(CocoDataset):
                 f'{len(self.data_list)} (empty dataset)'
             )
         return kept
+
+
+@TRANSFORMS.register_module()
+class PackMultiRaterInputs(PackDetInputs):
+    """Pack detection inputs plus the per-box confidence c of fused multi-rater boxes.
+
+    ``gt_confidence`` (np.float32 (N,)) becomes ``data_sample.gt_instances.confidence``
+    (torch.float32 (N,)), the field EARL heads read (weight 1 when absent);
+    ``gt_agreement`` becomes ``gt_instances.agreement`` (int64) when
+    ``pack_agreement=True`` (off by default: heads need only c). Like the other per-box
+    keys they are split by ``gt_ignore_flags`` into ``gt_instances`` /
+    ``ignored_instances`` (the latter gets them only when some box is ignored).
+
+    Before packing, it checks that every per-box key still has one entry per box: a
+    transform that dropped or reordered boxes without ``KeepConfidence`` is an error here,
+    not a silent misalignment.
+
+    Required Keys:
+
+    - those of :class:`mmdet.datasets.transforms.PackDetInputs`
+    - gt_confidence (np.float32) (optional)
+    - gt_agreement (np.int64) (optional)
+
+    Added Keys:
+
+    - data_samples.gt_instances.confidence (torch.float32)
+    - data_samples.gt_instances.agreement (torch.int64, if ``pack_agreement``)
+
+    Args:
+        pack_agreement (bool): also pack ``gt_agreement``. Defaults to False.
+        **kwargs: :class:`PackDetInputs` arguments (``meta_keys``).
+    """
+
+    mapping_table = {**PackDetInputs.mapping_table, CONF_KEY: 'confidence', AGREE_KEY: 'agreement'}
+
+    def __init__(self, pack_agreement: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pack_agreement = pack_agreement
+        if not pack_agreement:
+            self.mapping_table = {k: v for k, v in self.mapping_table.items() if k != AGREE_KEY}
+        self._extra_keys = tuple(k for k in (CONF_KEY, AGREE_KEY) if k in self.mapping_table)
+
+    @staticmethod
+    def _where(results: dict) -> str:
+        return f'image id={results.get("img_id")!r} ({results.get("img_path")})'
+
+    def _check(self, results: dict) -> None:
+        labels = results.get(LABEL_KEY)
+        # ConfidenceToLabels removes gt_confidence and sets bit 31 of each label (or its sign
+        # bit, through the float bits of c), so the (numpy-reduction) test runs only then.
+        if (
+            CONF_KEY not in results
+            and labels is not None
+            and len(labels)
+            and (labels.min() < 0 or labels.max() >= 1 << 31)
+        ):
+            raise ValueError(
+                f'PackMultiRaterInputs: {self._where(results)}: {LABEL_KEY} still carry packed '
+                'confidences: add ConfidenceFromLabels after the mixing transforms'
+            )
+        n = len(results['gt_bboxes'])
+        for key in (CONF_KEY, AGREE_KEY, LABEL_KEY, 'gt_ignore_flags'):
+            value = results.get(key)
+            if value is not None and len(value) != n:
+                raise ValueError(
+                    f'PackMultiRaterInputs: {self._where(results)}: {n} gt_bboxes but '
+                    f'{len(value)} {key}: a transform dropped or reordered boxes without keeping '
+                    'the confidences aligned; wrap it: dict(type="KeepConfidence", '
+                    'transform=dict(type=...))'
+                )
+
+    def transform(self, results: dict) -> dict:
+        """Check alignment, then pack like :class:`PackDetInputs`.
+
+        Args:
+            results (dict): result dict of the pipeline.
+
+        Returns:
+            dict: ``inputs`` and ``data_samples``.
+        """
+        # Without gt_bboxes (no LoadAnnotations: a test pipeline) there is nothing to align.
+        extra = {}
+        if 'gt_bboxes' in results:
+            self._check(results)
+            extra = {k: results.pop(k) for k in self._extra_keys if k in results}
+        if not extra:
+            return super().transform(results)
+        # The parent packs the stock keys; the per-box keys are set directly here:
+        # InstanceData.__setattr__ re-checks every field's length on each assignment, which
+        # costs more per key than the rest of packing, and _check has verified the lengths.
+        try:
+            packed = super().transform(results)
+        finally:
+            results.update(extra)  # leave the input dict as it came
+        sample = packed['data_samples']
+        flags = results.get('gt_ignore_flags')
+        any_ignored = flags is not None and np.count_nonzero(flags) > 0  # 2x flags.any()
+        for key, value in extra.items():
+            name = self.mapping_table[key]
+            value = np.asarray(value, np.float32 if key == CONF_KEY else np.int64)
+            if any_ignored:
+                sample.gt_instances.set_field(torch.from_numpy(value[flags == 0]), name)
+                sample.ignored_instances.set_field(torch.from_numpy(value[flags == 1]), name)
+            else:
+                # Usual case (no ignore region): no indexing, and ignored_instances (empty)
+                # gets no confidence field - nothing reads the confidence of ignore regions.
+                sample.gt_instances.set_field(torch.from_numpy(value), name)
+        return packed
+
+    def __repr__(self) -> str:
+        return (
+            f'{type(self).__name__}(meta_keys={self.meta_keys}, '
+            f'pack_agreement={self.pack_agreement})'
+        )

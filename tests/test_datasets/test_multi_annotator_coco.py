@@ -42,8 +42,10 @@ def test_keeps_raters_and_negatives(tmp_path):
     assert len(ds.metainfo['palette']) == 2
     assert len(ds) == 4
     info = ds.get_data_info(0)
-    assert info['annotators'] == ['r1', 'r2', 'r3']
-    assert [i['annotator_id'] for i in info['instances']] == ['r1', 'r2', 'r3', 'r1']
+    assert info['raters'] == ['r1', 'r2', 'r3']
+    assert [i['rater_id'] for i in info['rater_instances']] == ['r1', 'r2', 'r3', 'r1']
+    # no fusion: the instances are the raters' boxes, in file order
+    assert [i['bbox'] for i in info['instances']] == [i['bbox'] for i in info['rater_instances']]
     assert [i['bbox_label'] for i in info['instances']] == [0, 0, 0, 1]
     assert info['instances'][1]['bbox'] == [11, 10, 31, 31]
     assert info['img_path'].endswith('img1.png') and info['img_id'] == 1
@@ -114,8 +116,8 @@ def test_matches_stock_coco_dataset_on_plain_coco(tmp_path):
         assert [x['bbox_label'] for x in a['instances']] == [
             x['bbox_label'] for x in b['instances']
         ]
-        assert {x['annotator_id'] for x in a['instances']} <= {'default'}
-        assert a['annotators'] == ['default']
+        assert {x['rater_id'] for x in a['rater_instances']} <= {'default'}
+        assert a['raters'] == ['default']
 
 
 def test_prefused_keys_kept(tmp_path):
@@ -125,7 +127,7 @@ def test_prefused_keys_kept(tmp_path):
         a['agreement'] = k
         a['num_raters'] = 3
     write_set(str(tmp_path), data)
-    inst = _build(tmp_path, 'ann.json').get_data_info(0)['instances']
+    inst = _build(tmp_path, 'ann.json').get_data_info(0)['rater_instances']
     assert [i['score'] for i in inst] == [0.5, 1.5, 2.5, 3.5]
     assert [i['agreement'] for i in inst] == [0, 1, 2, 3]
 
@@ -142,93 +144,73 @@ def test_repairs_counted_and_logged(tmp_path, caplog):
     assert ds.repairs == {'clipped_to_image': 1, 'rater_added_to_image': 1}
     assert 'clipped_to_image' in caplog.text and 'ann.json' in caplog.text
     assert ds.get_data_info(0)['instances'][3]['bbox'] == [50, 5, 64, 35]
-    assert ds.get_data_info(2)['annotators'] == ['r1', 'r2', 'r7']
+    assert ds.get_data_info(2)['raters'] == ['r1', 'r2', 'r7']
     assert sum(len(ds.get_data_info(i)['instances']) for i in range(len(ds))) == 6
     with pytest.raises(ValueError, match=r"ann\.json: annotation id=4 .*'bbox'"):
         _build(tmp_path, 'ann.json', repair=False)
 
 
-def _mut(fn):
-    def apply(d):
-        fn(d)
-        return d
-
-    return apply
-
-
 # Bad-input acceptance table for the dataset: each row breaks the clean set in one way and
 # names the message parts (file, record, field) the error must contain. Rows that are
 # repairs rather than errors live in test_repairs_counted_and_logged above.
-BAD_INPUTS = [
+BAD_INPUTS = {
     # malformed JSON: file named with line/column
-    pytest.param('malformed', r'ann\.json: malformed JSON at line', id='malformed-json'),
+    'malformed-json': (None, r'ann\.json: malformed JSON at line'),
     # missing top-level and record fields
-    pytest.param(
-        _mut(lambda d: d.pop('categories')),
-        r"ann\.json: top level, field 'categories'",
-        id='missing-categories',
-    ),
-    pytest.param(
-        _mut(lambda d: d['annotations'][2].pop('bbox')),
+    'missing-categories': (lambda d: d.pop('categories'), r"top level, field 'categories'"),
+    'missing-bbox': (
+        lambda d: d['annotations'][2].pop('bbox'),
         r"ann\.json: annotation id=3 \(index 2\), field 'bbox': missing",
-        id='missing-bbox',
     ),
-    pytest.param(
-        _mut(lambda d: d['images'][1].pop('height')),
+    'missing-height': (
+        lambda d: d['images'][1].pop('height'),
         r"ann\.json: image id=2 \(index 1\), field 'height'",
-        id='missing-height',
     ),
-    pytest.param(
-        _mut(lambda d: d['images'][2].pop('annotators')),
+    'missing-annotators': (
+        lambda d: d['images'][2].pop('annotators'),
         r"image id=3 .*'annotators': missing",
-        id='missing-annotators',
     ),
     # x2 < x1 written as a negative width
-    pytest.param(
-        _mut(lambda d: d['annotations'][0].update(bbox=[30, 10, -20, 20])),
+    'x2<x1': (
+        lambda d: d['annotations'][0].update(bbox=[30, 10, -20, 20]),
         r"annotation id=1 .*'bbox': negative width",
-        id='x2<x1',
     ),
     # NaN coordinate (JSON NaN token)
-    pytest.param(
-        _mut(lambda d: d['annotations'][4].update(bbox=[5, float('nan'), 30, 30])),
+    'nan': (
+        lambda d: d['annotations'][4].update(bbox=[5, float('nan'), 30, 30]),
         r"annotation id=5 .*'bbox': non-finite",
-        id='nan',
     ),
     # box entirely outside the image: no safe clip
-    pytest.param(
-        _mut(lambda d: d['annotations'][4].update(bbox=[70, 5, 30, 30])),
+    'out-of-image': (
+        lambda d: d['annotations'][4].update(bbox=[70, 5, 30, 30]),
         r"annotation id=5 .*'bbox'.*entirely outside",
-        id='out-of-image',
     ),
     # zero area
-    pytest.param(
-        _mut(lambda d: d['annotations'][4].update(bbox=[5, 5, 30, 0])),
+    'zero-area': (
+        lambda d: d['annotations'][4].update(bbox=[5, 5, 30, 0]),
         r"annotation id=5 .*'bbox': zero-area",
-        id='zero-area',
     ),
     # unknown category
-    pytest.param(
-        _mut(lambda d: d['annotations'][4].update(category_id=99)),
+    'unknown-category': (
+        lambda d: d['annotations'][4].update(category_id=99),
         r"annotation id=5 .*'category_id': unknown category id 99",
-        id='unknown-category',
     ),
     # empty dataset
-    pytest.param(
-        _mut(lambda d: d.update(images=[], annotations=[])),
+    'empty-dataset': (
+        lambda d: d.update(images=[], annotations=[]),
         r"ann\.json: top level, field 'images': empty dataset",
-        id='empty-dataset',
     ),
-]
+}
 
 
-@pytest.mark.parametrize('mutate,pattern', BAD_INPUTS)
+@pytest.mark.parametrize('mutate,pattern', BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
 def test_bad_inputs_clear_errors(tmp_path, mutate, pattern):
-    if mutate == 'malformed':
-        write_set(str(tmp_path), images=False)
+    data = multirater_coco()
+    if mutate is not None:
+        mutate(data)
+    write_set(str(tmp_path), data, images=False)
+    if mutate is None:
         (tmp_path / 'ann.json').write_text('{"images": [}')
-    else:
-        write_set(str(tmp_path), mutate(multirater_coco()), images=False)
     with pytest.raises(ValueError, match=pattern):
         _build(tmp_path, 'ann.json')
 
@@ -264,7 +246,11 @@ def test_serialization_roundtrip_and_copy(tmp_path):
     write_set(str(tmp_path))
     ds = _build(tmp_path, 'ann.json', serialize_data=True)
     ds2 = copy.deepcopy(ds)
-    assert ds2.get_data_info(0) == ds.get_data_info(0)
+
+    def plain(info: dict) -> dict:
+        return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in info.items()}
+
+    assert plain(ds2.get_data_info(0)) == plain(ds.get_data_info(0))
     sub = ds.get_subset([0, 2])
     assert [sub.get_data_info(i)['img_id'] for i in range(2)] == [1, 3]
 

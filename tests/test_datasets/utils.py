@@ -18,28 +18,8 @@ def multirater_coco() -> dict:
 
     return {
         'images': [
-            {
-                'id': 1,
-                'file_name': 'img1.png',
-                'width': 64,
-                'height': 48,
-                'annotators': ['r1', 'r2', 'r3'],
-            },
-            {
-                'id': 2,
-                'file_name': 'img2.png',
-                'width': 64,
-                'height': 48,
-                'annotators': ['r1', 'r2', 'r3'],
-            },
-            {
-                'id': 3,
-                'file_name': 'img3.png',
-                'width': 64,
-                'height': 48,
-                'annotators': ['r1', 'r2'],
-            },
-            {'id': 4, 'file_name': 'img4.png', 'width': 64, 'height': 48, 'annotators': []},
+            {'id': i, 'file_name': f'img{i}.png', 'width': 64, 'height': 48, 'annotators': r}
+            for i, r in enumerate([['r1', 'r2', 'r3'], ['r1', 'r2', 'r3'], ['r1', 'r2'], []], 1)
         ],
         'annotations': [
             ann(1, 1, 10, [10, 10, 20, 20], 'r1'),

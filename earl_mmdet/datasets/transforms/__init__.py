@@ -1,10 +1,8 @@
-"""Transforms for multi-rater boxes: fusion, confidence alignment, packing."""
+"""Transforms for multi-rater boxes: confidence alignment and packing."""
 
-from .confidence_from_labels import ConfidenceFromLabels
-from .confidence_to_labels import ConfidenceToLabels
-from .formatting import PackMultiRaterInputs
+from ..multi_annotator_coco import PackMultiRaterInputs
 from .fuse_annotations import FuseAnnotations
-from .keep_confidence import KeepConfidence
+from .keep_confidence import ConfidenceFromLabels, ConfidenceToLabels, KeepConfidence
 
 __all__ = [
     'ConfidenceFromLabels',

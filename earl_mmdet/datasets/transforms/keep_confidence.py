@@ -33,7 +33,16 @@ import numpy as np
 from mmcv.transforms import BaseTransform, Compose
 from mmdet.registry import TRANSFORMS
 
-__all__ = ['KeepConfidence', 'decode_confidence', 'encode_confidence', 'is_encoded']
+from ..multi_annotator_coco import AGREE_KEY, CONF_KEY, LABEL_KEY
+
+__all__ = [
+    'ConfidenceFromLabels',
+    'ConfidenceToLabels',
+    'KeepConfidence',
+    'decode_confidence',
+    'encode_confidence',
+    'is_encoded',
+]
 
 LABEL_BITS = 24
 LABEL_MASK = (1 << LABEL_BITS) - 1
@@ -41,10 +50,6 @@ _AGREE_SHIFT = 24
 _AGREE_MASK = 0x7F
 _MARKER = np.uint64(1 << 31)
 MAX_AGREEMENT = _AGREE_MASK - 1
-
-CONF_KEY = 'gt_confidences'
-AGREE_KEY = 'gt_agreement'
-LABEL_KEY = 'gt_bboxes_labels'
 
 
 def is_encoded(labels: np.ndarray) -> np.ndarray:
@@ -58,13 +63,13 @@ def _where(results: dict) -> str:
 
 
 def encode_confidence(results: dict) -> None:
-    """Pack ``gt_confidences`` (and ``gt_agreement``) of ``results`` into its labels.
+    """Pack ``gt_confidence`` (and ``gt_agreement``) of ``results`` into its labels.
 
-    In place: ``gt_bboxes_labels`` becomes the packed int64 array, ``gt_confidences`` and
+    In place: ``gt_bboxes_labels`` becomes the packed int64 array, ``gt_confidence`` and
     ``gt_agreement`` are removed (so no stale copy can fall out of step).
 
     Args:
-        results (dict): needs ``gt_bboxes_labels`` (int (N,)) and ``gt_confidences`` ((N,));
+        results (dict): needs ``gt_bboxes_labels`` (int (N,)) and ``gt_confidence`` ((N,));
             ``gt_agreement`` ((N,) int) is optional (stored as -1 = unknown when absent).
 
     Raises:
@@ -111,7 +116,7 @@ def encode_confidence(results: dict) -> None:
 def decode_confidence(results: dict) -> bool:
     """Unpack labels packed by :func:`encode_confidence` (in place).
 
-    Sets ``gt_bboxes_labels`` (int64), ``gt_confidences`` (float32) and ``gt_agreement``
+    Sets ``gt_bboxes_labels`` (int64), ``gt_confidence`` (float32) and ``gt_agreement``
     (int64). An empty label array counts as packed (all three become empty).
 
     Args:
@@ -134,7 +139,7 @@ def decode_confidence(results: dict) -> bool:
     if not flags.all():
         raise ValueError(
             f'{_where(results)}: {int((~flags).sum())} of {len(labels)} boxes carry no '
-            'confidence: an image without gt_confidences was mixed with images that have them'
+            'confidence: an image without gt_confidence was mixed with images that have them'
         )
     u = labels.view(np.uint64)
     results[LABEL_KEY] = (u & np.uint64(LABEL_MASK)).astype(np.int64)
@@ -150,13 +155,13 @@ TransformSpec = Union[dict, Sequence[dict], Callable]
 
 @TRANSFORMS.register_module()
 class KeepConfidence(BaseTransform):
-    """Run a transform that drops/reorders boxes and keep ``gt_confidences`` aligned.
+    """Run a transform that drops/reorders boxes and keep ``gt_confidence`` aligned.
 
     Packs each box's confidence and agreement into its label (module docstring), for
     ``results`` and every entry of ``results['mix_results']``, runs the wrapped
     transform(s), then unpacks. Attributes of the wrapped transform are forwarded, so
     ``MultiImageMixDataset`` finds ``get_indexes`` of a wrapped ``Mosaic``/``MixUp``/
-    ``CopyPaste``. Results without ``gt_confidences`` pass through unchanged.
+    ``CopyPaste``. Results without ``gt_confidence`` pass through unchanged.
 
     Note:
         ``MultiImageMixDataset(skip_type_keys=...)`` matches the config ``type``, here
@@ -166,14 +171,14 @@ class KeepConfidence(BaseTransform):
     Required Keys:
 
     - gt_bboxes_labels (np.int64)
-    - gt_confidences (np.float32) (optional)
+    - gt_confidence (np.float32) (optional)
     - gt_agreement (np.int64) (optional)
     - mix_results (list[dict]) (optional)
 
     Modified Keys:
 
     - those of the wrapped transform
-    - gt_confidences, gt_agreement (re-indexed with the boxes)
+    - gt_confidence, gt_agreement (re-indexed with the boxes)
 
     Args:
         transform (dict | list[dict] | Callable): the transform config (or a list of
@@ -221,7 +226,7 @@ class KeepConfidence(BaseTransform):
             missing = [i - 1 for i, h in enumerate(has) if not h]
             raise ValueError(
                 f'KeepConfidence: {_where(results)}: {CONF_KEY} present in results but not in '
-                f'mix_results {missing} (is FuseAnnotations in the inner dataset pipeline?)'
+                f'mix_results {missing} (is the inner dataset a MultiAnnotatorCocoDataset?)'
             )
         for d in dicts:
             encode_confidence(d)
@@ -239,3 +244,60 @@ class KeepConfidence(BaseTransform):
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(transform={self.inner!r})'
+
+
+@TRANSFORMS.register_module()
+class ConfidenceToLabels(BaseTransform):
+    """Pack ``gt_confidence`` / ``gt_agreement`` into ``gt_bboxes_labels``.
+
+    The first half of the pair for ``MultiImageMixDataset``: put it last in the pipeline of
+    the inner dataset, and :class:`ConfidenceFromLabels` after the mixing transforms of the
+    wrapper's pipeline. Between the two the labels carry the confidence (module
+    docstring), so ``Mosaic``, ``MixUp``, ``RandomAffine``, ``FilterAnnotations``... keep it
+    aligned and keep their own type names for ``skip_type_keys``. Results without
+    ``gt_confidence`` pass unchanged.
+
+    Required Keys:
+
+    - gt_bboxes_labels (np.int64)
+    - gt_confidence (np.float32) (optional)
+    - gt_agreement (np.int64) (optional)
+
+    Modified Keys:
+
+    - gt_bboxes_labels (packed int64; not usable as class labels until decoded)
+    - gt_confidence, gt_agreement (removed)
+    """
+
+    def transform(self, results: dict) -> dict:
+        """Pack in place and return ``results``."""
+        if CONF_KEY in results:
+            encode_confidence(results)
+        return results
+
+
+@TRANSFORMS.register_module()
+class ConfidenceFromLabels(BaseTransform):
+    """Unpack the labels packed by :class:`ConfidenceToLabels`.
+
+    Put it after the last transform that drops or mixes boxes and before
+    ``PackMultiRaterInputs``. Labels that were not packed pass unchanged.
+
+    Required Keys:
+
+    - gt_bboxes_labels (np.int64, packed)
+
+    Modified Keys:
+
+    - gt_bboxes_labels (class labels again)
+
+    Added Keys:
+
+    - gt_confidence (np.float32)
+    - gt_agreement (np.int64)
+    """
+
+    def transform(self, results: dict) -> dict:
+        """Unpack in place and return ``results``."""
+        decode_confidence(results)
+        return results

@@ -45,7 +45,7 @@ def _results(seed: int, first_label: int, n: int = 7) -> dict:
         'gt_bboxes_labels': labels,
         'gt_ignore_flags': np.zeros(n, bool),
         # distinct, non-round values so that any mix-up shows
-        'gt_confidences': (labels * 0.731 + 0.017).astype(np.float32),
+        'gt_confidence': (labels * 0.731 + 0.017).astype(np.float32),
         'gt_agreement': (labels % 7).astype(np.int64),
     }
 
@@ -89,7 +89,7 @@ def _inputs(seed: int, num_mix: int) -> dict:
 def _tables(res: dict) -> tuple[dict, dict]:
     conf, agree = {}, {}
     for d in [res, *res.get('mix_results', [])]:
-        for lab, c, t in zip(d['gt_bboxes_labels'], d['gt_confidences'], d['gt_agreement']):
+        for lab, c, t in zip(d['gt_bboxes_labels'], d['gt_confidence'], d['gt_agreement']):
             conf[int(lab)], agree[int(lab)] = c, int(t)
     return conf, agree
 
@@ -113,18 +113,18 @@ def test_wrapped_transform_keeps_alignment_box_by_box(cfg, num_mix):
             continue
         labels = out['gt_bboxes_labels']
         assert labels.dtype == np.int64 and not is_encoded(labels).any()
-        assert len(labels) == len(out['gt_bboxes']) == len(out['gt_confidences'])
+        assert len(labels) == len(out['gt_bboxes']) == len(out['gt_confidence'])
         assert len(set(labels.tolist())) == len(labels)  # every box at most once
-        assert out['gt_confidences'].dtype == np.float32
+        assert out['gt_confidence'].dtype == np.float32
         for k, lab in enumerate(labels.tolist()):
             # the label is the box's tag: its confidence and agreement must have followed it
-            assert out['gt_confidences'][k] == conf_of[lab], (seed, k, lab)
+            assert out['gt_confidence'][k] == conf_of[lab], (seed, k, lab)
             assert out['gt_agreement'][k] == agree_of[lab], (seed, k, lab)
         if labels.tolist() != inp['gt_bboxes_labels'].tolist():
             changed += 1
         packed = PackMultiRaterInputs()(out)
         gt = packed['data_samples'].gt_instances
-        np.testing.assert_array_equal(gt.confidences.numpy(), out['gt_confidences'])
+        np.testing.assert_array_equal(gt.confidence.numpy(), out['gt_confidence'])
         np.testing.assert_array_equal(gt.labels.numpy(), labels)
     assert changed > 0, 'the transform never dropped or reordered a box: the test proves nothing'
 
@@ -134,7 +134,7 @@ def test_unwrapped_transform_breaks_alignment_and_pack_catches_it(cfg, num_mix):
     caught = 0
     for seed in SEEDS:
         _, out, _, _ = _run(cfg, num_mix, seed, wrapped=False)
-        if out is None or len(out['gt_bboxes']) == len(out['gt_confidences']):
+        if out is None or len(out['gt_bboxes']) == len(out['gt_confidence']):
             continue
         with pytest.raises(ValueError, match='wrap it'):
             PackMultiRaterInputs()(out)
@@ -171,14 +171,14 @@ def test_list_of_transforms_and_passthrough():
         ]
     )
     res = _results(3, 0)
-    del res['gt_confidences'], res['gt_agreement']
+    del res['gt_confidence'], res['gt_agreement']
     out = t(res)  # no confidences at all: plain pass-through
-    assert 'gt_confidences' not in out and not is_encoded(out['gt_bboxes_labels']).any()
+    assert 'gt_confidence' not in out and not is_encoded(out['gt_bboxes_labels']).any()
 
 
 def test_mixing_with_an_image_without_confidences_is_an_error():
     res = _inputs(0, 1)
-    del res['mix_results'][0]['gt_confidences']
+    del res['mix_results'][0]['gt_confidence']
     t = KeepConfidence(transform=dict(type='MixUp', img_scale=(SIZE, SIZE)))
     with pytest.raises(ValueError, match=r'not in mix_results \[0\]'):
         t(res)
@@ -199,11 +199,11 @@ def test_encode_decode_bit_exact_under_index_and_concat(arrays, rnd):
     labels, conf, agree = arrays
     res = {
         'gt_bboxes_labels': labels.copy(),
-        'gt_confidences': conf.copy(),
+        'gt_confidence': conf.copy(),
         'gt_agreement': agree.copy(),
     }
     encode_confidence(res)
-    assert 'gt_confidences' not in res and 'gt_agreement' not in res
+    assert 'gt_confidence' not in res and 'gt_agreement' not in res
     packed = res['gt_bboxes_labels']
     assert packed.dtype == np.int64 and (len(packed) == 0 or is_encoded(packed).all())
     # what the mmdet transforms do to labels: boolean masks, index arrays, concatenation
@@ -215,7 +215,7 @@ def test_encode_decode_bit_exact_under_index_and_concat(arrays, rnd):
     np.testing.assert_array_equal(out['gt_bboxes_labels'], labels[want])
     np.testing.assert_array_equal(out['gt_agreement'], agree[want])
     # bit-exact, NaN payloads included
-    np.testing.assert_array_equal(out['gt_confidences'].view(np.uint32), conf[want].view(np.uint32))
+    np.testing.assert_array_equal(out['gt_confidence'].view(np.uint32), conf[want].view(np.uint32))
 
 
 @pytest.mark.parametrize(
@@ -223,27 +223,27 @@ def test_encode_decode_bit_exact_under_index_and_concat(arrays, rnd):
     [
         # labels out of the 24-bit range
         (
-            {'gt_bboxes_labels': np.array([1 << 24]), 'gt_confidences': np.ones(1)},
+            {'gt_bboxes_labels': np.array([1 << 24]), 'gt_confidence': np.ones(1)},
             'labels must be in',
         ),
         # negative label
-        ({'gt_bboxes_labels': np.array([-1]), 'gt_confidences': np.ones(1)}, 'labels must be in'),
+        ({'gt_bboxes_labels': np.array([-1]), 'gt_confidence': np.ones(1)}, 'labels must be in'),
         # agreement too large for its 7 bits
         (
             {
                 'gt_bboxes_labels': np.array([1]),
-                'gt_confidences': np.ones(1),
+                'gt_confidence': np.ones(1),
                 'gt_agreement': np.array([200]),
             },
             'gt_agreement must be in',
         ),
         # already misaligned before packing
         (
-            {'gt_bboxes_labels': np.array([1, 2]), 'gt_confidences': np.ones(1)},
+            {'gt_bboxes_labels': np.array([1, 2]), 'gt_confidence': np.ones(1)},
             'dropped or reordered',
         ),
         # confidences without labels
-        ({'gt_confidences': np.ones(1)}, 'without gt_bboxes_labels'),
+        ({'gt_confidence': np.ones(1)}, 'without gt_bboxes_labels'),
     ],
 )
 def test_encode_errors(res, pattern):
@@ -252,10 +252,10 @@ def test_encode_errors(res, pattern):
 
 
 def test_double_encode_and_partial_decode_are_errors():
-    res = {'gt_bboxes_labels': np.array([1, 2]), 'gt_confidences': np.ones(2, np.float32)}
+    res = {'gt_bboxes_labels': np.array([1, 2]), 'gt_confidence': np.ones(2, np.float32)}
     encode_confidence(res)
     with pytest.raises(ValueError, match='already carry'):
-        encode_confidence({**res, 'gt_confidences': np.ones(2)})
+        encode_confidence({**res, 'gt_confidence': np.ones(2)})
     mixed = {'gt_bboxes_labels': np.concatenate([res['gt_bboxes_labels'], [5]])}
     with pytest.raises(ValueError, match='1 of 3 boxes carry no confidence'):
         decode_confidence(mixed)
@@ -274,10 +274,7 @@ def _prefused(root) -> dict:
 
 
 def _mix_dataset(root, wrapped: bool, skip=None):
-    inner_pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='FuseAnnotations', method='precomputed'),
-    ]
+    inner_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations')]
     mix = [
         dict(type='Mosaic', img_scale=(64, 64), prob=1.0),
         dict(type='RandomAffine', border=(-32, -32), max_translate_ratio=0.3),
@@ -297,6 +294,7 @@ def _mix_dataset(root, wrapped: bool, skip=None):
                 data_root=str(root),
                 ann_file='ann.json',
                 data_prefix=dict(img=''),
+                fusion='precomputed',
                 pipeline=inner_pipeline,
             ),
             pipeline=outer,
@@ -316,10 +314,8 @@ def test_multi_image_mix_dataset(tmp_path, wrapped):
         np.random.seed(seed)
         for i in range(len(ds)):
             gt = ds[i]['data_samples'].gt_instances
-            assert len(gt.confidences) == len(gt.bboxes) == len(gt.labels) == len(gt.agreement)
-            for c, t, lab in zip(
-                gt.confidences.tolist(), gt.agreement.tolist(), gt.labels.tolist()
-            ):
+            assert len(gt.confidence) == len(gt.bboxes) == len(gt.labels) == len(gt.agreement)
+            for c, t, lab in zip(gt.confidence.tolist(), gt.agreement.tolist(), gt.labels.tolist()):
                 score, cat = truth[t]  # the agreement field tags the source annotation
                 assert c == np.float32(score) and lab == label_of_cat[cat]
                 seen += 1
@@ -333,7 +329,7 @@ def test_pair_keeps_skip_type_keys_working(tmp_path):
     out = ds[0]
     assert tuple(out['inputs'].shape[1:]) == (48, 64)  # no mosaic: original image size
     gt = out['data_samples'].gt_instances
-    assert len(gt.confidences) == 4  # the 4 raw boxes of image 1, decoded
+    assert len(gt.confidence) == 4  # the 4 raw boxes of image 1, decoded
     # The wrapper's type is 'KeepConfidence', so the same skip list does not reach it:
     ds = _mix_dataset(tmp_path, wrapped=True, skip=['Mosaic', 'RandomAffine', 'MixUp'])
     assert tuple(ds[0]['inputs'].shape[1:]) != (48, 64)

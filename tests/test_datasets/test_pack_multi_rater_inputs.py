@@ -24,7 +24,7 @@ def _results(n=3, ignore=None):
         'gt_bboxes': HorizontalBoxes(np.arange(4 * n, dtype=np.float32).reshape(n, 4)),
         'gt_bboxes_labels': np.arange(n, dtype=np.int64),
         'gt_ignore_flags': np.zeros(n, bool) if ignore is None else np.asarray(ignore),
-        'gt_confidences': np.linspace(0.5, 3, n).astype(np.float32),
+        'gt_confidence': np.linspace(0.5, 3, n).astype(np.float32),
         'gt_agreement': np.arange(1, n + 1, dtype=np.int64),
     }
 
@@ -32,7 +32,7 @@ def _results(n=3, ignore=None):
 def test_registered_and_mapping():
     assert TRANSFORMS.get('PackMultiRaterInputs') is PackMultiRaterInputs
     assert issubclass(PackMultiRaterInputs, PackDetInputs)
-    assert PackMultiRaterInputs.mapping_table['gt_confidences'] == 'confidences'
+    assert PackMultiRaterInputs.mapping_table['gt_confidence'] == 'confidence'
     assert PackDetInputs.mapping_table == {
         'gt_bboxes': 'bboxes',
         'gt_bboxes_labels': 'labels',
@@ -45,8 +45,8 @@ def test_packs_confidences_like_stock_fields():
     out = PackMultiRaterInputs(pack_agreement=True)(dict(res))
     stock = PackDetInputs()(dict(_results()))
     gt = out['data_samples'].gt_instances
-    assert gt.confidences.dtype == torch.float32
-    np.testing.assert_array_equal(gt.confidences.numpy(), res['gt_confidences'])
+    assert gt.confidence.dtype == torch.float32
+    np.testing.assert_array_equal(gt.confidence.numpy(), res['gt_confidence'])
     np.testing.assert_array_equal(gt.agreement.numpy(), [1, 2, 3])
     assert torch.equal(gt.bboxes.tensor, stock['data_samples'].gt_instances.bboxes.tensor)
     assert torch.equal(gt.labels, stock['data_samples'].gt_instances.labels)
@@ -55,25 +55,25 @@ def test_packs_confidences_like_stock_fields():
 
 def test_ignore_flags_split():
     out = PackMultiRaterInputs()(_results(ignore=[False, True, False]))
-    np.testing.assert_allclose(out['data_samples'].gt_instances.confidences.numpy(), [0.5, 3.0])
-    np.testing.assert_allclose(out['data_samples'].ignored_instances.confidences.numpy(), [1.75])
+    np.testing.assert_allclose(out['data_samples'].gt_instances.confidence.numpy(), [0.5, 3.0])
+    np.testing.assert_allclose(out['data_samples'].ignored_instances.confidence.numpy(), [1.75])
 
 
 def test_without_agreement_by_default():
     out = PackMultiRaterInputs()(_results())
     assert 'agreement' not in out['data_samples'].gt_instances
-    assert 'confidences' in out['data_samples'].gt_instances
+    assert 'confidence' in out['data_samples'].gt_instances
     assert 'gt_agreement' in PackMultiRaterInputs.mapping_table  # class table untouched
 
 
 def test_no_confidences_is_stock_behaviour():
     res = _results()
-    del res['gt_confidences'], res['gt_agreement']
+    del res['gt_confidence'], res['gt_agreement']
     out = PackMultiRaterInputs()(res)
-    assert 'confidences' not in out['data_samples'].gt_instances
+    assert 'confidence' not in out['data_samples'].gt_instances
 
 
-@pytest.mark.parametrize('key', ['gt_confidences', 'gt_agreement'])
+@pytest.mark.parametrize('key', ['gt_confidence', 'gt_agreement'])
 def test_length_mismatch_is_an_error(key):
     res = _results()
     res[key] = res[key][:2]
