@@ -20,7 +20,6 @@ Transforms that drop or reorder boxes (``FilterAnnotations``, ``Mosaic``...) nee
 from __future__ import annotations
 
 import colorsys
-import inspect
 import logging
 import os.path as osp
 import warnings
@@ -35,6 +34,7 @@ from mmdet.registry import DATASETS, TRANSFORMS
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
+from earl_mmdet.core.aggregator_base import _LEGACY_MODES
 from earl_mmdet.core.aggregators import Aggregator, build_aggregator
 from earl_mmdet.core.coco_io import MultiRaterCoco, load_multirater_coco
 
@@ -57,14 +57,6 @@ MIGRATION = 'docs/migration.md'
 #: aggregator that learns from the data is fitted on the dataset's own images.
 _OBSOLETE_FUSE_KEYS = ('fit_ann_file', 'fit_classes', 'fit_normalize_rater_ids', 'cache')
 
-#: Old ``score_mode`` names -> ``confidence`` names.
-_CONFIDENCE_OF_SCORE_MODE = {
-    'count': 'agreement',
-    'fraction': 'agreement_ratio',
-    'wbf': 'fused_score',
-    'posterior': 'posterior',
-}
-
 
 def _palette(num_classes: int) -> list[tuple[int, int, int]]:
     """Distinct RGB colours, one per class (golden-ratio hue steps, deterministic)."""
@@ -73,25 +65,6 @@ def _palette(num_classes: int) -> list[tuple[int, int, int]]:
         r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
         out.append((int(r * 255), int(g * 255), int(b * 255)))
     return out
-
-
-def _core_params(params: dict) -> dict:
-    """Aggregator parameters as today's core takes them.
-
-    TODO(issue 14 merge): remove this function (pass ``params`` to ``build_aggregator``
-    unchanged) once the core's aggregators take ``confidence=`` themselves.
-    """
-    if 'confidence' not in params or 'confidence' in inspect.signature(Aggregator).parameters:
-        return params
-    params = dict(params)
-    name = params.pop('confidence')
-    modes = {v: k for k, v in _CONFIDENCE_OF_SCORE_MODE.items()}
-    if name not in modes:
-        raise ValueError(f'fusion confidence must be one of {sorted(modes)}, got {name!r}')
-    if 'score_mode' in params:
-        raise ValueError('fusion: give confidence= or the deprecated score_mode=, not both')
-    params['score_mode'] = modes[name]
-    return params
 
 
 def fusion_from_fuse_step(step: Mapping) -> dict:
@@ -112,7 +85,7 @@ def fusion_from_fuse_step(step: Mapping) -> dict:
     score_mode = fusion.pop('score_mode', 'count')
     if fusion['method'] != 'precomputed' and not isinstance(fusion['method'], Aggregator):
         if score_mode is not None:
-            fusion['confidence'] = _CONFIDENCE_OF_SCORE_MODE.get(score_mode, score_mode)
+            fusion['confidence'] = _LEGACY_MODES.get(score_mode, score_mode)
     return fusion
 
 
@@ -283,7 +256,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
                     f'{sorted(spec)}'
                 )
             return None
-        return build_aggregator(method, **_core_params(spec))
+        return build_aggregator(method, **spec)
 
     def _precomputed(self, coco: MultiRaterCoco) -> list[tuple]:
         if not coco.prefused:
@@ -315,7 +288,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
             (
                 np.asarray(res.boxes, np.float32).reshape(-1, 4),
                 np.asarray(res.labels, np.int64).reshape(-1),
-                np.asarray(res.confidences, np.float32).reshape(-1),
+                np.asarray(res.confidence, np.float32).reshape(-1),
                 np.asarray(res.agreement, np.int64).reshape(-1),
                 int(res.num_raters),
             )
