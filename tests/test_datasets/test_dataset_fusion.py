@@ -9,7 +9,7 @@ from mmdet.registry import DATASETS
 import earl_mmdet  # noqa: F401
 from earl_mmdet.core.aggregators import Aggregator, build_aggregator
 from earl_mmdet.core.coco_io import load_multirater_coco
-from earl_mmdet.core.types import FusionResult
+from earl_mmdet.core.types import FusedBoxes
 
 from .utils import multirater_coco, write_set
 
@@ -40,35 +40,37 @@ def _rows(info: dict) -> list[tuple]:
     return [(tuple(i['bbox']), i['bbox_label'], i['confidence'], i['agreement']) for i in inst]
 
 
-def _oracle_rows(res: FusionResult) -> list[tuple]:
+def _oracle_rows(res: FusedBoxes) -> list[tuple]:
     return list(
         zip(
             map(tuple, np.float32(res.boxes).tolist()),
             res.labels.tolist(),
-            np.float32(res.confidences).tolist(),
+            np.float32(res.confidence).tolist(),
             res.agreement.tolist(),
         )
     )
 
 
-# Each row: the dataset's fusion and the aggregator (today's core spelling) it must equal.
+# Each row: the dataset's fusion and the aggregator  it must equal.
 METHODS = [
-    pytest.param(None, ('na', dict(score_mode='count')), id='none=na'),
+    pytest.param(None, ('na', dict(confidence='agreement')), id='none=na'),
     pytest.param(dict(method='na'), ('na', {}), id='na'),
     pytest.param(dict(method='rater:R1'), ('rater:R1', {}), id='rater'),
     pytest.param(
-        dict(method='mv', confidence='agreement'), ('mv', dict(score_mode='count')), id='mv'
+        dict(method='mv', confidence='agreement'), ('mv', dict(confidence='agreement')), id='mv'
     ),
     pytest.param(
         dict(method='wbf', iou_thr=0.4, confidence='agreement_ratio'),
-        ('wbf', dict(iou_thr=0.4, score_mode='fraction')),
+        ('wbf', dict(iou_thr=0.4, confidence='agreement_ratio')),
         id='wbf',
     ),
     pytest.param(
-        dict(method='wbf', confidence='fused_score'), ('wbf', dict(score_mode='wbf')), id='wbf-fs'
+        dict(method='wbf', confidence='fused_score'),
+        ('wbf', dict(confidence='fused_score')),
+        id='wbf-fs',
     ),
     pytest.param(
-        dict(method='em', confidence='posterior'), ('em', dict(score_mode='posterior')), id='em'
+        dict(method='em', confidence='posterior'), ('em', dict(confidence='posterior')), id='em'
     ),
 ]
 
@@ -125,10 +127,10 @@ class CountingNA(Aggregator):
     def __call__(self, image):
         self.calls += 1
         n = len(image.labels)
-        return FusionResult(
+        return FusedBoxes(
             boxes=np.asarray(image.boxes, np.float32).reshape(-1, 4),
             labels=np.asarray(image.labels, np.int64),
-            confidences=np.arange(n, dtype=np.float32) * 10 + 1,
+            confidence=np.arange(n, dtype=np.float32) * 10 + 1,
             agreement=np.ones(n, np.int64),
             num_raters=len(image.raters),
         )

@@ -70,20 +70,17 @@ def test_gold_without_the_image_is_a_clear_error(tmp_path):
         ('em', 'yolox_nano_em-earl_20e_medmnist-cpu.py'),
     ],
 )
-def test_aggregators_are_the_configs_fusion(name, config, tmp_path):
-    """CONFIG_AGGREGATORS restates the configs' FuseAnnotations steps: pin it to them."""
+def test_aggregators_are_the_configs_fusion(name, config):
+    """CONFIG_AGGREGATORS restates the configs' dataset fusion: pin it to them."""
     from mmengine.config import Config
 
     from earl_mmdet.core.aggregators import build_aggregator
-    from earl_mmdet.datasets.transforms.fuse_annotations import FuseAnnotations
     from tests.test_tools.test_fuse_annotations import ROOT
 
     cfg = Config.fromfile(str(ROOT / 'configs' / 'medmnist' / config))
-    step = dict(cfg.train_dataloader.dataset.pipeline[2])
-    assert step.pop('type') == 'FuseAnnotations'
-    if 'fit_ann_file' in step:  # EM fits on the training file; any valid file will do here
-        step['fit_ann_file'] = str(tiny_multirater(tmp_path / 'multi.json'))
-    expected = FuseAnnotations(**step).aggregator.get_params()
+    # No fusion = every rater's box with c = 1, the dataset's 'na'.
+    fusion = dict(cfg.train_dataloader.dataset.get('fusion') or dict(method='na'))
+    expected = build_aggregator(fusion.pop('method'), **fusion).get_params()
     assert build_aggregator(tool.CONFIG_AGGREGATORS[name]).get_params() == expected
 
 
