@@ -5,10 +5,11 @@ The model (equations and its limits in ``docs/presence_em.md``):
 * **Sites.** On image i, real objects occur as a Poisson process with mean ``mu`` per image
   and *spurious sites* (places that invite a false positive: clutter, artefacts) with mean
   ``nu``. A real object has a class y ~ ``class_prior_``.
+  A spurious site has an *apparent* class a ~ ``spurious_prior_`` (what it looks like).
 * **Raters.** Each rater r who reads the image draws a box on a real object with
-  probability s_r (sensitivity), labelled l with probability pi_r[y, l] (confusion); on a
-  spurious site with probability f_r (false-positive propensity), labelled l with
-  probability phi_r[l]. Raters are independent given the site.
+  probability s_r (sensitivity) and on a spurious site with probability f_r (false-positive
+  propensity); either box is labelled l with probability pi_r[y, l] (confusion; y the
+  class, or the apparent class a). Raters are independent given the site.
 * **Clusters.** The boxes of an image are clustered class-agnostically exactly as in
   :mod:`earl_mmdet.core.em` (:func:`~earl_mmdet.core.em.cluster_image`); a cluster is one
   site, with a latent presence z (1 = real object, 0 = spurious) and, if present, a class y.
@@ -20,7 +21,7 @@ The model (equations and its limits in ``docs/presence_em.md``):
   and drew nothing. M-step (closed form, MAP with Beta / Dirichlet / Gamma smoothing):
   mu and nu exactly given s, f; s_r and f_r by the missing-site step (the expected number of
   sites nobody drew, ``mu * prod_r (1 - s_r)`` per image, counts as sites that every reader
-  missed); pi_r, phi_r and the class prior from expected counts. Each step increases the
+  missed); pi_r and the two class priors from expected counts. Each step increases the
   MAP objective (:attr:`PresenceEM.log_objective_`).
 
 Everything is deterministic (initialisation from the readers' votes; no randomness).
@@ -43,6 +44,19 @@ __all__ = ['CONFIDENCE_MODES', 'PresenceEM', 'PresencePosterior']
 #: Confidence modes of :meth:`PresencePosterior.confidence`: ``'presence'`` c = P(z = 1),
 #: ``'posterior'`` c = P(z = 1) * max_y P(y | z = 1) = max_y P(z = 1, y).
 CONFIDENCE_MODES = ('presence', 'posterior')
+#: Constructor arguments, as reported by :meth:`PresenceEM.get_params`.
+_PARAMS = (
+    'num_classes',
+    'iou_thr',
+    'linkage',
+    'max_iter',
+    'tol',
+    'sensitivity_prior',
+    'fp_prior',
+    'rate_prior_strength',
+    'prior_strength',
+    'prior_diag',
+)
 
 
 @dataclass
@@ -168,10 +182,7 @@ def _logsumexp(a: np.ndarray) -> np.ndarray:
 
 def _normalise(logj: np.ndarray) -> np.ndarray:
     """Softmax of each row."""
-    if logj.shape[0] == 0:
-        return logj.copy()
-    q = np.exp(logj - logj.max(1, keepdims=True))
-    return q / q.sum(1, keepdims=True)
+    return np.exp(logj - _logsumexp(logj)[:, None])
 
 
 class PresenceEM:
@@ -182,20 +193,20 @@ class PresenceEM:
 
     Args:
         num_classes (int | None): K. None = 1 + the largest label seen in :meth:`fit`.
+        sensitivity_prior (float): prior mean of s_r, in (0, 1). Defaults to 0.8.
+        fp_prior (float): prior mean of f_r, in (0, 1). Defaults to 0.2.
+        rate_prior_strength (float): Beta pseudo-observations of s_r and of f_r (> 0).
+            Defaults to 2.0.
+        prior_strength (float): Dirichlet pseudo-observations per confusion row (> 0).
+            Defaults to 2.0.
+        prior_diag (float): share of a confusion row's pseudo-observations on the
+            diagonal, in [0, 1]. Defaults to 0.7.
         iou_thr (float): clustering IoU threshold (strict). Defaults to 0.4.
         linkage (str): cluster linkage, see
             :func:`~earl_mmdet.core.matching.cluster_boxes`. Defaults to ``'average'``.
         max_iter (int): EM iterations at most. Defaults to 1000.
         tol (float): stop when no parameter changes by more than ``tol`` (rates mu, nu
             relative) in an iteration. Defaults to 1e-5.
-        sensitivity_prior (float): prior mean of s_r, in (0, 1). Defaults to 0.8.
-        fp_prior (float): prior mean of f_r, in (0, 1). Defaults to 0.2.
-        rate_prior_strength (float): Beta pseudo-observations of s_r and of f_r (> 0).
-            Defaults to 2.0.
-        prior_strength (float): Dirichlet pseudo-observations per confusion row and of
-            each phi_r (> 0). Defaults to 2.0.
-        prior_diag (float): share of a confusion row's pseudo-observations on the
-            diagonal, in [0, 1]. Defaults to 0.7.
 
     Attributes:
         raters_ (tuple[str, ...]): raters seen in fit, sorted.
@@ -206,7 +217,8 @@ class PresenceEM:
         sensitivity_ (np.ndarray): (R,) s_r = P(r draws a box on a real object it reads).
         fp_rate_ (np.ndarray): (R,) f_r = P(r draws a box on a spurious site it reads).
         fp_per_image_ (np.ndarray): (R,) nu * f_r, expected false positives per image read.
-        confusion_ (np.ndarray): (R, K, K) pi_r[true, said] given present and drawn.
+        confusion_ (np.ndarray): (R, K, K) pi_r[true, said] given drawn (the true class of
+            an object, the apparent class of a spurious site).
         spurious_prior_ (np.ndarray): (K,) psi, apparent class of spurious sites.
         images_read_ (np.ndarray): (R,) images each rater read in the fit data.
         num_clusters_ (int): clusters in the fit data.
@@ -229,56 +241,44 @@ class PresenceEM:
     def __init__(
         self,
         num_classes: int | None = None,
-        iou_thr: float = 0.4,
-        linkage: str = 'average',
-        max_iter: int = 1000,
-        tol: float = 1e-5,
+        *,
         sensitivity_prior: float = 0.8,
         fp_prior: float = 0.2,
         rate_prior_strength: float = 2.0,
         prior_strength: float = 2.0,
         prior_diag: float = 0.7,
+        iou_thr: float = 0.4,
+        linkage: str = 'average',
+        max_iter: int = 1000,
+        tol: float = 1e-5,
     ) -> None:
-        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
-            raise ValueError(f'num_classes must be a positive int or None, got {num_classes!r}')
-        if not 0.0 <= float(iou_thr) < 1.0:
-            raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr!r}')
-        if linkage not in LINKAGES:
-            raise ValueError(f'linkage must be one of {LINKAGES}, got {linkage!r}')
-        if not isinstance(max_iter, int) or max_iter < 1:
-            raise ValueError(f'max_iter must be an int >= 1, got {max_iter!r}')
-        if not float(tol) > 0:
-            raise ValueError(f'tol must be > 0, got {tol!r}')
-        for name, v in (('sensitivity_prior', sensitivity_prior), ('fp_prior', fp_prior)):
-            if not 0.0 < float(v) < 1.0:
-                raise ValueError(f'{name} must be in (0, 1), got {v!r}')
-        for name, v in (
-            ('rate_prior_strength', rate_prior_strength),
-            ('prior_strength', prior_strength),
-        ):
-            if not float(v) > 0:
-                raise ValueError(f'{name} must be > 0, got {v!r}')
-        if not 0.0 <= float(prior_diag) <= 1.0:
-            raise ValueError(f'prior_diag must be in [0, 1], got {prior_diag!r}')
-        self.num_classes = num_classes
-        self.iou_thr = float(iou_thr)
-        self.linkage = linkage
-        self.max_iter = max_iter
-        self.tol = float(tol)
-        self.sensitivity_prior = float(sensitivity_prior)
-        self.fp_prior = float(fp_prior)
-        self.rate_prior_strength = float(rate_prior_strength)
-        self.prior_strength = float(prior_strength)
-        self.prior_diag = float(prior_diag)
+        floats = dict(
+            iou_thr=(float(iou_thr), 0.0 <= float(iou_thr) < 1.0, 'in [0, 1)'),
+            tol=(float(tol), float(tol) > 0, '> 0'),
+            sensitivity_prior=(float(sensitivity_prior), 0 < sensitivity_prior < 1, 'in (0, 1)'),
+            fp_prior=(float(fp_prior), 0.0 < float(fp_prior) < 1.0, 'in (0, 1)'),
+            rate_prior_strength=(float(rate_prior_strength), rate_prior_strength > 0, '> 0'),
+            prior_strength=(float(prior_strength), float(prior_strength) > 0, '> 0'),
+            prior_diag=(float(prior_diag), 0.0 <= float(prior_diag) <= 1.0, 'in [0, 1]'),
+        )
+        others = dict(
+            num_classes=(
+                num_classes,
+                num_classes is None or (isinstance(num_classes, int) and num_classes >= 1),
+                'a positive int or None',
+            ),
+            linkage=(linkage, linkage in LINKAGES, f'one of {LINKAGES}'),
+            max_iter=(max_iter, isinstance(max_iter, int) and max_iter >= 1, 'an int >= 1'),
+        )
+        for name, (value, ok, what) in {**others, **floats}.items():
+            if not ok:
+                raise ValueError(f'PresenceEM: {name} must be {what}, got {value!r}')
+            setattr(self, name, value)
         self.raters_: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def fitted(self) -> bool:
-        return self.raters_ is not None
-
     def _check_fitted(self) -> None:
-        if not self.fitted:
+        if self.raters_ is None:
             raise ValueError('PresenceEM is not fitted: call fit(images) first')
 
     def _confusion_prior(self, k: int) -> np.ndarray:
@@ -490,38 +490,31 @@ class PresenceEM:
         if len(names) != k:
             raise ValueError(f'class_names has {len(names)} names for {k} classes')
 
-        def per_rater(arr: np.ndarray) -> dict:
-            return {r: np.asarray(v).tolist() for r, v in zip(self.raters_, arr)}
-
-        return {
+        per_rater = {
+            'sensitivity': self.sensitivity_,
+            'fp_rate': self.fp_rate_,
+            'fp_per_image': self.fp_per_image_,
+            'confusion': self.confusion_,
+            'images_read': self.images_read_,
+        }
+        out: dict = {
             'raters': list(self.raters_),
             'classes': names,
             'object_rate': float(self.object_rate_),
             'spurious_rate': float(self.spurious_rate_),
             'class_prior': self.class_prior_.tolist(),
-            'sensitivity': per_rater(self.sensitivity_),
-            'fp_rate': per_rater(self.fp_rate_),
-            'fp_per_image': per_rater(self.fp_per_image_),
-            'confusion': per_rater(self.confusion_),
             'spurious_prior': self.spurious_prior_.tolist(),
-            'images_read': {r: int(v) for r, v in zip(self.raters_, self.images_read_)},
-            'num_clusters': self.num_clusters_,
-            'n_iter': self.n_iter_,
-            'converged': self.converged_,
-            'log_objective': self.log_objective_,
         }
+        for key, arr in per_rater.items():
+            out[key] = {r: np.asarray(v).tolist() for r, v in zip(self.raters_, arr)}
+        out.update(
+            num_clusters=self.num_clusters_,
+            n_iter=self.n_iter_,
+            converged=self.converged_,
+            log_objective=self.log_objective_,
+        )
+        return out
 
     def get_params(self) -> dict:
         """Constructor arguments (for logging / the fused file's ``info``)."""
-        return dict(
-            num_classes=self.num_classes,
-            iou_thr=self.iou_thr,
-            linkage=self.linkage,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            sensitivity_prior=self.sensitivity_prior,
-            fp_prior=self.fp_prior,
-            rate_prior_strength=self.rate_prior_strength,
-            prior_strength=self.prior_strength,
-            prior_diag=self.prior_diag,
-        )
+        return {name: getattr(self, name) for name in _PARAMS}
