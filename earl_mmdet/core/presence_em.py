@@ -37,7 +37,7 @@ import numpy as np
 
 from .em import ClusteredImage, cluster_image
 from .matching import LINKAGES
-from .types import ImageAnnotations as RaterBoxes  # the one import of the image container
+from .types import RaterBoxes
 
 __all__ = ['CONFIDENCE_MODES', 'PresenceEM', 'PresencePosterior']
 

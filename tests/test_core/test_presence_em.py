@@ -24,7 +24,7 @@ import pytest
 
 from earl_mmdet.core import medmnist_raters as mr
 from earl_mmdet.core.presence_em import CONFIDENCE_MODES, PresenceEM
-from earl_mmdet.core.types import ImageAnnotations as RaterBoxes  # the one container import
+from earl_mmdet.core.types import RaterBoxes
 
 K = 4
 GRID, CELL, SIDE = 8, 32.0, 24.0
