@@ -301,17 +301,6 @@ def overlap_components(
     return comp, edges == size * (size - 1) // 2
 
 
-def _components(
-    b: np.ndarray,
-    g_idx: np.ndarray,
-    lab: np.ndarray | None,
-    iou_thr: float,
-    max_pairs: int = 1 << 18,
-) -> np.ndarray:
-    """(N,) component label of each box (:func:`overlap_components`)."""
-    return overlap_components(b, g_idx, iou_thr, lab, max_pairs)[0]
-
-
 def _greedy_merge(
     b: np.ndarray,
     g_idx: np.ndarray,

@@ -9,10 +9,10 @@ import pytest
 from earl_mmdet.core.box_ops import box_iou
 from earl_mmdet.core.matching import (
     _check_cluster_args,
-    _components,
     _greedy_merge,
     cluster_boxes,
     match_boxes,
+    overlap_components,
 )
 
 
@@ -187,8 +187,8 @@ def test_cluster_components_bounded_chunks():
     rng = np.random.default_rng(3)
     boxes, groups = _random_boxes(rng, 40, 4, 200.0, True)
     _, g_idx = np.unique(groups, return_inverse=True)
-    big = _components(boxes, g_idx, None, 0.3)
-    small = _components(boxes, g_idx, None, 0.3, max_pairs=1)
+    big = overlap_components(boxes, g_idx, 0.3)[0]
+    small = overlap_components(boxes, g_idx, 0.3, max_pairs=1)[0]
     assert np.array_equal(big, small)
     assert big.max() > 0  # more than one component
 
