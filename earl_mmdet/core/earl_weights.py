@@ -31,12 +31,18 @@ from torch import Tensor
 __all__ = [
     'EARL_TERMS',
     'EARL_NORMALIZE',
+    'EARL_POLICIES',
     'EARLConfig',
+    'box_confidence',
     'box_weights',
+    'boxes_in_regions',
     'confidence_to_weight',
     'inside_to_full_index',
+    'points_in_regions',
     'prior_weights',
     'scale_rows',
+    'soft_targets',
+    'split_ignored',
     'weight_sum_normalizer',
 ]
 
@@ -46,6 +52,13 @@ EARL_TERMS = ('cls', 'bbox', 'obj')
 #: Loss normalisations: ``num_pos`` = mmdet's (mean over positives), ``weight_sum`` = the
 #: positives' count in the normaliser is replaced by the sum of their weights.
 EARL_NORMALIZE = ('num_pos', 'weight_sum')
+#: Loss policies (how c enters the loss; equations in ``docs/earl_heads.md``):
+#: ``earl`` - the paper's eq. (2), the positives' losses of a box multiplied by its weight w;
+#: ``soft`` - the positives' classification target is q = min(1, w) instead of 1 (the other
+#: weighted terms are multiplied by w as under ``earl``);
+#: ``ignore`` - boxes with c / scale < ``ignore_below`` become ignore regions (their priors
+#: are neither positive nor negative); the kept boxes weigh 1 (or w with ``weight_kept``).
+EARL_POLICIES = ('earl', 'soft', 'ignore')
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,17 @@ class EARLConfig:
             authors' code); ``'weight_sum'`` divides by the sum of the positives' weights
             instead (a weighted mean, invariant to a global rescaling of c), clamped
             below at 1 like mmdet clamps the positive count. Defaults to ``'num_pos'``.
+        policy (str): how c enters the loss, one of :data:`EARL_POLICIES`: ``'earl'``
+            (the paper), ``'soft'`` (soft classification target q = min(1, w)) or
+            ``'ignore'`` (uncertain boxes become ignore regions). Defaults to ``'earl'``.
+        ignore_below (float): with ``policy='ignore'``, a box whose ``c / scale`` is below
+            this is an ignore region (c = T/R, R = 3: 0.5 ignores the boxes one rater drew).
+            In [0, 1]; 0 ignores nothing. Defaults to 0.5.
+        ignore_iof (float): with ``policy='ignore'``, a prior box lies in an ignore region
+            when the intersection with it covers at least this fraction of the prior's area
+            (a point prior: when the point is inside). In (0, 1]. Defaults to 0.5.
+        weight_kept (bool): with ``policy='ignore'``, also weight the kept boxes' positives
+            by w as under ``'earl'``. Defaults to False (kept boxes weigh 1).
     """
 
     terms: tuple[str, ...] = ('cls', 'bbox')
@@ -75,6 +99,10 @@ class EARLConfig:
     gamma: float = 1.0
     floor: float = 0.0
     normalize: str = 'num_pos'
+    policy: str = 'earl'
+    ignore_below: float = 0.5
+    ignore_iof: float = 0.5
+    weight_kept: bool = False
 
     def __post_init__(self) -> None:
         terms = self.terms
@@ -103,6 +131,18 @@ class EARLConfig:
             raise ValueError(
                 f'earl_cfg.normalize must be one of {EARL_NORMALIZE}, got {self.normalize!r}'
             )
+        if self.policy not in EARL_POLICIES:
+            raise ValueError(f'earl_cfg.policy must be one of {EARL_POLICIES}, got {self.policy!r}')
+        for name, low, low_open in (('ignore_below', 0.0, False), ('ignore_iof', 0.0, True)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f'earl_cfg.{name} must be a number, got {value!r}')
+            if not (low < value <= 1.0 if low_open else low <= value <= 1.0):
+                bound = '(0, 1]' if low_open else '[0, 1]'
+                raise ValueError(f'earl_cfg.{name} must be in {bound}, got {value!r}')
+            object.__setattr__(self, name, float(value))
+        if not isinstance(self.weight_kept, bool):
+            raise TypeError(f'earl_cfg.weight_kept must be a bool, got {self.weight_kept!r}')
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any] | EARLConfig | None) -> EARLConfig:
@@ -165,21 +205,14 @@ def confidence_to_weight(
     return weights
 
 
-def box_weights(gt_instances: Any, cfg: EARLConfig) -> Tensor | None:
-    """Per-box EARL weights of one image's gt boxes, or ``None`` when every box weighs 1.
+def box_confidence(gt_instances: Any) -> Tensor | None:
+    """One image's ``gt_instances.confidence``, checked, or ``None`` when absent.
 
-    Reads ``gt_instances.confidence`` by duck typing (mmengine's ``InstanceData`` or any
-    object with ``confidence``, ``bboxes`` and ``len()``), checks it loudly, and maps it
-    through :func:`confidence_to_weight` with ``cfg``'s options.
-
-    Args:
-        gt_instances (Any): one image's gt boxes; ``confidence`` (Tensor (N,)) is optional
-            (absent: plain data, every box weighs 1).
-        cfg (EARLConfig): the weighting options.
+    Reads the field by duck typing (mmengine's ``InstanceData`` or any object with
+    ``confidence``, ``bboxes`` and ``len()``).
 
     Returns:
-        Tensor | None: (N,) weights on the device of ``gt_instances.bboxes``, or None if
-        the boxes carry no confidence.
+        Tensor | None: (N,) confidence on the device of ``gt_instances.bboxes``.
 
     Raises:
         TypeError: if ``confidence`` is not a torch.Tensor.
@@ -205,8 +238,131 @@ def box_weights(gt_instances: Any, cfg: EARLConfig) -> Tensor | None:
             f'gt_instances.confidence must have shape ({num_boxes},) (one per gt box), '
             f'got {tuple(confidence.shape)}'
         )
-    confidence = confidence.to(gt_instances.bboxes.device)
+    conf = confidence.to(gt_instances.bboxes.device)
+    conf = conf if conf.is_floating_point() else conf.float()
+    bad = ~torch.isfinite(conf) | (conf < 0)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f'box confidence must be finite and >= 0; box {i} has {float(conf[i])!r}')
+    return conf
+
+
+def box_weights(gt_instances: Any, cfg: EARLConfig) -> Tensor | None:
+    """Per-box EARL weights of one image's gt boxes, or ``None`` when every box weighs 1.
+
+    Reads ``gt_instances.confidence`` (:func:`box_confidence`) and maps it through
+    :func:`confidence_to_weight` with ``cfg``'s options. Under ``policy='ignore'`` without
+    ``weight_kept`` the (kept) boxes weigh 1.
+
+    Args:
+        gt_instances (Any): one image's gt boxes; ``confidence`` (Tensor (N,)) is optional
+            (absent: plain data, every box weighs 1).
+        cfg (EARLConfig): the weighting options.
+
+    Returns:
+        Tensor | None: (N,) weights on the device of ``gt_instances.bboxes``, or None if
+        the boxes carry no confidence or the policy does not weight them.
+
+    Raises:
+        TypeError, ValueError: as :func:`box_confidence`.
+    """
+    confidence = box_confidence(gt_instances)
+    if confidence is None or (cfg.policy == 'ignore' and not cfg.weight_kept):
+        return None
     return confidence_to_weight(confidence, cfg.scale, cfg.gamma, cfg.floor)
+
+
+def soft_targets(weights: Tensor) -> Tensor:
+    """``policy='soft'``: the classification target q = min(1, w) of each box's positives.
+
+    Examples:
+        >>> soft_targets(torch.tensor([0.5, 1.0, 2.0]))
+        tensor([0.5000, 1.0000, 1.0000])
+    """
+    return weights.clamp(max=1.0)
+
+
+def split_ignored(gt_instances: Any, cfg: EARLConfig) -> tuple[Any, Tensor | None]:
+    """``policy='ignore'``: the boxes kept as ground truth, and the ignore regions.
+
+    A box whose ``c / scale`` is below ``cfg.ignore_below`` becomes an ignore region.
+
+    Args:
+        gt_instances (Any): one image's gt boxes (``InstanceData``: boolean indexing keeps
+            every field aligned); ``confidence`` optional.
+        cfg (EARLConfig): the options.
+
+    Returns:
+        tuple[Any, Tensor | None]: ``(kept, regions)``: ``gt_instances`` itself and None
+        when the policy is not ``'ignore'``, the boxes carry no confidence or none is
+        ignored; otherwise the kept boxes and the (K, 4) ignored boxes.
+    """
+    if cfg.policy != 'ignore':
+        return gt_instances, None
+    confidence = box_confidence(gt_instances)
+    if confidence is None:
+        return gt_instances, None
+    ignored = confidence / cfg.scale < cfg.ignore_below
+    if not bool(ignored.any()):
+        return gt_instances, None
+    return gt_instances[~ignored], gt_instances.bboxes[ignored]
+
+
+def boxes_in_regions(boxes: Tensor, regions: Tensor | None, iof_thr: float) -> Tensor:
+    """Which prior boxes lie in an ignore region: intersection / prior area >= ``iof_thr``.
+
+    Args:
+        boxes (Tensor): (P, 4) prior boxes, x1 y1 x2 y2.
+        regions (Tensor | None): (K, 4) ignore regions, x1 y1 x2 y2 (None: no region).
+        iof_thr (float): in (0, 1].
+
+    Returns:
+        Tensor: (P,) bool.
+
+    Examples:
+        >>> boxes_in_regions(torch.tensor([[0., 0, 2, 2], [4, 4, 6, 6]]),
+        ...                  torch.tensor([[1., 0, 10, 2]]), 0.5)
+        tensor([ True, False])
+    """
+    if regions is None or regions.numel() == 0 or boxes.numel() == 0:
+        return torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
+    regions = regions.to(boxes)
+    lt = torch.maximum(boxes[:, None, :2], regions[None, :, :2])
+    rb = torch.minimum(boxes[:, None, 2:4], regions[None, :, 2:4])
+    inter = (rb - lt).clamp(min=0).prod(dim=-1)
+    area = (boxes[:, 2:4] - boxes[:, :2]).clamp(min=0).prod(dim=-1)
+    # an empty prior lies in a region when its corner does (inter = 0 = area)
+    return (inter >= iof_thr * area[:, None]).any(dim=1) & (
+        (area > 0) | points_in_regions(boxes[:, :2], regions)
+    )
+
+
+def points_in_regions(points: Tensor, regions: Tensor | None) -> Tensor:
+    """Which point priors (x, y) lie inside an ignore region (borders included).
+
+    Args:
+        points (Tensor): (P, 2+) priors; the first two columns are x, y (YOLOX / RTMDet
+            priors are (x, y, stride_w, stride_h)).
+        regions (Tensor | None): (K, 4) ignore regions, x1 y1 x2 y2 (None: no region).
+
+    Returns:
+        Tensor: (P,) bool.
+
+    Examples:
+        >>> points_in_regions(torch.tensor([[1., 1], [5, 5]]), torch.tensor([[0., 0, 2, 2]]))
+        tensor([ True, False])
+    """
+    if regions is None or regions.numel() == 0 or points.numel() == 0:
+        return torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    regions = regions.to(points)
+    x, y = points[:, 0:1], points[:, 1:2]
+    inside = (
+        (x >= regions[None, :, 0])
+        & (x <= regions[None, :, 2])
+        & (y >= regions[None, :, 1])
+        & (y <= regions[None, :, 3])
+    )
+    return inside.any(dim=1)
 
 
 def scale_rows(weights: Tensor, rows: Tensor | slice, row_weights: Tensor) -> Tensor:

@@ -69,6 +69,8 @@ class EARLHeadMixin:
 
     #: Loss terms this family of heads has (subset of ``EARL_TERMS``).
     _earl_allowed_terms: tuple[str, ...] = ()
+    #: Loss policies this family implements (subset of ``EARL_POLICIES``).
+    _earl_policies: tuple[str, ...] = ('earl',)
     #: ``{method name: allowed implementations of the parent}``, checked before use.
     _earl_required: dict[str, tuple[Any, ...]] = {}
 
@@ -91,6 +93,11 @@ class EARLHeadMixin:
 
     @classmethod
     def _earl_check_terms(cls, cfg: EARLConfig) -> None:
+        if cfg.policy not in cls._earl_policies:
+            raise ValueError(
+                f'earl_cfg.policy {cfg.policy!r} is not implemented for {_base_name(cls)}; '
+                f'its policies are {cls._earl_policies}'
+            )
         extra = [t for t in cfg.terms if t not in cls._earl_allowed_terms]
         if extra:
             raise ValueError(

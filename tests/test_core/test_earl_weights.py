@@ -12,10 +12,14 @@ from hypothesis import strategies as st
 from earl_mmdet.core.earl_weights import (
     EARLConfig,
     box_weights,
+    boxes_in_regions,
     confidence_to_weight,
     inside_to_full_index,
+    points_in_regions,
     prior_weights,
     scale_rows,
+    soft_targets,
+    split_ignored,
     weight_sum_normalizer,
 )
 
@@ -125,6 +129,12 @@ def test_scale_rows_and_prior_weights():
         (dict(floor=math.nan), ValueError, 'floor'),
         (dict(floor='0.1'), TypeError, 'floor'),
         (dict(normalize='mean'), ValueError, 'normalize'),
+        (dict(policy='weight'), ValueError, 'policy'),
+        (dict(ignore_below=1.5), ValueError, 'ignore_below'),
+        (dict(ignore_below=float('nan')), ValueError, 'ignore_below'),
+        (dict(ignore_iof=0.0), ValueError, 'ignore_iof'),
+        (dict(ignore_iof='0.5'), TypeError, 'ignore_iof'),
+        (dict(weight_kept=1), TypeError, 'weight_kept'),
         (dict(beta=2.0), ValueError, 'beta'),  # unknown key named
     ],
 )
@@ -136,7 +146,15 @@ def test_earl_config_rejects(cfg, error, match):
 def test_earl_config_defaults_and_round_trip():
     cfg = EARLConfig.from_dict(None)
     assert cfg.to_dict() == dict(
-        terms=('cls', 'bbox'), scale=1.0, gamma=1.0, floor=0.0, normalize='num_pos'
+        terms=('cls', 'bbox'),
+        scale=1.0,
+        gamma=1.0,
+        floor=0.0,
+        normalize='num_pos',
+        policy='earl',
+        ignore_below=0.5,
+        ignore_iof=0.5,
+        weight_kept=False,
     )
     cfg2 = EARLConfig.from_dict(dict(terms=['obj'], scale=3, normalize='weight_sum'))
     assert cfg2.terms == ('obj',) and cfg2.scale == 3.0
@@ -173,3 +191,51 @@ def test_inside_to_full_index_matches_loop(flags, data):
 )
 def test_weight_sum_normalizer(count, npos, wsum, expected):
     assert weight_sum_normalizer(count, npos, wsum) == pytest.approx(expected)
+
+
+def _instances(conf, boxes=None):
+    from mmengine.structures import InstanceData
+
+    n = len(conf)
+    inst = InstanceData()
+    inst.bboxes = torch.arange(n * 4, dtype=torch.float32).view(n, 4) if boxes is None else boxes
+    inst.labels = torch.arange(n)
+    inst.confidence = torch.tensor(conf, dtype=torch.float32)
+    return inst
+
+
+def test_split_ignored_keeps_confident_boxes_aligned():
+    cfg = EARLConfig(policy='ignore', scale=3.0, ignore_below=0.5)
+    inst = _instances([1.0, 2.0, 3.0, 1.0])  # c = T with R = 3: T = 1 -> 1/3 < 0.5
+    kept, regions = split_ignored(inst, cfg)
+    assert kept.labels.tolist() == [1, 2]
+    assert kept.confidence.tolist() == [2.0, 3.0]
+    assert torch.equal(regions, inst.bboxes[[0, 3]])
+    # kept boxes weigh 1 unless weight_kept
+    assert box_weights(kept, cfg) is None
+    weights = box_weights(kept, EARLConfig(policy='ignore', scale=3.0, weight_kept=True))
+    assert weights.tolist() == pytest.approx([2 / 3, 1.0])
+
+
+@pytest.mark.parametrize(
+    'cfg',
+    [EARLConfig(), EARLConfig(policy='soft'), EARLConfig(policy='ignore', ignore_below=0.0)],
+)
+def test_split_ignored_is_identity_unless_a_box_is_ignored(cfg):
+    inst = _instances([0.1, 1.0])
+    kept, regions = split_ignored(inst, cfg)
+    assert kept is inst and regions is None
+
+
+def test_prior_boxes_and_points_in_regions():
+    regions = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+    boxes = torch.tensor(
+        [[0.0, 0.0, 2.0, 2.0], [3.0, 0.0, 5.0, 2.0], [3.5, 0.0, 5.5, 2.0], [2.0, 2.0, 2.0, 2.0]]
+    )
+    # iof: 1, 0.5, 0.25, empty prior inside
+    assert boxes_in_regions(boxes, regions, 0.5).tolist() == [True, True, False, True]
+    assert boxes_in_regions(boxes, regions, 1.0).tolist() == [True, False, False, True]
+    assert not boxes_in_regions(boxes, None, 0.5).any()
+    points = torch.tensor([[4.0, 4.0, 8.0, 8.0], [4.1, 0.0, 8.0, 8.0]])
+    assert points_in_regions(points, regions).tolist() == [True, False]
+    assert soft_targets(torch.tensor([0.25, 3.0])).tolist() == [0.25, 1.0]
