@@ -50,7 +50,7 @@ CASES = ('cluster', 'na', 'rater', 'mv', 'wbf', 'em', 'report', 'tool')
 
 def make_image(num_boxes: int, seed: int = 0):
     """One RaterBoxes with about ``num_boxes`` boxes (see the module docstring)."""
-    from earl_mmdet.core.types import RaterBoxes
+    from earl_mmdet.core.coco_io import RaterBoxes
 
     rng = np.random.default_rng(seed)
     n_obj = max(1, num_boxes // 8)

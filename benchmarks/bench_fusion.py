@@ -41,8 +41,8 @@ import warnings
 
 import numpy as np
 
+from earl_mmdet.core.coco_io import RaterBoxes
 from earl_mmdet.core.fusion import fuse_raters, weighted_boxes_fusion
-from earl_mmdet.core.types import RaterBoxes
 
 NUM_CLASSES = 14
 NUM_RATERS = 17

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from .types import FusedBoxes, RaterBoxes
+from .coco_io import FusedBoxes, RaterBoxes
 
 __all__ = [
     'AGGREGATORS',

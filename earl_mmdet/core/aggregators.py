@@ -52,10 +52,10 @@ from .aggregator_base import (
     register_aggregator,
 )
 from .box_ops import check_iou_thr
+from .coco_io import FusedBoxes, RaterBoxes
 from .em import RaterEM
 from .fusion import WBFAggregator
 from .matching import LINKAGES, cluster_boxes
-from .types import FusedBoxes, RaterBoxes
 
 __all__ = [
     'AGGREGATORS',

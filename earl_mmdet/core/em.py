@@ -58,8 +58,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .box_ops import box_area, check_iou_thr, paired_box_iou
+from .coco_io import RaterBoxes
 from .matching import LINKAGES, cluster_boxes
-from .types import RaterBoxes
 
 __all__ = ['ClusteredImage', 'RaterEM', 'cluster_image']
 

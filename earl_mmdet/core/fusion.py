@@ -94,7 +94,7 @@ import numpy as np
 
 from .aggregator_base import Aggregator, register_aggregator, resolve_confidence
 from .box_ops import check_iou_thr, paired_box_iou
-from .types import FusedBoxes, RaterBoxes
+from .coco_io import FusedBoxes, RaterBoxes
 
 __all__ = [
     'CONF_TYPES',

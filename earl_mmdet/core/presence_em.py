@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .coco_io import RaterBoxes
 from .em import ClusteredImage, cluster_image
 from .matching import LINKAGES
-from .types import RaterBoxes
 
 __all__ = ['CONFIDENCE_MODES', 'PresenceEM', 'PresencePosterior']
 

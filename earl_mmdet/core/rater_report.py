@@ -50,10 +50,10 @@ import numpy as np
 
 from .aggregators import Aggregator, AggregatorSpec, MajorityVoteAggregator, build_aggregator
 from .box_ops import box_iou, check_iou_thr, paired_box_iou
+from .coco_io import FusedBoxes, RaterBoxes
 from .em import RaterEM
 from .fusion import fuse_raters
 from .matching import cluster_boxes, iou_pairs, overlap_components
-from .types import FusedBoxes, RaterBoxes
 
 __all__ = [
     'PARTNER_QUANTILES',

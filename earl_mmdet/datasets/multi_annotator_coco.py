@@ -283,7 +283,9 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         self.aggregator = self._build_aggregator()
         if self.aggregator is None:
             return self._precomputed(coco)
-        results = self.aggregator.fuse_all(coco.images)  # fits 'em' on these images first
+        # learn from the images this dataset holds ('em'; a no-op for wbf/mv/na), then fuse
+        self.aggregator.fit(coco.images)
+        results = [self.aggregator(image) for image in coco.images]
         return [
             (
                 np.asarray(res.boxes, np.float32).reshape(-1, 4),

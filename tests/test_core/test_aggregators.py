@@ -21,8 +21,8 @@ from earl_mmdet.core.aggregators import (
     SingleRater,
     build_aggregator,
 )
+from earl_mmdet.core.coco_io import FusedBoxes, RaterBoxes
 from earl_mmdet.core.fusion import WBFAggregator, fuse_raters
-from earl_mmdet.core.types import FusedBoxes, RaterBoxes
 
 
 def sq(x: float, y: float = 0.0) -> list[float]:

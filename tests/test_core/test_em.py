@@ -16,9 +16,9 @@ import pytest
 
 from earl_mmdet.core.aggregators import build_aggregator
 from earl_mmdet.core.box_ops import box_iou
+from earl_mmdet.core.coco_io import RaterBoxes
 from earl_mmdet.core.em import RaterEM, cluster_image
 from earl_mmdet.core.matching import match_boxes
-from earl_mmdet.core.types import RaterBoxes
 
 K = 5
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import earl_mmdet.core.fusion as fusion_module
+from earl_mmdet.core.coco_io import RaterBoxes
 from earl_mmdet.core.fusion import CONF_TYPES, fuse_raters, weighted_boxes_fusion
-from earl_mmdet.core.types import RaterBoxes
 
 ensemble_boxes = pytest.importorskip('ensemble_boxes')
 

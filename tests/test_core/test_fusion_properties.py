@@ -7,8 +7,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from earl_mmdet.core.box_ops import box_iou
+from earl_mmdet.core.coco_io import RaterBoxes
 from earl_mmdet.core.fusion import fuse_raters
-from earl_mmdet.core.types import RaterBoxes
 
 SETTINGS = settings(max_examples=100, deadline=None)
 

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from earl_mmdet.core import medmnist_raters as mr
+from earl_mmdet.core.coco_io import RaterBoxes
 from earl_mmdet.core.presence_em import CONFIDENCE_MODES, PresenceEM
-from earl_mmdet.core.types import RaterBoxes
 
 K = 4
 GRID, CELL, SIDE = 8, 32.0, 24.0

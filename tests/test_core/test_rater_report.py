@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from earl_mmdet.core.coco_io import RaterBoxes
 from earl_mmdet.core.rater_report import krippendorff_alpha_boxes, pairwise_f1, rater_report
-from earl_mmdet.core.types import RaterBoxes
 
 
 def sq(x: float, y: float = 0.0) -> list[float]:

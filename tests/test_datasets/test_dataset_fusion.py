@@ -8,8 +8,7 @@ from mmdet.registry import DATASETS
 
 import earl_mmdet  # noqa: F401
 from earl_mmdet.core.aggregators import Aggregator, build_aggregator
-from earl_mmdet.core.coco_io import load_multirater_coco
-from earl_mmdet.core.types import FusedBoxes
+from earl_mmdet.core.coco_io import FusedBoxes, load_multirater_coco
 
 from .utils import multirater_coco, write_set
 

@@ -10,7 +10,7 @@ import pytest
 
 from earl_mmdet.core.aggregator_base import resolve_confidence
 from earl_mmdet.core.box_ops import check_iou_thr
-from earl_mmdet.core.types import FusedBoxes, RaterBoxes
+from earl_mmdet.core.coco_io import FusedBoxes, RaterBoxes
 
 SQ = [0.0, 0.0, 10.0, 10.0]
 
