@@ -25,15 +25,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+from _common import (
+    add_normalize_rater_ids_flag,
+    check_output_paths,
+    filter_third_party_warnings,
+    import_core,
+)
 
-from _common import add_normalize_rater_ids_flag, check_output_paths, filter_third_party_warnings  # noqa: E402
-
-# earl_mmdet is imported in main(): importing it registers the mmdet components (seconds),
-# which `--help` does not need.
+# The core modules are loaded with import_core in main(): numpy only, without importing torch
+# and mmdet through the package's __init__ (seconds that this tool does not need).
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -229,8 +229,8 @@ def plot_confusion(rep: dict, path: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     filter_third_party_warnings()
     args = parse_args(argv)
-    from earl_mmdet.core.coco_io import load_multirater_coco
-    from earl_mmdet.core.rater_report import rater_report
+    load_multirater_coco = import_core('coco_io').load_multirater_coco
+    rater_report = import_core('rater_report').rater_report
 
     try:
         coco = load_multirater_coco(

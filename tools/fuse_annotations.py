@@ -26,15 +26,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+from _common import (
+    add_normalize_rater_ids_flag,
+    check_output_paths,
+    filter_third_party_warnings,
+    import_core,
+)
 
-from _common import add_normalize_rater_ids_flag, check_output_paths, filter_third_party_warnings  # noqa: E402
-
-# earl_mmdet is imported inside the functions: importing it registers the mmdet
-# components (seconds), which `--help` does not need.
+# The core modules are loaded with import_core: numpy only, without importing torch and
+# mmdet through the package's __init__ (seconds that this tool does not need).
 
 #: Deprecated ``--score`` values -> ``--confidence`` values.
 _OLD_SCORES = {
@@ -177,7 +177,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def aggregator_from_args(args: argparse.Namespace):
     """Build the aggregator; refuse options that do not apply to the method."""
-    from earl_mmdet.core.aggregators import build_aggregator
+    build_aggregator = import_core('aggregators').build_aggregator
 
     method = args.method.strip()
     base = 'rater' if method.startswith('rater') else method
@@ -195,8 +195,8 @@ def aggregator_from_args(args: argparse.Namespace):
 
 def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
     """Run the fusion; return (fused COCO dict, summary)."""
-    from earl_mmdet.core.aggregators import SingleRater
-    from earl_mmdet.core.coco_io import load_multirater_coco
+    SingleRater = import_core('aggregators').SingleRater
+    load_multirater_coco = import_core('coco_io').load_multirater_coco
 
     coco = load_multirater_coco(
         args.input, repair=not args.no_repair, normalize_rater_ids=args.normalize_rater_ids

@@ -12,16 +12,9 @@ like the real data (docs/vindr.md, README "Try the VinDr path without the datase
 from __future__ import annotations
 
 import argparse
-import os.path as osp
-import sys
 import time
 
-_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from _common import import_core  # noqa: E402
+from _common import import_core
 
 sample = import_core('vindr_sample')
 

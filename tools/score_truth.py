@@ -22,24 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os.path as osp
-import sys
 from collections.abc import Sequence
-from typing import Any
 
-_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-for _p in (_ROOT, osp.dirname(osp.abspath(__file__))):  # the package; tools/_common.py
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from _common import check_output_paths, filter_third_party_warnings  # noqa: E402
-
-#: The aggregators as the MED-MNIST configs build them (configs/medmnist/yolox_nano_*).
-CONFIG_AGGREGATORS: dict[str, dict[str, Any]] = {
-    'na': dict(type='na'),
-    'mv': dict(type='mv', confidence='agreement'),
-    'wbf': dict(type='wbf', iou_thr=0.4, confidence='agreement_ratio'),
-    'em': dict(type='em', confidence='posterior'),
-}
+from _common import check_output_paths, filter_third_party_warnings, import_core
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -52,7 +37,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         '--methods',
         nargs='+',
-        default=list(CONFIG_AGGREGATORS),
+        default=['na', 'mv', 'wbf', 'em'],
         help='aggregators: na | mv | wbf | em (as in the configs) or rater:<id>',
     )
     p.add_argument('--iou-thr', type=float, default=0.5, help='a box is correct at IoU > thr')
@@ -114,9 +99,10 @@ def markdown(results: dict[str, dict], source: str) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
     filter_third_party_warnings()
     args = parse_args(argv)
-    from earl_mmdet.core.aggregators import build_aggregator
-    from earl_mmdet.core.coco_io import load_multirater_coco
-    from earl_mmdet.core.rater_report import truth_quality
+    build_aggregator = import_core('aggregators').build_aggregator
+    load_multirater_coco = import_core('coco_io').load_multirater_coco
+    truth_quality = import_core('rater_report').truth_quality
+    config_aggregators = import_core('aggregators').CONFIG_AGGREGATORS
 
     raters = load_multirater_coco(args.annotations)
     gold = load_multirater_coco(args.gold, classes=raters.classes)
@@ -132,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
     gold_images = [gold.images[k] for k in order]
     results = {}
     for name in args.methods:
-        agg = build_aggregator(CONFIG_AGGREGATORS.get(name, name))
+        agg = build_aggregator(config_aggregators.get(name, name))
         results[name] = truth_quality(agg.fuse_all(raters.images), gold_images, args.iou_thr)
     print(markdown(results, osp.basename(args.annotations)))
     if args.out:

@@ -58,6 +58,7 @@ from .fusion import WBFAggregator
 from .matching import LINKAGES, cluster_boxes
 
 __all__ = [
+    'CONFIG_AGGREGATORS',
     'AGGREGATORS',
     'Aggregator',
     'EMAggregator',
@@ -430,6 +431,16 @@ class EMAggregator(Aggregator):
 
     def get_params(self) -> dict[str, Any]:
         return {**super().get_params(), **self.model.get_params()}
+
+
+#: The aggregators as the MED-MNIST configs build them (configs/medmnist/yolox_nano_*),
+#: by method name; tools/score_truth.py scores these, and a test pins them to the configs.
+CONFIG_AGGREGATORS: dict[str, dict[str, Any]] = {
+    'na': dict(type='na'),
+    'mv': dict(type='mv', confidence='agreement'),
+    'wbf': dict(type='wbf', iou_thr=0.4, confidence='agreement_ratio'),
+    'em': dict(type='em', confidence='posterior'),
+}
 
 
 def build_aggregator(spec: AggregatorSpec | Aggregator, **params: Any) -> Aggregator:

@@ -6,9 +6,15 @@ import json
 
 import pytest
 
-from tests.test_tools.test_fuse_annotations import load_tool, tiny_multirater, tool_help
+from tests.test_tools.run_tool import run_tool
+from tests.test_tools.test_fuse_annotations import tiny_multirater, tool_help
 
-tool = load_tool('analyze_annotators')
+
+def analyze(*args):
+    """``python tools/analyze_annotators.py ARGS``: its stdout; fails on a non-zero exit."""
+    proc = run_tool('analyze_annotators', *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 @pytest.fixture
@@ -16,10 +22,9 @@ def src(tmp_path):
     return tiny_multirater(tmp_path / 'multi.json')
 
 
-def test_report_files_and_values(src, tmp_path, capsys):
+def test_report_files_and_values(src, tmp_path):
     out = tmp_path / 'rep'
-    assert tool.main([str(src), '--out', str(out), '--no-plots']) == 0
-    stdout = capsys.readouterr().out
+    stdout = analyze(src, '--out', out, '--no-plots')
     rep = json.loads((out / 'report.json').read_text())
     assert rep['raters'] == ['R1', 'R2', 'R3']
     assert rep['num_images'] == 3 and rep['num_boxes'] == 5
@@ -46,18 +51,18 @@ def test_report_files_and_values(src, tmp_path, capsys):
     assert not (out / 'pairwise_f1.png').exists()
 
 
-def test_plots(src, tmp_path, capsys):
+def test_plots(src, tmp_path):
     pytest.importorskip('matplotlib')
     out = tmp_path / 'rep'
-    assert tool.main([str(src), '--out', str(out)]) == 0
+    analyze(src, '--out', out)
     for name in ('pairwise_f1.png', 'confusion.png'):
         data = (out / name).read_bytes()
         assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 1000
 
 
-def test_errors(tmp_path, capsys):
-    assert tool.main([str(tmp_path / 'missing.json'), '--out', str(tmp_path / 'o')]) == 2
-    assert 'not found' in capsys.readouterr().err
+def test_errors(tmp_path):
+    proc = run_tool('analyze_annotators', tmp_path / 'missing.json', '--out', tmp_path / 'o')
+    assert proc.returncode == 2 and 'not found' in proc.stderr
 
 
 def test_help_subprocess():
@@ -65,9 +70,9 @@ def test_help_subprocess():
     assert proc.returncode == 0 and '--out' in proc.stdout
 
 
-def test_partner_statistics_in_report_and_summary(src, tmp_path, capsys):
+def test_partner_statistics_in_report_and_summary(src, tmp_path):
     out = tmp_path / 'rep'
-    assert tool.main([str(src), '--out', str(out), '--no-plots']) == 0
+    analyze(src, '--out', out, '--no-plots')
     rep = json.loads((out / 'report.json').read_text())
     ps = rep['partner_statistics']
     assert ps['iou_thr'] == 0.4 and ps['overall']['boxes'] > 0

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os.path as osp
-
 import numpy as np
 import pytest
 
+from earl_mmdet.utils import draw as tool
 from tests.test_datasets.utils import write_set
-
-_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'browse_dataset', osp.join(_ROOT, 'tools', 'browse_dataset.py')
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.test_tools.run_tool import run_tool
 
 
 def test_render_colours_per_rater_and_fused_panel():
-    tool = _tool()
     img = np.zeros((60, 80, 3), np.uint8)
     out = tool.render(
         img,
@@ -42,7 +29,7 @@ def test_render_colours_per_rater_and_fused_panel():
         colour = np.array(tool.rater_colour(k), np.uint8)
         assert (left == colour).all(-1).any()
         assert not (right == colour).all(-1).any()
-    assert (right == np.array(tool._FUSED_COLOUR, np.uint8)).all(-1).any()
+    assert (right == np.array(tool.FUSED_COLOUR, np.uint8)).all(-1).any()
     legend = out[60:]
     assert (legend == np.array(tool.rater_colour(2), np.uint8)).all(-1).any()  # r3: no box
 
@@ -64,7 +51,8 @@ def test_cli_writes_pngs(tmp_path):
         'dict(type="FuseAnnotations", method="wbf", iou_thr=0.4)])))\n'
     )
     out = tmp_path / 'out'
-    assert _tool().main([str(cfg), '--out', str(out), '--num', '3']) == 0
+    proc = run_tool('browse_dataset', cfg, '--out', out, '--num', 3)
+    assert proc.returncode == 0, proc.stderr
     files = sorted(p.name for p in out.iterdir())
     assert files == ['00000_img1.png', '00001_img2.png', '00002_img3.png']
     img = cv2.imread(str(out / files[0]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,18 +10,9 @@ from pathlib import Path
 import pytest
 
 from earl_mmdet.core.coco_io import load_multirater_coco
+from tests.test_tools.run_tool import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / 'tools' / f'{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tool = load_tool('fuse_annotations')
 
 
 def tiny_multirater(path: Path) -> Path:
@@ -61,10 +51,10 @@ def src(tmp_path):
     return tiny_multirater(tmp_path / 'multi.json')
 
 
-def run(argv, capsys):
-    rc = tool.main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+def run(argv):
+    """``python tools/fuse_annotations.py ARGV``: (exit status, stdout, stderr)."""
+    proc = run_tool('fuse_annotations', *argv)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def by_image(fused):
@@ -116,9 +106,9 @@ def by_image(fused):
         ),
     ],
 )
-def test_fuse_methods(src, tmp_path, capsys, args, expected):
+def test_fuse_methods(src, tmp_path, args, expected):
     out = tmp_path / 'out' / 'fused.json'
-    rc, stdout, err = run([src, out, *args], capsys)
+    rc, stdout, err = run([src, out, *args])
     assert rc == 0, err
     fused = json.loads(out.read_text())
     got = {
@@ -149,11 +139,9 @@ def test_fuse_methods(src, tmp_path, capsys, args, expected):
     assert 'fused' in stdout and 'T=1' in stdout or 'T=2' in stdout
 
 
-def test_fused_file_loads_as_prefused(src, tmp_path, capsys):
+def test_fused_file_loads_as_prefused(src, tmp_path):
     out = tmp_path / 'fused.json'
-    rc, stdout, _ = run(
-        [src, out, '--method', 'mv', '--quorum', '1', '--confidence', 'agreement'], capsys
-    )
+    rc, stdout, _ = run([src, out, '--method', 'mv', '--quorum', '1', '--confidence', 'agreement'])
     assert rc == 0
     coco = load_multirater_coco(out)
     assert coco.prefused and not coco.multi_rater
@@ -169,21 +157,19 @@ def test_fused_file_loads_as_prefused(src, tmp_path, capsys):
     assert 'T=1: 1' in stdout and 'T=2: 2' in stdout
 
 
-def test_fuse_em(src, tmp_path, capsys):
+def test_fuse_em(src, tmp_path):
     out = tmp_path / 'fused.json'
-    rc, _, err = run([src, out, '--method', 'em', '--confidence', 'posterior'], capsys)
+    rc, _, err = run([src, out, '--method', 'em', '--confidence', 'posterior'])
     assert rc == 0, err
     fused = json.loads(out.read_text())
     assert all(0 < a['score'] <= 1 for a in fused['annotations'])
     assert {a['category_id'] for a in fused['annotations']} <= {7, 3}
 
 
-def test_fuse_wbf(src, tmp_path, capsys):
+def test_fuse_wbf(src, tmp_path):
     pytest.importorskip('earl_mmdet.core.fusion')
     out = tmp_path / 'fused.json'
-    rc, stdout, err = run(
-        [src, out, '--method', 'wbf', '--iou-thr', '0.4', '--score', 'count'], capsys
-    )
+    rc, stdout, err = run([src, out, '--method', 'wbf', '--iou-thr', '0.4', '--score', 'count'])
     assert rc == 0, err
     assert '--score is deprecated; use --confidence agreement' in err  # the old flag works
     got = sorted(
@@ -204,15 +190,15 @@ def test_fuse_wbf(src, tmp_path, capsys):
         (['--method', 'mv', '--confidence', 'posterior'], 'confidence must be one of'),
     ],
 )
-def test_fuse_errors(src, tmp_path, capsys, args, match):
-    rc, _, err = run([src, tmp_path / 'x.json', *args], capsys)
+def test_fuse_errors(src, tmp_path, args, match):
+    rc, _, err = run([src, tmp_path / 'x.json', *args])
     assert rc == 2
     assert match in err
     assert not (tmp_path / 'x.json').exists()
 
 
-def test_bad_input_file(tmp_path, capsys):
-    rc, _, err = run([tmp_path / 'missing.json', tmp_path / 'x.json'], capsys)
+def test_bad_input_file(tmp_path):
+    rc, _, err = run([tmp_path / 'missing.json', tmp_path / 'x.json'])
     assert rc == 2 and 'not found' in err
 
 
@@ -244,12 +230,12 @@ def _unread_image_2(data):
     data['images'][1]['annotators'] = []  # image 2: nobody read it (no box either)
 
 
-def test_unlabelled_image_stays_unlabelled_through_fusion(src, tmp_path, capsys):
+def test_unlabelled_image_stays_unlabelled_through_fusion(src, tmp_path):
     from earl_mmdet.datasets import MultiAnnotatorCocoDataset
 
     _edit(src, _unread_image_2)
     out = tmp_path / 'fused.json'
-    rc, stdout, err = run([src, out, '--method', 'wbf'], capsys)
+    rc, stdout, err = run([src, out, '--method', 'wbf'])
     assert rc == 0, err
     assert 'images: 3 in, 3 out (1 unlabelled (nobody read them; raters_read []))' in stdout
     fused = json.loads(out.read_text())
@@ -297,10 +283,10 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize('edit,args,code,msg', HOSTILE)
-def test_hostile_input(src, tmp_path, capsys, edit, args, code, msg):
+def test_hostile_input(src, tmp_path, edit, args, code, msg):
     _edit(src, edit)
     out = tmp_path / 'fused.json'
-    rc, stdout, err = run([src, out, '--method', 'wbf', *args], capsys)
+    rc, stdout, err = run([src, out, '--method', 'wbf', *args])
     assert rc == code and msg in err, err
     if code == 0:
         assert "input repairs: {'rater_id_normalized': 1}" in stdout
@@ -309,13 +295,12 @@ def test_hostile_input(src, tmp_path, capsys, edit, args, code, msg):
         assert {a['num_raters'] for a in fused['annotations'] if a['image_id'] == 1} == {3}
 
 
-def test_output_is_a_folder(src, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        tool.main([str(src), str(tmp_path)])
-    assert f'output {tmp_path} is a folder' in capsys.readouterr().err
+def test_output_is_a_folder(src, tmp_path):
+    rc, _, stderr = run([src, tmp_path])
+    assert rc != 0 and f'output {tmp_path} is a folder' in stderr
 
 
-def test_quorum_above_r_warns(src, tmp_path, capsys):
-    with pytest.warns(UserWarning, match='quorum 7 exceeds the R = 3 raters'):
-        rc, stdout, _ = run([src, tmp_path / 'x.json', '--method', 'mv', '--quorum', '7'], capsys)
+def test_quorum_above_r_warns(src, tmp_path):
+    rc, stdout, stderr = run([src, tmp_path / 'x.json', '--method', 'mv', '--quorum', '7'])
+    assert 'quorum 7 exceeds the R = 3 raters' in stderr
     assert rc == 0 and '5 rater boxes -> 0 fused' in stdout

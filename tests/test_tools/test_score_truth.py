@@ -6,9 +6,16 @@ import json
 
 import pytest
 
-from tests.test_tools.test_fuse_annotations import load_tool, tiny_multirater
+from earl_mmdet.core.aggregators import CONFIG_AGGREGATORS, build_aggregator
+from tests.test_tools.run_tool import ROOT, run_tool
+from tests.test_tools.test_fuse_annotations import tiny_multirater
 
-tool = load_tool('score_truth')
+
+def score(*args, out):
+    """``python tools/score_truth.py ARGS --out OUT``: (results read from OUT, stdout)."""
+    proc = run_tool('score_truth', *args, '--out', out)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text()), proc.stdout
 
 
 def _gold(path, drop=None):
@@ -32,11 +39,11 @@ def _gold(path, drop=None):
     return path
 
 
-def test_scores_each_aggregator(tmp_path, capsys):
+def test_scores_each_aggregator(tmp_path):
     src = tiny_multirater(tmp_path / 'multi.json')
     gold = _gold(tmp_path / 'gold.json')
     out = tmp_path / 'truth.json'
-    res = tool.main([str(src), str(gold), '--methods', 'na', 'mv', 'wbf', '--out', str(out)])
+    res, table = score(src, gold, '--methods', 'na', 'mv', 'wbf', out=out)
     # na: R1/R2 cats and both image-3 dogs are right, R3's far dog is not
     assert (res['na']['boxes'], res['na']['correct'], res['na']['covered']) == (5, 4, 2)
     # mv keeps the two agreed boxes, both right
@@ -44,8 +51,7 @@ def test_scores_each_aggregator(tmp_path, capsys):
     # wbf, c = T/R: cat 2/3 (right), far dog 1/3 (wrong), image-3 dog 2/2 (right)
     assert res['wbf']['precision'] == pytest.approx(2 / 3)
     assert res['wbf']['weighted_precision'] == pytest.approx((2 / 3 + 1) / 2)
-    assert json.loads(out.read_text())['wbf']['boxes'] == 3
-    table = capsys.readouterr().out
+    assert res['wbf']['boxes'] == 3
     assert '| wbf | 3 | 66.7 % | 100.0 % | 83.3 % |' in table
     # R3's far dog overlaps no gold box: the one false positive of wbf (a T=1 box)
     assert res['wbf']['false_positives'] == 1 and res['wbf']['missed'] == 0
@@ -56,8 +62,9 @@ def test_scores_each_aggregator(tmp_path, capsys):
 def test_gold_without_the_image_is_a_clear_error(tmp_path):
     src = tiny_multirater(tmp_path / 'multi.json')
     gold = _gold(tmp_path / 'gold.json', drop='b.png')
-    with pytest.raises(SystemExit, match="gold.json: no image with file_name 'b.png'"):
-        tool.main([str(src), str(gold), '--methods', 'na'])
+    proc = run_tool('score_truth', src, gold, '--methods', 'na')
+    assert proc.returncode != 0
+    assert "gold.json: no image with file_name 'b.png'" in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -74,25 +81,24 @@ def test_aggregators_are_the_configs_fusion(name, config):
     """CONFIG_AGGREGATORS restates the configs' dataset fusion: pin it to them."""
     from mmengine.config import Config
 
-    from earl_mmdet.core.aggregators import build_aggregator
-    from tests.test_tools.test_fuse_annotations import ROOT
-
     cfg = Config.fromfile(str(ROOT / 'configs' / 'medmnist' / config))
     # No fusion = every rater's box with c = 1, the dataset's 'na'.
     fusion = dict(cfg.train_dataloader.dataset.get('fusion') or dict(method='na'))
     expected = build_aggregator(fusion.pop('method'), **fusion).get_params()
-    assert build_aggregator(tool.CONFIG_AGGREGATORS[name]).get_params() == expected
+    assert build_aggregator(CONFIG_AGGREGATORS[name]).get_params() == expected
 
 
-def test_every_medmnist_preset(tmp_path, capsys):
+def test_every_medmnist_preset(tmp_path):
     """score_truth runs on each preset's training files (small runs)."""
-    mm_tool = load_tool('make_medmnist')
     small = ['--num-train', '30', '--num-val', '1', '--num-test', '1', '--canvas', '128']
     for preset in ('paper', 'authors', 'cpu', 'vindr-like'):
         out = tmp_path / preset
         extra = ['--digit-size', '20', '44'] if preset in ('paper', 'authors') else []
-        mm_tool.main(['--out', str(out), '--preset', preset, *small, *extra])
-        res = tool.main([str(out / 'train.json'), str(out / 'train_gold.json'), '--methods', 'wbf'])
+        proc = run_tool('make_medmnist', '--out', out, '--preset', preset, *small, *extra)
+        assert proc.returncode == 0, proc.stderr
+        res, _ = score(
+            out / 'train.json', out / 'train_gold.json', '--methods', 'wbf', out=tmp_path / 'r.json'
+        )
         assert res['wbf']['boxes'] > 0 and res['wbf']['gold_boxes'] > 0
         if preset == 'vindr-like':  # raters box clutter: false positives
             assert res['wbf']['false_positives'] > 0
