@@ -38,14 +38,13 @@ train_pipeline_stage2 = _load + [
     dict(type='RandomFlip', prob=0.5),
     dict(type='Pad', size=img_scale, pad_val=dict(img=(114, 114, 114))),
 ] + _pack  # fmt: skip
+# the dataset base's, at 640 px and padded to a square
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    _base_.test_pipeline[0],
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='Pad', size=img_scale, pad_val=dict(img=(114, 114, 114))),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]  # fmt: skip
+    *_base_.test_pipeline[2:],
+]
 del _load, _pack
 train_dataloader = dict(
     batch_size=32,
@@ -64,11 +63,9 @@ param_scheduler = [
          end=max_epochs, T_max=max_epochs // 2, by_epoch=True, convert_to_iter_based=True),
 ]  # fmt: skip
 custom_hooks = [
-    dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, update_buffers=True,
-         priority=49),
+    _base_.custom_hooks[0],  # EMA
     dict(type='PipelineSwitchHook', switch_epoch=max_epochs - stage2_num_epochs,
          switch_pipeline=train_pipeline_stage2),
-    dict(type='TrustOwnCheckpointsHook'),
-    dict(type='RandomStateHook'),
+    *_base_.custom_hooks[1:],
 ]  # fmt: skip
 default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=3))

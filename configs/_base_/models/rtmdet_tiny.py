@@ -11,11 +11,10 @@ del _base_.train_dataloader, _base_.val_dataloader, _base_.test_dataloader
 del _base_.val_evaluator, _base_.test_evaluator
 
 model = dict(backbone=dict(init_cfg=None))
-# PipelineSwitchHook names mmdet's COCO stage-2 pipeline: a config with CachedMosaic adds its own.
+# mmdet's EMA, without its PipelineSwitchHook (it names the COCO stage-2 pipeline; configs with
+# CachedMosaic add their own)
 custom_hooks = [
-    dict(
-        type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, update_buffers=True, priority=49
-    ),
+    _base_.custom_hooks[0],
     dict(type='TrustOwnCheckpointsHook'),
     dict(type='RandomStateHook'),
 ]

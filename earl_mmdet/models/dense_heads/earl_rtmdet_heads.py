@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -46,7 +47,6 @@ from ...core.earl_weights import (
     inside_to_full_index,
     points_in_regions,
     prior_weights,
-    scale_rows,
     soft_targets,
     split_ignored,
     weight_sum_normalizer,
@@ -153,31 +153,34 @@ class _EARLQualityHeadMixin(EARLHeadMixin):
             res = res[:-1] + (avg_factor,)
         return res
 
-    def _earl_anchor_targets_single(
-        self,
-        flat_anchors: Tensor,
-        valid_flags: Tensor,
-        num_level_anchors: list[int],
-        gt_instances: Any,
-        img_meta: dict,
-        gt_instances_ignore: Any = None,
-        unmap_outputs: bool = True,
-    ) -> tuple:
-        """ATSSHead's / GFLHead's targets of one image (args and results as theirs),
-        computed on the kept boxes and EARL-adjusted (:meth:`_earl_adjust_targets`)."""
-        kept, regions = split_ignored(gt_instances, self.earl_cfg)
-        results = super()._get_targets_single(
-            flat_anchors,
-            valid_flags,
-            num_level_anchors,
-            kept,
-            img_meta,
-            gt_instances_ignore,
-            unmap_outputs,
-        )
+    def _earl_get_targets_single(self, *args: Any, **kwargs: Any) -> tuple:
+        """The head's ``_get_targets_single`` (same arguments and results), computed on the
+        kept boxes (``policy='ignore'``) and EARL-adjusted (:meth:`_earl_adjust_targets`)."""
+        parent = super()._get_targets_single
+        bound = _signature(parent).bind(*args, **kwargs)
+        bound.apply_defaults()
+        given = bound.arguments
+        kept, regions = split_ignored(given['gt_instances'], self.earl_cfg)
+        given['gt_instances'] = kept
+        results = parent(*bound.args, **bound.kwargs)
+        if results[1] is None:  # RTMDet: no prior inside the image, mmdet gives up the batch
+            return results
+        where = (given['flat_anchors'], given['valid_flags'], given['img_meta'])
         return self._earl_adjust_targets(
-            results, results[7], kept, regions, (flat_anchors, valid_flags, img_meta, unmap_outputs)
+            results, results[-1], kept, regions, where + (given['unmap_outputs'],)
         )
+
+    def _earl_loss_by_feat_single(self, *args: Any, **kwargs: Any) -> tuple:
+        """The head's ``loss_by_feat_single`` (same arguments and results) with the loss
+        modules hooked (:meth:`_earl_hooks`) and the normalisers per ``earl_cfg.normalize``."""
+        parent = super().loss_by_feat_single
+        given = _signature(parent).bind(*args, **kwargs).arguments
+        weights = self._earl_level_weights(given['labels'])
+        if weights is None:
+            return parent(*args, **kwargs)
+        with self._earl_hooks(given['labels'], weights) as record:
+            results = parent(*args, **kwargs)
+        return self._earl_normalizers(tuple(results), given, weights, record)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -209,7 +212,7 @@ class _EARLQualityHeadMixin(EARLHeadMixin):
             per_prior = prior_weights(labels.shape[0], rows, pos_weights)
             weight_sum = float(pos_weights.sum())
             if 'cls' in cfg.terms and cfg.policy != 'soft':
-                label_weights = scale_rows(label_weights, rows, pos_weights)
+                label_weights = label_weights * per_prior.to(label_weights.dtype)
         if regions is not None:
             if self._earl_point_priors:
                 inside = points_in_regions(priors, regions)
@@ -340,13 +343,51 @@ class _EARLQualityHeadMixin(EARLHeadMixin):
             return (args[0], soft) + tuple(args[2:]), kwargs
         return args, dict(kwargs, target=soft)
 
-    def _earl_box_normalizer(self, stock: Tensor, record: list[Tensor]) -> Tensor:
-        """The level's box normaliser: mmdet's, or its w-weighted sum under ``weight_sum``."""
+    def _earl_normalizers(
+        self, results: tuple, given: dict, weights: Tensor, record: list[Tensor]
+    ) -> tuple:
+        """A level's ``loss_by_feat_single`` results with, under ``weight_sum``, the box
+        normaliser (last) replaced by the sum of the positives' box weights times w."""
         if self.earl_cfg.normalize != 'weight_sum' or not record:
-            return stock
-        return record[0]
+            return results
+        return results[:-1] + (record[0],)
 
 
+_WRAPPED = ('_get_targets_single', 'get_targets', 'loss_by_feat', 'loss_by_feat_single')
+
+
+def _signature(method: Any) -> inspect.Signature:
+    """The signature of a bound mmdet method (without ``self``), cached per function."""
+    return _function_signature(method.__func__)
+
+
+@functools.cache
+def _function_signature(func: Callable) -> inspect.Signature:
+    signature = inspect.signature(func)
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+def _family(head: type, anchors_from: type) -> Callable[[type], type]:
+    """Class decorator of a family mixin of :class:`_EARLQualityHeadMixin`.
+
+    Binds the generic bodies to the mmdet method names in the mixin's own namespace
+    (``_get_targets_single = _earl_get_targets_single`` ...) and pins what they call:
+    ``head``'s own ``_get_targets_single``, ``get_targets``, ``loss_by_feat``,
+    ``loss_by_feat_single`` and ``anchors_from``'s ``get_anchors`` (the priors' form).
+    """
+
+    def wrap(cls: type) -> type:
+        required = {name: (vars(head)[name],) for name in _WRAPPED}
+        required['get_anchors'] = (vars(anchors_from)['get_anchors'],)
+        cls._earl_required = required
+        for name in _WRAPPED:
+            setattr(cls, name, vars(_EARLQualityHeadMixin)[f'_earl_{name.lstrip("_")}'])
+        return cls
+
+    return wrap
+
+
+@_family(RTMDetHead, RTMDetHead)
 class EARLRTMDetHeadMixin(_EARLQualityHeadMixin):
     """EARL for :class:`RTMDetHead` (and ``RTMDetSepBNHead``, which keeps its loss code).
 
@@ -355,74 +396,24 @@ class EARLRTMDetHeadMixin(_EARLQualityHeadMixin):
     of its GIoU loss; both losses are divided by ``max(1, sum_i s_i)``. EARL multiplies the
     positives' QFL weight (term ``cls``) and GIoU weight (term ``bbox``) by w;
     ``normalize='weight_sum'`` divides by ``max(1, sum_i w_i s_i)`` instead. The priors are
-    points, so an ignore region covers the priors whose centre lies inside it.
+    points (x, y, stride, stride), so an ignore region covers the priors whose centre lies
+    inside it.
     """
 
     _earl_point_priors = True
-    _earl_required = {
-        '_get_targets_single': (RTMDetHead._get_targets_single,),
-        'get_targets': (RTMDetHead.get_targets,),
-        'loss_by_feat': (RTMDetHead.loss_by_feat,),
-        'loss_by_feat_single': (RTMDetHead.loss_by_feat_single,),
-        'get_anchors': (RTMDetHead.get_anchors,),  # point priors (x, y, stride, stride)
-    }
 
-    loss_by_feat = _EARLQualityHeadMixin._earl_loss_by_feat
-    get_targets = _EARLQualityHeadMixin._earl_get_targets
-
-    def _get_targets_single(
-        self,
-        cls_scores: Tensor,
-        bbox_preds: Tensor,
-        flat_anchors: Tensor,
-        valid_flags: Tensor,
-        gt_instances: Any,
-        img_meta: dict,
-        gt_instances_ignore: Any = None,
-        unmap_outputs: bool = True,
+    def _earl_normalizers(
+        self, results: tuple, given: dict, weights: Tensor, record: list[Tensor]
     ) -> tuple:
-        """RTMDetHead's targets of one image (args and results as theirs), computed on the
-        kept boxes and EARL-adjusted."""
-        kept, regions = split_ignored(gt_instances, self.earl_cfg)
-        results = super()._get_targets_single(
-            cls_scores,
-            bbox_preds,
-            flat_anchors,
-            valid_flags,
-            kept,
-            img_meta,
-            gt_instances_ignore,
-            unmap_outputs,
-        )
-        if results[1] is None:  # no prior inside the image: mmdet gives up on the batch
+        """Under ``weight_sum`` also the cls normaliser (third) is ``sum_i w_i s_i``."""
+        results = super()._earl_normalizers(results, given, weights, record)
+        if self.earl_cfg.normalize != 'weight_sum':
             return results
-        return self._earl_adjust_targets(
-            results, results[5], kept, regions, (flat_anchors, valid_flags, img_meta, unmap_outputs)
-        )
-
-    def loss_by_feat_single(
-        self,
-        cls_score: Tensor,
-        bbox_pred: Tensor,
-        labels: Tensor,
-        label_weights: Tensor,
-        bbox_targets: Tensor,
-        assign_metrics: Tensor,
-        stride: list[int],
-    ) -> tuple:
-        """RTMDetHead's losses of one level, box weights times w; normalisers per
-        ``earl_cfg.normalize``."""
-        args = (cls_score, bbox_pred, labels, label_weights, bbox_targets, assign_metrics, stride)
-        weights = self._earl_level_weights(labels)
-        if weights is None:
-            return super().loss_by_feat_single(*args)
-        with self._earl_hooks(labels, weights) as record:
-            loss_cls, loss_bbox, cls_norm, bbox_norm = super().loss_by_feat_single(*args)
-        if self.earl_cfg.normalize == 'weight_sum':
-            cls_norm = (assign_metrics.reshape(-1) * weights).sum()
-        return loss_cls, loss_bbox, cls_norm, self._earl_box_normalizer(bbox_norm, record)
+        cls_norm = (given['assign_metrics'].reshape(-1) * weights).sum()
+        return results[:2] + (cls_norm,) + results[3:]
 
 
+@_family(ATSSHead, AnchorHead)
 class EARLATSSHeadMixin(_EARLQualityHeadMixin):
     """EARL for :class:`ATSSHead` (and subclasses keeping its targets and loss code).
 
@@ -438,41 +429,9 @@ class EARLATSSHeadMixin(_EARLQualityHeadMixin):
     _earl_count_normalizer = True
     _earl_soft_losses = (FocalLoss,)
     _earl_box_losses = {'loss_bbox': 1, 'loss_centerness': 1}
-    _earl_required = {
-        '_get_targets_single': (ATSSHead._get_targets_single,),
-        'get_targets': (ATSSHead.get_targets,),
-        'loss_by_feat': (ATSSHead.loss_by_feat,),
-        'loss_by_feat_single': (ATSSHead.loss_by_feat_single,),
-        'get_anchors': (AnchorHead.get_anchors,),  # box priors
-    }
-
-    loss_by_feat = _EARLQualityHeadMixin._earl_loss_by_feat
-    get_targets = _EARLQualityHeadMixin._earl_get_targets
-    _get_targets_single = _EARLQualityHeadMixin._earl_anchor_targets_single
-
-    def loss_by_feat_single(
-        self,
-        anchors: Tensor,
-        cls_score: Tensor,
-        bbox_pred: Tensor,
-        centerness: Tensor,
-        labels: Tensor,
-        label_weights: Tensor,
-        bbox_targets: Tensor,
-        avg_factor: float,
-    ) -> tuple:
-        """ATSSHead's losses of one level, box and centerness weights times w."""
-        args = (anchors, cls_score, bbox_pred, centerness, labels, label_weights, bbox_targets)
-        weights = self._earl_level_weights(labels)
-        if weights is None:
-            return super().loss_by_feat_single(*args, avg_factor)
-        with self._earl_hooks(labels, weights) as record:
-            loss_cls, loss_bbox, loss_ctr, bbox_norm = super().loss_by_feat_single(
-                *args, avg_factor
-            )
-        return loss_cls, loss_bbox, loss_ctr, self._earl_box_normalizer(bbox_norm, record)
 
 
+@_family(GFLHead, AnchorHead)
 class EARLGFLHeadMixin(_EARLQualityHeadMixin):
     """EARL for :class:`GFLHead` (and subclasses keeping its targets and loss code).
 
@@ -486,39 +445,6 @@ class EARLGFLHeadMixin(_EARLQualityHeadMixin):
 
     _earl_count_normalizer = True
     _earl_box_losses = {'loss_bbox': 1, 'loss_dfl': 4}  # DFL: one row per box side
-    _earl_required = {
-        '_get_targets_single': (GFLHead._get_targets_single,),
-        'get_targets': (GFLHead.get_targets,),
-        'loss_by_feat': (GFLHead.loss_by_feat,),
-        'loss_by_feat_single': (GFLHead.loss_by_feat_single,),
-        'get_anchors': (AnchorHead.get_anchors,),  # box priors
-    }
-
-    loss_by_feat = _EARLQualityHeadMixin._earl_loss_by_feat
-    get_targets = _EARLQualityHeadMixin._earl_get_targets
-    _get_targets_single = _EARLQualityHeadMixin._earl_anchor_targets_single
-
-    def loss_by_feat_single(
-        self,
-        anchors: Tensor,
-        cls_score: Tensor,
-        bbox_pred: Tensor,
-        labels: Tensor,
-        label_weights: Tensor,
-        bbox_targets: Tensor,
-        stride: tuple[int],
-        avg_factor: int,
-    ) -> tuple:
-        """GFLHead's losses of one level, GIoU and DFL weights times w."""
-        args = (anchors, cls_score, bbox_pred, labels, label_weights, bbox_targets, stride)
-        weights = self._earl_level_weights(labels)
-        if weights is None:
-            return super().loss_by_feat_single(*args, avg_factor)
-        with self._earl_hooks(labels, weights) as record:
-            loss_cls, loss_bbox, loss_dfl, bbox_norm = super().loss_by_feat_single(
-                *args, avg_factor
-            )
-        return loss_cls, loss_bbox, loss_dfl, self._earl_box_normalizer(bbox_norm, record)
 
 
 # the most specific family wins (earl_convert._family_mixin): RTMDetHead < ATSSHead < AnchorHead
@@ -532,14 +458,9 @@ register_earl_mixin(GFLHead, EARLGFLHeadMixin)
 class EARLRTMDetHead(EARLRTMDetHeadMixin, RTMDetHead):
     """RTMDetHead whose positive priors' losses are weighted by their gt box's confidence.
 
-    See :class:`EARLRTMDetHeadMixin` and ``docs/earl_heads.md``. Without
-    ``gt_instances.confidence`` (or with c = 1 and nothing ignored) it equals RTMDetHead.
-
-    Args:
-        earl_cfg (dict, optional): EARL options (:class:`earl_mmdet.core.earl_weights.EARLConfig`),
-            terms ``cls`` / ``bbox``, policies ``'earl'``, ``'soft'``, ``'ignore'``.
-            Defaults to None (the paper's settings).
-        *args, **kwargs: arguments of the mmdet head.
+    See :class:`EARLRTMDetHeadMixin` and ``docs/earl_heads.md``; arguments: RTMDetHead's
+    plus ``earl_cfg`` (as :class:`EARLRTMDetSepBNHead`). Without ``gt_instances.confidence``
+    (or with c = 1 and nothing ignored) it equals RTMDetHead.
     """
 
 
@@ -567,13 +488,8 @@ class EARLRTMDetSepBNHead(EARLRTMDetHeadMixin, RTMDetSepBNHead):
 class EARLATSSHead(EARLATSSHeadMixin, ATSSHead):
     """ATSSHead whose positive priors' losses are weighted by their gt box's confidence.
 
-    See :class:`EARLATSSHeadMixin` and ``docs/earl_heads.md``.
-
-    Args:
-        earl_cfg (dict, optional): EARL options (:class:`earl_mmdet.core.earl_weights.EARLConfig`),
-            terms ``cls`` / ``bbox``, policies ``'earl'``, ``'soft'``, ``'ignore'``.
-            Defaults to None (the paper's settings).
-        *args, **kwargs: arguments of the mmdet head.
+    See :class:`EARLATSSHeadMixin` and ``docs/earl_heads.md``; arguments: ATSSHead's plus
+    ``earl_cfg`` (as :class:`EARLRTMDetSepBNHead`; ``policy='soft'`` needs a ``FocalLoss``).
     """
 
 
@@ -582,11 +498,6 @@ class EARLATSSHead(EARLATSSHeadMixin, ATSSHead):
 class EARLGFLHead(EARLGFLHeadMixin, GFLHead):
     """GFLHead whose positive priors' losses are weighted by their gt box's confidence.
 
-    See :class:`EARLGFLHeadMixin` and ``docs/earl_heads.md``.
-
-    Args:
-        earl_cfg (dict, optional): EARL options (:class:`earl_mmdet.core.earl_weights.EARLConfig`),
-            terms ``cls`` / ``bbox``, policies ``'earl'``, ``'soft'``, ``'ignore'``.
-            Defaults to None (the paper's settings).
-        *args, **kwargs: arguments of the mmdet head.
+    See :class:`EARLGFLHeadMixin` and ``docs/earl_heads.md``; arguments: GFLHead's plus
+    ``earl_cfg`` (as :class:`EARLRTMDetSepBNHead`).
     """

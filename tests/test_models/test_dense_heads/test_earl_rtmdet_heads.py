@@ -197,14 +197,15 @@ def test_rtmdet_equals_stock_in_general(
 # -- what c does: a c = 0 box, an ignored box ----------------------------------------------
 
 
-def _capture_labels(head: nn.Module) -> list[Tensor]:
+def _capture_labels(head: nn.Module, name: str) -> list[Tensor]:
     """Spy on ``head.loss_by_feat_single``: the flat labels of each level it is given."""
     captured: list[Tensor] = []
     original = head.loss_by_feat_single
-    signature = inspect.signature(original)
+    signature = inspect.signature(HEADS[name][0].loss_by_feat_single)  # mmdet's arguments
 
     def spy(*args, **kwargs):
-        captured.append(signature.bind(*args, **kwargs).arguments['labels'].reshape(-1).clone())
+        labels = signature.bind(head, *args, **kwargs).arguments['labels']
+        captured.append(labels.reshape(-1).clone())
         return original(*args, **kwargs)
 
     head.loss_by_feat_single = spy
@@ -236,7 +237,7 @@ BOX_B = [20.0, 6.0, 60.0, 40.0]  # image 1
 def test_zero_confidence_box_has_no_positive_loss(name, policy):
     stock, earl = _pair(name, dict(policy=policy))
     feats = eh.make_feats(batch=2)
-    labels = _capture_labels(stock)
+    labels = _capture_labels(stock, name)
     ref_losses, ref = _output_grads(stock, feats, eh.make_samples([[BOX_A], [BOX_B]], [[2], [1]]))
     samples = eh.make_samples([[BOX_A], [BOX_B]], [[2], [1]], [[0.0], [1.0]])
     _, got = _output_grads(earl, feats, samples)
@@ -260,7 +261,7 @@ def test_ignored_box_is_neither_positive_nor_negative(name):
     feats = eh.make_feats(batch=2)
     # the stock head without the ignored box, the EARL head with it (c = 1/3 < 0.5)
     _, ref = _output_grads(stock, feats, eh.make_samples([[], [BOX_B]], [[], [1]]))
-    labels = _capture_labels(earl)
+    labels = _capture_labels(earl, name)
     samples = eh.make_samples([[BOX_A], [BOX_B]], [[2], [1]], [[1 / 3], [1.0]])
     _, got = _output_grads(earl, feats, samples)
     assert not bool((labels[0][: len(labels[0]) // 2] < eh.NUM_CLASSES).any())  # no positive
