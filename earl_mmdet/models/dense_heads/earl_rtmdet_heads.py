@@ -67,10 +67,9 @@ __all__ = [
 class _EARLQualityHeadMixin(EARLHeadMixin):
     """What the RTMDet, ATSS and GFL mixins share (not a family mixin on its own).
 
-    Its generic methods carry ``_earl_`` names; a family mixin binds them to the head's
-    method names in its own body (``loss_by_feat = _EARLQualityHeadMixin._earl_loss_by_feat``),
-    so that the support check sees the family's methods and ``super()`` in them reaches
-    the mmdet head.
+    Its generic methods carry ``_earl_`` names; the :func:`_family` decorator binds them to
+    the head's method names in each family mixin's own namespace, so that the support check
+    sees the family's methods and ``super()`` in them reaches the mmdet head.
     """
 
     _earl_allowed_terms = ('cls', 'bbox')
