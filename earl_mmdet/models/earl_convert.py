@@ -5,9 +5,10 @@ Every EARL head class, whether a config names it (``EARLRetinaHead``, ``EARLYOLO
 converts a stock head to it, is the one class :func:`earl_head_class` gives for the stock
 class: ``(family mixin, stock class)``. The family mixins live with their heads
 (``dense_heads/earl_anchor_heads.py``, ``dense_heads/earl_yolox_head.py``,
-``roi_heads/earl_roi_mixin.py``) and register with :func:`register_earl_mixin`; the classes
-configs name register with :func:`register_earl_variant`, which checks that they add
-nothing to that composition, so the config path and the hook path run the same code.
+``dense_heads/earl_rtmdet_heads.py``, ``roi_heads/earl_roi_mixin.py``) and register with
+:func:`register_earl_mixin`; the classes configs name register with
+:func:`register_earl_variant`, which checks that they add nothing to that composition, so
+the config path and the hook path run the same code.
 
 This module holds the machinery the mixins share and the conversion:
 
@@ -177,8 +178,13 @@ def register_earl_variant(base: type) -> Callable[[type], type]:
 
 
 def _family_mixin(base: type) -> type:
-    """The registered mixin of ``base``'s head family; TypeError naming it if none."""
-    mixin = next((m for family, m in _EARL_MIXINS if issubclass(base, family)), None)
+    """The registered mixin of ``base``'s most specific head family; TypeError if none.
+
+    Families nest (``RTMDetHead`` < ``ATSSHead`` < ``AnchorHead``): the family nearest to
+    ``base`` in its MRO wins, whatever the order the mixins were registered in.
+    """
+    matches = [(base.__mro__.index(f), m) for f, m in _EARL_MIXINS if issubclass(base, f)]
+    mixin = min(matches, key=lambda match: match[0])[1] if matches else None
     if mixin is None:
         families = ', '.join(family.__name__ for family, _ in _EARL_MIXINS)
         raise TypeError(

@@ -7,16 +7,15 @@ import copy
 import pytest
 import torch
 from mmdet.models.dense_heads import (
-    ATSSHead,
     FCOSHead,
     FreeAnchorRetinaHead,
     FSAFHead,
     GARetinaHead,
-    GFLHead,
     PISARetinaHead,
     RetinaHead,
     RPNHead,
     SSDHead,
+    TOODHead,
     YOLOXHead,
 )
 from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
@@ -85,8 +84,7 @@ def test_make_earl_head_runs_the_registered_class(cls, kwargs, earl_cls):
 @pytest.mark.parametrize(
     'cls',
     [
-        ATSSHead,  # own _get_targets_single (ATSS assignment, centerness)
-        GFLHead,  # own targets and quality-focal loss
+        TOODHead,  # an ATSSHead with its own targets and task-aligned losses
         FSAFHead,  # own _get_targets_single (anchor-free branch)
         FreeAnchorRetinaHead,  # bag-of-anchors likelihood, no per-anchor targets
         PISARetinaHead,  # re-weights label weights itself (ISR-P / CARL)

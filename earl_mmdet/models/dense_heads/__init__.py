@@ -1,4 +1,4 @@
-"""EARL-weighted dense heads: the anchor family (RetinaNet, RPN) and YOLOX.
+"""EARL-weighted dense heads: the anchor family (RetinaNet, RPN), YOLOX, RTMDet / ATSS / GFL.
 
 The conversion functions (``make_earl_head`` ...) live in
 :mod:`earl_mmdet.models.earl_convert`; they are importable from here too.
@@ -14,10 +14,26 @@ from ..earl_convert import (
     register_earl_variant,
 )
 from .earl_anchor_heads import EARLAnchorHeadMixin, EARLRetinaHead, EARLRPNHead
+from .earl_rtmdet_heads import (
+    EARLATSSHead,
+    EARLATSSHeadMixin,
+    EARLGFLHead,
+    EARLGFLHeadMixin,
+    EARLRTMDetHead,
+    EARLRTMDetHeadMixin,
+    EARLRTMDetSepBNHead,
+)
 from .earl_yolox_head import EARLYOLOXHead, EARLYOLOXHeadMixin
 
 __all__ = [
+    'EARLATSSHead',
+    'EARLATSSHeadMixin',
     'EARLAnchorHeadMixin',
+    'EARLGFLHead',
+    'EARLGFLHeadMixin',
+    'EARLRTMDetHead',
+    'EARLRTMDetHeadMixin',
+    'EARLRTMDetSepBNHead',
     'EARLRPNHead',
     'EARLRetinaHead',
     'EARLYOLOXHead',
