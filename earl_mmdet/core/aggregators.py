@@ -108,6 +108,12 @@ def _rater_weight(table: dict[str, float], rater: str) -> float:
     return float(np.mean(list(table.values())))  # unseen rater: a typical one
 
 
+def _per_rater(model: RaterEM | PresenceEM, attr: str) -> dict[str, float]:
+    """rater -> ``model.<attr>[rater]`` of a fitted EM model (ValueError if not fitted)."""
+    model._check_fitted()
+    return {r: float(v) for r, v in zip(model.raters_, getattr(model, attr))}
+
+
 def _weighted_box(boxes: np.ndarray, rids: np.ndarray, weights: dict[str, float]) -> np.ndarray:
     """Weighted mean (4,) of a cluster's ``boxes`` (C, 4), rater ``rids[i]`` weighing
     ``weights[rids[i]]`` (:func:`_rater_weight`)."""
@@ -406,14 +412,12 @@ class EMAggregator(Aggregator):
     @property
     def proficiency(self) -> dict[str, float]:
         """rater -> probability of drawing a real object with its true label."""
-        self.model._check_fitted()
-        return {r: float(p) for r, p in zip(self.model.raters_, self.model.proficiency_)}
+        return _per_rater(self.model, 'proficiency_')
 
     @property
     def box_error(self) -> dict[str, float]:
         """rater -> relative per-coordinate box error std (sigma_r)."""
-        self.model._check_fitted()
-        return {r: float(s) for r, s in zip(self.model.raters_, self.model.box_sigma_)}
+        return _per_rater(self.model, 'box_sigma_')
 
     def __call__(self, image: RaterBoxes) -> FusedBoxes:
         if not self.model.fitted:
@@ -481,6 +485,8 @@ class PresenceEMAggregator(Aggregator):
 
     Attributes:
         model (PresenceEM): the fitted presence-aware EM (sensitivity_, fp_rate_, ...).
+        sensitivity (dict[str, float]): rater -> s_r (after fit).
+        fp_rate (dict[str, float]): rater -> f_r (after fit).
     """
 
     param_names = ('box_weights',)
@@ -517,17 +523,10 @@ class PresenceEMAggregator(Aggregator):
             self._w_box = box_em.fit(images).rater_weights('box')
         return self
 
-    @property
-    def sensitivity(self) -> dict[str, float]:
-        """rater -> s_r, the probability of drawing a box on a real object it reads."""
-        self.model._check_fitted()
-        return {r: float(s) for r, s in zip(self.model.raters_, self.model.sensitivity_)}
-
-    @property
-    def fp_rate(self) -> dict[str, float]:
-        """rater -> f_r, the probability of drawing a box on a spurious site it reads."""
-        self.model._check_fitted()
-        return {r: float(f) for r, f in zip(self.model.raters_, self.model.fp_rate_)}
+    # Exposed estimates (after fit): rater -> s_r (draws a box on a real object it reads),
+    # rater -> f_r (draws a box on a spurious site it reads).
+    sensitivity = property(lambda self: _per_rater(self.model, 'sensitivity_'))
+    fp_rate = property(lambda self: _per_rater(self.model, 'fp_rate_'))
 
     def __call__(self, image: RaterBoxes) -> FusedBoxes:
         if self.model.raters_ is None:
