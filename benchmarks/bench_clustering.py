@@ -10,7 +10,8 @@ that an O(N^2) step shows up as a MemoryError instead of swapping the machine:
 
 * ``cluster``: ``cluster_boxes(boxes, rater_ids, 0.4)`` (class-agnostic, average linkage);
 * ``na``, ``rater`` (``rater:R1``), ``mv``, ``wbf``: that aggregator on the image;
-* ``em``: the ``em`` aggregator, ``fit([image])`` then the call on the image;
+* ``em``, ``presence_em``: that aggregator, ``fit([image])`` then the call on the image
+  (``presence_em`` fits the presence-aware EM and, for its box weights, ``em``'s model);
 * ``report``: ``rater_report([image])`` (what ``tools/analyze_annotators.py`` computes:
   leave-one-out ``mv``, EM, pairwise F1, Krippendorff's alpha, partner statistics, WBF
   agreement shares);
@@ -45,7 +46,7 @@ import numpy as np
 
 NUM_RATERS = 10
 NUM_CLASSES = 3
-CASES = ('cluster', 'na', 'rater', 'mv', 'wbf', 'em', 'report', 'tool')
+CASES = ('cluster', 'na', 'rater', 'mv', 'wbf', 'em', 'presence_em', 'report', 'tool')
 
 
 def make_image(num_boxes: int, seed: int = 0):
@@ -91,8 +92,8 @@ def case_fn(case: str, image):
     if case in ('na', 'rater', 'mv', 'wbf'):
         agg = build_aggregator('rater:R1' if case == 'rater' else case)
         return lambda: agg(image)
-    if case == 'em':
-        return lambda: build_aggregator('em').fit([image])(image)
+    if case in ('em', 'presence_em'):
+        return lambda: build_aggregator(case).fit([image])(image)
     if case == 'report':
         return lambda: rater_report([image])
     if case == 'tool':
@@ -192,7 +193,7 @@ def main() -> None:
         res = run_one(args.one[0], int(args.one[1]), args.seed, args.repeat, args.mem_gb)
         print(json.dumps(res))
         return
-    print(f'{"case":8} {"boxes":>6} {"best (s)":>9} {"peak (MiB)":>11}')
+    print(f'{"case":12} {"boxes":>6} {"best (s)":>9} {"peak (MiB)":>11}')
     for n in args.sizes:
         for case in args.cases:
             cmd = [sys.executable, __file__, '--one', case, str(n)]
@@ -201,13 +202,13 @@ def main() -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 err = proc.stderr.strip().splitlines()
-                print(f'{case:8} {n:>6} failed: {err[-1] if err else proc.returncode}')
+                print(f'{case:12} {n:>6} failed: {err[-1] if err else proc.returncode}')
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             if 'error' in r:
-                print(f'{case:8} {r["boxes"]:>6} {r["error"]:>21}')
+                print(f'{case:12} {r["boxes"]:>6} {r["error"]:>21}')
             else:
-                print(f'{case:8} {r["boxes"]:>6} {r["best_s"]:>9.3f} {r["peak_mib"]:>11.1f}')
+                print(f'{case:12} {r["boxes"]:>6} {r["best_s"]:>9.3f} {r["peak_mib"]:>11.1f}')
 
 
 if __name__ == '__main__':

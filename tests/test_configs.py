@@ -180,4 +180,28 @@ def test_medmnist_fusion_is_one_override_of_the_na_baseline():
     wbf = dict(method='wbf', iou_thr=0.4, confidence='agreement_ratio')
     assert fusions[base.format('wbf')] == fusions[base.format('wbf-earl')] == wbf
     assert fusions[base.format('em-earl')] == dict(method='em', confidence='posterior')
+    assert fusions[base.format('presence-em-earl')] == dict(
+        method='presence_em', confidence='presence'
+    )
+    assert fusions[base.format('wbf-soft')] == fusions[base.format('wbf-ignore')] == wbf
     assert fusions[base.format('rater-R1')] == dict(method='rater:R1')
+
+
+@pytest.mark.parametrize(
+    'method, other, earl_cfg',
+    [
+        ('wbf-soft', 'wbf-earl', dict(terms=('cls', 'bbox'), policy='soft')),
+        ('wbf-ignore', 'wbf-earl', dict(terms=('cls', 'bbox'), policy='ignore', ignore_below=0.5)),
+        ('presence-em-earl', 'em-earl', dict(terms=('cls', 'bbox'))),
+    ],
+)
+def test_medmnist_policy_configs_differ_from_their_sibling_in_one_place(method, other, earl_cfg):
+    """The loss-policy configs change the head's policy (or the fusion) only."""
+    base = 'configs/medmnist/yolox_nano_{}_20e_medmnist-cpu.py'
+    cfg, sib = _load(base.format(method)).to_dict(), _load(base.format(other)).to_dict()
+    assert cfg['model']['bbox_head']['type'] == 'EARLYOLOXHead'
+    assert cfg['model']['bbox_head'].pop('earl_cfg') == earl_cfg
+    sib['model']['bbox_head'].pop('earl_cfg')
+    cfg['train_dataloader']['dataset'].pop('fusion')
+    sib['train_dataloader']['dataset'].pop('fusion')
+    assert cfg == sib

@@ -6,13 +6,18 @@
 
 Methods (configs/medmnist/yolox_nano_*_medmnist-cpu.py, a 2.2 M-parameter YOLOX at 128 px):
 
-    na        every rater's box is a ground-truth box (the paper's NA baseline)
-    rater     one model per rater (rater-R1, rater-R2, ...)
-    ensemble  WBF of the per-rater models' predictions (needs 'rater'; no training)
-    mv        majority vote (quorum > R/2), stock head
-    wbf       WBF-fused boxes, stock head
-    wbf-earl  WBF-fused boxes + EARL head, c = T/R (the paper's method)
-    em-earl   EM rater reliabilities + weighted fusion + EARL head, c = posterior
+    na                every rater's box is a ground-truth box (the paper's NA baseline)
+    rater             one model per rater (rater-R1, rater-R2, ...)
+    ensemble          WBF of the per-rater models' predictions (needs 'rater'; no training)
+    mv                majority vote (quorum > R/2), stock head
+    wbf               WBF-fused boxes, stock head
+    wbf-earl          WBF-fused boxes + EARL head, c = T/R (the paper's method)
+    em-earl           EM rater reliabilities + weighted fusion + EARL head, c = posterior
+    wbf-soft          WBF-fused boxes + EARL head, policy 'soft': class target IoU x c
+    wbf-ignore        WBF-fused boxes + EARL head, policy 'ignore': boxes with c = T/R < 0.5
+                      are ignore regions (neither positive nor negative), the rest weigh 1
+    presence-em-earl  presence-aware EM (rater sensitivity, false positives) + weighted
+                      fusion + EARL head, c = P(real object)
 
 Design: the data are generated once per proficiency (``tools/make_medmnist.py --preset cpu``,
 data seed fixed); seed k drives initialisation, data order and augmentation of *every*
@@ -79,6 +84,9 @@ CONFIGS = {
     'wbf': 'yolox_nano_wbf_20e_medmnist-cpu.py',
     'wbf-earl': 'yolox_nano_wbf-earl_20e_medmnist-cpu.py',
     'em-earl': 'yolox_nano_em-earl_20e_medmnist-cpu.py',
+    'wbf-soft': 'yolox_nano_wbf-soft_20e_medmnist-cpu.py',
+    'wbf-ignore': 'yolox_nano_wbf-ignore_20e_medmnist-cpu.py',
+    'presence-em-earl': 'yolox_nano_presence-em-earl_20e_medmnist-cpu.py',
     'rater': 'yolox_nano_rater-R1_20e_medmnist-cpu.py',
 }
 ALL_METHODS = METHODS
@@ -140,6 +148,12 @@ def cfg_options(run: Run, d: str, workers: int = 0) -> list[str]:
         cfg = read_config(osp.join(ROOT, CONFIG_DIR, CONFIGS['rater']), None, False)
         opts += fusion_cfg_options(cfg, method=f'rater:{rater}')
     return opts
+
+
+def config_of(run: Run) -> str:
+    """The config a training run trains (relative to the repository root)."""
+    base = 'rater' if run.method.startswith('rater-') else run.method
+    return osp.join(CONFIG_DIR, CONFIGS[base])
 
 
 def _env(threads: int, device: str) -> dict[str, str]:
@@ -216,8 +230,7 @@ def _train_and_score(study: Study, run: Run, threads: int) -> dict:
     d = data_dir(study.out, run.proficiency)
     wd = run_dir(study.out, run)
     os.makedirs(wd, exist_ok=True)
-    base = 'rater' if run.method.startswith('rater-') else run.method
-    config = osp.join(CONFIG_DIR, CONFIGS[base])
+    config = config_of(run)
     opts = cfg_options(run, d, study.workers)
     env = _env(threads, study.device)
     t0 = time.time()
@@ -520,7 +533,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         if args.dry_run:  # each run and the --cfg-options its training gets
             for r in runs:
-                print(r.key, '(done)' if load_result(args.out, r) else '')
+                config = config_of(r) if r.method != 'ensemble' else ''
+                print(r.key, config, '(done)' if load_result(args.out, r) else '')
                 if r.method != 'ensemble':
                     d = data_dir(args.out, r.proficiency)
                     print('   ', ' '.join(cfg_options(r, d, args.workers)))

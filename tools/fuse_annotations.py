@@ -46,20 +46,20 @@ _OLD_SCORES = {
 
 #: CLI option -> (aggregator parameter, methods that accept it).
 _OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    'iou_thr': ('iou_thr', ('mv', 'wbf', 'em')),
-    'confidence': ('confidence', ('na', 'rater', 'mv', 'wbf', 'em')),
+    'iou_thr': ('iou_thr', ('mv', 'wbf', 'em', 'presence_em')),
+    'confidence': ('confidence', ('na', 'rater', 'mv', 'wbf', 'em', 'presence_em')),
     'quorum': ('quorum', ('mv',)),
     'box_mode': ('box_mode', ('mv',)),
     'per_label': ('class_agnostic', ('mv',)),
-    'linkage': ('linkage', ('mv', 'em')),
+    'linkage': ('linkage', ('mv', 'em', 'presence_em')),
     'rater': ('rater', ('rater',)),
     'on_missing': ('on_missing', ('rater',)),
     'skip_box_thr': ('skip_box_thr', ('wbf',)),
     'conf_type': ('conf_type', ('wbf',)),
     'rater_weights': ('rater_weights', ('wbf',)),
     'keep_no_object': ('drop_no_object', ('em',)),
-    'box_weights': ('box_weights', ('em',)),
-    'max_iter': ('max_iter', ('em',)),
+    'box_weights': ('box_weights', ('em', 'presence_em')),
+    'max_iter': ('max_iter', ('em', 'presence_em')),
 }
 
 
@@ -105,15 +105,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         '--method',
         default='wbf',
-        help='aggregator: na | rater:<id> | mv | wbf | em (see docs/aggregators.md)',
+        help='aggregator: na | rater:<id> | mv | wbf | em | presence_em (see docs/aggregators.md)',
     )
     p.add_argument('--iou-thr', type=float, default=None, help='IoU threshold (default 0.4)')
     p.add_argument(
         '--confidence',
         default=None,
         help='confidence c: agreement = T, agreement_ratio = T/R, fused_score = WBF score, '
-        'posterior (em only); default: agreement_ratio (mv, wbf), posterior (em), '
-        'agreement (na, rater: c = 1)',
+        'posterior (em, presence_em), presence (presence_em: P(real object)); default: '
+        'agreement_ratio (mv, wbf), posterior (em), presence (presence_em), agreement (na, '
+        'rater: c = 1)',
     )
     p.add_argument(
         '--score',
@@ -150,7 +151,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="proficiency per rater: 'R1=0.9,R2=0.7', a JSON object, or a JSON file",
     )
-    g = p.add_argument_group('em')
+    g = p.add_argument_group('em, presence_em')
     g.add_argument(
         '--keep-no-object',
         action='store_const',
@@ -158,7 +159,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help='keep clusters EM judges to be no object (default: drop them)',
     )
-    g.add_argument('--box-weights', choices=('box', 'proficiency', 'uniform'), default=None)
+    g.add_argument(
+        '--box-weights',
+        choices=('box', 'proficiency', 'uniform'),
+        default=None,
+        help='box fusion weights (presence_em: box or uniform)',
+    )
     g.add_argument('--max-iter', type=int, default=None)
     p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
     add_normalize_rater_ids_flag(p)

@@ -3,17 +3,18 @@
 Example::
 
     .venv/bin/python tools/score_truth.py data/medmnist_cpu/train.json \\
-        data/medmnist_cpu/train_gold.json --methods na mv wbf em --out truth.json
+        data/medmnist_cpu/train_gold.json --methods na mv wbf em presence_em --out truth.json
 
 For each aggregator (built as the MED-MNIST configs build it: ``wbf`` with IoU 0.4 and c =
-T/R, ``em`` with c = its posterior, ``mv`` with a strict majority and c = T), fuses every
-training image and prints a Markdown table: training boxes, precision (boxes on a true
-object with its true label, IoU > 0.5), recall (true objects covered), the share of the
-confidence c on correct boxes (what EARL's weighting buys) and the precision of fused
-boxes by rater agreement T; then a second table: the share of boxes that are false
-positives (they overlap no gold box, any label: raters' boxes on clutter or background)
-overall and by T, and the share of gold objects with no box (any label), overall and if
-only boxes with agreement >= T were kept. ``--out`` writes the same as JSON
+T/R, ``em`` with c = its posterior, ``presence_em`` with c = the presence posterior,
+``mv`` with a strict majority and c = T), fuses every training image and prints a Markdown
+table: training boxes, precision (boxes on a true object with its true label, IoU > 0.5),
+recall (true objects covered), the share of the confidence c on correct boxes (what EARL's
+weighting buys) and the precision of fused boxes by rater agreement T; then a second
+table: the share of boxes that are false positives (they overlap no gold box, any label:
+raters' boxes on clutter or background) overall and by T, and the share of gold objects
+with no box (any label), overall and if only boxes with agreement >= T were kept.
+``--out`` writes the same as JSON
 (:func:`earl_mmdet.core.rater_report.truth_quality`).
 """
 
@@ -37,8 +38,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         '--methods',
         nargs='+',
-        default=['na', 'mv', 'wbf', 'em'],
-        help='aggregators: na | mv | wbf | em (as in the configs) or rater:<id>',
+        default=['na', 'mv', 'wbf', 'em', 'presence_em'],
+        help='aggregators: na | mv | wbf | em | presence_em (as in the configs) or rater:<id>',
     )
     p.add_argument('--iou-thr', type=float, default=0.5, help='a box is correct at IoU > thr')
     p.add_argument('--out', help='write the results as JSON here')

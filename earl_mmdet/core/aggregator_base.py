@@ -14,7 +14,11 @@ mode                 c
                      of ``mv`` and ``wbf``).
 ``fused_score``      WBF's fused score (equal weights: min(boxes in the cluster, R) / R;
                      ``em``: the proficiency-weighted share of the readers).
-``posterior``        ``em`` only: the posterior probability of the fused label.
+``posterior``        ``em``: the posterior probability of the fused label; ``presence_em``:
+                     max_y P(z = 1, y), the posterior that the box is a real object of the
+                     fused label.
+``presence``         ``presence_em`` only (its default): P(z = 1), the posterior that the
+                     box is a real object (any class).
 ===================  ======================================================================
 
 The former ``score_mode=`` argument and its values ``'count'``, ``'fraction'``, ``'wbf'``
@@ -40,7 +44,7 @@ __all__ = [
 ]
 
 #: Every confidence mode, in the order of the documentation.
-CONFIDENCE_MODES = ('agreement', 'agreement_ratio', 'fused_score', 'posterior')
+CONFIDENCE_MODES = ('agreement', 'agreement_ratio', 'fused_score', 'posterior', 'presence')
 
 #: Deprecated mode names -> their names now.
 _LEGACY_MODES = {'count': 'agreement', 'fraction': 'agreement_ratio', 'wbf': 'fused_score'}

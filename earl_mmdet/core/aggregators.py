@@ -1,10 +1,11 @@
-"""Truth inference behind one interface: ``na``, ``rater:<id>``, ``mv``, ``wbf``, ``em``.
+"""Truth inference behind one interface: ``na``, ``rater:<id>``, ``mv``, ``wbf``, ``em``,
+``presence_em``.
 
 An aggregator turns all raters' boxes of one image (:class:`RaterBoxes`) into one set of
 boxes with a per-box confidence c (:class:`FusedBoxes`). Aggregators that learn from the
-whole dataset (``em``) do so in :meth:`Aggregator.fit`; the others ignore it. The interface
-and registry live in :mod:`earl_mmdet.core.aggregator_base`; ``wbf`` (the default, the
-paper's) lives with the fusion it runs, in :mod:`earl_mmdet.core.fusion`.
+whole dataset (``em``, ``presence_em``) do so in :meth:`Aggregator.fit`; the others ignore
+it. The interface and registry live in :mod:`earl_mmdet.core.aggregator_base`; ``wbf``
+(the default, the paper's) lives with the fusion it runs, in :mod:`earl_mmdet.core.fusion`.
 
 =================  ==========================================================================
 name               what it does
@@ -17,6 +18,9 @@ name               what it does
                    optional per-rater proficiencies as weights.
 ``em``             Dawid-Skene EM over class-agnostic clusters with a box-error model, then
                    reliability-weighted box fusion (:mod:`earl_mmdet.core.em`).
+``presence_em``    EM with per-rater sensitivity and false-positive propensity: each
+                   cluster's posterior that it is a real object (presence) and its label
+                   posterior (:mod:`earl_mmdet.core.presence_em`); box fused as ``em``.
 =================  ==========================================================================
 
 Confidence modes (the confidence c, ``confidence=``; ``docs/aggregators.md``):
@@ -24,7 +28,9 @@ Confidence modes (the confidence c, ``confidence=``; ``docs/aggregators.md``):
 with R the raters who read the image (the paper's c, default of ``mv`` and ``wbf``);
 ``fused_score`` = the WBF score (for equal weights min(boxes, R) / R, for ``em`` the
 proficiency-weighted fraction); ``posterior`` (``em``, its default) = the EM posterior
-probability of the fused label. ``na`` and ``rater:<id>`` default to ``agreement`` (c = 1).
+probability of the fused label; ``presence`` (``presence_em``, its default) = the posterior
+that the box is a real object (``posterior`` there: real and of the fused label). ``na`` and
+``rater:<id>`` default to ``agreement`` (c = 1).
 
 Examples:
     >>> agg = build_aggregator('mv', quorum=2)
@@ -56,6 +62,8 @@ from .coco_io import FusedBoxes, RaterBoxes
 from .em import RaterEM
 from .fusion import WBFAggregator
 from .matching import LINKAGES, cluster_boxes
+from .presence_em import CONFIDENCE_MODES as PRESENCE_MODES
+from .presence_em import PresenceEM
 
 __all__ = [
     'CONFIG_AGGREGATORS',
@@ -64,6 +72,7 @@ __all__ = [
     'EMAggregator',
     'MajorityVoteAggregator',
     'NoAggregation',
+    'PresenceEMAggregator',
     'SingleRater',
     'WBFAggregator',
     'build_aggregator',
@@ -71,7 +80,7 @@ __all__ = [
 ]
 
 #: Names shown in error messages, in the order of the documentation.
-_SPELLINGS = ('na', 'rater:<id>', 'mv', 'wbf', 'em')
+_SPELLINGS = ('na', 'rater:<id>', 'mv', 'wbf', 'em', 'presence_em')
 
 AggregatorSpec = Union[str, Mapping]
 
@@ -91,6 +100,26 @@ def _pack(
         members=[np.asarray(m, np.int64) for m in members],
         member_raters=[tuple(str(r) for r in x) for x in mr],
     )
+
+
+def _rater_weight(table: dict[str, float], rater: str) -> float:
+    """``table[rater]``; a rater not in the table (not seen in fit) gets the mean weight."""
+    if rater in table:
+        return table[rater]
+    return float(np.mean(list(table.values())))  # unseen rater: a typical one
+
+
+def _per_rater(model: RaterEM | PresenceEM, attr: str) -> dict[str, float]:
+    """rater -> ``model.<attr>[rater]`` of a fitted EM model (ValueError if not fitted)."""
+    model._check_fitted()
+    return {r: float(v) for r, v in zip(model.raters_, getattr(model, attr))}
+
+
+def _weighted_box(boxes: np.ndarray, rids: np.ndarray, weights: dict[str, float]) -> np.ndarray:
+    """Weighted mean (4,) of a cluster's ``boxes`` (C, 4), rater ``rids[i]`` weighing
+    ``weights[rids[i]]`` (:func:`_rater_weight`)."""
+    w = np.array([_rater_weight(weights, x) for x in rids])
+    return (boxes * w[:, None]).sum(0) / w.sum()
 
 
 def _one_box_each(image: RaterBoxes, idx: np.ndarray, c: float, num_raters: int) -> FusedBoxes:
@@ -344,7 +373,7 @@ class EMAggregator(Aggregator):
     """
 
     param_names = ('drop_no_object', 'box_weights')
-    confidence_modes: ClassVar[tuple[str, ...]] = CONFIDENCE_MODES
+    confidence_modes: ClassVar[tuple[str, ...]] = CONFIDENCE_MODES[:4]
     default_confidence: ClassVar[str] = 'posterior'
 
     def __init__(
@@ -384,19 +413,12 @@ class EMAggregator(Aggregator):
     @property
     def proficiency(self) -> dict[str, float]:
         """rater -> probability of drawing a real object with its true label."""
-        self.model._check_fitted()
-        return {r: float(p) for r, p in zip(self.model.raters_, self.model.proficiency_)}
+        return _per_rater(self.model, 'proficiency_')
 
     @property
     def box_error(self) -> dict[str, float]:
         """rater -> relative per-coordinate box error std (sigma_r)."""
-        self.model._check_fitted()
-        return {r: float(s) for r, s in zip(self.model.raters_, self.model.box_sigma_)}
-
-    def _weight(self, table: dict[str, float], rater: str) -> float:
-        if rater in table:
-            return table[rater]
-        return float(np.mean(list(table.values())))  # unseen rater: a typical one
+        return _per_rater(self.model, 'box_sigma_')
 
     def __call__(self, image: RaterBoxes) -> FusedBoxes:
         if not self.model.fitted:
@@ -405,7 +427,7 @@ class EMAggregator(Aggregator):
         k = self.model.num_classes_
         r = len(ci.readers)
         boxes, labels, rids = image.boxes, image.labels, image.rater_ids
-        read_prof = sum(self._weight(self._w_prof, x) for x in ci.readers)
+        read_prof = sum(_rater_weight(self._w_prof, x) for x in ci.readers)
         out: tuple[list, ...] = ([], [], [], [], [], [])
         for j, members in enumerate(ci.clusters):
             if self.drop_no_object:
@@ -414,14 +436,13 @@ class EMAggregator(Aggregator):
                     continue
             else:
                 lab = int(np.argmax(q[j, :k]))
-            w = np.array([self._weight(self._w_box, x) for x in rids[members]])
-            box = (boxes[members] * w[:, None]).sum(0) / w.sum()
+            box = _weighted_box(boxes[members], rids[members], self._w_box)
             agree = members[labels[members] == lab]
             t = len(agree)
             if self.confidence == 'posterior':
                 c = float(q[j, lab])
             elif self.confidence == 'fused_score':
-                c = sum(self._weight(self._w_prof, x) for x in rids[agree]) / read_prof
+                c = sum(_rater_weight(self._w_prof, x) for x in rids[agree]) / read_prof
             else:
                 c = agreement_confidence(t, r, self.confidence)
             for lst, v in zip(out, (box, lab, c, t, members, tuple(rids[members]))):
@@ -440,7 +461,103 @@ CONFIG_AGGREGATORS: dict[str, dict[str, Any]] = {
     'mv': dict(type='mv', confidence='agreement'),
     'wbf': dict(type='wbf', iou_thr=0.4, confidence='agreement_ratio'),
     'em': dict(type='em', confidence='posterior'),
+    'presence_em': dict(type='presence_em', confidence='presence'),
 }
+
+
+@register_aggregator('presence_em')
+class PresenceEMAggregator(Aggregator):
+    """Presence-aware EM (:class:`~earl_mmdet.core.presence_em.PresenceEM`), then fusion.
+
+    :meth:`fit` runs the presence-aware EM on the dataset (per-rater sensitivity s_r,
+    false-positive propensity f_r and label confusion; ``docs/presence_em.md``). Each
+    image's class-agnostic clusters (the same clusters as ``em``) then get:
+
+    * label: the argmax of the label posterior P(y | z = 1) (ties: the lowest index);
+      every cluster is kept, however low its presence: the confidence says how likely it
+      is real, and a loss policy decides what to do with it (EARL weight, soft target,
+      ignore region below a threshold);
+    * box: as ``em`` does, the weighted mean of *all* the cluster's boxes; ``box_weights=
+      'box'`` (default) fits :class:`~earl_mmdet.core.em.RaterEM` on the same images for
+      its box-error model (weights 1 / sigma_r^2), ``'uniform'`` = the plain mean (no
+      second fit);
+    * agreement T: the raters whose box in the cluster carries the fused label;
+      ``members`` / ``member_raters``: every box / rater of the cluster;
+    * confidence: ``presence`` (default) = P(z = 1), the posterior that the cluster is a
+      real object of any class; ``posterior`` = max_y P(z = 1, y) = P(z = 1) *
+      max_y P(y | z = 1), real *and* of the fused label.
+
+    Args:
+        confidence (str | None): ``'presence'`` (default) or ``'posterior'``.
+        box_weights (str): ``'box'`` or ``'uniform'``. Defaults to 'box'.
+        score_mode (str | None): deprecated name of ``confidence``.
+        **em_params: :class:`PresenceEM` arguments (num_classes, iou_thr=0.4, linkage,
+            max_iter, tol, sensitivity_prior, fp_prior, rate_prior_strength,
+            prior_strength, prior_diag).
+
+    Attributes:
+        model (PresenceEM): the fitted presence-aware EM (sensitivity_, fp_rate_, ...).
+        sensitivity (dict[str, float]): rater -> s_r (after fit).
+        fp_rate (dict[str, float]): rater -> f_r (after fit).
+    """
+
+    param_names = ('box_weights',)
+    confidence_modes: ClassVar[tuple[str, ...]] = PRESENCE_MODES
+    default_confidence: ClassVar[str] = 'presence'
+
+    def __init__(
+        self,
+        confidence: str | None = None,
+        box_weights: str = 'box',
+        score_mode: str | None = None,
+        **em_params: Any,
+    ) -> None:
+        super().__init__(confidence, score_mode)
+        if box_weights not in ('box', 'uniform'):
+            raise ValueError(
+                f"aggregator 'presence_em': box_weights must be 'box' or 'uniform', got "
+                f'{box_weights!r}'
+            )
+        try:
+            self.model = PresenceEM(**em_params)
+        except TypeError as e:
+            raise ValueError(f"aggregator 'presence_em': {e}") from e
+        self.box_weights = box_weights
+        self._w_box: dict[str, float] = {}
+
+    def fit(self, images: Sequence[RaterBoxes]) -> PresenceEMAggregator:
+        images = list(images)
+        self.model.fit(images)
+        self._w_box = {r: 1.0 for r in self.model.raters_}
+        if self.box_weights == 'box':
+            m = self.model
+            box_em = RaterEM(num_classes=m.num_classes_, iou_thr=m.iou_thr, linkage=m.linkage)
+            self._w_box = box_em.fit(images).rater_weights('box')
+        return self
+
+    # Exposed estimates (after fit): rater -> s_r (draws a box on a real object it reads),
+    # rater -> f_r (draws a box on a spurious site it reads).
+    sensitivity = property(lambda self: _per_rater(self.model, 'sensitivity_'))
+    fp_rate = property(lambda self: _per_rater(self.model, 'fp_rate_'))
+
+    def __call__(self, image: RaterBoxes) -> FusedBoxes:
+        if self.model.raters_ is None:
+            raise ValueError("aggregator 'presence_em' must be fitted first: call .fit(images)")
+        post = self.model.posterior(image)
+        r = len(post.clustered.readers)
+        conf = post.confidence(self.confidence)
+        boxes, labels, rids = image.boxes, image.labels, image.rater_ids
+        out: tuple[list, ...] = ([], [], [], [], [], [])
+        for j, (members, lab) in enumerate(zip(post.clustered.clusters, post.labels.tolist())):
+            box = _weighted_box(boxes[members], rids[members], self._w_box)
+            t = int((labels[members] == lab).sum())
+            for lst, v in zip(out, (box, lab, float(conf[j]), t, members, tuple(rids[members]))):
+                lst.append(v)
+        b, lab_, c, agr, mem, mr = out
+        return _pack(b, lab_, c, agr, r, mem, mr)
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), **self.model.get_params()}
 
 
 def build_aggregator(spec: AggregatorSpec | Aggregator, **params: Any) -> Aggregator:
@@ -448,9 +565,9 @@ def build_aggregator(spec: AggregatorSpec | Aggregator, **params: Any) -> Aggreg
 
     Args:
         spec (str | Mapping | Aggregator): ``'na'``, ``'rater:<id>'``, ``'mv'``, ``'wbf'``,
-            ``'em'``, or a dict with ``type`` set to one of them (``{'type': 'rater',
-            'rater': 'R8'}`` works too) plus parameters. An Aggregator is returned as is
-            (then ``params`` must be empty).
+            ``'em'``, ``'presence_em'``, or a dict with ``type`` set to one of them
+            (``{'type': 'rater', 'rater': 'R8'}`` works too) plus parameters. An
+            Aggregator is returned as is (then ``params`` must be empty).
         **params: constructor parameters; they override those in a dict spec.
 
     Returns:

@@ -160,8 +160,8 @@ class MultiAnnotatorCocoDataset(CocoDataset):
 
     Then it fuses each image's boxes with ``fusion`` (an aggregator of
     :mod:`earl_mmdet.core.aggregators`). An aggregator that learns from the data
-    (``'em'``) is fitted first on all images of the annotation file. So the pipeline is
-    mmdet's ordinary one::
+    (``'em'``, ``'presence_em'``) is fitted first on all images of the annotation file. So
+    the pipeline is mmdet's ordinary one::
 
         LoadImageFromFile, LoadAnnotations, Resize, RandomFlip, ..., PackMultiRaterInputs
 
@@ -189,10 +189,11 @@ class MultiAnnotatorCocoDataset(CocoDataset):
     Args:
         fusion (str | dict | None): ``None`` (default): every rater's box is a ground-truth
             box with c = 1 (the ``'na'`` method). A dict ``dict(method=..., **params)``:
-            ``method`` is ``'na'``, ``'rater:<id>'``, ``'mv'``, ``'wbf'``, ``'em'`` (or an
-            aggregator config dict / object), ``params`` its parameters, among them
-            ``confidence`` (``'agreement'`` = T, ``'agreement_ratio'`` = T/R,
-            ``'fused_score'``, ``'posterior'``; the aggregator's default when absent).
+            ``method`` is ``'na'``, ``'rater:<id>'``, ``'mv'``, ``'wbf'``, ``'em'``,
+            ``'presence_em'`` (or an aggregator config dict / object), ``params`` its
+            parameters, among them ``confidence`` (``'agreement'`` = T,
+            ``'agreement_ratio'`` = T/R, ``'fused_score'``, ``'posterior'``,
+            ``'presence'``; the aggregator's default when absent).
             ``method='precomputed'`` takes a pre-fused file's boxes with their ``score`` as
             c (``tools/fuse_annotations.py``). A plain string is ``dict(method=string)``.
         repair (bool): apply and count the safe repairs of ``load_multirater_coco``; if
@@ -283,7 +284,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         self.aggregator = self._build_aggregator()
         if self.aggregator is None:
             return self._precomputed(coco)
-        # learn from the images this dataset holds ('em'; a no-op for wbf/mv/na), then fuse
+        # learn from the images this dataset holds (em, presence_em; no-op otherwise), then fuse
         self.aggregator.fit(coco.images)
         results = [self.aggregator(image) for image in coco.images]
         return [

@@ -25,7 +25,18 @@ import numpy as np
 from .predictions import Preds, evaluate
 
 #: Methods in report order; ``rater-<id>`` (one model per rater) sorts as ``rater``.
-METHODS = ('na', 'rater', 'ensemble', 'mv', 'wbf', 'wbf-earl', 'em-earl')
+METHODS = (
+    'na',
+    'rater',
+    'ensemble',
+    'mv',
+    'wbf',
+    'wbf-earl',
+    'em-earl',
+    'wbf-soft',
+    'wbf-ignore',
+    'presence-em-earl',
+)
 LABELS = {
     'na': 'NA (all raters’ boxes)',
     'ensemble': 'WBF ensemble of per-rater models',
@@ -33,6 +44,9 @@ LABELS = {
     'wbf': 'WBF (no EARL)',
     'wbf-earl': 'WBF + EARL (paper)',
     'em-earl': 'EM-weighted WBF + EARL',
+    'wbf-soft': 'WBF + soft targets (q = c)',
+    'wbf-ignore': 'WBF + ignore regions (T/R < 0.5)',
+    'presence-em-earl': 'Presence-aware EM + EARL (c = presence)',
 }
 #: Extra paired comparisons reported beside "vs NA": (method, reference).
 EXTRA_PAIRS = (
@@ -40,6 +54,9 @@ EXTRA_PAIRS = (
     ('em-earl', 'wbf-earl'),
     ('mv', 'wbf'),
     ('wbf-earl', 'ensemble'),
+    ('wbf-soft', 'wbf-earl'),
+    ('wbf-ignore', 'wbf-earl'),
+    ('presence-em-earl', 'em-earl'),
 )
 METRICS = ('mAP_40', 'mAP')  # DetectionMAPMetric keys (unprefixed)
 

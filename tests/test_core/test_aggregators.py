@@ -18,6 +18,7 @@ from earl_mmdet.core.aggregators import (
     EMAggregator,
     MajorityVoteAggregator,
     NoAggregation,
+    PresenceEMAggregator,
     SingleRater,
     build_aggregator,
 )
@@ -49,7 +50,7 @@ IM = image([sq(0), sq(2), sq(1), sq(50, 50)], [0, 0, 1, 2], ['A', 'B', 'C', 'C']
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_names():
-    assert set(AGGREGATORS) == {'na', 'rater', 'mv', 'wbf', 'em'}
+    assert set(AGGREGATORS) == {'na', 'rater', 'mv', 'wbf', 'em', 'presence_em'}
 
 
 @pytest.mark.parametrize(
@@ -62,6 +63,8 @@ def test_registry_names():
         ({'type': 'mv', 'quorum': 1}, {'quorum': 2}, MajorityVoteAggregator),  # kwarg wins
         ('wbf', {'iou_thr': 0.5}, WBFAggregator),
         ('em', {'max_iter': 5}, EMAggregator),
+        ('presence_em', {'max_iter': 5, 'confidence': 'posterior'}, PresenceEMAggregator),
+        ({'type': 'presence_em', 'box_weights': 'uniform'}, {}, PresenceEMAggregator),
     ],
 )
 def test_build(spec, params, cls):
@@ -79,7 +82,11 @@ def test_build_rater_and_override():
 @pytest.mark.parametrize(
     'spec, params, match',
     [
-        ('bogus', {}, r"unknown aggregator 'bogus'; valid names: na, rater:<id>, mv, wbf, em"),
+        (
+            'bogus',
+            {},
+            r"unknown aggregator 'bogus'; valid names: na, rater:<id>, mv, wbf, em, presence_em",
+        ),
         ('rater:', {}, 'needs a rater id'),
         ('rater', {}, 'needs a rater id'),
         ({'quorum': 2}, {}, "needs a 'type'"),
@@ -100,6 +107,11 @@ def test_build_rater_and_override():
         ('em', {'box_weights': 'x'}, 'box_weights'),
         ('em', {'prior_diag': 2.0}, 'prior_diag'),
         ('em', {'bogus': 1}, "aggregator 'em'"),
+        ('em', {'confidence': 'presence'}, "aggregator 'em': confidence must be one of"),
+        ('presence_em', {'confidence': 'agreement'}, "'presence_em': confidence must be one of"),
+        ('presence_em', {'box_weights': 'proficiency'}, "box_weights must be 'box' or"),
+        ('presence_em', {'fp_prior': 1.0}, r'fp_prior must be in \(0, 1\)'),
+        ('presence_em', {'bogus': 1}, "aggregator 'presence_em'"),
         ('rater:A', {'on_missing': 'ignore'}, 'on_missing'),
         ('na', {'confidence': 'avg'}, 'confidence must be one of'),
     ],
@@ -227,6 +239,63 @@ def test_mv_empty_and_unread():
     assert len(res) == 0 and res.num_raters == 3 and res.boxes.shape == (0, 4)
     with pytest.raises(ValueError, match=r"rater 'Z' drew a box but is not in raters"):
         build_aggregator('mv')(image([sq(0)], [0], ['Z']))  # (RaterBoxes refuses it)
+
+
+# ----------------------------------------------------------------------------- presence_em
+@pytest.fixture(scope='module')
+def presence_data():
+    """The presence model's own data: 4 raters read all 300 images, sites in grid cells."""
+    from tests.test_core.test_presence_em import FP, SENS, confusions, generate
+
+    return generate(300, SENS[:4], FP[:4], confusions(4), seed=3)[0]
+
+
+@pytest.mark.parametrize('mode', ['presence', 'posterior'])
+def test_presence_em_is_the_model_posterior(presence_data, mode):
+    """Every cluster kept: label = argmax P(y | z = 1), c = the mode, box = the mean."""
+    agg = build_aggregator('presence_em', confidence=mode, box_weights='uniform')
+    assert agg.fit(presence_data) is agg and agg.model.num_classes_ == 4
+    low = 0
+    for im in presence_data[:40]:
+        post, res = agg.model.posterior(im), agg(im)
+        assert res.num_raters == len(im.raters) == 4
+        assert [m.tolist() for m in res.members] == [c.tolist() for c in post.clustered.clusters]
+        np.testing.assert_array_equal(res.labels, post.labels)
+        np.testing.assert_array_equal(res.confidence, np.float32(post.confidence(mode)))
+        for k, members in enumerate(res.members):
+            np.testing.assert_allclose(res.boxes[k], im.boxes[members].mean(0), rtol=1e-6)
+            assert res.agreement[k] == (im.labels[members] == res.labels[k]).sum()
+            assert res.member_raters[k] == tuple(im.rater_ids[members])
+        low += int((res.confidence < 0.5).sum())
+    assert low > 10  # unlikely clusters are kept, with a low c
+    assert agg.sensitivity.keys() == agg.fp_rate.keys() == {'r0', 'r1', 'r2', 'r3'}
+    assert agg.sensitivity['r0'] == agg.model.sensitivity_[0]
+
+
+def test_presence_em_box_is_em_box_model(presence_data):
+    """box_weights='box': weights 1/sigma_r^2 of RaterEM fitted on the same images."""
+    from earl_mmdet.core.em import RaterEM
+
+    agg = build_aggregator('presence_em').fit(presence_data)
+    w = RaterEM(num_classes=4).fit(presence_data).rater_weights('box')
+    assert len(set(w.values())) == 4  # the raters' box errors differ
+    im = presence_data[0]
+    ref = build_aggregator('presence_em', box_weights='uniform').fit(presence_data)(im)
+    res = agg(im)
+    np.testing.assert_array_equal(res.confidence, ref.confidence)
+    for k, members in enumerate(res.members):
+        wk = np.array([w[r] for r in im.rater_ids[members]])
+        expected = (im.boxes[members] * wk[:, None]).sum(0) / wk.sum()
+        np.testing.assert_allclose(res.boxes[k], expected, rtol=1e-6)
+
+
+def test_presence_em_needs_fit_and_handles_empty_images(presence_data):
+    agg = build_aggregator('presence_em')
+    with pytest.raises(ValueError, match="'presence_em' must be fitted first"):
+        agg(presence_data[0])
+    agg.fit(presence_data)
+    res = agg(image([], [], [], raters=('r0', 'r1')))
+    assert len(res) == 0 and res.num_raters == 2 and res.boxes.shape == (0, 4)
 
 
 # ----------------------------------------------------------------------------- wbf

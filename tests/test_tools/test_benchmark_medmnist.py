@@ -116,6 +116,22 @@ def test_dry_run_options_pick_the_rater_by_its_fusion_key(tmp_path):
     assert not [o for o in em if 'fusion' in o or 'pipeline' in o or 'fit_ann_file' in o]
 
 
+def test_every_method_has_a_config(tmp_path):
+    """The loss-policy methods run like the others: each trained method names its config."""
+    proc = _tool(
+        '--out', str(tmp_path), '--methods', *bm.METHODS, '--seeds', '1', '--rater-seeds', '1',
+        '--epochs', '6', '--dry-run', '--data-args', '--num-train 4 --num-val 2 --num-test 2',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [line.split() for line in proc.stdout.splitlines() if not line.startswith(' ')]
+    keys = {run[0]: run[1:] for run in runs}
+    for method in ('wbf-soft', 'wbf-ignore', 'presence-em-earl', 'em-earl'):
+        config = keys[f'p0.8_e6/{method}/seed0'][0]
+        assert config == f'configs/medmnist/yolox_nano_{method}_20e_medmnist-cpu.py'
+        assert (ROOT / config).is_file()
+    assert all(m in bm.LABELS for m in bm.METHODS if m != 'rater')
+
+
 def test_report_only_rebuilds_from_finished_runs(tmp_path):
     for s, (a, b) in enumerate([(0.8, 0.81), (0.82, 0.84)]):
         for method, v in (('na', a), ('wbf-earl', b)):

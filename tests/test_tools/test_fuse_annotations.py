@@ -166,6 +166,19 @@ def test_fuse_em(src, tmp_path):
     assert {a['category_id'] for a in fused['annotations']} <= {7, 3}
 
 
+@pytest.mark.parametrize('mode', ['presence', 'posterior'])
+def test_fuse_presence_em(src, tmp_path, mode):
+    out = tmp_path / 'fused.json'
+    args = ['--method', 'presence_em', '--confidence', mode, '--box-weights', 'uniform']
+    rc, _, err = run([src, out, *args, '--max-iter', '50'])
+    assert rc == 0, err
+    fused = json.loads(out.read_text())
+    agg = fused['info']['earl_fusion']['aggregator']
+    assert (agg['type'], agg['confidence'], agg['max_iter']) == ('presence_em', mode, 50)
+    assert fused['annotations'] and all(0 <= a['score'] <= 1 for a in fused['annotations'])
+    assert {a['category_id'] for a in fused['annotations']} <= {7, 3}
+
+
 def test_fuse_wbf(src, tmp_path):
     pytest.importorskip('earl_mmdet.core.fusion')
     out = tmp_path / 'fused.json'
@@ -188,6 +201,9 @@ def test_fuse_wbf(src, tmp_path):
         (['--method', 'rater:R1'], "rater 'R1' did not read image 3"),
         (['--method', 'mv', '--iou-thr', '1.5'], 'iou_thr'),
         (['--method', 'mv', '--confidence', 'posterior'], 'confidence must be one of'),
+        (['--method', 'em', '--confidence', 'presence'], 'confidence must be one of'),
+        (['--method', 'presence_em', '--keep-no-object'], '--keep-no-object does not apply'),
+        (['--method', 'presence_em', '--box-weights', 'proficiency'], "'box' or 'uniform'"),
     ],
 )
 def test_fuse_errors(src, tmp_path, args, match):
