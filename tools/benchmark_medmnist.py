@@ -423,15 +423,19 @@ def add_bootstrap(study: Study, runs: list[Run], num: int) -> None:
                 _write_json(osp.join(run_dir(study.out, r), 'result.json'), results[r])
 
 
-def report(out: str, command: str, device: str) -> dict:
+def report(out: str, command: str, device: str, runs_json: str | None = None) -> dict:
+    """Summarise the finished runs under ``OUT/runs`` (or those of a results.json file)."""
     results = []
     runs_root = osp.join(out, 'runs')
-    for dirpath, _, files in os.walk(runs_root):
+    if runs_json:
+        with open(runs_json) as f:
+            results = json.load(f)['runs']
+    for dirpath, _, files in [] if runs_json else os.walk(runs_root):
         if 'result.json' in files:
             with open(osp.join(dirpath, 'result.json')) as f:
                 results.append(json.load(f))
     if not results:
-        raise SystemExit(f'no finished runs under {runs_root}')
+        raise SystemExit(f'no finished runs in {runs_json or runs_root}')
     summary = summarize(results)
     import platform
 
@@ -484,6 +488,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument('--sweep', action='store_true', help='p in 0.6..0.9, na/wbf/wbf-earl/em-earl')
     p.add_argument('--report-only', action='store_true', help='only rebuild the report')
     p.add_argument(
+        '--runs-json',
+        help='with --report-only: the runs of this results.json (e.g. docs/results_medmnist.json) '
+        'instead of OUT/runs',
+    )
+    p.add_argument(
         '--dry-run', action='store_true', help='print the plan (runs, their options) and stop'
     )
     args = p.parse_args(argv)
@@ -501,6 +510,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error('--seeds and --jobs must be >= 1, --rater-seeds >= 0')
     if args.epochs < 2:
         p.error('--epochs must be >= 2 (1 warm-up epoch + cosine schedule)')
+    if args.runs_json and not args.report_only:
+        p.error('--runs-json needs --report-only')
     return args
 
 
@@ -543,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         execute(study, runs, raters_by_p)
         if args.bootstrap:
             add_bootstrap(study, runs, args.bootstrap)
-    report(args.out, command, device)
+    report(args.out, command, device, args.runs_json if args.report_only else None)
 
 
 if __name__ == '__main__':

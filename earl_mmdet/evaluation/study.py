@@ -111,6 +111,54 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
+#: The half-width of a paired difference's 95 % interval a study should reach (mAP units).
+TARGET_HALF_WIDTH = 0.01
+
+
+def seeds_for_half_width(
+    sd: float, half_width: float = TARGET_HALF_WIDTH, level: float = 0.95, max_seeds: int = 10_000
+) -> int | None:
+    """Paired seeds needed for a t-interval of the mean difference no wider than asked.
+
+    The smallest n >= 2 with ``t_{n-1} * sd / sqrt(n) <= half_width``, where ``sd`` is the
+    seed-to-seed standard deviation of the paired difference (measured in a pilot) and
+    ``t_{n-1}`` the two-sided ``level`` quantile of Student's t with n - 1 degrees of
+    freedom. The answer is a plan, not a guarantee: the interval of the new study uses its
+    own SD, which scatters around the pilot's.
+
+    Args:
+        sd (float): standard deviation of the paired differences (>= 0, finite).
+        half_width (float): target half-width (> 0). Defaults to 0.01.
+        level (float): confidence level in (0, 1). Defaults to 0.95.
+        max_seeds (int): give up above this many. Defaults to 10,000.
+
+    Returns:
+        int | None: the number of seeds, or None if more than ``max_seeds`` (or sd is NaN).
+
+    Examples:
+        >>> seeds_for_half_width(0.0)
+        2
+        >>> seeds_for_half_width(0.01)  # t_{n-1} / sqrt(n) <= 1 first holds at n = 7
+        7
+    """
+    if math.isnan(sd):
+        return None
+    if sd < 0 or not math.isfinite(sd) or not half_width > 0 or not 0 < level < 1:
+        raise ValueError(
+            f'need sd >= 0, half_width > 0, 0 < level < 1; got {sd}, {half_width}, {level}'
+        )
+    from scipy.stats import t
+
+    q = 0.5 + level / 2
+    # the normal approximation is a lower bound of n; step up from it
+    n = max(2, int((1.959963984540054 * sd / half_width) ** 2))
+    while n <= max_seeds:
+        if t.ppf(q, n - 1) * sd / math.sqrt(n) <= half_width:
+            return n
+        n += 1
+    return None
+
+
 def verdict(lo: float, hi: float) -> str:
     """Words for a difference's interval (method minus baseline)."""
     if math.isnan(lo) or math.isnan(hi):
@@ -127,7 +175,16 @@ def paired_diff(a: dict[int, dict], b: dict[int, dict], metric: str) -> dict | N
         return None
     diffs = [a[s]['metrics'][metric] - b[s]['metrics'][metric] for s in seeds]
     m, lo, hi = t_interval(diffs)
-    return dict(mean=m, lo=lo, hi=hi, n=len(diffs), verdict=verdict(lo, hi))
+    sd = _sd(diffs)
+    return dict(
+        mean=m,
+        lo=lo,
+        hi=hi,
+        n=len(diffs),
+        verdict=verdict(lo, hi),
+        sd=sd,
+        seeds_needed=seeds_for_half_width(sd),
+    )
 
 
 def summarize(results: Sequence[dict], baseline: str = 'na') -> dict:
@@ -345,6 +402,7 @@ def markdown(summary: dict, meta: dict) -> str:
                 lines.append(
                     f'| {name} | {r["mAP_40"]["n"]} | {_diff(r["mAP_40"])} | {_diff(r["mAP"])} |'
                 )
+        lines += _power_markdown(summary, p, e)
         boots = [r for r in rows if (r['proficiency'], r['epochs']) == (p, e)]
         boots = [r for r in boots if r.get('mAP_bootstrap')]
         if boots:
@@ -366,6 +424,55 @@ def markdown(summary: dict, meta: dict) -> str:
         lines.append('')
     lines += _sweep_markdown(summary.get('sweep', []))
     return '\n'.join(lines)
+
+
+def power_rows(summary: dict, proficiency: float, epochs: int) -> list[dict]:
+    """Every paired mAP@[.5:.95] difference of one setting with its SD and seeds needed.
+
+    Returns:
+        list[dict]: ``name`` (method − reference), ``n``, ``sd``, ``half_width`` (of the
+        interval now) and ``seeds_needed`` for a half-width of :data:`TARGET_HALF_WIDTH`.
+    """
+    base = LABELS.get(summary.get('baseline', 'na'), 'NA')
+    out = []
+    entries = [
+        (f'{LABELS.get(r["method"], r["method"])} − {base}', r.get('mAP_vs_' + summary['baseline']))
+        for r in summary['rows']
+        if (r['proficiency'], r['epochs']) == (proficiency, epochs)
+    ]
+    entries += [
+        (f'{LABELS.get(r["method"], r["method"])} − {LABELS.get(r["reference"])}', r['mAP'])
+        for r in summary.get('pairs', [])
+        if (r['proficiency'], r['epochs']) == (proficiency, epochs)
+    ]
+    for name, d in entries:
+        if not d or d['n'] < 2 or 'sd' not in d:
+            continue
+        half = (d['hi'] - d['lo']) / 2
+        out.append(
+            dict(name=name, n=d['n'], sd=d['sd'], half_width=half, seeds_needed=d['seeds_needed'])
+        )
+    return out
+
+
+def _power_markdown(summary: dict, p: float, e: int) -> list[str]:
+    rows = power_rows(summary, p, e)
+    if not rows:
+        return []
+    lines = [
+        '',
+        f'Power (mAP@[.5:.95]): seed SD of each paired difference, the half-width of its '
+        f'95 % interval now, and the paired seeds a study needs for a half-width of '
+        f'{TARGET_HALF_WIDTH:g} at that SD.',
+        '',
+        '| difference | seeds | SD of the difference | half-width now | seeds for ±'
+        f'{TARGET_HALF_WIDTH:g} |',
+        '|---|---|---|---|---|',
+    ]
+    for r in rows:
+        need = '> 10,000' if r['seeds_needed'] is None else str(r['seeds_needed'])
+        lines.append(f'| {r["name"]} | {r["n"]} | {r["sd"]:.4f} | {r["half_width"]:.4f} | {need} |')
+    return lines
 
 
 def _sweep_cell(cell: dict) -> str:

@@ -145,6 +145,12 @@ def test_report_only_rebuilds_from_finished_runs(tmp_path):
     md = (tmp_path / 'results.md').read_text()
     assert 'WBF + EARL (paper)' in md and '+0.0150' in md
     assert (tmp_path / 'methods_p0.8_e6.png').stat().st_size > 0
+    # the same report from the results.json alone (a committed study's file)
+    other = tmp_path / 'again'
+    proc = _tool('--out', other, '--report-only', '--runs-json', tmp_path / 'results.json')
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((other / 'results.json').read_text())['summary'] == data['summary']
+    assert _tool('--runs-json', tmp_path / 'results.json').returncode == 2  # needs --report-only
 
 
 def test_rejects_ensemble_without_raters():
@@ -231,3 +237,43 @@ def test_wbf_earl_is_paired_against_the_rater_ensemble():
     (pair,) = [r for r in pairs if r['reference'] == 'ensemble']
     assert pair['method'] == 'wbf-earl' and pair['mAP_40']['n'] == 2
     assert pair['mAP_40']['mean'] == pytest.approx(0.03)
+
+
+@pytest.mark.parametrize('sd', [0.0, 0.004, 0.01, 0.014, 0.03, 0.05])
+@pytest.mark.parametrize('half', [0.01, 0.02])
+def test_seeds_for_half_width_is_the_smallest_n(sd, half):
+    from scipy.stats import t
+
+    n = bm.seeds_for_half_width(sd, half)
+
+    def width(k):
+        return t.ppf(0.975, k - 1) * sd / math.sqrt(k)
+
+    assert n >= 2 and width(n) <= half
+    assert n == 2 or width(n - 1) > half
+    # by brute force from 2 upwards
+    assert n == next(k for k in range(2, 100_000) if width(k) <= half)
+
+
+def test_seeds_for_half_width_edges():
+    assert bm.seeds_for_half_width(math.nan) is None
+    assert bm.seeds_for_half_width(1.0, 0.001, max_seeds=100) is None
+    with pytest.raises(ValueError):
+        bm.seeds_for_half_width(-0.1)
+    with pytest.raises(ValueError):
+        bm.seeds_for_half_width(0.01, 0.0)
+
+
+def test_power_table_in_report():
+    # paired differences with SD 0.02: about 18 seeds for +-0.01
+    rng = np.random.default_rng(0)
+    na = rng.uniform(0.5, 0.6, 5)
+    diff = np.array([0.02, -0.01, 0.03, 0.0, -0.02])
+    results = [_result('na', s, v, v) for s, v in enumerate(na)]
+    results += [_result('wbf-earl', s, v + d, v + d) for s, (v, d) in enumerate(zip(na, diff))]
+    summary = bm.summarize(results)
+    row = bm.power_rows(summary, 0.8, 6)[0]
+    assert row['sd'] == pytest.approx(np.std(diff, ddof=1))
+    assert row['seeds_needed'] == bm.seeds_for_half_width(np.std(diff, ddof=1))
+    md = bm.markdown(summary, dict(command='x', date='d', device='cpu', machine='m'))
+    assert f'| {row["name"]} | 5 | {row["sd"]:.4f} |' in md and 'seeds for ±0.01' in md
