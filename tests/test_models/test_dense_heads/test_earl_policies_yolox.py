@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mmdet.models.dense_heads import YOLOXHead
 
-from earl_mmdet.models.dense_heads import EARLYOLOXHead
 from tests.test_models import earl_head_utils as eh
-
-
-def _pair(earl_cfg, use_l1=False):
-    kwargs = eh.yolox_kwargs()
-    stock = eh.build(YOLOXHead, kwargs)
-    earl = eh.clone_into(EARLYOLOXHead, kwargs, stock, earl_cfg=earl_cfg)
-    stock.use_l1 = earl.use_l1 = use_l1
-    return stock, earl
+from tests.test_models.test_dense_heads.test_earl_yolox_head import _pair
 
 
 @pytest.mark.parametrize(
