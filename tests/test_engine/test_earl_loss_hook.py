@@ -248,6 +248,17 @@ def _stock_detector(path: Path) -> nn.Module:
     return model.train()
 
 
+def _stock_at_c1_changed_at_conf(stock: nn.Module, model: nn.Module) -> tuple[dict, dict]:
+    """Check that ``model`` at c = 1 has ``stock``'s losses and gradients; return the
+    stock losses and ``model``'s losses with uncertain boxes (``eh.CONF``)."""
+    ref_losses, ref_grads = _detector_run(stock, eh.make_samples(eh.BOXES, eh.LABELS))
+    losses, grads = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, eh.ONES))
+    eh.assert_same(losses, ref_losses, rtol=0, atol=0)
+    eh.assert_same(grads, ref_grads, rtol=1e-6, atol=1e-7)
+    changed, _ = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF))
+    return ref_losses, changed
+
+
 @pytest.mark.parametrize('policy', ['soft', 'ignore'])
 @pytest.mark.parametrize(
     'path, earl_type',
@@ -264,28 +275,32 @@ def test_hook_policy_reaches_the_converted_head(path, earl_type, policy):
     assert hook.converted == ['bbox_head'] and type(model.bbox_head) is earl_type
     assert model.bbox_head.earl_cfg.policy == policy
     assert model.bbox_head.earl_cfg.ignore_below == 0.4
-    # c = 1 (nothing uncertain): the detector's losses and gradients are stock
-    ref_losses, ref_grads = _detector_run(stock, eh.make_samples(eh.BOXES, eh.LABELS))
-    losses, grads = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, eh.ONES))
-    eh.assert_same(losses, ref_losses, rtol=0, atol=0)
-    eh.assert_same(grads, ref_grads, rtol=1e-6, atol=1e-7)
-    # an uncertain box changes them
-    changed, _ = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF))
+    ref_losses, changed = _stock_at_c1_changed_at_conf(stock, model)
     assert not torch.allclose(changed['loss_cls'], ref_losses['loss_cls'])
 
 
-@pytest.mark.parametrize('policy', ['soft', 'ignore'])
-def test_hook_fails_naming_the_head_that_refuses_the_policy(policy):
+def test_hook_fails_naming_the_head_that_refuses_the_policy():
     model = _faster_rcnn()
     msg = (
-        rf"EARLLossHook: model.roi_head \(StandardRoIHead\): earl_cfg.policy '{policy}' is "
+        r"EARLLossHook: model.roi_head \(StandardRoIHead\): earl_cfg.policy 'soft' is "
         'not implemented for StandardRoIHead'
     )
     with pytest.raises(ValueError, match=msg):
-        EARLLossHook(earl_cfg=dict(policy=policy)).before_train(_fake_runner(model))
+        EARLLossHook(earl_cfg=dict(policy='soft')).before_train(_fake_runner(model))
     assert type(model.rpn_head).__name__ == 'RPNHead'  # refused before any conversion
     # the RPN alone implements it
-    EARLLossHook(earl_cfg=dict(policy=policy), heads=('rpn_head',)).before_train(
+    EARLLossHook(earl_cfg=dict(policy='soft'), heads=('rpn_head',)).before_train(
         _fake_runner(model)
     )
-    assert type(model.rpn_head) is EARLRPNHead and model.rpn_head.earl_cfg.policy == policy
+    assert type(model.rpn_head) is EARLRPNHead and model.rpn_head.earl_cfg.policy == 'soft'
+
+
+def test_hook_ignore_on_faster_rcnn_equals_stock_when_nothing_is_ignored():
+    stock = _faster_rcnn()
+    model = copy.deepcopy(stock)
+    EARLLossHook(earl_cfg=dict(policy='ignore')).before_train(_fake_runner(model))
+    assert type(model.rpn_head) is EARLRPNHead and type(model.roi_head) is EARLStandardRoIHead
+    assert model.roi_head.bbox_head.earl_cfg.policy == 'ignore'
+    ref_losses, changed = _stock_at_c1_changed_at_conf(stock, model)
+    assert not torch.allclose(changed['loss_rpn_cls'], ref_losses['loss_rpn_cls'])
+    assert not torch.allclose(changed['loss_cls'], ref_losses['loss_cls'])
