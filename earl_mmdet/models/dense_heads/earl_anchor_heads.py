@@ -394,8 +394,9 @@ class EARLRetinaHead(EARLAnchorHeadMixin, RetinaHead):
         earl_cfg (dict, optional): EARL options, see
             :class:`earl_mmdet.core.earl_weights.EARLConfig`: ``terms`` (subset of
             ``('cls', 'bbox')``, default both), ``scale`` (1.0; R for c = T/R), ``gamma``
-            (1.0), ``floor`` (0.0), ``normalize`` (``'num_pos'``). Defaults to None (the
-            paper's settings).
+            (1.0), ``floor`` (0.0), ``normalize`` (``'num_pos'``), ``policy``
+            (``'earl'``, ``'soft'`` or ``'ignore'``, with ``ignore_below``, ``ignore_iof``,
+            ``weight_kept``). Defaults to None (the paper's settings).
         *args, **kwargs: arguments of :class:`mmdet.models.dense_heads.RetinaHead`.
 
     Example:
@@ -421,8 +422,9 @@ class EARLRPNHead(EARLAnchorHeadMixin, RPNHead):
 
     Args:
         earl_cfg (dict, optional): EARL options, see
-            :class:`earl_mmdet.core.earl_weights.EARLConfig` (terms ``cls``/``bbox``).
-            Defaults to None (the paper's settings).
+            :class:`earl_mmdet.core.earl_weights.EARLConfig` (terms ``cls``/``bbox``;
+            policies ``'earl'``, ``'soft'``, ``'ignore'``). Defaults to None (the paper's
+            settings).
         *args, **kwargs: arguments of :class:`mmdet.models.dense_heads.RPNHead`.
 
     Example:

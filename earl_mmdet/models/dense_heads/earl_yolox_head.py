@@ -271,8 +271,9 @@ class EARLYOLOXHead(EARLYOLOXHeadMixin, YOLOXHead):
         earl_cfg (dict, optional): EARL options, see
             :class:`earl_mmdet.core.earl_weights.EARLConfig`: ``terms`` (subset of
             ``('cls', 'bbox', 'obj')``, default ``('cls', 'bbox')``), ``scale`` (1.0; R for
-            c = T/R), ``gamma`` (1.0), ``floor`` (0.0), ``normalize`` (``'num_pos'``).
-            Defaults to None (the paper's settings).
+            c = T/R), ``gamma`` (1.0), ``floor`` (0.0), ``normalize`` (``'num_pos'``),
+            ``policy`` (``'earl'``, ``'soft'`` or ``'ignore'``, with ``ignore_below``,
+            ``weight_kept``). Defaults to None (the paper's settings).
         *args, **kwargs: arguments of :class:`mmdet.models.dense_heads.YOLOXHead`.
 
     Example:
