@@ -207,3 +207,22 @@ def test_policies_refused_where_not_implemented():
     # without the cls term, the soft target is not used: the loss does not matter
     make_earl_head(stock, policy='soft', terms=('bbox',))
     assert type(stock) is EARLRPNHead
+
+
+@pytest.mark.parametrize('name', ['retina', 'rpn'])
+def test_every_box_ignored_leaves_only_negatives_outside(name):
+    stock_cls, earl_cls, make_kwargs = HEADS[name]
+    kwargs = make_kwargs()
+    stock = eh.build(stock_cls, kwargs)
+    earl = eh.clone_into(earl_cls, kwargs, stock, earl_cfg=dict(policy='ignore'))
+    box = [[[10.0, 12.0, 46.0, 50.0]]]
+    samples = eh.make_samples(box, [[0]], [[0.1]])
+    torch.manual_seed(0)
+    (got,) = _targets(earl, samples)
+    assert got[4].numel() == 0 and (got[0] == earl.num_classes).all()  # no positive
+    sizes = [(eh.IMG // s, eh.IMG // s) for s in eh.STRIDES]
+    anchors, _ = earl.get_anchors(sizes, [samples[0].metainfo], device='cpu')
+    in_box = _iof(torch.cat(anchors[0]), box[0][0]) >= 0.5
+    assert in_box.any() and (got[1][in_box] == 0).all() and (got[1][~in_box] > 0).any()
+    losses = eh.loss_and_grads(earl, eh.make_feats(batch=1), samples)[0]
+    assert losses['loss_bbox' if name == 'retina' else 'loss_rpn_bbox'] == 0

@@ -56,6 +56,12 @@ def _cell_centres() -> torch.Tensor:
     return torch.cat(out).float()
 
 
+def _centres_in(box: list[float]) -> torch.Tensor:
+    """Oracle: which cells' centres lie in ``box`` (borders included)."""
+    c = _cell_centres()
+    return (c[:, 0] >= box[0]) & (c[:, 0] <= box[2]) & (c[:, 1] >= box[1]) & (c[:, 1] <= box[3])
+
+
 def test_ignored_box_is_neither_positive_nor_negative():
     # box A (c = 1) kept, box B (c = 0.2) an ignore region overlapping A: EARL = stock on A
     # alone, except that the non-foreground priors whose cell centre is in B have no
@@ -71,13 +77,7 @@ def test_ignored_box_is_neither_positive_nor_negative():
         torch.testing.assert_close(got[k], ref[k])  # the same positives (A's)
     torch.testing.assert_close(cls_grad, ref_cls_grad)
     foreground = (ref_cls_grad != 0).any(dim=1)
-    centres = _cell_centres()
-    in_b = (
-        (centres[:, 0] >= box_b[0])
-        & (centres[:, 0] <= box_b[2])
-        & (centres[:, 1] >= box_b[1])
-        & (centres[:, 1] <= box_b[3])
-    )
+    in_b = _centres_in(box_b)
     covered = in_b & ~foreground
     assert covered.sum() > 0 and (in_b & foreground).any()
     assert torch.count_nonzero(obj_grad[covered]) == 0  # no negative loss in the region
@@ -132,3 +132,15 @@ def test_soft_box_terms_weighted_by_w():
     got = eh.loss_and_grads(earl, feats, eh.make_samples(box, lab, [[0.3]]))[0]
     for k in ('loss_bbox', 'loss_l1'):
         torch.testing.assert_close(got[k], 0.3 * ref[k])
+
+
+def test_every_box_ignored_leaves_only_objectness_outside():
+    stock, earl = _pair(dict(policy='ignore'), use_l1=True)
+    feats = eh.make_feats(batch=1)
+    box = [[[10.0, 12.0, 46.0, 50.0]]]
+    got, cls_grad, obj_grad = _run(earl, feats, eh.make_samples(box, [[2]], [[0.1]]))
+    _, _, ref_obj_grad = _run(stock, feats, eh.make_samples([[]], [[]]))  # no gt at all
+    assert got['loss_cls'] == 0 and got['loss_bbox'] == 0 and got['loss_l1'] == 0
+    in_box = _centres_in(box[0][0])
+    assert in_box.any() and torch.count_nonzero(obj_grad[in_box]) == 0
+    torch.testing.assert_close(obj_grad[~in_box], ref_obj_grad[~in_box])
