@@ -19,7 +19,12 @@ from torch import nn
 
 from earl_mmdet.engine.hooks import EARLLossHook
 from earl_mmdet.models import make_earl_detector
-from earl_mmdet.models.dense_heads import EARLRetinaHead, EARLRPNHead, is_earl_head
+from earl_mmdet.models.dense_heads import (
+    EARLRetinaHead,
+    EARLRPNHead,
+    EARLYOLOXHead,
+    is_earl_head,
+)
 from earl_mmdet.models.roi_heads import EARLStandardRoIHead
 from tests.test_models import earl_head_utils as eh
 from tests.test_models.test_dense_heads.test_earl_configs import RETINA, YOLOX, _tiny_runner_cfg
@@ -225,3 +230,77 @@ def test_medmnist_yolox_plus_hook_trains_like_its_earl_twin(tmp_path):
     for a, b in zip(earl_losses, hook_losses):
         eh.assert_same(a, b, rtol=1e-6, atol=1e-7)
     eh.assert_same(earl_state, hook_state, rtol=1e-6, atol=1e-7)
+
+
+MEDMNIST_YOLOX = ROOT / 'configs/medmnist/yolox_nano_wbf_20e_medmnist-cpu.py'
+MMDET_RETINA = Path(mmdet.__file__).parent / '.mim/configs/retinanet/retinanet_r50_fpn_1x_coco.py'
+
+
+def _stock_detector(path: Path) -> nn.Module:
+    """A detector of a config whose heads are mmdet's (3 classes), seeded weights."""
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(str(path))
+    cfg.model.bbox_head.num_classes = 3
+    cfg.model.backbone.init_cfg = None  # no pretrained download
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model.train()
+
+
+def _stock_at_c1_changed_at_conf(stock: nn.Module, model: nn.Module) -> tuple[dict, dict]:
+    """Check that ``model`` at c = 1 has ``stock``'s losses and gradients; return the
+    stock losses and ``model``'s losses with uncertain boxes (``eh.CONF``)."""
+    ref_losses, ref_grads = _detector_run(stock, eh.make_samples(eh.BOXES, eh.LABELS))
+    losses, grads = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, eh.ONES))
+    eh.assert_same(losses, ref_losses, rtol=0, atol=0)
+    eh.assert_same(grads, ref_grads, rtol=1e-6, atol=1e-7)
+    changed, _ = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF))
+    return ref_losses, changed
+
+
+@pytest.mark.parametrize('policy', ['soft', 'ignore'])
+@pytest.mark.parametrize(
+    'path, earl_type',
+    [
+        pytest.param(MMDET_RETINA, EARLRetinaHead, id='retinanet'),
+        pytest.param(MEDMNIST_YOLOX, EARLYOLOXHead, id='yolox'),
+    ],
+)
+def test_hook_policy_reaches_the_converted_head(path, earl_type, policy):
+    stock = _stock_detector(path)
+    model = copy.deepcopy(stock)
+    hook = EARLLossHook(earl_cfg=dict(policy=policy, ignore_below=0.4))
+    hook.before_train(_fake_runner(model))
+    assert hook.converted == ['bbox_head'] and type(model.bbox_head) is earl_type
+    assert model.bbox_head.earl_cfg.policy == policy
+    assert model.bbox_head.earl_cfg.ignore_below == 0.4
+    ref_losses, changed = _stock_at_c1_changed_at_conf(stock, model)
+    assert not torch.allclose(changed['loss_cls'], ref_losses['loss_cls'])
+
+
+def test_hook_fails_naming_the_head_that_refuses_the_policy():
+    model = _faster_rcnn()
+    msg = (
+        r"EARLLossHook: model.roi_head \(StandardRoIHead\): earl_cfg.policy 'soft' is "
+        'not implemented for StandardRoIHead'
+    )
+    with pytest.raises(ValueError, match=msg):
+        EARLLossHook(earl_cfg=dict(policy='soft')).before_train(_fake_runner(model))
+    assert type(model.rpn_head).__name__ == 'RPNHead'  # refused before any conversion
+    # the RPN alone implements it
+    EARLLossHook(earl_cfg=dict(policy='soft'), heads=('rpn_head',)).before_train(
+        _fake_runner(model)
+    )
+    assert type(model.rpn_head) is EARLRPNHead and model.rpn_head.earl_cfg.policy == 'soft'
+
+
+def test_hook_ignore_on_faster_rcnn_equals_stock_when_nothing_is_ignored():
+    stock = _faster_rcnn()
+    model = copy.deepcopy(stock)
+    EARLLossHook(earl_cfg=dict(policy='ignore')).before_train(_fake_runner(model))
+    assert type(model.rpn_head) is EARLRPNHead and type(model.roi_head) is EARLStandardRoIHead
+    assert model.roi_head.bbox_head.earl_cfg.policy == 'ignore'
+    ref_losses, changed = _stock_at_c1_changed_at_conf(stock, model)
+    assert not torch.allclose(changed['loss_rpn_cls'], ref_losses['loss_rpn_cls'])
+    assert not torch.allclose(changed['loss_cls'], ref_losses['loss_cls'])

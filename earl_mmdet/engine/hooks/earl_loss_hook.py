@@ -34,10 +34,16 @@ class EARLLossHook(Hook):
     run before its first iteration, naming the head; a head already EARL with the same
     options is left as it is, with different options it is an error.
 
+    The loss policy comes with the options (``earl_cfg=dict(policy='soft')`` or
+    ``'ignore'``, see ``docs/earl_heads.md``); a head that does not implement it (the RoI
+    heads: ``'earl'`` only) fails the run the same way, naming the head and the policy, and
+    ``heads=('rpn_head',)`` applies it to the RPN alone.
+
     Args:
         earl_cfg (dict, optional): the EARL options of the heads (see
             :class:`earl_mmdet.core.earl_weights.EARLConfig`), validated when the hook is
-            built. Defaults to None (the paper's settings).
+            built; every converted head gets them (``policy`` included). Defaults to None
+            (the paper's settings).
         heads (Sequence[str], optional): detector attributes to convert, a subset of
             ``('bbox_head', 'rpn_head', 'roi_head')``. Defaults to None (all present).
     """

@@ -13,26 +13,49 @@ localisation losses multiplied by the weight of that box's confidence ``c``. On 
   weighs 1 and the heads equal mmdet's exactly.
 
 Negatives (background anchors) are assigned to no box, so they keep weight 1.
+
+The loss policies (``earl_cfg.policy``; equations in ``docs/earl_heads.md``):
+
+* ``'earl'`` - the above;
+* ``'soft'`` - a positive anchor's classification target is ``q = min(1, w)`` in its
+  class's column instead of 1 (the head's ``loss_cls`` gets a one-hot target of the
+  prediction's shape: sigmoid ``FocalLoss`` or ``CrossEntropyLoss(use_sigmoid=True)``);
+  its label weight is not multiplied, its box weight is (term ``bbox``);
+* ``'ignore'`` - boxes with ``c / scale < ignore_below`` are removed before assignment
+  and become ignore regions: anchors that are not positive and lie in one
+  (:func:`~earl_mmdet.core.earl_weights.boxes_in_regions`, ``ignore_iof``) get label
+  weight 0.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
+import torch.nn.functional as F
 from mmdet.models.dense_heads import AnchorHead, RetinaHead, RPNHead, SSDHead
+from mmdet.models.losses import CrossEntropyLoss, FocalLoss
 from mmdet.models.task_modules.prior_generators import anchor_inside_flags
+from mmdet.models.utils import images_to_levels
 from mmdet.registry import MODELS
-from torch import Tensor
+from mmdet.structures.bbox import get_box_tensor
+from torch import Tensor, nn
 
 from ...core.earl_weights import (
+    EARLConfig,
     box_weights,
+    boxes_in_regions,
     inside_to_full_index,
+    prior_weights,
     scale_rows,
+    soft_targets,
+    split_ignored,
     weight_sum_normalizer,
 )
 from ..earl_convert import EARLHeadMixin, register_earl_mixin, register_earl_variant
 
-__all__ = ['EARLAnchorHeadMixin', 'EARLRPNHead', 'EARLRetinaHead']
+__all__ = ['EARLAnchorHeadMixin', 'EARLRPNHead', 'EARLRetinaHead', 'takes_soft_targets']
 
 
 class EARLAnchorHeadMixin(EARLHeadMixin):
@@ -48,9 +71,17 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
     they are mapped through the inside flags onto the unmapped outputs. With
     ``normalize='weight_sum'``, :meth:`get_targets` replaces each positive's count of 1
     in ``avg_factor`` by its weight.
+
+    Policies ``'soft'`` and ``'ignore'`` need AnchorHead's ``loss_by_feat_single`` (not
+    SSD's hard-negative mining); ``'soft'`` also a ``loss_cls`` that takes a one-hot
+    target (:func:`takes_soft_targets`). Under ``'soft'``, :meth:`get_targets` keeps each
+    anchor's target q per level and :meth:`loss_by_feat_single` hands ``loss_cls`` the
+    one-hot target times q (a forward pre-hook); when every q is 1 the labels go to the
+    loss unchanged, as in mmdet.
     """
 
     _earl_allowed_terms = ('cls', 'bbox')
+    _earl_policies = ('earl', 'soft', 'ignore')
     _earl_required = {
         '_get_targets_single': (AnchorHead._get_targets_single,),
         'get_targets': (AnchorHead.get_targets,),
@@ -61,6 +92,41 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
     }
 
     _earl_pos_stats: list[tuple[int, float]] | None = None
+    #: 'soft': each image's (A,) targets q (None: all 1), while get_targets() collects them
+    _earl_soft_images: list[Tensor | None] | None = None
+    #: 'soft': the (N, A_l) targets q of the levels not yet in a loss, during loss_by_feat()
+    _earl_soft_levels: list[Tensor] | None = None
+
+    def _earl_setup(self, earl_cfg: Mapping | EARLConfig | None) -> None:
+        super()._earl_setup(earl_cfg)
+        self._earl_check_loss_cls(self, self.earl_cfg)
+
+    @classmethod
+    def _earl_check_instance(cls, head: nn.Module, cfg: EARLConfig) -> None:
+        super()._earl_check_instance(head, cfg)
+        cls._earl_check_loss_cls(head, cfg)
+
+    @classmethod
+    def _earl_check_terms(cls, cfg: EARLConfig) -> None:
+        super()._earl_check_terms(cfg)
+        single = super().loss_by_feat_single
+        if cfg.policy != 'earl' and single is not AnchorHead.loss_by_feat_single:
+            raise ValueError(
+                f'earl_cfg.policy {cfg.policy!r} is not implemented for {cls.__name__}: it '
+                "needs AnchorHead's loss_by_feat_single (label weights of every anchor in "
+                "the loss), its policies are ('earl',)"
+            )
+
+    @staticmethod
+    def _earl_check_loss_cls(head: nn.Module, cfg: EARLConfig) -> None:
+        """Refuse ``policy='soft'`` on a head whose ``loss_cls`` takes no soft target."""
+        if cfg.policy == 'soft' and 'cls' in cfg.terms and not takes_soft_targets(head.loss_cls):
+            raise ValueError(
+                f"earl_cfg.policy 'soft' is not implemented for {type(head).__name__} with "
+                f'loss_cls {type(head.loss_cls).__name__}: it needs FocalLoss(use_sigmoid=True,'
+                ' activated=False) or CrossEntropyLoss(use_sigmoid=True), which take a soft '
+                "one-hot target (or drop 'cls' from earl_cfg.terms)"
+            )
 
     def _get_targets_single(
         self,
@@ -71,22 +137,29 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
         gt_instances_ignore: Any = None,
         unmap_outputs: bool = True,
     ) -> tuple:
-        """AnchorHead's targets of one image, positives' weights scaled by their gt's weight.
+        """AnchorHead's targets of one image, adjusted by the policy.
+
+        ``'earl'``: positives' weights scaled by their gt's weight; ``'soft'``: only the box
+        weights, the targets q recorded for :meth:`loss_by_feat_single`; ``'ignore'``:
+        AnchorHead assigns the kept boxes only, and the non-positive anchors in an ignore
+        region get label weight 0.
 
         Args and returns as :meth:`AnchorHead._get_targets_single`.
         """
+        cfg = self.earl_cfg
+        kept, regions = split_ignored(gt_instances, cfg)
         results = super()._get_targets_single(
-            flat_anchors, valid_flags, gt_instances, img_meta, gt_instances_ignore, unmap_outputs
+            flat_anchors, valid_flags, kept, img_meta, gt_instances_ignore, unmap_outputs
         )
         labels, label_weights, bbox_targets, bbox_weights, pos_inds = results[:5]
         sampling_result = results[6]
         num_pos = int(pos_inds.numel())
-        weights = box_weights(gt_instances, self.earl_cfg)
-        if weights is None or num_pos == 0:
-            self._earl_note_positives(num_pos, None)
-            return results
-        pos_weights = weights[sampling_result.pos_assigned_gt_inds]
-        if unmap_outputs:
+        weights = box_weights(kept, cfg)
+        pos_weights = None
+        if weights is not None and num_pos > 0:
+            pos_weights = weights[sampling_result.pos_assigned_gt_inds]
+        rows = pos_inds
+        if unmap_outputs and (pos_weights is not None or regions is not None):
             # pos_inds index anchors[inside_flags]; the outputs were unmapped to all anchors
             inside_flags = anchor_inside_flags(
                 flat_anchors,
@@ -95,14 +168,54 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
                 self.train_cfg['allowed_border'],
             )
             rows = inside_to_full_index(inside_flags, pos_inds)
-        else:
-            rows = pos_inds
-        if 'cls' in self.earl_cfg.terms:
-            label_weights = scale_rows(label_weights, rows, pos_weights)
-        if 'bbox' in self.earl_cfg.terms:
-            bbox_weights = scale_rows(bbox_weights, rows, pos_weights)
+        if regions is not None:
+            label_weights = self._earl_mask_ignored(
+                label_weights, flat_anchors, valid_flags, img_meta, regions, rows, unmap_outputs
+            )
+        if pos_weights is not None:
+            if 'cls' in cfg.terms and cfg.policy != 'soft':
+                label_weights = scale_rows(label_weights, rows, pos_weights)
+            if 'bbox' in cfg.terms:
+                bbox_weights = scale_rows(bbox_weights, rows, pos_weights)
+        if self._earl_soft_images is not None:
+            soft = pos_weights is not None and bool((pos_weights < 1).any())
+            q = prior_weights(labels.shape[0], rows, soft_targets(pos_weights)) if soft else None
+            self._earl_soft_images.append(q)
         self._earl_note_positives(num_pos, pos_weights)
         return (labels, label_weights, bbox_targets, bbox_weights) + tuple(results[4:])
+
+    def _earl_mask_ignored(
+        self,
+        label_weights: Tensor,
+        flat_anchors: Tensor,
+        valid_flags: Tensor,
+        img_meta: dict,
+        regions: Tensor,
+        pos_rows: Tensor,
+        unmap_outputs: bool,
+    ) -> Tensor:
+        """``label_weights`` with 0 on the non-positive anchors in an ignore region.
+
+        The rows of ``label_weights`` are all anchors (``unmap_outputs``) or the anchors
+        inside the image; ``pos_rows`` are the positives' rows in the same indexing.
+        """
+        anchors = get_box_tensor(flat_anchors)
+        if not unmap_outputs:
+            inside_flags = anchor_inside_flags(
+                flat_anchors,
+                valid_flags,
+                img_meta['img_shape'][:2],
+                self.train_cfg['allowed_border'],
+            )
+            anchors = anchors[inside_flags]
+        if anchors.shape[0] != label_weights.shape[0]:
+            raise RuntimeError(
+                f'{type(self).__name__}: {anchors.shape[0]} anchors for '
+                f'{label_weights.shape[0]} label weights; the ignore mask would misalign'
+            )
+        ignored = boxes_in_regions(anchors, regions, self.earl_cfg.ignore_iof)
+        ignored[pos_rows] = False
+        return label_weights.masked_fill(ignored, 0.0)
 
     def _earl_note_positives(self, num_pos: int, pos_weights: Tensor | None) -> None:
         """Record one image's positives for ``weight_sum`` (None: each weighs 1)."""
@@ -120,9 +233,15 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
         unmap_outputs: bool = True,
         return_sampling_results: bool = False,
     ) -> tuple:
-        """AnchorHead's targets; with ``weight_sum``, avg_factor counts positives by weight."""
+        """AnchorHead's targets; with ``weight_sum``, avg_factor counts positives by weight.
+
+        Under ``'soft'`` inside :meth:`loss_by_feat`, also splits the images' targets q
+        into levels for :meth:`loss_by_feat_single` (nothing when every q is 1).
+        """
         collect = self.earl_cfg.normalize == 'weight_sum'
+        soft = self._earl_soft_levels is not None and unmap_outputs
         self._earl_pos_stats = [] if collect else None
+        self._earl_soft_images = [] if soft else None
         try:
             res = super().get_targets(
                 anchor_list,
@@ -133,15 +252,117 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
                 unmap_outputs=unmap_outputs,
                 return_sampling_results=return_sampling_results,
             )
-            stats = self._earl_pos_stats
+            stats, soft_images = self._earl_pos_stats, self._earl_soft_images
         finally:
-            self._earl_pos_stats = None
+            self._earl_pos_stats = self._earl_soft_images = None
+        if soft and any(q is not None for q in soft_images):
+            num_level_anchors = [anchors.size(0) for anchors in anchor_list[0]]
+            ref = next(q for q in soft_images if q is not None)
+            per_image = [ref.new_ones(ref.shape) if q is None else q for q in soft_images]
+            self._earl_soft_levels[:] = images_to_levels(per_image, num_level_anchors)
         if not collect:
             return res
         avg_factor = weight_sum_normalizer(
             res[4], sum(s[0] for s in stats), sum(s[1] for s in stats)
         )
         return res[:4] + (avg_factor,) + res[5:]
+
+    def loss_by_feat(
+        self,
+        cls_scores: list[Tensor],
+        bbox_preds: list[Tensor],
+        batch_gt_instances: list,
+        batch_img_metas: list[dict],
+        batch_gt_instances_ignore: list | None = None,
+    ) -> dict:
+        """The head's losses; under ``'soft'`` with the soft targets of this batch.
+
+        Args and returns as :meth:`AnchorHead.loss_by_feat`.
+        """
+        self._earl_soft_levels = [] if self.earl_cfg.policy == 'soft' else None
+        try:
+            losses = super().loss_by_feat(
+                cls_scores,
+                bbox_preds,
+                batch_gt_instances,
+                batch_img_metas,
+                batch_gt_instances_ignore,
+            )
+            left = self._earl_soft_levels
+        finally:
+            self._earl_soft_levels = None
+        if left:
+            raise RuntimeError(
+                f'{type(self).__name__}: {len(left)} levels of soft targets were not used; '
+                'loss_by_feat_single must be called once per level'
+            )
+        return losses
+
+    def loss_by_feat_single(
+        self,
+        cls_score: Tensor,
+        bbox_pred: Tensor,
+        anchors: Tensor,
+        labels: Tensor,
+        label_weights: Tensor,
+        bbox_targets: Tensor,
+        bbox_weights: Tensor,
+        avg_factor: int,
+    ) -> tuple:
+        """The level's losses; under ``'soft'``, ``loss_cls`` gets the soft one-hot target.
+
+        Args and returns as :meth:`AnchorHead.loss_by_feat_single`.
+        """
+        args = (cls_score, bbox_pred, anchors, labels, label_weights, bbox_targets, bbox_weights)
+        if not self._earl_soft_levels:
+            return super().loss_by_feat_single(*args, avg_factor=avg_factor)
+        soft = self._earl_soft_levels.pop(0)
+        if soft.shape != labels.shape:
+            raise RuntimeError(
+                f'{type(self).__name__}: soft targets of shape {tuple(soft.shape)} for labels '
+                f'of shape {tuple(labels.shape)}; levels out of order'
+            )
+        hook = functools.partial(self._earl_soft_target_hook, soft.reshape(-1))
+        handle = self.loss_cls.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            return super().loss_by_feat_single(*args, avg_factor=avg_factor)
+        finally:
+            handle.remove()
+
+    def _earl_soft_target_hook(
+        self, soft: Tensor, module: nn.Module, args: tuple, kwargs: dict
+    ) -> tuple[tuple, dict]:
+        """Forward pre-hook of ``loss_cls``: labels -> one-hot target times q, weights
+        expanded to the target's shape (CrossEntropyLoss needs them so)."""
+        if len(args) != 3 or set(kwargs) - {'avg_factor'}:
+            raise RuntimeError(
+                f'{type(self).__name__}.loss_cls was called in an unexpected way; '
+                "policy 'soft' supports AnchorHead.loss_by_feat_single of mmdet 3.3"
+            )
+        pred, labels, weight = args
+        if labels.shape != soft.shape or pred.shape[0] != soft.shape[0] or pred.dim() != 2:
+            raise RuntimeError(
+                f'{type(self).__name__}.loss_cls: {tuple(pred.shape)} predictions and '
+                f'{tuple(labels.shape)} labels for {soft.shape[0]} soft targets'
+            )
+        num_cols = pred.shape[1]
+        target = F.one_hot(labels, num_cols + 1)[:, :num_cols].to(pred.dtype)
+        target = target * soft.to(pred.dtype)[:, None]
+        return (pred, target, weight.view(-1, 1).expand_as(target)), kwargs
+
+
+def takes_soft_targets(loss_cls: nn.Module) -> bool:
+    """Whether a classification loss module takes a one-hot float target (N, C) as is.
+
+    mmdet 3.3's ``FocalLoss`` (sigmoid, on logits) and ``CrossEntropyLoss`` with
+    ``use_sigmoid=True`` use a target of the prediction's shape as given (per element
+    BCE); exact types only, since a subclass may change ``forward``.
+    """
+    if type(loss_cls) is FocalLoss:
+        return bool(loss_cls.use_sigmoid) and not loss_cls.activated
+    if type(loss_cls) is CrossEntropyLoss:
+        return bool(loss_cls.use_sigmoid)
+    return False
 
 
 register_earl_mixin(AnchorHead, EARLAnchorHeadMixin)
@@ -173,8 +394,9 @@ class EARLRetinaHead(EARLAnchorHeadMixin, RetinaHead):
         earl_cfg (dict, optional): EARL options, see
             :class:`earl_mmdet.core.earl_weights.EARLConfig`: ``terms`` (subset of
             ``('cls', 'bbox')``, default both), ``scale`` (1.0; R for c = T/R), ``gamma``
-            (1.0), ``floor`` (0.0), ``normalize`` (``'num_pos'``). Defaults to None (the
-            paper's settings).
+            (1.0), ``floor`` (0.0), ``normalize`` (``'num_pos'``), ``policy``
+            (``'earl'``, ``'soft'`` or ``'ignore'``, with ``ignore_below``, ``ignore_iof``,
+            ``weight_kept``). Defaults to None (the paper's settings).
         *args, **kwargs: arguments of :class:`mmdet.models.dense_heads.RetinaHead`.
 
     Example:
@@ -200,8 +422,9 @@ class EARLRPNHead(EARLAnchorHeadMixin, RPNHead):
 
     Args:
         earl_cfg (dict, optional): EARL options, see
-            :class:`earl_mmdet.core.earl_weights.EARLConfig` (terms ``cls``/``bbox``).
-            Defaults to None (the paper's settings).
+            :class:`earl_mmdet.core.earl_weights.EARLConfig` (terms ``cls``/``bbox``;
+            policies ``'earl'``, ``'soft'``, ``'ignore'``). Defaults to None (the paper's
+            settings).
         *args, **kwargs: arguments of :class:`mmdet.models.dense_heads.RPNHead`.
 
     Example:

@@ -6,6 +6,16 @@ each positive prior was assigned to, so the mixin records the assignment (a
 module per-prior weights: 1 for negatives, the weight of the assigned gt box's confidence
 ``c`` (``data_sample.gt_instances.confidence``, via
 :func:`earl_mmdet.core.earl_weights.box_weights`) for positives.
+
+The loss policies (``earl_cfg.policy``; equations in ``docs/earl_heads.md``):
+
+* ``'earl'`` - the above;
+* ``'soft'`` - YOLOX's classification target of a positive is already IoU x one-hot; it
+  becomes IoU x q x one-hot, ``q = min(1, w)``, and the positive's cls loss is not
+  weighted (terms ``bbox`` / ``obj`` are, as under ``'earl'``);
+* ``'ignore'`` - boxes with ``c / scale < ignore_below`` are removed before SimOTA and
+  become ignore regions: priors that are not foreground and whose cell centre lies in
+  one get objectness weight 0 (YOLOX's cls and box losses are on foreground priors only).
 """
 
 from __future__ import annotations
@@ -20,7 +30,14 @@ from mmdet.registry import MODELS
 from mmdet.utils import reduce_mean
 from torch import Tensor, nn
 
-from ...core.earl_weights import EARLConfig, box_weights, prior_weights
+from ...core.earl_weights import (
+    EARLConfig,
+    box_weights,
+    points_in_regions,
+    prior_weights,
+    soft_targets,
+    split_ignored,
+)
 from ..earl_convert import (
     EARLHeadMixin,
     RecordingSampler,
@@ -42,9 +59,14 @@ class EARLYOLOXHeadMixin(EARLHeadMixin):
     module that adds those weights as ``weight=`` (terms: ``cls`` -> loss_cls, ``bbox`` ->
     loss_bbox and loss_l1, ``obj`` -> loss_obj). With ``normalize='weight_sum'`` every
     loss is rescaled from ``/ num_pos`` to ``/ sum of the positives' weights``.
+
+    Under ``'soft'`` the positives' rows of the cls target are multiplied by q and
+    ``loss_cls`` gets no weight; under ``'ignore'`` the kept boxes are assigned and
+    ``loss_obj`` always gets a weight, 0 on the ignored priors.
     """
 
     _earl_allowed_terms = ('cls', 'bbox', 'obj')
+    _earl_policies = ('earl', 'soft', 'ignore')
     _earl_required = {
         '_get_targets_single': (YOLOXHead._get_targets_single,),
         'loss_by_feat': (YOLOXHead.loss_by_feat,),
@@ -57,7 +79,9 @@ class EARLYOLOXHeadMixin(EARLHeadMixin):
         ('loss_obj', 'obj'),
     )
 
-    _earl_records: list[tuple[Tensor, Tensor | None]] | None = None
+    #: per image while loss_by_feat() runs: foreground mask, per-prior weights (None: all
+    #: 1), ignored priors (None: none)
+    _earl_records: list[tuple[Tensor, Tensor | None, Tensor | None]] | None = None
 
     def _earl_setup(self, earl_cfg: Mapping | EARLConfig | None) -> None:
         super()._earl_setup(earl_cfg)
@@ -75,32 +99,51 @@ class EARLYOLOXHeadMixin(EARLHeadMixin):
         img_meta: dict,
         gt_instances_ignore: Any = None,
     ) -> tuple:
-        """YOLOXHead's targets of one image (unchanged); records the priors' weights."""
+        """YOLOXHead's targets of one image; records the priors' weights.
+
+        Under ``'ignore'`` YOLOXHead assigns the kept boxes only and the non-foreground
+        priors whose cell centre ``(x + stride / 2, y + stride / 2)`` (the point SimOTA
+        uses) lies in an ignore region are recorded; under ``'soft'`` the positives' cls
+        targets are multiplied by their box's q. Args and returns as
+        :meth:`YOLOXHead._get_targets_single`.
+        """
         if not isinstance(self.sampler, RecordingSampler):
             raise RuntimeError(f'{type(self).__name__}.sampler was replaced after EARL set-up')
         self.sampler.last = None
+        cfg = self.earl_cfg
+        kept, regions = split_ignored(gt_instances, cfg)
         targets = super()._get_targets_single(
             priors,
             cls_preds,
             decoded_bboxes,
             objectness,
-            gt_instances,
+            kept,
             img_meta,
             gt_instances_ignore,
         )
-        fg_mask = targets[0]
-        weights = box_weights(gt_instances, self.earl_cfg)
+        fg_mask, cls_target = targets[:2]
+        weights = box_weights(kept, cfg)
         per_prior = None
         sampling_result = self.sampler.last
         if weights is not None and sampling_result is not None:
+            pos_weights = weights[sampling_result.pos_assigned_gt_inds]
             # YOLOXHead sets its foreground mask from exactly these pos_inds
-            per_prior = prior_weights(
-                fg_mask.shape[0],
-                sampling_result.pos_inds,
-                weights[sampling_result.pos_assigned_gt_inds],
-            )
+            per_prior = prior_weights(fg_mask.shape[0], sampling_result.pos_inds, pos_weights)
+            if cfg.policy == 'soft' and 'cls' in cfg.terms:
+                # cls_target's rows are the positives in the order of pos_inds
+                if cls_target.shape[0] != pos_weights.shape[0]:
+                    raise RuntimeError(
+                        f'{type(self).__name__}: {cls_target.shape[0]} cls targets for '
+                        f'{pos_weights.shape[0]} positives'
+                    )
+                soft = soft_targets(pos_weights).to(cls_target.dtype)
+                targets = (fg_mask, cls_target * soft[:, None]) + tuple(targets[2:])
+        ignored = None
+        if regions is not None:
+            centres = priors[:, :2] + priors[:, 2:] * 0.5
+            ignored = points_in_regions(centres, regions) & ~fg_mask
         if self._earl_records is not None:
-            self._earl_records.append((fg_mask, per_prior))
+            self._earl_records.append((fg_mask, per_prior, ignored))
         return targets
 
     def loss_by_feat(
@@ -117,13 +160,10 @@ class EARLYOLOXHeadMixin(EARLHeadMixin):
         weights_cache: dict[str, Tensor] = {}
         handles = []
         try:
-            for attr, term in self._earl_loss_terms:
-                if term in self.earl_cfg.terms:
-                    hook = functools.partial(
-                        self._earl_weight_hook, attr, term != 'obj', weights_cache
-                    )
-                    module: nn.Module = getattr(self, attr)
-                    handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+            for attr in self._earl_weighted_losses():
+                hook = functools.partial(self._earl_weight_hook, attr, weights_cache)
+                module: nn.Module = getattr(self, attr)
+                handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
             losses = super().loss_by_feat(
                 cls_scores,
                 bbox_preds,
@@ -141,23 +181,44 @@ class EARLYOLOXHeadMixin(EARLHeadMixin):
             losses = self._earl_rescale_to_weight_sum(losses, records)
         return losses
 
+    def _earl_weighted_losses(self) -> list[str]:
+        """The loss modules that get ``weight=``: those of the weighted terms (not
+        ``loss_cls`` under ``'soft'``), and ``loss_obj`` under ``'ignore'``."""
+        cfg = self.earl_cfg
+        out = []
+        for attr, term in self._earl_loss_terms:
+            weighted = term in cfg.terms and not (attr == 'loss_cls' and cfg.policy == 'soft')
+            if weighted or (attr == 'loss_obj' and cfg.policy == 'ignore'):
+                out.append(attr)
+        return out
+
+    def _earl_loss_weights(self, attr: str, cache: dict[str, Tensor]) -> Tensor:
+        """Weights of the rows ``attr`` is called on: the foreground priors' EARL weights,
+        or for ``loss_obj`` every prior's (1 unless term ``obj``) times 0 if ignored."""
+        if 'all' not in cache:
+            records = self._earl_records or []
+            cache['fg'] = torch.cat([fg for fg, _, _ in records])
+            ones = [fg.new_ones(fg.shape, dtype=torch.float) for fg, _, _ in records]
+            cache['all'] = torch.cat([o if w is None else w for o, (_, w, _) in zip(ones, records)])
+            cache['keep'] = torch.cat(
+                [o if i is None else o.masked_fill(i, 0.0) for o, (_, _, i) in zip(ones, records)]
+            )
+        if attr != 'loss_obj':
+            return cache['all'][cache['fg']]
+        if 'obj' in self.earl_cfg.terms:
+            return cache['all'] * cache['keep']
+        return cache['keep']
+
     def _earl_weight_hook(
         self,
         attr: str,
-        positives_only: bool,
         cache: dict[str, Tensor],
         module: nn.Module,
         args: tuple,
         kwargs: dict,
     ) -> tuple[tuple, dict]:
         """Forward pre-hook of a loss module: add ``weight=`` for its rows of priors."""
-        if 'all' not in cache:
-            records = self._earl_records or []
-            cache['fg'] = torch.cat([fg for fg, _ in records])
-            cache['all'] = torch.cat(
-                [fg.new_ones(fg.shape, dtype=torch.float) if w is None else w for fg, w in records]
-            )
-        weights = cache['all'][cache['fg']] if positives_only else cache['all']
+        weights = self._earl_loss_weights(attr, cache)
         pred = args[0] if args else kwargs.get('pred')
         if len(args) > 2 or 'weight' in kwargs or pred is None or pred.shape[0] != weights.shape[0]:
             raise RuntimeError(
@@ -170,10 +231,10 @@ class EARLYOLOXHeadMixin(EARLHeadMixin):
 
     def _earl_rescale_to_weight_sum(self, losses: dict, records: list) -> dict:
         """Turn YOLOX's ``/ max(mean num_pos, 1)`` into ``/ max(mean weight sum, 1)``."""
-        fg = torch.cat([fg for fg, _ in records])
+        fg = torch.cat([fg for fg, _, _ in records])
         num_pos = fg.sum().float()
         weight_sum = sum(
-            (fg_i.sum().float() if w is None else w[fg_i].sum().float()) for fg_i, w in records
+            (fg_i.sum().float() if w is None else w[fg_i].sum().float()) for fg_i, w, _ in records
         )
         count_norm = reduce_mean(num_pos).clamp(min=1.0)
         weight_norm = reduce_mean(torch.as_tensor(weight_sum, device=fg.device)).clamp(min=1.0)
@@ -210,8 +271,9 @@ class EARLYOLOXHead(EARLYOLOXHeadMixin, YOLOXHead):
         earl_cfg (dict, optional): EARL options, see
             :class:`earl_mmdet.core.earl_weights.EARLConfig`: ``terms`` (subset of
             ``('cls', 'bbox', 'obj')``, default ``('cls', 'bbox')``), ``scale`` (1.0; R for
-            c = T/R), ``gamma`` (1.0), ``floor`` (0.0), ``normalize`` (``'num_pos'``).
-            Defaults to None (the paper's settings).
+            c = T/R), ``gamma`` (1.0), ``floor`` (0.0), ``normalize`` (``'num_pos'``),
+            ``policy`` (``'earl'``, ``'soft'`` or ``'ignore'``, with ``ignore_below``,
+            ``weight_kept``). Defaults to None (the paper's settings).
         *args, **kwargs: arguments of :class:`mmdet.models.dense_heads.YOLOXHead`.
 
     Example:

@@ -9,10 +9,10 @@ matches to a gt box; the gt boxes themselves are added as proposals
 mmdet splits the work: the RoI head assigns and samples (it has the gt instances), the
 bbox head turns :class:`SamplingResult` s into targets (it does not). Two mixins:
 
-* :class:`EARLRoIHeadMixin` (StandardRoIHead, CascadeRoIHead) overrides no method: on
-  set-up it wraps each stage's sampler so that every sampling result carries its image's
-  gt instances (``earl_gt_instances``), and makes every bbox head EARL with the same
-  options via :func:`make_earl_head`.
+* :class:`EARLRoIHeadMixin` (StandardRoIHead, CascadeRoIHead) changes no computation
+  under ``'earl'``: on set-up it wraps each stage's sampler so that every sampling
+  result carries its image's gt instances (``earl_gt_instances``), and makes every bbox
+  head EARL with the same options via :func:`make_earl_head`.
 * :class:`EARLBBoxHeadMixin` (BBoxHead and subclasses keeping its loss code, e.g.
   Shared2FCBBoxHead) scales the positives' rows of ``label_weights`` / ``bbox_weights``
   in :meth:`get_targets` (``pos_assigned_gt_inds`` index the image's gts, also for the gt
@@ -24,6 +24,14 @@ negative's loss; EARL passes mmdet's count of the unweighted targets instead
 (``normalize='num_pos'``: c scales positive terms only), or that count with each positive
 counting its weight (``'weight_sum'``; the box loss's normaliser, mmdet's number of
 sampled RoIs, likewise).
+
+Policies: ``'earl'`` and ``'ignore'``. Under ``'ignore'`` :meth:`EARLRoIHeadMixin.loss`
+hands mmdet's ``loss`` data samples whose gt instances are the kept boxes (the ignored
+ones, ``c / scale < ignore_below``, are neither assigned nor added as proposals), with the
+ignore regions in their metainfo (``earl_ignore_regions``); the bbox head gives the
+sampled negative RoIs that lie in a region (``ignore_iof``) label weight 0, and BBoxHead's
+classification normaliser (RoIs with a label weight > 0) no longer counts them.
+``'soft'`` is not implemented (softmax classification).
 """
 
 from __future__ import annotations
@@ -37,7 +45,14 @@ from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
 from mmdet.models.roi_heads.bbox_heads import BBoxHead
 from torch import Tensor, nn
 
-from ...core.earl_weights import EARLConfig, box_weights, scale_rows, weight_sum_normalizer
+from ...core.earl_weights import (
+    EARLConfig,
+    box_weights,
+    boxes_in_regions,
+    scale_rows,
+    split_ignored,
+    weight_sum_normalizer,
+)
 from ..earl_convert import (
     EARLHeadMixin,
     RecordingSampler,
@@ -57,6 +72,7 @@ class EARLBBoxHeadMixin(EARLHeadMixin):
     """
 
     _earl_allowed_terms = ('cls', 'bbox')
+    _earl_policies = ('earl', 'ignore')
     _earl_required = {
         'get_targets': (BBoxHead.get_targets,),
         'loss_and_target': (BBoxHead.loss_and_target,),
@@ -77,6 +93,10 @@ class EARLBBoxHeadMixin(EARLHeadMixin):
         labels, label_weights, bbox_targets, bbox_weights = super().get_targets(
             sampling_results, rcnn_train_cfg, concat=False
         )
+        if self.earl_cfg.policy == 'ignore':
+            label_weights = [
+                self._earl_mask_ignored(lw, res) for lw, res in zip(label_weights, sampling_results)
+            ]
         # BBoxHead.loss's classification normaliser, on the unweighted targets
         count = max(float(sum(int((lw > 0).sum()) for lw in label_weights)), 1.0)
         num_rows = float(sum(lw.numel() for lw in label_weights))
@@ -108,8 +128,26 @@ class EARLBBoxHeadMixin(EARLHeadMixin):
             )
         return labels, label_weights, bbox_targets, bbox_weights
 
-    def _earl_pos_weights(self, sampling_result: Any) -> Tensor | None:
-        """(num_pos,) weights of one image's positive RoIs, or None (c absent)."""
+    def _earl_mask_ignored(self, label_weights: Tensor, sampling_result: Any) -> Tensor:
+        """One image's label weights with 0 on the sampled negatives in an ignore region
+        (rows: ``num_pos`` positives, then the negatives)."""
+        regions = self._earl_gt_instances(sampling_result).metainfo.get('earl_ignore_regions')
+        if regions is None:
+            return label_weights
+        num_pos = int(sampling_result.pos_inds.numel())
+        neg_priors = sampling_result.neg_priors
+        if num_pos + neg_priors.shape[0] != label_weights.shape[0]:
+            raise RuntimeError(
+                f'{type(self).__name__}: {label_weights.shape[0]} label weights for '
+                f'{num_pos} positive and {neg_priors.shape[0]} negative RoIs'
+            )
+        ignored = boxes_in_regions(neg_priors, regions, self.earl_cfg.ignore_iof)
+        out = label_weights.clone()
+        out[num_pos:] = out[num_pos:].masked_fill(ignored, 0.0)
+        return out
+
+    def _earl_gt_instances(self, sampling_result: Any) -> Any:
+        """The gt instances an EARL RoI head's sampler recorded on the sampling result."""
         gt_instances = getattr(sampling_result, 'earl_gt_instances', None)
         if gt_instances is None:
             raise RuntimeError(
@@ -117,6 +155,11 @@ class EARLBBoxHeadMixin(EARLHeadMixin):
                 'head is not EARL. Use EARLStandardRoIHead / EARLCascadeRoIHead or '
                 'make_earl_head(model.roi_head) (docs/earl_heads.md)'
             )
+        return gt_instances
+
+    def _earl_pos_weights(self, sampling_result: Any) -> Tensor | None:
+        """(num_pos,) weights of one image's positive RoIs, or None (c absent)."""
+        gt_instances = self._earl_gt_instances(sampling_result)
         weights = box_weights(gt_instances, self.earl_cfg)
         if weights is None:
             return None
@@ -173,13 +216,15 @@ class EARLBBoxHeadMixin(EARLHeadMixin):
 class EARLRoIHeadMixin(EARLHeadMixin):
     """EARL for :class:`StandardRoIHead` and :class:`CascadeRoIHead` (every stage).
 
-    Overrides no method: :meth:`_earl_setup` wraps the sampler(s) and converts the bbox
-    head(s) with :func:`make_earl_head`, the same path for a config-built
-    ``EARLStandardRoIHead`` and for ``make_earl_head(model.roi_head)`` (the hook).
-    Mask heads are not weighted.
+    :meth:`_earl_setup` wraps the sampler(s) and converts the bbox head(s) with
+    :func:`make_earl_head`, the same path for a config-built ``EARLStandardRoIHead`` and
+    for ``make_earl_head(model.roi_head)`` (the hook). :meth:`loss` is mmdet's, on the
+    kept boxes under ``'ignore'``. Mask heads are not weighted (under ``'ignore'`` they
+    see the kept boxes only).
     """
 
     _earl_allowed_terms = ('cls', 'bbox')
+    _earl_policies = ('earl', 'ignore')
     _earl_required = {
         # these hand each image's gt instances to the sampler and the sampling results,
         # unchanged, to bbox_head.loss_and_target
@@ -196,6 +241,27 @@ class EARLRoIHeadMixin(EARLHeadMixin):
             self.bbox_sampler = [RecordingSampler.wrap(s) for s in sampler]
         else:
             self.bbox_sampler = RecordingSampler.wrap(sampler)
+
+    def loss(self, x: tuple[Tensor], rpn_results_list: list, batch_data_samples: list) -> dict:
+        """The RoI head's losses; under ``'ignore'`` on the kept boxes, the ignore regions
+        in the gt instances' metainfo for the bbox head.
+
+        Args and returns as :meth:`StandardRoIHead.loss`.
+        """
+        if self.earl_cfg.policy == 'ignore':
+            batch_data_samples = [self._earl_kept_sample(s) for s in batch_data_samples]
+        return super().loss(x, rpn_results_list, batch_data_samples)
+
+    def _earl_kept_sample(self, data_sample: Any) -> Any:
+        """A shallow copy of ``data_sample`` whose gt instances are the kept boxes, with
+        the ignore regions as ``earl_ignore_regions`` in their metainfo (itself if none)."""
+        kept, regions = split_ignored(data_sample.gt_instances, self.earl_cfg)
+        if regions is None:
+            return data_sample
+        kept.set_metainfo(dict(earl_ignore_regions=regions))
+        out = data_sample.new()  # same metainfo and fields, not copied
+        out.gt_instances = kept
+        return out
 
     @staticmethod
     def _earl_bbox_heads(roi_head: nn.Module) -> list[nn.Module]:

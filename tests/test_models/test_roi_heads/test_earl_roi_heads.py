@@ -12,6 +12,7 @@ import pytest
 import torch
 from mmdet.models.dense_heads import RPNHead
 from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
+from mmdet.structures.bbox import bbox_overlaps
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import nn
@@ -267,3 +268,64 @@ def test_rpn_c0_box_has_no_positive_loss():
         torch.testing.assert_close(cls_g[~off], ref_cls_g[~off], rtol=1e-5, atol=1e-8)
         torch.testing.assert_close(bbox_g[1:], ref_bbox_g[1:], rtol=1e-5, atol=1e-8)
     assert silenced > 0
+
+
+@pytest.mark.parametrize(
+    'stock_cls, kwargs, earl_cls',
+    [
+        (StandardRoIHead, STANDARD, EARLStandardRoIHead),
+        (CascadeRoIHead, CASCADE, EARLCascadeRoIHead),
+    ],
+)
+@pytest.mark.parametrize(
+    'confidence, earl_cfg',
+    [
+        (eh.ONES, dict(policy='ignore')),
+        (eh.CONF, dict(policy='ignore', ignore_below=0.1)),  # c < 1, nothing ignored
+    ],
+)
+def test_roi_ignore_equals_stock_when_nothing_is_ignored(
+    stock_cls, kwargs, earl_cls, confidence, earl_cfg
+):
+    stock = _build(stock_cls, kwargs)
+    earl = eh.clone_into(earl_cls, copy.deepcopy(kwargs), stock, earl_cfg=earl_cfg)
+    feats = eh.make_feats(batch=3)
+    ref = _roi_run(stock, feats, eh.make_samples(eh.BOXES, eh.LABELS))
+    got = _roi_run(earl, feats, eh.make_samples(eh.BOXES, eh.LABELS, confidence))
+    eh.assert_same(got[0], ref[0], rtol=0, atol=0)
+    eh.assert_same(got[1], ref[1], rtol=1e-6, atol=1e-7)
+
+
+def test_roi_ignored_box_is_neither_positive_nor_negative():
+    # image 0's third box (c = 0.2) is an ignore region: the RoIs are those of the stock
+    # head on the two kept boxes (not added as a proposal, no positive); the sampled
+    # negatives in the region have no loss, and leave BBoxHead's cls normaliser
+    stock = _build(StandardRoIHead, STANDARD)
+    earl = eh.clone_into(
+        EARLStandardRoIHead, copy.deepcopy(STANDARD), stock, earl_cfg=dict(policy='ignore')
+    )
+    feats = eh.make_feats(batch=3)
+    kept = [eh.BOXES[0][:2], *eh.BOXES[1:]]
+    kept_labels = [eh.LABELS[0][:2], *eh.LABELS[1:]]
+    confidence = [[1.0, 1.0, 0.2], [1.0, 1.0], []]
+    ref = _roi_run(stock, feats, eh.make_samples(kept, kept_labels))
+    got = _roi_run(earl, feats, eh.make_samples(eh.BOXES, eh.LABELS, confidence))
+    ((rois, cls_g, bbox_g),) = got[2]
+    ((ref_rois, ref_cls_g, ref_bbox_g),) = ref[2]
+    assert torch.equal(rois, ref_rois)  # same proposals, same sampled RoIs
+    pos = ref_bbox_g.abs().sum(1) > 0
+    region = torch.tensor([eh.BOXES[0][2]])
+    iof = bbox_overlaps(rois[:, 1:], region, mode='iof')[:, 0]
+    covered = (rois[:, 0] == 0) & (iof >= 0.5) & ~pos
+    n, k = rois.shape[0], int(covered.sum())
+    assert k > 0
+    assert torch.all(cls_g[covered] == 0)
+    # the rest: stock, the cls loss divided by n - k sampled RoIs with a weight instead of n
+    torch.testing.assert_close(cls_g[~covered], ref_cls_g[~covered] * n / (n - k))
+    torch.testing.assert_close(bbox_g, ref_bbox_g)
+    torch.testing.assert_close(got[0]['loss_bbox'], ref[0]['loss_bbox'])
+
+
+def test_roi_soft_is_refused_by_name():
+    with pytest.raises(ValueError, match="policy 'soft' is not implemented for StandardRoIHead"):
+        EARLStandardRoIHead(earl_cfg=dict(policy='soft'), **copy.deepcopy(STANDARD))
