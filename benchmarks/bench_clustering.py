@@ -143,6 +143,9 @@ def tool_fn(image):
         json.dump(data, f)
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     tool = osp.join(root, 'tools', 'analyze_annotators.py')
+    # as `python tools/analyze_annotators.py` runs it: its folder first on the path (for
+    # tools/_common.py); this process (`--one tool N`) measures only the tool
+    sys.path.insert(0, osp.dirname(tool))
     spec = importlib.util.spec_from_file_location('analyze_annotators', tool)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
