@@ -13,7 +13,9 @@ of the weighting the EARL heads share:
   checked) -> per-box weights, or None when the boxes carry no confidence;
 * :func:`scale_rows`, :func:`prior_weights`, :func:`inside_to_full_index` - put the
   per-box weights on the positive priors' rows of mmdet's targets;
-* :func:`weight_sum_normalizer` - the ``normalize='weight_sum'`` loss normaliser.
+* :func:`weight_sum_normalizer` - the ``normalize='weight_sum'`` loss normaliser;
+* :func:`soft_focal_loss` - the sigmoid focal loss of ``policy='soft'``, calibrated to a
+  soft target.
 
 The model-side files of the package (``earl_mmdet/models``) call these from mmdet's heads.
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     'points_in_regions',
     'prior_weights',
     'scale_rows',
+    'soft_focal_loss',
     'soft_targets',
     'split_ignored',
     'weight_sum_normalizer',
@@ -280,6 +284,50 @@ def soft_targets(weights: Tensor) -> Tensor:
         tensor([0.5000, 1.0000, 1.0000])
     """
     return weights.clamp(max=1.0)
+
+
+def soft_focal_loss(
+    logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Element-wise sigmoid focal loss for soft targets (alpha-weighted quality focal loss).
+
+    ``policy='soft'`` trains a positive towards ``q = min(1, w)`` in its class's column.
+    The focal loss of Lin et al. on a float target,
+    ``BCE(p, t) * (alpha t + (1 - alpha)(1 - t)) * ((1 - p) t + p (1 - t)) ** gamma``
+    (what mmdet's ``FocalLoss`` computes for a target of the prediction's shape), is not
+    minimised at ``p = t`` for ``0 < t < 1``: it pushes scores away from 0.5. This loss
+    takes the modulating factor of the quality focal loss (Li et al., GFL) instead:
+
+    ``L(x, t) = BCE(p, t) * |t - p| ** gamma * (alpha if t > 0 else 1 - alpha)``,
+    ``p = sigmoid(x)``,
+
+    with ``BCE(p, t) = -(t log p + (1 - t) log(1 - p))``. For ``t = 1`` it is
+    ``alpha (1 - p) ** gamma (-log p)`` and for ``t = 0`` it is
+    ``(1 - alpha) p ** gamma (-log(1 - p))``: the focal loss, element for element. For
+    ``0 < t < 1`` both factors are >= 0 and the first is 0 at ``p = t``, so the loss is
+    minimised (at 0) exactly where the score equals the target.
+
+    Args:
+        logits (Tensor): raw scores x (before the sigmoid), any shape.
+        targets (Tensor): targets t in [0, 1], the shape of ``logits``.
+        alpha (float): weight of the elements with ``t > 0`` (``1 - alpha`` for
+            ``t = 0``). Defaults to 0.25 (mmdet's ``FocalLoss``).
+        gamma (float): power of ``|t - p|``, >= 0. Defaults to 2.0.
+
+    Returns:
+        Tensor: the element-wise loss, the shape and dtype of ``logits`` (no reduction).
+
+    Examples:
+        >>> x = torch.tensor([0.0, 0.0, 0.0])
+        >>> soft_focal_loss(x, torch.tensor([1.0, 0.5, 0.0]))  # p = 0.5
+        tensor([0.0433, 0.0000, 0.1300])
+    """
+    targets = targets.type_as(logits)
+    prob = logits.sigmoid()
+    balance = torch.where(targets > 0, logits.new_tensor(alpha), logits.new_tensor(1 - alpha))
+    # as mmdet's py_sigmoid_focal_loss groups it: BCE * (balance * modulating factor)
+    focal_weight = balance * (targets - prob).abs().pow(gamma)
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction='none') * focal_weight
 
 
 def split_ignored(gt_instances: Any, cfg: EARLConfig) -> tuple[Any, Tensor | None]:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mmdet.models.losses.focal_loss import py_sigmoid_focal_loss  # the oracle of the focal loss
 
 from earl_mmdet.core.earl_weights import (
     EARLConfig,
@@ -18,6 +19,7 @@ from earl_mmdet.core.earl_weights import (
     points_in_regions,
     prior_weights,
     scale_rows,
+    soft_focal_loss,
     soft_targets,
     split_ignored,
     weight_sum_normalizer,
@@ -239,3 +241,40 @@ def test_prior_boxes_and_points_in_regions():
     points = torch.tensor([[4.0, 4.0, 8.0, 8.0], [4.1, 0.0, 8.0, 8.0]])
     assert points_in_regions(points, regions).tolist() == [True, False]
     assert soft_targets(torch.tensor([0.25, 3.0])).tolist() == [0.25, 1.0]
+
+
+@pytest.mark.parametrize('alpha', [0.25, 0.75])
+@pytest.mark.parametrize('gamma', [0.0, 1.5, 2.0])
+def test_soft_focal_loss_is_mmdet_focal_on_hard_targets(alpha, gamma):
+    g = torch.Generator().manual_seed(0)
+    logits = 4 * torch.randn(64, 5, generator=g)
+    targets = (torch.rand(64, 5, generator=g) < 0.3).float()
+    assert 0 < int(targets.sum()) < targets.numel()
+    expected = py_sigmoid_focal_loss(logits, targets, gamma=gamma, alpha=alpha, reduction='none')
+    got = soft_focal_loss(logits, targets, alpha=alpha, gamma=gamma)
+    torch.testing.assert_close(got, expected)
+    # integer targets as well (mmdet's FocalLoss one-hot target is integer)
+    torch.testing.assert_close(soft_focal_loss(logits, targets.long(), alpha, gamma), expected)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+@pytest.mark.parametrize('q', [0.1, 0.3, 0.5, 0.7, 0.9])
+def test_soft_focal_loss_is_minimised_where_the_score_is_the_target(q):
+    # gradient 0 at p = q, negative below, positive above; the grid minimum is at q
+    x = torch.tensor(_logit(q), dtype=torch.float64, requires_grad=True)
+    loss = soft_focal_loss(x, torch.tensor(q, dtype=torch.float64))
+    (grad,) = torch.autograd.grad(loss, x)
+    assert float(loss.detach()) == pytest.approx(0.0, abs=1e-12)
+    assert float(grad) == pytest.approx(0.0, abs=1e-12)
+    p = torch.linspace(0.001, 0.999, 999, dtype=torch.float64)
+    grid = soft_focal_loss(torch.log(p / (1 - p)), torch.full_like(p, q))
+    assert float(p[grid.argmin()]) == pytest.approx(q, abs=1e-3)
+    below, above = grid[p < q - 1e-3], grid[p > q + 1e-3]
+    assert bool((below.diff() < 0).all()) and bool((above.diff() > 0).all())
+    # mmdet's focal loss on the same soft target is not minimised there (why this loss)
+    mmdet = py_sigmoid_focal_loss(torch.log(p / (1 - p)), torch.full_like(p, q), reduction='none')
+    if q != 0.5:
+        assert abs(float(p[mmdet.argmin()]) - q) > 0.05

@@ -18,9 +18,11 @@ The loss policies (``earl_cfg.policy``; equations in ``docs/earl_heads.md``):
 
 * ``'earl'`` - the above;
 * ``'soft'`` - a positive anchor's classification target is ``q = min(1, w)`` in its
-  class's column instead of 1 (the head's ``loss_cls`` gets a one-hot target of the
-  prediction's shape: sigmoid ``FocalLoss`` or ``CrossEntropyLoss(use_sigmoid=True)``);
-  its label weight is not multiplied, its box weight is (term ``bbox``);
+  class's column instead of 1; its label weight is not multiplied, its box weight is
+  (term ``bbox``). A sigmoid ``FocalLoss`` is replaced by
+  :func:`~earl_mmdet.core.earl_weights.soft_focal_loss` (the focal loss at ``q = 1``,
+  minimised at ``p = q``; :func:`soft_focal_hook`), a ``CrossEntropyLoss(use_sigmoid=True)``
+  gets the one-hot target times q (BCE, already minimised at ``p = q``);
 * ``'ignore'`` - boxes with ``c / scale < ignore_below`` are removed before assignment
   and become ignore regions: anchors that are not positive and lie in one
   (:func:`~earl_mmdet.core.earl_weights.boxes_in_regions`, ``ignore_iof``) get label
@@ -30,12 +32,14 @@ The loss policies (``earl_cfg.policy``; equations in ``docs/earl_heads.md``):
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import torch.nn.functional as F
 from mmdet.models.dense_heads import AnchorHead, RetinaHead, RPNHead, SSDHead
 from mmdet.models.losses import CrossEntropyLoss, FocalLoss
+from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.models.task_modules.prior_generators import anchor_inside_flags
 from mmdet.models.utils import images_to_levels
 from mmdet.registry import MODELS
@@ -49,13 +53,22 @@ from ...core.earl_weights import (
     inside_to_full_index,
     prior_weights,
     scale_rows,
+    soft_focal_loss,
     soft_targets,
     split_ignored,
     weight_sum_normalizer,
 )
 from ..earl_convert import EARLHeadMixin, register_earl_mixin, register_earl_variant
 
-__all__ = ['EARLAnchorHeadMixin', 'EARLRPNHead', 'EARLRetinaHead', 'takes_soft_targets']
+__all__ = [
+    'EARLAnchorHeadMixin',
+    'EARLRPNHead',
+    'EARLRetinaHead',
+    'is_sigmoid_focal',
+    'soft_focal_forward',
+    'soft_focal_hook',
+    'takes_soft_targets',
+]
 
 
 class EARLAnchorHeadMixin(EARLHeadMixin):
@@ -75,9 +88,11 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
     Policies ``'soft'`` and ``'ignore'`` need AnchorHead's ``loss_by_feat_single`` (not
     SSD's hard-negative mining); ``'soft'`` also a ``loss_cls`` that takes a one-hot
     target (:func:`takes_soft_targets`). Under ``'soft'``, :meth:`get_targets` keeps each
-    anchor's target q per level and :meth:`loss_by_feat_single` hands ``loss_cls`` the
-    one-hot target times q (a forward pre-hook); when every q is 1 the labels go to the
-    loss unchanged, as in mmdet.
+    anchor's target q per level and, in :meth:`loss_by_feat_single`, a hook on
+    ``loss_cls`` makes it the loss of the one-hot target times q: a sigmoid ``FocalLoss``'s
+    output is replaced by :func:`soft_focal_forward` of the same call (a forward hook),
+    a sigmoid ``CrossEntropyLoss`` gets the soft target in place of the labels (a forward
+    pre-hook). When every q is 1 the labels go to mmdet's loss unchanged.
     """
 
     _earl_allowed_terms = ('cls', 'bbox')
@@ -124,8 +139,8 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
             raise ValueError(
                 f"earl_cfg.policy 'soft' is not implemented for {type(head).__name__} with "
                 f'loss_cls {type(head.loss_cls).__name__}: it needs FocalLoss(use_sigmoid=True,'
-                ' activated=False) or CrossEntropyLoss(use_sigmoid=True), which take a soft '
-                "one-hot target (or drop 'cls' from earl_cfg.terms)"
+                ' activated=False) or CrossEntropyLoss(use_sigmoid=True), which it trains on a '
+                "soft one-hot target (or drop 'cls' from earl_cfg.terms)"
             )
 
     def _get_targets_single(
@@ -309,7 +324,7 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
         bbox_weights: Tensor,
         avg_factor: int,
     ) -> tuple:
-        """The level's losses; under ``'soft'``, ``loss_cls`` gets the soft one-hot target.
+        """The level's losses; under ``'soft'``, ``loss_cls`` is that of the soft targets.
 
         Args and returns as :meth:`AnchorHead.loss_by_feat_single`.
         """
@@ -322,8 +337,12 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
                 f'{type(self).__name__}: soft targets of shape {tuple(soft.shape)} for labels '
                 f'of shape {tuple(labels.shape)}; levels out of order'
             )
-        hook = functools.partial(self._earl_soft_target_hook, soft.reshape(-1))
-        handle = self.loss_cls.register_forward_pre_hook(hook, with_kwargs=True)
+        if is_sigmoid_focal(self.loss_cls):
+            hook = functools.partial(soft_focal_hook, soft.reshape(-1))
+            handle = self.loss_cls.register_forward_hook(hook, with_kwargs=True)
+        else:
+            hook = functools.partial(self._earl_soft_target_hook, soft.reshape(-1))
+            handle = self.loss_cls.register_forward_pre_hook(hook, with_kwargs=True)
         try:
             return super().loss_by_feat_single(*args, avg_factor=avg_factor)
         finally:
@@ -332,8 +351,8 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
     def _earl_soft_target_hook(
         self, soft: Tensor, module: nn.Module, args: tuple, kwargs: dict
     ) -> tuple[tuple, dict]:
-        """Forward pre-hook of ``loss_cls``: labels -> one-hot target times q, weights
-        expanded to the target's shape (CrossEntropyLoss needs them so)."""
+        """Forward pre-hook of a sigmoid ``CrossEntropyLoss``: labels -> one-hot target times
+        q, weights expanded to the target's shape (CrossEntropyLoss needs them so)."""
         if len(args) != 3 or set(kwargs) - {'avg_factor'}:
             raise RuntimeError(
                 f'{type(self).__name__}.loss_cls was called in an unexpected way; '
@@ -345,21 +364,121 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
                 f'{type(self).__name__}.loss_cls: {tuple(pred.shape)} predictions and '
                 f'{tuple(labels.shape)} labels for {soft.shape[0]} soft targets'
             )
-        num_cols = pred.shape[1]
-        target = F.one_hot(labels, num_cols + 1)[:, :num_cols].to(pred.dtype)
-        target = target * soft.to(pred.dtype)[:, None]
+        target = _soft_one_hot(labels, soft, pred)
         return (pred, target, weight.view(-1, 1).expand_as(target)), kwargs
 
 
-def takes_soft_targets(loss_cls: nn.Module) -> bool:
-    """Whether a classification loss module takes a one-hot float target (N, C) as is.
+def _soft_one_hot(labels: Tensor, q: Tensor, pred: Tensor) -> Tensor:
+    """(N, C) target of ``pred`` (N, C): q at each row's class, 0 elsewhere (label C,
+    the background, gives a row of zeros)."""
+    num_classes = pred.shape[1]
+    target = F.one_hot(labels, num_classes + 1)[:, :num_classes].to(pred.dtype)
+    return target * q.to(pred.dtype)[:, None]
 
-    mmdet 3.3's ``FocalLoss`` (sigmoid, on logits) and ``CrossEntropyLoss`` with
-    ``use_sigmoid=True`` use a target of the prediction's shape as given (per element
-    BCE); exact types only, since a subclass may change ``forward``.
+
+def is_sigmoid_focal(loss_cls: nn.Module) -> bool:
+    """Whether a loss module is mmdet 3.3's ``FocalLoss`` on logits (``use_sigmoid=True``,
+    ``activated=False``); the exact type, since a subclass may change ``forward``."""
+    return type(loss_cls) is FocalLoss and bool(loss_cls.use_sigmoid) and not loss_cls.activated
+
+
+def soft_focal_forward(
+    loss_cls: nn.Module,
+    pred: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    avg_factor: float | None = None,
+    reduction_override: str | None = None,
+) -> Tensor:
+    """What ``loss_cls(pred, target, ...)`` returns with the element loss
+    :func:`~earl_mmdet.core.earl_weights.soft_focal_loss` in place of the focal loss.
+
+    ``loss_cls`` is mmdet's sigmoid ``FocalLoss`` (:func:`is_sigmoid_focal`); its
+    ``alpha``, ``gamma``, ``loss_weight`` and ``reduction`` apply as in
+    ``FocalLoss.forward``: ``loss_weight * weight_reduce_loss(L * weight, reduction,
+    avg_factor)`` (mmdet's ``weight_reduce_loss``). At a target in {0, 1} it equals
+    ``loss_cls``.
+
+    Args:
+        loss_cls (nn.Module): the head's ``FocalLoss``.
+        pred (Tensor): (N, C) logits.
+        target (Tensor): (N, C) targets in [0, 1].
+        weight (Tensor, optional): (N,) per-prior or (N, C) per-element weights.
+        avg_factor (float, optional): the normaliser of ``reduction='mean'``.
+        reduction_override (str, optional): ``'none'``, ``'mean'`` or ``'sum'``.
+
+    Returns:
+        Tensor: the loss, reduced as ``loss_cls`` reduces it.
+
+    Raises:
+        TypeError: if ``loss_cls`` is not a sigmoid ``FocalLoss`` on logits.
+        ValueError: on shapes or a reduction ``FocalLoss`` would not take.
     """
-    if type(loss_cls) is FocalLoss:
-        return bool(loss_cls.use_sigmoid) and not loss_cls.activated
+    if not is_sigmoid_focal(loss_cls):
+        raise TypeError(
+            'soft_focal_forward needs an mmdet FocalLoss(use_sigmoid=True, activated=False), '
+            f'got {type(loss_cls).__name__}'
+        )
+    if pred.dim() != 2 or target.shape != pred.shape:
+        raise ValueError(
+            f'soft_focal_forward: target of shape {tuple(target.shape)} for predictions of '
+            f'shape {tuple(pred.shape)}; both must be (N, C)'
+        )
+    if reduction_override not in (None, 'none', 'mean', 'sum'):
+        raise ValueError(f'soft_focal_forward: unknown reduction_override {reduction_override!r}')
+    loss = soft_focal_loss(pred, target, alpha=loss_cls.alpha, gamma=loss_cls.gamma)
+    if weight is not None and weight.shape != loss.shape:
+        if weight.shape != loss.shape[:1]:
+            raise ValueError(
+                f'soft_focal_forward: weight of shape {tuple(weight.shape)} for a loss of '
+                f'shape {tuple(loss.shape)}; it must be (N,) or (N, C)'
+            )
+        weight = weight.view(-1, 1)
+    reduction = reduction_override if reduction_override else loss_cls.reduction
+    return loss_cls.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
+
+
+def soft_focal_hook(
+    q: Tensor, module: nn.Module, args: tuple, kwargs: dict, output: Tensor
+) -> Tensor | None:
+    """Forward hook (``with_kwargs=True``) of a sigmoid ``FocalLoss`` called with labels:
+    its output replaced by :func:`soft_focal_forward` of the one-hot target times q.
+
+    Bind the per-prior targets first: ``functools.partial(soft_focal_hook, q)``. While
+    every q is 1 the output of mmdet's own focal loss is kept (None).
+
+    Args:
+        q (Tensor): (N,) target of each prior at its class (1 for the negatives).
+        module (nn.Module): the ``FocalLoss``; args, kwargs: its call; output: its result.
+
+    Raises:
+        RuntimeError: if the call is not ``(pred (N, C), labels (N,), ...)``.
+    """
+    call = inspect.signature(FocalLoss.forward).bind(module, *args, **kwargs).arguments
+    pred, labels = call['pred'], call['target']
+    if labels.is_floating_point() or labels.shape != q.shape or pred.shape[:1] != q.shape:
+        raise RuntimeError(
+            f'{type(module).__name__} under policy soft was called with {tuple(pred.shape)} '
+            f'predictions and {labels.dtype} target {tuple(labels.shape)}; expected (N, C) '
+            f'and integer labels (N,) for N = {q.shape[0]} soft targets'
+        )
+    if not bool((q < 1).any()):
+        return None
+    del call['self']
+    call['target'] = _soft_one_hot(labels, q, pred)
+    return soft_focal_forward(module, **call)
+
+
+def takes_soft_targets(loss_cls: nn.Module) -> bool:
+    """Whether ``policy='soft'`` can train a classification loss module on soft targets.
+
+    mmdet 3.3's ``FocalLoss`` on logits (:func:`is_sigmoid_focal`; under ``'soft'`` its
+    output is :func:`soft_focal_forward`'s) and ``CrossEntropyLoss`` with
+    ``use_sigmoid=True`` (per element BCE, which takes a one-hot float target of the
+    prediction's shape as given); exact types only, since a subclass may change ``forward``.
+    """
+    if is_sigmoid_focal(loss_cls):
+        return True
     if type(loss_cls) is CrossEntropyLoss:
         return bool(loss_cls.use_sigmoid)
     return False

@@ -20,7 +20,11 @@ Where the weights enter, without copying mmdet code:
 * ``loss_by_feat_single`` calls the head's own with forward pre-hooks on its loss modules:
   the positives' box losses (``loss_bbox``, ATSS ``loss_centerness``, GFL ``loss_dfl``) get
   their weight multiplied by w (term ``bbox``), and under ``policy='soft'`` the positives'
-  classification target is multiplied by q = min(1, w) (``loss_cls``).
+  classification target is multiplied by q = min(1, w) (``loss_cls``): the quality target
+  of a ``QualityFocalLoss`` (a pre-hook), or, for ATSS's sigmoid ``FocalLoss``, the loss
+  of the one-hot target times q with
+  :func:`~earl_mmdet.core.earl_weights.soft_focal_loss` in place of the focal loss (a
+  forward hook, :func:`~earl_mmdet.models.dense_heads.earl_anchor_heads.soft_focal_hook`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.dense_heads import AnchorHead, ATSSHead, GFLHead, RTMDetHead, RTMDetSepBNHead
 from mmdet.models.losses import FocalLoss, QualityFocalLoss
 from mmdet.models.task_modules.prior_generators import anchor_inside_flags
@@ -52,6 +55,7 @@ from ...core.earl_weights import (
     weight_sum_normalizer,
 )
 from ..earl_convert import EARLHeadMixin, register_earl_mixin, register_earl_variant
+from .earl_anchor_heads import is_sigmoid_focal, soft_focal_hook
 
 __all__ = [
     'EARLATSSHead',
@@ -78,7 +82,8 @@ class _EARLQualityHeadMixin(EARLHeadMixin):
     _earl_point_priors = False
     #: whether ``get_targets`` returns mmdet's positive-count normaliser last (ATSS, GFL)
     _earl_count_normalizer = False
-    #: classification losses whose target ``policy='soft'`` knows how to soften
+    #: classification losses whose target ``policy='soft'`` knows how to soften (exact
+    #: types, sigmoid on logits)
     _earl_soft_losses: tuple[type, ...] = (QualityFocalLoss,)
     #: loss module -> rows per positive, for the positives-only losses of term ``bbox``
     _earl_box_losses: Mapping[str, int] = {'loss_bbox': 1}
@@ -104,7 +109,7 @@ class _EARLQualityHeadMixin(EARLHeadMixin):
             return
         loss = getattr(head, 'loss_cls', None)
         if not (
-            isinstance(loss, cls._earl_soft_losses)
+            type(loss) in cls._earl_soft_losses
             and getattr(loss, 'use_sigmoid', False)
             and not getattr(loss, 'activated', False)
         ):
@@ -269,8 +274,13 @@ class _EARLQualityHeadMixin(EARLHeadMixin):
         handles = []
         try:
             if cfg.policy == 'soft' and 'cls' in cfg.terms:
-                hook = functools.partial(self._earl_soft_target_hook, soft_targets(weights))
-                handles.append(self.loss_cls.register_forward_pre_hook(hook, with_kwargs=True))
+                q = soft_targets(weights)
+                if is_sigmoid_focal(self.loss_cls):  # ATSS: the soft focal loss's output
+                    hook = functools.partial(soft_focal_hook, q)
+                    handles.append(self.loss_cls.register_forward_hook(hook, with_kwargs=True))
+                else:
+                    hook = functools.partial(self._earl_soft_target_hook, q)
+                    handles.append(self.loss_cls.register_forward_pre_hook(hook, with_kwargs=True))
             for attr, repeat in self._earl_box_losses.items():
                 keep = record if attr == 'loss_bbox' and cfg.normalize == 'weight_sum' else None
                 if 'bbox' in cfg.terms or keep is not None:
@@ -317,25 +327,17 @@ class _EARLQualityHeadMixin(EARLHeadMixin):
     def _earl_soft_target_hook(
         self, q: Tensor, module: nn.Module, args: tuple, kwargs: dict
     ) -> tuple[tuple, dict]:
-        """Forward pre-hook of ``loss_cls``: the positives' target times q = min(1, w).
+        """Forward pre-hook of a ``QualityFocalLoss``: the positives' target times q.
 
-        A quality-focal target ``(labels, score)`` becomes ``(labels, score * q)``; integer
-        labels of a sigmoid focal loss become the one-hot target with q at the positives'
-        class (left as labels while every q is 1, so c = 1 runs mmdet's own code path).
+        The quality-focal target ``(labels, score)`` becomes ``(labels, score * q)``, q =
+        min(1, w) per prior (1 for the negatives, whose score is 0 anyway).
         """
         pred = args[0] if args else kwargs.get('pred')
         target = args[1] if len(args) > 1 else kwargs.get('target')
         if pred is None or pred.shape[0] != q.shape[0]:
             raise self._earl_unexpected('loss_cls', f'{q.shape[0]} rows expected')
-        labels = isinstance(target, Tensor) and not target.is_floating_point()
         if isinstance(target, tuple) and len(target) == 2 and target[1].shape == q.shape:
-            soft: Any = (target[0], target[1] * q.to(target[1].dtype))
-        elif labels and target.shape == q.shape:
-            if not bool((q < 1).any()):
-                return args, kwargs
-            num_classes = pred.shape[1]
-            soft = F.one_hot(target, num_classes + 1)[:, :num_classes].to(pred.dtype)
-            soft = soft * q.to(pred.dtype)[:, None]
+            soft = (target[0], target[1] * q.to(target[1].dtype))
         else:
             raise self._earl_unexpected('loss_cls', 'unknown target form')
         if len(args) > 1:
@@ -421,8 +423,11 @@ class EARLATSSHeadMixin(_EARLQualityHeadMixin):
     by their centerness target ``t_i`` and divided by ``max(1, sum_i t_i)``. EARL multiplies
     the positives' focal weight (term ``cls``), GIoU weight and centerness loss (term
     ``bbox``) by w; ``normalize='weight_sum'`` replaces N by ``sum_i w_i`` and
-    ``sum_i t_i`` by ``sum_i w_i t_i``. Under ``policy='soft'`` a positive's focal target is
-    the one-hot vector with q at its class (mmdet's ``FocalLoss`` on a float one-hot target).
+    ``sum_i t_i`` by ``sum_i w_i t_i``. Under ``policy='soft'`` a positive's target is the
+    one-hot vector with q at its class and the focal loss becomes
+    :func:`~earl_mmdet.core.earl_weights.soft_focal_loss` (``loss_cls`` must be mmdet's
+    ``FocalLoss(use_sigmoid=True, activated=False)``): the focal loss on the negatives and
+    at q = 1, minimised at ``p = q`` on a positive's class.
     """
 
     _earl_count_normalizer = True

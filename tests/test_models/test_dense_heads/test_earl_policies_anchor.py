@@ -7,7 +7,9 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmdet.models.dense_heads import RetinaHead, RPNHead, SSDHead
+from mmdet.models.losses import CrossEntropyLoss, FocalLoss
 from mmdet.models.task_modules.prior_generators import anchor_inside_flags
 from mmdet.structures.bbox import bbox_overlaps
 
@@ -17,6 +19,7 @@ from earl_mmdet.models.dense_heads import (
     earl_head_class,
     make_earl_head,
 )
+from earl_mmdet.models.dense_heads.earl_anchor_heads import soft_focal_forward
 from tests.test_models import earl_head_utils as eh
 from tests.test_models.test_dense_heads.test_earl_anchor_heads import _targets
 
@@ -119,14 +122,6 @@ def test_ignored_box_gets_no_gradient_on_its_anchors():
     assert torch.count_nonzero(cls_grad[~in_b]) > 0  # the rest of the image is learnt
 
 
-def _focal(x: float, t: float, alpha: float = 0.25, gamma: float = 2.0) -> float:
-    """mmdet's sigmoid focal loss of one logit x and a target t in [0, 1], by hand:
-    BCE(p, t) * (alpha t + (1 - alpha)(1 - t)) * ((1 - p) t + p (1 - t)) ** gamma."""
-    p = 1.0 / (1.0 + math.exp(-x))
-    bce = -(t * math.log(p) + (1 - t) * math.log(1 - p))
-    return bce * (alpha * t + (1 - alpha) * (1 - t)) * ((1 - p) * t + p * (1 - t)) ** gamma
-
-
 def _bce(x: float, t: float) -> float:
     p = 1.0 / (1.0 + math.exp(-x))
     return -(t * math.log(p) + (1 - t) * math.log(1 - p))
@@ -145,7 +140,8 @@ def _constant_logits_losses(head, x, samples, seed=0):
 
 def test_soft_target_focal_loss_hand_computed():
     # one class, every logit x = 0.3, one box with c = q = 0.5: each positive anchor's loss
-    # is the focal loss with target 0.5, each negative's with target 0; mean over positives
+    # is alpha BCE(p, q) |q - p| ** gamma, each negative's the focal loss (1 - alpha)
+    # p ** gamma (-log(1 - p)); mean over positives (alpha = 0.25, gamma = 2)
     kwargs = dict(eh.retina_kwargs(), num_classes=1)
     stock = eh.build(RetinaHead, kwargs)
     soft = eh.clone_into(EARLRetinaHead, kwargs, stock, earl_cfg=dict(policy='soft'))
@@ -155,10 +151,11 @@ def test_soft_target_focal_loss_hand_computed():
     num_neg = int(((ref[0] == 1) & (ref[1] > 0)).sum())
     assert num_pos > 0 and num_neg > 0
     got = _constant_logits_losses(soft, x, eh.make_samples(box, [[0]], [[q]]))
-    expected = (num_pos * _focal(x, q) + num_neg * _focal(x, 0.0)) / num_pos
+    p = 1.0 / (1.0 + math.exp(-x))
+    positive = 0.25 * -(q * math.log(p) + (1 - q) * math.log(1 - p)) * abs(q - p) ** 2
+    negative = 0.75 * -math.log(1 - p) * p**2
+    expected = (num_pos * positive + num_neg * negative) / num_pos
     assert got['loss_cls'].item() == pytest.approx(expected, rel=1e-5)
-    # q = 0.5: the modulating factor is 0.5 ** gamma whatever p (documented)
-    assert _focal(x, q) == pytest.approx(0.5 * 0.5**2 * _bce(x, q))
     # the box term is weighted by w as under 'earl'
     stock_losses = _constant_logits_losses(stock, x, eh.make_samples(box, [[0]]))
     torch.testing.assert_close(got['loss_bbox'], q * stock_losses['loss_bbox'])
@@ -188,8 +185,50 @@ def test_soft_targets_per_box_and_hooks_removed():
     ref, _ = eh.loss_and_grads(stock, feats, eh.make_samples(eh.BOXES, eh.LABELS))
     got, _ = eh.loss_and_grads(soft, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF))
     assert not torch.allclose(got['loss_cls'], ref['loss_cls'])
-    assert not soft.loss_cls._forward_pre_hooks
+    assert not soft.loss_cls._forward_pre_hooks and not soft.loss_cls._forward_hooks
     assert soft._earl_soft_levels is None
+
+
+@pytest.mark.parametrize(
+    'loss_kwargs, call',
+    [
+        (dict(), dict()),
+        (dict(alpha=0.5, gamma=1.5, loss_weight=2.0), dict(avg_factor=7.0)),
+        (dict(reduction='sum'), dict(weight='rows')),
+        (dict(), dict(weight='elements', avg_factor=3.0)),
+        (dict(), dict(weight='rows', reduction_override='none')),
+        (dict(reduction='none'), dict(reduction_override='sum')),
+    ],
+)
+def test_soft_focal_forward_reduces_as_mmdet_focal_loss(loss_kwargs, call):
+    # on one-hot targets it is mmdet's FocalLoss, weight / avg_factor / reduction included
+    loss_cls = FocalLoss(**loss_kwargs)
+    g = torch.Generator().manual_seed(1)
+    pred = torch.randn(12, 3, generator=g)
+    labels = torch.randint(0, 4, (12,), generator=g)  # 3: background
+    weights = {'rows': torch.rand(12, generator=g), 'elements': torch.rand(12, 3, generator=g)}
+    call = dict(call, weight=weights.get(call.get('weight')))
+    target = F.one_hot(labels, 4)[:, :3]
+    expected = loss_cls(pred, labels, **call)
+    torch.testing.assert_close(soft_focal_forward(loss_cls, pred, target.float(), **call), expected)
+    # a soft target changes the positives' elements only
+    none = dict(call, reduction_override='none')
+    got = soft_focal_forward(loss_cls, pred, target * 0.5, **none)
+    ref = loss_cls(pred, labels, **none)
+    neg = target == 0
+    torch.testing.assert_close(got[neg], ref[neg])
+    assert bool((got[~neg] != ref[~neg]).all())
+
+
+def test_soft_focal_forward_refuses_other_losses():
+    pred, target = torch.zeros(2, 3), torch.zeros(2, 3)
+    for loss in (FocalLoss(activated=True), CrossEntropyLoss(use_sigmoid=True)):
+        with pytest.raises(TypeError, match='FocalLoss'):
+            soft_focal_forward(loss, pred, target)
+    with pytest.raises(ValueError, match='weight of shape'):
+        soft_focal_forward(FocalLoss(), pred, target, weight=torch.ones(6))
+    with pytest.raises(ValueError, match='target of shape'):
+        soft_focal_forward(FocalLoss(), pred, torch.zeros(2))
 
 
 def test_policies_refused_where_not_implemented():

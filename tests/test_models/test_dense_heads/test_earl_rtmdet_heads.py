@@ -126,7 +126,7 @@ def test_equals_stock_at_full_confidence(name, earl_cfg):
     ref = eh.assert_equals_stock(stock, earl, eh.ONES)
     assert all(float(v) > 0 for v in ref.values())  # every term is exercised
     for module in earl.modules():  # the hooks are gone again
-        assert not module._forward_pre_hooks
+        assert not module._forward_pre_hooks and not module._forward_hooks
     assert earl._earl_state is None
 
 
@@ -323,22 +323,37 @@ def test_soft_target_is_quality_times_q():
         torch.testing.assert_close(score, ref_score * 0.4)
 
 
-def test_soft_focal_target_on_atss():
-    # ATSS: the positives' focal target is the one-hot vector with q at their class
+def test_soft_focal_loss_on_atss():
+    # ATSS: per level, sum of alpha BCE(p, q) |q - p| ** gamma over the positives' class
+    # elements plus the focal loss of every other element, label-weighted, / avg_factor
     _, earl = _pair('atss', dict(policy='soft'))
-    seen = []
-    earl.loss_cls.register_forward_hook(lambda m, args, out: seen.append(args[1]))
+    calls = []
+    earl.loss_cls.register_forward_pre_hook(
+        lambda m, args, kwargs: calls.append((args, kwargs)), with_kwargs=True
+    )
     feats = eh.make_feats(batch=1)
-    eh.loss_and_grads(earl, feats, eh.make_samples([[BOX_A]], [[2]], [[0.4]]))
-    target = torch.cat([t for t in seen if t.is_floating_point()])  # levels with positives
-    assert target.shape[1] == eh.NUM_CLASSES and target.is_floating_point()
-    pos = target.sum(dim=1) > 0
-    assert bool(pos.any())
-    torch.testing.assert_close(target[pos, 2], torch.full_like(target[pos, 2], 0.4))
-    assert float(target[:, :2].abs().sum()) == 0.0
+    got = eh.loss_and_grads(earl, feats, eh.make_samples([[BOX_A]], [[2]], [[0.4]]))[0]
+    expected, num_pos = 0.0, 0
+    for (pred, labels, weight), kwargs in calls:
+        assert not labels.is_floating_point()  # mmdet's call, with labels
+        pos = labels < eh.NUM_CLASSES
+        num_pos += int(pos.sum())
+        target = torch.zeros_like(pred)
+        target[pos, labels[pos]] = 0.4
+        p = pred.detach().sigmoid()
+        bce = -(target * p.log() + (1 - target) * (1 - p).log())
+        alpha = torch.where(target > 0, 0.25, 0.75)
+        element = alpha * bce * (target - p).abs() ** 2
+        expected += float((element * weight[:, None]).sum()) / kwargs['avg_factor']
+    assert num_pos > 0
+    assert float(got['loss_cls']) == pytest.approx(expected, rel=1e-4)
+    assert not earl.loss_cls._forward_hooks  # only the test's pre-hook is left
 
 
 def test_soft_refused_for_a_loss_it_cannot_soften():
+    activated = dict(type='FocalLoss', use_sigmoid=True, activated=True)
+    with pytest.raises(ValueError, match="'soft' on EARLATSSHead needs loss_cls .*FocalLoss"):
+        EARLATSSHead(**dict(atss_kwargs(), loss_cls=activated), earl_cfg=dict(policy='soft'))
     kwargs = dict(atss_kwargs(), loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True))
     with pytest.raises(ValueError, match='soft'):
         EARLATSSHead(**kwargs, earl_cfg=dict(policy='soft'))
