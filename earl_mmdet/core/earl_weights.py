@@ -298,20 +298,23 @@ def soft_focal_loss(
     minimised at ``p = t`` for ``0 < t < 1``: it pushes scores away from 0.5. This loss
     takes the modulating factor of the quality focal loss (Li et al., GFL) instead:
 
-    ``L(x, t) = BCE(p, t) * |t - p| ** gamma * (alpha if t > 0 else 1 - alpha)``,
+    ``L(x, t) = BCE(p, t) * |t - p| ** gamma * (alpha t + (1 - alpha)(1 - t))``,
     ``p = sigmoid(x)``,
 
     with ``BCE(p, t) = -(t log p + (1 - t) log(1 - p))``. For ``t = 1`` it is
     ``alpha (1 - p) ** gamma (-log p)`` and for ``t = 0`` it is
     ``(1 - alpha) p ** gamma (-log(1 - p))``: the focal loss, element for element. For
-    ``0 < t < 1`` both factors are >= 0 and the first is 0 at ``p = t``, so the loss is
-    minimised (at 0) exactly where the score equals the target.
+    ``0 < t < 1`` the balance term does not depend on p and ``|t - p| ** gamma`` is 0 at
+    ``p = t``, so the loss is minimised (at 0) exactly where the score equals the target.
+    The balance is the focal loss's own, linear in t, so the loss is continuous in t: a box
+    of q = 0.01 is trained almost like background (a step ``alpha if t > 0`` would weigh
+    its class column 3x less than q = 0's).
 
     Args:
         logits (Tensor): raw scores x (before the sigmoid), any shape.
         targets (Tensor): targets t in [0, 1], the shape of ``logits``.
-        alpha (float): weight of the elements with ``t > 0`` (``1 - alpha`` for
-            ``t = 0``). Defaults to 0.25 (mmdet's ``FocalLoss``).
+        alpha (float): balance weight of the target 1 (``1 - alpha`` for 0, linear in
+            between). Defaults to 0.25 (mmdet's ``FocalLoss``).
         gamma (float): power of ``|t - p|``, >= 0. Defaults to 2.0.
 
     Returns:
@@ -321,10 +324,12 @@ def soft_focal_loss(
         >>> x = torch.tensor([0.0, 0.0, 0.0])
         >>> soft_focal_loss(x, torch.tensor([1.0, 0.5, 0.0]))  # p = 0.5
         tensor([0.0433, 0.0000, 0.1300])
+        >>> soft_focal_loss(x[:1], torch.tensor([0.01]))  # close to t = 0's
+        tensor([0.1240])
     """
     targets = targets.type_as(logits)
     prob = logits.sigmoid()
-    balance = torch.where(targets > 0, logits.new_tensor(alpha), logits.new_tensor(1 - alpha))
+    balance = alpha * targets + (1 - alpha) * (1 - targets)
     # as mmdet's py_sigmoid_focal_loss groups it: BCE * (balance * modulating factor)
     focal_weight = balance * (targets - prob).abs().pow(gamma)
     return F.binary_cross_entropy_with_logits(logits, targets, reduction='none') * focal_weight

@@ -278,3 +278,12 @@ def test_soft_focal_loss_is_minimised_where_the_score_is_the_target(q):
     mmdet = py_sigmoid_focal_loss(torch.log(p / (1 - p)), torch.full_like(p, q), reduction='none')
     if q != 0.5:
         assert abs(float(p[mmdet.argmin()]) - q) > 0.05
+
+
+def test_soft_focal_loss_is_continuous_in_the_target():
+    """A box of tiny q is trained like background in its column (no step at t = 0)."""
+    x = torch.linspace(-4, 4, 17)
+    at_zero = soft_focal_loss(x, torch.zeros_like(x))
+    for eps in (1e-3, 1e-6):
+        near = soft_focal_loss(x, torch.full_like(x, eps))
+        torch.testing.assert_close(near, at_zero, rtol=0, atol=20 * eps)

@@ -140,8 +140,9 @@ def _constant_logits_losses(head, x, samples, seed=0):
 
 def test_soft_target_focal_loss_hand_computed():
     # one class, every logit x = 0.3, one box with c = q = 0.5: each positive anchor's loss
-    # is alpha BCE(p, q) |q - p| ** gamma, each negative's the focal loss (1 - alpha)
-    # p ** gamma (-log(1 - p)); mean over positives (alpha = 0.25, gamma = 2)
+    # is (alpha q + (1 - alpha)(1 - q)) BCE(p, q) |q - p| ** gamma, each negative's the
+    # focal loss (1 - alpha) p ** gamma (-log(1 - p)); mean over positives (alpha = 0.25,
+    # gamma = 2)
     kwargs = dict(eh.retina_kwargs(), num_classes=1)
     stock = eh.build(RetinaHead, kwargs)
     soft = eh.clone_into(EARLRetinaHead, kwargs, stock, earl_cfg=dict(policy='soft'))
@@ -152,7 +153,8 @@ def test_soft_target_focal_loss_hand_computed():
     assert num_pos > 0 and num_neg > 0
     got = _constant_logits_losses(soft, x, eh.make_samples(box, [[0]], [[q]]))
     p = 1.0 / (1.0 + math.exp(-x))
-    positive = 0.25 * -(q * math.log(p) + (1 - q) * math.log(1 - p)) * abs(q - p) ** 2
+    balance = 0.25 * q + 0.75 * (1 - q)  # alpha t + (1 - alpha)(1 - t)
+    positive = balance * -(q * math.log(p) + (1 - q) * math.log(1 - p)) * abs(q - p) ** 2
     negative = 0.75 * -math.log(1 - p) * p**2
     expected = (num_pos * positive + num_neg * negative) / num_pos
     assert got['loss_cls'].item() == pytest.approx(expected, rel=1e-5)

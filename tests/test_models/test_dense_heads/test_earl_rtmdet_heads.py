@@ -324,8 +324,9 @@ def test_soft_target_is_quality_times_q():
 
 
 def test_soft_focal_loss_on_atss():
-    # ATSS: per level, sum of alpha BCE(p, q) |q - p| ** gamma over the positives' class
-    # elements plus the focal loss of every other element, label-weighted, / avg_factor
+    # ATSS: per level, sum of (alpha t + (1 - alpha)(1 - t)) BCE(p, t) |t - p| ** gamma,
+    # t = q, over the positives' class elements plus the focal loss of every other element,
+    # label-weighted, / avg_factor
     _, earl = _pair('atss', dict(policy='soft'))
     calls = []
     earl.loss_cls.register_forward_pre_hook(
@@ -342,7 +343,7 @@ def test_soft_focal_loss_on_atss():
         target[pos, labels[pos]] = 0.4
         p = pred.detach().sigmoid()
         bce = -(target * p.log() + (1 - target) * (1 - p).log())
-        alpha = torch.where(target > 0, 0.25, 0.75)
+        alpha = 0.25 * target + 0.75 * (1 - target)  # the focal balance, linear in t
         element = alpha * bce * (target - p).abs() ** 2
         expected += float((element * weight[:, None]).sum()) / kwargs['avg_factor']
     assert num_pos > 0
