@@ -22,7 +22,7 @@ About 8 minutes on two CPU cores with the defaults (batch 4 x 256 px, 15 repeats
 steps; five models, three policies). ``--models`` and ``--policies`` select a subset;
 ``--head-only`` times the head alone (its forward, loss and backward on fixed neck
 features). ``--quick`` (batch 2 x 128 px, 7 repeats, 1 warm-up step) is a smoke-level check
-of the same comparison for a code change, about a minute and a half on two CPU cores.
+of the same comparison for a code change, about a minute on two CPU cores.
 """
 
 from __future__ import annotations
