@@ -90,7 +90,16 @@ class EARLHeadMixin:
         """Validate the options for this head; called by ``__init__`` and make_earl_head."""
         cfg = EARLConfig.from_dict(earl_cfg)
         self._earl_check_terms(cfg)
+        self._earl_check_modules(self, cfg)
         self.earl_cfg = cfg
+
+    @classmethod
+    def _earl_check_modules(cls, head: nn.Module, cfg: EARLConfig) -> None:
+        """Raise if ``head``'s modules (e.g. its ``loss_cls``) cannot serve ``cfg``.
+
+        Called on a built head (``__init__``) and before a stock head is converted; a family
+        overrides it (no-op here).
+        """
 
     @classmethod
     def _earl_check_terms(cls, cfg: EARLConfig) -> None:
@@ -114,6 +123,7 @@ class EARLHeadMixin:
         refusal leaves every module untouched.
         """
         cls._earl_check_terms(cfg)
+        cls._earl_check_modules(head, cfg)
 
 
 class RecordingSampler:

@@ -10,18 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmdet.models.losses.focal_loss import py_sigmoid_focal_loss  # the oracle of the focal loss
 
+from earl_mmdet.core import earl_weights as ew
 from earl_mmdet.core.earl_weights import (
     EARLConfig,
     box_weights,
-    boxes_in_regions,
     confidence_to_weight,
     inside_to_full_index,
-    points_in_regions,
     prior_weights,
     scale_rows,
-    soft_focal_loss,
-    soft_targets,
-    split_ignored,
     weight_sum_normalizer,
 )
 
@@ -209,7 +205,7 @@ def _instances(conf, boxes=None):
 def test_split_ignored_keeps_confident_boxes_aligned():
     cfg = EARLConfig(policy='ignore', scale=3.0, ignore_below=0.5)
     inst = _instances([1.0, 2.0, 3.0, 1.0])  # c = T with R = 3: T = 1 -> 1/3 < 0.5
-    kept, regions = split_ignored(inst, cfg)
+    kept, regions = ew.split_ignored(inst, cfg)
     assert kept.labels.tolist() == [1, 2]
     assert kept.confidence.tolist() == [2.0, 3.0]
     assert torch.equal(regions, inst.bboxes[[0, 3]])
@@ -225,7 +221,7 @@ def test_split_ignored_keeps_confident_boxes_aligned():
 )
 def test_split_ignored_is_identity_unless_a_box_is_ignored(cfg):
     inst = _instances([0.1, 1.0])
-    kept, regions = split_ignored(inst, cfg)
+    kept, regions = ew.split_ignored(inst, cfg)
     assert kept is inst and regions is None
 
 
@@ -235,12 +231,12 @@ def test_prior_boxes_and_points_in_regions():
         [[0.0, 0.0, 2.0, 2.0], [3.0, 0.0, 5.0, 2.0], [3.5, 0.0, 5.5, 2.0], [2.0, 2.0, 2.0, 2.0]]
     )
     # iof: 1, 0.5, 0.25, empty prior inside
-    assert boxes_in_regions(boxes, regions, 0.5).tolist() == [True, True, False, True]
-    assert boxes_in_regions(boxes, regions, 1.0).tolist() == [True, False, False, True]
-    assert not boxes_in_regions(boxes, None, 0.5).any()
+    assert ew.boxes_in_regions(boxes, regions, 0.5).tolist() == [True, True, False, True]
+    assert ew.boxes_in_regions(boxes, regions, 1.0).tolist() == [True, False, False, True]
+    assert not ew.boxes_in_regions(boxes, None, 0.5).any()
     points = torch.tensor([[4.0, 4.0, 8.0, 8.0], [4.1, 0.0, 8.0, 8.0]])
-    assert points_in_regions(points, regions).tolist() == [True, False]
-    assert soft_targets(torch.tensor([0.25, 3.0])).tolist() == [0.25, 1.0]
+    assert ew.points_in_regions(points, regions).tolist() == [True, False]
+    assert ew.soft_targets(torch.tensor([0.25, 3.0])).tolist() == [0.25, 1.0]
 
 
 @pytest.mark.parametrize('alpha', [0.25, 0.75])
@@ -251,10 +247,10 @@ def test_soft_focal_loss_is_mmdet_focal_on_hard_targets(alpha, gamma):
     targets = (torch.rand(64, 5, generator=g) < 0.3).float()
     assert 0 < int(targets.sum()) < targets.numel()
     expected = py_sigmoid_focal_loss(logits, targets, gamma=gamma, alpha=alpha, reduction='none')
-    got = soft_focal_loss(logits, targets, alpha=alpha, gamma=gamma)
+    got = ew.soft_focal_loss(logits, targets, alpha=alpha, gamma=gamma)
     torch.testing.assert_close(got, expected)
     # integer targets as well (mmdet's FocalLoss one-hot target is integer)
-    torch.testing.assert_close(soft_focal_loss(logits, targets.long(), alpha, gamma), expected)
+    torch.testing.assert_close(ew.soft_focal_loss(logits, targets.long(), alpha, gamma), expected)
 
 
 def _logit(p: float) -> float:
@@ -265,12 +261,12 @@ def _logit(p: float) -> float:
 def test_soft_focal_loss_is_minimised_where_the_score_is_the_target(q):
     # gradient 0 at p = q, negative below, positive above; the grid minimum is at q
     x = torch.tensor(_logit(q), dtype=torch.float64, requires_grad=True)
-    loss = soft_focal_loss(x, torch.tensor(q, dtype=torch.float64))
+    loss = ew.soft_focal_loss(x, torch.tensor(q, dtype=torch.float64))
     (grad,) = torch.autograd.grad(loss, x)
     assert float(loss.detach()) == pytest.approx(0.0, abs=1e-12)
     assert float(grad) == pytest.approx(0.0, abs=1e-12)
     p = torch.linspace(0.001, 0.999, 999, dtype=torch.float64)
-    grid = soft_focal_loss(torch.log(p / (1 - p)), torch.full_like(p, q))
+    grid = ew.soft_focal_loss(torch.log(p / (1 - p)), torch.full_like(p, q))
     assert float(p[grid.argmin()]) == pytest.approx(q, abs=1e-3)
     below, above = grid[p < q - 1e-3], grid[p > q + 1e-3]
     assert bool((below.diff() < 0).all()) and bool((above.diff() > 0).all())
@@ -283,7 +279,7 @@ def test_soft_focal_loss_is_minimised_where_the_score_is_the_target(q):
 def test_soft_focal_loss_is_continuous_in_the_target():
     """A box of tiny q is trained like background in its column (no step at t = 0)."""
     x = torch.linspace(-4, 4, 17)
-    at_zero = soft_focal_loss(x, torch.zeros_like(x))
+    at_zero = ew.soft_focal_loss(x, torch.zeros_like(x))
     for eps in (1e-3, 1e-6):
-        near = soft_focal_loss(x, torch.full_like(x, eps))
+        near = ew.soft_focal_loss(x, torch.full_like(x, eps))
         torch.testing.assert_close(near, at_zero, rtol=0, atol=20 * eps)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping
 from typing import Any
 
 import torch.nn.functional as F
@@ -112,15 +111,6 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
     #: 'soft': the (N, A_l) targets q of the levels not yet in a loss, during loss_by_feat()
     _earl_soft_levels: list[Tensor] | None = None
 
-    def _earl_setup(self, earl_cfg: Mapping | EARLConfig | None) -> None:
-        super()._earl_setup(earl_cfg)
-        self._earl_check_loss_cls(self, self.earl_cfg)
-
-    @classmethod
-    def _earl_check_instance(cls, head: nn.Module, cfg: EARLConfig) -> None:
-        super()._earl_check_instance(head, cfg)
-        cls._earl_check_loss_cls(head, cfg)
-
     @classmethod
     def _earl_check_terms(cls, cfg: EARLConfig) -> None:
         super()._earl_check_terms(cfg)
@@ -132,8 +122,8 @@ class EARLAnchorHeadMixin(EARLHeadMixin):
                 "the loss), its policies are ('earl',)"
             )
 
-    @staticmethod
-    def _earl_check_loss_cls(head: nn.Module, cfg: EARLConfig) -> None:
+    @classmethod
+    def _earl_check_modules(cls, head: nn.Module, cfg: EARLConfig) -> None:
         """Refuse ``policy='soft'`` on a head whose ``loss_cls`` takes no soft target."""
         if cfg.policy == 'soft' and 'cls' in cfg.terms and not takes_soft_targets(head.loss_cls):
             raise ValueError(

@@ -93,17 +93,8 @@ class _EARLQualityHeadMixin(EARLHeadMixin):
     #: level's labels tensor and its (N, P_level) prior weights) or None
     _earl_state: dict[str, Any] | None = None
 
-    def _earl_setup(self, earl_cfg: Mapping | EARLConfig | None) -> None:
-        super()._earl_setup(earl_cfg)
-        self._earl_check_soft_loss(self, self.earl_cfg)
-
     @classmethod
-    def _earl_check_instance(cls, head: nn.Module, cfg: EARLConfig) -> None:
-        super()._earl_check_instance(head, cfg)
-        cls._earl_check_soft_loss(head, cfg)
-
-    @classmethod
-    def _earl_check_soft_loss(cls, head: nn.Module, cfg: EARLConfig) -> None:
+    def _earl_check_modules(cls, head: nn.Module, cfg: EARLConfig) -> None:
         """Refuse ``policy='soft'`` with a classification loss it cannot soften."""
         if cfg.policy != 'soft' or 'cls' not in cfg.terms:
             return
