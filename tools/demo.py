@@ -81,8 +81,8 @@ def main(argv=None) -> None:
             'wbf',
             '--iou-thr',
             '0.4',
-            '--score',
-            'fraction',
+            '--confidence',
+            'agreement_ratio',
         ]
     )
 
