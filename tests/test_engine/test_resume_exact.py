@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.test_tools.run_tool import free_port
 from tests.tiny_data import make_tiny_coco
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +50,7 @@ def _train(cfg: str, work: str, epochs: int, key: Path, *extra, seed='0', procs:
         OMP_NUM_THREADS='1',
         PYTHONPATH=str(ROOT),
         EARL_MMDET_KEY_FILE=str(key),
-        PORT='29631',
+        PORT=free_port(),
         PYTHON=sys.executable,
     )
     # The stopped run differs from the straight one in max_epochs only: a resumed run keeps

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_tools.run_tool import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CARD = 'configs/earl_yolo_vindr.py'
 
 
 def _run(cmd: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHON=sys.executable, PORT='29631')
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHON=sys.executable, PORT=free_port())
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 

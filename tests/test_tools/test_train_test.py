@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_tools.run_tool import free_port
 from tests.tiny_data import make_tiny_coco, tiny_retinanet_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,7 +137,7 @@ def test_dist_train_two_cpu_processes(tmp_path):
     env = dict(
         os.environ,
         OMP_NUM_THREADS='1',
-        PORT='29613',
+        PORT=free_port(),
         PYTHON=sys.executable,
         EARL_MMDET_KEY_FILE=str(tmp_path / 'key'),
     )
@@ -185,7 +186,7 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     _run(['tools/train.py', cfg1, '--work-dir', one, '--cfg-options',
           'randomness.seed=0'], tmp_path)  # fmt: skip
     _dist('tools/dist_train.sh', [cfg2, '2', '--work-dir', two, '--cfg-options',
-          'train_dataloader.batch_size=1', 'randomness.seed=0'], tmp_path, '29617')  # fmt: skip
+          'train_dataloader.batch_size=1', 'randomness.seed=0'], tmp_path, free_port())  # fmt: skip
 
     reports = {}
     for name, work, cfg in (('one', one, cfg1), ('two', two, cfg2)):
@@ -194,7 +195,7 @@ def test_two_process_gloo_matches_one_process(tmp_path):
         _run(['tools/test.py', cfg, ckpt, '--work-dir', work, '--out', str(single)], tmp_path)
         multi = tmp_path / f'{name}_multi.json'
         _dist('tools/dist_test.sh', [cfg, ckpt, '2', '--work-dir', work, '--out', str(multi)],
-              tmp_path, '29619')  # fmt: skip
+              tmp_path, free_port())  # fmt: skip
         a = json.loads(single.read_text())['metrics']
         b = json.loads(multi.read_text())['metrics']
         assert a == b, (name, a, b)

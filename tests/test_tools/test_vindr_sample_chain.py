@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_tools.run_tool import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = '## Try the VinDr path without the dataset'
 
@@ -49,7 +51,7 @@ def test_readme_vindr_sample_chain(tmp_path):
         PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get('PATH', ''),
         PYTHONPATH=str(ROOT),
         OMP_NUM_THREADS='1',
-        PORT='29641',
+        PORT=free_port(),
         EARL_MMDET_KEY_FILE=str(tmp_path / 'key'),
     )
     for cmd in readme_commands():
