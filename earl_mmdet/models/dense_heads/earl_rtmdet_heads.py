@@ -205,7 +205,7 @@ class _EARLQualityHeadMixin(EARLHeadMixin):
             rows = self._earl_full_rows(sampling_result.pos_inds, *where)
             pos_weights = weights[sampling_result.pos_assigned_gt_inds]
             per_prior = prior_weights(labels.shape[0], rows, pos_weights)
-            weight_sum = float(pos_weights.sum())
+            weight_sum = pos_weights.sum()  # a tensor: read (host sync) only under weight_sum
             if 'cls' in cfg.terms and cfg.policy != 'soft':
                 label_weights = label_weights * per_prior.to(label_weights.dtype)
         if regions is not None:
