@@ -338,6 +338,23 @@ class MajorityVoteAggregator(Aggregator):
         return _pack(b, lab, conf, agr, r, mem, mr)
 
 
+def _add_cluster(
+    out: tuple[list, ...],
+    image: RaterBoxes,
+    members: np.ndarray,
+    label: int,
+    confidence: float,
+    agreement: int,
+    box_weights: Any,
+) -> None:
+    """Append one EM cluster's fused box to ``out`` (boxes, labels, confidence, agreement,
+    members, member raters); the box is the weighted mean of all the cluster's boxes."""
+    rids = image.rater_ids[members]
+    box = _weighted_box(image.boxes[members], rids, box_weights)
+    for lst, v in zip(out, (box, label, confidence, agreement, members, tuple(rids))):
+        lst.append(v)
+
+
 @register_aggregator('em')
 class EMAggregator(Aggregator):
     """Rater reliability by EM (:class:`~earl_mmdet.core.em.RaterEM`), then weighted fusion.
@@ -426,7 +443,7 @@ class EMAggregator(Aggregator):
         ci, q = self.model.posterior(image)
         k = self.model.num_classes_
         r = len(ci.readers)
-        boxes, labels, rids = image.boxes, image.labels, image.rater_ids
+        labels, rids = image.labels, image.rater_ids
         read_prof = sum(_rater_weight(self._w_prof, x) for x in ci.readers)
         out: tuple[list, ...] = ([], [], [], [], [], [])
         for j, members in enumerate(ci.clusters):
@@ -436,7 +453,6 @@ class EMAggregator(Aggregator):
                     continue
             else:
                 lab = int(np.argmax(q[j, :k]))
-            box = _weighted_box(boxes[members], rids[members], self._w_box)
             agree = members[labels[members] == lab]
             t = len(agree)
             if self.confidence == 'posterior':
@@ -445,10 +461,8 @@ class EMAggregator(Aggregator):
                 c = sum(_rater_weight(self._w_prof, x) for x in rids[agree]) / read_prof
             else:
                 c = agreement_confidence(t, r, self.confidence)
-            for lst, v in zip(out, (box, lab, c, t, members, tuple(rids[members]))):
-                lst.append(v)
-        b, lab_, conf, agr, mem, mr = out
-        return _pack(b, lab_, conf, agr, r, mem, mr)
+            _add_cluster(out, image, members, lab, c, t, self._w_box)
+        return _pack(*out[:4], r, *out[4:])
 
     def get_params(self) -> dict[str, Any]:
         return {**super().get_params(), **self.model.get_params()}
@@ -546,15 +560,11 @@ class PresenceEMAggregator(Aggregator):
         post = self.model.posterior(image)
         r = len(post.clustered.readers)
         conf = post.confidence(self.confidence)
-        boxes, labels, rids = image.boxes, image.labels, image.rater_ids
         out: tuple[list, ...] = ([], [], [], [], [], [])
         for j, (members, lab) in enumerate(zip(post.clustered.clusters, post.labels.tolist())):
-            box = _weighted_box(boxes[members], rids[members], self._w_box)
-            t = int((labels[members] == lab).sum())
-            for lst, v in zip(out, (box, lab, float(conf[j]), t, members, tuple(rids[members]))):
-                lst.append(v)
-        b, lab_, c, agr, mem, mr = out
-        return _pack(b, lab_, c, agr, r, mem, mr)
+            t = int((image.labels[members] == lab).sum())
+            _add_cluster(out, image, members, lab, float(conf[j]), t, self._w_box)
+        return _pack(*out[:4], r, *out[4:])
 
     def get_params(self) -> dict[str, Any]:
         return {**super().get_params(), **self.model.get_params()}

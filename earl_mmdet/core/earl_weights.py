@@ -196,11 +196,21 @@ def confidence_to_weight(
         >>> confidence_to_weight(torch.tensor([0.0, 0.5]), gamma=2.0, floor=0.1)
         tensor([0.1000, 0.2500])
     """
+    return _weights(_checked(confidence), scale, gamma, floor)
+
+
+def _checked(confidence: Tensor) -> Tensor:
+    """``confidence`` as a floating tensor; raise on a negative or non-finite value."""
     conf = confidence if confidence.is_floating_point() else confidence.float()
     bad = ~torch.isfinite(conf) | (conf < 0)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
         raise ValueError(f'box confidence must be finite and >= 0; box {i} has {float(conf[i])!r}')
+    return conf
+
+
+def _weights(conf: Tensor, scale: float, gamma: float, floor: float) -> Tensor:
+    """``max(floor, (c / scale) ** gamma)`` of an already checked confidence."""
     weights = conf / scale
     if gamma != 1.0:
         weights = weights.pow(gamma)
@@ -242,20 +252,14 @@ def box_confidence(gt_instances: Any) -> Tensor | None:
             f'gt_instances.confidence must have shape ({num_boxes},) (one per gt box), '
             f'got {tuple(confidence.shape)}'
         )
-    conf = confidence.to(gt_instances.bboxes.device)
-    conf = conf if conf.is_floating_point() else conf.float()
-    bad = ~torch.isfinite(conf) | (conf < 0)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0, 0])
-        raise ValueError(f'box confidence must be finite and >= 0; box {i} has {float(conf[i])!r}')
-    return conf
+    return _checked(confidence.to(gt_instances.bboxes.device))
 
 
 def box_weights(gt_instances: Any, cfg: EARLConfig) -> Tensor | None:
     """Per-box EARL weights of one image's gt boxes, or ``None`` when every box weighs 1.
 
-    Reads ``gt_instances.confidence`` (:func:`box_confidence`) and maps it through
-    :func:`confidence_to_weight` with ``cfg``'s options. Under ``policy='ignore'`` without
+    Reads ``gt_instances.confidence`` (:func:`box_confidence`) and maps it as
+    :func:`confidence_to_weight` does, with ``cfg``'s options. Under ``policy='ignore'`` without
     ``weight_kept`` the (kept) boxes weigh 1.
 
     Args:
@@ -273,7 +277,7 @@ def box_weights(gt_instances: Any, cfg: EARLConfig) -> Tensor | None:
     confidence = box_confidence(gt_instances)
     if confidence is None or (cfg.policy == 'ignore' and not cfg.weight_kept):
         return None
-    return confidence_to_weight(confidence, cfg.scale, cfg.gamma, cfg.floor)
+    return _weights(confidence, cfg.scale, cfg.gamma, cfg.floor)  # checked once, above
 
 
 def soft_targets(weights: Tensor) -> Tensor:

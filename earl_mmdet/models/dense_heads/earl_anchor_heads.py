@@ -428,6 +428,10 @@ def soft_focal_forward(
     return loss_cls.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
 
 
+#: the parameters of mmdet's FocalLoss.forward, read once (the hook runs every level)
+_FOCAL_FORWARD = inspect.signature(FocalLoss.forward)
+
+
 def soft_focal_hook(
     q: Tensor, module: nn.Module, args: tuple, kwargs: dict, output: Tensor
 ) -> Tensor | None:
@@ -444,7 +448,7 @@ def soft_focal_hook(
     Raises:
         RuntimeError: if the call is not ``(pred (N, C), labels (N,), ...)``.
     """
-    call = inspect.signature(FocalLoss.forward).bind(module, *args, **kwargs).arguments
+    call = _FOCAL_FORWARD.bind(module, *args, **kwargs).arguments
     pred, labels = call['pred'], call['target']
     if labels.is_floating_point() or labels.shape != q.shape or pred.shape[:1] != q.shape:
         raise RuntimeError(
