@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from _common import check_output_paths, filter_third_party_warnings
+from _common import check_output_paths, filter_third_party_warnings, read_config
 
 
 def _inner_dataset_cfg(cfg_dataset: dict) -> dict:
@@ -65,7 +65,7 @@ def build_browse_dataset(cfg, split: str = 'train', method: str | None = None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     filter_third_party_warnings()
-    from mmengine.config import Config, DictAction
+    from mmengine.config import DictAction
 
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
@@ -86,11 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import earl_mmdet  # noqa: F401  (registers the dataset and transforms)
     from earl_mmdet.utils.draw import render
 
-    if not osp.isfile(args.config):
-        parser.error(f'config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    try:  # as train/test read it: data_root=DIR moves every dataset path
+        cfg = read_config(args.config, args.cfg_options)
+    except FileNotFoundError as e:
+        parser.error(str(e))
     dataset = build_browse_dataset(cfg, args.split, args.method)
     classes = dataset.metainfo['classes']
     os.makedirs(args.out, exist_ok=True)

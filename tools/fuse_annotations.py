@@ -36,13 +36,9 @@ from _common import (
 # The core modules are loaded with import_core: numpy only, without importing torch and
 # mmdet through the package's __init__ (seconds that this tool does not need).
 
-#: Deprecated ``--score`` values -> ``--confidence`` values.
-_OLD_SCORES = {
-    'count': 'agreement',
-    'fraction': 'agreement_ratio',
-    'wbf': 'fused_score',
-    'posterior': 'posterior',
-}
+#: Deprecated ``--score`` values -> ``--confidence`` values (the core's table, plus the
+#: unchanged 'posterior').
+_OLD_SCORES = {**import_core('aggregator_base').LEGACY_CONFIDENCE_MODES, 'posterior': 'posterior'}
 
 #: CLI option -> (aggregator parameter, methods that accept it).
 _OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -100,10 +100,9 @@ def markdown(results: dict[str, dict], source: str) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
     filter_third_party_warnings()
     args = parse_args(argv)
-    build_aggregator = import_core('aggregators').build_aggregator
+    aggregators = import_core('aggregators')
     load_multirater_coco = import_core('coco_io').load_multirater_coco
     truth_quality = import_core('rater_report').truth_quality
-    config_aggregators = import_core('aggregators').CONFIG_AGGREGATORS
 
     raters = load_multirater_coco(args.annotations)
     gold = load_multirater_coco(args.gold, classes=raters.classes)
@@ -119,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
     gold_images = [gold.images[k] for k in order]
     results = {}
     for name in args.methods:
-        agg = build_aggregator(config_aggregators.get(name, name))
+        agg = aggregators.build_aggregator(aggregators.CONFIG_AGGREGATORS.get(name, name))
         results[name] = truth_quality(agg.fuse_all(raters.images), gold_images, args.iou_thr)
     print(markdown(results, osp.basename(args.annotations)))
     if args.out:

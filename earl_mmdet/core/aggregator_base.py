@@ -37,6 +37,7 @@ from .coco_io import FusedBoxes, RaterBoxes
 __all__ = [
     'AGGREGATORS',
     'CONFIDENCE_MODES',
+    'LEGACY_CONFIDENCE_MODES',
     'Aggregator',
     'agreement_confidence',
     'register_aggregator',
@@ -46,8 +47,12 @@ __all__ = [
 #: Every confidence mode, in the order of the documentation.
 CONFIDENCE_MODES = ('agreement', 'agreement_ratio', 'fused_score', 'posterior', 'presence')
 
-#: Deprecated mode names -> their names now.
-_LEGACY_MODES = {'count': 'agreement', 'fraction': 'agreement_ratio', 'wbf': 'fused_score'}
+#: Deprecated mode names (``score_mode=``, ``--score``) -> their names now.
+LEGACY_CONFIDENCE_MODES = {
+    'count': 'agreement',
+    'fraction': 'agreement_ratio',
+    'wbf': 'fused_score',
+}
 
 #: name -> Aggregator subclass. ``rater`` is spelled ``rater:<id>`` in a spec string.
 AGGREGATORS: dict[str, type[Aggregator]] = {}
@@ -98,8 +103,8 @@ def resolve_confidence(
         confidence = score_mode
     if confidence is None:
         return default
-    if confidence in _LEGACY_MODES:
-        new = _LEGACY_MODES[confidence]
+    if confidence in LEGACY_CONFIDENCE_MODES:
+        new = LEGACY_CONFIDENCE_MODES[confidence]
         warnings.warn(
             f'{where}: confidence mode {confidence!r} is deprecated, use {new!r}',
             DeprecationWarning,

@@ -34,7 +34,7 @@ from mmdet.registry import DATASETS, TRANSFORMS
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
-from earl_mmdet.core.aggregator_base import _LEGACY_MODES
+from earl_mmdet.core.aggregator_base import LEGACY_CONFIDENCE_MODES
 from earl_mmdet.core.aggregators import Aggregator, build_aggregator
 from earl_mmdet.core.coco_io import MultiRaterCoco, load_multirater_coco
 
@@ -85,7 +85,7 @@ def fusion_from_fuse_step(step: Mapping) -> dict:
     score_mode = fusion.pop('score_mode', 'count')
     if fusion['method'] != 'precomputed' and not isinstance(fusion['method'], Aggregator):
         if score_mode is not None:
-            fusion['confidence'] = _LEGACY_MODES.get(score_mode, score_mode)
+            fusion['confidence'] = LEGACY_CONFIDENCE_MODES.get(score_mode, score_mode)
     return fusion
 
 

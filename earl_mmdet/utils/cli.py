@@ -38,7 +38,7 @@ THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
 )
 
 #: Dataset types whose config holds the ``fusion`` dict (wrappers are looked through).
-RATER_DATASET_TYPES = ('MultiAnnotatorCocoDataset', 'MultiRaterCocoDataset')
+RATER_DATASET_TYPES = ('MultiAnnotatorCocoDataset',)
 
 
 def filter_third_party_warnings() -> None:
