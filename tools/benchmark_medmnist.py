@@ -43,6 +43,7 @@ machine with a GPU, ``--device cuda --jobs 6`` shares the GPU between them.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import os.path as osp
@@ -59,6 +60,7 @@ import numpy as np
 from _common import (
     filter_third_party_warnings,
     fusion_cfg_options,
+    image_size_cfg_options,
     medmnist_cfg_options,
     read_config,
     train_log_status,
@@ -113,15 +115,44 @@ def data_dir(out: str, p: float) -> str:
     return osp.join(out, 'data', f'p{p:g}')
 
 
-def ensure_data(out: str, p: float, data_seed: int, extra: Sequence[str] = ()) -> str:
+def ensure_data(
+    out: str, p: float, data_seed: int, extra: Sequence[str] = (), preset: str = 'cpu'
+) -> str:
     d = data_dir(out, p)
     if osp.isfile(osp.join(d, 'meta.json')):
         return d
-    cmd = ['tools/make_medmnist.py', '--preset', 'cpu', '--out', d]
+    cmd = ['tools/make_medmnist.py', '--preset', preset, '--out', d]
     cmd += ['--seed', str(data_seed), '--proficiency', str(p), '--overwrite', *extra]
-    print(f'generating MED-MNIST (cpu preset, p = {p:g}) in {d}', flush=True)
+    print(f'generating MED-MNIST ({preset} preset, p = {p:g}) in {d}', flush=True)
     _python(cmd, log=None, env=_env(1, 'cpu'))
     return d
+
+
+def check_settings(out: str, settings: dict) -> None:
+    """Record the study's data settings in ``OUT/study.json``; refuse other settings later.
+
+    The runs of one folder are paired and pooled, so they must share their data: a second
+    call with another preset, data seed or data flags would mix two studies.
+    """
+    path = osp.join(out, 'study.json')
+    if osp.isfile(path):
+        with open(path) as f:
+            before = json.load(f)
+        if before != settings:
+            changed = sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k))
+            raise SystemExit(
+                f'{path}: this study folder was made with other data settings '
+                f'({", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)})'
+                '; use another --out'
+            )
+        return
+    _write_json(path, settings)
+
+
+def canvas_of(d: str) -> int:
+    """The image side (pixels) the data in ``d`` were generated at (its meta.json)."""
+    with open(osp.join(d, 'meta.json')) as f:
+        return int(json.load(f)['args']['canvas'])
 
 
 def rater_ids(d: str) -> list[str]:
@@ -143,11 +174,30 @@ def cfg_options(run: Run, d: str, workers: int = 0) -> list[str]:
         f'test_dataloader.persistent_workers={workers > 0}',
         'default_hooks.logger.interval=50',
     ]
+    cfg = _config(config_of(run))
+    canvas = canvas_of(d)
+    if canvas != _input_size(cfg):  # e.g. 96 px study data, 128 px configs
+        opts += image_size_cfg_options(cfg, canvas)
     if run.method.startswith('rater-'):  # one config for every rater: pick the rater
         rater = run.method[len('rater-') :]
-        cfg = read_config(osp.join(ROOT, CONFIG_DIR, CONFIGS['rater']), None, False)
         opts += fusion_cfg_options(cfg, method=f'rater:{rater}')
     return opts
+
+
+@functools.cache
+def _config(config: str) -> Any:
+    return read_config(osp.join(ROOT, config), None, False)
+
+
+def _input_size(cfg: Any) -> int | None:
+    """The side of the training pipeline's first ``Resize`` scale (None: no such step)."""
+    dataset = cfg.train_dataloader.dataset
+    while 'pipeline' not in dataset and 'dataset' in dataset:
+        dataset = dataset.dataset
+    for step in dataset.get('pipeline', []):
+        if step.get('type') == 'Resize' and 'scale' in step:
+            return int(step['scale'][0])
+    return None
 
 
 def config_of(run: Run) -> str:
@@ -423,6 +473,37 @@ def add_bootstrap(study: Study, runs: list[Run], num: int) -> None:
                 _write_json(osp.join(run_dir(study.out, r), 'result.json'), results[r])
 
 
+def read_runs_json(path: str, settings: dict) -> list[dict]:
+    """The finished runs of ``path`` (a results.json, e.g. a committed one), checked to come
+    from a study with these data ``settings`` (``OUT/study.json``)."""
+    with open(path) as f:
+        data = json.load(f)
+    theirs = data.get('meta', {}).get('study')
+    if theirs != settings:
+        raise SystemExit(
+            f"{path}: its data settings ({theirs}) are not this study folder's ({settings}); "
+            'a study continues only from runs on the same data'
+        )
+    return data['runs']
+
+
+def import_runs(out: str, results: Sequence[dict], runs: Sequence[Run], source: str) -> int:
+    """Write the ``results`` that this plan has and ``OUT/runs`` lacks into ``OUT/runs``: a
+    study continues from its committed results on another machine or in another session.
+    Returns how many were taken. Imported runs carry no predictions, so a bootstrap or an
+    ensemble over them needs their members rerun."""
+    wanted = {r.key for r in runs}
+    taken = 0
+    for res in results:
+        run = Run(res['method'], res['seed'], res['proficiency'], res['epochs'])
+        if run.key in wanted and load_result(out, run) is None:
+            os.makedirs(run_dir(out, run), exist_ok=True)
+            _write_json(osp.join(run_dir(out, run), 'result.json'), dict(res, imported_from=source))
+            taken += 1
+    print(f'{taken} finished run(s) taken from {source}', flush=True)
+    return taken
+
+
 def report(out: str, command: str, device: str, runs_json: str | None = None) -> dict:
     """Summarise the finished runs under ``OUT/runs`` (or those of a results.json file)."""
     results = []
@@ -445,6 +526,17 @@ def report(out: str, command: str, device: str, runs_json: str | None = None) ->
         device=device,
         machine=f'{platform.machine()}, {os.cpu_count()} CPU cores',
     )
+    settings = osp.join(out, 'study.json')
+    if runs_json:
+        with open(runs_json) as f:
+            study_settings = json.load(f).get('meta', {}).get('study')
+    elif osp.isfile(settings):
+        with open(settings) as f:
+            study_settings = json.load(f)
+    else:
+        study_settings = None
+    if study_settings:
+        meta['study'] = study_settings
     _write_json(osp.join(out, 'results.json'), dict(meta=meta, summary=summary, runs=results))
     md = markdown(summary, meta)
     with open(osp.join(out, 'results.md'), 'w') as f:
@@ -470,6 +562,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument('--proficiency', type=float, nargs='+', default=[0.8], help='rater p')
     p.add_argument('--data-seed', type=int, default=0, help='MED-MNIST generation seed')
     p.add_argument(
+        '--preset',
+        default='cpu',
+        help='tools/make_medmnist.py preset of the data (default cpu; the powered study: '
+        "'study' and 'study-vindr-like', 96 px)",
+    )
+    p.add_argument(
         '--data-args', default='', help='extra make_medmnist.py flags, e.g. "--num-train 64"'
     )
     p.add_argument('--jobs', type=int, default=1, help='trainings at once (default 1)')
@@ -489,8 +587,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument('--report-only', action='store_true', help='only rebuild the report')
     p.add_argument(
         '--runs-json',
-        help='with --report-only: the runs of this results.json (e.g. docs/results_medmnist.json) '
-        'instead of OUT/runs',
+        help='with --report-only: report the runs of this results.json (e.g. '
+        'docs/results_medmnist.json) instead of OUT/runs; otherwise: take its finished runs '
+        'into OUT/runs first (continue a committed study)',
     )
     p.add_argument(
         '--dry-run', action='store_true', help='print the plan (runs, their options) and stop'
@@ -510,8 +609,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error('--seeds and --jobs must be >= 1, --rater-seeds >= 0')
     if args.epochs < 2:
         p.error('--epochs must be >= 2 (1 warm-up epoch + cosine schedule)')
-    if args.runs_json and not args.report_only:
-        p.error('--runs-json needs --report-only')
     return args
 
 
@@ -535,21 +632,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     os.makedirs(args.out, exist_ok=True)
     if not args.report_only:
+        settings = dict(
+            preset=args.preset, data_seed=args.data_seed, data_args=args.data_args.split()
+        )
+        committed = read_runs_json(args.runs_json, settings) if args.runs_json else []
+        check_settings(args.out, settings)
         raters_by_p = {}
         for p in args.proficiency:
-            d = ensure_data(args.out, p, args.data_seed, args.data_args.split())
+            d = ensure_data(args.out, p, args.data_seed, args.data_args.split(), args.preset)
             raters_by_p[p] = rater_ids(d)
         runs = plan(
             args.methods, args.seeds, args.rater_seeds, args.proficiency, args.epochs, raters_by_p
         )
         if args.dry_run:  # each run and the --cfg-options its training gets
+            given = {
+                Run(c['method'], c['seed'], c['proficiency'], c['epochs']).key for c in committed
+            }
             for r in runs:
                 config = config_of(r) if r.method != 'ensemble' else ''
-                print(r.key, config, '(done)' if load_result(args.out, r) else '')
+                done = '(done)' if load_result(args.out, r) else ''
+                print(r.key, config, done or ('(in --runs-json)' if r.key in given else ''))
                 if r.method != 'ensemble':
                     d = data_dir(args.out, r.proficiency)
                     print('   ', ' '.join(cfg_options(r, d, args.workers)))
             return
+        if committed:
+            import_runs(args.out, committed, runs, args.runs_json)
         study = Study(args.out, device, args.jobs, args.workers, args.lock)
         execute(study, runs, raters_by_p)
         if args.bootstrap:

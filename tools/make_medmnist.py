@@ -14,8 +14,9 @@ Writes, under ``--out``:
 Variants: ``paper`` (Section 4.1.1), ``authors`` (their released code) and ``realistic``
 (misses of faint digits, false positives on clutter, heavy-tailed and biased boxes,
 structured per-rater confusion, hedging boxes, readers drawn from a pool;
-earl_mmdet/core/medmnist_raters.py). Presets: ``paper``, ``authors``, ``cpu`` and
-``vindr-like`` (the cpu scale with realistic raters calibrated on VinDr-CXR's radiologists).
+earl_mmdet/core/medmnist_raters.py). Presets: ``paper``, ``authors``, ``cpu``,
+``vindr-like`` (the cpu scale with realistic raters calibrated on VinDr-CXR's radiologists),
+and ``study`` / ``study-vindr-like`` (those two at 96 px: the powered study's scale).
 
 The same arguments give byte-identical files (PNG and JSON), whatever ``--workers``.
 See docs/medmnist.md and earl_mmdet/core/medmnist.py for the simulation model.
@@ -133,6 +134,12 @@ PRESETS = {
         clutter_size=(12, 32),
     ),
 }
+# The powered study's scale (docs/results.md): the cpu and vindr-like presets at 96 px,
+# digits and clutter scaled by 3/4 (a converged training fits the study's time budget).
+PRESETS['study'] = dict(PRESETS['cpu'], canvas=96, digit_size=(15, 33))
+PRESETS['study-vindr-like'] = dict(
+    PRESETS['vindr-like'], canvas=96, digit_size=(15, 33), clutter_size=(9, 24)
+)
 OUTPUTS = ('train.json', 'train_gold.json', 'val.json', 'test.json', 'meta.json')
 
 

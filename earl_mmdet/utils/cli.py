@@ -14,7 +14,7 @@ import os.path as osp
 import re
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 # Deprecation warnings that third-party code (mmdet, mmengine) raises on every run and that
@@ -323,6 +323,54 @@ def medmnist_cfg_options(data_root: str, epochs: int, seed: int, val: bool = Tru
         f'param_scheduler.1.T_max={max(epochs - 1, 1)}',
         f'randomness.seed={seed}',
     ]
+
+
+#: Pipeline steps that fix the network input size of a square-canvas config: type -> key.
+SIZE_STEPS = {'Resize': 'scale', 'Pad': 'size'}
+
+
+def image_size_cfg_options(
+    cfg: Mapping, size: int, loaders: Sequence[str] = ('train_dataloader', 'test_dataloader')
+) -> list[str]:
+    """``--cfg-options`` that make every ``Resize`` (``scale``) and ``Pad`` (``size``) step of
+    ``loaders``' pipelines ``(size, size)``: a configs/medmnist config on data of another
+    canvas (the MED-MNIST study runs at 96 px with the 128 px configs).
+
+    Wrapper datasets are looked through (the pipeline of the innermost dataset that has one).
+    A loader that is ``None`` (validation switched off) is skipped.
+
+    Raises:
+        ValueError: a loader's pipeline has no ``Resize`` step (the size would not change).
+
+    Examples:
+        >>> cfg = dict(train_dataloader=dict(dataset=dict(pipeline=[
+        ...     dict(type='LoadImageFromFile'), dict(type='Resize', scale=(128, 128)),
+        ...     dict(type='Pad', size=(128, 128))])), test_dataloader=None)
+        >>> image_size_cfg_options(cfg, 96)
+        ['train_dataloader.dataset.pipeline.1.scale=(96,96)', \
+'train_dataloader.dataset.pipeline.2.size=(96,96)']
+    """
+    opts = []
+    for loader in loaders:
+        if cfg.get(loader) is None:
+            continue
+        dataset, key = cfg[loader].get('dataset'), f'{loader}.dataset'
+        while isinstance(dataset, Mapping) and 'pipeline' not in dataset:
+            dataset, key = dataset.get('dataset'), f'{key}.dataset'
+        if not isinstance(dataset, Mapping):
+            raise ValueError(f'{loader}: no dataset with a pipeline')
+        found = []
+        for i, step in enumerate(dataset['pipeline']):
+            field = SIZE_STEPS.get(step.get('type')) if isinstance(step, Mapping) else None
+            if field is not None and field in step:
+                found.append(step['type'])
+                opts.append(f'{key}.pipeline.{i}.{field}=({size},{size})')
+        if 'Resize' not in found:
+            raise ValueError(
+                f'{key}.pipeline has no Resize step with a scale: cannot set the image size '
+                f'to {size}'
+            )
+    return opts
 
 
 def _rater_dataset(cfg: Mapping, loader: str) -> tuple[MutableMapping, str]:

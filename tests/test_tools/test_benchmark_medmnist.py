@@ -150,7 +150,63 @@ def test_report_only_rebuilds_from_finished_runs(tmp_path):
     proc = _tool('--out', other, '--report-only', '--runs-json', tmp_path / 'results.json')
     assert proc.returncode == 0, proc.stderr
     assert json.loads((other / 'results.json').read_text())['summary'] == data['summary']
-    assert _tool('--runs-json', tmp_path / 'results.json').returncode == 2  # needs --report-only
+    # continuing from it needs the data settings of the study it came from (none recorded)
+    proc = _tool('--out', tmp_path / 'next', '--runs-json', tmp_path / 'results.json')
+    assert proc.returncode == 1 and 'are not this study folder' in proc.stderr
+    assert not (tmp_path / 'next' / 'data').exists()  # refused before generating data
+
+
+TINY = '--num-train 4 --num-val 2 --num-test 2'
+
+
+def test_continues_from_a_committed_results_json(tmp_path):
+    """A study run in parts on other machines: the next part takes the finished runs of the
+    committed results.json and plans only the rest; other data settings are refused."""
+    first = tmp_path / 'first'
+    args = ('--methods', 'na', 'wbf-earl', '--seeds', '2', '--epochs', '6', '--data-args', TINY)
+    proc = _tool('--out', first, *args, '--dry-run')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((first / 'study.json').read_text()) == dict(
+        preset='cpu', data_seed=0, data_args=TINY.split()
+    )
+    for method, v in (('na', 0.8), ('wbf-earl', 0.82)):
+        d = _run_dir(first, method, 0)
+        d.mkdir(parents=True)
+        (d / 'result.json').write_text(json.dumps(_result(method, 0, v, v - 0.2)))
+    assert _tool('--out', first, '--report-only').returncode == 0
+    committed = tmp_path / 'committed.json'
+    committed.write_text((first / 'results.json').read_text())
+    assert json.loads(committed.read_text())['meta']['study']['data_args'] == TINY.split()
+
+    second = tmp_path / 'second'
+    proc = _tool('--out', second, *args, '--runs-json', committed, '--dry-run')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    marks = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith('p0')}
+    assert marks['p0.8_e6/na/seed0'].endswith('(in --runs-json)')
+    assert marks['p0.8_e6/wbf-earl/seed0'].endswith('(in --runs-json)')
+    assert not marks['p0.8_e6/na/seed1'].endswith(')')
+    assert not (second / 'runs').exists()  # a dry run writes no results
+
+    # the same folder with another preset (or data flags) would pool two studies: refused
+    proc = _tool('--out', first, *args, '--preset', 'vindr-like', '--dry-run')
+    assert proc.returncode == 1 and "preset: 'cpu' -> 'vindr-like'" in proc.stderr
+    # and a results.json of other data is not taken
+    proc = _tool('--out', tmp_path / 'third', *args[:-1], '--num-train 5', '--runs-json', committed)
+    assert proc.returncode == 1 and 'are not this study folder' in proc.stderr
+
+
+def test_study_preset_trains_the_configs_at_its_canvas(tmp_path):
+    """--preset study: 96 px data; the 128 px configs get their pipelines resized."""
+    proc = _tool(
+        '--out', tmp_path, '--methods', 'wbf-earl', '--seeds', '1', '--epochs', '6',
+        '--preset', 'study', '--data-args', TINY, '--dry-run',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    opts = proc.stdout.splitlines()[-1].split()
+    assert 'train_dataloader.dataset.pipeline.2.scale=(96,96)' in opts
+    assert 'test_dataloader.dataset.pipeline.2.size=(96,96)' in opts
+    meta = json.loads((tmp_path / 'data' / 'p0.8' / 'meta.json').read_text())
+    assert meta['args']['canvas'] == 96 and meta['args']['preset'] == 'study'
 
 
 def test_rejects_ensemble_without_raters():

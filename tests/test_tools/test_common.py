@@ -191,3 +191,69 @@ def test_every_medmnist_config_has_a_fusion_key(config):
     """tools/benchmark_medmnist.py sets the fusion of these configs by its key."""
     cfg = C.read_config(str(config), None, import_custom_modules=False)
     assert C.fusion_key(cfg).endswith('dataset.fusion')
+
+
+def _apply_cli_options(config: Path, opts: list[str]):
+    """Read ``config`` with ``opts`` parsed as tools/train.py parses ``--cfg-options``."""
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parsed = parser.parse_args(['--cfg-options', *opts]).cfg_options
+    return C.read_config(str(config), parsed, import_custom_modules=False)
+
+
+def _sizes(cfg, loader):
+    pipeline = cfg[loader].dataset.pipeline
+    return [
+        tuple(step['scale' if step['type'] == 'Resize' else 'size'])
+        for step in pipeline
+        if step['type'] in C.SIZE_STEPS
+    ]
+
+
+@pytest.mark.parametrize(
+    'name',
+    [
+        'yolox_nano_wbf-earl_20e_medmnist-cpu.py',
+        'rtmdet_tiny_wbf_20e_medmnist-cpu.py',
+        'faster-rcnn_r18_fpn_wbf_20e_medmnist-cpu.py',
+    ],
+)
+def test_image_size_options_resize_every_pipeline(name):
+    """The study trains the 128 px configs on 96 px data through these options."""
+    config = ROOT / 'configs' / 'medmnist' / name
+    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    before = C.read_config(str(config), None, import_custom_modules=False)
+    assert all(set(_sizes(before, loader)) == {(128, 128)} for loader in loaders)
+    opts = C.image_size_cfg_options(before, 96, loaders)
+    cfg = _apply_cli_options(config, opts)
+    for loader in loaders:
+        assert _sizes(cfg, loader) == [(96, 96), (96, 96)], loader
+    # nothing else in the pipelines moved
+    for loader in loaders:
+        strip = [
+            {k: v for k, v in s.items() if k not in ('scale', 'size')}
+            for s in cfg[loader].dataset.pipeline
+        ]
+        orig = [
+            {k: v for k, v in s.items() if k not in ('scale', 'size')}
+            for s in before[loader].dataset.pipeline
+        ]
+        assert strip == orig
+
+
+def test_image_size_options_refuse_a_pipeline_without_resize():
+    cfg = dict(train_dataloader=dict(dataset=dict(pipeline=[dict(type='Pad', size=(8, 8))])))
+    with pytest.raises(ValueError, match='no Resize step'):
+        C.image_size_cfg_options(cfg, 96, ('train_dataloader',))
+    wrapped = dict(
+        train_dataloader=dict(
+            dataset=dict(
+                type='RepeatDataset', dataset=dict(pipeline=[dict(type='Resize', scale=(1, 1))])
+            )
+        )
+    )
+    assert C.image_size_cfg_options(wrapped, 64, ('train_dataloader',)) == [
+        'train_dataloader.dataset.dataset.pipeline.0.scale=(64,64)'
+    ]
