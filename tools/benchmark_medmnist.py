@@ -106,6 +106,7 @@ class Study:
     jobs: int
     workers: int = 0
     lock: str | None = None
+    threads: int | None = None  # per training; None: the CPU cores shared among the jobs
 
 
 # ----------------------------------------------------------------------------- running
@@ -408,7 +409,7 @@ def execute(study: Study, runs: list[Run], raters_by_p: dict[float, list[str]]) 
     trainings = [r for r in todo if r.method != 'ensemble']
     ensembles = [r for r in todo if r.method == 'ensemble']
     progress = Progress(len(todo), study.jobs)
-    threads = max(1, (os.cpu_count() or 1) // study.jobs)
+    threads = study.threads or max(1, (os.cpu_count() or 1) // study.jobs)
     failures = []
     if trainings:
         pool = ThreadPoolExecutor(max_workers=study.jobs)
@@ -572,6 +573,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--jobs', type=int, default=1, help='trainings at once (default 1)')
     p.add_argument(
+        '--threads',
+        type=int,
+        help='CPU threads per training (default: cores / --jobs); e.g. 1 when two studies '
+        'share a 2-core machine',
+    )
+    p.add_argument(
         '--workers',
         type=int,
         default=0,
@@ -605,8 +612,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.methods = args.methods or list(ALL_METHODS)
     if 'ensemble' in args.methods and 'rater' not in args.methods:
         p.error('ensemble needs the rater runs: add rater to --methods')
-    if min(args.seeds, args.jobs) < 1 or args.rater_seeds < 0:
-        p.error('--seeds and --jobs must be >= 1, --rater-seeds >= 0')
+    if min(args.seeds, args.jobs, args.threads or 1) < 1 or args.rater_seeds < 0:
+        p.error('--seeds, --jobs and --threads must be >= 1, --rater-seeds >= 0')
     if args.epochs < 2:
         p.error('--epochs must be >= 2 (1 warm-up epoch + cosine schedule)')
     return args
@@ -658,7 +665,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             return
         if committed:
             import_runs(args.out, committed, runs, args.runs_json)
-        study = Study(args.out, device, args.jobs, args.workers, args.lock)
+        study = Study(args.out, device, args.jobs, args.workers, args.lock, args.threads)
         execute(study, runs, raters_by_p)
         if args.bootstrap:
             add_bootstrap(study, runs, args.bootstrap)
