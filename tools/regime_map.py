@@ -254,6 +254,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f'--bootstrap must be >= 0, got {args.bootstrap}')
     args.cells = list(dict.fromkeys(args.cells or rg.CELL_NAMES))
     args.out = osp.abspath(args.out)  # the subprocesses run from the repository root
+    args.lock = args.lock and osp.abspath(args.lock)
     return args
 
 

@@ -5,45 +5,48 @@ Every *cell* is one data setting of ``tools/make_medmnist.py`` at the powered st
 contrast 0.25-1 and 5-10 clutter items, which the gold files never label). Each cell starts
 from :data:`BASE_FLAGS`, the realistic raters with every noise source off, and switches
 on exactly one kind of noise (``clean`` switches on none, ``vindr-like`` is the preset
-itself, every noise at once). The levels were chosen by measurement (300 training images
-of each cell at seed 0, ``tools/analyze_annotators.py`` and the generator's realised
-per-rater rates in ``meta.json``) so that each noise alone is at least as strong as in the
-``vindr-like`` preset, or as the paper's raters at p = 0.8:
+itself, every noise at once). The levels were chosen by measurement (each cell's 1,500
+training images at data seed 0, ``tools/analyze_annotators.py`` and the generator's realised
+per-rater rates in ``meta.json``; 300 images gave the same rates and shares within 0.01) so that
+each noise alone is at least as strong as in the ``vindr-like`` preset, or as the paper's
+raters at p = 0.8:
 
 ``clean``
     no noise: every rater boxes every digit with its true label and a near-exact box
     (partner rate 1.00, same label among partners 1.00, partner IoU p50 0.95, agreement
-    T = 3 on every fused box). The control.
+    T = 3 on every fused box, 2.50 boxes per rater and image). The control.
 ``flips``
     ``--flip-rate 0.2``: each box has a wrong label with probability 0.2 (half of them the
-    object's look-alike, shared by the raters). Same label among partners 0.66, as the
-    paper's raters at p = 0.8 (0.650, docs/medmnist.md); mean T 1.95.
+    object's look-alike, shared by the raters); realised 19-20 % per rater. Same label
+    among partners 0.66, as the paper's raters at p = 0.8 (0.650, docs/medmnist.md); mean
+    T 1.95.
 ``misses``
     ``--miss-rate 0.1 --visibility-threshold 0.38 --visibility-width 0.04``: faint digits
     are missed by every rater together (the vindr-like threshold), and any digit by one
-    rater alone with probability 0.1. Realised 27 % of the digits missed per rater; 11 %
-    boxed by nobody, 11 % by one rater only (vindr-like: 17-25 % per rater, 11 % / 14 %);
-    partner rate 0.87.
+    rater alone with probability 0.1. Realised 26-27 % of the digits missed per rater;
+    11 % boxed by nobody, 11 % by one rater only (vindr-like: 17-22 % per rater, 11 % and
+    13 %); partner rate 0.87, 1.84 boxes per rater and image.
 ``clutter-fp``
     ``--fp-rate 0.2``: each clutter item is boxed by each rater with probability 0.2,
-    labelled with the digit it resembles. 1.5 clutter boxes per rater and image beside
-    2.45 digits (38 % of the rater boxes; vindr-like: 35 % of the NA truth boxes are false
-    positives); partner rate 0.70, mean T 1.95.
+    labelled with the digit it resembles. 4.01 boxes per rater and image for 2.50 digits
+    (38 % of the rater boxes on clutter; vindr-like: 35 % of the NA truth boxes are false
+    positives, docs/medmnist.md); partner rate 0.70, mean T 1.94.
 ``jitter``
     ``--box-noise 0.05 --box-tail-df 1.5 --box-bias 0.1 0 -0.1``: heavy-tailed box noise
     (Student-t, 1.5 degrees of freedom) of scale 0.05 of the box size, and one loose, one
-    exact, one tight rater (log size factor +-0.1). Median IoU with the true box 0.71-0.76
-    (vindr-like's weak rater: 0.73), partner IoU p50 0.63, partner rate 0.78 (the tail
+    exact, one tight rater (log size factor +-0.1). Median IoU with the true box 0.72-0.76
+    (vindr-like's weak rater: 0.74), partner IoU p50 0.63, partner rate 0.78 (the tail
     splits some clusters).
 ``heterogeneous``
     ``--rater-mix 1 0 2``: one expert without noise and two weak raters with each of the
-    four noises above at its cell's level (the weak raters' boxes loose by +0.1). Rater
-    F1 against the others' consensus 0.45 for the expert, 0.32-0.33 for the weak raters;
-    20 % of the digits are boxed by the expert alone; mean T 1.45.
+    four noises above at its cell's level (the weak raters' boxes loose by +0.1). Spread
+    of the raters' F1 against the others' consensus 0.13; 19 % of the digits are boxed by
+    one rater only (mostly the expert); partner rate 0.53, mean T 1.45.
 ``vindr-like``
     ``--preset study-vindr-like`` unchanged: misses, clutter, flips, hedging double
     boxes, heavy-tailed biased boxes, one expert, one normal and one weak rater (partner
-    rate 0.59, same label among partners 0.80, partner IoU p50 0.70, as VinDr-CXR).
+    rate 0.59, same label among partners 0.79, partner IoU p50 0.70, as VinDr-CXR; mean
+    T 1.55, F1 spread 0.10).
 
 One training run per cell and method (``tools/benchmark_medmnist.py --seeds 1``) gives
 *leads*, not verdicts: the study's seed SD of a paired difference is 0.014-0.030 mAP.

@@ -106,6 +106,14 @@ def test_single_noise_cell_switches_on_only_its_noise(cells, name):
         assert all(r['median_iou'] < 0.85 for r in _realised(cells, name).values())
 
 
+def test_every_cell_has_the_same_images_and_gold(cells):
+    def read(name: str, file: str) -> bytes:
+        return (cells / 'cells' / name / 'data' / 'p0.8' / file).read_bytes()
+
+    for file in ('test.json', 'train_gold.json', 'images/test/000001.png'):
+        assert len({read(c.name, file) for c in rg.CELLS}) == 1, file
+
+
 def test_clean_heterogeneous_and_vindr_like_cells(cells):
     assert all(_noise(r) == set() for r in _realised(cells, 'clean').values())
     het = _realised(cells, 'heterogeneous')
