@@ -81,6 +81,8 @@ def study_command(args: argparse.Namespace, cell: Any) -> list[str]:
     cmd += ['--seeds', '1', '--epochs', str(args.epochs), '--methods', *args.methods]
     if args.jobs:
         cmd += ['--jobs', str(args.jobs)]
+    if args.threads:
+        cmd += ['--threads', str(args.threads)]
     if args.lock:
         cmd += ['--lock', args.lock]
     if args.bootstrap:
@@ -227,6 +229,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f'training epochs of every run (default {DEFAULT_EPOCHS})',
     )
     p.add_argument('--jobs', type=int, help="the study tool's --jobs (trainings at once)")
+    p.add_argument('--threads', type=int, help="the study tool's --threads (per training)")
     p.add_argument('--lock', help="the study tool's --lock (flock file around each run)")
     p.add_argument(
         '--bootstrap', type=int, default=0, help='test-image resamples per cell (default 0)'
@@ -248,8 +251,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f'--methods must include {rg.REFERENCE}: the map shows each method minus it')
     if args.epochs < 2:
         p.error(f'--epochs must be >= 2 (1 warm-up epoch + cosine schedule), got {args.epochs}')
-    if args.jobs is not None and args.jobs < 1:
-        p.error(f'--jobs must be >= 1, got {args.jobs}')
+    for flag in ('jobs', 'threads'):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f'--{flag} must be >= 1, got {getattr(args, flag)}')
     if args.bootstrap < 0:
         p.error(f'--bootstrap must be >= 0, got {args.bootstrap}')
     args.cells = list(dict.fromkeys(args.cells or rg.CELL_NAMES))

@@ -228,7 +228,10 @@ def test_plot_and_markdown_without_a_reference_run(tmp_path):
 
 def test_dry_run_prints_cells_flags_and_commands(tmp_path):
     out = tmp_path / 'map'
-    proc = _tool('--dry-run', '--out', out, '--epochs', 9, '--jobs', 2, '--lock', tmp_path / 'l')
+    lock = tmp_path / 'l'
+    proc = _tool(
+        '--dry-run', '--out', out, '--epochs', 9, '--jobs', 2, '--threads', 1, '--lock', lock
+    )
     assert proc.returncode == 0, proc.stderr
     for cell in rg.CELLS:
         assert f'{cell.name}: {cell.description}' in proc.stdout
@@ -237,7 +240,7 @@ def test_dry_run_prints_cells_flags_and_commands(tmp_path):
     assert '--data-args= --seeds 1 --epochs 9 --methods ' + ' '.join(rg.DEFAULT_METHODS) in (
         proc.stdout
     )
-    assert f'--jobs 2 --lock {tmp_path / "l"}' in proc.stdout
+    assert f'--jobs 2 --threads 1 --lock {lock}' in proc.stdout
     assert 'tools/analyze_annotators.py' in proc.stdout and not out.exists()
     quick = _tool('--dry-run', '--quick', '--out', out, '--cells', 'jitter')
     assert quick.returncode == 0, quick.stderr
@@ -252,6 +255,7 @@ def test_dry_run_prints_cells_flags_and_commands(tmp_path):
         (('--methods', 'na', 'rater'), "invalid choice: 'rater'"),
         (('--methods', 'na', 'wbf'), '--methods must include wbf-earl'),
         (('--epochs', 1), '--epochs must be >= 2'),
+        (('--threads', 0), '--threads must be >= 1'),
     ],
 )
 def test_bad_input_is_an_argparse_error(args, words, tmp_path):
