@@ -162,6 +162,24 @@ def seeds_for_half_width(
     return None
 
 
+def sd_upper_bound(sd: float, n: int, level: float = 0.8) -> float:
+    """One-sided ``level`` upper confidence bound of a normal SD estimated from ``n`` values.
+
+    ``sd * sqrt((n - 1) / chi2_{1-level}(n - 1))``: a pilot's SD scatters, and a study sized
+    at the pilot's SD itself misses its target half-width about half the time; sized at
+    this bound, it misses it in about ``1 - level`` of pilots. NaN for n < 2 or a NaN sd.
+
+    Examples:
+        >>> round(sd_upper_bound(0.01, 8), 4)
+        0.0136
+    """
+    if n < 2 or math.isnan(sd):
+        return math.nan
+    from scipy.stats import chi2
+
+    return float(sd * math.sqrt((n - 1) / chi2.ppf(1 - level, n - 1)))
+
+
 def verdict(lo: float, hi: float) -> str:
     """Words for a difference's interval (method minus baseline)."""
     if math.isnan(lo) or math.isnan(hi):
@@ -187,6 +205,8 @@ def paired_diff(a: dict[int, dict], b: dict[int, dict], metric: str) -> dict | N
         verdict=verdict(lo, hi),
         sd=sd,
         seeds_needed=seeds_for_half_width(sd),
+        sd_upper=(upper := sd_upper_bound(sd, len(diffs))),
+        seeds_needed_upper=seeds_for_half_width(upper),
     )
 
 
@@ -464,7 +484,14 @@ def power_rows(summary: dict, proficiency: float, epochs: int) -> list[dict]:
             continue
         half = (d['hi'] - d['lo']) / 2
         out.append(
-            dict(name=name, n=d['n'], sd=d['sd'], half_width=half, seeds_needed=d['seeds_needed'])
+            dict(
+                name=name,
+                n=d['n'],
+                sd=d['sd'],
+                half_width=half,
+                seeds_needed=d['seeds_needed'],
+                seeds_needed_upper=d.get('seeds_needed_upper'),
+            )
         )
     return out
 
@@ -477,16 +504,23 @@ def _power_markdown(summary: dict, p: float, e: int) -> list[str]:
         '',
         f'Power (mAP@[.5:.95]): seed SD of each paired difference, the half-width of its '
         f'95 % interval now, and the paired seeds a study needs for a half-width of '
-        f'{TARGET_HALF_WIDTH:g} at that SD.',
+        f'{TARGET_HALF_WIDTH:g} at that SD and at its 80 % upper confidence bound (the SD of '
+        'a few seeds is itself uncertain).',
         '',
         '| difference | seeds | SD of the difference | half-width now | seeds for ±'
-        f'{TARGET_HALF_WIDTH:g} |',
-        '|---|---|---|---|---|',
+        f"{TARGET_HALF_WIDTH:g} | at the SD's upper bound |",
+        '|---|---|---|---|---|---|',
     ]
     for r in rows:
-        need = '> 10,000' if r['seeds_needed'] is None else str(r['seeds_needed'])
-        lines.append(f'| {r["name"]} | {r["n"]} | {r["sd"]:.4f} | {r["half_width"]:.4f} | {need} |')
+        need, upper = (_seeds(r['seeds_needed']), _seeds(r.get('seeds_needed_upper')))
+        lines.append(
+            f'| {r["name"]} | {r["n"]} | {r["sd"]:.4f} | {r["half_width"]:.4f} | {need} | {upper} |'
+        )
     return lines
+
+
+def _seeds(n: int | None) -> str:
+    return '> 10,000' if n is None else str(n)
 
 
 def _sweep_cell(cell: dict) -> str:

@@ -333,3 +333,19 @@ def test_power_table_in_report():
     assert row['seeds_needed'] == bm.seeds_for_half_width(np.std(diff, ddof=1))
     md = bm.markdown(summary, dict(command='x', date='d', device='cpu', machine='m'))
     assert f'| {row["name"]} | 5 | {row["sd"]:.4f} |' in md and 'seeds for ±0.01' in md
+    upper = bm.sd_upper_bound(row['sd'], 5)
+    assert row['seeds_needed_upper'] == bm.seeds_for_half_width(upper) > row['seeds_needed']
+    assert md.splitlines()[
+        [i for i, x in enumerate(md.splitlines()) if row['name'] in x][-1]
+    ].endswith(f'| {row["seeds_needed"]} | {row["seeds_needed_upper"]} |')
+
+
+@pytest.mark.parametrize('n', [3, 8, 20])
+def test_sd_upper_bound_covers_the_true_sd_at_its_level(n):
+    """Over many simulated pilots of n normal values, the 80 % upper bound of the SD lies
+    above the true SD in 80 % of them (a chi-square quantile on the wrong side fails)."""
+    rng = np.random.default_rng(n)
+    sds = rng.normal(0.0, 0.02, size=(20_000, n)).std(axis=1, ddof=1)
+    covered = np.mean([bm.sd_upper_bound(sd, n) >= 0.02 for sd in sds])
+    assert covered == pytest.approx(0.8, abs=0.01)
+    assert math.isnan(bm.sd_upper_bound(0.01, 1)) and math.isnan(bm.sd_upper_bound(math.nan, 5))
