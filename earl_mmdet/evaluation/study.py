@@ -171,7 +171,7 @@ def sd_upper_bound(sd: float, n: int, level: float = 0.8) -> float:
 
     Examples:
         >>> round(sd_upper_bound(0.01, 8), 4)
-        0.0136
+        0.0135
     """
     if n < 2 or math.isnan(sd):
         return math.nan
