@@ -402,6 +402,7 @@ def markdown(summary: dict, meta: dict) -> str:
         '',
         f'- command: `{meta["command"]}`',
         f'- finished: {meta["date"]}; device: {meta["device"]}; machine: {meta["machine"]}',
+        *_data_line(meta.get('study')),
         '- mean over seeds with its 95 % t-interval; "vs NA" = the paired difference '
         '(same seed), mean and 95 % t-interval; "no detectable difference" where it covers 0.',
         '',
@@ -458,6 +459,20 @@ def markdown(summary: dict, meta: dict) -> str:
         lines.append('')
     lines += _sweep_markdown(summary.get('sweep', []))
     return '\n'.join(lines)
+
+
+def _data_line(study: dict | None) -> list[str]:
+    """The report's line naming the data (``OUT/study.json``), if recorded."""
+    if not study:
+        return []
+    flags = ' '.join(study.get('data_args') or []) or 'none'
+    line = (
+        f'- data: `tools/make_medmnist.py --preset {study["preset"]}`, data seed '
+        f'{study["data_seed"]}, extra flags: {flags}'
+    )
+    if 'vindr-like' in study['preset'] or 'realistic' in (study.get('data_args') or []):
+        line += ' (realistic raters: the p in the headings is not used)'
+    return [line]
 
 
 def power_rows(summary: dict, proficiency: float, epochs: int) -> list[dict]:

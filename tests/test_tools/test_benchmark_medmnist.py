@@ -177,6 +177,9 @@ def test_continues_from_a_committed_results_json(tmp_path):
     committed = tmp_path / 'committed.json'
     committed.write_text((first / 'results.json').read_text())
     assert json.loads(committed.read_text())['meta']['study']['data_args'] == TINY.split()
+    md = (first / 'results.md').read_text()
+    assert f'- data: `tools/make_medmnist.py --preset cpu`, data seed 0, extra flags: {TINY}' in md
+    assert 'p in the headings is not used' not in md
 
     second = tmp_path / 'second'
     proc = _tool('--out', second, *args, '--runs-json', committed, '--dry-run')
@@ -349,3 +352,11 @@ def test_sd_upper_bound_covers_the_true_sd_at_its_level(n):
     covered = np.mean([bm.sd_upper_bound(sd, n) >= 0.02 for sd in sds])
     assert covered == pytest.approx(0.8, abs=0.01)
     assert math.isnan(bm.sd_upper_bound(0.01, 1)) and math.isnan(bm.sd_upper_bound(math.nan, 5))
+
+
+def test_report_names_realistic_data_whose_p_is_unused():
+    meta = dict(command='x', date='d', device='cpu', machine='m')
+    study = dict(preset='study-vindr-like', data_seed=3, data_args=[])
+    md = bm.markdown(bm.summarize([_result('na', 0, 0.5, 0.3)]), dict(meta, study=study))
+    assert '--preset study-vindr-like`, data seed 3, extra flags: none' in md
+    assert 'realistic raters: the p in the headings is not used' in md
