@@ -1,6 +1,6 @@
 """The regime map: for each single kind of rater noise, which method wins (issue 16).
 
-    python tools/regime_map.py [--out work_dirs/regime_map] [--epochs 12]
+    python tools/regime_map.py [--out work_dirs/regime_map] [--epochs 24]
         [--cells clean flips ...] [--methods na wbf wbf-earl ...] [--jobs 1] [--lock L]
         [--bootstrap B] [--quick] [--dry-run] [--report-only]
 
@@ -57,8 +57,8 @@ from _common import check_output_paths, filter_third_party_warnings, import_ligh
 rg = import_light('evaluation.regime')
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-#: The study tool's default until the study's epochs are fixed (docs/results.md).
-DEFAULT_EPOCHS = 12
+#: The powered study's schedule: converged at 96 px (docs/results.md, learning curves).
+DEFAULT_EPOCHS = 24
 #: --quick: tiny data on top of each cell's flags, 2 epochs, 2 methods.
 QUICK_DATA_ARGS = ('--num-train', '16', '--num-val', '4', '--num-test', '8')
 QUICK_METHODS = ('na', 'wbf-earl')
