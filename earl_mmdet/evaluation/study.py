@@ -437,6 +437,7 @@ def markdown(summary: dict, meta: dict) -> str:
                 lines.append(
                     f'| {name} | {r["mAP_40"]["n"]} | {_diff(r["mAP_40"])} | {_diff(r["mAP"])} |'
                 )
+        lines += _answer_markdown(summary, p, e)
         lines += _power_markdown(summary, p, e)
         boots = [r for r in rows if (r['proficiency'], r['epochs']) == (p, e)]
         boots = [r for r in boots if r.get('mAP_bootstrap')]
@@ -531,6 +532,104 @@ def _power_markdown(summary: dict, p: float, e: int) -> list[str]:
         lines.append(
             f'| {r["name"]} | {r["n"]} | {r["sd"]:.4f} | {r["half_width"]:.4f} | {need} | {upper} |'
         )
+    return lines
+
+
+#: The question the study answers for a user: does any method beat the paper's by at least
+#: this much mAP@[.5:.95], with its interval above zero?
+MARGIN = 0.02
+
+
+def versus_reference(summary: dict, proficiency: float, epochs: int) -> list[dict]:
+    """Every method minus :data:`REFERENCE` in mAP@[.5:.95] for one setting, with the 95 %
+    t-interval and the Bonferroni-adjusted one (level 1 - 0.05 / k over the k methods so
+    compared: the best of k is picked after looking, so its plain interval is too kind).
+
+    A comparison stored the other way round (``reference − NA``, ``reference − WBF``) is
+    negated (same seeds, same interval mirrored).
+
+    Returns:
+        list[dict]: ``method``, ``n``, ``mean``, ``lo``, ``hi``, ``adj_lo``, ``adj_hi``,
+        ``sd``, best first (largest mean).
+    """
+    from scipy.stats import t
+
+    setting = (proficiency, epochs)
+    base = summary.get('baseline', 'na')
+    stored = [
+        (r['method'], r['reference'], r['mAP'])
+        for r in summary.get('pairs', [])
+        if (r['proficiency'], r['epochs']) == setting
+    ]
+    stored += [
+        (r['method'], base, r['mAP_vs_' + base])
+        for r in summary['rows']
+        if (r['proficiency'], r['epochs']) == setting and r.get('mAP_vs_' + base)
+    ]
+    found = [(a, d) for a, b, d in stored if b == REFERENCE]
+    found += [
+        (b, dict(d, mean=-d['mean'], lo=-d['hi'], hi=-d['lo']))
+        for a, b, d in stored
+        if a == REFERENCE
+    ]
+    found = [(m, d) for m, d in found if d['n'] >= 2]
+    out = []
+    for method, d in found:
+        half = t.ppf(1 - 0.025 / len(found), d['n'] - 1) * d['sd'] / math.sqrt(d['n'])
+        out.append(
+            dict(
+                method=method,
+                n=d['n'],
+                mean=d['mean'],
+                lo=d['lo'],
+                hi=d['hi'],
+                adj_lo=d['mean'] - half,
+                adj_hi=d['mean'] + half,
+                sd=d['sd'],
+            )
+        )
+    return sorted(out, key=lambda r: -r['mean'])
+
+
+def answer(summary: dict, proficiency: float, epochs: int, margin: float = MARGIN) -> dict | None:
+    """The plain answer for one setting: does the best method beat :data:`REFERENCE` by at
+    least ``margin`` mAP@[.5:.95] with its (Bonferroni-adjusted) interval above zero?
+
+    Returns:
+        dict | None: ``answer`` ('yes' / 'no'), ``best`` (its :func:`versus_reference` row),
+        ``k`` (methods compared), ``plain_yes`` (the answer without the adjustment); None
+        when no method has two paired seeds with the reference.
+    """
+    rows = versus_reference(summary, proficiency, epochs)
+    if not rows:
+        return None
+    best = rows[0]
+    big = best['mean'] >= margin
+    return dict(
+        answer='yes' if big and best['adj_lo'] > 0 else 'no',
+        plain_yes=big and best['lo'] > 0,
+        best=best,
+        k=len(rows),
+        margin=margin,
+    )
+
+
+def _answer_markdown(summary: dict, p: float, e: int) -> list[str]:
+    a = answer(summary, p, e)
+    if a is None:
+        return []
+    b, ref = a['best'], LABELS.get(REFERENCE, REFERENCE)
+    name = LABELS.get(b['method'], b['method'])
+    lines = [
+        '',
+        f'Does any method beat {ref} by ≥ {a["margin"]:g} mAP@[.5:.95] with its interval above '
+        f'zero? **{a["answer"]}** (best of {a["k"]} compared: {name}, '
+        f'{b["mean"]:+.4f} [{b["lo"]:+.4f}, {b["hi"]:+.4f}] over {b["n"]} seeds; '
+        f'Bonferroni-adjusted for picking the best of {a["k"]}: '
+        f'[{b["adj_lo"]:+.4f}, {b["adj_hi"]:+.4f}]).',
+    ]
+    if a['plain_yes'] and a['answer'] == 'no':
+        lines[-1] += ' Without the adjustment the answer would be yes.'
     return lines
 
 

@@ -360,3 +360,54 @@ def test_report_names_realistic_data_whose_p_is_unused():
     md = bm.markdown(bm.summarize([_result('na', 0, 0.5, 0.3)]), dict(meta, study=study))
     assert '--preset study-vindr-like`, data seed 3, extra flags: none' in md
     assert 'realistic raters: the p in the headings is not used' in md
+
+
+def _study(diffs: dict[str, list[float]], seeds: int = 6) -> dict:
+    """Fabricated runs: WBF+EARL at 0.6 + small seed effects, every other method at
+    WBF+EARL plus its listed paired differences (mAP@[.5:.95])."""
+    ref = 0.6 + 0.01 * np.sin(np.arange(seeds))
+    results = [_result('wbf-earl', s, v, v) for s, v in enumerate(ref)]
+    for method, d in diffs.items():
+        results += [_result(method, s, v + x, v + x) for s, (v, x) in enumerate(zip(ref, d))]
+    return bm.summarize(results)
+
+
+ALT = np.array([1, -1, 1, -1, 1, -1], dtype=float)
+
+
+@pytest.mark.parametrize(
+    'diffs, best, yes, plain_yes',
+    [
+        # a clear win of 0.03: yes
+        (dict(na=[0.0] * 6, mv=list(0.03 + 0.002 * ALT)), 'mv', 'yes', True),
+        # 0.03 on average but seed noise of 0.03: no
+        (dict(na=[0.0] * 6, mv=list(0.03 + 0.03 * ALT)), 'mv', 'no', False),
+        # above zero for sure, but below the 0.02 margin: no
+        (dict(na=[0.0] * 6, mv=list(0.012 + 0.001 * ALT)), 'mv', 'no', False),
+        # above zero only before picking the best of three is accounted for
+        (dict(na=[0.0] * 6, mv=list(0.025 + 0.0205 * ALT), wbf=[0.0] * 6), 'mv', 'no', True),
+        # NA is a method too: NA - WBF+EARL is the negated WBF+EARL - NA
+        (dict(na=list(0.04 + 0.003 * ALT), mv=[0.0] * 6), 'na', 'yes', True),
+    ],
+)
+def test_the_plain_answer_against_wbf_earl(diffs, best, yes, plain_yes):
+    from scipy import stats
+
+    summary = _study(diffs)
+    a = bm.answer(summary, 0.8, 6)
+    assert a['best']['method'] == best and a['k'] == len(diffs)
+    assert (a['answer'], a['plain_yes']) == (yes, plain_yes)
+    d = np.asarray(diffs[best])
+    half = stats.t.ppf(1 - 0.025 / len(diffs), d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
+    assert a['best']['mean'] == pytest.approx(d.mean())
+    assert (a['best']['adj_lo'], a['best']['adj_hi']) == pytest.approx(
+        (d.mean() - half, d.mean() + half)
+    )
+    assert (a['best']['lo'], a['best']['hi']) == pytest.approx(bm.t_interval(d)[1:])
+    md = bm.markdown(summary, dict(command='x', date='d', device='cpu', machine='m'))
+    assert f'with its interval above zero? **{yes}**' in md
+    assert ('Without the adjustment the answer would be yes' in md) == (plain_yes and yes == 'no')
+
+
+def test_no_answer_without_two_paired_seeds():
+    assert bm.answer(_study(dict(na=[0.01])), 0.8, 6) is None
