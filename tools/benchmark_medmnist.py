@@ -72,8 +72,11 @@ from earl_mmdet.evaluation.study import (
     Run,
     bootstrap_scores,
     markdown,
+    method_family,
+    method_rater,
     plan,
     plots,
+    rater_method,
     score_predictions,
     summarize,
 )
@@ -91,7 +94,6 @@ CONFIGS = {
     'presence-em-earl': 'yolox_nano_presence-em-earl_20e_medmnist-cpu.py',
     'rater': 'yolox_nano_rater-R1_20e_medmnist-cpu.py',
 }
-ALL_METHODS = METHODS
 SWEEP_P = (0.6, 0.7, 0.8, 0.9)
 SWEEP_METHODS = ('na', 'wbf', 'wbf-earl', 'em-earl')
 ENSEMBLE_IOU = 0.55  # tools/ensemble_predictions.py default
@@ -179,8 +181,7 @@ def cfg_options(run: Run, d: str, workers: int = 0) -> list[str]:
     canvas = canvas_of(d)
     if canvas != _input_size(cfg):  # e.g. 96 px study data, 128 px configs
         opts += image_size_cfg_options(cfg, canvas)
-    if run.method.startswith('rater-'):  # one config for every rater: pick the rater
-        rater = run.method[len('rater-') :]
+    if (rater := method_rater(run.method)) is not None:  # one config for every rater
         opts += fusion_cfg_options(cfg, method=f'rater:{rater}')
     return opts
 
@@ -203,8 +204,7 @@ def _input_size(cfg: Any) -> int | None:
 
 def config_of(run: Run) -> str:
     """The config a training run trains (relative to the repository root)."""
-    base = 'rater' if run.method.startswith('rater-') else run.method
-    return osp.join(CONFIG_DIR, CONFIGS[base])
+    return osp.join(CONFIG_DIR, CONFIGS[method_family(run.method)])
 
 
 def _env(threads: int, device: str) -> dict[str, str]:
@@ -335,7 +335,8 @@ def ensemble_predictions(out: str, run: Run, members: Sequence[str], gold: dict)
 def ensemble_and_score(study: Study, run: Run, raters: Sequence[str]) -> dict:
     d = data_dir(study.out, run.proficiency)
     gold_path, gold = _gold(d)
-    fused = ensemble_predictions(study.out, run, [f'rater-{r}' for r in raters], gold)
+    members = [rater_method(r) for r in raters]
+    fused = ensemble_predictions(study.out, run, members, gold)
     metrics = score_predictions(fused, gold_path, gold)
     wd = run_dir(study.out, run)
     os.makedirs(wd, exist_ok=True)
@@ -344,7 +345,7 @@ def ensemble_and_score(study: Study, run: Run, raters: Sequence[str]) -> dict:
         seed=run.seed,
         proficiency=run.proficiency,
         epochs=run.epochs,
-        members=[f'rater-{r}' for r in raters],
+        members=members,
         wbf_iou_thr=ENSEMBLE_IOU,
         metrics=metrics,
         train_s=0.0,
@@ -435,7 +436,7 @@ def execute(study: Study, runs: list[Run], raters_by_p: dict[float, list[str]]) 
         pool.shutdown()
     for run in ensembles:
         raters = raters_by_p[run.proficiency]
-        members = [Run(f'rater-{r}', run.seed, run.proficiency, run.epochs) for r in raters]
+        members = [Run(rater_method(r), run.seed, run.proficiency, run.epochs) for r in raters]
         missing = [m.key for m in members if load_result(study.out, m) is None]
         if missing:
             failures.append((run, RuntimeError(f'members not trained: {missing}')))
@@ -554,7 +555,7 @@ def report(out: str, command: str, device: str, runs_json: str | None = None) ->
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('--out', default='work_dirs/benchmark', help='study folder (resumable)')
-    p.add_argument('--methods', nargs='+', choices=ALL_METHODS, help='default: all')
+    p.add_argument('--methods', nargs='+', choices=METHODS, help='default: all')
     p.add_argument('--seeds', type=int, default=5, help='paired seeds 0..N-1 (default 5)')
     p.add_argument(
         '--rater-seeds', type=int, default=2, help='seeds for rater/ensemble (default 2)'
@@ -609,7 +610,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if args.proficiency == [0.8]:
             args.proficiency = list(SWEEP_P)
         args.methods = args.methods or list(SWEEP_METHODS)
-    args.methods = args.methods or list(ALL_METHODS)
+    args.methods = args.methods or list(METHODS)
     if 'ensemble' in args.methods and 'rater' not in args.methods:
         p.error('ensemble needs the rater runs: add rater to --methods')
     if min(args.seeds, args.jobs, args.threads or 1) < 1 or args.rater_seeds < 0:

@@ -64,6 +64,27 @@ REFERENCE = 'wbf-earl'
 METRICS = ('mAP_40', 'mAP')  # DetectionMAPMetric keys (unprefixed)
 
 
+def rater_method(rater: str) -> str:
+    """The method name of one rater's model: ``rater-<id>``."""
+    return f'rater-{rater}'
+
+
+def method_rater(method: str) -> str | None:
+    """The rater id of a ``rater-<id>`` method (None for any other method).
+
+    Examples:
+        >>> method_rater('rater-R2'), method_rater('wbf-earl')
+        ('R2', None)
+    """
+    return method[len('rater-') :] if method.startswith('rater-') else None
+
+
+def method_family(method: str) -> str:
+    """``rater`` for every ``rater-<id>`` method, the method itself otherwise (the key of
+    the method's config and of its place in the report)."""
+    return 'rater' if method_rater(method) is not None else method
+
+
 @dataclass(frozen=True)
 class Run:
     """One training run (or the ensemble, which trains nothing)."""
@@ -94,7 +115,7 @@ def plan(
             runs += [Run(m, s, p, epochs) for m in methods if m not in ('rater', 'ensemble')]
         for s in range(min(seeds, rater_seeds)):
             if 'rater' in methods:
-                runs += [Run(f'rater-{r}', s, p, epochs) for r in raters_by_p[p]]
+                runs += [Run(rater_method(r), s, p, epochs) for r in raters_by_p[p]]
             if 'ensemble' in methods:
                 runs.append(Run('ensemble', s, p, epochs))
     return runs
@@ -304,7 +325,7 @@ def _sd(vals: Sequence[float]) -> float:
 
 
 def _method_order(method: str) -> tuple[int, str]:
-    base = 'rater' if method.startswith('rater-') else method
+    base = method_family(method)
     return (METHODS.index(base) if base in METHODS else len(METHODS), method)
 
 
