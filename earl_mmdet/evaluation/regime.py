@@ -49,7 +49,8 @@ raters at p = 0.8:
     T 1.55, F1 spread 0.10).
 
 One training run per cell and method (``tools/benchmark_medmnist.py --seeds 1``) gives
-*leads*, not verdicts: the study's seed SD of a paired difference is 0.014-0.030 mAP.
+*leads*, not verdicts: the study's seed SD of a paired difference is about 0.025
+mAP@[.5:.95] (converged runs, docs/results.md).
 Everything here is computation on dicts (plus the plot's file); running the cells is
 ``tools/regime_map.py``'s.
 """
@@ -378,8 +379,8 @@ def markdown(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], meta: Ma
         f'- finished: {meta["date"]}; {meta["epochs"]} epochs; one run (seed 0) per cell and '
         'method.',
         '- **One run per cell: these are leads, not verdicts.** The seed SD of a paired '
-        'difference in the study is 0.014-0.030 mAP@[.5:.95] (docs/results.md); a margin '
-        'below that may change sign with another seed.',
+        'difference in the study is about 0.025 mAP@[.5:.95] (converged runs, '
+        'docs/results.md); a margin below that may change sign with another seed.',
         '- Differences are mAP@[.5:.95] of the method minus WBF + EARL (the paper, '
         f"`{REFERENCE}`) on the cell's gold test set; the winner has the highest "
         'mAP@[.5:.95] (★). Methods: '
