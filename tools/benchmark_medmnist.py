@@ -298,19 +298,15 @@ def _train_and_score(study: Study, run: Run, threads: int) -> dict:
     t2 = time.time()
     gold_path, gold = _gold(d)
     metrics = score_predictions(load_predictions(preds_path, gold), gold_path, gold)
-    result = dict(
-        method=run.method,
-        seed=run.seed,
-        proficiency=run.proficiency,
-        epochs=run.epochs,
+    result = run_record(
+        run,
+        study,
+        metrics,
         config=config,
         cfg_options=opts,
-        metrics=metrics,
         train_s=round(t1 - t0, 1),
         test_s=round(t2 - t1, 1),
-        device=study.device,
         threads=threads,
-        finished=time.strftime('%Y-%m-%d %H:%M:%S'),
     )
     if os.environ.get('EARL_BENCH_KEEP_CKPT') != '1':
         for name in os.listdir(wd):
@@ -318,6 +314,20 @@ def _train_and_score(study: Study, run: Run, threads: int) -> dict:
                 os.remove(osp.join(wd, name))
     _write_json(osp.join(wd, 'result.json'), result)
     return result
+
+
+def run_record(run: Run, study: Study, metrics: dict, **extra: Any) -> dict:
+    """A finished run's ``result.json``: what identifies it, its metrics, and ``extra``."""
+    return dict(
+        method=run.method,
+        seed=run.seed,
+        proficiency=run.proficiency,
+        epochs=run.epochs,
+        metrics=metrics,
+        device=study.device,
+        finished=time.strftime('%Y-%m-%d %H:%M:%S'),
+        **extra,
+    )
 
 
 def ensemble_predictions(out: str, run: Run, members: Sequence[str], gold: dict) -> dict:
@@ -340,18 +350,8 @@ def ensemble_and_score(study: Study, run: Run, raters: Sequence[str]) -> dict:
     metrics = score_predictions(fused, gold_path, gold)
     wd = run_dir(study.out, run)
     os.makedirs(wd, exist_ok=True)
-    result = dict(
-        method=run.method,
-        seed=run.seed,
-        proficiency=run.proficiency,
-        epochs=run.epochs,
-        members=members,
-        wbf_iou_thr=ENSEMBLE_IOU,
-        metrics=metrics,
-        train_s=0.0,
-        test_s=0.0,
-        device=study.device,
-        finished=time.strftime('%Y-%m-%d %H:%M:%S'),
+    result = run_record(
+        run, study, metrics, members=members, wbf_iou_thr=ENSEMBLE_IOU, train_s=0.0, test_s=0.0
     )
     _write_json(osp.join(wd, 'result.json'), result)
     return result
