@@ -58,9 +58,11 @@ from typing import Any
 
 import numpy as np
 from _common import (
+    child_env,
     filter_third_party_warnings,
     fusion_cfg_options,
     image_size_cfg_options,
+    input_size,
     medmnist_cfg_options,
     read_config,
     train_log_status,
@@ -179,7 +181,7 @@ def cfg_options(run: Run, d: str, workers: int = 0) -> list[str]:
     ]
     cfg = _config(config_of(run))
     canvas = canvas_of(d)
-    if canvas != _input_size(cfg):  # e.g. 96 px study data, 128 px configs
+    if canvas != input_size(cfg):  # e.g. 96 px study data, 128 px configs
         opts += image_size_cfg_options(cfg, canvas)
     if (rater := method_rater(run.method)) is not None:  # one config for every rater
         opts += fusion_cfg_options(cfg, method=f'rater:{rater}')
@@ -191,27 +193,13 @@ def _config(config: str) -> Any:
     return read_config(osp.join(ROOT, config), None, False)
 
 
-def _input_size(cfg: Any) -> int | None:
-    """The side of the training pipeline's first ``Resize`` scale (None: no such step)."""
-    dataset = cfg.train_dataloader.dataset
-    while 'pipeline' not in dataset and 'dataset' in dataset:
-        dataset = dataset.dataset
-    for step in dataset.get('pipeline', []):
-        if step.get('type') == 'Resize' and 'scale' in step:
-            return int(step['scale'][0])
-    return None
-
-
 def config_of(run: Run) -> str:
     """The config a training run trains (relative to the repository root)."""
     return osp.join(CONFIG_DIR, CONFIGS[method_family(run.method)])
 
 
 def _env(threads: int, device: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env['OMP_NUM_THREADS'] = str(threads)
-    env['MKL_NUM_THREADS'] = str(threads)
-    env['PYTHONPATH'] = ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+    env = child_env(ROOT, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if device == 'cpu':
         env['CUDA_VISIBLE_DEVICES'] = ''
     return env

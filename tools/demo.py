@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from _common import filter_third_party_warnings, medmnist_cfg_options
+from _common import child_env, filter_third_party_warnings, medmnist_cfg_options
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/medmnist/yolox_nano_wbf-earl_20e_medmnist-cpu.py'
@@ -28,9 +28,8 @@ def _step(title: str) -> None:
 
 
 def _run(args: list[str]) -> None:
-    env = dict(os.environ)
+    env = child_env(ROOT)
     env.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
-    env['PYTHONPATH'] = ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
     print('$', ' '.join(args), flush=True)
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env)
     if proc.returncode != 0:

@@ -52,7 +52,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from _common import check_output_paths, filter_third_party_warnings, import_light
+from _common import check_output_paths, child_env, filter_third_party_warnings, import_light
 
 rg = import_light('evaluation.regime')
 
@@ -95,19 +95,17 @@ def analyze_command(train_json: str, out: str) -> list[str]:
     return ['tools/analyze_annotators.py', train_json, '--out', out, '--no-plots']
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env['PYTHONPATH'] = ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
-    return env
-
-
 def _python(cmd: list[str], log: str | None = None) -> int:
     """Run ``python CMD`` from the repository root (output to ``log`` or to ours)."""
     if log is None:
-        return subprocess.run([sys.executable, *cmd], cwd=ROOT, env=_env()).returncode
+        return subprocess.run([sys.executable, *cmd], cwd=ROOT, env=child_env(ROOT)).returncode
     with open(log, 'w') as f:
         return subprocess.run(
-            [sys.executable, *cmd], cwd=ROOT, env=_env(), stdout=f, stderr=subprocess.STDOUT
+            [sys.executable, *cmd],
+            cwd=ROOT,
+            env=child_env(ROOT),
+            stdout=f,
+            stderr=subprocess.STDOUT,
         ).returncode
 
 

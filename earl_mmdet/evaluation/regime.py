@@ -58,11 +58,12 @@ Everything here is computation on dicts (plus the plot's file); running the cell
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .study import LABELS, METHODS, REFERENCE
+from .study import LABELS, METHODS, REFERENCE, method_order
 
 #: make_medmnist.py preset every cell starts from (96 px, realistic raters, clutter).
 PRESET = 'study-vindr-like'
@@ -243,7 +244,7 @@ def method_scores(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, A
     for r in results:
         by_method.setdefault(r['method'], []).append(r)
     out: dict[str, dict[str, Any]] = {}
-    for method in sorted(by_method, key=_order):
+    for method in sorted(by_method, key=method_order):
         runs = sorted(by_method[method], key=lambda r: r['seed'])
         entry: dict[str, Any] = {'seeds': [r['seed'] for r in runs]}
         for key in ('mAP_40', 'mAP'):
@@ -280,7 +281,7 @@ def cell_outcome(
         >>> o['winner'], round(o['margin'], 3), round(o['lead'], 3)
         ('na', 0.02, 0.02)
     """
-    ranked = sorted(scores, key=lambda m: (-scores[m][metric], _order(m)))
+    ranked = sorted(scores, key=lambda m: (-scores[m][metric], method_order(m)))
     ref = scores.get(reference)
     out: dict[str, Any] = {
         'winner': ranked[0] if ranked else None,
@@ -334,10 +335,6 @@ def regime_summary(
             }
         )
     return rows
-
-
-def _order(method: str) -> tuple[int, str]:
-    return (METHODS.index(method) if method in METHODS else len(METHODS), method)
 
 
 def _num(x: float | None, fmt: str = '.3f') -> str:
@@ -432,12 +429,12 @@ def _bootstrap_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     paired difference (to NA), over the cell's methods."""
     lines = []
     for row in rows:
-        se = sorted(s['mAP_se'] for s in row['scores'].values() if 'mAP_se' in s)
-        dse = sorted(s['mAP_diff_se'] for s in row['scores'].values() if 'mAP_diff_se' in s)
+        se = [s['mAP_se'] for s in row['scores'].values() if 'mAP_se' in s]
+        dse = [s['mAP_diff_se'] for s in row['scores'].values() if 'mAP_diff_se' in s]
         if se:
             lines.append(
-                f'| {row["name"]} | {len(se)} | {_median(se):.4f} | '
-                f'{_num(_median(dse) if dse else None, ".4f")} |'
+                f'| {row["name"]} | {len(se)} | {statistics.median(se):.4f} | '
+                f'{_num(statistics.median(dse) if dse else None, ".4f")} |'
             )
     if not lines:
         return ['', 'Test-set bootstrap SE: not computed (`--bootstrap B` adds it).']
@@ -450,11 +447,6 @@ def _bootstrap_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         '|---|---|---|---|',
         *lines,
     ]
-
-
-def _median(values: Sequence[float]) -> float:
-    n = len(values)
-    return (values[(n - 1) // 2] + values[n // 2]) / 2
 
 
 def plot(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], path: str) -> str:

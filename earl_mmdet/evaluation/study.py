@@ -235,7 +235,7 @@ def _pairs(methods: Sequence[str], baseline: str) -> list[tuple[str, str]]:
     """:data:`EXTRA_PAIRS`, then every other method minus :data:`REFERENCE` (a comparison
     already listed either way round is not repeated)."""
     pairs = list(EXTRA_PAIRS)
-    for m in sorted(methods, key=_method_order):
+    for m in sorted(methods, key=method_order):
         if m in (REFERENCE, baseline) or (m, REFERENCE) in pairs or (REFERENCE, m) in pairs:
             continue
         pairs.append((m, REFERENCE))
@@ -251,7 +251,7 @@ def summarize(results: Sequence[dict], baseline: str = 'na') -> dict:
     out, pairs = [], []
     for (p, e), methods in sorted(groups.items()):
         base = methods.get(baseline, {})
-        for method in sorted(methods, key=_method_order):
+        for method in sorted(methods, key=method_order):
             runs = methods[method]
             row: dict[str, Any] = dict(
                 proficiency=p, epochs=e, method=method, seeds=sorted(runs), n=len(runs)
@@ -292,7 +292,7 @@ def sweep_table(summary: dict, baseline: str = 'na') -> list[dict]:
         ps = sorted({p for p, _ in grp})
         if len(ps) < 2:
             continue
-        for method in sorted({m for _, m in grp}, key=_method_order):
+        for method in sorted({m for _, m in grp}, key=method_order):
             if not all((p, method) in grp and (p, baseline) in grp for p in ps):
                 continue
             seeds = set.intersection(
@@ -324,7 +324,8 @@ def _sd(vals: Sequence[float]) -> float:
     return float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan
 
 
-def _method_order(method: str) -> tuple[int, str]:
+def method_order(method: str) -> tuple[int, str]:
+    """Sort key: report order of :data:`METHODS` (``rater-<id>`` as ``rater``), unknown last."""
     base = method_family(method)
     return (METHODS.index(base) if base in METHODS else len(METHODS), method)
 

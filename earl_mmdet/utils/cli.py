@@ -325,6 +325,34 @@ def medmnist_cfg_options(data_root: str, epochs: int, seed: int, val: bool = Tru
     ]
 
 
+def child_env(root: str, **overrides: str) -> dict[str, str]:
+    """This process's environment for a child tool run from the checkout ``root``:
+    ``root`` first on ``PYTHONPATH`` (the checkout's package wins), ``overrides`` set."""
+    env = {**os.environ, **overrides}
+    env['PYTHONPATH'] = root + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+    return env
+
+
+def _pipeline_dataset(cfg: Mapping, loader: str) -> tuple[Mapping, str]:
+    """The dataset of ``cfg[loader]`` that holds the pipeline (wrappers looked through),
+    and its dotted key."""
+    dataset, key = cfg[loader].get('dataset'), f'{loader}.dataset'
+    while isinstance(dataset, Mapping) and 'pipeline' not in dataset:
+        dataset, key = dataset.get('dataset'), f'{key}.dataset'
+    if not isinstance(dataset, Mapping):
+        raise ValueError(f'{loader}: no dataset with a pipeline')
+    return dataset, key
+
+
+def input_size(cfg: Mapping, loader: str = 'train_dataloader') -> int | None:
+    """The side of the first ``Resize`` scale in ``loader``'s pipeline (None: no Resize)."""
+    dataset, _ = _pipeline_dataset(cfg, loader)
+    for step in dataset['pipeline']:
+        if isinstance(step, Mapping) and step.get('type') == 'Resize' and 'scale' in step:
+            return int(step['scale'][0])
+    return None
+
+
 #: Pipeline steps that fix the network input size of a square-canvas config: type -> key.
 SIZE_STEPS = {'Resize': 'scale', 'Pad': 'size'}
 
@@ -354,11 +382,7 @@ def image_size_cfg_options(
     for loader in loaders:
         if cfg.get(loader) is None:
             continue
-        dataset, key = cfg[loader].get('dataset'), f'{loader}.dataset'
-        while isinstance(dataset, Mapping) and 'pipeline' not in dataset:
-            dataset, key = dataset.get('dataset'), f'{key}.dataset'
-        if not isinstance(dataset, Mapping):
-            raise ValueError(f'{loader}: no dataset with a pipeline')
+        dataset, key = _pipeline_dataset(cfg, loader)
         found = []
         for i, step in enumerate(dataset['pipeline']):
             field = SIZE_STEPS.get(step.get('type')) if isinstance(step, Mapping) else None
