@@ -62,13 +62,21 @@ class RaterBoxes:
             as float64 (an empty input becomes (0, 4)).
         labels (np.ndarray): (N,) non-negative integral class indices (0-based); stored as
             int64.
-        rater_ids (np.ndarray): (N,) the rater who drew each box; stored as str.
+        rater_ids (Sequence[str | int]): (N,) the rater who drew each box (ints are read as
+            their str). Stored as integer codes, ``rater_index``, into ``raters`` (the one
+            table of names), and as an object array of those names (each element the same
+            str object as in ``raters``: 8 bytes per box, however long the id; a
+            fixed-width unicode array would take N x the longest id x 4 bytes).
         raters (Sequence[str]): every rater who read the image, including those who drew
             nothing (an image read by 3 raters with no box is a true negative); distinct;
             stored as a tuple of str. Every id in ``rater_ids`` must be among them.
         width (float | None): image width in pixels (> 0), if known.
         height (float | None): image height in pixels (> 0), if known.
         image_id (int | str | None): identifier, used in error messages.
+
+    Attributes:
+        rater_index (np.ndarray): (N,) int64, the position in ``raters`` of the rater of
+            each box: what the aggregators, EM and the reports compute with.
 
     Raises:
         ValueError: naming the image and the field, for any of the rules above.
@@ -77,6 +85,8 @@ class RaterBoxes:
         >>> im = RaterBoxes([[0, 0, 10, 10]], [2], ['a'], ['a', 'b'], image_id=7)
         >>> im.boxes.dtype, im.labels.tolist(), im.raters
         (dtype('float64'), [2], ('a', 'b'))
+        >>> im.rater_index.tolist(), im.rater_ids.tolist()
+        ([0], ['a'])
     """
 
     boxes: np.ndarray
@@ -86,6 +96,7 @@ class RaterBoxes:
     width: float | None = None
     height: float | None = None
     image_id: int | str | None = None
+    rater_index: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         where = f'image {self.image_id!r}'
@@ -93,22 +104,16 @@ class RaterBoxes:
         set_(self, 'boxes', _check_boxes(self.boxes, where))
         n = self.boxes.shape[0]
         set_(self, 'labels', _check_labels(self.labels, n, where))
-        rids = np.asarray(self.rater_ids)
-        if rids.size == 0 and n == 0:
-            rids = rids.reshape(0)
-        if rids.ndim != 1 or rids.shape[0] != n:
-            raise ValueError(f'{where}: {n} boxes but rater_ids of shape {rids.shape}')
-        set_(self, 'rater_ids', rids.astype(str))
-        raters = tuple(str(r) for r in self.raters)
+        raters = tuple(r if type(r) is str else str(r) for r in self.raters)
         if len(set(raters)) != len(raters):
             raise ValueError(f'{where}: duplicate rater in raters {raters}')
         set_(self, 'raters', raters)
-        if n:
-            unknown = sorted(set(self.rater_ids.tolist()) - set(raters))
-            if unknown:
-                raise ValueError(
-                    f'{where}: rater {unknown[0]!r} drew a box but is not in raters {raters}'
-                )
+        index = _rater_index(self.rater_ids, raters, n, where)
+        set_(self, 'rater_index', index)
+        # Object array of the names in `raters`: references, never a fixed-width copy.
+        names = np.empty(len(raters), object)
+        names[:] = raters
+        set_(self, 'rater_ids', names[index])
         for name in ('width', 'height'):
             v = getattr(self, name)
             if v is not None:
@@ -118,6 +123,31 @@ class RaterBoxes:
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
+
+
+def _rater_index(rater_ids: Any, raters: tuple[str, ...], n: int, where: str) -> np.ndarray:
+    """(N,) int64 position in ``raters`` of each id of ``rater_ids`` (ids compared as str).
+
+    Never builds a fixed-width unicode array (N x the longest id x 4 bytes): the ids are
+    held as objects and looked up one by one in a dict of the image's raters.
+    """
+    try:
+        ids = rater_ids if isinstance(rater_ids, np.ndarray) else np.asarray(rater_ids, object)
+    except ValueError as exc:
+        raise ValueError(f'{where}: {n} boxes but rater_ids of no array shape: {exc}') from exc
+    if ids.size == 0 and n == 0:
+        return np.zeros(0, np.int64)
+    if ids.ndim != 1 or ids.shape[0] != n:
+        raise ValueError(f'{where}: {n} boxes but rater_ids of shape {ids.shape}')
+    pos = {r: i for i, r in enumerate(raters)}
+    flat = ids.tolist()
+    index = np.fromiter(
+        (pos.get(r if type(r) is str else str(r), -1) for r in flat), np.int64, count=n
+    )
+    if index.min() < 0:
+        bad = str(flat[int(np.flatnonzero(index < 0)[0])])
+        raise ValueError(f'{where}: rater {bad!r} drew a box but is not in raters {raters}')
+    return index
 
 
 def _check_boxes(boxes: Any, where: str) -> np.ndarray:
@@ -730,6 +760,7 @@ def load_multirater_coco(
         per_image[k].append(ann)
 
     images: list[RaterBoxes] = []
+    names: dict[str, str] = {}  # one str object per rater id, shared by every image
     for info, recs in zip(infos, per_image):
         boxes = np.asarray(
             [[b[0], b[1], b[0] + b[2], b[1] + b[3]] for b in (r['bbox'] for r in recs)],
@@ -739,8 +770,8 @@ def load_multirater_coco(
             RaterBoxes(
                 boxes=boxes,
                 labels=np.asarray([r['label'] for r in recs], dtype=np.int64),
-                rater_ids=np.asarray([r['annotator_id'] for r in recs], dtype=str),
-                raters=tuple(info['annotators']),
+                rater_ids=[r['annotator_id'] for r in recs],
+                raters=tuple(names.setdefault(r, r) for r in info['annotators']),
                 width=float(info['width']),
                 height=float(info['height']),
                 image_id=info['id'],

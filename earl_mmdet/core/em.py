@@ -58,10 +58,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .box_ops import box_area, check_iou_thr, paired_box_iou
+from .cluster_table import ClusterTable, bincount_rows, build_cluster_table
 from .coco_io import RaterBoxes
 from .matching import LINKAGES, cluster_boxes
 
-__all__ = ['ClusteredImage', 'RaterEM', 'cluster_image']
+__all__ = ['ClusteredImage', 'RaterEM', 'cluster_image', 'cluster_tables']
 
 #: Constructor arguments of :class:`RaterEM`, as reported by :meth:`RaterEM.get_params`.
 _PARAMS = (
@@ -84,19 +85,34 @@ class ClusteredImage:
     Args:
         clusters (list[np.ndarray]): per cluster, indices into the image's boxes.
         readers (tuple[str, ...]): raters who read the image, in ``image.raters`` order.
-        observations (np.ndarray): (J, len(readers)) int64: the label each reader gave the
-            cluster, K (= no_obj) when the reader has no box in it.
+        box_cluster (np.ndarray): (N,) int64, the cluster of each box.
+        box_reader (np.ndarray): (N,) int64, the reader (position in ``readers``) of each
+            box (``image.rater_index``).
+        box_label (np.ndarray): (N,) int64 labels.
+        num_classes (int): K.
     """
 
     clusters: list[np.ndarray]
     readers: tuple[str, ...]
-    observations: np.ndarray
+    box_cluster: np.ndarray
+    box_reader: np.ndarray
+    box_label: np.ndarray
+    num_classes: int
+
+    @property
+    def observations(self) -> np.ndarray:
+        """(J, len(readers)) int64: the label each reader gave each cluster, K (= no_obj)
+        when the reader has no box in it. Built on demand (clusters x readers): the EM
+        models use the sparse :class:`~earl_mmdet.core.cluster_table.ClusterTable`."""
+        obs = np.full((len(self.clusters), len(self.readers)), self.num_classes, np.int64)
+        obs[self.box_cluster, self.box_reader] = self.box_label
+        return obs
 
 
 def cluster_image(
     image: RaterBoxes, num_classes: int, iou_thr: float = 0.4, linkage: str = 'average'
 ) -> ClusteredImage:
-    """Cluster one image's boxes class-agnostically and build the readers' observations.
+    """Cluster one image's boxes class-agnostically (at most one box per rater per cluster).
 
     Args:
         image (RaterBoxes): all raters' boxes of the image.
@@ -105,21 +121,93 @@ def cluster_image(
         linkage (str): see :func:`cluster_boxes`. Defaults to ``'average'``.
 
     Returns:
-        ClusteredImage: clusters and the (J, R) observation matrix.
+        ClusteredImage: the clusters and, per box, its cluster, reader and label.
     """
-    readers = image.raters
-    rids, labels = image.rater_ids, image.labels
+    labels = image.labels
     if labels.size and labels.max() >= num_classes:
         raise ValueError(
             f'image {image.image_id!r}: label {int(labels.max())} >= num_classes={num_classes}'
         )
-    clusters = cluster_boxes(image.boxes, rids, iou_thr, linkage=linkage)
-    col = {r: i for i, r in enumerate(readers)}
-    obs = np.full((len(clusters), len(readers)), num_classes, np.int64)
-    for j, members in enumerate(clusters):
-        for m in members:
-            obs[j, col[rids[m]]] = labels[m]
-    return ClusteredImage(clusters=clusters, readers=readers, observations=obs)
+    clusters = cluster_boxes(image.boxes, image.rater_index, iou_thr, linkage=linkage)
+    box_cluster = np.zeros(len(labels), np.int64)
+    if clusters:
+        sizes = [len(c) for c in clusters]
+        box_cluster[np.concatenate(clusters)] = np.repeat(np.arange(len(clusters)), sizes)
+    return ClusteredImage(
+        clusters=clusters,
+        readers=image.raters,
+        box_cluster=box_cluster,
+        box_reader=image.rater_index,
+        box_label=labels,
+        num_classes=int(num_classes),
+    )
+
+
+def cluster_tables(
+    clustered: Sequence[ClusteredImage], columns: Sequence[np.ndarray], num_columns: int, k: int
+) -> ClusterTable:
+    """The :class:`ClusterTable` of clustered images whose readers have the given columns.
+
+    Args:
+        clustered (Sequence[ClusteredImage]): the images' clusters.
+        columns (Sequence[np.ndarray]): per image, (R_i,) int64 column of each reader.
+        num_columns (int): C.
+        k (int): K.
+    """
+    return build_cluster_table(
+        k,
+        num_columns,
+        columns,
+        [ci.box_cluster for ci in clustered],
+        [ci.box_reader for ci in clustered],
+        [ci.box_label for ci in clustered],
+        [len(ci.clusters) for ci in clustered],
+    )
+
+
+@dataclass
+class _SharedBoxes:
+    """The boxes of the clusters with >= 2 boxes (the box model learns from those).
+
+    Args:
+        cluster (np.ndarray): (E,) compact cluster index (0..J_s-1) of each box.
+        column (np.ndarray): (E,) rater column of each box.
+        boxes (np.ndarray): (E, 4) xyxy.
+        global_cluster (np.ndarray): (J_s,) each cluster's index among all clusters.
+    """
+
+    cluster: np.ndarray
+    column: np.ndarray
+    boxes: np.ndarray
+    global_cluster: np.ndarray
+
+    @property
+    def num_clusters(self) -> int:
+        return int(self.global_cluster.shape[0])
+
+
+def _shared_boxes(
+    images: Sequence[RaterBoxes], clustered: Sequence[ClusteredImage], columns: Sequence[np.ndarray]
+) -> _SharedBoxes:
+    cl, col, bx, offset = [], [], [], 0
+    for im, ci, cols in zip(images, clustered, columns):
+        if len(ci.clusters):
+            size = np.bincount(ci.box_cluster, minlength=len(ci.clusters))
+            keep = np.flatnonzero(size[ci.box_cluster] >= 2)
+            cl.append(ci.box_cluster[keep] + offset)
+            col.append(cols[ci.box_reader[keep]])
+            bx.append(im.boxes[keep])
+        offset += len(ci.clusters)
+    if not cl:
+        z = np.zeros(0, np.int64)
+        return _SharedBoxes(z, z, np.zeros((0, 4)), z)
+    glob, compact = np.unique(np.concatenate(cl), return_inverse=True)
+    return _SharedBoxes(
+        compact.reshape(-1).astype(np.int64),
+        np.concatenate(col).astype(np.int64),
+        np.concatenate(bx),
+        glob.astype(np.int64),
+    )
 
 
 def _box_scale(boxes: np.ndarray) -> np.ndarray:
@@ -219,6 +307,7 @@ class RaterEM:
         self.box_prior_strength = float(box_prior_strength)
         self.box_prior_sigma = float(box_prior_sigma)
         self.raters_: tuple[str, ...] | None = None
+        self._with_mean: tuple[np.ndarray, ...] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -239,16 +328,22 @@ class RaterEM:
     def _rater_params(self, readers: Sequence[str]) -> tuple[np.ndarray, ...]:
         """theta (C, K+1, K+1), lambda (C,), phi (C, K) of the given raters; a rater not seen
         in fit gets the mean of the fitted raters (a typical rater)."""
-        idx = [self._rater_index.get(r) for r in readers]
-        mean = (self.confusion_.mean(0), self.fp_rate_.mean(), self.fp_label_dist_.mean(0))
-        theta = np.stack([self.confusion_[i] if i is not None else mean[0] for i in idx])
-        lam = np.array([self.fp_rate_[i] if i is not None else mean[1] for i in idx])
-        phi = np.stack([self.fp_label_dist_[i] if i is not None else mean[2] for i in idx])
-        return theta, lam, phi
+        if self._with_mean is None:  # the fitted raters, then the mean rater
+            self._with_mean = tuple(
+                np.concatenate([a, a.mean(0, keepdims=True)])
+                for a in (self.confusion_, self.fp_rate_, self.fp_label_dist_)
+            )
+        n_r = len(self.raters_)
+        get = self._rater_index.get
+        idx = np.fromiter((get(r, n_r) for r in readers), np.int64, count=len(readers))
+        return tuple(a[idx] for a in self._with_mean)
 
     # ------------------------------------------------------------------ fit
     def fit(self, images: Sequence[RaterBoxes]) -> RaterEM:
         """Estimate confusion matrices, class prior, false-positive and box-error models.
+
+        Memory and time grow with the boxes and the (image, reader) pairs, not with
+        clusters x raters (:mod:`earl_mmdet.core.cluster_table`).
 
         Args:
             images (Sequence[RaterBoxes]): the multi-rater dataset.
@@ -266,47 +361,24 @@ class RaterEM:
             raise ValueError('RaterEM.fit: no rater read any image')
         col = {r: i for i, r in enumerate(raters)}
         n_r = len(raters)
-        n_read = np.zeros(n_r)
-        for im in images:
-            n_read[[col[r] for r in im.raters]] += 1
+        columns = [
+            np.fromiter((col[r] for r in im.raters), np.int64, count=len(im.raters))
+            for im in images
+        ]
+        clustered = [cluster_image(im, k, self.iou_thr, self.linkage) for im in images]
+        table = cluster_tables(clustered, columns, n_r, k)
+        box = _shared_boxes(images, clustered, columns)
+        del clustered
+        n_read = table.images_read()
+        n_j = table.num_clusters
+        count = table.pattern_count
+        # The one entry of each pattern whose clusters have exactly one box.
+        single = np.flatnonzero(table.drawers()[table.entry_pattern] == 1)
+        single_pat = table.entry_pattern[single]
+        box_pattern = table.cluster_pattern[box.global_cluster]  # (J_s,)
 
-        # Flatten every cluster of every image into one observation table.
-        obs_rows: list[np.ndarray] = []
-        box_rows: list[np.ndarray] = []  # (R, 4) boxes, NaN where the rater has no box
-        for im in images:
-            ci = cluster_image(im, k, self.iou_thr, self.linkage)
-            if not ci.clusters:
-                continue
-            rids, boxes = im.rater_ids, im.boxes
-            cols = [col[r] for r in ci.readers]
-            full = np.full((len(ci.clusters), n_r), -1, np.int64)
-            full[:, cols] = ci.observations
-            bx = np.full((len(ci.clusters), n_r, 4), np.nan)
-            for j, members in enumerate(ci.clusters):
-                for m in members:
-                    bx[j, col[rids[m]]] = boxes[m]
-            obs_rows.append(full)
-            box_rows.append(bx)
-        obs = np.concatenate(obs_rows) if obs_rows else np.zeros((0, n_r), np.int64)
-        bxs = np.concatenate(box_rows) if box_rows else np.zeros((0, n_r, 4))
-        n_j = obs.shape[0]
-        drawn = (obs >= 0) & (obs < k)
-        single = drawn.sum(1) == 1
-        culprit = np.argmax(drawn, 1)  # meaningful where `single`
-        fp_label = obs[np.arange(n_j), culprit]
-
-        # Soft majority-vote initialisation.
-        q = np.zeros((n_j, k1))
-        for r in range(n_r):
-            seen = obs[:, r] >= 0
-            q[np.flatnonzero(seen), obs[seen, r]] += 1.0
-        q /= np.maximum(q.sum(1, keepdims=True), 1e-12)
-
+        q = self._init_posterior(table, k1)
         alpha = self._prior_rows(k1)
-        has_box = ~np.isnan(bxs[..., 0])  # (J, R)
-        # The box model learns from clusters with >= 2 boxes only.
-        shared = has_box.sum(1) >= 2
-        bxs, has_box = bxs[shared], has_box[shared]
         sigma = np.full(n_r, self.box_prior_sigma)
         theta = np.zeros((n_r, k1, k1))
         pi = np.full(k1, 1.0 / k1)
@@ -316,20 +388,23 @@ class RaterEM:
         it = 0
         for it in range(1, self.max_iter + 1):  # noqa: B007  (it is reported)
             # M-step: confusion rows, class prior, false-positive model, box model.
-            counts = self._expected_counts(obs, q, n_r, k1)
+            counts = self._expected_counts(table, q)
             new_theta = counts + alpha[None]
             new_theta /= new_theta.sum(2, keepdims=True)
-            new_pi = (q.sum(0) + 1.0) / (n_j + k1)
+            new_pi = ((q * count[:, None]).sum(0) + 1.0) / (n_j + k1)
             fp = np.zeros((n_r, k))
-            if n_j:
-                np.add.at(fp, (culprit[single], fp_label[single]), q[single, k])
+            np.add.at(
+                fp,
+                (table.entry_column[single], table.entry_label[single]),
+                q[single_pat, k] * count[single_pat],
+            )
             new_lam = (fp.sum(1) + 0.5) / (n_read + 1.0)
             new_phi = (fp + self.prior_strength / k) / (
                 fp.sum(1, keepdims=True) + self.prior_strength
             )
-            new_sigma = self._box_m_step(bxs, has_box, sigma, 1.0 - q[shared, k])
+            new_sigma = self._box_m_step(box, sigma, 1.0 - q[box_pattern, k])
             # E-step.
-            logj = self._log_joint(obs, np.log(new_pi), new_theta, new_lam, new_phi)
+            logj = self._log_joint(table, np.log(new_pi), new_theta, new_lam, new_phi)
             q = self._normalise(logj)
             delta = max(
                 float(np.abs(new_theta - theta).max()),
@@ -343,23 +418,25 @@ class RaterEM:
                 converged = True
                 break
 
-        logj = self._log_joint(obs, np.log(pi), theta, lam, phi)
-        if n_j:
+        logj = self._log_joint(table, np.log(pi), theta, lam, phi)
+        if table.num_patterns:
             mx = logj.max(1)
-            self.log_likelihood_ = float((mx + np.log(np.exp(logj - mx[:, None]).sum(1))).sum())
+            lse = mx + np.log(np.exp(logj - mx[:, None]).sum(1))
+            self.log_likelihood_ = float((lse * count).sum())
         else:
             self.log_likelihood_ = 0.0
-        final_counts = self._expected_counts(obs, q, n_r, k1)
+        final_counts = self._expected_counts(table, q)
 
         self.raters_ = tuple(raters)
         self._rater_index = col
+        self._with_mean: tuple[np.ndarray, ...] | None = None
         self.num_classes_ = k
         self.class_prior_ = pi
         self.confusion_ = theta
         self.expected_counts_ = final_counts
         self.fp_rate_ = lam
         self.fp_label_dist_ = phi
-        self.images_read_ = n_read.astype(np.int64)
+        self.images_read_ = np.rint(n_read).astype(np.int64)
         self.box_sigma_ = sigma
         w_obj = pi[:k] / max(pi[:k].sum(), 1e-12)
         self.proficiency_ = (np.diagonal(theta, axis1=1, axis2=2)[:, :k] * w_obj).sum(1)
@@ -369,20 +446,36 @@ class RaterEM:
             self.precision_ = np.where(
                 n_drawn > 0, right / np.where(n_drawn > 0, n_drawn, 1), np.nan
             )
-        self.box_iou_ = self._loo_box_iou(bxs, has_box, sigma, 1.0 - q[shared, k])
+        self.box_iou_ = self._loo_box_iou(box, sigma, 1.0 - q[box_pattern, k])
         self.num_clusters_ = int(n_j)
         self.n_iter_ = int(it)
         self.converged_ = bool(converged)
         return self
 
     @staticmethod
-    def _expected_counts(obs: np.ndarray, q: np.ndarray, n_r: int, k1: int) -> np.ndarray:
-        """N_r[k, l] = sum_j q_jk [l_rj = l], (R, K+1, K+1)."""
-        counts = np.zeros((n_r, k1, k1))
-        for r in range(n_r):
-            seen = obs[:, r] >= 0
-            if seen.any():
-                counts[r] = q[seen].T @ np.eye(k1)[obs[seen, r]]
+    def _init_posterior(table: ClusterTable, k1: int) -> np.ndarray:
+        """Soft majority vote (U, K+1): the share of the readers' votes per class, the
+        readers who drew nothing voting no_obj."""
+        q = np.zeros((table.num_patterns, k1))
+        np.add.at(q, (table.entry_pattern, table.entry_label), 1.0)
+        q[:, k1 - 1] = table.readers() - table.drawers()
+        return q / np.maximum(q.sum(1, keepdims=True), 1e-12)
+
+    @staticmethod
+    def _expected_counts(table: ClusterTable, q: np.ndarray) -> np.ndarray:
+        """N_r[k, l] = sum_j q_jk [l_rj = l] over the clusters r read, (C, K+1, K+1)."""
+        k1 = q.shape[1]
+        k = k1 - 1
+        c = table.num_columns
+        weighted = q * table.pattern_count[:, None]
+        drawn = bincount_rows(
+            table.entry_column * k + table.entry_label, weighted[table.entry_pattern], c * k
+        ).reshape(c, k, k1)  # [column, said, true]
+        counts = np.zeros((c, k1, k1))
+        counts[:, :, :k] = drawn.transpose(0, 2, 1)
+        # no_obj: every cluster the rater read, less those it drew in.
+        read = table.per_column(table.set_total(q))  # (C, K+1)
+        counts[:, :, k] = np.maximum(read - drawn.sum(1), 0.0)
         return counts
 
     @staticmethod
@@ -394,78 +487,83 @@ class RaterEM:
 
     @staticmethod
     def _log_joint(
-        obs: np.ndarray, log_pi: np.ndarray, theta: np.ndarray, lam: np.ndarray, phi: np.ndarray
+        table: ClusterTable,
+        log_pi: np.ndarray,
+        theta: np.ndarray,
+        lam: np.ndarray,
+        phi: np.ndarray,
     ) -> np.ndarray:
-        """log pi_k + log P(obs_j | k), (J, K+1); columns of ``obs`` index theta/lam/phi.
+        """log pi_k + log P(obs | k) per pattern, (U, K+1); the table's columns index
+        theta (C, K+1, K+1), lam (C,) and phi (C, K).
 
-        obs: (J, C) labels, K = no box, -1 = did not read. theta (C, K+1, K+1), lam (C,),
-        phi (C, K).
+        A reader who drew nothing contributes log theta_r[k, no_obj]: summed over the
+        reader set, less the entries' readers, who contribute log theta_r[k, l] instead.
         """
-        n_j, n_c = obs.shape
         k = theta.shape[1] - 1
-        out = np.tile(log_pi, (n_j, 1))
-        log_theta = np.log(theta[:, :k, :])  # object rows only
-        for c in range(n_c):
-            seen = obs[:, c] >= 0
-            if seen.any():
-                out[seen, :k] += log_theta[c][:, obs[seen, c]].T
-        drawn = (obs >= 0) & (obs < k)
-        single = drawn.sum(1) == 1
-        spurious = np.full(n_j, -np.inf)
-        if single.any():
-            rows = np.flatnonzero(single)
-            c = np.argmax(drawn[rows], 1)
-            lam_sum = (obs[rows] >= 0).astype(float) @ lam
-            spurious[rows] = np.log(lam[c]) - np.log(lam_sum) + np.log(phi[c, obs[rows, c]])
-        out[:, k] += spurious
+        log_theta = np.log(theta[:, :k, :])  # object rows only, (C, K, K+1)
+        miss = log_theta[:, :, k]  # (C, K)
+        ec, el = table.entry_column, table.entry_label
+        out = np.empty((table.num_patterns, k + 1))
+        out[:, :k] = (
+            log_pi[:k]
+            + table.per_set(miss)[table.pattern_set]
+            + table.per_pattern(log_theta[ec, :, el] - miss[ec])
+        )
+        # Spurious: exactly one rater c drew (label l): lam_c / sum_{r read} lam_r * phi_c[l].
+        spurious = np.full(table.num_patterns, -np.inf)
+        single = np.flatnonzero(table.drawers()[table.entry_pattern] == 1)
+        if single.size:
+            u, c, lab = table.entry_pattern[single], ec[single], el[single]
+            lam_sum = table.per_set(lam)[table.pattern_set[u]]
+            spurious[u] = np.log(lam[c]) - np.log(lam_sum) + np.log(phi[c, lab])
+        out[:, k] = log_pi[k] + spurious
         return out
 
-    def _consensus(
-        self, bxs: np.ndarray, has_box: np.ndarray, sigma: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Precision-weighted mean box (J, 4) and its variance factor 1/sum(prec) (J,)."""
-        prec = np.where(has_box, 1.0 / sigma[None, :] ** 2, 0.0)
-        tot = prec.sum(1)
-        safe = np.where(tot > 0, tot, 1.0)
-        mean = (np.where(has_box[..., None], bxs, 0.0) * prec[..., None]).sum(1) / safe[:, None]
-        return mean, 1.0 / safe
+    @staticmethod
+    def _consensus(box: _SharedBoxes, sigma: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Precision-weighted mean box (J_s, 4), its variance factor 1/sum(prec) (J_s,),
+        and the sums behind them: sum(prec * box) (J_s, 4), sum(prec) (J_s,), prec (E,)."""
+        prec = 1.0 / sigma[box.column] ** 2
+        tot = np.bincount(box.cluster, weights=prec, minlength=box.num_clusters)
+        num = bincount_rows(box.cluster, box.boxes * prec[:, None], box.num_clusters)
+        return num / tot[:, None], 1.0 / tot, num, tot, prec
 
-    def _box_m_step(
-        self, b: np.ndarray, hb: np.ndarray, sigma: np.ndarray, w: np.ndarray
-    ) -> np.ndarray:
-        """New sigma (R,) from the clusters with >= 2 boxes: boxes ``b`` (J, R, 4), which
-        rater has a box ``hb`` (J, R), object posteriors ``w`` (J,)."""
-        if b.shape[0] == 0:
+    def _box_m_step(self, box: _SharedBoxes, sigma: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """New sigma (R,) from the clusters with >= 2 boxes and their object posteriors
+        ``w`` (J_s,)."""
+        if box.num_clusters == 0:
             return sigma.copy()
-        t, var = self._consensus(b, hb, sigma)
-        e = (np.where(hb[..., None], b, 0.0) - t[:, None, :]) / _box_scale(t)[:, None, None]
-        sq = (e**2).sum(2) + 4.0 * var[:, None]  # (J, R)
-        wj = np.where(hb, w[:, None], 0.0)
+        t, var = self._consensus(box, sigma)[:2]
+        cl = box.cluster
+        e = (box.boxes - t[cl]) / _box_scale(t)[cl, None]
+        sq = (e**2).sum(1) + 4.0 * var[cl]  # (E,)
+        wj = w[cl]
+        n_r = sigma.shape[0]
         s0 = self.box_prior_strength
-        num = (wj * sq).sum(0) + 4.0 * s0 * self.box_prior_sigma**2
-        den = 4.0 * (wj.sum(0) + s0)
+        num = np.bincount(box.column, weights=wj * sq, minlength=n_r)
+        num = num + 4.0 * s0 * self.box_prior_sigma**2
+        den = 4.0 * (np.bincount(box.column, weights=wj, minlength=n_r) + s0)
         new = np.where(den > 0, num / np.where(den > 0, den, 1.0), sigma**2)
         # Floor: a rater drawing pixel-identical copies of another would otherwise reach 0.
         return np.sqrt(np.maximum(new, 1e-8))
 
-    def _loo_box_iou(
-        self, b: np.ndarray, hb: np.ndarray, sigma: np.ndarray, w: np.ndarray
-    ) -> np.ndarray:
-        """Per rater, the ``w``-weighted mean IoU of its box to the others' consensus
-        (arguments as :meth:`_box_m_step`); NaN for a rater in no such cluster."""
-        n_r = b.shape[1]
+    def _loo_box_iou(self, box: _SharedBoxes, sigma: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Per rater, the ``w``-weighted mean IoU of its box to the consensus of the other
+        boxes of its cluster (arguments as :meth:`_box_m_step`); NaN for a rater in no
+        such cluster."""
+        n_r = sigma.shape[0]
         out = np.full(n_r, np.nan)
-        for r in range(n_r):
-            rows = np.flatnonzero(hb[:, r])
-            if rows.size == 0:
-                continue
-            others = hb[rows].copy()
-            others[:, r] = False
-            t, _ = self._consensus(b[rows], others, sigma)
-            ious = paired_box_iou(b[rows, r], t)
-            ww = w[rows]
-            if ww.sum() > 0:
-                out[r] = float((ious * ww).sum() / ww.sum())
+        if box.num_clusters == 0:
+            return out
+        _, _, num, tot, prec = self._consensus(box, sigma)
+        cl = box.cluster
+        others = (num[cl] - box.boxes * prec[:, None]) / (tot[cl] - prec)[:, None]
+        ious = paired_box_iou(box.boxes, others)
+        ww = w[cl]
+        w_sum = np.bincount(box.column, weights=ww, minlength=n_r)
+        iou_sum = np.bincount(box.column, weights=ious * ww, minlength=n_r)
+        ok = (np.bincount(box.column, minlength=n_r) > 0) & (w_sum > 0)
+        out[ok] = iou_sum[ok] / w_sum[ok]
         return out
 
     # ------------------------------------------------------------------ inference
@@ -482,13 +580,15 @@ class RaterEM:
             (last column = no_obj).
         """
         self._check_fitted()
-        ci = cluster_image(image, self.num_classes_, self.iou_thr, self.linkage)
-        k1 = self.num_classes_ + 1
+        k = self.num_classes_
+        ci = cluster_image(image, k, self.iou_thr, self.linkage)
         if len(ci.clusters) == 0:
-            return ci, np.zeros((0, k1))
+            return ci, np.zeros((0, k + 1))
+        n = len(ci.readers)
+        table = cluster_tables([ci], [np.arange(n, dtype=np.int64)], n, k)
         theta, lam, phi = self._rater_params(ci.readers)
-        logj = self._log_joint(ci.observations, np.log(self.class_prior_), theta, lam, phi)
-        return ci, self._normalise(logj)
+        logj = self._log_joint(table, np.log(self.class_prior_), theta, lam, phi)
+        return ci, self._normalise(logj)[table.cluster_pattern]
 
     def rater_weights(self, kind: str = 'box') -> dict[str, float]:
         """Per-rater weights derived from the fit.

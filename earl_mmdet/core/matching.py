@@ -308,33 +308,59 @@ def _greedy_merge(
     iou_thr: float,
     linkage: str,
 ) -> list[np.ndarray]:
-    """The greedy agglomerative merge of :func:`cluster_boxes` on dense (N, N) matrices.
+    """The greedy agglomerative merge of :func:`cluster_boxes` on one component.
+
+    Each step merges the pair of active clusters (a < c) with the highest linkage, the
+    first in row-major order on a tie, among the pairs that share no rater (nor differ in
+    label) and have linkage > ``iou_thr``; c joins a. Each row a caches its best partner
+    c > a, so a step updates row a and the cached entries that point at a or c, instead
+    of rescanning the (N, N) matrix: O(N^2) time for N boxes that merge one by one (a
+    crowd of raters on one object) instead of O(N^3). The linkage values are computed
+    as the dense formula computes them, so the merges are the same, ties included.
 
     Returns:
         list[np.ndarray]: clusters as sorted int64 index arrays into ``b``, ordered by their
         smallest index.
     """
     n = b.shape[0]
-    iou = box_iou(b, b)
+    link_sum = box_iou(b, b)  # average: summed cross IoU; complete/single: the min/max
     # conflict[a, c]: clusters a and c share a rater (or a label differs) -> never merge.
     conflict = g_idx[:, None] == g_idx[None, :]
     if lab is not None:
         conflict |= lab[:, None] != lab[None, :]
-    link_sum = iou.copy()  # average: summed cross IoU; complete/single: the min/max
     size = np.ones(n)
     active = np.ones(n, bool)
+    average = linkage == 'average'
     members: list[list[int]] = [[i] for i in range(n)]
-    upper = np.triu(np.ones((n, n), bool), k=1)
+    best = np.full(n, -np.inf)  # per row a: the highest valid linkage to a column c > a
+    arg = np.full(n, n, np.int64)  # ... and its first column (n: none)
+
+    def values(rows: np.ndarray | int, cols: np.ndarray | int) -> np.ndarray:
+        """Linkage of rows x cols where the merge is allowed, -inf elsewhere."""
+        link = link_sum[rows, cols]
+        if average:
+            link = link / (size[rows] * size[cols])
+        ok = active[rows] & active[cols] & ~conflict[rows, cols] & (link > iou_thr)
+        return np.where(ok, link, -np.inf)
+
+    def rescan(a: int) -> None:
+        if not active[a] or a == n - 1:
+            best[a], arg[a] = -np.inf, n
+            return
+        v = values(a, np.arange(a + 1, n))
+        j = int(np.argmax(v))  # first maximum
+        best[a], arg[a] = v[j], (a + 1 + j if v[j] > -np.inf else n)
+
+    v0 = np.where(np.triu(~conflict, 1) & (link_sum > iou_thr), link_sum, -np.inf)
+    arg[:] = v0.argmax(1)
+    best[:] = v0[np.arange(n), arg]
+    arg[best == -np.inf] = n
+    del v0
     while True:
-        if linkage == 'average':
-            link = link_sum / (size[:, None] * size[None, :])
-        else:
-            link = link_sum
-        valid = ~conflict & active[:, None] & active[None, :] & upper & (link > iou_thr)
-        if not valid.any():
+        a = int(np.argmax(best))  # first row holding the maximum, then its first column
+        if best[a] == -np.inf:
             break
-        flat = np.where(valid, link, -np.inf)
-        a, c = divmod(int(np.argmax(flat)), n)  # first maximum in row-major order
+        c = int(arg[a])
         members[a].extend(members[c])
         if linkage == 'average':
             link_sum[a, :] += link_sum[c, :]
@@ -347,6 +373,22 @@ def _greedy_merge(
         conflict[:, a] = conflict[a, :]
         size[a] += size[c]
         active[c] = False
+        best[c], arg[c] = -np.inf, n
+        rescan(a)
+        # Rows before a: their entry in column a changed, the one in column c is gone.
+        if a:
+            rows = np.arange(a)
+            stale = np.flatnonzero(active[:a] & ((arg[:a] == a) | (arg[:a] == c)))
+            v = values(rows, a)
+            better = (v > best[:a]) | ((v == best[:a]) & (v > -np.inf) & (a < arg[:a]))
+            better &= (arg[:a] != a) & (arg[:a] != c)
+            best[:a] = np.where(better, v, best[:a])
+            arg[:a] = np.where(better, a, arg[:a])
+            for r in stale.tolist():
+                rescan(r)
+        # Rows between a and c: only the entry in column c is gone.
+        for r in (a + 1 + np.flatnonzero(arg[a + 1 : c] == c)).tolist():
+            rescan(r)
     clusters = [np.asarray(sorted(members[i]), np.int64) for i in np.flatnonzero(active)]
     clusters.sort(key=lambda m: int(m[0]))
     return clusters

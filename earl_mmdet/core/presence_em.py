@@ -35,8 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cluster_table import ClusterTable, bincount_rows
 from .coco_io import RaterBoxes
-from .em import ClusteredImage, cluster_image
+from .em import ClusteredImage, cluster_image, cluster_tables
 from .matching import LINKAGES
 
 __all__ = ['CONFIDENCE_MODES', 'PresenceEM', 'PresencePosterior']
@@ -114,61 +115,37 @@ class _Params:
     spurious_prior: np.ndarray  # (K,)
 
 
-class _Observations:
-    """Observations of clusters laid out for the vectorised E- and M-steps.
-
-    Args:
-        obs (np.ndarray): (J, C) int64: the label each column's rater gave the cluster, K
-            when it read the image and drew nothing there, -1 when it did not read it.
-        k (int): K.
-    """
-
-    def __init__(self, obs: np.ndarray, k: int) -> None:
-        self.k = k
-        self.num_clusters, self.num_columns = obs.shape
-        drawn = (obs >= 0) & (obs < k)
-        self.drawn = drawn.astype(np.float64)  # (J, C)
-        self.missed = (obs == k).astype(np.float64)  # read, no box
-        self.readers = self.drawn + self.missed
-        # One entry per drawn box: cluster, column, label.
-        self.box_cluster, self.box_column = np.nonzero(drawn)
-        self.box_label = obs[self.box_cluster, self.box_column]
-
-    def label_loglik(self, confusion: np.ndarray) -> np.ndarray:
-        """(J, K): sum over the raters who drew of log pi_r[c, l_r], for every class c."""
-        log_conf = np.log(confusion)[self.box_column, :, self.box_label]  # (boxes, K)
-        out = np.empty((self.num_clusters, self.k))
-        for c in range(self.k):
-            out[:, c] = np.bincount(
-                self.box_cluster, weights=log_conf[:, c], minlength=self.num_clusters
-            )
-        return out
-
-    def label_counts(self, weights: np.ndarray) -> np.ndarray:
-        """(C, K, K) N_r[c, l] = sum of weights[j, c] over r's boxes labelled l."""
-        flat = self.box_column * self.k + self.box_label
-        size = self.num_columns * self.k
-        out = np.stack(
-            [
-                np.bincount(flat, weights=weights[self.box_cluster, c], minlength=size)
-                for c in range(self.k)
-            ],
-            axis=1,
-        )  # (C * K_said, K_true)
-        return out.reshape(self.num_columns, self.k, self.k).transpose(0, 2, 1)
+def _label_loglik(t: ClusterTable, confusion: np.ndarray) -> np.ndarray:
+    """(U, K): sum over the raters who drew of log pi_r[c, l_r], for every class c."""
+    log_conf = np.log(confusion)[t.entry_column, :, t.entry_label]  # (entries, K)
+    return t.per_pattern(log_conf)
 
 
-def _log_joint(o: _Observations, p: _Params) -> np.ndarray:
+def _label_counts(t: ClusterTable, weights: np.ndarray) -> np.ndarray:
+    """(C, K, K) N_r[c, l] = sum of weights[j, c] over r's boxes labelled l, every cluster
+    of a pattern counted (``weights`` (U, K) per pattern)."""
+    k, n_c = t.k, t.num_columns
+    w = (weights * t.pattern_count[:, None])[t.entry_pattern]
+    out = bincount_rows(t.entry_column * k + t.entry_label, w, n_c * k)  # [column, said, true]
+    return out.reshape(n_c, k, k).transpose(0, 2, 1)
+
+
+def _log_joint(t: ClusterTable, p: _Params) -> np.ndarray:
     """log P(obs_j, z_j = 1, y_j = c) in column c < K, log P(obs_j, z_j = 0, a_j = c) in
-    column K + c, up to a constant per image; (J, 2K) float64.
+    column K + c, up to a constant per image, per pattern; (U, 2K) float64.
 
-    Column c of the observations uses the rater parameters of index c of ``p``.
+    Column c of the table uses the rater parameters of index c of ``p``. The readers who
+    drew nothing contribute log(1 - s_r): summed over the reader set, less the entries'
+    readers, who contribute log s_r instead.
     """
-    det_obj = o.drawn @ np.log(p.sens) + o.missed @ np.log1p(-p.sens)
-    det_fp = o.drawn @ np.log(p.fp) + o.missed @ np.log1p(-p.fp)
-    labels = o.label_loglik(p.confusion)
-    obj = math.log(p.mu) + np.log(p.class_prior)[None, :] + det_obj[:, None]
-    spur = math.log(p.nu) + np.log(p.spurious_prior)[None, :] + det_fp[:, None]
+
+    def detection(rate: np.ndarray) -> np.ndarray:
+        hit, miss = np.log(rate), np.log1p(-rate)
+        return t.per_set(miss)[t.pattern_set] + t.per_pattern((hit - miss)[t.entry_column])
+
+    labels = _label_loglik(t, p.confusion)
+    obj = math.log(p.mu) + np.log(p.class_prior)[None, :] + detection(p.sens)[:, None]
+    spur = math.log(p.nu) + np.log(p.spurious_prior)[None, :] + detection(p.fp)[:, None]
     return np.concatenate([obj + labels, spur + labels], axis=1)
 
 
@@ -275,6 +252,7 @@ class PresenceEM:
                 raise ValueError(f'PresenceEM: {name} must be {what}, got {value!r}')
             setattr(self, name, value)
         self.raters_: tuple[str, ...] | None = None
+        self._with_mean: tuple[np.ndarray, ...] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _check_fitted(self) -> None:
@@ -292,71 +270,61 @@ class PresenceEM:
     def _beta(self, mean: float) -> tuple[float, float]:
         return self.rate_prior_strength * mean, self.rate_prior_strength * (1.0 - mean)
 
-    def _table(
-        self, images: Sequence[RaterBoxes], k: int
-    ) -> tuple[tuple[str, ...], _Observations, np.ndarray]:
-        """Cluster every image; observations over all raters and the (I, R) read matrix."""
-        clustered = [cluster_image(im, k, self.iou_thr, self.linkage) for im in images]
-        raters = tuple(sorted({r for ci in clustered for r in ci.readers}))
-        if not raters:
-            raise ValueError('PresenceEM.fit: no rater read any image')
-        col = {r: i for i, r in enumerate(raters)}
-        read = np.zeros((len(clustered), len(raters)), bool)
-        rows = []
-        for i, ci in enumerate(clustered):
-            cols = [col[r] for r in ci.readers]
-            read[i, cols] = True
-            if ci.observations.shape[0]:
-                full = np.full((ci.observations.shape[0], len(raters)), -1, np.int64)
-                full[:, cols] = ci.observations
-                rows.append(full)
-        obs = np.concatenate(rows) if rows else np.zeros((0, len(raters)), np.int64)
-        return raters, _Observations(obs, k), read.astype(np.float64)
-
     @staticmethod
-    def _init_posterior(o: _Observations) -> np.ndarray:
+    def _init_posterior(t: ClusterTable) -> np.ndarray:
         """Votes: P(z = 1) = share of the readers who drew, classes by their label shares."""
-        k = o.k
-        votes = np.zeros((o.num_clusters, k))
-        np.add.at(votes, (o.box_cluster, o.box_label), 1.0)
-        n_draw = o.drawn.sum(1)
+        k = t.k
+        votes = np.zeros((t.num_patterns, k))
+        np.add.at(votes, (t.entry_pattern, t.entry_label), 1.0)
+        n_draw = t.drawers()
         share = votes / np.maximum(n_draw, 1)[:, None]
-        w = (n_draw / np.maximum(o.readers.sum(1), 1))[:, None]
+        w = (n_draw / np.maximum(t.readers(), 1))[:, None]
         return np.concatenate([share * w, share * (1.0 - w)], axis=1)
 
-    def _m_step(
-        self, o: _Observations, read: np.ndarray, gamma: np.ndarray, old: _Params
-    ) -> _Params:
+    @staticmethod
+    def _no_draw(t: ClusterTable, rate: np.ndarray) -> np.ndarray:
+        """(S,) P(no reader of the set draws a box on a site), rate = s or f."""
+        return np.exp(t.per_set(np.log1p(-rate)))
+
+    def _m_step(self, t: ClusterTable, gamma: np.ndarray, old: _Params) -> _Params:
         """Closed-form MAP updates given the cluster posteriors and the old s, f."""
-        k = o.k
+        k = t.k
+        count = t.pattern_count
+        n_img = t.set_images
         w, u = gamma[:, :k].sum(1), gamma[:, k:].sum(1)
         # Rates given the old s, f: observed kind-count over the expected share drawn.
-        p0_obj = np.exp(read @ np.log1p(-old.sens))  # (I,) P(no reader draws an object)
-        p0_fp = np.exp(read @ np.log1p(-old.fp))
-        mu = (w.sum() + 0.5) / ((1.0 - p0_obj).sum() + 1.0)
-        nu = (u.sum() + 0.5) / ((1.0 - p0_fp).sum() + 1.0)
+        p0_obj = self._no_draw(t, old.sens)  # (S,) P(no reader draws an object)
+        p0_fp = self._no_draw(t, old.fp)
+        mu = ((w * count).sum() + 0.5) / ((n_img * (1.0 - p0_obj)).sum() + 1.0)
+        nu = ((u * count).sum() + 0.5) / ((n_img * (1.0 - p0_fp)).sum() + 1.0)
         # Sites nobody drew, per image, count as missed by every reader of the image.
-        miss_obj = read.T @ (mu * p0_obj)  # (R,)
-        miss_fp = read.T @ (nu * p0_fp)
+        miss_obj = t.per_column(n_img * mu * p0_obj)  # (C,)
+        miss_fp = t.per_column(n_img * nu * p0_fp)
+
+        def drawn(x: np.ndarray) -> np.ndarray:  # (C,) sum of x over the clusters r drew in
+            return np.bincount(
+                t.entry_column, weights=(x * count)[t.entry_pattern], minlength=t.num_columns
+            )
+
         a, b = self._beta(self.sensitivity_prior)
-        sens = (w @ o.drawn + a) / (w @ o.readers + miss_obj + a + b)
+        sens = (drawn(w) + a) / (t.per_column(t.set_total(w)) + miss_obj + a + b)
         a, b = self._beta(self.fp_prior)
-        fp = (u @ o.drawn + a) / (u @ o.readers + miss_fp + a + b)
-        class_prior = (gamma[:, :k].sum(0) + 1.0) / (w.sum() + k)
-        spurious_prior = (gamma[:, k:].sum(0) + 1.0) / (u.sum() + k)
+        fp = (drawn(u) + a) / (t.per_column(t.set_total(u)) + miss_fp + a + b)
+        class_prior = ((gamma[:, :k] * count[:, None]).sum(0) + 1.0) / ((w * count).sum() + k)
+        spurious_prior = ((gamma[:, k:] * count[:, None]).sum(0) + 1.0) / ((u * count).sum() + k)
         # One confusion per rater: how it labels what it sees, object or spurious site.
-        conf = o.label_counts(gamma[:, :k] + gamma[:, k:]) + self._confusion_prior(k)[None]
+        conf = _label_counts(t, gamma[:, :k] + gamma[:, k:]) + self._confusion_prior(k)[None]
         conf /= conf.sum(2, keepdims=True)
         return _Params(float(mu), float(nu), class_prior, sens, fp, conf, spurious_prior)
 
-    def _objective(self, read: np.ndarray, p: _Params, logj: np.ndarray) -> float:
+    def _objective(self, t: ClusterTable, p: _Params, logj: np.ndarray) -> float:
         """Observed-data log-likelihood + log prior (up to a constant); ``logj`` is
         :func:`_log_joint` of the parameters ``p``."""
         k = p.class_prior.shape[0]
-        p0_obj = np.exp(read @ np.log1p(-p.sens))
-        p0_fp = np.exp(read @ np.log1p(-p.fp))
-        ll = float(_logsumexp(logj).sum())
-        ll -= p.mu * (1.0 - p0_obj).sum() + p.nu * (1.0 - p0_fp).sum()
+        n_img = t.set_images
+        ll = float((_logsumexp(logj) * t.pattern_count).sum())
+        ll -= p.mu * (n_img * (1.0 - self._no_draw(t, p.sens))).sum()
+        ll -= p.nu * (n_img * (1.0 - self._no_draw(t, p.fp))).sum()
         lp = 0.5 * math.log(p.mu) - p.mu + 0.5 * math.log(p.nu) - p.nu
         for mean, x in ((self.sensitivity_prior, p.sens), (self.fp_prior, p.fp)):
             a, b = self._beta(mean)
@@ -382,8 +350,18 @@ class PresenceEM:
         k = self.num_classes
         if k is None:
             k = 1 + max((int(np.max(im.labels)) for im in images if len(im.labels)), default=0)
-        raters, obs, read = self._table(images, k)
+        raters = tuple(sorted({r for im in images for r in im.raters}))
+        if not raters:
+            raise ValueError('PresenceEM.fit: no rater read any image')
+        col = {r: i for i, r in enumerate(raters)}
         n_r = len(raters)
+        columns = [
+            np.fromiter((col[r] for r in im.raters), np.int64, count=len(im.raters))
+            for im in images
+        ]
+        clustered = [cluster_image(im, k, self.iou_thr, self.linkage) for im in images]
+        table = cluster_tables(clustered, columns, n_r, k)
+        del clustered
         params = _Params(
             mu=1.0,
             nu=1.0,
@@ -393,15 +371,15 @@ class PresenceEM:
             confusion=np.zeros((n_r, k, k)),
             spurious_prior=np.full(k, 1.0 / k),
         )
-        gamma = self._init_posterior(obs)
+        gamma = self._init_posterior(table)
         trace: list[float] = []
         converged = False
         it = 0
         for it in range(1, self.max_iter + 1):  # noqa: B007  (it is reported)
-            new = self._m_step(obs, read, gamma, params)
-            logj = _log_joint(obs, new)
+            new = self._m_step(table, gamma, params)
+            logj = _log_joint(table, new)
             gamma = _normalise(logj)
-            trace.append(self._objective(read, new, logj))
+            trace.append(self._objective(table, new, logj))
             delta = max(
                 abs(new.mu - params.mu) / new.mu,
                 abs(new.nu - params.nu) / new.nu,
@@ -417,8 +395,9 @@ class PresenceEM:
                 break
 
         self.raters_ = raters
-        self._rater_index = {r: i for i, r in enumerate(raters)}
+        self._rater_index = col
         self._params = params
+        self._with_mean: tuple[np.ndarray, ...] | None = None
         self.num_classes_ = k
         self.object_rate_ = params.mu
         self.spurious_rate_ = params.nu
@@ -428,8 +407,8 @@ class PresenceEM:
         self.fp_per_image_ = params.nu * params.fp
         self.confusion_ = params.confusion
         self.spurious_prior_ = params.spurious_prior
-        self.images_read_ = read.sum(0).astype(np.int64)
-        self.num_clusters_ = obs.num_clusters
+        self.images_read_ = np.rint(table.images_read()).astype(np.int64)
+        self.num_clusters_ = table.num_clusters
         self.n_iter_ = int(it)
         self.converged_ = bool(converged)
         self.objective_trace_ = trace
@@ -441,18 +420,15 @@ class PresenceEM:
         """Parameters with rater arrays in ``readers`` order; a rater not seen in fit gets
         the mean of the fitted raters (a typical rater)."""
         p = self._params
-        idx = [self._rater_index.get(r) for r in readers]
-
-        def pick(arr: np.ndarray) -> np.ndarray:
-            mean = arr.mean(0)
-            if not idx:
-                return np.zeros((0,) + arr.shape[1:])
-            return np.stack([arr[i] if i is not None else mean for i in idx])
-
-        return _Params(
-            p.mu, p.nu, p.class_prior, pick(p.sens), pick(p.fp), pick(p.confusion),
-            p.spurious_prior,
-        )  # fmt: skip
+        if self._with_mean is None:  # the fitted raters, then the mean rater
+            self._with_mean = tuple(
+                np.concatenate([a, a.mean(0, keepdims=True)]) for a in (p.sens, p.fp, p.confusion)
+            )
+        n_r = len(self.raters_)
+        get = self._rater_index.get
+        idx = np.fromiter((get(r, n_r) for r in readers), np.int64, count=len(readers))
+        sens, fp, confusion = (a[idx] for a in self._with_mean)
+        return _Params(p.mu, p.nu, p.class_prior, sens, fp, confusion, p.spurious_prior)
 
     def posterior(self, image: RaterBoxes) -> PresencePosterior:
         """Cluster an image and compute each cluster's presence and label posteriors.
@@ -468,10 +444,13 @@ class PresenceEM:
         ci = cluster_image(image, k, self.iou_thr, self.linkage)
         if not ci.clusters:
             return PresencePosterior(ci, np.zeros(0), np.zeros((0, k)))
-        logj = _log_joint(_Observations(ci.observations, k), self._reader_params(ci.readers))
+        n = len(ci.readers)
+        table = cluster_tables([ci], [np.arange(n, dtype=np.int64)], n, k)
+        logj = _log_joint(table, self._reader_params(ci.readers))
         presence = _normalise(logj)[:, :k].sum(1)
         # P(y | z = 1) from the object columns alone: exact even when P(z = 1) underflows.
-        return PresencePosterior(ci, presence, _normalise(logj[:, :k]))
+        labels = _normalise(logj[:, :k])
+        return PresencePosterior(ci, presence[table.cluster_pattern], labels[table.cluster_pattern])
 
     def summary(self, class_names: Sequence[str] | None = None) -> dict:
         """JSON-serialisable per-rater and global estimates.

@@ -16,6 +16,41 @@ from earl_mmdet.core.matching import (
 )
 
 
+def dense_greedy(b, g_idx, lab, iou_thr, linkage):
+    """The greedy merge as first written: rescans the (N, N) linkage matrix at every merge
+    (O(N^3)); :func:`_greedy_merge` must merge the same pairs in the same order."""
+    n = b.shape[0]
+    iou = box_iou(b, b)
+    conflict = g_idx[:, None] == g_idx[None, :]
+    if lab is not None:
+        conflict |= lab[:, None] != lab[None, :]
+    link_sum = iou.copy()
+    size = np.ones(n)
+    active = np.ones(n, bool)
+    members = [[i] for i in range(n)]
+    upper = np.triu(np.ones((n, n), bool), k=1)
+    while True:
+        link = link_sum / (size[:, None] * size[None, :]) if linkage == 'average' else link_sum
+        valid = ~conflict & active[:, None] & active[None, :] & upper & (link > iou_thr)
+        if not valid.any():
+            break
+        a, c = divmod(int(np.argmax(np.where(valid, link, -np.inf))), n)
+        members[a].extend(members[c])
+        if linkage == 'average':
+            link_sum[a, :] += link_sum[c, :]
+        elif linkage == 'complete':
+            link_sum[a, :] = np.minimum(link_sum[a, :], link_sum[c, :])
+        else:
+            link_sum[a, :] = np.maximum(link_sum[a, :], link_sum[c, :])
+        link_sum[:, a] = link_sum[a, :]
+        conflict[a, :] |= conflict[c, :]
+        conflict[:, a] = conflict[a, :]
+        size[a] += size[c]
+        active[c] = False
+    clusters = [np.asarray(sorted(members[i]), np.int64) for i in np.flatnonzero(active)]
+    return sorted(clusters, key=lambda m: int(m[0]))
+
+
 def sq(x: float, y: float = 0.0, s: float = 10.0) -> list[float]:
     return [x, y, x + s, y + s]
 
@@ -143,9 +178,9 @@ def _random_boxes(rng: np.random.Generator, n_obj: int, n_raters: int, canvas: f
 
 
 def dense_reference(boxes, groups, thr, labels, linkage):
-    """cluster_boxes' greedy over all boxes at once (O(N^2) memory): what it must equal."""
+    """cluster_boxes' greedy over all boxes at once (O(N^2) memory), the dense way."""
     b, g_idx, lab = _check_cluster_args(boxes, groups, thr, labels, linkage)
-    return _greedy_merge(b, g_idx, lab, thr, linkage)
+    return dense_greedy(b, g_idx, lab, thr, linkage)
 
 
 @pytest.mark.parametrize('linkage', ['average', 'complete', 'single'])
@@ -180,6 +215,43 @@ def test_cluster_equals_dense_reference_ties(linkage):
         got = cluster_boxes(boxes, groups, thr, labels=labels, linkage=linkage)
         ref = dense_reference(boxes, groups, thr, labels, linkage)
         assert [c.tolist() for c in got] == [c.tolist() for c in ref], seed
+
+
+def _crowd(rng: np.random.Generator, n_raters: int, n_obj: int, spread: float, grid: bool):
+    """n_raters raters each drawing every one of n_obj nearby objects, jittered by
+    ``spread`` x its size: one component, no clique (the greedy merge runs on all of it)."""
+    ctr = rng.uniform(30, 50, (n_obj, 2))
+    size = rng.uniform(10, 30, (n_obj, 2))
+    c = ctr[None] + rng.normal(0, spread, (n_raters, n_obj, 2)) * size
+    s = size * np.exp(rng.normal(0, spread, (n_raters, n_obj, 2)))
+    boxes = np.concatenate([c - s / 2, c + s / 2], -1).reshape(-1, 4)
+    if grid:
+        boxes = np.round(boxes)
+    return boxes, np.repeat(np.arange(n_raters), n_obj)
+
+
+@pytest.mark.parametrize(
+    'n_raters, n_obj, spread, grid, labelled',
+    [
+        (60, 1, 0.25, False, False),  # a crowd on one object, loose boxes
+        (40, 3, 0.15, False, True),  # three neighbours, merges within a label only
+        (50, 2, 0.2, True, False),  # integer boxes: exact linkage ties, duplicates
+        (5, 8, 0.3, True, True),  # few raters, many overlapping objects
+    ],
+)
+@pytest.mark.parametrize('linkage', ['average', 'complete', 'single'])
+def test_greedy_merge_equals_dense_rescans(n_raters, n_obj, spread, grid, labelled, linkage):
+    # The cached row maxima merge the same pairs in the same order as rescanning the whole
+    # matrix at every merge, ties included (whole crowd components, no clique shortcut).
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        boxes, groups = _crowd(rng, n_raters, n_obj, spread, grid)
+        labels = rng.integers(0, 2, len(boxes)) if labelled else None
+        for thr in (0.0, 0.3, 0.5, 9 / 11):
+            b, g, lab = _check_cluster_args(boxes, groups, thr, labels, linkage)
+            got = _greedy_merge(b, g, lab, thr, linkage)
+            ref = dense_greedy(b, g, lab, thr, linkage)
+            assert [c.tolist() for c in got] == [c.tolist() for c in ref], (seed, thr)
 
 
 def test_cluster_components_bounded_chunks():
