@@ -8,6 +8,10 @@ Writes ``DIR/report.json`` (:func:`earl_mmdet.core.rater_report.rater_report`),
 ``DIR/pairwise_f1.png`` (rater x rater IoU-F1 heat map), ``DIR/confusion.png`` (EM
 confusion matrix per rater) and ``DIR/summary.md``, and prints the Markdown summary.
 
+The figures and the per-pair table of the summary show at most 30 raters, those who read
+the most images (their titles say so when raters are left out); ``report.json`` holds
+every rater and every pair of raters who read a common image.
+
 The summary includes the partner statistics (partner rate, same label among partners,
 same-label partner rate, partner IoU quantiles; overall and per ordered rater pair) and
 the WBF agreement T shares, the figures docs/medmnist.md compares with VinDr-CXR's
@@ -107,17 +111,15 @@ def markdown_summary(rep: dict, source: str) -> str:
             f'{_fmt((em.get("box_sigma") or {}).get(r))} |'
         )
     ka = rep['krippendorff_alpha']
-    off = [
-        v
-        for i, row in enumerate(rep['pairwise_f1']['matrix'])
-        for j, v in enumerate(row)
-        if i < j and v is not None
-    ]
+    pw = rep['pairwise_f1']
+    off = [p['f1'] for p in pw['pairs'] if p['f1'] is not None]
     lines += [
         '',
         f"Krippendorff's alpha (boxes, 1 - IoU distance): {_fmt(ka['alpha'])}; "
         f'nominal: {_fmt(ka["alpha_nominal"])} ({ka["units"]} units).',
-        f'Mean pairwise IoU-F1: {_fmt(sum(off) / len(off)) if off else "-"}.',
+        f'Mean pairwise IoU-F1: {_fmt(sum(off) / len(off)) if off else "-"} '
+        f'({len(pw["pairs"])} pairs of raters who read a common image); the pairwise '
+        f'matrix and figure show {pw["shown"]}.',
     ]
     lines += partner_lines(rep)
     return '\n'.join(lines) + '\n'
@@ -129,6 +131,10 @@ def partner_lines(rep: dict) -> list[str]:
     if not ps:
         return []
     thr = ps['iou_thr']
+    # Per pair: those among the raters the pairwise matrix shows (all of them, up to 30).
+    shown = set(rep['pairwise_f1']['raters'])
+    pairs = [p for p in ps['pairs'] if p['rater'] in shown and p['other'] in shown]
+    left = len(ps['pairs']) - len(pairs)
     lines = [
         '',
         f'Partners (ordered pairs of raters who both drew on an image; a box has a partner '
@@ -138,15 +144,19 @@ def partner_lines(rep: dict) -> list[str]:
         'same-label partner rate | IoU p10 | p25 | p50 | p75 | p90 |',
         '|---|---|---|---|---|---|---|---|---|---|',
     ]
-    for name, s in [('all', ps['overall'])] + [
-        (f'{p["rater"]} -> {p["other"]}', p) for p in ps['pairs']
-    ]:
+    for name, s in [('all', ps['overall'])] + [(f'{p["rater"]} -> {p["other"]}', p) for p in pairs]:
         lines.append(
             f'| {name} | {s["boxes"]} | {_fmt(s["partner_rate"])} | '
             f'{_fmt(s["same_label_among_partners"])} | {_fmt(s["same_label_partner_rate"])} | '
             + ' | '.join(_fmt(s[f'iou_p{q}'], 2) for q in (10, 25, 50, 75, 90))
             + ' |'
         )
+    if left:
+        lines += [
+            '',
+            f'Per pair: the pairs among {rep["pairwise_f1"]["shown"]}; the other {left} '
+            'ordered pairs are in report.json.',
+        ]
     wbf = rep.get('wbf_agreement')
     if wbf and wbf['fused_boxes']:
         shares = ', '.join(f'T={t}: {100 * v:.1f} %' for t, v in wbf['shares'].items())
@@ -188,7 +198,10 @@ def plot_pairwise(rep: dict, path: str) -> None:
                         fontsize=7,
                         color='white' if m[i, j] < 0.6 else 'black',
                     )
-    ax.set_title(f'pairwise IoU-F1 (IoU > {rep["iou_thr"]}, same label)')
+    title = f'pairwise IoU-F1 (IoU > {rep["iou_thr"]}, same label)'
+    if len(raters) < len(rep['raters']):
+        title += f'\n{rep["pairwise_f1"]["shown"]}'
+    ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -203,7 +216,9 @@ def plot_confusion(rep: dict, path: str) -> None:
     import numpy as np
 
     em = rep['em']
-    raters = em['raters']
+    # The raters of the pairwise figure (at most 30: those who read the most images).
+    shown = set(rep['pairwise_f1']['raters'])
+    raters = [r for r in em['raters'] if r in shown]
     classes = em['classes']
     cols = min(4, len(raters))
     rows = int(math.ceil(len(raters) / cols))
@@ -221,6 +236,8 @@ def plot_confusion(rep: dict, path: str) -> None:
         ax.set_yticks(ticks, classes if len(classes) <= 16 else [], fontsize=6)
         ax.set_xlabel('said', fontsize=7)
         ax.set_ylabel('true (EM)', fontsize=7)
+    if len(raters) < len(em['raters']):
+        fig.suptitle(f'EM confusion: {rep["pairwise_f1"]["shown"]}', fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -60,7 +60,7 @@ from .aggregator_base import (
 from .box_ops import check_iou_thr
 from .cluster_table import bincount_rows
 from .coco_io import FusedBoxes, RaterBoxes
-from .em import ClusteredImage, RaterEM, cluster_image, infer_num_classes
+from .em import ClusteredImage, RaterEM, cluster_images, infer_num_classes
 from .fusion import WBFAggregator
 from .matching import LINKAGES, cluster_boxes
 from .presence_em import CONFIDENCE_MODES as PRESENCE_MODES
@@ -318,13 +318,16 @@ class MajorityVoteAggregator(Aggregator):
         self.class_agnostic = bool(class_agnostic)
         self.linkage = linkage
 
-    def required_votes(self, num_raters: int) -> int:
-        """Smallest T that passes the quorum on an image read by ``num_raters`` raters."""
+    def required_votes(self, num_raters: int | np.ndarray) -> int | np.ndarray:
+        """Smallest T that passes the quorum on an image read by ``num_raters`` raters (an
+        int, or an int array of several images)."""
         if self.quorum is None:
             return num_raters // 2 + 1
         if isinstance(self.quorum, int):
             return self.quorum
         # Tolerance so that e.g. 2/3 * 3 asks for 2 raters, not 3.
+        if isinstance(num_raters, np.ndarray):
+            return np.maximum(1, np.ceil(self.quorum * num_raters - 1e-9)).astype(np.int64)
         return max(1, math.ceil(self.quorum * num_raters - 1e-9))
 
     def vote(
@@ -343,7 +346,8 @@ class MajorityVoteAggregator(Aggregator):
             cluster (np.ndarray): (N,) cluster of each box, 0..num_clusters-1, every
                 cluster holding a box.
             num_clusters (int): number of clusters.
-            num_raters (int): R, for the quorum.
+            num_raters (int | np.ndarray): R, for the quorum; or (num_clusters,) the R of
+                each cluster's image.
 
         Returns:
             tuple[np.ndarray, ...]: ``kept`` (M,) the clusters that pass the quorum, ordered
@@ -506,7 +510,7 @@ class EMAggregator(Aggregator):
         """Fit on ``images``; returns their clusters (one clustering for fit and fusion)."""
         m = self.model
         k = infer_num_classes(images, m.num_classes)
-        clustered = [cluster_image(im, k, m.iou_thr, m.linkage) for im in images]
+        clustered = cluster_images(images, k, m.iou_thr, m.linkage)
         m.fit(images, clustered=clustered)
         self._w_box = _RaterWeights(m.rater_weights(self.box_weights))
         self._w_prof = _RaterWeights(m.rater_weights('proficiency'))
@@ -649,7 +653,7 @@ class PresenceEMAggregator(Aggregator):
         the fusion)."""
         m = self.model
         k = infer_num_classes(images, m.num_classes)
-        clustered = [cluster_image(im, k, m.iou_thr, m.linkage) for im in images]
+        clustered = cluster_images(images, k, m.iou_thr, m.linkage)
         m.fit(images, clustered=clustered)
         weights = {r: 1.0 for r in m.raters_}
         if self.box_weights == 'box':

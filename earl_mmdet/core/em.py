@@ -60,12 +60,13 @@ import numpy as np
 from .box_ops import box_area, check_iou_thr, paired_box_iou
 from .cluster_table import ClusterTable, bincount_rows, build_cluster_table
 from .coco_io import RaterBoxes
-from .matching import LINKAGES, cluster_boxes
+from .matching import LINKAGES, cluster_boxes, cluster_segments
 
 __all__ = [
     'ClusteredImage',
     'RaterEM',
     'cluster_image',
+    'cluster_images',
     'cluster_tables',
     'image_table',
     'infer_num_classes',
@@ -150,6 +151,64 @@ def cluster_image(
     )
 
 
+def cluster_images(
+    images: Sequence[RaterBoxes], num_classes: int, iou_thr: float = 0.4, linkage: str = 'average'
+) -> list[ClusteredImage]:
+    """:func:`cluster_image` of every image, computed for all images at once
+    (:func:`~earl_mmdet.core.matching.cluster_segments`): the same clusters, without a
+    Python loop over the images' boxes.
+
+    Args:
+        images (Sequence[RaterBoxes]): the images.
+        num_classes (int): K.
+        iou_thr (float): clustering IoU threshold (strict). Defaults to 0.4.
+        linkage (str): see :func:`cluster_boxes`. Defaults to ``'average'``.
+
+    Returns:
+        list[ClusteredImage]: per image, as :func:`cluster_image` returns it.
+    """
+    images = list(images)
+    for im in images:
+        if im.labels.size and im.labels.max() >= num_classes:
+            raise ValueError(
+                f'image {im.image_id!r}: label {int(im.labels.max())} >= num_classes={num_classes}'
+            )
+    sizes = np.fromiter((len(im) for im in images), np.int64, count=len(images))
+    if not sizes.sum():
+        return [cluster_image(im, num_classes, iou_thr, linkage) for im in images]
+    cid = cluster_segments(
+        np.concatenate([im.boxes for im in images]),
+        sizes,
+        np.concatenate([im.rater_index for im in images]),
+        iou_thr,
+        None,
+        linkage,
+    )
+    box_start = np.cumsum(sizes) - sizes
+    # Clusters are numbered image by image: image i holds clusters first[i]..first[i+1]-1.
+    n_cl = np.zeros(len(images), np.int64)
+    has = sizes > 0
+    n_cl[has] = np.maximum.reduceat(cid, box_start[has]) - cid[box_start[has]] + 1
+    first = np.cumsum(n_cl) - n_cl
+    order = np.argsort(cid, kind='stable')  # box indices cluster by cluster, ascending
+    local = order - np.repeat(box_start, sizes)[order]
+    members = np.split(local, np.cumsum(np.bincount(cid))[:-1])
+    out = []
+    for i, im in enumerate(images):
+        f, m = int(first[i]), int(n_cl[i])
+        out.append(
+            ClusteredImage(
+                clusters=members[f : f + m],
+                readers=im.raters,
+                box_cluster=cid[box_start[i] : box_start[i] + sizes[i]] - f,
+                box_reader=im.rater_index,
+                box_label=im.labels,
+                num_classes=int(num_classes),
+            )
+        )
+    return out
+
+
 def infer_num_classes(images: Sequence[RaterBoxes], num_classes: int | None) -> int:
     """K: ``num_classes``, or 1 + the largest label of ``images`` when it is None."""
     if num_classes is not None:
@@ -166,7 +225,7 @@ def _clusters_for(
 ) -> list[ClusteredImage]:
     """``clustered`` checked against ``images``, or the images clustered now."""
     if clustered is None:
-        return [cluster_image(im, k, iou_thr, linkage) for im in images]
+        return cluster_images(images, k, iou_thr, linkage)
     clustered = list(clustered)
     if len(clustered) != len(images):
         raise ValueError(f'{len(clustered)} clustered images for {len(images)} images')

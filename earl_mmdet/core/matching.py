@@ -21,7 +21,15 @@ import numpy as np
 
 from .box_ops import as_boxes, box_iou, check_iou_thr, paired_box_iou
 
-__all__ = ['LINKAGES', 'cluster_boxes', 'iou_pairs', 'match_boxes', 'overlap_components']
+__all__ = [
+    'LINKAGES',
+    'cluster_boxes',
+    'cluster_segments',
+    'iou_pairs',
+    'match_boxes',
+    'overlap_components',
+    'segment_iou_pairs',
+]
 
 #: Cluster-to-cluster IoU linkages accepted by :func:`cluster_boxes`.
 LINKAGES = ('average', 'complete', 'single')
@@ -349,6 +357,134 @@ def overlap_components(
     size = np.bincount(comp, minlength=num)
     edges = np.bincount(comp[r], minlength=num)
     return comp, edges == size * (size - 1) // 2
+
+
+def segment_iou_pairs(
+    boxes: np.ndarray,
+    sizes: np.ndarray,
+    iou_thr: float = 0.0,
+    groups: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    chunk: int = 1 << 18,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`iou_pairs` of many box sets at once (e.g. every image of a dataset).
+
+    The sets are consecutive segments of ``boxes``; pairs never cross segments. Segments
+    of up to 64 boxes are handled together, size by size, as (segments, pairs) arrays of
+    at most about ``chunk`` pairs: no Python loop over the images of a crowd file. Larger
+    segments go through :func:`iou_pairs` one by one. The IoUs are those of
+    :func:`box_iou`, bit for bit.
+
+    Args:
+        boxes (np.ndarray): (N, 4) xyxy, the segments one after the other.
+        sizes (np.ndarray): (S,) boxes per segment (sum N).
+        iou_thr (float): keep pairs with IoU > iou_thr (strict). Defaults to 0.0.
+        groups (np.ndarray | None): (N,) group codes; pairs of different groups only.
+        labels (np.ndarray | None): (N,) labels; pairs of equal labels only.
+        chunk (int): pairs per batch of small segments. Defaults to 2^18.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray, np.ndarray]: i (K,) and j (K,) int64 indices into
+        ``boxes``, i < j in one segment, sorted by (i, j), and their IoUs (K,) float64.
+    """
+    b = as_boxes(boxes, 'boxes')
+    sizes = np.asarray(sizes, np.int64).reshape(-1)
+    if int(sizes.sum()) != b.shape[0]:
+        raise ValueError(f'segment sizes sum to {int(sizes.sum())} for {b.shape[0]} boxes')
+    starts = np.cumsum(sizes) - sizes
+    g = None if groups is None else np.asarray(groups).reshape(-1)
+    lab = None if labels is None else np.asarray(labels).reshape(-1)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for n in np.unique(sizes).tolist():
+        if n < 2:
+            continue
+        st = starts[sizes == n]
+        if n > _SMALL:
+            for s in st.tolist():
+                sl = slice(s, s + n)
+                i, j, v = iou_pairs(
+                    b[sl], iou_thr, None if g is None else g[sl], None if lab is None else lab[sl]
+                )
+                parts.append((i + s, j + s, v))
+            continue
+        iu, ju = np.triu_indices(n, 1)  # the pairs of one segment, row-major
+        per = max(1, chunk // len(iu))
+        for c0 in range(0, len(st), per):
+            base = st[c0 : c0 + per, None]
+            i, j = base + iu, base + ju  # (segments, pairs)
+            v = paired_box_iou(b[i], b[j])
+            keep = v > iou_thr
+            if g is not None:
+                keep &= g[i] != g[j]
+            if lab is not None:
+                keep &= lab[i] == lab[j]
+            parts.append((i[keep], j[keep], v[keep]))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    i, j, v = (np.concatenate(x) for x in zip(*parts))
+    order = np.lexsort((j, i))
+    return i[order].astype(np.int64), j[order].astype(np.int64), v[order]
+
+
+def cluster_segments(
+    boxes: np.ndarray,
+    sizes: np.ndarray,
+    groups: np.ndarray,
+    iou_thr: float = 0.4,
+    labels: np.ndarray | None = None,
+    linkage: str = 'average',
+) -> np.ndarray:
+    """:func:`cluster_boxes` of many box sets at once (e.g. every image of a dataset).
+
+    The sets are consecutive segments of ``boxes``. One graph holds every segment's pairs
+    (:func:`segment_iou_pairs`), one call finds its components; a clique is one cluster,
+    the other components go through the greedy merge of :func:`cluster_boxes`. The same
+    clusters as :func:`cluster_boxes` on each segment, without a Python loop over the
+    segments.
+
+    Args:
+        boxes (np.ndarray): (N, 4) xyxy, the segments one after the other.
+        sizes (np.ndarray): (S,) boxes per segment.
+        groups (np.ndarray): (N,) rater of each box (compared within a segment).
+        iou_thr (float): merge only while linkage IoU > iou_thr. Defaults to 0.4.
+        labels (np.ndarray | None): (N,) labels; None = class-agnostic.
+        linkage (str): see :func:`cluster_boxes`. Defaults to ``'average'``.
+
+    Returns:
+        np.ndarray: (N,) int64 cluster of each box, numbered in the order of the clusters'
+        smallest box index (so segment by segment, and within a segment as
+        :func:`cluster_boxes` orders them).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    b, g, lab = _check_cluster_args(boxes, groups, iou_thr, labels, linkage)
+    n = b.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    i, j, _ = segment_iou_pairs(b, sizes, float(iou_thr), g, lab)
+    graph = coo_matrix((np.ones(i.shape[0], np.int8), (i, j)), shape=(n, n))
+    num, comp = connected_components(graph, directed=False)
+    size = np.bincount(comp, minlength=num)
+    clique = np.bincount(comp[i], minlength=num) == size * (size - 1) // 2
+    cid = comp.astype(np.int64)
+    nxt = num
+    bad = np.flatnonzero(~clique)
+    if bad.size:
+        order = np.argsort(comp, kind='stable')
+        start = np.cumsum(size) - size
+        for c in bad.tolist():
+            idx = order[start[c] : start[c] + size[c]]
+            sub = None if lab is None else lab[idx]
+            for m in _greedy_merge(b[idx], g[idx], sub, iou_thr, linkage):
+                cid[idx[m]] = nxt
+                nxt += 1
+    first = np.full(nxt, n)
+    np.minimum.at(first, cid, np.arange(n))
+    used = np.flatnonzero(first < n)
+    rank = np.zeros(nxt, np.int64)
+    rank[used[np.argsort(first[used])]] = np.arange(used.shape[0])
+    return rank[cid]
 
 
 def _greedy_merge(

@@ -53,11 +53,14 @@ from .box_ops import box_iou, check_iou_thr, paired_box_iou
 from .coco_io import FusedBoxes, RaterBoxes
 from .em import RaterEM
 from .fusion import fuse_raters
-from .matching import cluster_boxes, iou_pairs, overlap_components
+from .matching import cluster_segments, iou_pairs, segment_iou_pairs
 
 __all__ = [
     'PARTNER_QUANTILES',
+    'MAX_SHOWN_RATERS',
     'krippendorff_alpha_boxes',
+    'most_active',
+    'pairwise_counts',
     'pairwise_f1',
     'partner_statistics',
     'rater_report',
@@ -81,29 +84,28 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _arrays(image: RaterBoxes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, 4) float64 boxes, (N,) int64 labels and (N,) str rater ids of an image."""
-    return (
-        np.asarray(image.boxes, np.float64).reshape(-1, 4),
-        np.asarray(image.labels, np.int64).reshape(-1),
-        np.asarray(image.rater_ids).astype(str).reshape(-1),
-    )
+def _columns(images: Sequence[RaterBoxes]) -> tuple[list[str], list[np.ndarray]]:
+    """Every rater, sorted, and per image the position in that list of each of its readers
+    (``columns[i][im.rater_index]``: the rater of each box)."""
+    raters = sorted({r for im in images for r in im.raters})
+    col = {r: i for i, r in enumerate(raters)}
+    return raters, [
+        np.fromiter((col[r] for r in im.raters), np.int64, count=len(im.raters)) for im in images
+    ]
 
 
 def _rater_boxes(image: RaterBoxes, rater: str) -> tuple[np.ndarray, np.ndarray]:
-    boxes, labels, rids = _arrays(image)
-    sel = rids == rater
-    return boxes[sel], labels[sel]
+    sel = image.rater_index == image.raters.index(rater)
+    return image.boxes[sel], image.labels[sel]
 
 
 def _without(image: RaterBoxes, rater: str) -> RaterBoxes:
-    boxes, labels, rids = _arrays(image)
-    keep = rids != rater
+    keep = image.rater_index != image.raters.index(rater)
     return RaterBoxes(
-        boxes=boxes[keep],
-        labels=labels[keep],
-        rater_ids=rids[keep],
-        raters=tuple(r for r in (str(x) for x in image.raters) if r != rater),
+        boxes=image.boxes[keep],
+        labels=image.labels[keep],
+        rater_ids=image.rater_ids[keep],
+        raters=tuple(r for r in image.raters if r != rater),
         width=image.width,
         height=image.height,
         image_id=image.image_id,
@@ -161,79 +163,168 @@ def _pairs_within(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p, q
 
 
-def pairwise_f1(
-    images: Sequence[RaterBoxes], raters: Sequence[str], iou_thr: float = 0.5
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairwise rater IoU-F1 on the images both raters read.
+def pairwise_counts(images: Sequence[RaterBoxes], iou_thr: float = 0.5) -> dict[str, Any]:
+    """Pairwise agreement of every two raters who read a common image (sparse).
+
+    Only the pairs that co-read an image are held (50,000 images read by 3 of 1,000 raters:
+    about 150,000 pairs, not 1,000^2): per image, its readers' pairs and their one-to-one
+    matches (greedy, IoU > ``iou_thr``, same label); summed over the images at the end.
 
     Args:
         images (Sequence[RaterBoxes]): the dataset.
-        raters (Sequence[str]): rater order of the matrix.
+        iou_thr (float): match threshold. Defaults to 0.5.
+
+    Returns:
+        dict: ``raters`` (sorted), per rater ``images_read`` and ``boxes`` (R,) int64, and
+        per pair ``a`` < ``b`` (P,) int64 rater indices, ``shared_images``, ``tp`` (boxes
+        matched) and ``boxes`` (n_a + n_b on the shared images), ascending in (a, b).
+    """
+    flat = _Flat(images)
+    n = flat.num_raters
+    read = np.bincount(flat.slot_rater, minlength=n)
+    drawn_all = np.bincount(flat.slot_rater, weights=flat.slot_boxes, minlength=n)
+    # Every two readers of an image, images grouped by their number of readers.
+    key, tot = [], []
+    for a, b in flat.reader_pairs(ordered=False):
+        ra, rb = flat.slot_rater[a], flat.slot_rater[b]
+        key.append(np.minimum(ra, rb) * n + np.maximum(ra, rb))
+        tot.append(flat.slot_boxes[a] + flat.slot_boxes[b])
+    # Their one-to-one matches (greedy, per pair of readers of an image).
+    i, j, iou = segment_iou_pairs(flat.boxes, flat.sizes, iou_thr, flat.code, flat.labels)
+    first = np.where(flat.code[i] < flat.code[j], i, j)  # the reader listed first
+    second = np.where(flat.code[i] < flat.code[j], j, i)
+    s1, s2 = flat.box_slot[first], flat.box_slot[second]
+    taken = _greedy_taken(s1 * flat.max_readers + flat.code[second], first, second, iou)
+    r1, r2 = flat.slot_rater[s1[taken]], flat.slot_rater[s2[taken]]
+    tp_key = np.minimum(r1, r2) * n + np.maximum(r1, r2)
+    if key:
+        uk, inv = np.unique(np.concatenate(key), return_inverse=True)
+        shared = np.bincount(inv.reshape(-1), minlength=len(uk))
+        boxes = np.bincount(inv.reshape(-1), weights=np.concatenate(tot), minlength=len(uk))
+        matched = np.bincount(np.searchsorted(uk, tp_key), minlength=len(uk))
+    else:
+        uk = np.zeros(0, np.int64)
+        shared = matched = np.zeros(0, np.int64)
+        boxes = np.zeros(0)
+    return {
+        'raters': flat.raters,
+        'images_read': read,
+        'boxes_drawn': drawn_all.astype(np.int64),
+        'a': uk // max(n, 1),
+        'b': uk % max(n, 1),
+        'shared_images': shared.astype(np.int64),
+        'tp': matched.astype(np.int64),
+        'boxes': boxes.astype(np.int64),
+    }
+
+
+class _Flat:
+    """Every image's boxes and readers as flat arrays (no Python loop over images after).
+
+    A *slot* is one (image, reader): the readers of image i are the slots
+    ``slot_start[i]`` ... ``slot_start[i] + m_i - 1``, in ``image.raters`` order.
+
+    Attributes:
+        raters (list[str]): every rater, sorted; ``slot_rater`` indexes it.
+        boxes, labels (np.ndarray): (N, 4), (N,): the images' boxes one after the other.
+        sizes (np.ndarray): (I,) boxes per image.
+        code (np.ndarray): (N,) reader position of each box in its image.
+        box_slot (np.ndarray): (N,) slot of each box's reader.
+        slot_rater, slot_boxes, slot_image (np.ndarray): (M,) per slot: rater, boxes
+            drawn on the image, image.
+        readers (np.ndarray): (I,) m_i; ``max_readers`` its maximum.
+    """
+
+    def __init__(self, images: Sequence[RaterBoxes]) -> None:
+        images = list(images)
+        self.raters, columns = _columns(images)
+        self.num_raters = len(self.raters)
+        self.readers = np.array([len(c) for c in columns], np.int64)
+        self.max_readers = int(self.readers.max(initial=1))
+        self.sizes = np.array([len(im) for im in images], np.int64)
+        self.slot_start = np.cumsum(self.readers) - self.readers
+        self.slot_rater = (
+            np.concatenate(columns).astype(np.int64) if columns else np.zeros(0, np.int64)
+        )
+        self.slot_image = np.repeat(np.arange(len(images)), self.readers)
+        if self.sizes.sum():
+            self.boxes = np.concatenate([im.boxes for im in images])
+            self.labels = np.concatenate([im.labels for im in images])
+            self.code = np.concatenate([im.rater_index for im in images])
+        else:
+            self.boxes = np.zeros((0, 4))
+            self.labels = self.code = np.zeros(0, np.int64)
+        self.box_slot = np.repeat(self.slot_start, self.sizes) + self.code
+        self.slot_boxes = np.bincount(self.box_slot, minlength=len(self.slot_rater))
+
+    def reader_pairs(self, ordered: bool, slots: np.ndarray | None = None):
+        """Per group of images with the same number of (selected) readers: slots (a, b) of
+        every two of an image's readers, a before b in its raters (or every ordered pair,
+        a != b). ``slots``: only those slots (ascending), e.g. the readers who drew."""
+        if slots is None:
+            slots = np.arange(len(self.slot_rater))
+        per = np.bincount(self.slot_image[slots], minlength=len(self.readers))
+        start = np.cumsum(per) - per
+        for d in np.unique(per[per >= 2]).tolist():
+            rows = slots[start[per == d][:, None] + np.arange(d)]  # (images, d)
+            if ordered:
+                ia, ib = np.nonzero(~np.eye(d, dtype=bool))
+            else:
+                ia, ib = np.triu_indices(d, 1)
+            yield rows[:, ia].reshape(-1), rows[:, ib].reshape(-1)
+
+
+def _pair_f1(tp: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """F1 = 2 TP / (n_a + n_b), NaN where no box."""
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(boxes > 0, 2 * tp / np.where(boxes > 0, boxes, 1), np.nan)
+
+
+def pairwise_f1(
+    images: Sequence[RaterBoxes],
+    raters: Sequence[str],
+    iou_thr: float = 0.5,
+    counts: Mapping[str, Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairwise rater IoU-F1 on the images both raters read, as matrices over ``raters``.
+
+    Args:
+        images (Sequence[RaterBoxes]): the dataset.
+        raters (Sequence[str]): rater order of the matrix (any subset of the raters: the
+            matrices are sized by it, e.g. the 30 most active of a crowd).
         iou_thr (float): boxes match one-to-one (greedy) when IoU > iou_thr and the labels
             are equal. Defaults to 0.5.
+        counts (Mapping | None): :func:`pairwise_counts` of ``images`` at ``iou_thr``, if
+            already computed.
 
     Returns:
         tuple[np.ndarray, np.ndarray]: (R, R) F1 = 2 TP / (n_a + n_b) (NaN where the two
         drew no box on shared images or share no image; diagonal 1 where the rater drew a
         box) and (R, R) int64 number of shared images.
     """
+    if counts is None:
+        counts = pairwise_counts(images, iou_thr)
     raters = [str(r) for r in raters]
-    idx = {r: i for i, r in enumerate(raters)}
-    n = len(raters)
-    tp = np.zeros((n, n))
-    tot = np.zeros((n, n))
-    shared = np.zeros((n, n), np.int64)
-    for im in images:
-        readers = [str(r) for r in im.raters if str(r) in idx]
-        boxes, labels, rids = _arrays(im)
-        drawn = {r: int(np.count_nonzero(rids == r)) for r in readers}
-        for ai, a in enumerate(readers):
-            for b in readers[ai:]:
-                i, j = idx[a], idx[b]
-                shared[i, j] += 1
-                if a == b:
-                    tp[i, i] += drawn[a]
-                    tot[i, i] += 2 * drawn[a]
-                    continue
-                shared[j, i] += 1
-                tot[i, j] += drawn[a] + drawn[b]
-                tot[j, i] += drawn[a] + drawn[b]
-        _add_matches(
-            tp, [idx[r] for r in dict.fromkeys(readers)], boxes, labels, rids, raters, iou_thr
-        )
-    with np.errstate(invalid='ignore', divide='ignore'):
-        f1 = np.where(tot > 0, 2 * tp / np.where(tot > 0, tot, 1), np.nan)
+    col = {r: i for i, r in enumerate(counts['raters'])}
+    n_all = len(col)
+    pos = np.array([col.get(r, -1) for r in raters], np.int64)
+    m = len(raters)
+    f1 = np.full((m, m), np.nan)
+    shared = np.zeros((m, m), np.int64)
+    known = np.flatnonzero(pos >= 0)
+    kp = pos[known]
+    shared[known, known] = counts['images_read'][kp]
+    f1[known, known] = np.where(counts['boxes_drawn'][kp] > 0, 1.0, np.nan)
+    # Pairs among the requested raters.
+    where = np.full(n_all, -1, np.int64)
+    where[kp] = known
+    ia, ib = where[counts['a']], where[counts['b']]
+    sel = (ia >= 0) & (ib >= 0)
+    ia, ib = ia[sel], ib[sel]
+    v = _pair_f1(counts['tp'][sel], counts['boxes'][sel])
+    f1[ia, ib] = f1[ib, ia] = v
+    shared[ia, ib] = shared[ib, ia] = counts['shared_images'][sel]
     return f1, shared
-
-
-def _add_matches(
-    tp: np.ndarray,
-    readers: list[int],
-    boxes: np.ndarray,
-    labels: np.ndarray,
-    rids: np.ndarray,
-    raters: list[str],
-    iou_thr: float,
-) -> None:
-    """Add one image's greedy one-to-one matches of every two readers to ``tp`` (R, R)."""
-    if len(readers) < 2 or boxes.shape[0] == 0:
-        return
-    # code = the reader's position on the image (who comes first orients the tie-breaking).
-    code = np.full(boxes.shape[0], -1, np.int64)
-    for k, r in enumerate(readers):
-        code[rids == raters[r]] = k
-    sub = np.flatnonzero(code >= 0)
-    i, j, iou = iou_pairs(boxes[sub], iou_thr, code[sub], labels[sub])
-    i, j = sub[i], sub[j]
-    first = np.where(code[i] < code[j], i, j)
-    second = np.where(code[i] < code[j], j, i)
-    d = len(readers)
-    seg = code[first] * d + code[second]
-    counts = np.bincount(seg[_greedy_taken(seg, first, second, iou)], minlength=d * d)
-    for s in np.flatnonzero(counts).tolist():
-        a, b = readers[s // d], readers[s % d]
-        tp[a, b] += counts[s]
-        tp[b, a] += counts[s]
 
 
 def _same_label_iou_sum(boxes: np.ndarray, rng: np.random.Generator) -> float:
@@ -281,41 +372,45 @@ def krippendorff_alpha_boxes(
         0.0
     """
     rng = np.random.default_rng(0)
-    d_o = 0.0  # sum over units of sum_{i != j} delta / (m_u - 1), IoU distance
-    d_o_nom = 0.0
-    n_vals = 0
-    n_units = 0
-    n_nothing = 0
-    box_list: list[np.ndarray] = []
-    lab_list: list[np.ndarray] = []
-    for im in images:
-        m = len(im.raters)
-        if m < 2:
-            continue
-        boxes, labels, rids = _arrays(im)
-        if len(labels) == 0:
-            if include_empty_images:
-                n_units += 1
-                n_vals += m
-                n_nothing += m
-            continue
-        units = cluster_boxes(boxes, rids, iou_thr)
-        k = np.array([len(u) for u in units])
-        members = np.concatenate(units)
-        b, lab = boxes[members], labels[members]
+    images = list(images)
+    m_all = np.array([len(im.raters) for im in images], np.int64)
+    n_all = np.array([len(im) for im in images], np.int64)
+    empty = (m_all >= 2) & (n_all == 0)
+    # Images nobody drew on: one unit of m "nothing" values each, if asked for.
+    n_units = int(empty.sum()) if include_empty_images else 0
+    n_vals = n_nothing = int(m_all[empty].sum()) if include_empty_images else 0
+    ims = [im for im, ok in zip(images, (m_all >= 2) & (n_all > 0)) if ok]
+    d_o = d_o_nom = 0.0  # sum over units of sum_{i != j} delta / (m_u - 1)
+    b = np.zeros((0, 4))
+    lab = np.zeros(0, np.int64)
+    if ims:
+        size = np.array([len(im) for im in ims], np.int64)
+        m = np.array([len(im.raters) for im in ims], np.int64)
+        unit = cluster_segments(
+            np.concatenate([im.boxes for im in ims]),
+            size,
+            np.concatenate([im.rater_index for im in ims]),
+            iou_thr,
+        )
+        order = np.argsort(unit, kind='stable')  # unit by unit (image by image), in order
+        b = np.concatenate([im.boxes for im in ims])[order]
+        lab = np.concatenate([im.labels for im in ims])[order]
+        k = np.bincount(unit)
+        unit_img = np.repeat(np.arange(len(ims)), size)[order][np.cumsum(k) - k]
+        mu = m[unit_img]
         # ordered pairs within a unit: box-box (twice each unordered pair), box-nothing.
         p, q = _pairs_within(k)
+        pair_img = unit_img[np.repeat(np.arange(len(k)), k)][p]
         same = lab[p] == lab[q]
-        dist_bb = 2.0 * float(np.where(same, 1.0 - paired_box_iou(b[p], b[q]), 1.0).sum())
-        dist_bb_nom = 2.0 * float(np.count_nonzero(~same))
-        dist_bn = 2.0 * float((k * (m - k)).sum())
-        d_o += (dist_bb + dist_bn) / (m - 1)
-        d_o_nom += (dist_bb_nom + dist_bn) / (m - 1)
-        n_units += len(units)
-        n_vals += m * len(units)
-        n_nothing += int((m - k).sum())
-        box_list.append(b)
-        lab_list.append(lab)
+        dist = np.where(same, 1.0 - paired_box_iou(b[p], b[q]), 1.0)
+        dist_bb = 2.0 * np.bincount(pair_img, weights=dist, minlength=len(ims))
+        dist_bb_nom = 2.0 * np.bincount(pair_img, weights=~same, minlength=len(ims))
+        dist_bn = 2.0 * np.bincount(unit_img, weights=k * (mu - k), minlength=len(ims))
+        d_o = float(((dist_bb + dist_bn) / (m - 1)).sum())
+        d_o_nom = float(((dist_bb_nom + dist_bn) / (m - 1)).sum())
+        n_units += len(k)
+        n_vals += int((mu).sum())
+        n_nothing += int((mu - k).sum())
     out: dict[str, Any] = {
         'alpha': None,
         'alpha_nominal': None,
@@ -331,8 +426,7 @@ def krippendorff_alpha_boxes(
     }
     if n_vals < 2:
         return out
-    all_boxes = np.concatenate(box_list) if box_list else np.zeros((0, 4))
-    all_labels = np.concatenate(lab_list) if lab_list else np.zeros(0, np.int64)
+    all_boxes, all_labels = b, lab
     n = n_vals
     pairs = n * (n - 1)
     agree_same = float(n_nothing * (n_nothing - 1))  # nothing-nothing pairs: distance 0
@@ -354,46 +448,52 @@ def krippendorff_alpha_boxes(
     return out
 
 
-class _PartnerCounts:
-    """Running counts of one group of ordered rater pairs (or of all of them)."""
+def _sorted_quantile(v: np.ndarray, start: np.ndarray, k: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` of the groups ``v[start[g] : start[g] + k[g]]`` (each sorted, k >= 1),
+    computed as ``np.quantile`` (linear interpolation) computes it, bit for bit."""
+    virt = (k - 1) * q
+    prev = np.floor(virt)
+    above = virt >= k - 1
+    lo = np.where(above, k - 1, prev).astype(np.int64)
+    hi = np.where(above, k - 1, prev + 1).astype(np.int64)
+    gamma = virt - prev
+    a, b = v[start + lo], v[start + hi]
+    diff = b - a
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
 
-    def __init__(self) -> None:
-        self.boxes = 0
-        self.same_label_partners = 0
-        self.same_label_best = 0
-        self.images = 0
-        self.ious: list[np.ndarray] = []
 
-    def add(self, boxes: int, ious: np.ndarray, same_best: int, same_ok: int) -> None:
-        """One ordered pair on one image: its ``boxes``, the partners' best IoUs, how many
-        best partners have the same label, how many boxes have a same-label partner."""
-        self.boxes += boxes
-        self.same_label_partners += same_ok
-        self.same_label_best += same_best
-        self.ious.append(ious)
-        self.images += 1
-
-    def summary(self) -> dict[str, Any]:
-        ious = np.concatenate(self.ious) if self.ious else np.zeros(0)
-        n, k = self.boxes, len(ious)
-        out: dict[str, Any] = {
-            'images': self.images,
+def _partner_summary(
+    images: np.ndarray,
+    boxes: np.ndarray,
+    partners: np.ndarray,
+    same_best: np.ndarray,
+    same_ok: np.ndarray,
+    quantiles: dict[str, np.ndarray],
+) -> list[dict[str, Any]]:
+    """The summary dicts of groups of ordered pairs (arrays with one entry per group)."""
+    out = []
+    for g in range(len(images)):
+        n, k = int(boxes[g]), int(partners[g])
+        d: dict[str, Any] = {
+            'images': int(images[g]),
             'boxes': n,
             'partners': k,
             'partner_rate': _num(k / n) if n else None,
-            'same_label_among_partners': _num(self.same_label_best / k) if k else None,
-            'same_label_partner_rate': _num(self.same_label_partners / n) if n else None,
+            'same_label_among_partners': _num(int(same_best[g]) / k) if k else None,
+            'same_label_partner_rate': _num(int(same_ok[g]) / n) if n else None,
         }
-        for q in PARTNER_QUANTILES:
-            out[f'iou_p{round(100 * q)}'] = _num(np.quantile(ious, q)) if k else None
-        return out
+        for name, vals in quantiles.items():
+            d[name] = _num(vals[g]) if k else None
+        out.append(d)
+    return out
 
 
 def partner_statistics(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> dict[str, Any]:
     """Partner rate, same label among partners, same-label partner rate, partner IoU.
 
     See the module docstring for the exact definition (ordered pairs of raters who both
-    drew on the image; best-IoU box of the other rater, any label).
+    drew on the image; best-IoU box of the other rater, any label). Only the pairs that
+    drew on a common image are held; the counts are summed over images with numpy.
 
     Args:
         images (Sequence[RaterBoxes]): the multi-rater dataset.
@@ -415,54 +515,76 @@ def partner_statistics(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> di
         (3, 2, 0.0, 0.8)
     """
     thr = check_iou_thr(iou_thr)
-    overall = _PartnerCounts()
-    pairs: dict[tuple[str, str], _PartnerCounts] = {}
-    for im in images:
-        boxes, labels, rids = _arrays(im)
-        drew = [r for r in dict.fromkeys(str(x) for x in im.raters) if np.any(rids == r)]
-        if len(drew) < 2:
-            continue
-        code = np.zeros(len(rids), np.int64)
-        for k, r in enumerate(drew):
-            code[rids == r] = k
-        d = len(drew)
-        # Best partner of box x among rater g's boxes: the pairs with IoU > thr suffice (a
-        # box without one has no partner); first the highest IoU, then the lowest index.
-        i, j, iou = iou_pairs(boxes, thr, code)
-        x, y, v = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([iou, iou])
-        o = np.lexsort((y, -v, code[y], x))
-        x, y, v = x[o], y[o], v[o]
-        run = np.ones(x.shape[0], bool)
-        run[1:] = (x[1:] != x[:-1]) | (code[y[1:]] != code[y[:-1]])
-        run_id = np.cumsum(run) - 1
-        same = labels[x] == labels[y]
-        same_ok = np.bincount(run_id, weights=same, minlength=int(run.sum())) > 0
-        x, y, v, same_best = x[run], y[run], v[run], same[run]
-        seg = code[x] * d + code[y]
-        by_seg = np.argsort(seg, kind='stable')
-        bounds = np.searchsorted(seg[by_seg], np.arange(d * d + 1))
-        n_drawn = np.bincount(code, minlength=d)
-        for a in range(d):
-            for b in range(d):
-                if a == b:
-                    continue
-                s = by_seg[bounds[a * d + b] : bounds[a * d + b + 1]]
-                counts = (
-                    int(n_drawn[a]),
-                    v[s],
-                    int(np.count_nonzero(same_best[s])),
-                    int(np.count_nonzero(same_ok[s])),
-                )
-                overall.add(*counts)
-                pairs.setdefault((drew[a], drew[b]), _PartnerCounts()).add(*counts)
+    flat = _Flat(images)
+    raters = flat.raters
+    n_r = max(len(raters), 1)
+    # Per image and ordered pair (a, b) of readers who both drew there: a's boxes.
+    pair_key, pair_boxes = [], []
+    for a, b in flat.reader_pairs(ordered=True, slots=np.flatnonzero(flat.slot_boxes > 0)):
+        pair_key.append(flat.slot_rater[a] * n_r + flat.slot_rater[b])
+        pair_boxes.append(flat.slot_boxes[a])
+    # Best partner of box x among rater g's boxes: the pairs with IoU > thr suffice (a box
+    # without one has no partner); first the highest IoU, then the lowest index.
+    i, j, iou = segment_iou_pairs(flat.boxes, flat.sizes, thr, flat.code)
+    rater = flat.slot_rater[flat.box_slot]
+    x, y, v = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([iou, iou])
+    o = np.lexsort((y, -v, rater[y], x))
+    x, y, v = x[o], y[o], v[o]
+    run = np.ones(x.shape[0], bool)
+    run[1:] = (x[1:] != x[:-1]) | (rater[y[1:]] != rater[y[:-1]])
+    run_id = np.cumsum(run) - 1
+    same = flat.labels[x] == flat.labels[y]
+    hit_ok = [np.bincount(run_id, weights=same, minlength=int(run.sum())) > 0]
+    hit_key = [rater[x[run]] * n_r + rater[y[run]]]
+    hit_iou, hit_same = [v[run]], [same[run]]
+
+    if pair_key:
+        uk, inv = np.unique(np.concatenate(pair_key), return_inverse=True)
+        inv = inv.reshape(-1)
+        n_pairs = len(uk)
+        n_images = np.bincount(inv, minlength=n_pairs)
+        n_boxes = np.bincount(inv, weights=np.concatenate(pair_boxes), minlength=n_pairs)
+        hk = np.searchsorted(uk, np.concatenate(hit_key))
+        iou_all = np.concatenate(hit_iou)
+        same_all = np.concatenate(hit_same)
+        ok_all = np.concatenate(hit_ok)
+    else:
+        uk = np.zeros(0, np.int64)
+        n_pairs = 0
+        n_images = n_boxes = np.zeros(0)
+        hk = np.zeros(0, np.int64)
+        iou_all = np.zeros(0)
+        same_all = ok_all = np.zeros(0, bool)
+    partners = np.bincount(hk, minlength=n_pairs)
+    same_best = np.bincount(hk, weights=same_all, minlength=n_pairs)
+    same_ok = np.bincount(hk, weights=ok_all, minlength=n_pairs)
+    order = np.lexsort((iou_all, hk))
+    v_sorted = iou_all[order]
+    start = np.concatenate([[0], np.cumsum(partners)[:-1]]).astype(np.int64)
+    has = partners > 0
+    quant = {}
+    for q in PARTNER_QUANTILES:
+        vals = np.full(n_pairs, np.nan)
+        vals[has] = _sorted_quantile(v_sorted, start[has], partners[has], q)
+        quant[f'iou_p{round(100 * q)}'] = vals
+    pairs = _partner_summary(n_images, n_boxes, partners, same_best, same_ok, quant)
+    total = [np.array([x.sum()]) for x in (n_images, n_boxes, partners, same_best, same_ok)]
+    k_all = int(partners.sum())
+    overall_q = {
+        f'iou_p{round(100 * q)}': np.array([np.quantile(iou_all, q) if k_all else np.nan])
+        for q in PARTNER_QUANTILES
+    }
     return {
         'iou_thr': float(iou_thr),
         'definition': (
             'ordered pairs (a, b) of raters who both drew on an image; each box of a vs the '
             'box of b with the highest IoU (any label); partner if IoU > iou_thr'
         ),
-        'overall': overall.summary(),
-        'pairs': [{'rater': a, 'other': b, **c.summary()} for (a, b), c in sorted(pairs.items())],
+        'overall': _partner_summary(*total, overall_q)[0],
+        'pairs': [
+            {'rater': raters[int(key) // n_r], 'other': raters[int(key) % n_r], **d}
+            for key, d in zip(uk.tolist(), pairs)
+        ],
     }
 
 
@@ -497,9 +619,14 @@ def _loo_counts(
     agg = build_aggregator(spec)
     if type(agg) is MajorityVoteAggregator:
         return _loo_counts_mv(images, agg, spec, raters, iou_thr)
+    read_by: dict[str, list[RaterBoxes]] = {r: [] for r in raters}
+    for im in images:
+        if len(im.raters) >= 2:
+            for r in im.raters:
+                read_by[r].append(im)
     out: dict[str, tuple[int, int, int]] = {}
     for r in raters:
-        src = [im for im in images if len(im.raters) >= 2 and r in {str(x) for x in im.raters}]
+        src = read_by[r]
         # A learning aggregator (em) is refitted on the leave-one-out data of each rater.
         consensus = build_aggregator(spec).fuse_all([_without(im, r) for im in src])
         tp = n_r = n_c = 0
@@ -519,127 +646,137 @@ def _loo_counts_mv(
     raters: list[str],
     iou_thr: float,
 ) -> dict[str, tuple[int, int, int]]:
-    """:func:`_loo_counts` of ``mv`` from one clustering per image.
-
-    Leaving a rater out only removes nodes from the graph "IoU > thr, other rater (, same
-    label)" whose connected components :func:`cluster_boxes` clusters one by one: a clique
-    component stays one cluster without the rater's boxes, and only the other components
-    that held one of them are clustered again. The same clusters, votes and boxes as
-    ``mv`` on the image without the rater.
-    """
-    counts = {r: [0, 0, 0] for r in raters}
+    """:func:`_loo_counts` of ``mv``, for every image and rater at once
+    (:func:`_loo_consensus`), each left-out rater's boxes matched with its consensus by
+    :func:`_match_counts`."""
+    col = {r: i for i, r in enumerate(raters)}
+    ims = [im for im in images if len(im.raters) >= 2]
     warned: set[str] = set()
-    for im in images:
-        if len(im.raters) < 2:
-            continue
-        boxes, labels, rids = _arrays(im)
-        lab = None if agg.class_agnostic else labels
-        _, groups = np.unique(rids, return_inverse=True)
-        comp, clique = overlap_components(boxes, groups.reshape(-1), agg.iou_thr, lab)
-        # Clusters of the whole image: a clique component is one cluster, the other
-        # components are clustered (together, in one call).
-        other = ~clique[comp]
-        base = comp.copy()
-        nxt = _recluster(agg, (boxes, lab, rids), np.flatnonzero(other), base, len(clique))
-        for r in dict.fromkeys(str(x) for x in im.raters):
-            num_raters = len([x for x in im.raters if str(x) != r])
-            if agg.required_votes(num_raters) > num_raters > 0 and r not in warned:
-                warned.add(r)
-                build_aggregator(spec)(_without(im, r))  # mv's warning, once per rater
-            keep = rids != r
-            # Without r: only the non-clique components that held a box of r change.
-            cid = np.where(keep, base, -1)
-            redo = other & keep & np.isin(comp, comp[~keep])
-            _recluster(agg, (boxes, lab, rids), np.flatnonzero(redo), cid, nxt)
-            cons_boxes, cons_labels = _mv_vote(agg, boxes, labels, keep, cid, num_raters)
-            c = counts[r]
-            c[0] += _match_count(boxes[~keep], labels[~keep], cons_boxes, cons_labels, iou_thr)
-            c[1] += int(np.count_nonzero(~keep))
-            c[2] += len(cons_labels)
-    return {r: (c[0], c[1], c[2]) for r, c in counts.items()}
+    for im in ims:
+        n_loo = len(im.raters) - 1
+        if agg.required_votes(n_loo) > n_loo > 0:
+            for r in im.raters:
+                if r not in warned:
+                    warned.add(r)
+                    build_aggregator(spec)(_without(im, r))  # mv's warning, once per rater
+    counts = np.zeros((len(raters), 3), np.int64)
+    if ims:
+        loo = _loo_consensus(ims, agg)
+        n_v = loo['num']
+        tp = _match_counts(
+            loo['left_boxes'],
+            loo['left_labels'],
+            loo['left_v'],
+            loo['boxes'].astype(np.float64),
+            loo['labels'],
+            loo['v'],
+            n_v,
+            iou_thr,
+        )
+        per_v = np.stack(
+            [
+                tp,
+                np.bincount(loo['left_v'], minlength=n_v),
+                np.bincount(loo['v'], minlength=n_v),
+            ],
+            1,
+        )
+        v_rater = np.concatenate(
+            [np.fromiter((col[r] for r in im.raters), np.int64, count=len(im.raters)) for im in ims]
+        )
+        np.add.at(counts, v_rater, per_v)
+    return {r: (int(a), int(b), int(c)) for r, (a, b, c) in zip(raters, counts.tolist())}
 
 
-def _recluster(
-    agg: MajorityVoteAggregator,
-    image: tuple[np.ndarray, np.ndarray | None, np.ndarray],
-    idx: np.ndarray,
-    cid: np.ndarray,
-    nxt: int,
-) -> int:
-    """Write ``cluster_boxes`` of the boxes ``idx`` into ``cid`` (ids from ``nxt`` on).
+def _loo_consensus(images: list[RaterBoxes], agg: MajorityVoteAggregator) -> dict[str, Any]:
+    """``mv``'s consensus on each image without each of its readers, for all at once.
 
-    ``idx`` (sorted) is a union of whole components of its own graph, so one call
-    clusters each of them as a call of its own would. Returns the next free id.
-    """
-    boxes, lab, rids = image
-    if idx.size:
-        sub = None if lab is None else lab[idx]
-        for members in cluster_boxes(boxes[idx], rids[idx], agg.iou_thr, sub, agg.linkage):
-            cid[idx[members]] = nxt
-            nxt += 1
-    return nxt
-
-
-def _mv_vote(
-    agg: MajorityVoteAggregator,
-    boxes: np.ndarray,
-    labels: np.ndarray,
-    keep: np.ndarray,
-    cid: np.ndarray,
-    num_raters: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``mv``'s vote and box merge on the clusters ``cid`` of the kept boxes, vectorised.
+    Each image read by m raters is taken m times (v = image, reader left out, image by
+    image, readers in ``image.raters`` order), each time without the boxes of one reader;
+    all of them are clustered together (:func:`~earl_mmdet.core.matching.cluster_segments`)
+    and voted on together (:meth:`MajorityVoteAggregator.vote`, R = m - 1): the same
+    clusters, votes and boxes as ``mv`` on each image without the rater, without a Python
+    loop over the images.
 
     Returns:
-        tuple[np.ndarray, np.ndarray]: (M, 4) float32 boxes and (M,) labels, ordered by
-        the clusters' smallest box index (``mv``'s order).
+        dict: ``num`` (V), the consensus boxes (M, 4) float32, ``labels`` (M,) and ``v``
+        (M,) ascending, each v's boxes in ``mv``'s order; the left-out raters' boxes
+        ``left_boxes`` (L, 4), ``left_labels`` and ``left_v`` (L,) ascending.
     """
-    kept = np.flatnonzero(keep)
-    if kept.size == 0:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
-    _, cl = np.unique(cid[kept], return_inverse=True)
-    cl = cl.reshape(-1)
-    n_cl = int(cl.max()) + 1
-    lab_values, lab = np.unique(labels[kept], return_inverse=True)
-    lab = lab.reshape(-1)
-    # Votes per (cluster, label); per cluster the most voted label, ties: the smallest.
-    key, votes = np.unique(cl * len(lab_values) + lab, return_counts=True)
-    kc, kl = key // len(lab_values), key % len(lab_values)
-    o = np.lexsort((kl, -votes, kc))
-    top = o[np.r_[True, kc[o][1:] != kc[o][:-1]]]
-    winner, t = kl[top], votes[top]  # indexed by cluster (kc[top] == 0..n_cl-1)
-    ok = t >= agg.required_votes(num_raters)
-    voter = ok[cl] & (lab == winner[cl])
-    vc, vb = cl[voter], boxes[kept[voter]]
-    if agg.box_mode == 'average':
-        merged = _summed(vc, vb, n_cl) / t[:, None]
-    else:
-        lo = np.full((n_cl, 2), np.inf)
-        hi = np.full((n_cl, 2), -np.inf)
-        if agg.box_mode == 'union':
-            np.minimum.at(lo, vc, vb[:, :2])
-            np.maximum.at(hi, vc, vb[:, 2:])
-            merged = np.concatenate([lo, hi], 1)
-        else:  # intersection, the average where it is empty
-            lo[:] = -np.inf
-            hi[:] = np.inf
-            np.maximum.at(lo, vc, vb[:, :2])
-            np.minimum.at(hi, vc, vb[:, 2:])
-            merged = np.concatenate([lo, hi], 1)
-            empty = (merged[:, 2] <= merged[:, 0]) | (merged[:, 3] <= merged[:, 1])
-            merged[empty] = (_summed(vc, vb, n_cl) / t[:, None])[empty]
-    first = np.full(n_cl, kept.shape[0])
-    np.minimum.at(first, cl, np.arange(kept.shape[0]))
-    out = np.flatnonzero(ok)
-    out = out[np.argsort(first[out])]
-    return merged[out].astype(np.float32), lab_values[winner[out]]
-
-
-def _summed(cluster: np.ndarray, boxes: np.ndarray, n: int) -> np.ndarray:
-    """(n, 4) sums of the boxes per cluster, added in box order (as ``ndarray.sum(0)``)."""
-    out = np.zeros((n, 4))
-    np.add.at(out, cluster, boxes)
+    m = np.array([len(im.raters) for im in images], np.int64)
+    size = np.array([len(im) for im in images], np.int64)
+    boxes = np.concatenate([im.boxes for im in images])
+    labels = np.concatenate([im.labels for im in images])
+    code = np.concatenate([im.rater_index for im in images])  # reader position in its image
+    n_v = int(m.sum())
+    v_img = np.repeat(np.arange(len(images)), m)
+    v_pos = np.arange(n_v) - np.repeat(np.cumsum(m) - m, m)
+    per_v = size[v_img]
+    e_v = np.repeat(np.arange(n_v), per_v)  # every box of v's image, for every v
+    e_box = np.repeat(np.cumsum(size)[v_img] - per_v, per_v) + (
+        np.arange(int(per_v.sum())) - np.repeat(np.cumsum(per_v) - per_v, per_v)
+    )
+    left = code[e_box] == v_pos[e_v]  # the boxes of the rater left out
+    vb, vv = e_box[~left], e_v[~left]
+    out: dict[str, Any] = {
+        'num': n_v,
+        'boxes': np.zeros((0, 4), np.float32),
+        'labels': np.zeros(0, np.int64),
+        'v': np.zeros(0, np.int64),
+        'left_boxes': boxes[e_box[left]],
+        'left_labels': labels[e_box[left]],
+        'left_v': e_v[left],
+    }
+    if vb.size:
+        lab = None if agg.class_agnostic else labels[vb]
+        cid = cluster_segments(
+            boxes[vb], np.bincount(vv, minlength=n_v), code[vb], agg.iou_thr, lab, agg.linkage
+        )
+        n_cl = int(cid.max()) + 1
+        c_v = np.zeros(n_cl, np.int64)
+        c_v[cid] = vv  # the leave-one-out image of each cluster
+        kept, winner, _, _, merged = agg.vote(boxes[vb], labels[vb], cid, n_cl, m[v_img][c_v] - 1)
+        out.update(boxes=merged[kept].astype(np.float32), labels=winner[kept], v=c_v[kept])
     return out
+
+
+def _match_counts(
+    boxes_a: np.ndarray,
+    labels_a: np.ndarray,
+    seg_a: np.ndarray,
+    boxes_b: np.ndarray,
+    labels_b: np.ndarray,
+    seg_b: np.ndarray,
+    num_segments: int,
+    iou_thr: float,
+) -> np.ndarray:
+    """:func:`_match_count` of many pairs of box sets at once: set a of segment s (the
+    boxes with ``seg_a == s``, in order) against its set b. Both ``seg_a`` and ``seg_b``
+    ascending. Returns (num_segments,) int64 matches."""
+    seg = np.concatenate([seg_a, seg_b])
+    side = np.concatenate([np.zeros(len(seg_a), np.int64), np.ones(len(seg_b), np.int64)])
+    order = np.lexsort((side, seg))  # per segment: a's boxes, then b's, each in order
+    both = np.concatenate([boxes_a, boxes_b])[order]
+    lab = np.concatenate([labels_a, labels_b])[order]
+    seg, side = seg[order], side[order]
+    i, j, iou = segment_iou_pairs(
+        both, np.bincount(seg, minlength=num_segments), iou_thr, side, lab
+    )  # i is a's box, j is b's (a's come first in their segment)
+    taken = _greedy_taken(seg[i], i, j, iou)
+    return np.bincount(seg[i][taken], minlength=num_segments)
+
+
+#: The pairwise F1 matrix (and figure) of a report shows at most this many raters.
+MAX_SHOWN_RATERS = 30
+
+
+def most_active(
+    raters: Sequence[str], images_read: np.ndarray, boxes: np.ndarray, n: int
+) -> list[str]:
+    """The ``n`` raters who read the most images (then drew the most boxes, then by
+    name), in name order."""
+    order = sorted(range(len(raters)), key=lambda i: (-images_read[i], -boxes[i], raters[i]))
+    return sorted(raters[i] for i in order[:n])
 
 
 def rater_report(
@@ -650,14 +787,20 @@ def rater_report(
     em_params: Mapping[str, Any] | None = None,
     include_empty_images: bool = False,
     partner_iou_thr: float = 0.4,
+    max_shown_raters: int = MAX_SHOWN_RATERS,
 ) -> dict[str, Any]:
     """Agreement and rater-quality statistics; JSON-serialisable (NaN -> None).
+
+    Memory and time grow with the boxes and with the pairs of raters who read a common
+    image, not with the square of the raters: a crowd of 1,000 raters reading 3 per image
+    costs what its boxes cost.
 
     Args:
         images (Sequence[RaterBoxes]): the multi-rater dataset.
         aggregator (str | Mapping | Aggregator): builds each rater's leave-one-out
             consensus from the *other* raters' boxes (refitted on the leave-one-out data if
-            it learns, e.g. ``em``). Defaults to ``'mv'`` (strict majority of the others).
+            it learns, e.g. ``em``: one fit per rater). Defaults to ``'mv'`` (strict
+            majority of the others; one clustering per image).
         iou_thr (float): matching threshold (IoU > iou_thr, same label, one-to-one greedy)
             for precision / recall / pairwise F1, and the unit threshold of alpha.
             Defaults to 0.5.
@@ -666,37 +809,51 @@ def rater_report(
         include_empty_images (bool): see :func:`krippendorff_alpha_boxes`.
         partner_iou_thr (float): threshold of :func:`partner_statistics` and of the WBF
             agreement shares. Defaults to 0.4.
+        max_shown_raters (int): the pairwise F1 matrix holds at most this many raters,
+            those who read the most images (:func:`most_active`). Defaults to 30.
 
     Returns:
         dict: ``raters``, ``num_images``, ``num_boxes``, ``iou_thr``, ``consensus``,
         ``per_rater`` (rater -> images_read, boxes, boxes_per_image, images_with_boxes,
         loo_images, tp, consensus_boxes, precision, recall, f1), ``em`` (see
-        :meth:`RaterEM.summary`), ``pairwise_f1`` (raters, matrix, shared_images),
-        ``krippendorff_alpha``, ``partner_statistics`` (:func:`partner_statistics`),
-        ``wbf_agreement`` (:func:`wbf_agreement_shares`).
+        :meth:`RaterEM.summary`), ``pairwise_f1`` (``pairs``: every two raters who read a
+        common image, with F1 and shared images; ``raters``, ``matrix``,
+        ``shared_images``: the matrices over the shown raters; ``shown``: which they
+        are), ``krippendorff_alpha``, ``partner_statistics``
+        (:func:`partner_statistics`), ``wbf_agreement`` (:func:`wbf_agreement_shares`).
     """
     images = list(images)
     check_iou_thr(iou_thr)
-    raters = sorted({str(r) for im in images for r in im.raters})
+    if not isinstance(max_shown_raters, int) or max_shown_raters < 1:
+        raise ValueError(f'max_shown_raters must be an int >= 1, got {max_shown_raters!r}')
+    raters, columns = _columns(images)
     spec = aggregator.get_params() if isinstance(aggregator, Aggregator) else aggregator
     build_aggregator(spec)  # validate early, before the per-rater loop
 
     loo = _loo_counts(images, spec, raters, float(iou_thr))
+    # Per rater, in one pass over the images: images read, boxes, images with a box,
+    # images read together with someone else.
+    n = len(raters)
+    stats = np.zeros((4, n), np.int64)
+    for im, cols in zip(images, columns):
+        drawn = np.bincount(im.rater_index, minlength=len(cols))
+        stats[0, cols] += 1
+        stats[1, cols] += drawn
+        stats[2, cols] += drawn > 0
+        stats[3, cols] += len(cols) >= 2
     per_rater: dict[str, dict[str, Any]] = {}
-    for r in raters:
-        read = [im for im in images if r in {str(x) for x in im.raters}]
-        drawn = [int(np.count_nonzero(_arrays(im)[2] == r)) for im in read]
-        n_boxes = sum(drawn)
+    for i, r in enumerate(raters):
+        read, n_boxes, with_boxes, loo_images = stats[:, i].tolist()
         tp, n_r, n_c = loo[r]
         prec = tp / n_r if n_r else float('nan')
         rec = tp / n_c if n_c else float('nan')
         f1 = 2 * tp / (n_r + n_c) if (n_r + n_c) else float('nan')
         per_rater[r] = {
-            'images_read': len(read),
-            'boxes': int(n_boxes),
-            'boxes_per_image': _num(n_boxes / len(read)) if read else None,
-            'images_with_boxes': sum(1 for k in drawn if k > 0),
-            'loo_images': sum(1 for im in read if len(im.raters) >= 2),
+            'images_read': read,
+            'boxes': n_boxes,
+            'boxes_per_image': _num(n_boxes / read) if read else None,
+            'images_with_boxes': with_boxes,
+            'loo_images': loo_images,
             'tp': int(tp),
             'rater_boxes_on_loo_images': int(n_r),
             'consensus_boxes': int(n_c),
@@ -714,7 +871,10 @@ def rater_report(
         em_summary = em.summary(class_names)
         em_summary['params'] = em.get_params()
 
-    f1, shared = pairwise_f1(images, raters, iou_thr)
+    counts = pairwise_counts(images, iou_thr)
+    shown = most_active(raters, stats[0], stats[1], max_shown_raters)
+    f1, shared = pairwise_f1(images, shown, iou_thr, counts)
+    pair_f1 = _pair_f1(counts['tp'], counts['boxes'])
     return {
         'raters': raters,
         'num_images': len(images),
@@ -732,9 +892,23 @@ def rater_report(
         'per_rater': per_rater,
         'em': em_summary,
         'pairwise_f1': {
-            'raters': raters,
+            'raters': shown,
             'matrix': [[_num(v) for v in row] for row in f1],
             'shared_images': shared.tolist(),
+            'shown': (
+                f'all {n} raters'
+                if len(shown) == n
+                else f'the {len(shown)} raters who read the most images, of {n}'
+            ),
+            'pairs': [
+                {'rater': raters[a], 'other': raters[b], 'shared_images': s, 'f1': _num(v)}
+                for a, b, s, v in zip(
+                    counts['a'].tolist(),
+                    counts['b'].tolist(),
+                    counts['shared_images'].tolist(),
+                    pair_f1.tolist(),
+                )
+            ],
         },
         'krippendorff_alpha': krippendorff_alpha_boxes(images, iou_thr, include_empty_images),
         'partner_statistics': partner_statistics(images, partner_iou_thr),
