@@ -707,8 +707,7 @@ def fuse_raters(
     n = len(ann)
     if n == 0 or skip_box_thr > 1.0:  # every score is 1
         return FusedBoxes.empty(num_raters)
-    rater_index = {r: i for i, r in enumerate(raters)}
-    models = [rater_index[r] for r in ann.rater_ids.tolist()]
+    models = ann.rater_index.tolist()  # each box's rater: its position in ann.raters
     # 'input': model-major order, as one list per rater in ann.raters order. 'geometry'
     # does not depend on the input order (the tie-break sorts by coordinates).
     order = range(n) if tie_break == 'geometry' else sorted(range(n), key=models.__getitem__)

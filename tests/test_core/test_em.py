@@ -269,3 +269,24 @@ def test_summary_is_json(fitted):
     assert len(s['confusion']['r0']) == K + 1
     with pytest.raises(ValueError, match='names'):
         fitted.model.summary(['a'])
+
+
+@pytest.mark.parametrize(
+    'seed, linkage, iou_thr',
+    [
+        (0, 'average', 0.4),  # the default
+        (1, 'complete', 0.3),
+        (2, 'single', 0.5),
+    ],
+)
+def test_cluster_images_equals_cluster_image(seed, linkage, iou_thr):
+    # All images clustered at once == each image on its own (clusters, per-box cluster).
+    from earl_mmdet.core.em import cluster_images
+
+    images, _ = simulate(n_images=40, seed=seed, jitter=1.0, fp=1.0)
+    images.append(RaterBoxes(np.zeros((0, 4)), [], [], ('r0',), image_id='empty'))
+    for im, got in zip(images, cluster_images(images, K, iou_thr, linkage)):
+        ref = cluster_image(im, K, iou_thr, linkage)
+        assert [c.tolist() for c in got.clusters] == [c.tolist() for c in ref.clusters]
+        assert np.array_equal(got.box_cluster, ref.box_cluster)
+        assert np.array_equal(got.observations, ref.observations)

@@ -6,13 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from earl_mmdet.core import matching
 from earl_mmdet.core.box_ops import box_iou
 from earl_mmdet.core.matching import (
     _check_cluster_args,
     _greedy_merge,
     cluster_boxes,
+    cluster_segments,
+    iou_pairs,
     match_boxes,
     overlap_components,
+    segment_iou_pairs,
 )
 
 
@@ -290,3 +294,80 @@ def test_iou_pairs_equal_dense(grid):
             sub = (iou[np.ix_(m, m)] > 0.3) & (groups[m][:, None] != groups[m][None, :])
             assert clique[c] == bool(sub[~np.eye(len(m), dtype=bool)].all())
     assert [x.shape for x in iou_pairs(np.zeros((0, 4)))] == [(0,), (0,), (0,)]
+
+
+def _segments(seed: int, big: bool):
+    """Seeded box sets (images): 0-3 objects, 2-7 raters, some crowded; ``big`` adds sets
+    above the dense path's 64 boxes. Groups as rater codes, labels in {0, 1}."""
+    rng = np.random.default_rng(seed)
+    sets = []
+    for k in range(int(rng.integers(5, 25))):
+        n_obj = int(rng.integers(12, 20)) if big and k % 6 == 0 else int(rng.integers(0, 4))
+        b, g = _random_boxes(rng, n_obj, int(rng.integers(2, 8)), float(rng.choice([40, 150])),
+                             seed % 2 == 0)  # fmt: skip
+        g = np.unique(g, return_inverse=True)[1].reshape(-1)
+        sets.append((b.reshape(-1, 4), g, rng.integers(0, 2, len(b))))
+    return sets
+
+
+@pytest.mark.parametrize(
+    'seed, big, linkage, with_labels',
+    [
+        (0, False, 'average', False),  # small sets only (the dense batches), grid ties
+        (1, False, 'complete', True),  # per label, continuous coordinates
+        (2, True, 'average', True),  # some sets above 64 boxes (one by one, the sweep)
+        (3, True, 'single', False),
+        (4, False, 'single', True),
+    ],
+)
+def test_segments_equal_one_set_at_a_time(seed, big, linkage, with_labels):
+    # cluster_segments / segment_iou_pairs on every set at once == cluster_boxes /
+    # iou_pairs on each set, cluster for cluster and pair for pair (IoUs bit for bit).
+    sets = _segments(seed, big)
+    sizes = np.array([len(b) for b, _, _ in sets])
+    boxes = np.concatenate([b for b, _, _ in sets])
+    groups = np.concatenate([g for _, g, _ in sets])
+    labels = np.concatenate([lab for _, _, lab in sets]) if with_labels else None
+    for thr in (0.0, 0.3, 0.5, 9 / 11):
+        cid = cluster_segments(boxes, sizes, groups, thr, labels, linkage)
+        i, j, v = segment_iou_pairs(boxes, sizes, thr, groups, labels)
+        off = n_cl = 0
+        ref_pairs = []
+        for b, g, lab in sets:
+            lab = lab if with_labels else None
+            ref = cluster_boxes(b, g, thr, lab, linkage)
+            mine = cid[off : off + len(b)]
+            got = [np.flatnonzero(mine == c) for c in range(n_cl, n_cl + len(ref))]
+            assert [c.tolist() for c in got] == [c.tolist() for c in ref], (thr, off)
+            a, c, w = iou_pairs(b, thr, g, lab)
+            ref_pairs.append((a + off, c + off, w))
+            off += len(b)
+            n_cl += len(ref)
+        assert n_cl == (cid.max() + 1 if len(cid) else 0)
+        ri, rj, rv = (np.concatenate(x) for x in zip(*ref_pairs))
+        assert np.array_equal(i, ri) and np.array_equal(j, rj) and np.array_equal(v, rv)
+
+
+@pytest.mark.parametrize('with_labels', [False, True])
+@pytest.mark.parametrize('grid', [False, True])  # True: exact IoU ties, duplicate boxes
+def test_dense_small_path_equals_sweep(monkeypatch, grid, with_labels):
+    # Up to 64 boxes, components and IoU pairs come from the dense matrix; the sweep and
+    # scipy's graph routines (forced with _SMALL = 0) give the same pairs, IoUs, components.
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        boxes, groups = _random_boxes(rng, int(rng.integers(1, 12)), 4, 60.0, grid)
+        g = np.unique(groups, return_inverse=True)[1].reshape(-1)
+        labels = rng.integers(0, 2, len(boxes)) if with_labels else None
+        thr = float(rng.choice([0.0, 0.3, 0.5]))
+        res = {}
+        for small in (64, 0):
+            monkeypatch.setattr(matching, '_SMALL', small)
+            res[small] = (
+                iou_pairs(boxes, thr, g, labels),
+                overlap_components(boxes, g, thr, labels),
+                cluster_boxes(boxes, g, thr, labels),
+            )
+        (p1, c1, k1), (p0, c0, k0) = res[64], res[0]
+        assert all(np.array_equal(a, b) for a, b in zip(p1, p0)), seed
+        assert np.array_equal(c1[0], c0[0]) and np.array_equal(c1[1], c0[1]), seed
+        assert [c.tolist() for c in k1] == [c.tolist() for c in k0], seed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -82,3 +83,65 @@ def test_partner_statistics_in_report_and_summary(src, tmp_path):
     assert sum(rep['wbf_agreement']['counts'].values()) == rep['wbf_agreement']['fused_boxes']
     summary = (out / 'summary.md').read_text()
     assert '| rater -> other | boxes | partner rate |' in summary and 'WBF (IoU 0.4' in summary
+
+
+def crowd_file(path, n_raters=40, n_images=120, seed=0):
+    """A multi-rater file: each image read by 3 of ``n_raters`` raters, one box each on
+    one object (rater r{k} reads more images the smaller k is)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(3, n_raters + 3)
+    names = [f'r{k:02d}' for k in range(n_raters)]
+    images, anns = [], []
+    for i in range(n_images):
+        readers = rng.choice(n_raters, 3, replace=False, p=p / p.sum())
+        images.append(dict(id=i + 1, file_name=f'{i}.png', width=100, height=100,
+                           annotators=[names[r] for r in readers]))  # fmt: skip
+        for r in readers:
+            x = 20 + float(rng.normal(0, 1))
+            anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=1,
+                             bbox=[x, 20, 30, 30], annotator_id=names[r]))  # fmt: skip
+    path.write_text(json.dumps(dict(images=images, annotations=anns,
+                                    categories=[dict(id=1, name='thing')])))  # fmt: skip
+    return path, images
+
+
+def png_size(path):
+    """(width, height) of a PNG from its IHDR chunk."""
+    data = path.read_bytes()
+    return int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
+
+
+def test_crowd_figures_and_tables_are_bounded(tmp_path):
+    # 40 raters: the pairwise matrix, both figures and the per-pair table show the 30 who
+    # read the most images, and say so; report.json keeps every pair of raters who read a
+    # common image (and no other). The dense code drew 40 x 40 (0.55 inch per rater).
+    pytest.importorskip('matplotlib')
+    src, images = crowd_file(tmp_path / 'crowd.json')
+    out = tmp_path / 'rep'
+    stdout = analyze(src, '--out', out)
+    rep = json.loads((out / 'report.json').read_text())
+    pw = rep['pairwise_f1']
+    read = {r: sum(r in im['annotators'] for im in images) for r in rep['raters']}
+    assert rep['raters'] == [f'r{k:02d}' for k in range(40)] and len(pw['raters']) == 30
+    assert min(read[r] for r in pw['raters']) >= max(
+        read[r] for r in rep['raters'] if r not in pw['raters']
+    )
+    assert pw['shown'] == 'the 30 raters who read the most images, of 40'
+    assert len(pw['matrix']) == 30 and all(len(row) == 30 for row in pw['matrix'])
+    co_read = {
+        tuple(sorted((a, b))) for im in images for a in im['annotators']
+        for b in im['annotators'] if a != b
+    }  # fmt: skip
+    assert {(p['rater'], p['other']) for p in pw['pairs']} == co_read
+    assert all(p['shared_images'] >= 1 for p in pw['pairs'])
+    assert png_size(out / 'pairwise_f1.png')[0] <= 1.5 * 120 + 0.55 * 30 * 120 + 10
+    assert 'the 30 raters who read the most images, of 40' in stdout
+    shown = set(pw['raters'])
+    table = [line for line in stdout.splitlines() if re.match(r'\| r\d\d -> r\d\d ', line)]
+    assert table and all(
+        line.split('|')[1].split(' -> ')[0].strip() in shown
+        and line.split('|')[1].split(' -> ')[1].strip() in shown
+        for line in table
+    )
