@@ -369,6 +369,7 @@ def test_install_and_restore(tmp_path):
 def test_hook_installs_before_the_run_loads_and_restores_after(tmp_path):
     """mmengine's Runner calls before_run before init_weights and load_from / resume."""
     plain = {'': mm_checkpoint.load_from_local}
+
     def save_checkpoint(out_dir, filename, **kwargs):
         torch.save({'w': torch.ones(1)}, osp.join(out_dir, filename))
 

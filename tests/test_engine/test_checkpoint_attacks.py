@@ -69,7 +69,9 @@ def _runner(work: Path):
     def save_checkpoint(out_dir, filename, **kwargs):
         torch.save({'state_dict': {'w': torch.zeros(2)}}, join_path(out_dir, filename))
 
-    return types.SimpleNamespace(work_dir=str(work), hooks=[], rank=0, save_checkpoint=save_checkpoint)
+    return types.SimpleNamespace(
+        work_dir=str(work), hooks=[], rank=0, save_checkpoint=save_checkpoint
+    )
 
 
 def _run_with_hook(work: Path, during=None) -> TrustOwnCheckpointsHook:
@@ -122,52 +124,46 @@ def _symlink_in_work_dir(tmp_path, work, marker):
     return link
 
 
+def _key_file(content: bytes, mode: int) -> Path:
+    """Write the signing key file as a careless or hostile situation left it."""
+    key = checkpoint_trust.key_path()
+    key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key.write_bytes(content)
+    key.chmod(mode)
+    return key
+
+
+def _forged_with(key: bytes, work: Path, marker: Path) -> Path:
+    target = plant_evil(work / 'forged.pth', marker)
+    forge_entry(target, key)
+    return target
+
+
 def _empty_key_forged(tmp_path, work, marker):
     # checkpoint.key left empty (kill or full disk between create and write), and a
     # manifest forged with the empty key.
-    key = checkpoint_trust.key_path()
-    key.parent.mkdir(mode=0o700, parents=True)
-    key.write_bytes(b'')
-    key.chmod(0o600)
-    target = plant_evil(work / 'forged.pth', marker)
-    forge_entry(target, b'')
-    return target
+    _key_file(b'', 0o600)
+    return _forged_with(b'', work, marker)
 
 
 def _short_key_forged(tmp_path, work, marker):
     # A truncated 4-byte key is guessable: never a key.
-    key = checkpoint_trust.key_path()
-    key.parent.mkdir(mode=0o700, parents=True)
-    key.write_bytes(b'\0\0\0\0')
-    key.chmod(0o600)
-    target = plant_evil(work / 'forged.pth', marker)
-    forge_entry(target, b'\0\0\0\0')
-    return target
+    _key_file(b'\0' * 4, 0o600)
+    return _forged_with(b'\0' * 4, work, marker)
 
 
 def _world_writable_key(tmp_path, work, marker):
     # A key anyone may overwrite: the attacker wrote a key of their own into it.
-    key = checkpoint_trust.key_path()
-    key.parent.mkdir(mode=0o700, parents=True)
-    key.write_bytes(b'k' * 32)
-    key.chmod(0o666)
-    target = plant_evil(work / 'forged.pth', marker)
-    forge_entry(target, b'k' * 32)
-    return target
+    _key_file(b'k' * 32, 0o666)
+    return _forged_with(b'k' * 32, work, marker)
 
 
 def _foreign_owned_key(tmp_path, work, marker):
     # A key file owned by somebody else (who therefore knows it).
     if os.geteuid() != 0:
         pytest.skip('chown to another user needs root')
-    key = checkpoint_trust.key_path()
-    key.parent.mkdir(mode=0o700, parents=True)
-    key.write_bytes(b'f' * 32)
-    key.chmod(0o600)
-    os.chown(key, 4321, 4321)
-    target = plant_evil(work / 'forged.pth', marker)
-    forge_entry(target, b'f' * 32)
-    return target
+    os.chown(_key_file(b'f' * 32, 0o600), 4321, 4321)
+    return _forged_with(b'f' * 32, work, marker)
 
 
 def _symlinked_key(tmp_path, work, marker):
@@ -178,9 +174,7 @@ def _symlinked_key(tmp_path, work, marker):
     key = checkpoint_trust.key_path()
     key.parent.mkdir(mode=0o700, parents=True)
     key.symlink_to(theirs)
-    target = plant_evil(work / 'forged.pth', marker)
-    forge_entry(target, b's' * 32)
-    return target
+    return _forged_with(b's' * 32, work, marker)
 
 
 ATTACKS = [
@@ -237,10 +231,7 @@ def test_symlink_at_the_save_path_is_not_signed(tmp_path):
     ],
 )
 def test_signing_with_an_unsafe_key_is_an_error(tmp_path, mode, content):
-    key = checkpoint_trust.key_path()
-    key.parent.mkdir(mode=0o700, parents=True)
-    key.write_bytes(content)
-    key.chmod(mode)
+    _key_file(content, mode)
     path = tmp_path / 'own.pth'
     torch.save({'w': torch.ones(1)}, path)
     with pytest.raises(CheckpointKeyError, match='group or others'):
@@ -249,10 +240,7 @@ def test_signing_with_an_unsafe_key_is_an_error(tmp_path, mode, content):
 
 @pytest.mark.parametrize('content', [b'', b'abc'], ids=['empty', 'short'])
 def test_empty_or_short_own_key_is_replaced_by_a_fresh_key(tmp_path, content):
-    key = checkpoint_trust.key_path()
-    key.parent.mkdir(mode=0o700, parents=True)
-    key.write_bytes(content)
-    key.chmod(0o600)
+    key = _key_file(content, 0o600)
     fresh = checkpoint_trust.load_or_create_key()
     assert len(fresh) == checkpoint_trust.KEY_BYTES and key.read_bytes() == fresh
 
@@ -337,6 +325,11 @@ class PlantDuringRun(Hook):
 '''
 
 
+def _tool(env: dict, name: str, *args) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, f'tools/{name}.py', *map(str, args)]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """One 1-epoch training with three planted checkpoints: (tmp, work, env, marker)."""
@@ -367,14 +360,7 @@ def trained(tmp_path_factory):
         EARL_MMDET_KEY_FILE=str(tmp / 'keys' / 'checkpoint.key'),
     )
     env.pop('EARL_MMDET_ALLOW_UNSAFE_LOAD', None)
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', cfg, '--work-dir', str(work)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _tool(env, 'train', cfg, '--work-dir', work)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (work / 'copied.pth').is_file() and not marker.exists()
     return tmp, work, env, cfg, marker
@@ -382,14 +368,7 @@ def trained(tmp_path_factory):
 
 def _test_tool(trained, checkpoint: Path) -> subprocess.CompletedProcess:
     tmp, work, env, cfg, _ = trained
-    return subprocess.run(
-        [sys.executable, 'tools/test.py', cfg, str(checkpoint), '--work-dir', str(tmp / 'eval')],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return _tool(env, 'test', cfg, checkpoint, '--work-dir', tmp / 'eval')
 
 
 @pytest.mark.parametrize(
