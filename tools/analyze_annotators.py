@@ -237,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.annotations,
             repair=not args.no_repair,
             normalize_rater_ids=args.normalize_rater_ids,
+            merge_duplicate_images=args.merge_duplicate_images,
         )
         rep = rater_report(
             coco.images,

@@ -23,7 +23,12 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from _common import check_output_paths, filter_third_party_warnings, read_config
+from _common import (
+    CfgOptionsAction,
+    check_output_paths,
+    filter_third_party_warnings,
+    read_config,
+)
 
 
 def _inner_dataset_cfg(cfg_dataset: dict) -> dict:
@@ -65,8 +70,6 @@ def build_browse_dataset(cfg, split: str = 'train', method: str | None = None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     filter_third_party_warnings()
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     parser.add_argument('--out', required=True, help='output directory for the PNGs')
@@ -76,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         '--method', help="aggregator instead of the config's fusion (e.g. wbf, mv, rater:R1)"
     )
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, help='key=value config overrides'
+        '--cfg-options', nargs='+', action=CfgOptionsAction, help='key=value config overrides'
     )
     args = parser.parse_args(argv)
     check_output_paths(parser, folders=[('--out', args.out)])

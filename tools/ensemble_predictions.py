@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import pickle
 import sys
 from collections.abc import Sequence
 
@@ -74,6 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     filter_third_party_warnings()
     args = parse_args(argv)
+    from earl_mmdet.core.coco_io import read_json
     from earl_mmdet.evaluation.predictions import (
         evaluate,
         fuse_predictions,
@@ -82,17 +84,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from earl_mmdet.evaluation.report import write_markdown_report
 
-    with open(args.gt, encoding='utf-8') as f:
-        gold = json.load(f)
-    models = [load_predictions(p, gold) for p in args.preds]
-    fused = fuse_predictions(
-        models,
-        gold,
-        weights=args.weights,
-        iou_thr=args.iou_thr,
-        skip_box_thr=args.skip_box_thr,
-        conf_type=args.conf_type,
-    )
+    try:  # bad inputs are one line, not a traceback
+        gold = read_json(args.gt)
+        models = [load_predictions(p, gold) for p in args.preds]
+        fused = fuse_predictions(
+            models,
+            gold,
+            weights=args.weights,
+            iou_thr=args.iou_thr,
+            skip_box_thr=args.skip_box_thr,
+            conf_type=args.conf_type,
+        )
+    except (ValueError, OSError, pickle.UnpicklingError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     os.makedirs(args.out_dir, exist_ok=True)
     fused_path = osp.join(args.out_dir, 'fused.bbox.json')
     with open(fused_path, 'w', encoding='utf-8') as f:

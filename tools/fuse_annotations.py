@@ -201,7 +201,10 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
     load_multirater_coco = import_core('coco_io').load_multirater_coco
 
     coco = load_multirater_coco(
-        args.input, repair=not args.no_repair, normalize_rater_ids=args.normalize_rater_ids
+        args.input,
+        repair=not args.no_repair,
+        normalize_rater_ids=args.normalize_rater_ids,
+        merge_duplicate_images=args.merge_duplicate_images,
     )
     agg = aggregator_from_args(args)
     results = agg.fuse_all(coco.images)

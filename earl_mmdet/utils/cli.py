@@ -52,12 +52,19 @@ def filter_third_party_warnings() -> None:
 
 
 def add_normalize_rater_ids_flag(parser: argparse.ArgumentParser) -> None:
-    """``--normalize-rater-ids``: the tools that read rater files offer the same repair."""
+    """``--normalize-rater-ids`` and ``--merge-duplicate-images``: the tools that read rater
+    files offer the same opt-in repairs (``load_multirater_coco``'s arguments)."""
     parser.add_argument(
         '--normalize-rater-ids',
         action='store_true',
-        help='merge rater ids that differ only by case, surrounding space or Unicode form '
-        '(counted); default: such ids are an error',
+        help='merge rater ids that differ only by case, surrounding space, invisible '
+        'characters or Unicode form (counted); default: such ids are an error',
+    )
+    parser.add_argument(
+        '--merge-duplicate-images',
+        action='store_true',
+        help='merge image records that name the same file_name (one record per rater) into '
+        'one image (counted); default: such records are an error',
     )
 
 
@@ -274,11 +281,55 @@ def set_local_rank(local_rank: int | None) -> None:
         os.environ['LOCAL_RANK'] = str(local_rank)
 
 
+# Whitespace between two characters of one item (not next to a comma or bracket): mmengine
+# would delete it ('[my dir, b]' -> ['mydir', 'b']).
+_SPACE_IN_ITEM = re.compile(r'[^\s,\[\]()]\s+[^\s,\[\]()]')
+
+
+class CfgOptionsAction(argparse.Action):
+    """``--cfg-options KEY=VALUE ...`` parsed as mmengine's ``DictAction`` does, except that
+    a space inside a value is kept, or refused where it cannot be.
+
+    ``DictAction`` deletes every space of a value (it allows ``KEY=[1, 2]``), so
+    ``data_root='/data/my scans/'`` would silently become ``/data/myscans/``: a run could
+    read another folder. Here a plain value (no list syntax) is kept as written, quotes
+    around it removed; a list whose items contain spaces is refused (mmengine cannot
+    parse it); lists with spaces only around commas and brackets parse as before.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: D102
+        from mmengine.config import DictAction
+
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for kv in values or ():
+            key, sep, val = kv.partition('=')
+            if not sep or not key:
+                parser.error(f'{option_string}: expected KEY=VALUE, got {kv!r}')
+            bare = val.strip('\'"')  # as DictAction strips quotes
+            if not any(ch.isspace() for ch in bare):
+                options[key] = DictAction._parse_iterable(val)
+                continue
+            listed = bare.startswith(('[', '(')) or ',' in bare
+            if not listed:  # one value: keep its spaces (a path such as 'my scans/')
+                options[key] = DictAction._parse_int_float_bool(bare)
+            elif _SPACE_IN_ITEM.search(bare):
+                parser.error(
+                    f'{option_string}: {kv!r}: an item of this list holds a space, which '
+                    "mmengine's list parser would delete; give that key in the config file"
+                )
+            else:
+                options[key] = DictAction._parse_iterable(val)
+        setattr(namespace, self.dest, options)
+
+
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
     """``--cfg-options``, ``--launcher`` and ``--local-rank``: mmdet's flags of train/test."""
-    from mmengine.config import DictAction
-
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=CfgOptionsAction,
+        help='override config keys (KEY=VALUE; spaces in a value are kept)',
+    )
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
