@@ -1,7 +1,8 @@
 """What the entry points in ``tools/`` share: config loading, run set-up, argument checks.
 
-This module imports only the standard library at import time (mmengine, torch and the rest
-of the package are imported inside the functions that need them), so a tool that only
+This module imports only the standard library and :mod:`earl_mmdet.core.safe_output` (itself
+standard library only) at import time (mmengine, torch and the rest of the package are
+imported inside the functions that need them), so a tool that only
 checks its arguments or a config stays fast. ``tools/_common.py`` loads it for the tools.
 """
 
@@ -16,6 +17,8 @@ import sys
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
+
+from ..core import safe_output
 
 # Deprecation warnings that third-party code (mmdet, mmengine) raises on every run and that
 # a user of these tools cannot act on: (message regex, category, module regex of the code
@@ -72,19 +75,32 @@ def check_output_paths(
     parser: argparse.ArgumentParser,
     files: Iterable[tuple[str, str | None]] = (),
     folders: Iterable[tuple[str, str | None]] = (),
+    inputs: Iterable[str | None] = (),
+    suffixes: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
-    """``parser.error`` (exit 2, no traceback) for an output path that cannot be written.
+    """``parser.error`` (exit 2, no traceback) for an output path that cannot be written
+    or that would destroy an input.
 
     Args:
         parser (argparse.ArgumentParser): the tool's parser.
         files (Iterable[tuple[str, str | None]]): ``(flag, path)`` of output files; None
-            paths are skipped. A folder there is an error.
+            paths are skipped. A folder there is an error, and so is one of ``inputs``
+            (the same file, through a symbolic or hard link too).
         folders (Iterable[tuple[str, str | None]]): ``(flag, path)`` of output folders. An
-            existing file there is an error.
+            existing file there is an error. (The files a tool writes into a folder are
+            given in ``files`` to be checked against ``inputs``.)
+        inputs (Iterable[str | None]): the files the tool reads; None is skipped.
+            Two output files that name one file are an error too.
+        suffixes (Mapping[str, Sequence[str]] | None): ``{flag: ('.json', ...)}`` for the
+            outputs whose format is picked by the suffix; another suffix is an error.
 
-    A path under an existing *file* (``out.txt/sub``) is an error either way.
+    A path under an existing *file* (``out.txt/sub``) is an error either way, and so is a
+    name longer than the file system allows.
     """
-    for kind, items in (('file', files), ('folder', folders)):
+    inputs = [p for p in inputs if p is not None]
+    suffixes = suffixes or {}
+    earlier: list[tuple[str, str]] = []
+    for kind, items in (('folder', folders), ('file', files)):  # a folder's own error first
         for flag, path in items:
             if path is None:
                 continue
@@ -97,6 +113,18 @@ def check_output_paths(
                 parent = osp.dirname(parent)
             if not osp.isdir(parent):
                 parser.error(f'{flag} {path}: {parent} is a file, not a folder')
+            try:
+                if kind == 'file':
+                    safe_output.check_output(path, inputs, suffixes.get(flag), what=flag)
+                else:
+                    safe_output.check_name(path, what=flag)
+            except ValueError as e:
+                parser.error(str(e))
+            for flag0, path0 in earlier:
+                if kind == 'file' and safe_output.same_file(path, path0):
+                    parser.error(f'{flag0} {path0} and {flag} {path} name the same file')
+            if kind == 'file':
+                earlier.append((flag, path))
 
 
 def read_config(path: str, cfg_options: dict | None, import_custom_modules: bool = True):
