@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 from _common import (
+    check_output_paths,
     child_env,
     filter_third_party_warnings,
     fusion_cfg_options,
@@ -68,6 +69,7 @@ from _common import (
     train_log_status,
 )
 
+from earl_mmdet.core import safe_output
 from earl_mmdet.evaluation.predictions import fuse_predictions, load_predictions
 from earl_mmdet.evaluation.study import (
     METHODS,
@@ -240,10 +242,8 @@ def load_result(out: str, run: Run) -> dict | None:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)  # a killed run never leaves a half-written result
+    # Temporary file + rename: a killed run never leaves a half-written result.
+    safe_output.write_json(path, obj, indent=1)
 
 
 def _gold(d: str) -> tuple[str, dict]:
@@ -529,8 +529,7 @@ def report(out: str, command: str, device: str, runs_json: str | None = None) ->
         meta['study'] = study_settings
     _write_json(osp.join(out, 'results.json'), dict(meta=meta, summary=summary, runs=results))
     md = markdown(summary, meta)
-    with open(osp.join(out, 'results.md'), 'w') as f:
-        f.write(md + '\n')
+    safe_output.atomic_write(osp.join(out, 'results.md'), md + '\n')
     pngs = plots(summary, out)
     print('\n' + md)
     print(f'written: {osp.join(out, "results.json")}, {osp.join(out, "results.md")}, {pngs}')
@@ -605,6 +604,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error('--seeds, --jobs and --threads must be >= 1, --rater-seeds >= 0')
     if args.epochs < 2:
         p.error('--epochs must be >= 2 (1 warm-up epoch + cosine schedule)')
+    check_output_paths(p, folders=[('--out', args.out)])
     return args
 
 

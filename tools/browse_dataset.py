@@ -87,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import cv2
 
     import earl_mmdet  # noqa: F401  (registers the dataset and transforms)
+    from earl_mmdet.core.safe_output import atomic_write
     from earl_mmdet.utils.draw import render
 
     try:  # as train/test read it: data_root=DIR moves every dataset path
@@ -115,8 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         stem = osp.splitext(osp.basename(res['img_path']))[0]
         path = osp.join(args.out, f'{i:05d}_{stem}.png')
-        if not cv2.imwrite(path, canvas):
-            raise OSError(f'could not write {path}')
+        ok, png = cv2.imencode('.png', canvas)
+        if not ok:
+            raise OSError(f'could not encode {path}')
+        atomic_write(path, png.tobytes(), inputs=[args.config])
     sys.stdout.write(f'wrote {n} image(s) to {args.out}\n')
     return 0
 

@@ -33,6 +33,7 @@ from ..core.ap import (
     format_prediction_string,
     no_finding_score,
 )
+from ..core.safe_output import atomic_open, atomic_write
 
 __all__ = ['markdown_table', 'write_kaggle_submission', 'write_markdown_report']
 
@@ -109,6 +110,7 @@ def write_markdown_report(
     title: str = 'Detection report',
     tables: Mapping[str, Mapping[str, Any]] | None = None,
     notes: Sequence[str] = (),
+    inputs: Iterable[str | os.PathLike | None] = (),
 ) -> str:
     """Write a Markdown report: a summary table, then one section per table.
 
@@ -121,6 +123,9 @@ def write_markdown_report(
         tables (Mapping | None): extra ``{name: {'columns': [...], 'rows': [[...]]}}``,
             added after those of a report dict. Defaults to None.
         notes (Sequence[str]): lines added as a bullet list under the summary.
+        inputs (Iterable[str | PathLike | None]): files the run read; ``path`` must not
+            be one of them. The file is written through a temporary file and a rename
+            (:func:`earl_mmdet.core.safe_output.atomic_write`).
 
     Returns:
         str: the Markdown text written.
@@ -150,11 +155,7 @@ def write_markdown_report(
         parts += ['', f'## {headings.get(name, name)}', '']
         parts.append(markdown_table(table['columns'], table['rows']))
     text = '\n'.join(parts) + '\n'
-    path = os.fspath(path)
-    if osp.dirname(path):
-        os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(text)
+    atomic_write(path, text, inputs=inputs)
     return text
 
 
@@ -169,6 +170,7 @@ def write_kaggle_submission(
     score_decimals: int = 4,
     box_decimals: int = 1,
     coord_scales: Mapping[str, Sequence[float]] | None = None,
+    inputs: Iterable[str | os.PathLike | None] = (),
 ) -> int:
     """Write a Kaggle VinBigData submission CSV ``image_id,PredictionString``.
 
@@ -208,12 +210,15 @@ def write_kaggle_submission(
         box_decimals (int): Defaults to 1.
         coord_scales (Mapping[str, Sequence[float]] | None): ``{image_id: (sx, sy)}``, used
             for images whose mapping has no ``coord_scale``. Defaults to None.
+        inputs (Iterable[str | PathLike | None]): files the run read; ``path`` must not
+            be one of them. Written through a temporary file and a rename.
 
     Returns:
         int: number of rows written.
 
     Raises:
-        ValueError: a missing ``image_id``, a repeated ``image_id``, inconsistent lengths.
+        ValueError: a missing ``image_id``, a repeated ``image_id``, inconsistent lengths;
+            ``path`` is one of ``inputs``.
     """
     seen: set[str] = set()
     lines = []
@@ -260,10 +265,7 @@ def write_kaggle_submission(
             labels = np.concatenate([labels, [no_finding_label]])
         text = format_prediction_string(boxes, scores, labels, score_decimals, box_decimals)
         lines.append((img_id, text))
-    path = os.fspath(path)
-    if osp.dirname(path):
-        os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w', newline='', encoding='utf-8') as f:
+    with atomic_open(path, newline='', inputs=inputs) as f:
         writer = csv.writer(f)
         writer.writerow(['image_id', 'PredictionString'])
         writer.writerows(lines)

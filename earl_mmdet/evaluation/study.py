@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.safe_output import atomic_open
 from .predictions import Preds, evaluate
 
 #: Methods in report order; ``rater-<id>`` (one model per rater) sorts as ``rater``.
@@ -713,7 +714,8 @@ def _save(fig: Any, title: str, path: str) -> str:
 
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=110)
     plt.close(fig)
     return path
 
