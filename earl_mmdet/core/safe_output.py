@@ -304,6 +304,18 @@ def _present(out: str) -> list[str]:
     return sorted(f for f in found if f != MANIFEST)
 
 
+def _is_temporary_of(path: str, names: Iterable[str]) -> bool:
+    """Whether ``path`` is a temporary file :func:`atomic_open` made for one of ``names``
+    (relative '/'-separated paths) and a kill left behind."""
+    folder, _, base = path.rpartition('/')
+    if not (base.startswith('.') and base.endswith('.tmp')):
+        return False
+    return any(
+        name.rpartition('/')[0] == folder and base.startswith(f'.{name.rpartition("/")[2][:100]}.')
+        for name in names
+    )
+
+
 def claim_folder(out: str, tool: str, planned: Iterable[str], overwrite: bool = False) -> None:
     """Make ``out`` ready for generator ``tool``, or raise ``ValueError`` saying why not.
 
@@ -319,8 +331,11 @@ def claim_folder(out: str, tool: str, planned: Iterable[str], overwrite: bool = 
             run and ``overwrite`` is False; files in it are not ``tool``'s or changed.
     """
     os.makedirs(out, exist_ok=True)
-    present = _present(out)
     manifest = _read_manifest(out)
+    listed = {} if manifest is None else manifest['files']
+    present, strays = [], []  # strays: temporary files a kill left of the tool's writes
+    for p in _present(out):
+        (strays if _is_temporary_of(p, [MANIFEST, *listed]) else present).append(p)
     if manifest is None and present:
         raise ValueError(
             f'output folder {out} is not empty and {tool} did not write it (no {MANIFEST}; '
@@ -338,7 +353,6 @@ def claim_folder(out: str, tool: str, planned: Iterable[str], overwrite: bool = 
                 f'output folder {out} is not empty: it holds an earlier output of {tool}; '
                 'pass --overwrite to replace it, or choose another folder'
             )
-        listed = manifest['files']
         foreign = [p for p in present if p not in listed]
         if foreign:
             raise ValueError(
@@ -355,7 +369,7 @@ def claim_folder(out: str, tool: str, planned: Iterable[str], overwrite: bool = 
                 f'output folder {out}: {changed[:5]} changed since {tool} wrote them; '
                 'refusing to overwrite: move them away or choose another folder'
             )
-        for p in present:
+        for p in present + strays:
             os.remove(osp.join(out, p))
         # Folders the tool made and that are empty now (deepest first).
         folders = {osp.dirname(p) for p in listed} - {''}

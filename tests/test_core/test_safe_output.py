@@ -218,7 +218,9 @@ def test_killed_run_can_be_overwritten(tmp_path):
     out = tmp_path / 'ds'
     so.claim_folder(str(out), TOOL, ['a.json', 'img/1.png'])
     (out / 'a.json').write_text('half')
+    (out / '.a.json.k1ll3d.tmp').write_text('half of a rewrite')  # left by atomic_open
     with pytest.raises(ValueError, match='pass --overwrite'):
         _generate(out)
     _generate(out, overwrite=True)
     assert (out / 'a.json').read_text() == 'made a.json'
+    assert sorted(p.name for p in out.iterdir()) == [so.MANIFEST, 'a.json', 'img']
