@@ -8,8 +8,9 @@
 ``--out X.json`` writes the metrics (with per-class tables) to X.json and a Markdown report
 to X.md; ``--out X.pkl`` dumps the raw predictions as mmdet's tools/test.py does. ``--out``
 may be repeated, one file per suffix (``.json``, ``.md``, ``.pkl`` / ``.pickle``); another
-suffix is an error. X.md beside X.json is written only when it is new or named too
-(``--out X.json --out X.md``): a report never replaces a file that was not named. Every
+suffix is an error. X.md beside X.json is written only when it is new, a report an earlier
+run wrote (it ends with the report marker), or named too (``--out X.json --out X.md``): a
+report never replaces a file of yours that was not named. Every
 file is written to a temporary file and renamed, and none may be the config or checkpoint.
 """
 
@@ -34,6 +35,12 @@ safe_output = import_core('safe_output')
 
 #: ``--out`` suffix -> what is written.
 OUT_KINDS = {'.json': 'json', '.md': 'md', '.pkl': 'pkl', '.pickle': 'pkl'}
+
+
+def _own_report(path: str) -> bool:
+    from earl_mmdet.evaluation.report import is_own_report
+
+    return is_own_report(path)
 
 
 def parse_args(argv=None):
@@ -64,10 +71,11 @@ def parse_args(argv=None):
     files = [('--out', path) for path in args.out or []]
     if 'json' in named and 'md' not in named:
         named['md'] = osp.splitext(named['json'])[0] + '.md'
-        if osp.lexists(named['md']):
+        if osp.lexists(named['md']) and not _own_report(named['md']):
             p.error(
-                f'--out {named["json"]} also writes {named["md"]}, which exists and was not '
-                f'named: add --out {named["md"]} to replace it, or choose another name'
+                f'--out {named["json"]} also writes {named["md"]}, which exists and is not a '
+                f'report of this tool: add --out {named["md"]} to replace it, or choose '
+                'another name'
             )
         files.append(('--out', named['md']))
     check_output_paths(

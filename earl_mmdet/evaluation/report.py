@@ -104,6 +104,22 @@ def _pretty(key: str) -> str:
     return _KEY_NAMES.get(short, short)
 
 
+#: Last line of every Markdown report: marks the file as one a tool may write again.
+REPORT_MARKER = '<!-- earl-mmdet report: written by a tool, rewritten when rerun -->'
+
+
+def is_own_report(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a Markdown report this package wrote (ends with the marker)."""
+    try:
+        with open(path, 'rb') as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode('utf-8', 'replace')
+    except OSError:
+        return False
+    return tail.rstrip().endswith(REPORT_MARKER)
+
+
 def write_markdown_report(
     metrics: Mapping[str, Any],
     path: str | os.PathLike,
@@ -154,6 +170,7 @@ def write_markdown_report(
     for name, table in all_tables.items():
         parts += ['', f'## {headings.get(name, name)}', '']
         parts.append(markdown_table(table['columns'], table['rows']))
+    parts += ['', REPORT_MARKER]
     text = '\n'.join(parts) + '\n'
     atomic_write(path, text, inputs=inputs)
     return text

@@ -89,7 +89,7 @@ REFUSED = [
     pytest.param(
         'test',
         ['c.py', 'w.pth', '--out', '{d}/notes.json'],
-        'which exists and was not named',
+        'which exists and is not a report of this tool',
         id='test-md-not-named',
     ),
     # test.py --out report.txt wrote nothing and exited 0
@@ -240,6 +240,12 @@ def test_test_tool_names_its_markdown_report(files, monkeypatch):
     assert (both.out_md, both.out_pkl) == (str(files / 'notes.md'), None)
     only_md = tool.parse_args(['c.py', 'w.pth', '--out', str(files / 'notes.md')])
     assert (only_md.out_json, only_md.out_md) == (None, str(files / 'notes.md'))
+    # a report an earlier run wrote is the tool's own: the same command runs again
+    from earl_mmdet.evaluation.report import write_markdown_report
+
+    write_markdown_report({'coco/mAP': 0.5}, files / 'again.md')
+    again = tool.parse_args(['c.py', 'w.pth', '--out', str(files / 'again.json')])
+    assert again.out_md == str(files / 'again.md')
 
 
 # --------------------------------------------------------------------------- generators
