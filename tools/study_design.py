@@ -124,10 +124,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         help='multiply every planning SD (1.5: about the 80 %% upper bound of a 5-seed SD)',
     )  # fmt: skip
     p.add_argument('--minutes-per-run', type=float, default=4.5)
+    default = sq.Design()
+    p.add_argument('--n1', type=int, default=default.n1, help='stage-1 replicates')
+    p.add_argument('--n-min', type=int, default=default.n_min, help='fewest in stage 2')
+    p.add_argument('--n-cap', type=int, default=default.n_cap, help='most replicates')
+    p.add_argument('--drop-level', type=float, default=default.drop_level, help='drop rule level')
+    p.add_argument('--max-survivors', type=int, help='stage-2 challengers per question')
     args = p.parse_args(argv)
     if args.sims < 100 or args.new_aggregators < 0 or min(args.sd_scale) <= 0:
         p.error('need --sims >= 100, --new-aggregators >= 0, --sd-scale > 0')
-    design = sq.Design()
+    try:
+        design = sq.Design(
+            n1=args.n1,
+            n_min=args.n_min,
+            n_cap=args.n_cap,
+            drop_level=args.drop_level,
+            max_survivors=args.max_survivors,
+        )
+    except ValueError as e:
+        p.error(str(e))
     try:
         inputs = planning_inputs(args.paper, args.vindr, args.six_epoch)
     except ValueError as e:

@@ -69,6 +69,11 @@ class Design:
         power (float): the power the stage-2 ``n`` is sized for. Defaults to 0.8.
         drop_level (float | None): one-sided level of the stage-1 upper bound of the drop
             rule; None drops nothing. Defaults to 0.9.
+        max_survivors (int | None): keep at most this many of the challengers that pass
+            the drop rule, those of the largest stage-1 means; None keeps all. (Keeping 3
+            cuts the cost when NA's stage-1 draw is low and every difference to it looks
+            large, but then question (c) says "not shown" instead of "no" 0.4 of the time
+            when nothing is better: docs/study_v3_design.md.) Defaults to None.
         no_level (float): one-sided level of the upper bounds behind a "no". Defaults to
             0.9.
         alpha_interim (float): question (b): two-sided level of the interim look's
@@ -83,6 +88,7 @@ class Design:
     alpha: float = 0.025
     power: float = 0.8
     drop_level: float | None = 0.9
+    max_survivors: int | None = None
     no_level: float = 0.9
     alpha_interim: float = 0.005
     alpha_final: float = 0.045
@@ -97,6 +103,10 @@ class Design:
             value = getattr(self, name)
             if not 0 < value < 1:
                 raise ValueError(f'Design.{name} must lie in (0, 1), got {value!r}')
+        if self.max_survivors is not None and self.max_survivors < 1:
+            raise ValueError(
+                f'Design.max_survivors must be >= 1 or None, got {self.max_survivors!r}'
+            )
         if self.drop_level is not None and not 0 < self.drop_level < 1:
             raise ValueError(
                 f'Design.drop_level must lie in (0, 1) or be None, got {self.drop_level!r}'
@@ -195,6 +205,20 @@ def drop_mask(
     if level is None:
         return np.zeros(np.shape(mean), dtype=bool)
     return upper_bound(mean, sd, n, level) < margin
+
+
+def top_k_mask(values: np.ndarray, k: int) -> np.ndarray:
+    """True for the ``k`` largest entries of each row (ties by position; -inf never).
+
+    Examples:
+        >>> top_k_mask(np.array([[0.01, 0.03, -np.inf, 0.02]]), 2).tolist()
+        [[False, True, False, True]]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(-values, axis=-1, kind='stable')
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(values.shape[-1]), axis=-1)
+    return (rank < k) & np.isfinite(values)
 
 
 def holm_reject(p: np.ndarray, alpha: float) -> np.ndarray:
@@ -330,6 +354,8 @@ def _stage1(d: np.ndarray, design: Design) -> tuple[np.ndarray, np.ndarray]:
     k = d.shape[1]
     mean1, sd1 = _column_moments(d, design.n1)
     survive = ~drop_mask(mean1, sd1, design.n1, design.margin, design.drop_level)
+    if design.max_survivors is not None and design.max_survivors < k:
+        survive &= top_k_mask(np.where(survive, mean1, -np.inf), design.max_survivors)
     sd = np.where(survive, sd1, 0.0).max(axis=1)
     n = required_n(sd, design.margin, design.alpha / k, design.power, design.n_min, design.n_cap)
     return survive, np.where(survive.any(axis=1), n, design.n1)

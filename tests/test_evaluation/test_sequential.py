@@ -80,6 +80,31 @@ def test_drop_rule(mean, sd, level, dropped):
     assert bool(sq.drop_mask(np.array(mean), np.array(sd), 5, 0.02, level)) is dropped
 
 
+@pytest.mark.parametrize(
+    'values, k, kept',
+    [
+        ([0.01, 0.03, 0.02], 2, [False, True, True]),
+        # a dropped challenger (-inf) is never kept, even with room left
+        ([0.01, -np.inf, 0.02], 3, [True, False, True]),
+        # ties: the earlier one
+        ([0.02, 0.02, 0.02], 1, [True, False, False]),
+    ],
+)
+def test_top_k_mask(values, k, kept):
+    assert sq.top_k_mask(np.array([values]), k).tolist() == [kept]
+
+
+def test_max_survivors_caps_stage_2():
+    """With every challenger's stage-1 difference high, at most max_survivors go on."""
+    q = sq.Superiority('c', 'ref', tuple(f'm{i}' for i in range(6)))
+    sds = dict.fromkeys(('ref', *q.challengers), 0.01)
+    means = dict.fromkeys(q.challengers, 0.05)
+    capped = sq.simulate(sq.Scenario('s', sds, means), [q], [], sq.Design(max_survivors=2), 500)
+    every = sq.simulate(sq.Scenario('s', sds, means), [q], [], sq.Design(), 500)
+    assert capped['questions']['c']['survivors'] == 2.0
+    assert every['questions']['c']['survivors'] == 6.0
+
+
 @pytest.mark.parametrize('sd', [0.005, 0.0145, 0.025, 0.04])
 @pytest.mark.parametrize('alpha', [0.025, 0.025 / 8])
 def test_required_n_is_the_smallest_n_reaching_the_power(sd, alpha):
@@ -144,6 +169,7 @@ def test_look_decision(mean, sd, n, alpha, decision):
         (dict(power=1.0), r'Design.power must lie in \(0, 1\), got 1.0'),
         (dict(drop_level=1.5), r'Design.drop_level must lie in \(0, 1\) or be None, got 1.5'),
         (dict(margin=-0.02), r'Design.margin must be > 0, got -0.02'),
+        (dict(max_survivors=0), r'Design.max_survivors must be >= 1 or None, got 0'),
     ],
 )
 def test_design_refuses_impossible_rules(kwargs, message):

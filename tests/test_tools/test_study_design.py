@@ -28,6 +28,7 @@ def test_prints_the_tables_deterministically():
     [
         (('--sims', '10'), 2, 'need --sims >= 100'),
         (('--sd-scale', '0'), 2, '--sd-scale > 0'),
+        (('--n1', '12'), 2, 'need 2 <= n1 <= n_min <= n_cap, got n1=12, n_min=10'),
         (('--paper', 'no/such.json'), 2, 'error: no/such.json: not a results.json'),
         # several settings in one file: the same method and seed twice, named with the file
         (('--paper', 'docs/results_medmnist.json'), 2, "results_medmnist.json: two runs of 'na'"),
