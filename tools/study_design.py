@@ -29,6 +29,8 @@ sq = import_light('evaluation.sequential')
 
 #: The challengers of question (a) besides NA, and of (c) besides WBF + EARL.
 FUSION = ('wbf', 'mv', 'em-earl', 'presence-em-earl', 'wbf-soft', 'wbf-ignore')
+#: The new ablation methods of the study tool (earl_mmdet.evaluation.study.ABLATION_METHODS).
+ABLATIONS = 4
 #: The 6-epoch study's fusion methods with 5 paired seeds (p = 0.8, 6 epochs).
 SIX_EPOCH_FUSION = ('wbf', 'wbf-earl', 'em-earl', 'mv')
 
@@ -180,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         '',
         '| true differences (vs WBF + EARL) | SD × | (a) yes | (a) no | (a) not shown '
         '| (c) yes | (c) no | (c) not shown | (b) better / worse / equivalent / not shown '
-        '| runs, mean (p10-p90) | machine-h |',
-        '|---|---|---|---|---|---|---|---|---|---|---|',
+        '| survivors (a) / (c) | n at the cap | runs, mean (p10-p90) | machine-h |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ]
     for scale in args.sd_scale:
         sds = dict.fromkeys(['wbf-earl', *others], sf * scale) | {'na': vindr_sd['na'] * scale}
@@ -196,15 +198,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f'{_pct(a["not shown"])} | {_pct(c["yes"])} | {_pct(c["no"])} | '
                 f'{_pct(c["not shown"])} | '
                 + ' / '.join(_pct(b[o]) for o in sq.VERSUS_OUTCOMES)
-                + f' | {runs} | {hours} |'
+                + f' | {a["survivors"]:.1f} / {c["survivors"]:.1f} | {_pct(r["capped"])} '
+                f'| {runs} | {hours} |'
             )
     lines += [
         '',
         '**Paper raters p = 0.7, question (b)** (NA and WBF + EARL only):',
         '',
         '| true WBF + EARL − NA | SD × | better | worse | equivalent | not shown '
-        '| stopped at the interim | runs, mean (p10-p90) | machine-h |',
-        '|---|---|---|---|---|---|---|---|---|',
+        '| stopped at the interim | n at the cap | runs, mean (p10-p90) | machine-h |',
+        '|---|---|---|---|---|---|---|---|---|---|',
     ]
     for scale in args.sd_scale:
         sds = {m: s * scale for m, s in paper_sd.items()}
@@ -218,20 +221,22 @@ def main(argv: Sequence[str] | None = None) -> None:
             lines.append(
                 f'| {delta:+.2f} | {scale:g} | '
                 + ' | '.join(_pct(b[o]) for o in sq.VERSUS_OUTCOMES)
-                + f' | {_pct(b["interim_stop"])} | {runs} | {hours} |'
+                + f' | {_pct(b["interim_stop"])} | {_pct(r["capped"])} | {runs} | {hours} |'
             )
     ff = inputs['fusion_fusion'][0]
     lines += [
         '',
-        f'**Ablations** (item 3): power of a paired comparison with WBF + EARL (two-sided '
-        f'95 % t-interval above 0), seed SD of the difference {ff:.4f} (fusion − fusion):',
+        f'**Ablations** (item 3): power of one paired comparison with WBF + EARL, seed SD of '
+        f'the difference {ff:.4f} (fusion − fusion): one-sided t-test at 0.025, and at '
+        f'0.025 / {ABLATIONS} (the first step of Holm over the {ABLATIONS} new ablations):',
         '',
-        '| true difference | n = 5 | n = 8 | n = 10 | n = 15 |',
-        '|---|---|---|---|---|',
+        '| true difference | level | n = 5 | n = 8 | n = 10 | n = 15 |',
+        '|---|---|---|---|---|---|',
     ]
     for delta in (0.013, 0.02, 0.024):
-        cells = ' | '.join(_pct(sq.t_power(delta, ff, n, 0.025)) for n in (5, 8, 10, 15))
-        lines.append(f'| +{delta:.3f} | {cells} |')
+        for level, name in ((0.025, '0.025'), (0.025 / ABLATIONS, f'0.025 / {ABLATIONS}')):
+            cells = ' | '.join(_pct(sq.t_power(delta, ff, n, level)) for n in (5, 8, 10, 15))
+            lines.append(f'| +{delta:.3f} | {name} | {cells} |')
     lines += ['', f'({time.time() - t0:.0f} s)']
     print('\n'.join(lines))
 
