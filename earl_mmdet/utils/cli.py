@@ -375,11 +375,15 @@ def build_runner(cfg: Any, config_path: str, work_dir: str | None):
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
-def medmnist_cfg_options(data_root: str, epochs: int, seed: int, val: bool = True) -> list[str]:
+def medmnist_cfg_options(
+    data_root: str, epochs: int, seed: int, val: bool = True, val_interval: int | None = None
+) -> list[str]:
     """``--cfg-options`` that point a configs/medmnist config at ``data_root`` and set its
     schedule (``epochs``, with the cosine phase after the 1 warm-up epoch) and seed.
 
-    ``val=False`` switches validation off (no val loop, loader or evaluator).
+    ``val=False`` switches validation off (no val loop, loader or evaluator);
+    ``val_interval`` validates every that many epochs (and after the last; None: after the
+    last only).
     """
     root = data_root.rstrip('/') + '/'
     opts = [
@@ -397,7 +401,7 @@ def medmnist_cfg_options(data_root: str, epochs: int, seed: int, val: bool = Tru
         opts += ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
     return opts + [
         f'train_cfg.max_epochs={epochs}',
-        f'train_cfg.val_interval={epochs}',
+        f'train_cfg.val_interval={val_interval or epochs}',
         f'param_scheduler.1.end={epochs}',
         f'param_scheduler.1.T_max={max(epochs - 1, 1)}',
         f'randomness.seed={seed}',
