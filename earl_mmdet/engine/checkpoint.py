@@ -7,7 +7,7 @@ mmengine registers (:data:`SAFE_SCHEMES`): local paths (prefix ``''``), ``http:/
 holds for ``load_from``, ``--resume``, ``tools/test.py CONFIG CHECKPOINT`` and
 ``init_cfg=dict(type='Pretrained', checkpoint=...)`` alike:
 
-* a local file that this user's own run wrote (see :mod:`earl_mmdet.core.checkpoint_trust`;
+* a local file that this user's own run saved (see :mod:`earl_mmdet.core.checkpoint_trust`;
   the manifest is written by :class:`TrustOwnCheckpointsHook`) is fully unpickled, so
   ``--resume`` works;
 * every other file (``load_from``, pretrained weights, a checkpoint given by URL or model
@@ -57,7 +57,7 @@ from mmengine.logging import print_log
 from mmengine.runner import checkpoint as mm_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..core.checkpoint_trust import is_trusted
+from ..core.checkpoint_trust import trust_status
 
 UNSAFE_ENV = 'EARL_MMDET_ALLOW_UNSAFE_LOAD'
 _ALLOW_UNSAFE = False
@@ -73,14 +73,17 @@ def _unsafe_allowed() -> bool:
     return _ALLOW_UNSAFE or os.environ.get(UNSAFE_ENV, '') not in ('', '0', 'false', 'False')
 
 
-def _load_guarded(name: str, load: Callable[[bool], Any], trusted: bool = False) -> Any:
+def _load_guarded(
+    name: str, load: Callable[[bool], Any], trusted: bool = False, why_not: str = ''
+) -> Any:
     """Run ``load(weights_only)`` under the module's rule; ``name`` is what messages show.
 
     Args:
         name (str): The checkpoint as the user gave it (path or URL), plus where it lies.
         load (Callable[[bool], Any]): Unpickles the checkpoint; its argument is
             ``weights_only``.
-        trusted (bool): The file was written by this user's own run. Defaults to False.
+        trusted (bool): The file was saved by this user's own run. Defaults to False.
+        why_not (str): Why a local file is not trusted, for the error. Defaults to ''.
     """
     if trusted:
         return load(False)
@@ -96,26 +99,35 @@ def _load_guarded(name: str, load: Callable[[bool], Any], trusted: bool = False)
     try:
         return load(True)
     except pickle.UnpicklingError as err:
+        reason = f' ({why_not})' if why_not else ''
         raise RuntimeError(
             f'Refusing to fully unpickle checkpoint {name}: it holds Python objects beyond '
-            'tensors and was not written by one of your own earl-mmdet runs (no valid entry '
-            'in a .earl_trusted_checkpoints.json beside it). Unpickling it could run '
+            'tensors and was not saved by one of your own earl-mmdet runs'
+            f'{reason}. Unpickling it could run '
             'arbitrary code. If you trust the file, set `allow_unsafe_checkpoint_load = True` '
             f'in the config or {UNSAFE_ENV}=1. Original error: {str(err).splitlines()[0]}'
         ) from err
 
 
 def load_from_local(filename: str, map_location=None):
-    """Load a local checkpoint, unpickling fully only trusted files (see module doc)."""
+    """Load a local checkpoint, unpickling fully only trusted files (see module doc).
+
+    The file is read once; its trust is checked on the bytes that are then unpickled, so
+    swapping the file between the check and the load changes nothing.
+    """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
+    with open(filename, 'rb') as f:
+        data = f.read()
+    trusted, why_not = trust_status(filename, data)
     return _load_guarded(
         repr(filename),
         lambda weights_only: torch.load(
-            filename, map_location=map_location, weights_only=weights_only
+            io.BytesIO(data), map_location=map_location, weights_only=weights_only
         ),
-        trusted=is_trusted(filename),
+        trusted=trusted,
+        why_not=why_not,
     )
 
 

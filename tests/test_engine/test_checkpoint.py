@@ -6,6 +6,7 @@ import collections
 import io
 import json
 import os
+import os.path as osp
 import subprocess
 import sys
 import textwrap
@@ -368,14 +369,22 @@ def test_install_and_restore(tmp_path):
 def test_hook_installs_before_the_run_loads_and_restores_after(tmp_path):
     """mmengine's Runner calls before_run before init_weights and load_from / resume."""
     plain = {'': mm_checkpoint.load_from_local}
-    runner = types.SimpleNamespace(work_dir=str(tmp_path), hooks=[], rank=0)
+
+    def save_checkpoint(out_dir, filename, **kwargs):
+        torch.save({'w': torch.ones(1)}, osp.join(out_dir, filename))
+
+    runner = types.SimpleNamespace(
+        work_dir=str(tmp_path), hooks=[], rank=0, save_checkpoint=save_checkpoint
+    )
     hook = TrustOwnCheckpointsHook()
     with safe_loaders():
         restore_loaders(plain)
         hook.before_run(runner)
         assert ckpt_module.safe_loaders_installed()
+        assert runner.save_checkpoint is not save_checkpoint  # wrapped: saves are reported
         hook.after_run(runner)
         assert dict(CheckpointLoader._schemes) == plain
+        assert runner.save_checkpoint is save_checkpoint
 
 
 def test_tools_install_the_loaders():
