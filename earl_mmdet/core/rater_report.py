@@ -9,11 +9,18 @@
 * ``em``: the EM estimates (per-rater confusion matrix, proficiency, precision, box error;
   :class:`~earl_mmdet.core.em.RaterEM`);
 * ``pairwise_f1``: for raters a and b, on the images both read, F1 = 2 TP / (n_a + n_b)
-  with TP the boxes matched one-to-one (greedy, IoU > ``iou_thr``, same label);
+  with TP the boxes matched one-to-one (greedy, IoU > ``iou_thr``, same label), for every
+  two raters who read a common image (sparse), and as a matrix over the 30 most active;
 * ``krippendorff_alpha``: Krippendorff's alpha for boxes (below);
 * ``partner_statistics``: how often and how closely one rater's boxes are met by
   another's (:func:`partner_statistics`, below), overall and per ordered rater pair, and
   the WBF agreement T distribution; the numbers docs/medmnist.md holds against VinDr-CXR.
+
+Scale. Nothing here is sized by the raters of the file squared or by clusters x raters:
+every image is clustered and paired at once (:func:`~earl_mmdet.core.matching.cluster_segments`,
+:func:`~earl_mmdet.core.matching.segment_iou_pairs`), the leave-one-out ``mv`` consensus of
+every (image, rater) is one batch, and the pair statistics are held only for the pairs of
+raters who read (or drew on) a common image.
 
 Partner statistics. For each image and each ordered pair (a, b) of distinct raters in its
 ``raters`` who *both drew at least one box there*, for each box x of a, take b's box with
