@@ -56,7 +56,7 @@ class ClusterTable:
         pattern_set (np.ndarray): (U,) the reader set of each pattern.
         pattern_count (np.ndarray): (U,) clusters with that pattern.
         entry_pattern (np.ndarray): (E,) the pattern of each entry (a box drawn in the
-            pattern's clusters), sorted.
+            pattern's clusters).
         entry_column (np.ndarray): (E,) its rater column.
         entry_label (np.ndarray): (E,) its label (< K).
         cluster_pattern (np.ndarray): (J,) the pattern of each cluster, in the order of the

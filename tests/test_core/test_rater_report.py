@@ -504,11 +504,22 @@ def test_leave_one_out_mv_equals_refitting(spec):
 
 
 @pytest.mark.filterwarnings('ignore:aggregator .mv.. quorum')
-def test_leave_one_out_mv_consensus_boxes_equal_mv():
+@pytest.mark.parametrize(
+    'batch',
+    [
+        1 << 22,  # the default: every leave-one-out image of these in one batch
+        1,  # one leave-one-out image per batch
+        200,  # a few per batch
+    ],
+)
+def test_leave_one_out_mv_consensus_boxes_equal_mv(monkeypatch, batch):
     # Boxes and labels, not only the counts: every image without each reader, clustered and
-    # voted on all together, gives mv's boxes on that image without the reader.
+    # voted on in batches, gives mv's boxes on that image without the reader.
+    from earl_mmdet.core import rater_report as rr
     from earl_mmdet.core.aggregators import build_aggregator
     from earl_mmdet.core.rater_report import _loo_consensus, _without
+
+    monkeypatch.setattr(rr, '_LOO_BATCH_PAIRS', batch)
 
     for spec in LOO_SPECS:
         agg = build_aggregator(spec)
