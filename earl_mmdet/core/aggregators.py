@@ -1,5 +1,5 @@
 """Truth inference behind one interface: ``na``, ``rater:<id>``, ``mv``, ``wbf``, ``em``,
-``presence_em``.
+``presence_em``, ``bayes``.
 
 An aggregator turns all raters' boxes of one image (:class:`RaterBoxes`) into one set of
 boxes with a per-box confidence c (:class:`FusedBoxes`). Aggregators that learn from the
@@ -21,6 +21,9 @@ name               what it does
 ``presence_em``    EM with per-rater sensitivity and false-positive propensity: each
                    cluster's posterior that it is a real object (presence) and its label
                    posterior (:mod:`earl_mmdet.core.presence_em`); box fused as ``em``.
+``bayes``          Bayesian rater model by variational EM: per-rater confusion with a
+                   background class and box precision, unseen sites modelled; soft class
+                   distribution per box (:mod:`earl_mmdet.core.bayes_raters`).
 =================  ==========================================================================
 
 Confidence modes (the confidence c, ``confidence=``; ``docs/aggregators.md``):
@@ -57,6 +60,7 @@ from .aggregator_base import (
     agreement_confidence,
     register_aggregator,
 )
+from .bayes_raters import BayesAggregator
 from .box_ops import check_iou_thr
 from .coco_io import FusedBoxes, RaterBoxes
 from .em import RaterEM
@@ -69,6 +73,7 @@ __all__ = [
     'CONFIG_AGGREGATORS',
     'AGGREGATORS',
     'Aggregator',
+    'BayesAggregator',
     'EMAggregator',
     'MajorityVoteAggregator',
     'NoAggregation',
@@ -80,7 +85,7 @@ __all__ = [
 ]
 
 #: Names shown in error messages, in the order of the documentation.
-_SPELLINGS = ('na', 'rater:<id>', 'mv', 'wbf', 'em', 'presence_em')
+_SPELLINGS = ('na', 'rater:<id>', 'mv', 'wbf', 'em', 'presence_em', 'bayes')
 
 AggregatorSpec = Union[str, Mapping]
 
@@ -575,7 +580,7 @@ def build_aggregator(spec: AggregatorSpec | Aggregator, **params: Any) -> Aggreg
 
     Args:
         spec (str | Mapping | Aggregator): ``'na'``, ``'rater:<id>'``, ``'mv'``, ``'wbf'``,
-            ``'em'``, ``'presence_em'``, or a dict with ``type`` set to one of them
+            ``'em'``, ``'presence_em'``, ``'bayes'``, or a dict with ``type`` set to one of them
             (``{'type': 'rater', 'rater': 'R8'}`` works too) plus parameters. An
             Aggregator is returned as is (then ``params`` must be empty).
         **params: constructor parameters; they override those in a dict spec.
