@@ -481,6 +481,7 @@ CONFIG_AGGREGATORS: dict[str, dict[str, Any]] = {
     'wbf': dict(type='wbf', iou_thr=0.4, confidence='agreement_ratio'),
     'em': dict(type='em', confidence='posterior'),
     'presence_em': dict(type='presence_em', confidence='presence'),
+    'bayes': dict(type='bayes', confidence='posterior'),
 }
 
 

@@ -432,7 +432,8 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         ``instances`` and ``num_raters`` of each data info are rebuilt as when the dataset
         loaded (float32 boxes and confidences as Python floats); the serialized data list
         is rebuilt too. Data-loader workers hold copies of the dataset: persistent ones
-        must be restarted to see the change (the hook does it).
+        must be restarted to see the change (the hook does it). ``cat_img_map`` keeps the
+        classes of the fusion at load time (``get_cat_ids`` reads the new ``instances``).
 
         Args:
             fused (Sequence[FusedBoxes]): one per image, in dataset order.
