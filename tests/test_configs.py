@@ -185,6 +185,10 @@ def test_medmnist_fusion_is_one_override_of_the_na_baseline():
     )
     assert fusions[base.format('wbf-soft')] == fusions[base.format('wbf-ignore')] == wbf
     assert fusions[base.format('rater-R1')] == dict(method='rater:R1')
+    # the mechanism ablations of the v3 study: the paper's boxes, or presence-EM's
+    assert fusions[base.format('wbf-earl-wsum')] == fusions[base.format('wbf-earl-obj')] == wbf
+    assert fusions[base.format('wbf-earl-na-like')] == dict(wbf, confidence='agreement')
+    assert fusions[base.format('presence-em')] == fusions[base.format('presence-em-earl')]
 
 
 @pytest.mark.parametrize(
@@ -193,6 +197,14 @@ def test_medmnist_fusion_is_one_override_of_the_na_baseline():
         ('wbf-soft', 'wbf-earl', dict(terms=('cls', 'bbox'), policy='soft')),
         ('wbf-ignore', 'wbf-earl', dict(terms=('cls', 'bbox'), policy='ignore', ignore_below=0.5)),
         ('presence-em-earl', 'em-earl', dict(terms=('cls', 'bbox'))),
+        # the v3 study's ablations of how c enters the loss
+        ('wbf-earl-wsum', 'wbf-earl', dict(terms=('cls', 'bbox'), normalize='weight_sum')),
+        ('wbf-earl-obj', 'wbf-earl', dict(terms=('cls', 'bbox', 'obj'))),
+        (
+            'wbf-earl-na-like',
+            'wbf-earl',
+            dict(terms=('cls', 'bbox', 'obj'), normalize='weight_sum'),
+        ),
     ],
 )
 def test_medmnist_policy_configs_differ_from_their_sibling_in_one_place(method, other, earl_cfg):
@@ -205,3 +217,13 @@ def test_medmnist_policy_configs_differ_from_their_sibling_in_one_place(method, 
     cfg['train_dataloader']['dataset'].pop('fusion')
     sib['train_dataloader']['dataset'].pop('fusion')
     assert cfg == sib
+
+
+def test_presence_em_ablation_is_its_earl_twin_on_the_stock_head():
+    """configs/medmnist presence-em: the presence-EM boxes of presence-em-earl, stock head."""
+    base = 'configs/medmnist/yolox_nano_{}_20e_medmnist-cpu.py'
+    stock, earl = (_load(base.format(m)).to_dict() for m in ('presence-em', 'presence-em-earl'))
+    assert stock['model']['bbox_head']['type'] == 'YOLOXHead'
+    earl['model']['bbox_head'] = dict(earl['model']['bbox_head'], type='YOLOXHead')
+    earl['model']['bbox_head'].pop('earl_cfg')
+    assert stock == earl

@@ -15,29 +15,38 @@ import importlib.util
 import os.path as osp
 import sys
 
+#: Name of the stand-in of ``earl_mmdet`` (see :func:`import_light`).
+_STAND_IN = '_earl_mmdet'
+
 
 def import_light(name: str):
     """``earl_mmdet.<name>`` (``'core.medmnist'``, ``'utils.cli'``) without the package's
     ``__init__``.
 
-    The stand-in package (``_earl_mmdet_core``, ...) keeps relative imports between the
-    modules of one subpackage working (``from .vindr import ...``); pickles never name it
-    because the tools write JSON and images only.
+    The stand-in package ``_earl_mmdet`` mirrors the package's folders (its subpackages
+    ``_earl_mmdet.core``, ... are stand-ins too), so relative imports keep working, within
+    a subpackage (``from .vindr import ...``) and across (``from ..core import ...``);
+    pickles never name it because the tools write JSON and images only.
     """
     if 'earl_mmdet' in sys.modules:
         return importlib.import_module(f'earl_mmdet.{name}')
     spec = importlib.util.find_spec('earl_mmdet')
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit('error: earl_mmdet not found; install it: pip install -e . (make install)')
-    subpackage, _, module = name.rpartition('.')
-    pkg_name = f'_earl_mmdet_{subpackage}'
-    if pkg_name not in sys.modules:
+    root = spec.submodule_search_locations[0]
+    parts = name.split('.')[:-1]
+    for depth in range(len(parts) + 1):
+        pkg_name = '.'.join([_STAND_IN, *parts[:depth]])
+        if pkg_name in sys.modules:
+            continue
         pkg = importlib.util.module_from_spec(
             importlib.machinery.ModuleSpec(pkg_name, None, is_package=True)
         )
-        pkg.__path__ = [osp.join(spec.submodule_search_locations[0], subpackage)]
+        pkg.__path__ = [osp.join(root, *parts[:depth])]
         sys.modules[pkg_name] = pkg
-    return importlib.import_module(f'{pkg_name}.{module}')
+        if depth:
+            setattr(sys.modules[pkg_name.rpartition('.')[0]], parts[depth - 1], pkg)
+    return importlib.import_module(f'{_STAND_IN}.{name}')
 
 
 def import_core(name: str):

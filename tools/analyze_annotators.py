@@ -17,7 +17,6 @@ radiologists.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import os.path as osp
@@ -34,6 +33,10 @@ from _common import (
 
 # The core modules are loaded with import_core in main(): numpy only, without importing torch
 # and mmdet through the package's __init__ (seconds that this tool does not need).
+safe_output = import_core('safe_output')
+
+#: The files written under --out.
+OUTPUTS = ('report.json', 'summary.md', 'pairwise_f1.png', 'confusion.png')
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -70,7 +73,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
     add_normalize_rater_ids_flag(p)
     args = p.parse_args(argv)
-    check_output_paths(p, folders=[('--out', args.out)])
+    check_output_paths(
+        p,
+        files=[('--out', osp.join(args.out, name)) for name in OUTPUTS],
+        folders=[('--out', args.out)],
+        inputs=[args.annotations],
+    )
     return args
 
 
@@ -191,7 +199,8 @@ def plot_pairwise(rep: dict, path: str) -> None:
     ax.set_title(f'pairwise IoU-F1 (IoU > {rep["iou_thr"]}, same label)')
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with safe_output.atomic_open(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=120)
     plt.close(fig)
 
 
@@ -222,7 +231,8 @@ def plot_confusion(rep: dict, path: str) -> None:
         ax.set_xlabel('said', fontsize=7)
         ax.set_ylabel('true (EM)', fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with safe_output.atomic_open(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=110)
     plt.close(fig)
 
 
@@ -237,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.annotations,
             repair=not args.no_repair,
             normalize_rater_ids=args.normalize_rater_ids,
+            merge_duplicate_images=args.merge_duplicate_images,
         )
         rep = rater_report(
             coco.images,
@@ -251,12 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     rep['source'] = os.fspath(args.annotations)
     rep['repairs'] = dict(coco.repairs)
-    os.makedirs(args.out, exist_ok=True)
-    with open(osp.join(args.out, 'report.json'), 'w', encoding='utf-8') as f:
-        json.dump(rep, f, indent=1, allow_nan=False)
+    safe_output.write_json(osp.join(args.out, 'report.json'), rep, indent=1, allow_nan=False)
     summary = markdown_summary(rep, args.annotations)
-    with open(osp.join(args.out, 'summary.md'), 'w', encoding='utf-8') as f:
-        f.write(summary)
+    safe_output.atomic_write(osp.join(args.out, 'summary.md'), summary)
     if not args.no_plots:
         plot_pairwise(rep, osp.join(args.out, 'pairwise_f1.png'))
         if rep['em'] is not None:

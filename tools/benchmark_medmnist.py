@@ -3,6 +3,7 @@
     python tools/benchmark_medmnist.py [--out work_dirs/benchmark] [--seeds 5]
         [--rater-seeds 2] [--epochs 12] [--methods na wbf wbf-earl ...] [--jobs 1]
         [--device auto|cpu|cuda] [--quick] [--sweep] [--report-only]
+        [--data-seed-follows-seed] [--val-interval N] [--ema config|ema|swa]
 
 Methods (configs/medmnist/yolox_nano_*_medmnist-cpu.py, a 2.2 M-parameter YOLOX at 128 px):
 
@@ -19,6 +20,14 @@ Methods (configs/medmnist/yolox_nano_*_medmnist-cpu.py, a 2.2 M-parameter YOLOX 
     presence-em-earl  presence-aware EM (rater sensitivity, false positives) + weighted
                       fusion + EARL head, c = P(real object)
 
+Ablations of how c enters the loss (docs/study_v3_design.md; run only when named):
+
+    wbf-earl-wsum     wbf-earl with the weight-sum normaliser (normalize='weight_sum')
+    wbf-earl-obj      wbf-earl with objectness weighted by c too (terms cls, bbox, obj)
+    wbf-earl-na-like  WBF boxes weighted as NA weights them: w = T on cls, box and
+                      objectness, weight-sum normaliser
+    presence-em       presence-em-earl's boxes on the stock head (every box weight 1)
+
 Design: the data are generated once per proficiency (``tools/make_medmnist.py --preset cpu``,
 data seed fixed); seed k drives initialisation, data order and augmentation of *every*
 method (``randomness.seed=k``), so methods are compared seed by seed (paired). Each run
@@ -34,6 +43,19 @@ Writes ``OUT/results.json`` (every run + summaries), ``OUT/results.md`` (mean an
 t-interval over seeds; paired differences to NA with their intervals, and the verdict
 "no detectable difference" where an interval covers 0) and ``OUT/*.png`` plots.
 
+The v3 study's options (docs/study_v3_design.md; without them a run gets the pilot's
+options exactly): ``--data-seed-follows-seed`` gives every replicate its own data (seed k
+on data seed ``--data-seed`` + k, cached as ``OUT/data/seed<S>/p<p>``), so a conclusion
+holds beyond one draw of images, raters and test set; ``--val-interval N`` validates on the
+gold validation set every N epochs and keeps the curve in each ``result.json``
+(``val_curve``: epoch, mAP, mAP_40; the report tabulates and plots it; validation does
+not change the training, RandomStateHook restores the random state after it);
+``--ema ema|swa`` tests weights that really average the last ``--ema-window`` (default
+0.2) of the iterations instead of the configs' ExpMomentumEMA, whose newest iterate
+weighs 0.32 after a 24-epoch run (earl_mmdet/engine/averaging.py; every ``result.json``
+records what its weights average, ``ema``). ``OUT/study.json`` records the data seed
+setting and ``--ema``, and a folder refuses runs with other settings.
+
 ``--quick``: one seed, na / wbf / wbf-earl, 2 epochs (a smoke run, <= 10 min on 2 cores).
 ``--sweep``: proficiency p in {0.6, 0.7, 0.8, 0.9} for na / wbf / wbf-earl / em-earl.
 ``--jobs N`` runs N trainings at once (each with its share of the CPU threads); on a
@@ -47,6 +69,7 @@ import functools
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import threading
@@ -58,6 +81,7 @@ from typing import Any
 
 import numpy as np
 from _common import (
+    check_output_paths,
     child_env,
     filter_third_party_warnings,
     fusion_cfg_options,
@@ -68,9 +92,12 @@ from _common import (
     train_log_status,
 )
 
+from earl_mmdet.core import safe_output
+from earl_mmdet.engine.averaging import EMA_MODES, ema_record, ema_setup
 from earl_mmdet.evaluation.predictions import fuse_predictions, load_predictions
 from earl_mmdet.evaluation.study import (
     METHODS,
+    STUDY_METHODS,
     Run,
     bootstrap_scores,
     markdown,
@@ -81,6 +108,7 @@ from earl_mmdet.evaluation.study import (
     rater_method,
     score_predictions,
     summarize,
+    val_curve_from_log,
 )
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -95,10 +123,44 @@ CONFIGS = {
     'wbf-ignore': 'yolox_nano_wbf-ignore_20e_medmnist-cpu.py',
     'presence-em-earl': 'yolox_nano_presence-em-earl_20e_medmnist-cpu.py',
     'rater': 'yolox_nano_rater-R1_20e_medmnist-cpu.py',
+    # the mechanism ablations (docs/study_v3_design.md)
+    'wbf-earl-wsum': 'yolox_nano_wbf-earl-wsum_20e_medmnist-cpu.py',
+    'wbf-earl-obj': 'yolox_nano_wbf-earl-obj_20e_medmnist-cpu.py',
+    'wbf-earl-na-like': 'yolox_nano_wbf-earl-na-like_20e_medmnist-cpu.py',
+    'presence-em': 'yolox_nano_presence-em_20e_medmnist-cpu.py',
 }
+
 SWEEP_P = (0.6, 0.7, 0.8, 0.9)
 SWEEP_METHODS = ('na', 'wbf', 'wbf-earl', 'em-earl')
 ENSEMBLE_IOU = 0.55  # tools/ensemble_predictions.py default
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The data of a study: ``tools/make_medmnist.py --preset PRESET --seed S ARGS``.
+
+    With ``follows_seed`` every replicate has its own data: seed k trains on data drawn
+    with data seed ``data_seed + k`` (images, raters, test set), so a conclusion holds
+    beyond one draw; otherwise every seed shares data seed ``data_seed`` (the pilot).
+    """
+
+    preset: str = 'cpu'
+    data_seed: int = 0
+    args: tuple[str, ...] = ()
+    follows_seed: bool = False
+
+    def seed_of(self, run: Run) -> int:
+        """The data seed ``run`` trains and is tested on."""
+        return self.data_seed + run.seed if self.follows_seed else self.data_seed
+
+    def settings(self) -> dict:
+        """What ``OUT/study.json`` records (the pilot's keys; more only when set)."""
+        out: dict[str, Any] = dict(
+            preset=self.preset, data_seed=self.data_seed, data_args=list(self.args)
+        )
+        if self.follows_seed:
+            out['data_seed_follows_seed'] = True
+        return out
 
 
 @dataclass
@@ -111,26 +173,69 @@ class Study:
     workers: int = 0
     lock: str | None = None
     threads: int | None = None  # per training; None: the CPU cores shared among the jobs
+    data: DataSpec = DataSpec()
+    val_interval: int = 0  # validate on the gold validation set every N epochs (0: never)
+    ema: str = 'config'  # one of EMA_MODES
+    ema_window: float = 0.2  # 'ema' / 'swa': the share of the iterations averaged
 
 
 # ----------------------------------------------------------------------------- running
 
 
-def data_dir(out: str, p: float) -> str:
-    return osp.join(out, 'data', f'p{p:g}')
+def data_dir(out: str, p: float, data_seed: int | None = None) -> str:
+    """``OUT/data/p<p>`` (one data seed for the study) or ``OUT/data/seed<S>/p<p>`` (data
+    seed S of a study whose data follow the seed)."""
+    if data_seed is None:
+        return osp.join(out, 'data', f'p{p:g}')
+    return osp.join(out, 'data', f'seed{data_seed}', f'p{p:g}')
+
+
+def run_data_dir(out: str, data: DataSpec, run: Run) -> str:
+    """The data folder ``run`` trains on."""
+    return data_dir(out, run.proficiency, data.seed_of(run) if data.follows_seed else None)
 
 
 def ensure_data(
-    out: str, p: float, data_seed: int, extra: Sequence[str] = (), preset: str = 'cpu'
+    out: str,
+    p: float,
+    data_seed: int,
+    extra: Sequence[str] = (),
+    preset: str = 'cpu',
+    per_seed: bool = False,
 ) -> str:
-    d = data_dir(out, p)
+    """Generate the data once (``meta.json``, written last, marks a finished set); the
+    generator gives the same bytes for the same seed and flags."""
+    d = data_dir(out, p, data_seed if per_seed else None)
     if osp.isfile(osp.join(d, 'meta.json')):
         return d
     cmd = ['tools/make_medmnist.py', '--preset', preset, '--out', d]
     cmd += ['--seed', str(data_seed), '--proficiency', str(p), '--overwrite', *extra]
-    print(f'generating MED-MNIST ({preset} preset, p = {p:g}) in {d}', flush=True)
+    print(
+        f'generating MED-MNIST ({preset} preset, p = {p:g}, data seed {data_seed}) in {d}',
+        flush=True,
+    )
     _python(cmd, log=None, env=_env(1, 'cpu'))
     return d
+
+
+def ensure_study_data(
+    out: str, data: DataSpec, proficiencies: Sequence[float], seeds: int
+) -> dict[float, list[str]]:
+    """Generate the data of seeds ``0..seeds-1`` at every p (one set per data seed and p;
+    one per p when the data do not follow the seed). Returns the raters per p, checked to
+    be the same in every data seed (the plan names one model per rater)."""
+    raters_by_p: dict[float, list[str]] = {}
+    for p in proficiencies:
+        data_seeds = sorted({data.seed_of(Run('na', s, p, 0)) for s in range(seeds)})
+        for seed in data_seeds:
+            d = ensure_data(out, p, seed, data.args, data.preset, data.follows_seed)
+            ids = rater_ids(d)
+            if raters_by_p.setdefault(p, ids) != ids:
+                raise SystemExit(
+                    f'{d}/train.json: raters {ids} differ from those of the other data seeds '
+                    f'({raters_by_p[p]}); a study of per-rater models needs the same raters'
+                )
+    return raters_by_p
 
 
 def check_settings(out: str, settings: dict) -> None:
@@ -169,8 +274,22 @@ def rater_ids(d: str) -> list[str]:
     return sorted(ids)
 
 
-def cfg_options(run: Run, d: str, workers: int = 0) -> list[str]:
-    opts = medmnist_cfg_options(d, run.epochs, run.seed, val=False)
+def cfg_options(
+    run: Run,
+    d: str,
+    workers: int = 0,
+    val_interval: int = 0,
+    ema: str = 'config',
+    ema_window: float = 0.2,
+) -> list[str]:
+    """The ``--cfg-options`` of ``run``'s training and test on the data in ``d``.
+
+    ``val_interval`` > 0 validates on the gold validation set every that many epochs (the
+    curve of :func:`read_val_curve`); ``ema`` other than ``'config'`` replaces the config's
+    EMA (:func:`ema_setup`). The defaults give the pilot's options exactly.
+    """
+    val = val_interval > 0
+    opts = medmnist_cfg_options(d, run.epochs, run.seed, val=val, val_interval=val_interval or None)
     opts += [
         f'default_hooks.checkpoint.interval={run.epochs}',
         f'train_dataloader.num_workers={workers}',
@@ -179,13 +298,31 @@ def cfg_options(run: Run, d: str, workers: int = 0) -> list[str]:
         f'test_dataloader.persistent_workers={workers > 0}',
         'default_hooks.logger.interval=50',
     ]
+    if val:
+        opts += [
+            f'val_dataloader.num_workers={workers}',
+            f'val_dataloader.persistent_workers={workers > 0}',
+        ]
     cfg = _config(config_of(run))
     canvas = canvas_of(d)
     if canvas != input_size(cfg):  # e.g. 96 px study data, 128 px configs
-        opts += image_size_cfg_options(cfg, canvas)
+        loaders = ('train_dataloader', 'test_dataloader') + (('val_dataloader',) if val else ())
+        opts += image_size_cfg_options(cfg, canvas, loaders)
     if (rater := method_rater(run.method)) is not None:  # one config for every rater
         opts += fusion_cfg_options(cfg, method=f'rater:{rater}')
+    if ema != 'config':
+        hooks = cfg.get('custom_hooks')
+        opts += ema_setup(hooks, train_iters(cfg, d, run.epochs), ema, ema_window)[0]
     return opts
+
+
+def train_iters(cfg: Any, d: str, epochs: int) -> int:
+    """Training iterations of ``epochs`` on the data in ``d``: one batch per
+    ``train_dataloader.batch_size`` images of ``train.json`` (the last one partial)."""
+    with open(osp.join(d, 'train.json')) as f:
+        images = len(json.load(f)['images'])
+    batch = int(cfg['train_dataloader']['batch_size'])
+    return epochs * -(-images // batch)
 
 
 @functools.cache
@@ -240,10 +377,8 @@ def load_result(out: str, run: Run) -> dict | None:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)  # a killed run never leaves a half-written result
+    # Temporary file + rename: a killed run never leaves a half-written result.
+    safe_output.write_json(path, obj, indent=1)
 
 
 def _gold(d: str) -> tuple[str, dict]:
@@ -266,12 +401,13 @@ def train_and_score(study: Study, run: Run, threads: int) -> dict:
 
 
 def _train_and_score(study: Study, run: Run, threads: int) -> dict:
-    d = data_dir(study.out, run.proficiency)
+    d = run_data_dir(study.out, study.data, run)
     wd = run_dir(study.out, run)
     os.makedirs(wd, exist_ok=True)
     config = config_of(run)
-    opts = cfg_options(run, d, study.workers)
+    opts = cfg_options(run, d, study.workers, study.val_interval, study.ema, study.ema_window)
     env = _env(threads, study.device)
+    before = set(os.listdir(wd))
     t0 = time.time()
     _python(
         ['tools/train.py', config, '--work-dir', wd, '--cfg-options', *opts],
@@ -279,6 +415,10 @@ def _train_and_score(study: Study, run: Run, threads: int) -> dict:
         env,
     )
     t1 = time.time()
+    extra: dict[str, Any] = {}
+    if study.val_interval:
+        extra['val_interval'] = study.val_interval
+        extra['val_curve'] = read_val_curve(wd, before)
     ckpt = osp.join(wd, f'epoch_{run.epochs}.pth')
     preds_path = osp.join(wd, 'preds.pkl')
     test = ['tools/test.py', config, ckpt, '--work-dir', wd, '--out', preds_path]
@@ -286,6 +426,7 @@ def _train_and_score(study: Study, run: Run, threads: int) -> dict:
     t2 = time.time()
     gold_path, gold = _gold(d)
     metrics = score_predictions(load_predictions(preds_path, gold), gold_path, gold)
+    cfg = _config(config)
     result = run_record(
         run,
         study,
@@ -295,6 +436,11 @@ def _train_and_score(study: Study, run: Run, threads: int) -> dict:
         train_s=round(t1 - t0, 1),
         test_s=round(t2 - t1, 1),
         threads=threads,
+        data_seed=study.data.seed_of(run),
+        ema=ema_record(
+            cfg.get('custom_hooks'), train_iters(cfg, d, run.epochs), study.ema, study.ema_window
+        ),
+        **extra,
     )
     if os.environ.get('EARL_BENCH_KEEP_CKPT') != '1':
         for name in os.listdir(wd):
@@ -318,6 +464,28 @@ def run_record(run: Run, study: Study, metrics: dict, **extra: Any) -> dict:
     )
 
 
+def read_val_curve(wd: str, before: set[str]) -> list[dict]:
+    """The validation curve of the training that wrote ``wd``'s newest run folder (one of
+    those not in ``before``): mmengine's scalar log ``<timestamp>/vis_data/<timestamp>.json``
+    (:func:`~earl_mmdet.evaluation.study.val_curve_from_log`).
+
+    Raises:
+        RuntimeError: no new run folder, or its log holds no validation.
+    """
+    stamps = sorted(n for n in set(os.listdir(wd)) - before if re.fullmatch(r'\d{8}_\d{6}', n))
+    if not stamps:
+        raise RuntimeError(f'{wd}: the training left no <timestamp> folder with its log')
+    path = osp.join(wd, stamps[-1], 'vis_data', f'{stamps[-1]}.json')
+    try:
+        with open(path) as f:
+            curve = val_curve_from_log(f)
+    except OSError as e:
+        raise RuntimeError(f'{path}: no scalar log ({e})') from e
+    if not curve:
+        raise RuntimeError(f'{path}: no validation results (coco/mAP) in the scalar log')
+    return curve
+
+
 def ensemble_predictions(out: str, run: Run, members: Sequence[str], gold: dict) -> dict:
     """WBF (IoU ENSEMBLE_IOU) of the member runs' test predictions for ``run``'s seed."""
     preds = [
@@ -331,7 +499,7 @@ def ensemble_predictions(out: str, run: Run, members: Sequence[str], gold: dict)
 
 
 def ensemble_and_score(study: Study, run: Run, raters: Sequence[str]) -> dict:
-    d = data_dir(study.out, run.proficiency)
+    d = run_data_dir(study.out, study.data, run)
     gold_path, gold = _gold(d)
     members = [rater_method(r) for r in raters]
     fused = ensemble_predictions(study.out, run, members, gold)
@@ -339,7 +507,14 @@ def ensemble_and_score(study: Study, run: Run, raters: Sequence[str]) -> dict:
     wd = run_dir(study.out, run)
     os.makedirs(wd, exist_ok=True)
     result = run_record(
-        run, study, metrics, members=members, wbf_iou_thr=ENSEMBLE_IOU, train_s=0.0, test_s=0.0
+        run,
+        study,
+        metrics,
+        members=members,
+        wbf_iou_thr=ENSEMBLE_IOU,
+        train_s=0.0,
+        test_s=0.0,
+        data_seed=study.data.seed_of(run),
     )
     _write_json(osp.join(wd, 'result.json'), result)
     return result
@@ -440,11 +615,11 @@ def add_bootstrap(study: Study, runs: list[Run], num: int) -> None:
     for r in runs:
         if r.seed == 0:
             groups.setdefault((r.proficiency, r.epochs), []).append(r)
-    for (p, _), members in groups.items():
+    for members in groups.values():
         results = {r: load_result(study.out, r) for r in members}
         if all(res is not None and 'bootstrap' in res for res in results.values()):
             continue
-        d = data_dir(study.out, p)
+        d = run_data_dir(study.out, study.data, members[0])
         _, gold = _gold(d)
         preds = {}
         for r in members:
@@ -529,8 +704,7 @@ def report(out: str, command: str, device: str, runs_json: str | None = None) ->
         meta['study'] = study_settings
     _write_json(osp.join(out, 'results.json'), dict(meta=meta, summary=summary, runs=results))
     md = markdown(summary, meta)
-    with open(osp.join(out, 'results.md'), 'w') as f:
-        f.write(md + '\n')
+    safe_output.atomic_write(osp.join(out, 'results.md'), md + '\n')
     pngs = plots(summary, out)
     print('\n' + md)
     print(f'written: {osp.join(out, "results.json")}, {osp.join(out, "results.md")}, {pngs}')
@@ -559,6 +733,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         '--data-args', default='', help='extra make_medmnist.py flags, e.g. "--num-train 64"'
+    )
+    p.add_argument(
+        '--data-seed-follows-seed',
+        action='store_true',
+        help='each replicate a fresh draw of data, raters and test set: seed k trains on data '
+        'seed DATA_SEED + k (OUT/data/seed<S>/p<p>); default: every seed on data seed '
+        'DATA_SEED (the pilot)',
+    )
+    p.add_argument(
+        '--val-interval',
+        type=int,
+        default=0,
+        metavar='N',
+        help="validate on the gold validation set every N epochs and after the last; each run's "
+        'result.json keeps the curve (val_curve: epoch, mAP, mAP_40). Default 0: none',
+    )
+    p.add_argument(
+        '--ema',
+        choices=EMA_MODES,
+        default='config',
+        help="the averaged weights that are tested: 'config' the config's EMA (ExpMomentumEMA, "
+        "which barely averages: the pilot); 'ema' an EMA whose span is --ema-window of the "
+        "iterations; 'swa' the uniform mean of the last --ema-window of the iterates",
+    )
+    p.add_argument(
+        '--ema-window',
+        type=float,
+        default=0.2,
+        help="share of the training iterations that --ema 'ema' / 'swa' average (default 0.2)",
     )
     p.add_argument('--jobs', type=int, default=1, help='trainings at once (default 1)')
     p.add_argument(
@@ -598,14 +801,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if args.proficiency == [0.8]:
             args.proficiency = list(SWEEP_P)
         args.methods = args.methods or list(SWEEP_METHODS)
-    args.methods = args.methods or list(METHODS)
+    args.methods = args.methods or list(STUDY_METHODS)
     if 'ensemble' in args.methods and 'rater' not in args.methods:
         p.error('ensemble needs the rater runs: add rater to --methods')
     if min(args.seeds, args.jobs, args.threads or 1) < 1 or args.rater_seeds < 0:
         p.error('--seeds, --jobs and --threads must be >= 1, --rater-seeds >= 0')
     if args.epochs < 2:
         p.error('--epochs must be >= 2 (1 warm-up epoch + cosine schedule)')
+    if args.val_interval < 0:
+        p.error(f'--val-interval must be >= 0, got {args.val_interval}')
+    if not 0 < args.ema_window <= 1:
+        p.error(f'--ema-window must lie in (0, 1], got {args.ema_window}')
+    check_output_paths(p, folders=[('--out', args.out)])
     return args
+
+
+def study_settings(args: argparse.Namespace) -> tuple[DataSpec, dict]:
+    """The study's data and what ``OUT/study.json`` records: the data settings, and the
+    training settings that change results (``--ema`` other than 'config'). Recorded only
+    when set, so the pilot's folders and committed files keep matching."""
+    data = DataSpec(
+        args.preset, args.data_seed, tuple(args.data_args.split()), args.data_seed_follows_seed
+    )
+    settings = data.settings()
+    if args.ema != 'config':
+        settings['ema'] = dict(mode=args.ema, window=args.ema_window)
+    return data, settings
 
 
 def _sigterm(signum: int, frame: Any) -> None:
@@ -628,18 +849,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     os.makedirs(args.out, exist_ok=True)
     if not args.report_only:
-        settings = dict(
-            preset=args.preset, data_seed=args.data_seed, data_args=args.data_args.split()
-        )
+        data, settings = study_settings(args)
         committed = read_runs_json(args.runs_json, settings) if args.runs_json else []
         check_settings(args.out, settings)
-        raters_by_p = {}
-        for p in args.proficiency:
-            d = ensure_data(args.out, p, args.data_seed, args.data_args.split(), args.preset)
-            raters_by_p[p] = rater_ids(d)
+        raters_by_p = ensure_study_data(args.out, data, args.proficiency, args.seeds)
         runs = plan(
             args.methods, args.seeds, args.rater_seeds, args.proficiency, args.epochs, raters_by_p
         )
+        train = dict(val_interval=args.val_interval, ema=args.ema, ema_window=args.ema_window)
         if args.dry_run:  # each run and the --cfg-options its training gets
             given = {
                 Run(c['method'], c['seed'], c['proficiency'], c['epochs']).key for c in committed
@@ -649,12 +866,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                 done = '(done)' if load_result(args.out, r) else ''
                 print(r.key, config, done or ('(in --runs-json)' if r.key in given else ''))
                 if r.method != 'ensemble':
-                    d = data_dir(args.out, r.proficiency)
-                    print('   ', ' '.join(cfg_options(r, d, args.workers)))
+                    d = run_data_dir(args.out, data, r)
+                    print('   ', ' '.join(cfg_options(r, d, args.workers, **train)))
             return
         if committed:
             import_runs(args.out, committed, runs, args.runs_json)
-        study = Study(args.out, device, args.jobs, args.workers, args.lock, args.threads)
+        study = Study(
+            args.out, device, args.jobs, args.workers, args.lock, args.threads, data, **train
+        )
         execute(study, runs, raters_by_p)
         if args.bootstrap:
             add_bootstrap(study, runs, args.bootstrap)

@@ -23,7 +23,12 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from _common import check_output_paths, filter_third_party_warnings, read_config
+from _common import (
+    CfgOptionsAction,
+    check_output_paths,
+    filter_third_party_warnings,
+    read_config,
+)
 
 
 def _inner_dataset_cfg(cfg_dataset: dict) -> dict:
@@ -65,8 +70,6 @@ def build_browse_dataset(cfg, split: str = 'train', method: str | None = None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     filter_third_party_warnings()
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     parser.add_argument('--out', required=True, help='output directory for the PNGs')
@@ -76,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         '--method', help="aggregator instead of the config's fusion (e.g. wbf, mv, rater:R1)"
     )
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, help='key=value config overrides'
+        '--cfg-options', nargs='+', action=CfgOptionsAction, help='key=value config overrides'
     )
     args = parser.parse_args(argv)
     check_output_paths(parser, folders=[('--out', args.out)])
@@ -84,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import cv2
 
     import earl_mmdet  # noqa: F401  (registers the dataset and transforms)
+    from earl_mmdet.core.safe_output import atomic_write
     from earl_mmdet.utils.draw import render
 
     try:  # as train/test read it: data_root=DIR moves every dataset path
@@ -112,8 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         stem = osp.splitext(osp.basename(res['img_path']))[0]
         path = osp.join(args.out, f'{i:05d}_{stem}.png')
-        if not cv2.imwrite(path, canvas):
-            raise OSError(f'could not write {path}')
+        ok, png = cv2.imencode('.png', canvas)
+        if not ok:
+            raise OSError(f'could not encode {path}')
+        atomic_write(path, png.tobytes(), inputs=[args.config])
     sys.stdout.write(f'wrote {n} image(s) to {args.out}\n')
     return 0
 

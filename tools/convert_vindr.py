@@ -10,7 +10,12 @@ Writes under ``--out``: ``train.json`` (+ ``val.json`` with ``--val-fraction``) 
 ``test.json``; ``images/{train,test}/<image_id>.png`` (8-bit, VOI LUT / window applied,
 MONOCHROME1 inverted; ``file_name`` is relative to ``images/<split>/``; train and val
 images share ``images/train/``); ``convert_<split>_meta.json`` (arguments, counts,
-repairs, rater filter). See docs/vindr.md.
+repairs, rater filter, ``pngs``: how many PNGs were converted, reused or converted again).
+Each PNG records the settings it was made with (text chunk ``earl_convert``: ``resize``,
+``voi_lut``); a rerun reuses only PNGs made with the same settings and converts the others
+again (counted, logged); ``--overwrite`` converts every one. Files are written to a
+temporary file and renamed, and no output may be the label CSV or size table. See
+docs/vindr.md.
 
 Examples::
 
@@ -39,8 +44,12 @@ import time
 from _common import check_output_paths, import_core, progress
 
 vindr = import_core('vindr')
+safe_output = import_core('safe_output')
 
 DICOM_SUFFIXES = ('.dicom', '.dcm', '')
+
+#: PNG text chunk that records the conversion settings of the image (see _convert_one).
+SETTINGS_KEY = 'earl_convert'
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -119,7 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         '--overwrite',
         action='store_true',
-        help='re-convert PNGs that already exist (default: reuse them)',
+        help='re-convert PNGs that already exist (default: reuse those made with the same '
+        'settings)',
     )
     p.add_argument('-v', '--verbose', action='store_true', help='log every repair')
     a = p.parse_args(argv)
@@ -135,7 +145,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error('--skip-images needs image sizes: pass --size-table or --dicom-dir')
     if a.workers < 1:
         p.error(f'--workers must be >= 1, got {a.workers}')
-    check_output_paths(p, folders=[('--out', a.out)])
+    names = ['test'] if a.split == 'test' else ['train', 'val']
+    check_output_paths(
+        p,
+        files=[('--out', osp.join(a.out, f'{n}.json')) for n in names]
+        + [('--out', osp.join(a.out, f'convert_{a.split}_meta.json'))],
+        folders=[('--out', a.out)],
+        inputs=[a.csv, a.size_table],
+    )
     if osp.isdir(a.csv):
         p.error(f'--csv {a.csv} is a folder; give the label CSV file')
     return a
@@ -191,20 +208,33 @@ def dicom_to_uint8(path: str, voi_lut: bool = True):
     return vindr.to_uint8(arr, getattr(ds, 'PhotometricInterpretation', 'MONOCHROME2'))
 
 
-def _convert_one(task: tuple) -> tuple[str, tuple[int, int], tuple[int, int]]:
-    """Convert one DICOM to PNG (or reuse an existing PNG of the right size)."""
-    from PIL import Image
+def conversion_settings(resize: int | None, voi_lut: bool) -> str:
+    """What a PNG records of how it was made (its ``earl_convert`` text chunk)."""
+    return json.dumps(dict(resize=resize, voi_lut=voi_lut), sort_keys=True)
+
+
+def _convert_one(task: tuple) -> tuple[str, tuple[int, int], tuple[int, int], str]:
+    """Convert one DICOM to PNG, or reuse an existing PNG made with the same settings.
+
+    Returns (image_id, DICOM size, PNG size, what was done): ``'converted'`` (no PNG
+    before, or ``--overwrite``), ``'reused'``, or ``'reconverted'`` (a PNG was there but
+    made with other settings, by a version that did not record them, or damaged).
+    """
+    from PIL import Image, PngImagePlugin
 
     image_id, dicom_path, png_path, resize, voi_lut, overwrite = task
+    settings = conversion_settings(resize, voi_lut)
+    done = 'converted'
     if not overwrite and osp.isfile(png_path):
+        done = 'reconverted'
         w0, h0 = dicom_size(dicom_path)
         try:
-            with Image.open(png_path) as im:
-                size = im.size
+            with Image.open(png_path) as im:  # text chunks before the pixels: no decoding
+                size, made_with = im.size, im.info.get(SETTINGS_KEY)
         except OSError:  # a damaged PNG of an earlier run: convert again
-            size = None
-        if size == vindr.resized_size(w0, h0, resize):
-            return image_id, (w0, h0), size
+            size = made_with = None
+        if size == vindr.resized_size(w0, h0, resize) and made_with == settings:
+            return image_id, (w0, h0), size, 'reused'
     u8 = dicom_to_uint8(dicom_path, voi_lut)
     h0, w0 = u8.shape
     size = vindr.resized_size(w0, h0, resize)
@@ -212,10 +242,12 @@ def _convert_one(task: tuple) -> tuple[str, tuple[int, int], tuple[int, int]]:
     if size != (w0, h0):
         # PIL widens the filter support when shrinking: antialiased downscaling.
         img = img.resize(size, Image.Resampling.BILINEAR)
-    tmp = png_path + '.tmp'
-    img.save(tmp, format='PNG')
-    os.replace(tmp, png_path)  # never leave a truncated PNG that a rerun would reuse
-    return image_id, (w0, h0), size
+    info = PngImagePlugin.PngInfo()
+    info.add_text(SETTINGS_KEY, settings)
+    # Temporary file + rename: never a truncated PNG that a rerun would reuse.
+    with safe_output.atomic_open(png_path, 'wb') as f:
+        img.save(f, format='PNG', pnginfo=info)
+    return image_id, (w0, h0), size, done
 
 
 # --------------------------------------------------------------------------- main
@@ -302,8 +334,19 @@ def convert(a: argparse.Namespace) -> dict:
             results = list(
                 progress(map(_convert_one, tasks), len(tasks), f'{split_dir} DICOM -> PNG')
             )
-        for image_id, orig, size in results:
+        done: dict[str, list[str]] = {}
+        for image_id, orig, size, what in results:
             sizes[image_id], resized[image_id] = orig, size
+            done.setdefault(what, []).append(image_id)
+        meta['pngs'] = {k: len(v) for k, v in sorted(done.items())}
+        again = sorted(done.get('reconverted', []))
+        if again:
+            print(
+                f'{img_dir}: {len(again)} existing PNGs were made with other conversion '
+                f'settings (or without a record of them) and were converted again '
+                f'({conversion_settings(a.resize, not a.no_voi_lut)}), e.g. {again[:3]}',
+                file=sys.stderr,
+            )
 
     info = dict(
         description='VinDr-CXR converted by earl-mmdet tools/convert_vindr.py',
@@ -340,16 +383,19 @@ def convert(a: argparse.Namespace) -> dict:
         for k, v in repairs.items():
             total_repairs[k] = total_repairs.get(k, 0) + v
         path = osp.join(a.out, f'{name}.json')
-        with open(path, 'w', encoding='utf-8') as f:
-            f.write(json.dumps(coco, sort_keys=True, separators=(',', ':')) + '\n')
+        text = json.dumps(coco, sort_keys=True, separators=(',', ':')) + '\n'
+        safe_output.atomic_write(path, text, inputs=[a.csv, a.size_table])
         n_neg = len(coco['images']) - len({x['image_id'] for x in coco['annotations']})
         meta['files'][name] = dict(
             images=len(coco['images']), boxes=len(coco['annotations']), negative_images=n_neg
         )
     meta['repairs'] = total_repairs
     meta['classes'] = labels.classes
-    with open(osp.join(a.out, f'convert_{a.split}_meta.json'), 'w', encoding='utf-8') as f:
-        f.write(json.dumps(meta, sort_keys=True, indent=1) + '\n')
+    safe_output.atomic_write(
+        osp.join(a.out, f'convert_{a.split}_meta.json'),
+        json.dumps(meta, sort_keys=True, indent=1) + '\n',
+        inputs=[a.csv, a.size_table],
+    )
     meta['_seconds'] = time.time() - t0
     return meta
 

@@ -92,6 +92,8 @@ def main(argv=None) -> None:
     _step('4/4 evaluate on the gold test set (1,000 images, never seen digits)')
     ckpt = osp.join(args.work_dir, f'epoch_{epochs}.pth')
     report = osp.join(args.work_dir, 'report.json')
+    md = osp.splitext(report)[0] + '.md'
+    # Both named: a second demo in the same work dir replaces its own report.md.
     _run(
         [
             'tools/test.py',
@@ -101,11 +103,13 @@ def main(argv=None) -> None:
             args.work_dir,
             '--out',
             report,
+            '--out',
+            md,
             '--cfg-options',
             *opts,
         ]
     )
-    md = osp.join(ROOT, osp.splitext(report)[0] + '.md')
+    md = osp.join(ROOT, md)
     print()
     with open(md) as f:
         print(f.read())

@@ -31,13 +31,17 @@ each model alone) and ``report.md``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import os.path as osp
+import pickle
 import sys
 from collections.abc import Sequence
 
-from _common import check_output_paths, filter_third_party_warnings
+from _common import check_output_paths, filter_third_party_warnings, import_core
+
+safe_output = import_core('safe_output')
+
+#: The files written under --out-dir.
+OUTPUTS = ('fused.bbox.json', 'report.json', 'report.md')
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -67,13 +71,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--no-eval-inputs', action='store_true', help='skip evaluating each input')
     args = p.parse_args(argv)
-    check_output_paths(p, folders=[('--out-dir', args.out_dir)])
+    check_output_paths(
+        p,
+        files=[('--out-dir', osp.join(args.out_dir, name)) for name in OUTPUTS],
+        folders=[('--out-dir', args.out_dir)],
+        inputs=[*args.preds, args.gt],
+    )
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     filter_third_party_warnings()
     args = parse_args(argv)
+    from earl_mmdet.core.coco_io import read_json
     from earl_mmdet.evaluation.predictions import (
         evaluate,
         fuse_predictions,
@@ -82,21 +92,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from earl_mmdet.evaluation.report import write_markdown_report
 
-    with open(args.gt, encoding='utf-8') as f:
-        gold = json.load(f)
-    models = [load_predictions(p, gold) for p in args.preds]
-    fused = fuse_predictions(
-        models,
-        gold,
-        weights=args.weights,
-        iou_thr=args.iou_thr,
-        skip_box_thr=args.skip_box_thr,
-        conf_type=args.conf_type,
-    )
-    os.makedirs(args.out_dir, exist_ok=True)
+    try:  # bad inputs are one line, not a traceback
+        gold = read_json(args.gt)
+        models = [load_predictions(p, gold) for p in args.preds]
+        fused = fuse_predictions(
+            models,
+            gold,
+            weights=args.weights,
+            iou_thr=args.iou_thr,
+            skip_box_thr=args.skip_box_thr,
+            conf_type=args.conf_type,
+        )
+    except (ValueError, OSError, pickle.UnpicklingError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    inputs = [*args.preds, args.gt]
     fused_path = osp.join(args.out_dir, 'fused.bbox.json')
-    with open(fused_path, 'w', encoding='utf-8') as f:
-        json.dump(to_coco_results(fused, gold), f)
+    safe_output.write_json(fused_path, to_coco_results(fused, gold), inputs=inputs)
 
     kw = dict(backend=args.backend, max_dets=args.max_dets, kaggle=args.kaggle)
     if args.kaggle:
@@ -122,10 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             conf_type=args.conf_type,
         ),
     )
-    with open(osp.join(args.out_dir, 'report.json'), 'w', encoding='utf-8') as f:
-        json.dump(report, f, indent=1)
+    safe_output.write_json(osp.join(args.out_dir, 'report.json'), report, inputs=inputs, indent=1)
     text = write_markdown_report(
-        report, osp.join(args.out_dir, 'report.md'), title='WBF ensemble of predictions'
+        report,
+        osp.join(args.out_dir, 'report.md'),
+        title='WBF ensemble of predictions',
+        inputs=inputs,
     )
     sys.stdout.write(text)
     return 0

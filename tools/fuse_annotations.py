@@ -36,6 +36,8 @@ from _common import (
 # The core modules are loaded with import_core: numpy only, without importing torch and
 # mmdet through the package's __init__ (seconds that this tool does not need).
 
+safe_output = import_core('safe_output')
+
 #: Deprecated ``--score`` values -> ``--confidence`` values (the core's table, plus the
 #: unchanged 'posterior').
 _OLD_SCORES = {**import_core('aggregator_base').LEGACY_CONFIDENCE_MODES, 'posterior': 'posterior'}
@@ -69,20 +71,30 @@ def _quorum(text: str) -> int | float:
         ) from None
 
 
-def _weights(text: str) -> dict[str, float]:
+class _Weights(dict):
+    """{rater: weight}, with the file it was read from (``source``; None: given inline)."""
+
+    source: str | None = None
+
+
+def _weights(text: str) -> _Weights:
     """'R1=0.9,R2=0.7' or a JSON object / JSON file path -> {rater: weight}."""
+    source = None
     if osp.isfile(text):
+        source = text
         with open(text, encoding='utf-8') as f:
             text = f.read()
     text = text.strip()
     try:
         if text.startswith('{'):
             data = json.loads(text)
-            return {str(k): float(v) for k, v in data.items()}
-        out = {}
-        for part in text.split(','):
-            k, v = part.split('=')
-            out[k.strip()] = float(v)
+            out = _Weights({str(k): float(v) for k, v in data.items()})
+        else:
+            out = _Weights()
+            for part in text.split(','):
+                k, v = part.split('=')
+                out[k.strip()] = float(v)
+        out.source = source
         return out
     except (ValueError, json.JSONDecodeError, AttributeError):
         raise argparse.ArgumentTypeError(
@@ -174,7 +186,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             f'warning: --score is deprecated; use --confidence {args.confidence}',
             file=sys.stderr,
         )
-    check_output_paths(p, files=[('output', args.output)])
+    weights_file = getattr(args.rater_weights, 'source', None)
+    check_output_paths(p, files=[('output', args.output)], inputs=[args.input, weights_file])
     return args
 
 
@@ -202,7 +215,10 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
     load_multirater_coco = import_core('coco_io').load_multirater_coco
 
     coco = load_multirater_coco(
-        args.input, repair=not args.no_repair, normalize_rater_ids=args.normalize_rater_ids
+        args.input,
+        repair=not args.no_repair,
+        normalize_rater_ids=args.normalize_rater_ids,
+        merge_duplicate_images=args.merge_duplicate_images,
     )
     agg = aggregator_from_args(args)
     results = agg.fuse_all(coco.images)
@@ -260,10 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         fused, s = fuse_file(args)
-        out_dir = osp.dirname(osp.abspath(args.output))
-        os.makedirs(out_dir, exist_ok=True)
-        with open(args.output, 'w', encoding='utf-8') as f:
-            json.dump(fused, f)
+        # A temporary file renamed over the output: a kill never leaves half a file.
+        safe_output.atomic_write(args.output, json.dumps(fused), inputs=[args.input])
     except (ValueError, OSError) as e:  # OSError: e.g. the output's folder is a file
         print(f'error: {e}', file=sys.stderr)
         return 2

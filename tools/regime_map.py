@@ -55,6 +55,7 @@ from typing import Any
 from _common import check_output_paths, child_env, filter_third_party_warnings, import_light
 
 rg = import_light('evaluation.regime')
+safe_output = import_light('core.safe_output')
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The powered study's schedule: converged at 96 px (docs/results.md, learning curves).
@@ -188,11 +189,9 @@ def report(args: argparse.Namespace, cells: Sequence[Any], command: str) -> list
         quick_data_args=list(QUICK_DATA_ARGS) if args.quick else [],
         methods=methods,
     )
-    with open(osp.join(args.out, 'regime.json'), 'w') as f:
-        json.dump(dict(meta=meta, cells=rows), f, indent=1)
+    safe_output.write_json(osp.join(args.out, 'regime.json'), dict(meta=meta, cells=rows), indent=1)
     md = rg.markdown(rows, methods, meta)
-    with open(osp.join(args.out, 'regime.md'), 'w') as f:
-        f.write(md)
+    safe_output.atomic_write(osp.join(args.out, 'regime.md'), md)
     png = rg.plot(rows, methods, osp.join(args.out, 'regime_map.png'))
     print('\n' + md)
     print(f'written: {args.out}/regime.json, {args.out}/regime.md, {png}')

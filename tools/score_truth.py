@@ -21,7 +21,6 @@ with no box (any label), overall and if only boxes with agreement >= T were kept
 from __future__ import annotations
 
 import argparse
-import json
 import os.path as osp
 from collections.abc import Sequence
 
@@ -44,7 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument('--iou-thr', type=float, default=0.5, help='a box is correct at IoU > thr')
     p.add_argument('--out', help='write the results as JSON here')
     args = p.parse_args(argv)
-    check_output_paths(p, files=[('--out', args.out)])
+    check_output_paths(p, files=[('--out', args.out)], inputs=[args.annotations, args.gold])
     return args
 
 
@@ -122,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
         results[name] = truth_quality(agg.fuse_all(raters.images), gold_images, args.iou_thr)
     print(markdown(results, osp.basename(args.annotations)))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=1)
+        safe_output = import_core('safe_output')
+        safe_output.write_json(args.out, results, inputs=[args.annotations, args.gold], indent=1)
     return results
 
 

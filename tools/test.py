@@ -1,18 +1,22 @@
 """Evaluate a checkpoint and write the mAP report (mmengine Runner; mmdet's flags).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out report.json|preds.pkl]
-        [--show] [--show-dir DIR] [--kaggle-submission sub.csv] [--cfg-options k=v ...]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]
+        [--out report.json|report.md|preds.pkl ...] [--show] [--show-dir DIR]
+        [--kaggle-submission sub.csv] [--cfg-options k=v ...]
         [--launcher none|pytorch|slurm|mpi]
 
 ``--out X.json`` writes the metrics (with per-class tables) to X.json and a Markdown report
-to X.md; ``--out X.pkl`` dumps the raw predictions as mmdet's tools/test.py does.
+to X.md; ``--out X.pkl`` dumps the raw predictions as mmdet's tools/test.py does. ``--out``
+may be repeated, one file per suffix (``.json``, ``.md``, ``.pkl`` / ``.pickle``); another
+suffix is an error. X.md beside X.json is written only when it is new, a report an earlier
+run wrote (it ends with the report marker), or named too (``--out X.json --out X.md``): a
+report never replaces a file of yours that was not named. Every
+file is written to a temporary file and renamed, and none may be the config or checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import os.path as osp
 import tempfile
 
@@ -22,9 +26,21 @@ from _common import (
     check_output_paths,
     dicom_scales,
     filter_third_party_warnings,
+    import_core,
     load_config,
     set_local_rank,
 )
+
+safe_output = import_core('safe_output')
+
+#: ``--out`` suffix -> what is written.
+OUT_KINDS = {'.json': 'json', '.md': 'md', '.pkl': 'pkl', '.pickle': 'pkl'}
+
+
+def _own_report(path: str) -> bool:
+    from earl_mmdet.evaluation.report import is_own_report
+
+    return is_own_report(path)
 
 
 def parse_args(argv=None):
@@ -32,18 +48,44 @@ def parse_args(argv=None):
     p.add_argument('config', help='test config file path')
     p.add_argument('checkpoint', help='checkpoint file')
     p.add_argument('--work-dir', help='directory for evaluation logs')
-    p.add_argument('--out', help='report .json (+ .md beside it), or predictions .pkl')
+    p.add_argument(
+        '--out',
+        action='append',
+        metavar='PATH',
+        help='report .json (+ .md beside it when new), Markdown report .md, or predictions '
+        '.pkl; repeat for several',
+    )
     p.add_argument('--show', action='store_true', help='show predictions in a window')
     p.add_argument('--show-dir', help='save drawn predictions under work_dir/TIMESTAMP/DIR')
     p.add_argument('--wait-time', type=float, default=2, help='seconds between shown images')
     p.add_argument('--kaggle-submission', help='write a Kaggle `image_id,PredictionString` CSV')
     add_runner_args(p)
     args = p.parse_args(argv)
+    named: dict[str, str] = {}  # kind -> path
+    for path in args.out or []:
+        kind = OUT_KINDS.get(osp.splitext(path)[1].lower())  # None: refused below
+        if kind in named:
+            p.error(f'--out {named[kind]} and --out {path}: one {kind} file at most')
+        if kind is not None:
+            named[kind] = path
+    files = [('--out', path) for path in args.out or []]
+    if 'json' in named and 'md' not in named:
+        named['md'] = osp.splitext(named['json'])[0] + '.md'
+        if osp.lexists(named['md']) and not _own_report(named['md']):
+            p.error(
+                f'--out {named["json"]} also writes {named["md"]}, which exists and is not a '
+                f'report of this tool: add --out {named["md"]} to replace it, or choose '
+                'another name'
+            )
+        files.append(('--out', named['md']))
     check_output_paths(
         p,
-        files=[('--out', args.out), ('--kaggle-submission', args.kaggle_submission)],
+        files=files + [('--kaggle-submission', args.kaggle_submission)],
         folders=[('--work-dir', args.work_dir)],
+        inputs=[args.config, args.checkpoint],
+        suffixes={'--out': tuple(OUT_KINDS)},
     )
+    args.out_json, args.out_md, args.out_pkl = (named.get(k) for k in ('json', 'md', 'pkl'))
     set_local_rank(args.local_rank)
     return args
 
@@ -73,8 +115,8 @@ def main(argv=None) -> None:
         _enable_visualization(cfg, args)
 
     pred_pkl = None
-    if args.out and args.out.endswith(('.pkl', '.pickle')):
-        pred_pkl = args.out
+    if args.out_pkl:  # dumped beside it, renamed over it once complete
+        pred_pkl = safe_output.temporary_path(args.out_pkl)
     elif args.kaggle_submission:
         pred_pkl = osp.join(tempfile.mkdtemp(prefix='earl_preds_'), 'predictions.pkl')
     if pred_pkl is not None:
@@ -87,31 +129,39 @@ def main(argv=None) -> None:
     metrics = runner.test()
     if runner.rank != 0:
         return
+    if args.out_pkl:
+        safe_output.commit(pred_pkl, args.out_pkl)
 
     tables = {}
     for metric in getattr(runner.test_evaluator, 'metrics', []):
         tables.update(getattr(metric, 'last_tables', None) or {})
-    if args.out and args.out.endswith('.json'):
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    inputs = [args.config, args.checkpoint]
+    scalars = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+    if args.out_json:
         report = dict(
             config=osp.abspath(args.config),
             checkpoint=osp.abspath(args.checkpoint),
-            metrics={k: float(v) for k, v in metrics.items() if _is_number(v)},
+            metrics=scalars,
             tables=tables,
         )
-        with open(args.out, 'w') as f:
-            json.dump(report, f, indent=2)
+        safe_output.write_json(args.out_json, report, inputs=inputs, indent=2)
+    if args.out_md:
         from earl_mmdet.evaluation.report import write_markdown_report
 
-        md = osp.splitext(args.out)[0] + '.md'
-        write_markdown_report(report['metrics'], md, tables=tables, title=osp.basename(args.config))
-        print(f'report written to {args.out} and {md}')
+        title = osp.basename(args.config)
+        write_markdown_report(scalars, args.out_md, tables=tables, title=title, inputs=inputs)
+    written = [path for path in (args.out_json, args.out_md) if path]
+    if written:
+        print(f'report written to {" and ".join(written)}')
     if args.kaggle_submission:
         from earl_mmdet.evaluation.predictions import load_prediction_pickle
         from earl_mmdet.evaluation.report import write_kaggle_submission
 
-        predictions = load_prediction_pickle(pred_pkl)  # written by this process just above
-        write_kaggle_submission(predictions, args.kaggle_submission, coord_scales=dicom_scales(cfg))
+        # written by this process just above
+        predictions = load_prediction_pickle(args.out_pkl or pred_pkl)
+        write_kaggle_submission(
+            predictions, args.kaggle_submission, coord_scales=dicom_scales(cfg), inputs=inputs
+        )
         print(f'Kaggle submission written to {args.kaggle_submission}')
 
 

@@ -28,9 +28,12 @@ still work with a :class:`DeprecationWarning` (they map to ``agreement``,
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
+
+import numpy as np
 
 from .coco_io import FusedBoxes, RaterBoxes
 
@@ -40,6 +43,7 @@ __all__ = [
     'LEGACY_CONFIDENCE_MODES',
     'Aggregator',
     'agreement_confidence',
+    'check_number',
     'register_aggregator',
     'resolve_confidence',
 ]
@@ -114,6 +118,69 @@ def resolve_confidence(
     if confidence not in allowed:
         raise ValueError(f'{where}: confidence must be one of {tuple(allowed)}, got {confidence!r}')
     return confidence
+
+
+def check_number(
+    value: Any,
+    name: str,
+    where: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """A numeric parameter, checked: a finite real number within the bounds, as float.
+
+    Strings are refused even when they spell a number (``'0.8'``): a parameter read from a
+    config as text is a mistake to report, not to guess at. Every message names ``where``,
+    the parameter ``name`` and the value.
+
+    Args:
+        value (Any): the value given.
+        name (str): the parameter name, e.g. ``'prior_strength'``.
+        where (str): the owner, e.g. ``"aggregator 'em'"``.
+        low (float | None): lower bound; None = none. Defaults to None.
+        high (float | None): upper bound; None = none. Defaults to None.
+        open_low (bool): ``value > low`` rather than ``>=``. Defaults to False.
+        open_high (bool): ``value < high`` rather than ``<=``. Defaults to False.
+
+    Returns:
+        float: ``value`` as a float.
+
+    Raises:
+        ValueError: naming ``where``, ``name`` and the value.
+
+    Examples:
+        >>> check_number(0.5, 'prior_diag', 'RaterEM', 0, 1)
+        0.5
+    """
+    if low is not None and high is not None:
+        bounds = f' in {"(" if open_low else "["}{low:g}, {high:g}{")" if open_high else "]"}'
+    elif low is not None:
+        bounds = f' {">" if open_low else ">="} {low:g}'
+    elif high is not None:
+        bounds = f' {"<" if open_high else "<="} {high:g}'
+    else:
+        bounds = ''
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if ok:
+        try:
+            x = float(value)
+        except OverflowError:  # an int too large for a float
+            ok = False
+        else:
+            ok = (
+                math.isfinite(x)
+                and (low is None or (x > low if open_low else x >= low))
+                and (high is None or (x < high if open_high else x <= high))
+            )
+    if not ok:
+        text = repr(value) if len(repr(value)) <= 80 else repr(value)[:60] + '...'
+        raise ValueError(f'{where}: {name} must be a finite number{bounds}, got {text}')
+    return x
 
 
 def agreement_confidence(t: int, r: int, mode: str) -> float:

@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import posixpath
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ __all__ = [
     'MultiRaterCoco',
     'RaterBoxes',
     'load_multirater_coco',
+    'read_json',
 ]
 
 
@@ -210,9 +212,6 @@ logger = logging.getLogger(__name__)
 #: Rater id given to every box of a plain COCO file (no ``annotators``/``annotator_id``).
 DEFAULT_RATER = 'default'
 
-#: Optional per-annotation fields of pre-fused files, validated as finite numbers.
-_PREFUSED_FIELDS = ('score', 'agreement', 'num_raters')
-
 PathOrDict = Union[str, os.PathLike, Mapping]
 
 
@@ -299,19 +298,44 @@ def _is_number(x: Any) -> bool:
     )
 
 
+def _as_float(x: Any) -> float:
+    """A number as float: NaN for a non-number, +-inf for an int too large for a float (a
+    400-digit JSON integer), so that one finiteness check refuses all three."""
+    if not _is_number(x):
+        return math.nan
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
+def _short(x: Any, limit: int = 80) -> str:
+    """``repr(x)`` cut to ``limit`` characters (a 400-digit number stays readable)."""
+    text = repr(x)
+    return text if len(text) <= limit else f'{text[: limit - 20]}...{text[-12:]}'
+
+
 def _is_id(x: Any) -> bool:
     return (isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))) or (
         isinstance(x, str)
     )
 
 
+def _clean_rater_id(rid: str) -> str:
+    """``rid`` in NFKC with Unicode format characters (Cf: zero-width space, BOM, soft
+    hyphen, ...) removed and surrounding whitespace stripped: how it reads on screen."""
+    text = unicodedata.normalize('NFKC', rid)
+    return ''.join(ch for ch in text if unicodedata.category(ch) != 'Cf').strip()
+
+
 def _rater_id(x: Any) -> str | None:
-    """Normalise a rater id to str; None if it is not a usable id."""
+    """Normalise a rater id to str; None if it is not a usable id (also an id that is only
+    whitespace or invisible characters)."""
     if isinstance(x, (bool, np.bool_)) or x is None:
         return None
     if isinstance(x, (int, np.integer)):
         return str(int(x))
-    if isinstance(x, str) and x.strip() != '':
+    if isinstance(x, str) and _clean_rater_id(x) != '':
         return x
     return None
 
@@ -330,18 +354,20 @@ def _checked_rater_id(
 
 
 def _rater_key(rid: str) -> str:
-    """What two spellings of one rater id share: case, surrounding space, Unicode form."""
-    return unicodedata.normalize('NFC', rid.strip()).casefold()
+    """What two spellings of one rater id share: they differ only by case, surrounding
+    space, invisible format characters or Unicode form (NFC/NFD, full-width/half-width)."""
+    return _clean_rater_id(rid).casefold()
 
 
 def _rater_renames(ctx: _Context, imgs: Any, anns: list, normalize: bool) -> dict[str, str]:
     """Rater ids that collide after normalisation -> the spelling to use instead.
 
-    Ids that differ only by case, surrounding whitespace or Unicode normal form (``'R1'``,
-    ``'r1'``, ``'R1 '``) are almost surely one person; read as written they would become
-    extra raters (through the ``rater_added_to_image`` repair) and change R and c = T/R.
-    Without ``normalize`` that is an error naming each spelling and where it first
-    appears; with it each group becomes its first spelling, stripped and NFC-normalised.
+    Ids that differ only by case, surrounding whitespace, invisible format characters or
+    Unicode form (``'R1'``, ``'r1'``, ``'R1 '``, ``'R1\\u200b'``, full-width ``'Ｒ1'``) are
+    almost surely one person; read as written they would become extra raters (through the
+    ``rater_added_to_image`` repair) and change R and c = T/R. Without ``normalize`` that is
+    an error naming each spelling and where it first appears; with it each group becomes
+    its first spelling in NFKC, format characters removed, stripped.
     """
     where: dict[str, str] = {}  # spelling -> record and field of its first appearance
     groups: dict[str, list[str]] = {}  # key -> spellings, in order of first appearance
@@ -369,14 +395,15 @@ def _rater_renames(ctx: _Context, imgs: Any, anns: list, normalize: bool) -> dic
         shown = '; '.join(' vs '.join(f'{r!r} ({where[r]})' for r in g) for g in clashes[:5])
         more = f' (and {len(clashes) - 5} more groups)' if len(clashes) > 5 else ''
         raise ValueError(
-            f'{ctx.source}: rater ids that differ only by case, surrounding whitespace or '
-            f'Unicode normal form would count as different raters: {shown}{more}. Fix the '
+            f'{ctx.source}: rater ids that differ only by case, surrounding whitespace, '
+            'invisible format characters (zero-width space, ...) or Unicode normal form '
+            f'would count as different raters (NFKC): {shown}{more}. Fix the '
             'ids, or load with normalize_rater_ids=True (tools: --normalize-rater-ids) to '
             'merge each group into its first spelling (counted as rater_id_normalized)'
         )
     renames = {}
     for g in clashes:
-        canonical = unicodedata.normalize('NFC', g[0].strip())
+        canonical = _clean_rater_id(g[0])
         renames.update({r: canonical for r in g if r != canonical})
     return renames
 
@@ -392,21 +419,49 @@ def _read(path_or_dict: PathOrDict) -> tuple[dict, str]:
     source = os.fspath(path_or_dict)
     if not os.path.isfile(source):
         raise ValueError(f'{source}: annotation file not found')
-    try:
-        with open(source, encoding='utf-8') as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(
-            f'{source}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}'
-        ) from e
-    except UnicodeDecodeError as e:
-        raise ValueError(f'{source}: not a UTF-8 text file ({e})') from e
+    data = read_json(source)
     if not isinstance(data, dict):
         raise ValueError(
             f'{source}: top level must be a JSON object with images/annotations/categories, '
             f'got {type(data).__name__}'
         )
     return data, source
+
+
+def read_json(path: str) -> Any:
+    """``json.load`` of a UTF-8 file, every failure a one-line ValueError naming the file.
+
+    Besides malformed JSON and bad encodings this covers what the parser raises on hostile
+    input without naming the file: nesting deeper than the recursion limit
+    (RecursionError) and integers over Python's digit limit (ValueError).
+
+    Args:
+        path (str): the file to read.
+
+    Returns:
+        Any: the parsed JSON.
+
+    Raises:
+        ValueError: naming ``path`` and the problem.
+        OSError: the file cannot be opened.
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f'{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}'
+        ) from e
+    except UnicodeDecodeError as e:
+        raise ValueError(f'{path}: not a UTF-8 text file ({e})') from e
+    except RecursionError:
+        # Raised from deep inside the parser; `from None` keeps the traceback one frame.
+        raise ValueError(
+            f"{path}: JSON nested too deeply to read (arrays/objects beyond the depth Python's "
+            'parser can follow)'
+        ) from None
+    except ValueError as e:  # e.g. an integer over Python's 4300-digit limit
+        raise ValueError(f'{path}: unreadable JSON: {str(e).splitlines()[0]}') from e
 
 
 def _check_categories(
@@ -419,6 +474,7 @@ def _check_categories(
         raise ctx.error('top level', 'categories', 'empty: no category defined')
     by_id: dict[Any, dict] = {}
     names: dict[str, Any] = {}
+    id_text: dict[str, Any] = {}  # str(id) -> id: 1 and '1' in one file is an error
     for i, c in enumerate(cats):
         rec = f'category index {i}'
         if not isinstance(c, Mapping):
@@ -431,6 +487,14 @@ def _check_categories(
         rec = f'category id={c["id"]!r} (index {i})'
         if c['id'] in by_id:
             raise ctx.error(rec, 'id', 'duplicate category id')
+        twin = id_text.setdefault(str(c['id']), c['id'])
+        if twin is not c['id']:
+            raise ctx.error(
+                rec,
+                'id',
+                f'category ids {twin!r} and {c["id"]!r} differ only by type (int vs str): use '
+                'one type for all ids',
+            )
         name = str(c['name'])
         if name in names:
             raise ctx.error(rec, 'name', f'duplicate category name {name!r}')
@@ -456,21 +520,66 @@ def _check_categories(
 
 
 def _register(
-    ctx: _Context, kind: str, i: int, record: Mapping, seen: set, required: Sequence[str]
+    ctx: _Context, kind: str, i: int, record: Mapping, seen: dict, required: Sequence[str]
 ) -> str:
-    """Check the ``id`` of record ``i`` (int or str, not in ``seen``; added to it) and that
-    the ``required`` keys are present; return the record's name for messages."""
+    """Check the ``id`` of record ``i`` (int or str, new in ``seen``, also as text; added to
+    it) and that the ``required`` keys are present; return the record's name for messages.
+
+    ``seen`` maps ``str(id)`` -> (record name, id) of the record holding it: ``1`` and ``"1"`` are
+    two ids to Python but one to every tool that writes ids as text (CSV, file names), so
+    both in one file is an error, not two records.
+    """
     rid = record['id']
     if not _is_id(rid):
-        raise ctx.error(f'{kind} index {i}', 'id', f'must be an int or str, got {rid!r}')
-    rec = f'{kind} id={rid!r} (index {i})'
-    if rid in seen:
-        raise ctx.error(rec, 'id', f'duplicate {kind} id')
-    seen.add(rid)
+        raise ctx.error(
+            f'{kind} index {i}', 'id', f'must be an int or str (not bool or float), got {rid!r}'
+        )
+    rec = f'{kind} id={_short(rid)} (index {i})'
+    other = seen.get(str(rid))
+    if other is not None:
+        if isinstance(other[1], str) == isinstance(rid, str):
+            raise ctx.error(rec, 'id', f'duplicate {kind} id (also {other[0]})')
+        raise ctx.error(
+            rec,
+            'id',
+            f'clashes with {other[0]}: ids {other[1]!r} and {rid!r} differ only by type '
+            '(int vs str); use one type for all ids',
+        )
+    seen[str(rid)] = (rec, rid)
     for key in required:
         if key not in record:
             raise ctx.error(rec, key, 'missing')
     return rec
+
+
+class _IdTable:
+    """The ids of one kind of record (images, categories), for checking references to them.
+
+    A reference must be an id of the same type: ``true`` or ``1.0`` is not image ``1``,
+    although Python's ``True == 1 == 1.0`` would find it in a dict.
+    """
+
+    def __init__(self, kind: str, ids: Mapping[Any, Any]) -> None:
+        self.kind = kind
+        self.ids = ids
+        self.by_text = {str(k): k for k in ids}
+
+    def check(self, ctx: _Context, rec: str, fld: str, value: Any) -> None:
+        if not _is_id(value):
+            raise ctx.error(
+                rec,
+                fld,
+                f'must be an int or str {self.kind} id (not bool or float), got {_short(value)}',
+            )
+        if value in self.ids:
+            return
+        hint = ''
+        if str(value) in self.by_text:
+            hint = (
+                f' (there is {self.kind} id {self.by_text[str(value)]!r}: ids of another type '
+                '(int vs str) are different ids)'
+            )
+        raise ctx.error(rec, fld, f'unknown {self.kind} id {_short(value)}{hint}')
 
 
 def _check_images(
@@ -481,7 +590,7 @@ def _check_images(
     if len(imgs) == 0:
         raise ctx.error('top level', 'images', 'empty dataset: no image')
     infos: list[dict] = []
-    seen: set[Any] = set()
+    seen: dict[str, tuple[str, Any]] = {}
     for i, im in enumerate(imgs):
         rec = f'image index {i}'
         if not isinstance(im, Mapping):
@@ -495,8 +604,8 @@ def _check_images(
             )
         for key in ('width', 'height'):
             v = im[key]
-            if not _is_number(v) or not math.isfinite(v) or v <= 0:
-                raise ctx.error(rec, key, f'must be a finite number > 0, got {v!r}')
+            if not (math.isfinite(_as_float(v)) and v > 0):
+                raise ctx.error(rec, key, f'must be a finite number > 0, got {_short(v)}')
         info = dict(im)
         if multi_rater:
             if 'annotators' not in im:
@@ -532,10 +641,87 @@ def _check_images(
     return infos
 
 
-def _check_number_field(ctx: _Context, rec: str, ann: Mapping, key: str) -> None:
-    v = ann[key]
-    if not _is_number(v) or not math.isfinite(v) or v < 0:
-        raise ctx.error(rec, key, f'must be a finite number >= 0, got {v!r}')
+def _one_record_per_file(
+    ctx: _Context, infos: list[dict], merge: bool
+) -> tuple[list[dict], dict[Any, int]]:
+    """Image records that name the same file -> one image, or an error.
+
+    Per-rater exports often hold one image record per rater; read as they are, each record
+    is an image read by one rater, so every box is fused alone (T = 1) and R = 1. Without
+    ``merge`` a second record of a file (``file_name`` equal after ``normpath``) is an
+    error naming both records; with it the record is merged into the first one (its
+    ``annotators`` added, its boxes moved there; width and height must agree), counted as
+    ``image_merged``.
+
+    Returns:
+        tuple[list[dict], dict]: the image infos kept, and image id -> index into them
+        (a merged record's id -> the index of the image it joined).
+    """
+    kept: list[dict] = []
+    names: list[str] = []  # per kept info, its record name
+    index_of: dict[Any, int] = {}
+    by_file: dict[str, int] = {}
+    for i, info in enumerate(infos):
+        rec = f'image id={_short(info["id"])} (index {i})'
+        k = by_file.setdefault(posixpath.normpath(info['file_name']), len(kept))
+        index_of[info['id']] = k
+        if k == len(kept):
+            kept.append(info)
+            names.append(rec)
+            continue
+        host = kept[k]
+        if not merge:
+            raise ctx.error(
+                rec,
+                'file_name',
+                f'{info["file_name"]!r} is also the file of {names[k]}: two records of one '
+                'image are read as two images, each box fused alone (T = 1). List every '
+                "rater who read it in one record's 'annotators', or load with "
+                'merge_duplicate_images=True (tools: --merge-duplicate-images) to merge the '
+                'records (counted as image_merged)',
+            )
+        for key in ('width', 'height'):
+            if float(info[key]) != float(host[key]):
+                raise ctx.error(
+                    rec,
+                    key,
+                    f'{info[key]!r} differs from the {key} {host[key]!r} of {names[k]}, which '
+                    f'names the same file {host["file_name"]!r}: cannot merge them',
+                )
+        have = set(host['annotators'])
+        host['annotators'] += [r for r in info['annotators'] if r not in have]
+        ctx.fix('image_merged', rec, 'file_name', f'merged into {names[k]} (same file)')
+    return kept, index_of
+
+
+#: The largest float32: a pre-fused ``score`` above it loads as c = inf (training holds c
+#: as float32) and the loss turns NaN at the first iteration.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_prefused_fields(ctx: _Context, rec: str, ann: Mapping) -> None:
+    """``score`` (c: a finite float32 >= 0; c = T under ``confidence='agreement'``, so it
+    may exceed 1), ``agreement`` (T) and ``num_raters`` (R): counts of raters, integers
+    >= 0 (integral floats such as ``3.0`` pass; ``2.9`` would be truncated)."""
+    if 'score' in ann:
+        v = ann['score']
+        f = _as_float(v)
+        if not (math.isfinite(f) and 0 <= f <= _FLOAT32_MAX):
+            raise ctx.error(
+                rec,
+                'score',
+                f'the confidence c must be a finite number >= 0 (at most {_FLOAT32_MAX:.4g}, '
+                f'the float32 range training uses), got {_short(v)}',
+            )
+    for key in ('agreement', 'num_raters'):
+        if key not in ann:
+            continue
+        v = ann[key]
+        f = _as_float(v)
+        if not (math.isfinite(f) and f >= 0 and f == math.floor(f) and f < 2**31):
+            raise ctx.error(
+                rec, key, f'must be a whole number of raters >= 0 (an integer), got {_short(v)}'
+            )
 
 
 def _check_bbox(ctx: _Context, rec: str, bbox: Any, width: float, height: float) -> list[float]:
@@ -544,9 +730,16 @@ def _check_bbox(ctx: _Context, rec: str, bbox: Any, width: float, height: float)
         raise ctx.error(rec, 'bbox', f'must be a list [x, y, width, height], got {bbox!r}')
     for v in bbox:
         if not _is_number(v):
-            raise ctx.error(rec, 'bbox', f'non-numeric coordinate {v!r} in {list(bbox)!r}')
-        if not math.isfinite(v):
-            raise ctx.error(rec, 'bbox', f'non-finite coordinate (NaN/inf) in {list(bbox)!r}')
+            raise ctx.error(
+                rec, 'bbox', f'non-numeric coordinate {_short(v)} in {_short(list(bbox))}'
+            )
+        if not math.isfinite(_as_float(v)):
+            raise ctx.error(
+                rec,
+                'bbox',
+                f'non-finite coordinate (NaN/inf, or an integer too large for a float) in '
+                f'{_short(list(bbox))}',
+            )
     x, y, w, h = (float(v) for v in bbox)
     if w < 0 or h < 0:
         # A negative size means x2 < x1 (or y2 < y1): most likely xyxy written where COCO
@@ -595,6 +788,7 @@ def load_multirater_coco(
     repair: bool = True,
     classes: Sequence[str] | None = None,
     normalize_rater_ids: bool = False,
+    merge_duplicate_images: bool = False,
 ) -> MultiRaterCoco:
     """Load, validate and (optionally) repair a multi-rater COCO file.
 
@@ -609,10 +803,16 @@ def load_multirater_coco(
             categories in file order (what mmdet's ``CocoDataset`` does when its metainfo
             lists the same names). Boxes of a category not in ``classes`` are an error.
         normalize_rater_ids (bool): rater ids that differ only by case, surrounding
-            whitespace or Unicode normal form (``'R1'``, ``'r1 '``) are one rater, spelled
-            as the first of them appears (stripped, NFC), each rewritten id counted as
-            ``rater_id_normalized``. False (default): such ids are a ValueError naming
-            them, since reading them as written would add raters silently.
+            whitespace, invisible format characters or Unicode form (``'R1'``, ``'r1 '``,
+            a zero-width space, full-width letters) are one rater, spelled as the first of
+            them appears (NFKC, format characters removed, stripped), each rewritten id
+            counted as ``rater_id_normalized``. False (default): such ids are a ValueError
+            naming them, since reading them as written would add raters silently.
+        merge_duplicate_images (bool): image records naming the same ``file_name`` (one
+            record per rater, as per-rater exports write them) become one image read by
+            all their raters, each merged record counted as ``image_merged`` (width and
+            height must agree). False (default): such records are a ValueError naming
+            both, since read as two images every box would be fused alone (T = 1).
 
     Returns:
         MultiRaterCoco: per-image annotations, categories in label order, image dicts and
@@ -655,14 +855,18 @@ def load_multirater_coco(
 
     categories, label_of, outside = _check_categories(ctx, raw['categories'], classes)
     renames = _rater_renames(ctx, imgs, anns, normalize_rater_ids) if multi_rater else {}
-    infos = _check_images(ctx, imgs, multi_rater, renames)
-    index_of = {info['id']: i for i, info in enumerate(infos)}
+    infos, index_of = _one_record_per_file(
+        ctx, _check_images(ctx, imgs, multi_rater, renames), merge_duplicate_images
+    )
 
     # Annotation ids: pycocotools indexes annotations by id, so a duplicate would silently
     # hide a box from evaluation; a missing id gets a fresh one (repair).
     used_ids = {a['id'] for a in anns if 'id' in a and _is_id(a['id'])}
     next_id = 1 + max((v for v in used_ids if isinstance(v, (int, np.integer))), default=0)
-    seen_ids: set[Any] = set()
+    used_text = {str(v) for v in used_ids}
+    seen_ids: dict[str, tuple[str, Any]] = {}
+    image_ids = _IdTable('image', index_of)
+    cat_ids = _IdTable('category', {**label_of, **dict.fromkeys(outside, -1)})
 
     per_image: list[list[dict]] = [[] for _ in infos]
     for i, a in enumerate(anns):
@@ -671,23 +875,24 @@ def load_multirater_coco(
         if 'id' not in ann:
             if not repair:
                 raise ctx.error(rec, 'id', 'missing')
+            while str(next_id) in used_text:  # '14' taken: 14 would clash with it
+                next_id += 1
             ann['id'] = next_id
             next_id += 1
             ctx.fix('annotation_id_assigned', rec, 'id', f'assigned id={ann["id"]}')
         rec = _register(ctx, 'annotation', i, ann, seen_ids, ('image_id', 'category_id', 'bbox'))
-        if ann['image_id'] not in index_of:
-            raise ctx.error(rec, 'image_id', f'unknown image id {ann["image_id"]!r}')
+        image_ids.check(ctx, rec, 'image_id', ann['image_id'])
         cid = ann['category_id']
+        cat_ids.check(ctx, rec, 'category_id', cid)
         if cid in outside:
             raise ctx.error(
                 rec, 'category_id', f'category {cid!r} is not among the selected classes'
             )
-        if cid not in label_of:
-            raise ctx.error(rec, 'category_id', f'unknown category id {cid!r}')
         if ann.get('iscrowd', 0):
             raise ctx.error(rec, 'iscrowd', 'crowd regions are not supported in a multi-rater file')
         k = index_of[ann['image_id']]
         info = infos[k]
+        ann['image_id'] = info['id']  # a merged record's boxes move to the image it joined
         ann['bbox'] = _check_bbox(
             ctx, rec, ann['bbox'], float(info['width']), float(info['height'])
         )
@@ -723,9 +928,7 @@ def load_multirater_coco(
         ann['annotator_id'] = rid
         if prefused and 'score' not in ann:
             raise ctx.error(rec, 'score', 'missing (other annotations have one)')
-        for key in _PREFUSED_FIELDS:
-            if key in ann:
-                _check_number_field(ctx, rec, ann, key)
+        _check_prefused_fields(ctx, rec, ann)
         ann['label'] = label_of[cid]
         per_image[k].append(ann)
 

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .aggregator_base import check_number
 from .box_ops import box_area, check_iou_thr, paired_box_iou
 from .coco_io import RaterBoxes
 from .matching import LINKAGES, cluster_boxes
@@ -199,25 +200,21 @@ class RaterEM:
             raise ValueError(f'linkage must be one of {LINKAGES}, got {linkage!r}')
         if not isinstance(max_iter, int) or max_iter < 1:
             raise ValueError(f'max_iter must be an int >= 1, got {max_iter!r}')
-        if not float(tol) > 0:
-            raise ValueError(f'tol must be > 0, got {tol!r}')
-        if not float(prior_strength) > 0:
-            raise ValueError(f'prior_strength must be > 0, got {prior_strength!r}')
-        if not 0.0 <= float(prior_diag) <= 1.0:
-            raise ValueError(f'prior_diag must be in [0, 1], got {prior_diag!r}')
-        if not float(box_prior_strength) >= 0:
-            raise ValueError(f'box_prior_strength must be >= 0, got {box_prior_strength!r}')
-        if not float(box_prior_sigma) > 0:
-            raise ValueError(f'box_prior_sigma must be > 0, got {box_prior_sigma!r}')
         self.num_classes = num_classes
         self.iou_thr = iou_thr
         self.linkage = linkage
         self.max_iter = max_iter
-        self.tol = float(tol)
-        self.prior_strength = float(prior_strength)
-        self.prior_diag = float(prior_diag)
-        self.box_prior_strength = float(box_prior_strength)
-        self.box_prior_sigma = float(box_prior_sigma)
+        self.tol = check_number(tol, 'tol', 'RaterEM', 0, open_low=True)
+        self.prior_strength = check_number(
+            prior_strength, 'prior_strength', 'RaterEM', 0, open_low=True
+        )
+        self.prior_diag = check_number(prior_diag, 'prior_diag', 'RaterEM', 0, 1)
+        self.box_prior_strength = check_number(
+            box_prior_strength, 'box_prior_strength', 'RaterEM', 0
+        )
+        self.box_prior_sigma = check_number(
+            box_prior_sigma, 'box_prior_sigma', 'RaterEM', 0, open_low=True
+        )
         self.raters_: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------------ helpers

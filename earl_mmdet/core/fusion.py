@@ -92,7 +92,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .aggregator_base import Aggregator, register_aggregator, resolve_confidence
+from .aggregator_base import Aggregator, check_number, register_aggregator, resolve_confidence
 from .box_ops import check_iou_thr, paired_box_iou
 from .coco_io import FusedBoxes, RaterBoxes
 
@@ -128,10 +128,15 @@ _TIE_PERMS: dict[int, list[int]] = {}
 def _check_params(iou_thr: Any, skip_box_thr: Any, conf_type: Any) -> float:
     if conf_type not in CONF_TYPES:
         raise ValueError(f'conf_type must be one of {CONF_TYPES}, got {conf_type!r}')
+    # Scores lie in [0, 1] (rater boxes score 1): a threshold above 1 would drop every box
+    # and leave every image empty without a word.
     if isinstance(skip_box_thr, bool) or not isinstance(skip_box_thr, (int, float, np.number)):
-        raise ValueError(f'skip_box_thr must be a finite number, got {skip_box_thr!r}')
-    if not -np.inf < skip_box_thr < np.inf:
-        raise ValueError(f'skip_box_thr must be a finite number, got {skip_box_thr!r}')
+        raise ValueError(f'skip_box_thr must be a finite number in [0, 1], got {skip_box_thr!r}')
+    if not 0.0 <= skip_box_thr <= 1.0:  # also refuses NaN and inf
+        raise ValueError(
+            f'skip_box_thr must be a finite number in [0, 1] (scores lie in [0, 1], so a '
+            f'larger threshold drops every box), got {skip_box_thr!r}'
+        )
     return check_iou_thr(iou_thr)
 
 
@@ -515,7 +520,8 @@ def weighted_boxes_fusion(
         weights (Sequence[float] | None): per model, weight > 0. Defaults to None (all 1).
         iou_thr (float): a box joins a cluster if IoU > iou_thr (strict), in [0, 1).
             Defaults to 0.55.
-        skip_box_thr (float): boxes with score < skip_box_thr are dropped. Defaults to 0.
+        skip_box_thr (float): boxes with score < skip_box_thr are dropped, in [0, 1].
+            Defaults to 0.
         conf_type (str): one of ``'avg'``, ``'max'``, ``'box_and_model_avg'``,
             ``'absent_model_aware_avg'``. Defaults to ``'avg'``.
         allows_overflow (bool): ``'avg'`` only: let the score exceed 1 when a cluster has
@@ -647,8 +653,8 @@ def fuse_raters(
             (every rater who read the image); validated when it was built.
         iou_thr (float): a box joins a cluster if IoU with its fused box > iou_thr, in
             [0, 1). Defaults to 0.4 (the paper).
-        skip_box_thr (float): WBF score threshold (scores are 1, so only a value > 1 drops
-            boxes). Defaults to 0.0.
+        skip_box_thr (float): WBF score threshold, in [0, 1] (every score is 1, so it drops
+            no box; a value above 1, which would drop all, is a ValueError). Defaults to 0.0.
         conf_type (str): WBF confidence type (:data:`CONF_TYPES`). Defaults to ``'avg'``.
         confidence (str | None): the confidence c: ``'agreement_ratio'`` = T / R (default,
             the paper's), ``'agreement'`` = T, ``'fused_score'`` = the fused WBF score
@@ -705,7 +711,7 @@ def fuse_raters(
             [rater_weights[r] for r in raters], num_raters, f'image {image_id!r}: rater_weights'
         )
     n = len(ann)
-    if n == 0 or skip_box_thr > 1.0:  # every score is 1
+    if n == 0:  # (every score is 1, so skip_box_thr in [0, 1] drops no box)
         return FusedBoxes.empty(num_raters)
     rater_index = {r: i for i, r in enumerate(raters)}
     models = [rater_index[r] for r in ann.rater_ids.tolist()]
@@ -781,7 +787,7 @@ class WBFAggregator(Aggregator):
 
     Args:
         iou_thr (float): WBF IoU threshold (strict), in [0, 1). Defaults to 0.4 (the paper).
-        skip_box_thr (float): WBF score threshold. Defaults to 0.0.
+        skip_box_thr (float): WBF score threshold, in [0, 1]. Defaults to 0.0.
         conf_type (str): WBF confidence type. Defaults to 'avg'.
         rater_weights (Mapping[str, float] | None): per-rater weight, the proficiency p_r
             of Algorithm 1; it must cover every rater of every image. None = all 1.
@@ -823,10 +829,12 @@ class WBFAggregator(Aggregator):
                     "aggregator 'wbf': rater_weights must map rater id -> weight, got "
                     f'{type(rater_weights).__name__}'
                 )
-            bad = {k: v for k, v in rater_weights.items() if not (float(v) > 0)}
-            if bad:
-                raise ValueError(f"aggregator 'wbf': rater weights must be > 0, got {bad!r}")
-            rater_weights = {str(k): float(v) for k, v in rater_weights.items()}
+            rater_weights = {
+                str(k): check_number(
+                    v, f'rater_weights[{k!r}]', "aggregator 'wbf'", 0, open_low=True
+                )
+                for k, v in rater_weights.items()
+            }
         self.rater_weights = rater_weights
 
     def __call__(self, image: RaterBoxes) -> FusedBoxes:

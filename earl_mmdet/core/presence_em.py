@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .aggregator_base import check_number
+from .box_ops import check_iou_thr
 from .coco_io import RaterBoxes
 from .em import ClusteredImage, cluster_image
 from .matching import LINKAGES
@@ -252,15 +254,22 @@ class PresenceEM:
         max_iter: int = 1000,
         tol: float = 1e-5,
     ) -> None:
-        floats = dict(
-            iou_thr=(float(iou_thr), 0.0 <= float(iou_thr) < 1.0, 'in [0, 1)'),
-            tol=(float(tol), float(tol) > 0, '> 0'),
-            sensitivity_prior=(float(sensitivity_prior), 0 < sensitivity_prior < 1, 'in (0, 1)'),
-            fp_prior=(float(fp_prior), 0.0 < float(fp_prior) < 1.0, 'in (0, 1)'),
-            rate_prior_strength=(float(rate_prior_strength), rate_prior_strength > 0, '> 0'),
-            prior_strength=(float(prior_strength), float(prior_strength) > 0, '> 0'),
-            prior_diag=(float(prior_diag), 0.0 <= float(prior_diag) <= 1.0, 'in [0, 1]'),
+        where = 'PresenceEM'
+        self.iou_thr = check_iou_thr(iou_thr, where)
+        self.tol = check_number(tol, 'tol', where, 0, open_low=True)
+        self.sensitivity_prior = check_number(
+            sensitivity_prior, 'sensitivity_prior', where, 0, 1, open_low=True, open_high=True
         )
+        self.fp_prior = check_number(
+            fp_prior, 'fp_prior', where, 0, 1, open_low=True, open_high=True
+        )
+        self.rate_prior_strength = check_number(
+            rate_prior_strength, 'rate_prior_strength', where, 0, open_low=True
+        )
+        self.prior_strength = check_number(
+            prior_strength, 'prior_strength', where, 0, open_low=True
+        )
+        self.prior_diag = check_number(prior_diag, 'prior_diag', where, 0, 1)
         others = dict(
             num_classes=(
                 num_classes,
@@ -270,7 +279,7 @@ class PresenceEM:
             linkage=(linkage, linkage in LINKAGES, f'one of {LINKAGES}'),
             max_iter=(max_iter, isinstance(max_iter, int) and max_iter >= 1, 'an int >= 1'),
         )
-        for name, (value, ok, what) in {**others, **floats}.items():
+        for name, (value, ok, what) in others.items():
             if not ok:
                 raise ValueError(f'PresenceEM: {name} must be {what}, got {value!r}')
             setattr(self, name, value)

@@ -18,6 +18,9 @@ What is generated (``make_vindr_sample``), in the layouts of the real releases:
   the real test set; ``rad_id`` is ``'consensus'`` (the converter ignores it for a test file).
 * ``sample_meta.json``: arguments, counts, the radiologists' noise profiles and the true
   boxes of every training image (to score aggregators against).
+* ``.earl_manifest.json``: the files written (:func:`earl_mmdet.core.safe_output.claim_folder`):
+  the sample is written only into an empty folder or over an earlier sample
+  (``overwrite``), never among other files.
 
 The images are chest-like (body, two dark lung fields with vessel texture, ribs, spine,
 heart) and every finding is drawn where its true box is (a bright nodule, a textured
@@ -60,6 +63,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import medmnist_raters as mr
+from . import safe_output
 from .box_ops import box_iou
 from .vindr import KAGGLE_COLUMNS, NO_FINDING, NO_FINDING_ID, PHYSIONET_COLUMNS, VINDR_CLASSES
 
@@ -583,6 +587,11 @@ def write_dicom(
 
 
 # --------------------------------------------------------------------------- sample
+#: How the folder's manifest names the writer; the label tables it writes.
+_TOOL = 'earl_mmdet.core.vindr_sample'
+_TABLES = ('train.csv', 'annotations/annotations_test.csv')
+
+
 def _fmt(v: float) -> str:
     return f'{v:.1f}'
 
@@ -595,11 +604,13 @@ def make_vindr_sample(
     normal_fraction: float = 0.4,
     max_findings: int = 3,
     readers: int = 3,
+    overwrite: bool = False,
 ) -> dict:
     """Write a VinDr-shaped sample under ``out`` (see the module docstring).
 
     Args:
-        out (str): output folder (created; existing files of the same names are replaced).
+        out (str): output folder: missing, empty, or an earlier sample (with
+            ``overwrite``); see :func:`earl_mmdet.core.safe_output.claim_folder`.
         images (int): training images (read by ``readers`` radiologists each). Defaults
             to 40.
         test_images (int | None): test images (consensus labels). Defaults to
@@ -610,9 +621,15 @@ def make_vindr_sample(
             boxes to learn from).
         max_findings (int): findings per abnormal image, 1 to this. Defaults to 3.
         readers (int): radiologists per training image. Defaults to 3.
+        overwrite (bool): replace an earlier sample in ``out`` (only its files). Defaults
+            to False.
 
     Returns:
         dict: the summary also written to ``out/sample_meta.json`` (without the truth).
+
+    Raises:
+        ValueError: an argument out of range, or ``out`` holds other files (or an earlier
+            sample and ``overwrite`` is False).
     """
     if images < 1:
         raise ValueError(f'images must be >= 1, got {images}')
@@ -629,6 +646,12 @@ def make_vindr_sample(
     s_raters, s_images, s_reads = root.spawn(3)
     pool = draw_reader_pool(seed, np.random.default_rng(s_raters))
     weights = np.array([r.weight for r in pool.radiologists])
+    img_streams = s_images.spawn(images + test_images)
+    # The first draw of each image's stream is its id: known before anything is written.
+    ids = [np.random.default_rng(stream).bytes(16).hex() for stream in img_streams]
+    planned = [f'{"train" if n < images else "test"}/{i}.dicom' for n, i in enumerate(ids)]
+    planned += [*_TABLES, 'sample_meta.json']
+    safe_output.claim_folder(out, _TOOL, planned, overwrite)
     for d in ('train', 'test', 'annotations'):
         os.makedirs(osp.join(out, d), exist_ok=True)
 
@@ -638,7 +661,6 @@ def make_vindr_sample(
         for bits in BITS_STORED
         for window, rescale in ((True, True), (False, False))
     ]
-    img_streams = s_images.spawn(images + test_images)
     read_streams = s_reads.spawn(images)
     samples: list[SampleImage] = []
     kaggle_rows: list[list[str]] = []
@@ -679,8 +701,8 @@ def make_vindr_sample(
             for b, c in zip(rb, rl):
                 kaggle_rows.append([image_id, VINDR_CLASSES[c], str(int(c)), rad_id, *map(_fmt, b)])
 
-    _write_csv(osp.join(out, 'train.csv'), KAGGLE_COLUMNS, kaggle_rows)
-    _write_csv(osp.join(out, 'annotations', 'annotations_test.csv'), PHYSIONET_COLUMNS, test_rows)
+    _write_csv(osp.join(out, _TABLES[0]), KAGGLE_COLUMNS, kaggle_rows)
+    _write_csv(osp.join(out, _TABLES[1]), PHYSIONET_COLUMNS, test_rows)
     train = [s for s in samples if s.split == 'train']
     args = dict(images=images, test_images=test_images, seed=seed, readers=readers)
     args.update(normal_fraction=normal_fraction, max_findings=max_findings)
@@ -704,13 +726,14 @@ def make_vindr_sample(
              boxes=s.boxes.tolist(), labels=s.labels.tolist())
         for s in samples
     ]  # fmt: skip
-    with open(osp.join(out, 'sample_meta.json'), 'w', encoding='utf-8') as f:
-        f.write(json.dumps(dict(summary, truth=truth), indent=1, sort_keys=True) + '\n')
+    text = json.dumps(dict(summary, truth=truth), indent=1, sort_keys=True) + '\n'
+    safe_output.atomic_write(osp.join(out, 'sample_meta.json'), text)
+    safe_output.seal_folder(out, _TOOL, planned)
     return summary
 
 
 def _write_csv(path: str, header: Sequence[str], rows: list[list[str]]) -> None:
-    with open(path, 'w', newline='', encoding='utf-8') as f:
+    with safe_output.atomic_open(path, newline='') as f:
         w = csv.writer(f, lineterminator='\n')
         w.writerow(header)
         w.writerows(rows)

@@ -200,8 +200,13 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         repair (bool): apply and count the safe repairs of ``load_multirater_coco``; if
             False each of them is an error. Defaults to True.
         normalize_rater_ids (bool): merge rater ids that differ only by case,
-            surrounding whitespace or Unicode normal form (counted as the repair
-            ``rater_id_normalized``); False (default): such ids are an error naming them.
+            surrounding whitespace, invisible format characters or Unicode form (counted
+            as the repair ``rater_id_normalized``); False (default): such ids are an error
+            naming them.
+        merge_duplicate_images (bool): merge image records that name the same
+            ``file_name`` (per-rater exports: one record per rater) into one image read by
+            all their raters (counted as the repair ``image_merged``); False (default):
+            such records are an error naming them.
         check_files (bool): check at load time that every image file exists (local files
             only) and raise a ValueError listing the missing ones. Defaults to False.
         **kwargs: :class:`mmdet.datasets.CocoDataset` arguments. If ``metainfo`` gives no
@@ -220,6 +225,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         fusion: str | Mapping | None = None,
         repair: bool = True,
         normalize_rater_ids: bool = False,
+        merge_duplicate_images: bool = False,
         check_files: bool = False,
         **kwargs: Any,
     ):
@@ -229,6 +235,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         self.fusion = _check_fusion(fusion)
         self.repair = repair
         self.normalize_rater_ids = normalize_rater_ids
+        self.merge_duplicate_images = merge_duplicate_images
         self.check_files = check_files
         self.repairs: dict[str, int] = {}
         self.aggregator: Aggregator | None = None
@@ -242,6 +249,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
                 repair=self.repair,
                 classes=classes,
                 normalize_rater_ids=self.normalize_rater_ids,
+                merge_duplicate_images=self.merge_duplicate_images,
             )
         # Name the configured file in messages rather than a temporary local copy.
         coco.source = str(self.ann_file)

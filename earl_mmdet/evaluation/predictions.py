@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import collections
 import io
-import json
+import math
+import os
 import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,21 +31,58 @@ def _tensor_storage_from_bytes(data: bytes) -> Any:
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
-def _safe_globals() -> dict[tuple[str, str], Any]:
+class _Refused(pickle.UnpicklingError):
+    """A refusal of this module (its message names the file), told apart from the
+    ``UnpicklingError`` of a malformed file."""
+
+
+def _refuse(path: str, what: str) -> _Refused:
+    return _Refused(f'{path}: {what}; not a prediction pickle written by mmdet')
+
+
+def _safe_globals(path: str, limit: int) -> dict[tuple[str, str], Any]:
+    """The globals a prediction pickle may name. Those that allocate check first that the
+    size they are asked for fits in the ``limit`` bytes of the file: a file of a few
+    bytes can declare a 2^40-element array, which would fail only after asking the
+    system for terabytes (MemoryError, or worse, swapping)."""
     import torch
+
+    multiarray = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's _reconstruct
+
+    def reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
+        # numpy pickles an empty array here and fills it from the file's bytes afterwards.
+        if math.prod(int(n) for n in shape) > limit:
+            raise _refuse(path, f'declares a numpy array of shape {tuple(shape)}')
+        return multiarray(subtype, shape, dtype)
+
+    def dtype(*args: Any) -> np.dtype:
+        d = np.dtype(*args)
+        if d.hasobject:
+            raise _refuse(path, f'declares a numpy array of Python objects ({d})')
+        return d
+
+    def rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, *rest: Any) -> Any:
+        need = 0 if 0 in size else offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
+        raw = getattr(storage, '_untyped_storage', storage)  # a TypedStorage wraps one
+        item = torch.empty(0, dtype=getattr(storage, 'dtype', torch.uint8)).element_size()
+        have = raw.nbytes() // item
+        if need > have:
+            raise _refuse(
+                path, f'declares a tensor of size {tuple(size)} on a storage of {have} elements'
+            )
+        return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, *rest)
 
     allowed: dict[tuple[str, str], Any] = {
         ('collections', 'OrderedDict'): collections.OrderedDict,
         ('_codecs', 'encode'): __import__('codecs').encode,  # bytes, pickle protocol 2
-        ('torch._utils', '_rebuild_tensor_v2'): torch._utils._rebuild_tensor_v2,
+        ('torch._utils', '_rebuild_tensor_v2'): rebuild_tensor,
         ('torch.storage', '_load_from_bytes'): _tensor_storage_from_bytes,
         ('torch', 'Size'): torch.Size,
         ('numpy', 'ndarray'): np.ndarray,
-        ('numpy', 'dtype'): np.dtype,
+        ('numpy', 'dtype'): dtype,
     }
-    multiarray = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's _reconstruct
     for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        allowed[module, '_reconstruct'] = multiarray
+        allowed[module, '_reconstruct'] = reconstruct
         allowed[module, 'scalar'] = np.float64(0).__reduce__()[0]
     for name in ('Float64DType', 'Float32DType', 'Int64DType', 'Int32DType', 'BoolDType'):
         dtype_class = getattr(np.dtypes, name, None) if hasattr(np, 'dtypes') else None
@@ -56,16 +94,16 @@ def _safe_globals() -> dict[tuple[str, str], Any]:
 class _PredictionUnpickler(pickle.Unpickler):
     """Builds only the globals of :func:`_safe_globals`; anything else is an error."""
 
-    def __init__(self, file: Any, path: str) -> None:
+    def __init__(self, file: Any, path: str, limit: int) -> None:
         super().__init__(file)
         self._path = path
-        self._allowed = _safe_globals()
+        self._allowed = _safe_globals(path, limit)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
             return self._allowed[module, name]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise _Refused(
                 f'{self._path}: refusing to unpickle {module}.{name}: a prediction pickle '
                 'holds containers, numbers, strings, numpy arrays and tensors only (loading '
                 'other objects could run code from the file). Convert it to a COCO results '
@@ -78,10 +116,28 @@ def load_prediction_pickle(path: str) -> Any:
 
     Raises:
         pickle.UnpicklingError: the file names a global outside containers, numbers,
-            strings, numpy arrays and torch tensors (the message names the file and global).
+            strings, numpy arrays and torch tensors, or declares an array larger than the
+            file can hold (the message names the file).
+        ValueError: naming the file, for a pickle that is truncated, malformed or asks
+            for more memory than there is.
     """
     with open(path, 'rb') as f:
-        return _PredictionUnpickler(f, path).load()
+        limit = os.fstat(f.fileno()).st_size
+        try:
+            return _PredictionUnpickler(f, path, limit).load()
+        except _Refused:
+            raise
+        except MemoryError:
+            raise ValueError(
+                f'{path}: unreadable prediction pickle: it declares more data than fits in memory'
+            ) from None
+        except RecursionError:
+            raise ValueError(f'{path}: unreadable prediction pickle: nested too deeply') from None
+        except Exception as e:  # EOFError, torch's RuntimeError, ValueError, ... from the data
+            raise ValueError(
+                f'{path}: unreadable prediction pickle: {type(e).__name__}: '
+                f'{str(e).splitlines()[0] if str(e) else ""}'
+            ) from e
 
 
 def _np(x: Any) -> np.ndarray:
@@ -104,8 +160,9 @@ def load_predictions(path: str, gold: Mapping) -> Preds:
     label_of = {c: i for i, c in enumerate(cat_ids)}
     out: Preds = {}
     if path.endswith('.json'):
-        with open(path, encoding='utf-8') as f:
-            dets = json.load(f)
+        from earl_mmdet.core.coco_io import read_json
+
+        dets = read_json(path)
         if not isinstance(dets, list):
             raise ValueError(f'{path}: a COCO results file must hold a list, got {type(dets)}')
         grouped: dict[Any, list] = {}
@@ -128,11 +185,13 @@ def load_predictions(path: str, gold: Mapping) -> Preds:
         if not isinstance(samples, list):
             raise ValueError(f'{path}: an mmdet --out pickle holds a list, got {type(samples)}')
         for k, s in enumerate(samples):
-            if 'img_id' not in s or 'pred_instances' not in s:
-                raise ValueError(
-                    f'{path}: entry #{k} lacks img_id/pred_instances (keys: {sorted(s)})'
-                )
+            if not isinstance(s, Mapping) or 'img_id' not in s or 'pred_instances' not in s:
+                raise ValueError(f'{path}: entry #{k} is not a dict with img_id/pred_instances')
             p = s['pred_instances']
+            if not isinstance(p, Mapping) or not {'bboxes', 'scores', 'labels'} <= set(p):
+                raise ValueError(
+                    f'{path}: entry #{k}: pred_instances must hold bboxes, scores and labels'
+                )
             labels = _np(p['labels']).astype(np.int64).reshape(-1)
             if labels.size and (labels.min() < 0 or labels.max() >= len(cat_ids)):
                 raise ValueError(

@@ -63,6 +63,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.safe_output import atomic_open
 from .study import LABELS, METHODS, REFERENCE, method_order
 
 #: make_medmnist.py preset every cell starts from (96 px, realistic raters, clutter).
@@ -499,6 +500,7 @@ def plot(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], path: str) -
         'Regime map: method − WBF+EARL, winner outlined\n(one run per cell: leads, not verdicts)',
         fontsize=10,
     )
-    fig.savefig(path, dpi=110, bbox_inches='tight')  # the row labels are long
+    with atomic_open(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=110, bbox_inches='tight')  # the row labels are long
     plt.close(fig)
     return path

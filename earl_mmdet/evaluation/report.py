@@ -33,6 +33,7 @@ from ..core.ap import (
     format_prediction_string,
     no_finding_score,
 )
+from ..core.safe_output import atomic_open, atomic_write
 
 __all__ = ['markdown_table', 'write_kaggle_submission', 'write_markdown_report']
 
@@ -103,12 +104,29 @@ def _pretty(key: str) -> str:
     return _KEY_NAMES.get(short, short)
 
 
+#: Last line of every Markdown report: marks the file as one a tool may write again.
+REPORT_MARKER = '<!-- earl-mmdet report: written by a tool, rewritten when rerun -->'
+
+
+def is_own_report(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a Markdown report this package wrote (ends with the marker)."""
+    try:
+        with open(path, 'rb') as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode('utf-8', 'replace')
+    except OSError:
+        return False
+    return tail.rstrip().endswith(REPORT_MARKER)
+
+
 def write_markdown_report(
     metrics: Mapping[str, Any],
     path: str | os.PathLike,
     title: str = 'Detection report',
     tables: Mapping[str, Mapping[str, Any]] | None = None,
     notes: Sequence[str] = (),
+    inputs: Iterable[str | os.PathLike | None] = (),
 ) -> str:
     """Write a Markdown report: a summary table, then one section per table.
 
@@ -121,6 +139,9 @@ def write_markdown_report(
         tables (Mapping | None): extra ``{name: {'columns': [...], 'rows': [[...]]}}``,
             added after those of a report dict. Defaults to None.
         notes (Sequence[str]): lines added as a bullet list under the summary.
+        inputs (Iterable[str | PathLike | None]): files the run read; ``path`` must not
+            be one of them. The file is written through a temporary file and a rename
+            (:func:`earl_mmdet.core.safe_output.atomic_write`).
 
     Returns:
         str: the Markdown text written.
@@ -149,12 +170,9 @@ def write_markdown_report(
     for name, table in all_tables.items():
         parts += ['', f'## {headings.get(name, name)}', '']
         parts.append(markdown_table(table['columns'], table['rows']))
+    parts += ['', REPORT_MARKER]
     text = '\n'.join(parts) + '\n'
-    path = os.fspath(path)
-    if osp.dirname(path):
-        os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(text)
+    atomic_write(path, text, inputs=inputs)
     return text
 
 
@@ -169,6 +187,7 @@ def write_kaggle_submission(
     score_decimals: int = 4,
     box_decimals: int = 1,
     coord_scales: Mapping[str, Sequence[float]] | None = None,
+    inputs: Iterable[str | os.PathLike | None] = (),
 ) -> int:
     """Write a Kaggle VinBigData submission CSV ``image_id,PredictionString``.
 
@@ -208,12 +227,15 @@ def write_kaggle_submission(
         box_decimals (int): Defaults to 1.
         coord_scales (Mapping[str, Sequence[float]] | None): ``{image_id: (sx, sy)}``, used
             for images whose mapping has no ``coord_scale``. Defaults to None.
+        inputs (Iterable[str | PathLike | None]): files the run read; ``path`` must not
+            be one of them. Written through a temporary file and a rename.
 
     Returns:
         int: number of rows written.
 
     Raises:
-        ValueError: a missing ``image_id``, a repeated ``image_id``, inconsistent lengths.
+        ValueError: a missing ``image_id``, a repeated ``image_id``, inconsistent lengths;
+            ``path`` is one of ``inputs``.
     """
     seen: set[str] = set()
     lines = []
@@ -260,10 +282,7 @@ def write_kaggle_submission(
             labels = np.concatenate([labels, [no_finding_label]])
         text = format_prediction_string(boxes, scores, labels, score_decimals, box_decimals)
         lines.append((img_id, text))
-    path = os.fspath(path)
-    if osp.dirname(path):
-        os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w', newline='', encoding='utf-8') as f:
+    with atomic_open(path, newline='', inputs=inputs) as f:
         writer = csv.writer(f)
         writer.writerow(['image_id', 'PredictionString'])
         writer.writerows(lines)

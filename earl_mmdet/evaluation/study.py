@@ -16,16 +16,18 @@ import json
 import math
 import os.path as osp
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..core.safe_output import atomic_open
 from .predictions import Preds, evaluate
 
-#: Methods in report order; ``rater-<id>`` (one model per rater) sorts as ``rater``.
-METHODS = (
+#: The study's methods in report order (the tool's default ``--methods``); ``rater-<id>``
+#: (one model per rater) sorts as ``rater``.
+STUDY_METHODS = (
     'na',
     'rater',
     'ensemble',
@@ -37,6 +39,10 @@ METHODS = (
     'wbf-ignore',
     'presence-em-earl',
 )
+#: Ablations of how c enters the loss (docs/study_v3_design.md), run only when named.
+ABLATION_METHODS = ('wbf-earl-wsum', 'wbf-earl-obj', 'wbf-earl-na-like', 'presence-em')
+#: Every method, in report order.
+METHODS = STUDY_METHODS + ABLATION_METHODS
 LABELS = {
     'na': 'NA (all raters’ boxes)',
     'ensemble': 'WBF ensemble of per-rater models',
@@ -47,6 +53,10 @@ LABELS = {
     'wbf-soft': 'WBF + soft targets (q = c)',
     'wbf-ignore': 'WBF + ignore regions (T/R < 0.5)',
     'presence-em-earl': 'Presence-aware EM + EARL (c = presence)',
+    'wbf-earl-wsum': 'WBF + EARL, weight-sum normaliser',
+    'wbf-earl-obj': 'WBF + EARL, objectness weighted too',
+    'wbf-earl-na-like': 'WBF + EARL weighted like NA (w = T on cls, box, obj; weight sum)',
+    'presence-em': 'Presence-aware EM boxes, stock head',
 }
 #: Extra paired comparisons reported beside "vs NA": (method, reference).
 EXTRA_PAIRS = (
@@ -57,6 +67,7 @@ EXTRA_PAIRS = (
     ('wbf-soft', 'wbf-earl'),
     ('wbf-ignore', 'wbf-earl'),
     ('presence-em-earl', 'em-earl'),
+    ('presence-em-earl', 'presence-em'),
 )
 #: Every other method is also compared with this one (the paper's method): the study's
 #: question is whether anything beats it.
@@ -276,7 +287,83 @@ def summarize(results: Sequence[dict], baseline: str = 'na') -> dict:
                     pairs.append(row)
     summary = dict(baseline=baseline, rows=out, pairs=pairs)
     summary['sweep'] = sweep_table(summary, baseline)
+    curves = curve_table(results)
+    if curves:  # runs without validation curves (the pilot's) keep their summary as it was
+        summary['curves'] = curves
     return summary
+
+
+def val_curve_from_log(lines: Iterable[str], prefix: str = 'coco') -> list[dict]:
+    """The validation curve in mmengine's scalar log (``<timestamp>/vis_data/<timestamp>.json``:
+    one JSON object per line; a validation line has ``<prefix>/mAP`` and ``step`` = epoch).
+
+    Returns:
+        list[dict]: ``epoch``, ``mAP`` (mAP@[.5:.95]) and ``mAP_40`` per validation, by
+        epoch (a repeated epoch keeps its last line).
+
+    Raises:
+        ValueError: a line that is not JSON, or a validation line without ``step`` or
+            ``<prefix>/mAP_40`` (named by its line number).
+
+    Examples:
+        >>> val_curve_from_log(['{"loss": 1.2, "step": 50}',
+        ...                     '{"coco/mAP_40": 0.8, "coco/mAP": 0.5, "step": 4}'])
+        [{'epoch': 4, 'mAP': 0.5, 'mAP_40': 0.8}]
+    """
+    points: dict[int, dict] = {}
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f'scalar log line {i}: not JSON ({e})') from e
+        if not isinstance(rec, dict) or f'{prefix}/mAP' not in rec:
+            continue
+        missing = [k for k in ('step', f'{prefix}/mAP_40') if k not in rec]
+        if missing:
+            raise ValueError(f'scalar log line {i}: validation line without {missing}: {rec}')
+        epoch = int(rec['step'])
+        points[epoch] = dict(
+            epoch=epoch, mAP=float(rec[f'{prefix}/mAP']), mAP_40=float(rec[f'{prefix}/mAP_40'])
+        )
+    return [points[e] for e in sorted(points)]
+
+
+def curve_table(results: Sequence[dict]) -> list[dict]:
+    """Validation curves per (proficiency, epochs, method) over the runs that have one
+    (``val_curve`` in result.json): per validated epoch, each metric's mean, min and max
+    over the seeds validated there.
+
+    Returns:
+        list[dict]: ``proficiency``, ``epochs``, ``method``, ``seeds`` and ``points``
+        (``epoch``, ``n``, and per :data:`METRICS` key ``mean`` / ``min`` / ``max`` /
+        ``values``), in report order; empty when no run has a curve.
+    """
+    groups: dict[tuple, dict[int, list]] = {}
+    for r in results:
+        if r.get('val_curve'):
+            key = (r['proficiency'], r['epochs'], r['method'])
+            groups.setdefault(key, {})[r['seed']] = r['val_curve']
+    out = []
+    for (p, e, method), by_seed in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], method_order(kv[0][2]))
+    ):
+        epochs = sorted({pt['epoch'] for curve in by_seed.values() for pt in curve})
+        points = []
+        for ep in epochs:
+            at = [pt for s in sorted(by_seed) for pt in by_seed[s] if pt['epoch'] == ep]
+            point: dict[str, Any] = dict(epoch=ep, n=len(at))
+            for m in METRICS:
+                vals = [pt[m] for pt in at]
+                point[m] = dict(
+                    mean=float(np.mean(vals)), min=min(vals), max=max(vals), values=vals
+                )
+            points.append(point)
+        out.append(
+            dict(proficiency=p, epochs=e, method=method, seeds=sorted(by_seed), points=points)
+        )
+    return out
 
 
 def sweep_table(summary: dict, baseline: str = 'na') -> list[dict]:
@@ -479,9 +566,39 @@ def markdown(summary: dict, meta: dict) -> str:
                     f'| {_fmt(b40.get("diff_se", math.nan))} | {b["se"]:.4f} '
                     f'| {_fmt(b.get("diff_se", math.nan))} |'
                 )
+        lines += _curves_markdown(summary.get('curves', []), p, e)
         lines.append('')
     lines += _sweep_markdown(summary.get('sweep', []))
     return '\n'.join(lines)
+
+
+def _curves_markdown(curves: Sequence[dict], p: float, e: int) -> list[str]:
+    rows = [c for c in curves if (c['proficiency'], c['epochs']) == (p, e)]
+    if not rows:
+        return []
+    epochs = sorted({pt['epoch'] for c in rows for pt in c['points']})
+    lines = [
+        '',
+        'Validation curves (the gold validation set, the averaged weights that are tested): '
+        'per validated epoch, mAP@[.5:.95] mean [min, max] over the seeds / mAP@0.4 mean.',
+        '',
+        '| method | seeds | ' + ' | '.join(f'epoch {ep}' for ep in epochs) + ' |',
+        '|---|---|' + '---|' * len(epochs),
+    ]
+    for c in rows:
+        at = {pt['epoch']: pt for pt in c['points']}
+        cells = []
+        for ep in epochs:
+            pt = at.get(ep)
+            if pt is None:
+                cells.append('')
+                continue
+            a, b = pt['mAP'], pt['mAP_40']
+            cells.append(f'{a["mean"]:.3f} [{a["min"]:.3f}, {a["max"]:.3f}] / {b["mean"]:.3f}')
+        seeds = ','.join(str(s) for s in c['seeds'])
+        name = LABELS.get(c['method'], c['method'])
+        lines.append(f'| {name} | {seeds} | ' + ' | '.join(cells) + ' |')
+    return lines
 
 
 def _data_line(study: dict | None) -> list[str]:
@@ -495,7 +612,19 @@ def _data_line(study: dict | None) -> list[str]:
     )
     if 'vindr-like' in study['preset'] or 'realistic' in (study.get('data_args') or []):
         line += ' (realistic raters: the p in the headings is not used)'
-    return [line]
+    if study.get('data_seed_follows_seed'):
+        line += (
+            f'; **each replicate its own data**: seed k trains and is tested on data seed '
+            f'{study["data_seed"]} + k'
+        )
+    out = [line]
+    if study.get('ema'):
+        ema = study['ema']
+        out.append(
+            f'- averaged weights tested: --ema {ema["mode"]} over the last '
+            f"{ema['window']:g} of the iterations (not the configs' ExpMomentumEMA)"
+        )
+    return out
 
 
 def power_rows(summary: dict, proficiency: float, epochs: int) -> list[dict]:
@@ -503,21 +632,31 @@ def power_rows(summary: dict, proficiency: float, epochs: int) -> list[dict]:
 
     Returns:
         list[dict]: ``name`` (method − reference), ``n``, ``sd``, ``half_width`` (of the
-        interval now) and ``seeds_needed`` for a half-width of :data:`TARGET_HALF_WIDTH`.
+        interval now) and ``seeds_needed`` for a half-width of :data:`TARGET_HALF_WIDTH`;
+        ``sd_40`` and ``seeds_needed_40``: the same for the mAP@0.4 difference.
     """
-    base = LABELS.get(summary.get('baseline', 'na'), 'NA')
+    baseline = summary['baseline']
+    base = LABELS.get(baseline, 'NA')
     out = []
     entries = [
-        (f'{LABELS.get(r["method"], r["method"])} − {base}', r.get('mAP_vs_' + summary['baseline']))
+        (
+            f'{LABELS.get(r["method"], r["method"])} − {base}',
+            r.get('mAP_vs_' + baseline),
+            r.get('mAP_40_vs_' + baseline),
+        )
         for r in summary['rows']
         if (r['proficiency'], r['epochs']) == (proficiency, epochs)
     ]
     entries += [
-        (f'{LABELS.get(r["method"], r["method"])} − {LABELS.get(r["reference"])}', r['mAP'])
+        (
+            f'{LABELS.get(r["method"], r["method"])} − {LABELS.get(r["reference"])}',
+            r['mAP'],
+            r.get('mAP_40'),
+        )
         for r in summary.get('pairs', [])
         if (r['proficiency'], r['epochs']) == (proficiency, epochs)
     ]
-    for name, d in entries:
+    for name, d, d40 in entries:
         if not d or d['n'] < 2 or 'sd' not in d:
             continue
         half = (d['hi'] - d['lo']) / 2
@@ -529,6 +668,8 @@ def power_rows(summary: dict, proficiency: float, epochs: int) -> list[dict]:
                 half_width=half,
                 seeds_needed=d['seeds_needed'],
                 seeds_needed_upper=d.get('seeds_needed_upper'),
+                sd_40=(d40 or {}).get('sd', math.nan),
+                seeds_needed_40=(d40 or {}).get('seeds_needed'),
             )
         )
     return out
@@ -546,13 +687,16 @@ def _power_markdown(summary: dict, p: float, e: int) -> list[str]:
         'a few seeds is itself uncertain).',
         '',
         '| difference | seeds | SD of the difference | half-width now | seeds for ±'
-        f"{TARGET_HALF_WIDTH:g} | at the SD's upper bound |",
-        '|---|---|---|---|---|---|',
+        f"{TARGET_HALF_WIDTH:g} | at the SD's upper bound | mAP@0.4: SD | mAP@0.4: seeds "
+        f'for ±{TARGET_HALF_WIDTH:g} |',
+        '|---|---|---|---|---|---|---|---|',
     ]
     for r in rows:
         need, upper = (_seeds(r['seeds_needed']), _seeds(r.get('seeds_needed_upper')))
+        need_40 = '–' if math.isnan(r['sd_40']) else _seeds(r['seeds_needed_40'])
         lines.append(
-            f'| {r["name"]} | {r["n"]} | {r["sd"]:.4f} | {r["half_width"]:.4f} | {need} | {upper} |'
+            f'| {r["name"]} | {r["n"]} | {r["sd"]:.4f} | {r["half_width"]:.4f} | {need} | {upper} '
+            f'| {_fmt(r["sd_40"])} | {need_40} |'
         )
     return lines
 
@@ -562,8 +706,11 @@ def _power_markdown(summary: dict, p: float, e: int) -> list[str]:
 MARGIN = 0.02
 
 
-def versus_reference(summary: dict, proficiency: float, epochs: int) -> list[dict]:
-    """Every method minus :data:`REFERENCE` in mAP@[.5:.95] for one setting, with the 95 %
+def versus_reference(
+    summary: dict, proficiency: float, epochs: int, metric: str = 'mAP'
+) -> list[dict]:
+    """Every method minus :data:`REFERENCE` in ``metric`` (:data:`METRICS`; default
+    mAP@[.5:.95]) for one setting, with the 95 %
     t-interval and the Bonferroni-adjusted one (level 1 - 0.05 / k over the k methods so
     compared: the best of k is picked after looking, so its plain interval is too kind).
 
@@ -579,14 +726,14 @@ def versus_reference(summary: dict, proficiency: float, epochs: int) -> list[dic
     setting = (proficiency, epochs)
     base = summary.get('baseline', 'na')
     stored = [
-        (r['method'], r['reference'], r['mAP'])
+        (r['method'], r['reference'], r[metric])
         for r in summary.get('pairs', [])
         if (r['proficiency'], r['epochs']) == setting
     ]
     stored += [
-        (r['method'], base, r['mAP_vs_' + base])
+        (r['method'], base, r[f'{metric}_vs_{base}'])
         for r in summary['rows']
-        if (r['proficiency'], r['epochs']) == setting and r.get('mAP_vs_' + base)
+        if (r['proficiency'], r['epochs']) == setting and r.get(f'{metric}_vs_{base}')
     ]
     found = [(a, d) for a, b, d in stored if b == REFERENCE]
     found += [
@@ -650,6 +797,13 @@ def _answer_markdown(summary: dict, p: float, e: int) -> list[str]:
         f'Bonferroni-adjusted for picking the best of {a["k"]}: '
         f'[{b["adj_lo"]:+.4f}, {b["adj_hi"]:+.4f}]).',
     ]
+    same = [r for r in versus_reference(summary, p, e, 'mAP_40') if r['method'] == b['method']]
+    if same:  # the same method's mAP@0.4 difference, beside the deciding metric
+        r = same[0]
+        lines[-1] += (
+            f' Its mAP@0.4 difference: {r["mean"]:+.4f} [{r["lo"]:+.4f}, {r["hi"]:+.4f}] '
+            f'(adjusted [{r["adj_lo"]:+.4f}, {r["adj_hi"]:+.4f}]).'
+        )
     if a['plain_yes'] and a['answer'] == 'no':
         lines[-1] += ' Without the adjustment the answer would be yes.'
     return lines
@@ -713,7 +867,8 @@ def _save(fig: Any, title: str, path: str) -> str:
 
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=110)
     plt.close(fig)
     return path
 
@@ -757,6 +912,22 @@ def plots(summary: dict, out: str) -> list[str]:
             ax.grid(axis='x', alpha=0.3)
         title = f'MED-MNIST cpu preset, p = {p:g}, {e} epochs'
         written.append(_save(fig, title, osp.join(out, f'methods_p{p:g}_e{e}.png')))
+    for p, e in sorted({(c['proficiency'], c['epochs']) for c in summary.get('curves', [])}):
+        curves = [c for c in summary['curves'] if (c['proficiency'], c['epochs']) == (p, e)]
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, m, title in zip(axes, METRICS, ('mAP@0.4', 'mAP@[.5:.95]')):
+            for j, c in enumerate(curves):
+                ep = [pt['epoch'] for pt in c['points']]
+                mean, lo, hi = ([pt[m][k] for pt in c['points']] for k in ('mean', 'min', 'max'))
+                label = LABELS.get(c['method'], c['method'])
+                ax.plot(ep, mean, 'o-', color=f'C{j}', label=label)
+                ax.fill_between(ep, lo, hi, color=f'C{j}', alpha=0.15)
+            ax.set_xlabel('epoch')
+            ax.set_title(f'{title} on the validation set (mean, seed range)')
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        title = f'Validation curves, p = {p:g}, {e} epochs'
+        written.append(_save(fig, title, osp.join(out, f'curves_p{p:g}_e{e}.png')))
     for e in sorted({r['epochs'] for r in summary.get('sweep', [])}):
         sweep = [r for r in summary['sweep'] if r['epochs'] == e]
         fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)

@@ -1,7 +1,8 @@
 """What the entry points in ``tools/`` share: config loading, run set-up, argument checks.
 
-This module imports only the standard library at import time (mmengine, torch and the rest
-of the package are imported inside the functions that need them), so a tool that only
+This module imports only the standard library and :mod:`earl_mmdet.core.safe_output` (itself
+standard library only) at import time (mmengine, torch and the rest of the package are
+imported inside the functions that need them), so a tool that only
 checks its arguments or a config stays fast. ``tools/_common.py`` loads it for the tools.
 """
 
@@ -16,6 +17,8 @@ import sys
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
+
+from ..core import safe_output
 
 # Deprecation warnings that third-party code (mmdet, mmengine) raises on every run and that
 # a user of these tools cannot act on: (message regex, category, module regex of the code
@@ -52,12 +55,19 @@ def filter_third_party_warnings() -> None:
 
 
 def add_normalize_rater_ids_flag(parser: argparse.ArgumentParser) -> None:
-    """``--normalize-rater-ids``: the tools that read rater files offer the same repair."""
+    """``--normalize-rater-ids`` and ``--merge-duplicate-images``: the tools that read rater
+    files offer the same opt-in repairs (``load_multirater_coco``'s arguments)."""
     parser.add_argument(
         '--normalize-rater-ids',
         action='store_true',
-        help='merge rater ids that differ only by case, surrounding space or Unicode form '
-        '(counted); default: such ids are an error',
+        help='merge rater ids that differ only by case, surrounding space, invisible '
+        'characters or Unicode form (counted); default: such ids are an error',
+    )
+    parser.add_argument(
+        '--merge-duplicate-images',
+        action='store_true',
+        help='merge image records that name the same file_name (one record per rater) into '
+        'one image (counted); default: such records are an error',
     )
 
 
@@ -65,19 +75,32 @@ def check_output_paths(
     parser: argparse.ArgumentParser,
     files: Iterable[tuple[str, str | None]] = (),
     folders: Iterable[tuple[str, str | None]] = (),
+    inputs: Iterable[str | None] = (),
+    suffixes: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
-    """``parser.error`` (exit 2, no traceback) for an output path that cannot be written.
+    """``parser.error`` (exit 2, no traceback) for an output path that cannot be written
+    or that would destroy an input.
 
     Args:
         parser (argparse.ArgumentParser): the tool's parser.
         files (Iterable[tuple[str, str | None]]): ``(flag, path)`` of output files; None
-            paths are skipped. A folder there is an error.
+            paths are skipped. A folder there is an error, and so is one of ``inputs``
+            (the same file, through a symbolic or hard link too).
         folders (Iterable[tuple[str, str | None]]): ``(flag, path)`` of output folders. An
-            existing file there is an error.
+            existing file there is an error. (The files a tool writes into a folder are
+            given in ``files`` to be checked against ``inputs``.)
+        inputs (Iterable[str | None]): the files the tool reads; None is skipped.
+            Two output files that name one file are an error too.
+        suffixes (Mapping[str, Sequence[str]] | None): ``{flag: ('.json', ...)}`` for the
+            outputs whose format is picked by the suffix; another suffix is an error.
 
-    A path under an existing *file* (``out.txt/sub``) is an error either way.
+    A path under an existing *file* (``out.txt/sub``) is an error either way, and so is a
+    name longer than the file system allows.
     """
-    for kind, items in (('file', files), ('folder', folders)):
+    inputs = [p for p in inputs if p is not None]
+    suffixes = suffixes or {}
+    earlier: list[tuple[str, str]] = []
+    for kind, items in (('folder', folders), ('file', files)):  # a folder's own error first
         for flag, path in items:
             if path is None:
                 continue
@@ -90,6 +113,18 @@ def check_output_paths(
                 parent = osp.dirname(parent)
             if not osp.isdir(parent):
                 parser.error(f'{flag} {path}: {parent} is a file, not a folder')
+            try:
+                if kind == 'file':
+                    safe_output.check_output(path, inputs, suffixes.get(flag), what=flag)
+                else:
+                    safe_output.check_name(path, what=flag)
+            except ValueError as e:
+                parser.error(str(e))
+            for flag0, path0 in earlier:
+                if kind == 'file' and safe_output.same_file(path, path0):
+                    parser.error(f'{flag0} {path0} and {flag} {path} name the same file')
+            if kind == 'file':
+                earlier.append((flag, path))
 
 
 def read_config(path: str, cfg_options: dict | None, import_custom_modules: bool = True):
@@ -274,11 +309,55 @@ def set_local_rank(local_rank: int | None) -> None:
         os.environ['LOCAL_RANK'] = str(local_rank)
 
 
+# Whitespace between two characters of one item (not next to a comma or bracket): mmengine
+# would delete it ('[my dir, b]' -> ['mydir', 'b']).
+_SPACE_IN_ITEM = re.compile(r'[^\s,\[\]()]\s+[^\s,\[\]()]')
+
+
+class CfgOptionsAction(argparse.Action):
+    """``--cfg-options KEY=VALUE ...`` parsed as mmengine's ``DictAction`` does, except that
+    a space inside a value is kept, or refused where it cannot be.
+
+    ``DictAction`` deletes every space of a value (it allows ``KEY=[1, 2]``), so
+    ``data_root='/data/my scans/'`` would silently become ``/data/myscans/``: a run could
+    read another folder. Here a plain value (no list syntax) is kept as written, quotes
+    around it removed; a list whose items contain spaces is refused (mmengine cannot
+    parse it); lists with spaces only around commas and brackets parse as before.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: D102
+        from mmengine.config import DictAction
+
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for kv in values or ():
+            key, sep, val = kv.partition('=')
+            if not sep or not key:
+                parser.error(f'{option_string}: expected KEY=VALUE, got {kv!r}')
+            bare = val.strip('\'"')  # as DictAction strips quotes
+            if not any(ch.isspace() for ch in bare):
+                options[key] = DictAction._parse_iterable(val)
+                continue
+            listed = bare.startswith(('[', '(')) or ',' in bare
+            if not listed:  # one value: keep its spaces (a path such as 'my scans/')
+                options[key] = DictAction._parse_int_float_bool(bare)
+            elif _SPACE_IN_ITEM.search(bare):
+                parser.error(
+                    f'{option_string}: {kv!r}: an item of this list holds a space, which '
+                    "mmengine's list parser would delete; give that key in the config file"
+                )
+            else:
+                options[key] = DictAction._parse_iterable(val)
+        setattr(namespace, self.dest, options)
+
+
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
     """``--cfg-options``, ``--launcher`` and ``--local-rank``: mmdet's flags of train/test."""
-    from mmengine.config import DictAction
-
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=CfgOptionsAction,
+        help='override config keys (KEY=VALUE; spaces in a value are kept)',
+    )
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -296,11 +375,15 @@ def build_runner(cfg: Any, config_path: str, work_dir: str | None):
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
-def medmnist_cfg_options(data_root: str, epochs: int, seed: int, val: bool = True) -> list[str]:
+def medmnist_cfg_options(
+    data_root: str, epochs: int, seed: int, val: bool = True, val_interval: int | None = None
+) -> list[str]:
     """``--cfg-options`` that point a configs/medmnist config at ``data_root`` and set its
     schedule (``epochs``, with the cosine phase after the 1 warm-up epoch) and seed.
 
-    ``val=False`` switches validation off (no val loop, loader or evaluator).
+    ``val=False`` switches validation off (no val loop, loader or evaluator);
+    ``val_interval`` validates every that many epochs (and after the last; None: after the
+    last only).
     """
     root = data_root.rstrip('/') + '/'
     opts = [
@@ -318,7 +401,7 @@ def medmnist_cfg_options(data_root: str, epochs: int, seed: int, val: bool = Tru
         opts += ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
     return opts + [
         f'train_cfg.max_epochs={epochs}',
-        f'train_cfg.val_interval={epochs}',
+        f'train_cfg.val_interval={val_interval or epochs}',
         f'param_scheduler.1.end={epochs}',
         f'param_scheduler.1.T_max={max(epochs - 1, 1)}',
         f'randomness.seed={seed}',

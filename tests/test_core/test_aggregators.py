@@ -99,7 +99,7 @@ def test_build_rater_and_override():
         ('mv', {'box_mode': 'median'}, 'box_mode'),
         ('mv', {'iou_thr': 1.0}, r"aggregator 'mv': iou_thr must be a number in \[0, 1\)"),
         ('wbf', {'iou_thr': '0.4'}, r"aggregator 'wbf': iou_thr must be a number in \[0, 1\)"),
-        ('wbf', {'rater_weights': {'A': 0}}, 'weights must be > 0'),
+        ('wbf', {'rater_weights': {'A': 0}}, r"rater_weights\['A'\] must be a finite number > 0"),
         ('wbf', {'confidence': 'posterior'}, "aggregator 'wbf': confidence must be one of"),
         ('wbf', {'score_mode': 'posterior'}, 'confidence must be one of'),  # deprecated name
         ('mv', {'confidence': 'agreement', 'score_mode': 'count'}, 'not both'),
@@ -111,7 +111,7 @@ def test_build_rater_and_override():
         ('em', {'confidence': 'presence'}, "aggregator 'em': confidence must be one of"),
         ('presence_em', {'confidence': 'agreement'}, "'presence_em': confidence must be one of"),
         ('presence_em', {'box_weights': 'proficiency'}, "box_weights must be 'box' or"),
-        ('presence_em', {'fp_prior': 1.0}, r'fp_prior must be in \(0, 1\)'),
+        ('presence_em', {'fp_prior': 1.0}, r'fp_prior must be a finite number in \(0, 1\)'),
         ('presence_em', {'bogus': 1}, "aggregator 'presence_em'"),
         ('rater:A', {'on_missing': 'ignore'}, 'on_missing'),
         ('na', {'confidence': 'avg'}, 'confidence must be one of'),

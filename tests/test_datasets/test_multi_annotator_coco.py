@@ -200,6 +200,16 @@ BAD_INPUTS = {
         lambda d: d.update(images=[], annotations=[]),
         r"ann\.json: top level, field 'images': empty dataset",
     ),
+    # a pre-fused score of 1e39 was c = inf in float32: NaN loss at iteration 1, no file named
+    'score-1e39': (
+        lambda d: [a.update(score=1e39 if a['id'] == 2 else 1.0) for a in d['annotations']],
+        r"ann\.json: annotation id=2 \(index 1\), field 'score': the confidence c must be",
+    ),
+    # two records of one file (a per-rater export): every box fused alone before
+    'same-file-name': (
+        lambda d: d['images'][1].update(file_name='img1.png'),
+        r"ann\.json: image id=2 \(index 1\), field 'file_name': 'img1\.png' is also the file",
+    ),
 }
 
 
@@ -213,6 +223,21 @@ def test_bad_inputs_clear_errors(tmp_path, mutate, pattern):
         (tmp_path / 'ann.json').write_text('{"images": [}')
     with pytest.raises(ValueError, match=pattern):
         _build(tmp_path, 'ann.json')
+
+
+def test_merge_duplicate_images_through_the_dataset(tmp_path):
+    """Image 1 split into one record per rater (ids 1, 11, 12): merged back when asked."""
+    data = multirater_coco()
+    data['images'][0]['annotators'] = ['r1']
+    for new_id, rater in ((11, 'r2'), (12, 'r3')):
+        data['images'].append({**data['images'][0], 'id': new_id, 'annotators': [rater]})
+    data['annotations'][1]['image_id'], data['annotations'][2]['image_id'] = 11, 12
+    write_set(str(tmp_path), data, images=False)
+    ds = _build(tmp_path, 'ann.json', merge_duplicate_images=True, fusion='wbf')
+    assert ds.repairs == {'image_merged': 2}
+    info = ds.get_data_info(0)
+    assert info['raters'] == ['r1', 'r2', 'r3'] and len(ds) == 4  # images 1 (merged), 2, 3, 4
+    assert info['gt_agreement'].tolist() == [3, 1]  # the three raters' box agrees again
 
 
 def test_rater_not_listed_is_error_without_repair(tmp_path):

@@ -338,9 +338,16 @@ def test_power_table_in_report():
     assert f'| {row["name"]} | 5 | {row["sd"]:.4f} |' in md and 'seeds for ±0.01' in md
     upper = bm.sd_upper_bound(row['sd'], 5)
     assert row['seeds_needed_upper'] == bm.seeds_for_half_width(upper) > row['seeds_needed']
+    # mAP@0.4 beside: here the mAP@0.4 differences are the mAP ones, so SD and seeds agree
+    assert (
+        row['sd_40'] == pytest.approx(row['sd']) and row['seeds_needed_40'] == row['seeds_needed']
+    )
     assert md.splitlines()[
         [i for i, x in enumerate(md.splitlines()) if row['name'] in x][-1]
-    ].endswith(f'| {row["seeds_needed"]} | {row["seeds_needed_upper"]} |')
+    ].endswith(
+        f'| {row["seeds_needed"]} | {row["seeds_needed_upper"]} | {row["sd"]:.4f} '
+        f'| {row["seeds_needed"]} |'
+    )
 
 
 @pytest.mark.parametrize('n', [3, 8, 20])
@@ -411,3 +418,213 @@ def test_the_plain_answer_against_wbf_earl(diffs, best, yes, plain_yes):
 
 def test_no_answer_without_two_paired_seeds():
     assert bm.answer(_study(dict(na=[0.01])), 0.8, 6) is None
+
+
+# ----------------------------------------------------------------------------- v3 options
+
+
+def _dry_run_options(stdout: str) -> dict[str, list[str]]:
+    """``--dry-run`` output: run key -> its --cfg-options."""
+    lines = stdout.splitlines()
+    return {
+        line.split()[0]: opts.split()
+        for line, opts in zip(lines, lines[1:])
+        if line.startswith('p') and opts.startswith(' ')
+    }
+
+
+def test_default_options_are_the_committed_pilots(tmp_path):
+    """Without the new flags a run gets exactly the options the pilot's runs recorded (data
+    root aside): the committed study can be continued by the same tool."""
+    proc = _tool(
+        '--out', tmp_path, '--preset', 'study', '--proficiency', '0.7', '--methods', 'na',
+        'wbf-earl', '--seeds', '1', '--epochs', '24', '--data-args', TINY, '--dry-run',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    planned = _dry_run_options(proc.stdout)
+    committed = json.loads((ROOT / 'docs' / 'results_study_paper.json').read_text())['runs']
+    ours = f'{tmp_path}/data/p0.7/'
+    for run in (r for r in committed if r['seed'] == 0):
+        theirs = [o.replace('work_dirs/study_paper/data/p0.7/', ours) for o in run['cfg_options']]
+        assert planned[f'p0.7_e24/{run["method"]}/seed0'] == theirs, run['method']
+
+
+@pytest.mark.parametrize('name', ['results_study_paper.json', 'results_study_vindr.json'])
+def test_committed_pilot_summaries_rebuild_identically(tmp_path, name):
+    committed = json.loads((ROOT / 'docs' / name).read_text())
+    proc = _tool('--out', tmp_path, '--report-only', '--runs-json', ROOT / 'docs' / name)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rebuilt = json.loads((tmp_path / 'results.json').read_text())
+    # NaN-safe comparison: the same JSON text
+    assert json.dumps(rebuilt['summary'], sort_keys=True) == json.dumps(
+        committed['summary'], sort_keys=True
+    )
+    assert 'curves' not in rebuilt['summary']  # the pilot's runs have no curves
+
+
+def test_data_follow_the_seed_with_val_curve_and_ema_options(tmp_path):
+    """--data-seed-follows-seed: seed k on data seed DATA_SEED + k, one cached set per data
+    seed, the same bytes for the same seed; --val-interval and --ema set their options."""
+    a = tmp_path / 'a'
+    args = ('--preset', 'study', '--methods', 'wbf-earl', '--epochs', '24', '--data-args', TINY)
+    proc = _tool(
+        '--out', a, *args, '--seeds', '2', '--data-seed', '3', '--data-seed-follows-seed',
+        '--val-interval', '4', '--ema', 'ema', '--dry-run',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = json.loads((a / 'study.json').read_text())
+    assert study == dict(
+        preset='study', data_seed=3, data_args=TINY.split(), data_seed_follows_seed=True,
+        ema=dict(mode='ema', window=0.2),
+    )  # fmt: skip
+    opts = _dry_run_options(proc.stdout)
+    for seed, data_seed in ((0, 3), (1, 4)):
+        o = opts[f'p0.8_e24/wbf-earl/seed{seed}']
+        root = f'{a}/data/seed{data_seed}/p0.8/'
+        assert f'data_root={root}' in o and f'val_evaluator.ann_file={root}val.json' in o
+        assert f'randomness.seed={seed}' in o
+        # validation every 4 epochs, at the data's 96 px, no workers
+        assert 'train_cfg.val_interval=4' in o and 'val_cfg=None' not in o
+        assert 'val_dataloader.dataset.pipeline.1.scale=(96,96)' in o
+        assert 'val_dataloader.num_workers=0' in o
+        # 4 images = 1 iteration per epoch, 24 iterations: W = round(0.2 x 24) = 5
+        assert o[-2:] == [
+            'custom_hooks.0.ema_type=ExponentialMovingAverage',
+            f'custom_hooks.0.momentum={2 / 6}',
+        ]
+    train = [(a / 'data' / f'seed{s}' / 'p0.8' / 'train.json').read_bytes() for s in (3, 4)]
+    assert train[0] != train[1]  # each replicate its own draw
+    # another study folder: data seed 4 again, byte for byte
+    b = tmp_path / 'b'
+    proc = _tool('--out', b, *args, '--seeds', '1', '--data-seed', '4', '--dry-run')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ('train.json', 'val.json', 'test.json', 'meta.json'):
+        assert (b / 'data' / 'p0.8' / name).read_bytes() == (
+            a / 'data' / 'seed4' / 'p0.8' / name
+        ).read_bytes(), name
+
+
+@pytest.mark.parametrize(
+    'first, second, message',
+    [
+        # fresh data per replicate, then one data seed for all: two studies in one folder
+        (('--data-seed-follows-seed',), (), 'data_seed_follows_seed: True -> None'),
+        # and the other way round
+        ((), ('--data-seed-follows-seed',), 'data_seed_follows_seed: None -> True'),
+        # another averaged model changes every result
+        ((), ('--ema', 'swa'), "ema: None -> {'mode': 'swa', 'window': 0.2}"),
+        (('--ema', 'swa'), ('--ema', 'swa', '--ema-window', '0.1'), "'window': 0.2} -> {'mode'"),
+    ],
+)
+def test_refuses_mixing_data_or_averaging_settings(tmp_path, first, second, message):
+    args = ('--out', tmp_path, '--methods', 'na', '--seeds', '1', '--data-args', TINY)
+    assert _tool(*args, *first, '--dry-run').returncode == 0
+    proc = _tool(*args, *second, '--dry-run')
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+
+
+def test_the_pilot_is_not_continued_with_fresh_data(tmp_path):
+    proc = _tool(
+        '--out', tmp_path, '--preset', 'study', '--proficiency', '0.7', '--methods', 'na',
+        '--seeds', '1', '--data-seed-follows-seed', '--runs-json',
+        ROOT / 'docs' / 'results_study_paper.json', '--dry-run',
+    )  # fmt: skip
+    assert proc.returncode == 1 and 'are not this study folder' in proc.stderr
+    assert not (tmp_path / 'data').exists()
+
+
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (('--val-interval', '-1'), '--val-interval must be >= 0'),
+        (('--ema-window', '0'), r'--ema-window must lie in (0, 1]'),
+        (('--ema', 'last'), "invalid choice: 'last'"),
+    ],
+)
+def test_rejects_bad_new_options(args, message):
+    proc = _tool(*args)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_ablations_run_only_when_named(tmp_path):
+    proc = _tool('--out', tmp_path, '--seeds', '1', '--data-args', TINY, '--dry-run')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    planned = {
+        line.split()[0].split('/')[1] for line in proc.stdout.splitlines() if line.startswith('p0')
+    }
+    raters = {'rater-R1', 'rater-R2', 'rater-R3'}
+    assert planned == set(bm.STUDY_METHODS) - {'rater'} | raters
+    assert not planned & set(bm.ABLATION_METHODS)
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+@pytest.mark.parametrize(
+    'lines, curve',
+    [
+        # train lines are skipped; a validation line is one point
+        (
+            ['{"loss": 2.0, "step": 94}', '{"coco/mAP_40": 0.7, "coco/mAP": 0.4, "step": 4}'],
+            [dict(epoch=4, mAP=0.4, mAP_40=0.7)],
+        ),
+        # sorted by epoch; a repeated epoch keeps its last line; blank lines ignored
+        (
+            [
+                '{"coco/mAP_40": 0.8, "coco/mAP": 0.5, "step": 8}',
+                '',
+                '{"coco/mAP_40": 0.7, "coco/mAP": 0.4, "step": 4}',
+                '{"coco/mAP_40": 0.9, "coco/mAP": 0.6, "step": 8}',
+            ],
+            [dict(epoch=4, mAP=0.4, mAP_40=0.7), dict(epoch=8, mAP=0.6, mAP_40=0.9)],
+        ),
+        # no validation at all
+        (['{"loss": 2.0, "step": 94}'], []),
+    ],
+)
+def test_val_curve_from_log(lines, curve):
+    assert bm.val_curve_from_log(lines) == curve
+
+
+@pytest.mark.parametrize(
+    'lines, message',
+    [
+        (['{"loss": 2.0}', 'not json'], 'scalar log line 2: not JSON'),
+        (['{"coco/mAP": 0.4, "step": 4}'], r"line 1: validation line without \['coco/mAP_40'\]"),
+        (['{"coco/mAP": 0.4, "coco/mAP_40": 0.7}'], r"line 1: validation line without \['step'\]"),
+    ],
+)
+def test_val_curve_from_log_names_the_bad_line(lines, message):
+    with pytest.raises(ValueError, match=message):
+        bm.val_curve_from_log(lines)
+
+
+def test_curves_are_summarised_reported_and_plotted(tmp_path):
+    results = []
+    for s, shift in enumerate((0.0, 0.02)):
+        for method, base in (('na', 0.5), ('wbf-earl', 0.45)):
+            r = _result(method, s, base + 0.3, base, e=24)
+            r['val_curve'] = [
+                dict(epoch=ep, mAP=base - 0.1 * (24 - ep) / 24 + shift, mAP_40=base + 0.3)
+                for ep in (8, 16, 24)
+            ]
+            results.append(r)
+    results.append(_result('mv', 0, 0.7, 0.4, e=24))  # no curve: not in the table
+    summary = bm.summarize(results)
+    (na, earl) = summary['curves']
+    assert (na['method'], earl['method'], na['seeds']) == ('na', 'wbf-earl', [0, 1])
+    last = earl['points'][-1]
+    assert last['epoch'] == 24 and last['n'] == 2
+    assert last['mAP']['values'] == pytest.approx([0.45, 0.47])
+    assert (last['mAP']['min'], last['mAP']['max']) == pytest.approx((0.45, 0.47))
+    md = bm.markdown(summary, dict(command='x', date='d', device='cpu', machine='m'))
+    assert '| method | seeds | epoch 8 | epoch 16 | epoch 24 |' in md
+    assert '| WBF + EARL (paper) | 0,1 |' in md and '0.460 [0.450, 0.470] / 0.750 |' in md
+    assert any(p.endswith('curves_p0.8_e24.png') for p in bm.plots(summary, str(tmp_path)))
+
+
+def test_the_answer_line_has_map40_beside():
+    diffs = dict(na=[0.0] * 6, mv=list(0.03 + 0.002 * ALT))
+    md = bm.markdown(_study(diffs), dict(command='x', date='d', device='cpu', machine='m'))
+    mean = float(np.mean(diffs['mv']))  # mAP@0.4 = mAP in the fabricated runs
+    assert f'Its mAP@0.4 difference: {mean:+.4f} [' in md

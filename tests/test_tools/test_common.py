@@ -88,6 +88,39 @@ def test_check_data(tmp_path, mode, layout, missing):
     assert 'docs/vindr.md' in line and 'tools/make_vindr_sample.py' in line
 
 
+# --cfg-options through a tool (tools/_check_data.py parses them as tools/train.py does):
+# (id, the option, exit code, stderr fragment). mmengine's DictAction deletes every space of
+# a value, so 'my scans' became 'myscans': a run could read another folder.
+CFG_OPTION_CASES = [
+    # a data_root with a space is kept: the data there is found, nothing printed
+    pytest.param('data_root={root}/my scans', 0, '', id='data_root-with-space'),
+    # quoted as a shell user might: the quotes go, the space stays
+    pytest.param('data_root="{root}/my scans/"', 0, '', id='data_root-quoted'),
+    # a list item with a space cannot be parsed by mmengine: refused, not rewritten
+    pytest.param(
+        'train_dataloader.dataset.metainfo.classes=[Aortic enlargement, Other]',
+        2,
+        "an item of this list holds a space, which mmengine's list parser would delete",
+        id='list-item-with-space',
+    ),
+    # no '=': one line, not a traceback
+    pytest.param('data_root', 2, 'expected KEY=VALUE', id='no-equals-sign'),
+]
+
+
+@pytest.mark.parametrize('option, code, msg', CFG_OPTION_CASES)
+def test_cfg_options_keep_spaces_or_refuse(tmp_path, option, code, msg):
+    from tests.test_tools.run_tool import run_tool
+
+    (tmp_path / 'my scans').mkdir()
+    _vindr_layout(tmp_path / 'my scans', images=True)
+    proc = run_tool('_check_data', 'train', CARD, '--cfg-options', option.format(root=tmp_path))
+    assert proc.returncode == code, proc.stderr
+    assert msg in proc.stderr and 'Traceback' not in proc.stderr
+    if code == 0:
+        assert proc.stderr == ''
+
+
 def test_filters_hide_only_the_listed_third_party_warnings():
     torch = pytest.importorskip('torch')
     with warnings.catch_warnings(record=True) as rec:
@@ -195,10 +228,8 @@ def test_every_medmnist_config_has_a_fusion_key(config):
 
 def _apply_cli_options(config: Path, opts: list[str]):
     """Read ``config`` with ``opts`` parsed as tools/train.py parses ``--cfg-options``."""
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser()
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    C.add_runner_args(parser)
     parsed = parser.parse_args(['--cfg-options', *opts]).cfg_options
     return C.read_config(str(config), parsed, import_custom_modules=False)
 

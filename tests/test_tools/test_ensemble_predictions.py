@@ -235,3 +235,48 @@ def test_prediction_pickle_of_mmdet_loads(tmp_path):
     boxes, scores, labels = tool.load_predictions(str(tmp_path / 'p.pkl'), gold)[2]
     np.testing.assert_allclose(boxes, [[1.0, 2.0, 30.0, 40.0]])
     assert scores.tolist() == [0.5] and labels.tolist() == [1]
+
+
+class _HugeArray:
+    """Unpickles as numpy's ``_reconstruct(ndarray, (2**40,), b'b')``: a 1 TiB request."""
+
+    def __reduce__(self):
+        return (np.zeros(1).__reduce__()[0], (np.ndarray, (2**40,), b'b'))
+
+
+def _hostile_pickle(path: Path) -> None:
+    sample = dict(img_id=1, pred_instances=dict(bboxes=_HugeArray(), scores=[], labels=[]))
+    with open(path, 'wb') as f:
+        pickle.dump([sample], f, protocol=2)
+
+
+# Hostile inputs through the tool: (id, which file is bad and how, stderr fragment). Each
+# was a traceback before (MemoryError, RecursionError); now one line and exit status 2.
+TOOL_HOSTILE = [
+    # a prediction pickle declaring a 2^40-element array
+    pytest.param('preds', 'declares a numpy array of shape (1099511627776,)', id='pickle-2**40'),
+    # a gold file nested 200,000 deep
+    pytest.param('gold', 'JSON nested too deeply to read', id='gold-nested-200000'),
+]
+
+
+@pytest.mark.parametrize('bad, msg', TOOL_HOSTILE)
+def test_tool_hostile_input_is_one_line(tmp_path, bad, msg):
+    gold, preds = tmp_path / 'gold.json', tmp_path / 'm.pkl'
+    gold.write_text(json.dumps(make_gold(np.random.default_rng(0))))
+    save_pkl(preds, noisy_model(make_gold(np.random.default_rng(0)), np.random.default_rng(1), 1))
+    if bad == 'preds':
+        _hostile_pickle(preds)
+    else:
+        gold.write_text('{"images": ' + '[' * 200_000 + ']' * 200_000 + '}')
+    proc = subprocess.run(
+        [sys.executable, 'tools/ensemble_predictions.py', str(preds), '--gt', str(gold)]
+        + ['--out-dir', str(tmp_path / 'out')],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    bad_path = preds if bad == 'preds' else gold
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.startswith(f'error: {bad_path}: ') and msg in proc.stderr
+    assert proc.stderr.count('\n') == 1, proc.stderr

@@ -236,9 +236,10 @@ def test_help_subprocess():
 
 
 def _edit(path: Path, edit) -> Path:
+    """Apply ``edit`` to the parsed file; an edit that returns text replaces the file."""
     data = json.loads(path.read_text())
-    edit(data)
-    path.write_text(json.dumps(data))
+    text = edit(data)
+    path.write_text(text if isinstance(text, str) else json.dumps(data))
     return path
 
 
@@ -275,7 +276,23 @@ def _rater_case(data):
     data['annotations'][1]['annotator_id'] = 'r2 '  # R2's box, spelled differently
 
 
-# Hostile input: (edit of the tiny file, extra args, exit code, stderr fragment).
+def _zero_width_rater(data):
+    data['annotations'][1]['annotator_id'] = 'R2\u200b'  # R2's box, an invisible character
+
+
+def _per_rater_records(data):
+    """Image 1 as one record per rater (ids 1, 11, 12), as per-rater exports hold it."""
+    first = data['images'][0]
+    first['annotators'] = ['R1']
+    for new_id, rater in ((11, 'R2'), (12, 'R3')):
+        data['images'].append({**first, 'id': new_id, 'annotators': [rater]})
+    for a in data['annotations']:
+        if a['image_id'] == 1 and a['annotator_id'] != 'R1':
+            a['image_id'] = 11 if a['annotator_id'] == 'R2' else 12
+
+
+# Hostile input: (edit of the tiny file, extra args, exit code, stderr fragment, stdout
+# fragment when it succeeds).
 HOSTILE = [
     # rater ids differing by case/space: an error naming both spellings
     pytest.param(
@@ -283,32 +300,99 @@ HOSTILE = [
         [],
         2,
         "'R2' (image id=1 (index 0), field 'annotators[1]') vs 'r2 ' (annotation id=2",
+        '',
         id='rater-collision',
     ),
     # ... or a counted repair when asked for: no new rater, R stays 3
-    pytest.param(_rater_case, ['--normalize-rater-ids'], 0, '', id='rater-normalized'),
+    pytest.param(
+        _rater_case,
+        ['--normalize-rater-ids'],
+        0,
+        '',
+        "input repairs: {'rater_id_normalized': 1}",
+        id='rater-normalized',
+    ),
+    # a zero-width space in a rater id made a fourth rater (R 3 -> 4)
+    pytest.param(
+        _zero_width_rater,
+        [],
+        2,
+        "'R2' (image id=1 (index 0), field 'annotators[1]') vs 'R2\\u200b' (annotation id=2",
+        '',
+        id='rater-zero-width',
+    ),
+    pytest.param(
+        _zero_width_rater,
+        ['--normalize-rater-ids'],
+        0,
+        '',
+        "input repairs: {'rater_id_normalized': 1}",
+        id='rater-zero-width-normalized',
+    ),
+    # one image record per rater: every box fused alone (T = 1) before
+    pytest.param(
+        _per_rater_records,
+        [],
+        2,
+        "image id=11 (index 3), field 'file_name': 'a.png' is also the file of image id=1 "
+        '(index 0)',
+        '',
+        id='per-rater-records',
+    ),
+    # ... merged when asked for: one image read by R1, R2, R3 again
+    pytest.param(
+        _per_rater_records,
+        ['--merge-duplicate-images'],
+        0,
+        '',
+        "input repairs: {'image_merged': 2}",
+        id='per-rater-records-merged',
+    ),
     # a box too thin to survive as float32 (WBF would drop it silently)
     pytest.param(
         lambda d: d['annotations'][0].update(bbox=[5, 0, 1e-300, 10]),
         [],
         2,
         "annotation id=1 (index 0), field 'bbox': box [5, 0, 1e-300, 10] is too thin",
+        '',
         id='width-1e-300',
+    ),
+    # a 400-digit integer coordinate: OverflowError traceback before
+    pytest.param(
+        lambda d: json.dumps(d).replace('[0, 0, 10, 10]', f'[{"9" * 400}, 0, 10, 10]', 1),
+        [],
+        2,
+        "annotation id=1 (index 0), field 'bbox': non-finite coordinate",
+        '',
+        id='coordinate-400-digits',
+    ),
+    # JSON nested 200,000 deep: RecursionError traceback before
+    pytest.param(
+        lambda d: '{"images": ' + '[' * 200_000 + ']' * 200_000 + '}',
+        [],
+        2,
+        'JSON nested too deeply to read',
+        '',
+        id='json-nested-200000',
     ),
 ]
 
 
-@pytest.mark.parametrize('edit,args,code,msg', HOSTILE)
-def test_hostile_input(src, tmp_path, edit, args, code, msg):
+@pytest.mark.parametrize('edit,args,code,msg,summary', HOSTILE)
+def test_hostile_input(src, tmp_path, edit, args, code, msg, summary):
     _edit(src, edit)
     out = tmp_path / 'fused.json'
     rc, stdout, err = run([src, out, '--method', 'wbf', *args])
     assert rc == code and msg in err, err
-    if code == 0:
-        assert "input repairs: {'rater_id_normalized': 1}" in stdout
-        fused = json.loads(out.read_text())
-        assert fused['images'][0]['raters_read'] == ['R1', 'R2', 'R3']
-        assert {a['num_raters'] for a in fused['annotations'] if a['image_id'] == 1} == {3}
+    if code:
+        assert err.startswith(f'error: {src}: ') and err.count('\n') == 1, err  # one line
+        assert not out.exists()
+        return
+    assert summary in stdout
+    fused = json.loads(out.read_text())
+    assert fused['images'][0]['raters_read'] == ['R1', 'R2', 'R3']
+    assert {a['num_raters'] for a in fused['annotations'] if a['image_id'] == 1} == {3}
+    assert {a['agreement'] for a in fused['annotations'] if a['image_id'] == 1} == {2, 1}
 
 
 def test_output_is_a_folder(src, tmp_path):

@@ -194,11 +194,15 @@ def test_digit_pools_disjoint(paper_set):
     assert not (used['train_gold'] & used['test'])
 
 
+def _data_files(root: Path) -> list[Path]:
+    """The generated files, without the manifest of what was written (bookkeeping)."""
+    return [p for p in sorted(root.rglob('*')) if p.is_file() and p.name != '.earl_manifest.json']
+
+
 def _hashes(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob('*'))
-        if p.is_file()
+        for p in _data_files(root)
     }
 
 
@@ -322,11 +326,10 @@ def _png_pixels(data: bytes) -> bytes:
 
 def _digest(root: Path) -> str:
     h = hashlib.sha256()
-    for p in sorted(root.rglob('*')):
-        if p.is_file():
-            data = p.read_bytes()
-            h.update(str(p.relative_to(root)).encode())
-            h.update(_png_pixels(data) if p.suffix == '.png' else data)
+    for p in _data_files(root):
+        data = p.read_bytes()
+        h.update(str(p.relative_to(root)).encode())
+        h.update(_png_pixels(data) if p.suffix == '.png' else data)
     return h.hexdigest()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os.path as osp
 from collections import OrderedDict
@@ -29,6 +28,7 @@ from ...core.ap import (
     summarize_precision,
     voc_map,
 )
+from ...core.safe_output import write_json
 from ..report import markdown_table
 
 
@@ -246,8 +246,7 @@ class DetectionMAPMetric(CocoMetric):
         for name, table in tables.items():
             logger.info(f'{name}:\n' + markdown_table(table['columns'], table['rows']))
         if self.outfile_prefix is not None:
-            with open(f'{self.outfile_prefix}.metric.json', 'w', encoding='utf-8') as f:
-                json.dump(self.report, f, indent=1)
+            write_json(f'{self.outfile_prefix}.metric.json', self.report, indent=1)
         return out
 
     def _kaggle(self, gold: dict, preds: Sequence[dict], classes: list[str]):
