@@ -44,12 +44,12 @@ _OLD_SCORES = {**import_core('aggregator_base').LEGACY_CONFIDENCE_MODES, 'poster
 
 #: CLI option -> (aggregator parameter, methods that accept it).
 _OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    'iou_thr': ('iou_thr', ('mv', 'wbf', 'em', 'presence_em')),
-    'confidence': ('confidence', ('na', 'rater', 'mv', 'wbf', 'em', 'presence_em')),
+    'iou_thr': ('iou_thr', ('mv', 'wbf', 'em', 'presence_em', 'bayes')),
+    'confidence': ('confidence', ('na', 'rater', 'mv', 'wbf', 'em', 'presence_em', 'bayes')),
     'quorum': ('quorum', ('mv',)),
     'box_mode': ('box_mode', ('mv',)),
     'per_label': ('class_agnostic', ('mv',)),
-    'linkage': ('linkage', ('mv', 'em', 'presence_em')),
+    'linkage': ('linkage', ('mv', 'em', 'presence_em', 'bayes')),
     'rater': ('rater', ('rater',)),
     'on_missing': ('on_missing', ('rater',)),
     'skip_box_thr': ('skip_box_thr', ('wbf',)),
@@ -57,7 +57,7 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     'rater_weights': ('rater_weights', ('wbf',)),
     'keep_no_object': ('drop_no_object', ('em',)),
     'box_weights': ('box_weights', ('em', 'presence_em')),
-    'max_iter': ('max_iter', ('em', 'presence_em')),
+    'max_iter': ('max_iter', ('em', 'presence_em', 'bayes')),
 }
 
 
@@ -113,7 +113,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         '--method',
         default='wbf',
-        help='aggregator: na | rater:<id> | mv | wbf | em | presence_em (see docs/aggregators.md)',
+        help='aggregator: na | rater:<id> | mv | wbf | em | presence_em | bayes (see '
+        'docs/aggregators.md)',
     )
     p.add_argument('--iou-thr', type=float, default=None, help='IoU threshold (default 0.4)')
     p.add_argument(

@@ -17,7 +17,9 @@ Variants: ``paper`` (Section 4.1.1), ``authors`` (their released code) and ``rea
 structured per-rater confusion, hedging boxes, readers drawn from a pool;
 earl_mmdet/core/medmnist_raters.py). Presets: ``paper``, ``authors``, ``cpu``,
 ``vindr-like`` (the cpu scale with realistic raters calibrated on VinDr-CXR's radiologists),
-and ``study`` / ``study-vindr-like`` (those two at 96 px: the powered study's scale).
+``study`` / ``study-vindr-like`` (those two at 96 px: the powered study's scale), and the
+crowd presets ``crowd-k5``, ``crowd-k100``, ``crowd-k1000`` (study-vindr-like images read
+by 5 of K raters in four groups, a tenth expert, 40 % normal, 30 % weak, 20 % bad).
 
 The same arguments give byte-identical files (PNG and JSON), whatever ``--workers``.
 See docs/medmnist.md and earl_mmdet/core/medmnist.py for the simulation model.
@@ -141,6 +143,14 @@ PRESETS['study'] = dict(PRESETS['cpu'], canvas=96, digit_size=(15, 33))
 PRESETS['study-vindr-like'] = dict(
     PRESETS['vindr-like'], canvas=96, digit_size=(15, 33), clutter_size=(9, 24)
 )
+# The crowd regime (issue 27, after BDC's mixed-annotator settings): study-vindr-like images,
+# each read by 5 raters drawn from K, so each rater reads 5 / K of the images (all, 5 %,
+# 0.5 %); raters in four groups: expert, normal, weak (vindr-like profiles) and bad
+# (random labels, medmnist_raters.BAD_PROFILE), 10 / 40 / 30 / 20 % of K.
+for _k, _mix in ((5, (1, 2, 1, 1)), (100, (10, 40, 30, 20)), (1000, (100, 400, 300, 200))):
+    PRESETS[f'crowd-k{_k}'] = dict(
+        PRESETS['study-vindr-like'], num_raters=5, rater_pool=_k, rater_mix=_mix
+    )
 OUTPUTS = ('train.json', 'train_gold.json', 'val.json', 'test.json', 'meta.json')
 
 
@@ -228,10 +238,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument(
         '--rater-mix',
         type=int,
-        nargs=3,
-        metavar=('EXPERT', 'NORMAL', 'WEAK'),
-        help='raters of each profile; must sum to the pool (default: 1 expert, the rest split '
-        'between normal and weak)',
+        nargs='+',
+        metavar='N',
+        help='raters of each group, 3 or 4 counts: expert normal weak [bad] (bad: random '
+        'labels); must sum to the pool (default: 1 expert, the rest split between normal and '
+        'weak)',
     )
     helps = dict(
         miss_rate='probability of missing a fully visible digit',
@@ -358,6 +369,8 @@ def _check_realistic(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         mix = (1, pool // 2, (pool - 1) // 2)
     else:
         mix = tuple(a.rater_mix)
+    if len(mix) not in (3, 4):
+        p.error(f'--rater-mix takes 3 or 4 counts (expert normal weak [bad]), got {list(mix)}')
     if any(m < 0 for m in mix):
         p.error(f'--rater-mix counts must be >= 0, got {list(mix)}')
     if sum(mix) != pool:
@@ -697,10 +710,17 @@ def generate(args: argparse.Namespace) -> dict:
     extra: dict = {}
     if args.variant == 'realistic':
         rater_ids = [f'R{k + 1}' for k in range(args.rater_pool)]
-        names = [n for n, m in zip(mr.PROFILE_NAMES, args.rater_mix) for _ in range(m)]
+        names = [n for n, m in zip(mr.GROUP_NAMES, args.rater_mix) for _ in range(m)]
         profiles = [
-            mr.RaterProfile(**{PROFILE_FIELDS[f]: getattr(args, f)[idx] for f in PROFILE_FLAGS})
-            for idx in (mr.PROFILE_NAMES.index(n) for n in names)
+            mr.BAD_PROFILE
+            if n == 'bad'
+            else mr.RaterProfile(
+                **{
+                    PROFILE_FIELDS[f]: getattr(args, f)[mr.PROFILE_NAMES.index(n)]
+                    for f in PROFILE_FLAGS
+                }
+            )
+            for n in names
         ]
         bias, confusion = mr.draw_rater_pool(
             args.seed, profiles, args.box_bias_sd, args.confusion_structure
@@ -834,7 +854,21 @@ def main(argv: list[str] | None = None) -> None:
         f'({c["train"]["objects"]} objects, {c["train"].get("rater_boxes", 0)} rater boxes), '
         f'val {c["val"]["images"]}, test {c["test"]["images"]} in {meta["_seconds"]:.1f} s'
     )
-    for rid, s in (meta['realised'].get('per_rater') or {}).items():
+    per_rater = meta['realised'].get('per_rater') or {}
+    if len(per_rater) > 20:  # a crowd: one line per group, rates pooled over its raters
+        groups: dict[str, list[dict]] = {}
+        for rid, s in per_rater.items():
+            groups.setdefault(meta['raters'][rid]['profile'], []).append(s)
+        for name, group in groups.items():
+            total = {k: sum(s[k] for s in group) for k in ('images_read', 'digits', 'digits_boxed')}
+            flipped = sum(s['flipped'] for s in group)
+            print(
+                f'  {name}: {len(group)} raters, {total["images_read"] / len(group):.1f} images '
+                f'read each, missed {1 - total["digits_boxed"] / max(total["digits"], 1):.3f}, '
+                f'wrong label {flipped / max(total["digits_boxed"], 1):.3f}'
+            )
+        per_rater = {}
+    for rid, s in per_rater.items():
         if 'boxes_per_image' in s:  # realistic raters
             print(
                 f'  {rid} ({meta["raters"][rid]["profile"]}): {s["boxes_per_image"]:.2f} '

@@ -1,5 +1,5 @@
 """Truth inference behind one interface: ``na``, ``rater:<id>``, ``mv``, ``wbf``, ``em``,
-``presence_em``.
+``presence_em``, ``bayes``.
 
 An aggregator turns all raters' boxes of one image (:class:`RaterBoxes`) into one set of
 boxes with a per-box confidence c (:class:`FusedBoxes`). Aggregators that learn from the
@@ -21,6 +21,9 @@ name               what it does
 ``presence_em``    EM with per-rater sensitivity and false-positive propensity: each
                    cluster's posterior that it is a real object (presence) and its label
                    posterior (:mod:`earl_mmdet.core.presence_em`); box fused as ``em``.
+``bayes``          Bayesian rater model by variational EM: per-rater confusion with a
+                   background class and box precision, unseen sites modelled; soft class
+                   distribution per box (:mod:`earl_mmdet.core.bayes_raters`).
 =================  ==========================================================================
 
 Confidence modes (the confidence c, ``confidence=``; ``docs/aggregators.md``):
@@ -57,6 +60,7 @@ from .aggregator_base import (
     agreement_confidence,
     register_aggregator,
 )
+from .bayes_raters import BayesAggregator
 from .box_ops import check_iou_thr
 from .cluster_table import bincount_rows
 from .coco_io import FusedBoxes, RaterBoxes
@@ -70,6 +74,7 @@ __all__ = [
     'CONFIG_AGGREGATORS',
     'AGGREGATORS',
     'Aggregator',
+    'BayesAggregator',
     'EMAggregator',
     'MajorityVoteAggregator',
     'NoAggregation',
@@ -81,7 +86,7 @@ __all__ = [
 ]
 
 #: Names shown in error messages, in the order of the documentation.
-_SPELLINGS = ('na', 'rater:<id>', 'mv', 'wbf', 'em', 'presence_em')
+_SPELLINGS = ('na', 'rater:<id>', 'mv', 'wbf', 'em', 'presence_em', 'bayes')
 
 AggregatorSpec = Union[str, Mapping]
 
@@ -582,6 +587,7 @@ CONFIG_AGGREGATORS: dict[str, dict[str, Any]] = {
     'wbf': dict(type='wbf', iou_thr=0.4, confidence='agreement_ratio'),
     'em': dict(type='em', confidence='posterior'),
     'presence_em': dict(type='presence_em', confidence='presence'),
+    'bayes': dict(type='bayes', confidence='posterior'),
 }
 
 
@@ -700,7 +706,7 @@ def build_aggregator(spec: AggregatorSpec | Aggregator, **params: Any) -> Aggreg
 
     Args:
         spec (str | Mapping | Aggregator): ``'na'``, ``'rater:<id>'``, ``'mv'``, ``'wbf'``,
-            ``'em'``, ``'presence_em'``, or a dict with ``type`` set to one of them
+            ``'em'``, ``'presence_em'``, ``'bayes'``, or a dict with ``type`` set to one of them
             (``{'type': 'rater', 'rater': 'R8'}`` works too) plus parameters. An
             Aggregator is returned as is (then ``params`` must be empty).
         **params: constructor parameters; they override those in a dict spec.

@@ -40,6 +40,10 @@ digits, structure 1) and the uniform row (0).
 
 Raters read R images out of a pool of P raters (``readers`` per image sampled without
 replacement when P > R; all of them when P = R), as VinDr-CXR's 3 of 17 radiologists.
+
+A fourth group, ``bad`` (:data:`BAD_PROFILE`, the crowd presets), labels at random: every
+box it draws gets a uniformly random digit (``random_labels``), and its boxes are twice
+as noisy as a weak rater's.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ from .medmnist import SPLIT_CODES, _quantise, place_patch, resize_digit
 __all__ = [
     'CLUTTER_KINDS',
     'CONFUSABLE',
+    'BAD_PROFILE',
+    'GROUP_NAMES',
     'PROFILE_NAMES',
     'VINDR_LIKE_POOL',
     'VINDR_LIKE_PROFILES',
@@ -72,6 +78,8 @@ __all__ = [
 
 #: Rater profiles, in the order of ``--rater-mix`` and of the per-profile flags.
 PROFILE_NAMES = ('expert', 'normal', 'weak')
+#: Rater groups of ``--rater-mix`` (3 or 4 counts): the profiles, then ``bad``.
+GROUP_NAMES = (*PROFILE_NAMES, 'bad')
 #: Kinds of clutter (non-digit ink), in code order.
 CLUTTER_KINDS = ('fragment', 'stroke', 'blob')
 #: Pairs of visually similar digits (the classic MNIST confusions), weight 1 in the base
@@ -119,6 +127,8 @@ class RaterProfile:
         box_noise (float): localisation noise scale (fraction of the box size), >= 0.
         box_bias (float): mean log box-size factor of the profile's raters (> 0 loose,
             < 0 tight). Defaults to 0.
+        random_labels (bool): every box gets a uniformly random digit (``flip`` and the
+            confusion rows are not used). Defaults to False.
     """
 
     miss: float
@@ -128,6 +138,7 @@ class RaterProfile:
     double: float
     box_noise: float
     box_bias: float = 0.0
+    random_labels: bool = False
 
 
 #: The ``vindr-like`` calibration of each profile (``tools/make_medmnist.py``'s defaults,
@@ -143,6 +154,18 @@ VINDR_LIKE_PROFILES = {
         miss=0.05, threshold=0.38, fp=0.13, flip=0.1, double=0.12, box_noise=0.055, box_bias=-0.03
     ),
 }
+#: The ``bad`` group of the crowd presets: sees digits and clutter as a weak rater does,
+#: labels every box with a uniformly random digit, boxes twice as noisy, no hedging.
+BAD_PROFILE = RaterProfile(
+    miss=0.05,
+    threshold=0.38,
+    fp=0.13,
+    flip=1.0,
+    double=0.0,
+    box_noise=0.11,
+    box_bias=0.0,
+    random_labels=True,
+)
 #: The ``vindr-like`` pool-wide knobs: visibility sigmoid width tau, Student-t degrees of
 #: freedom of the box noise, spread of each rater's bias, confusion structure, share of
 #: wrong labels that are the object's shared look-alike.
@@ -495,7 +518,9 @@ def simulate_realistic_raters(
                 continue
             true = int(obj_labels[j])
             lab = true
-            if rng.random() < prof.flip:
+            if prof.random_labels:
+                lab = int(rng.integers(num_classes))
+            elif rng.random() < prof.flip:
                 if rng.random() < shared_confusion:
                     lab = look_alike[j]
                 else:
@@ -524,9 +549,14 @@ def simulate_realistic_raters(
     )
 
 
-def profile_dict(profile: RaterProfile) -> dict[str, float]:
-    """The profile as a plain dict (for meta.json)."""
-    return {k: float(v) for k, v in asdict(profile).items()}
+def profile_dict(profile: RaterProfile) -> dict[str, float | bool]:
+    """The profile as a plain dict (for meta.json); ``random_labels`` only when set."""
+    out: dict[str, float | bool] = {
+        k: float(v) for k, v in asdict(profile).items() if k != 'random_labels'
+    }
+    if profile.random_labels:
+        out['random_labels'] = True
+    return out
 
 
 def iou_to_truth(boxes: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -31,12 +31,13 @@ import torch
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.transforms import PackDetInputs
 from mmdet.registry import DATASETS, TRANSFORMS
+from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
 from earl_mmdet.core.aggregator_base import LEGACY_CONFIDENCE_MODES
 from earl_mmdet.core.aggregators import Aggregator, build_aggregator
-from earl_mmdet.core.coco_io import MultiRaterCoco, load_multirater_coco
+from earl_mmdet.core.coco_io import FusedBoxes, MultiRaterCoco, RaterBoxes, load_multirater_coco
 
 __all__ = [
     'AGREE_KEY',
@@ -407,6 +408,68 @@ class MultiAnnotatorCocoDataset(CocoDataset):
                 f'{self.ann_file}: {len(missing)} image file(s) not found, field '
                 f"'file_name' under data_prefix {self.data_prefix.get('img')!r}: {shown}{more}"
             )
+
+    # ------------------------------------------------------------------ refitting
+    def rater_boxes(self) -> list[RaterBoxes]:
+        """Every image's raters' boxes, in dataset order: what a refit of the fusion reads.
+
+        Returns:
+            list[RaterBoxes]: per image (after filtering) its ``rater_instances`` (xyxy
+            pixels, labels, rater ids), the raters who read it, its size and its id.
+        """
+        out = []
+        for idx in range(len(self)):
+            info = BaseDataset.get_data_info(self, idx)
+            anns = info['rater_instances']
+            out.append(
+                RaterBoxes(
+                    np.asarray([a['bbox'] for a in anns], np.float64).reshape(-1, 4),
+                    np.asarray([a['bbox_label'] for a in anns], np.int64),
+                    np.asarray([str(a['rater_id']) for a in anns]),
+                    tuple(str(r) for r in info['raters']),
+                    width=info['width'],
+                    height=info['height'],
+                    image_id=info['img_id'],
+                )
+            )
+        return out
+
+    def set_fused(self, fused: Sequence[FusedBoxes]) -> None:
+        """Replace every image's fused boxes, in place (a refit, ``DetectorRaterHook``).
+
+        ``instances`` and ``num_raters`` of each data info are rebuilt as when the dataset
+        loaded (float32 boxes and confidences as Python floats); the serialized data list
+        is rebuilt too. Data-loader workers hold copies of the dataset: persistent ones
+        must be restarted to see the change (the hook does it). ``cat_img_map`` keeps the
+        classes of the fusion at load time (``get_cat_ids`` reads the new ``instances``).
+
+        Args:
+            fused (Sequence[FusedBoxes]): one per image, in dataset order.
+
+        Raises:
+            ValueError: when the number of results is not the number of images.
+        """
+        if len(fused) != len(self):
+            raise ValueError(
+                f'{self.ann_file}: set_fused got {len(fused)} results for {len(self)} images'
+            )
+        infos = []
+        for idx, res in enumerate(fused):
+            info = BaseDataset.get_data_info(self, idx)
+            info.pop('sample_idx', None)
+            boxes = np.asarray(res.boxes, np.float32).reshape(-1, 4).tolist()
+            labels = np.asarray(res.labels, np.int64).reshape(-1).tolist()
+            conf = np.asarray(res.confidence, np.float32).reshape(-1).tolist()
+            agree = np.asarray(res.agreement, np.int64).reshape(-1).tolist()
+            info['instances'] = [
+                {'bbox': b, 'bbox_label': lab, 'ignore_flag': 0, 'confidence': c, 'agreement': t}
+                for b, lab, c, t in zip(boxes, labels, conf, agree)
+            ]
+            info['num_raters'] = int(res.num_raters)
+            infos.append(info)
+        self.data_list = infos
+        if self.serialize_data:
+            self.data_bytes, self.data_address = self._serialize_data()
 
     def filter_data(self) -> list[dict]:
         """Filter by ``filter_cfg``, keeping negative images (read, no box) by default.

@@ -50,7 +50,7 @@ IM = image([sq(0), sq(2), sq(1), sq(50, 50)], [0, 0, 1, 2], ['A', 'B', 'C', 'C']
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_names():
-    assert set(AGGREGATORS) == {'na', 'rater', 'mv', 'wbf', 'em', 'presence_em'}
+    assert set(AGGREGATORS) == {'na', 'rater', 'mv', 'wbf', 'em', 'presence_em', 'bayes'}
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,8 @@ def test_build_rater_and_override():
         (
             'bogus',
             {},
-            r"unknown aggregator 'bogus'; valid names: na, rater:<id>, mv, wbf, em, presence_em",
+            r"unknown aggregator 'bogus'; valid names: na, rater:<id>, mv, wbf, em, presence_em, "
+            'bayes',
         ),
         ('rater:', {}, 'needs a rater id'),
         ('rater', {}, 'needs a rater id'),

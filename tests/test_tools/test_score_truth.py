@@ -76,6 +76,8 @@ def test_gold_without_the_image_is_a_clear_error(tmp_path):
         ('wbf', 'yolox_nano_wbf-earl_20e_medmnist-cpu.py'),
         ('em', 'yolox_nano_em-earl_20e_medmnist-cpu.py'),
         ('presence_em', 'yolox_nano_presence-em-earl_20e_medmnist-cpu.py'),
+        ('bayes', 'yolox_nano_bayes-soft_20e_medmnist-cpu.py'),
+        ('bayes', 'yolox_nano_bayes-loop-soft_20e_medmnist-cpu.py'),
     ],
 )
 def test_aggregators_are_the_configs_fusion(name, config):

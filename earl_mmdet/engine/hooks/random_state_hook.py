@@ -160,6 +160,25 @@ class RandomStateHook(Hook):
         ):
             checkpoint[CHECKPOINT_KEY] = self._saved
 
+    def restart_workers(self, runner) -> None:
+        """Stop the persistent train workers between two epochs; new ones take over.
+
+        For a hook that changed the training dataset in the main process (the workers hold
+        copies of it), e.g. ``DetectorRaterHook``. Call it after this hook's
+        ``after_train_epoch``: the new workers start from the generator states the old
+        ones ended the epoch with, as after a resume, so the run draws what it would have
+        drawn with the old workers and a resumed run still matches it.
+
+        Args:
+            runner: the mmengine Runner.
+        """
+        loader = runner.train_dataloader
+        if not _persistent(loader) or loader._iterator is None:
+            return
+        loader._iterator._shutdown_workers()
+        loader._iterator = None
+        self._resumed = True  # next before_train_epoch: start the workers from their states
+
     @staticmethod
     def _use_seed(runner, seed: int | None) -> None:
         """Give the train loader's sampler and worker seeding the checkpoint's seed."""
