@@ -21,8 +21,8 @@ time of ``one_image`` and ``lone_boxes`` is their computation, measured inside:
 
 * ``load``: ``load_multirater_coco`` on the crowd file (the start of every case below);
 * ``na``, ``rater`` (``rater:<first rater>``, images it did not read skipped), ``mv``,
-  ``wbf``, ``em``, ``presence_em``: load the crowd file, then ``fuse_all`` (fit, then
-  fuse every image), what ``tools/fuse_annotations.py`` computes;
+  ``wbf``, ``em``, ``presence_em``, ``bayes``: load the crowd file, then ``fuse_all``
+  (fit, then fuse every image), what ``tools/fuse_annotations.py`` computes;
 * ``analyze``: ``tools/analyze_annotators.py FILE --out DIR`` (the report, JSON, Markdown
   and both figures);
 * ``one_image``: on the one image, ``fuse_raters`` and each aggregator (fit + call); its
@@ -55,7 +55,8 @@ import warnings
 import numpy as np
 
 NUM_CLASSES = 3
-AGGREGATORS = ('na', 'rater', 'mv', 'wbf', 'em', 'presence_em')
+#: Every registered aggregator (``earl_mmdet.core.aggregator_base.AGGREGATORS``).
+AGGREGATORS = ('na', 'rater', 'mv', 'wbf', 'em', 'presence_em', 'bayes')
 CASES = ('load',) + AGGREGATORS + ('analyze', 'one_image', 'lone_boxes')
 #: case -> (seconds, GiB) it must stay within.
 TARGETS = {**{c: (60.0, 2.0) for c in ('load',) + AGGREGATORS + ('analyze',)}}

@@ -39,8 +39,9 @@ import numpy as np
 
 from .aggregator_base import Aggregator, agreement_confidence, register_aggregator
 from .box_ops import box_area, check_iou_thr
+from .cluster_table import bincount_rows
 from .coco_io import FusedBoxes, RaterBoxes
-from .em import ClusteredImage, cluster_image
+from .em import ClusteredImage, cluster_image, cluster_images
 from .matching import LINKAGES
 
 __all__ = ['BayesAggregator', 'BayesPosterior', 'BayesRaterModel']
@@ -127,10 +128,9 @@ class _Table:
         read_img, read_rater = [], []
         clu_img, scale = [], []
         box_clu, box_rater, box_label, box_xyxy = [], [], [], []
-        self.clustered: list[ClusteredImage] = []
-        for i, im in enumerate(read):
-            ci = cluster_image(im, k, iou_thr, linkage)
-            self.clustered.append(ci)
+        # Every image clustered at once (the same clusters as cluster_image on each).
+        self.clustered: list[ClusteredImage] = cluster_images(read, k, iou_thr, linkage)
+        for i, (im, ci) in enumerate(zip(read, self.clustered)):
             cols = [col[str(r)] for r in im.raters]
             read_img.extend([i] * len(cols))
             read_rater.extend(cols)
@@ -384,10 +384,10 @@ class BayesRaterModel:
     @staticmethod
     def _sum_readers(t: _Table, per_rater: np.ndarray, n_i: int) -> np.ndarray:
         """(I, C) sum over each image's readers of ``per_rater`` (R, C)."""
-        out = np.zeros((n_i, per_rater.shape[1]))
-        if t.read_img.size:
-            np.add.at(out, t.read_img, per_rater[t.read_rater])
-        return out
+        # bincount adds in the order np.add.at does (same sums), far faster.
+        return bincount_rows(t.read_img, per_rater[t.read_rater], n_i).reshape(
+            n_i, per_rater.shape[1]
+        )
 
     @staticmethod
     def _label_counts(
@@ -396,20 +396,18 @@ class BayesRaterModel:
         """Expected counts N_r[z, l] (R, K+1, K+1): boxes drawn with label l on clusters of
         class z, and (l = K) clusters and unseen sites of the images read with no box."""
         k = k1 - 1
-        counts = np.zeros((n_r, k1, k1))
-        if t.box_clu.size:
-            np.add.at(counts, (t.box_rater, slice(None), t.box_label), q[t.box_clu])
-            drew = np.zeros((n_r, k1))
-            np.add.at(drew, t.box_rater, q[t.box_clu])
-        else:
-            drew = np.zeros((n_r, k1))
-        per_image = np.zeros((t.num_images, k1))
-        if t.clu_img.size:
-            np.add.at(per_image, t.clu_img, q)
+        # bincount adds in the order np.add.at does (same sums), far faster.
+        q_box = q[t.box_clu]
+        counts = (
+            bincount_rows(t.box_rater * k1 + t.box_label, q_box, n_r * k1)
+            .reshape(n_r, k1, k1)
+            .transpose(0, 2, 1)
+            .copy()
+        )  # [rater, true z, said l]
+        drew = bincount_rows(t.box_rater, q_box, n_r).reshape(n_r, k1)
+        per_image = bincount_rows(t.clu_img, q, t.num_images).reshape(t.num_images, k1)
         per_image += unseen
-        sites_read = np.zeros((n_r, k1))
-        if t.read_img.size:
-            np.add.at(sites_read, t.read_rater, per_image[t.read_img])
+        sites_read = bincount_rows(t.read_rater, per_image[t.read_img], n_r).reshape(n_r, k1)
         counts[:, :, k] += sites_read - drew
         return counts
 
@@ -425,7 +423,7 @@ class BayesRaterModel:
             delta = (
                 elog_theta[t.box_rater, :, t.box_label] - elog_theta[t.box_rater, :, k]
             )  # (B, K+1)
-            np.add.at(out, t.box_clu, delta)
+            out += bincount_rows(t.box_clu, delta, out.shape[0]).reshape(out.shape)
         return out
 
     def _box_update(
@@ -441,8 +439,7 @@ class BayesRaterModel:
             y = t.box_xyxy[sel] / t.scale[clu][:, None]
             prec = e_tau[rat]
             tot = np.bincount(clu, weights=prec, minlength=t.num_clusters)
-            mean = np.zeros((t.num_clusters, 4))
-            np.add.at(mean, clu, y * prec[:, None])
+            mean = bincount_rows(clu, y * prec[:, None], t.num_clusters)
             mean[tot > 0] /= tot[tot > 0, None]
             sq = ((y - mean[clu]) ** 2).sum(1) + 4.0 / tot[clu]
             w = 1.0 - background[clu]  # learn the box error on real objects

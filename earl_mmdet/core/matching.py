@@ -521,19 +521,16 @@ def _greedy_merge(
     best = np.full(n, -np.inf)  # per row a: the highest valid linkage to a column c > a
     arg = np.full(n, n, np.int64)  # ... and its first column (n: none)
 
-    def values(rows: np.ndarray | int, cols: np.ndarray | int) -> np.ndarray:
-        """Linkage of rows x cols where the merge is allowed, -inf elsewhere."""
-        link = link_sum[rows, cols]
-        if average:
-            link = link / (size[rows] * size[cols])
-        ok = active[rows] & active[cols] & ~conflict[rows, cols] & (link > iou_thr)
-        return np.where(ok, link, -np.inf)
-
     def rescan(a: int) -> None:
-        if not active[a] or a == n - 1:
+        """Row a's best valid column c > a (a active), from its row of the matrices."""
+        if a == n - 1:
             best[a], arg[a] = -np.inf, n
             return
-        v = values(a, np.arange(a + 1, n))
+        link = link_sum[a, a + 1 :]
+        if average:
+            link = link / (size[a] * size[a + 1 :])
+        ok = active[a + 1 :] & ~conflict[a, a + 1 :] & (link > iou_thr)
+        v = np.where(ok, link, -np.inf)
         j = int(np.argmax(v))  # first maximum
         best[a], arg[a] = v[j], (a + 1 + j if v[j] > -np.inf else n)
 
@@ -563,14 +560,18 @@ def _greedy_merge(
         rescan(a)
         # Rows before a: their entry in column a changed, the one in column c is gone.
         if a:
-            rows = np.arange(a)
-            stale = np.flatnonzero(active[:a] & ((arg[:a] == a) | (arg[:a] == c)))
-            v = values(rows, a)
-            better = (v > best[:a]) | ((v == best[:a]) & (v > -np.inf) & (a < arg[:a]))
-            better &= (arg[:a] != a) & (arg[:a] != c)
+            old = arg[:a]
+            pointed = (old == a) | (old == c)
+            link = link_sum[:a, a]
+            if average:
+                link = link / (size[:a] * size[a])
+            ok = active[:a] & ~conflict[:a, a] & (link > iou_thr)
+            v = np.where(ok, link, -np.inf)
+            better = (v > best[:a]) | ((v == best[:a]) & (v > -np.inf) & (a < old))
+            better &= ~pointed
             best[:a] = np.where(better, v, best[:a])
-            arg[:a] = np.where(better, a, arg[:a])
-            for r in stale.tolist():
+            arg[:a] = np.where(better, a, old)
+            for r in np.flatnonzero(active[:a] & pointed).tolist():
                 rescan(r)
         # Rows between a and c: only the entry in column c is gone.
         for r in (a + 1 + np.flatnonzero(arg[a + 1 : c] == c)).tolist():
