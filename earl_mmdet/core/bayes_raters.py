@@ -121,6 +121,7 @@ class _Table:
 
     def __init__(self, images: Sequence[RaterBoxes], k: int, iou_thr: float, linkage: str):
         read = [im for im in images if im.raters]
+        self.read_pos = [i for i, im in enumerate(images) if im.raters]  # in ``images``
         raters = sorted({str(r) for im in read for r in im.raters})
         col = {r: i for i, r in enumerate(raters)}
         self.raters = tuple(raters)
@@ -360,6 +361,8 @@ class BayesRaterModel:
 
         self.raters_ = t.raters
         self._rater_index = {r: i for i, r in enumerate(t.raters)}
+        # The fit images' clusters, by position in ``images`` (fuse_all reuses them).
+        self.fit_clusters_ = dict(zip(t.read_pos, t.clustered))
         self.num_classes_ = k
         self.confusion_alpha_ = alpha
         self.confusion_ = alpha / alpha.sum(2, keepdims=True)
@@ -459,18 +462,23 @@ class BayesRaterModel:
         tau = np.array([self._e_tau[i] if i is not None else a0 / b0 for i in idx])
         return elog, tau
 
-    def posterior(self, image: RaterBoxes) -> BayesPosterior:
+    def posterior(
+        self, image: RaterBoxes, clustered: ClusteredImage | None = None
+    ) -> BayesPosterior:
         """Cluster an image; each cluster's class distribution and fused box.
 
         Args:
             image (RaterBoxes): any image (need not be in the fit data).
+            clustered (ClusteredImage | None): its clusters (``cluster_image`` with this
+                model's K, ``iou_thr`` and ``linkage``). None: clustered here.
 
         Returns:
             BayesPosterior: clusters, q(z) (J, K+1), fused boxes (J, 4) and their std.
         """
         self._check_fitted()
         k = self.num_classes_
-        ci = cluster_image(image, k, self.iou_thr, self.linkage)
+        ci = clustered if clustered is not None else cluster_image(image, k, self.iou_thr,
+                                                                     self.linkage)  # fmt: skip
         n_j = len(ci.clusters)
         if n_j == 0:
             return BayesPosterior(ci, np.zeros((0, k + 1)), np.zeros((0, 4)), np.zeros(0))
@@ -594,14 +602,26 @@ class BayesAggregator(Aggregator):
         self.model.fit(images)
         return self
 
-    def posterior(self, image: RaterBoxes) -> BayesPosterior:
+    def posterior(
+        self, image: RaterBoxes, clustered: ClusteredImage | None = None
+    ) -> BayesPosterior:
         """The model's clusters, class distributions (K + 1 columns) and fused boxes."""
         if not self.model.fitted:
             raise ValueError("aggregator 'bayes' must be fitted first: call .fit(images)")
-        return self.model.posterior(image)
+        return self.model.posterior(image, clustered)
+
+    def fuse_all(self, images: Sequence[RaterBoxes]) -> list[FusedBoxes]:
+        """``fit`` on ``images`` then fuse each of them, with the fit's clusters."""
+        images = list(images)
+        self.fit(images)
+        clusters = self.model.fit_clusters_
+        return [self._fuse(im, clusters.get(i)) for i, im in enumerate(images)]
 
     def __call__(self, image: RaterBoxes) -> FusedBoxes:
-        post = self.posterior(image)
+        return self._fuse(image)
+
+    def _fuse(self, image: RaterBoxes, clustered: ClusteredImage | None = None) -> FusedBoxes:
+        post = self.posterior(image, clustered)
         readers = [r for r in image.raters if r != self.detector]
         r = len(readers)
         presence = post.presence
