@@ -734,6 +734,22 @@ def _loo_consensus(images: list[RaterBoxes], agg: MajorityVoteAggregator) -> dic
         'left_labels': labels[e_box[left]],
         'left_v': e_v[left],
     }
+    # An image read by more than LOO_EXACT_MAX_READERS raters is clustered once, with every
+    # reader; each leave-one-out copy keeps those clusters less the left-out rater's boxes
+    # (votes and merged boxes recomputed). Re-clustering 1,000 copies of a crowded image
+    # costs minutes, and one rater of so many barely moves the clusters.
+    fixed = np.full(len(boxes), -1, np.int64)
+    offsets = np.cumsum(size) - size
+    n_fixed = 0
+    for i in np.flatnonzero(m > LOO_EXACT_MAX_READERS).tolist():
+        sl = slice(int(offsets[i]), int(offsets[i] + size[i]))
+        lab = None if agg.class_agnostic else labels[sl]
+        cid = cluster_segments(
+            boxes[sl], np.array([size[i]]), code[sl], agg.iou_thr, lab, agg.linkage
+        )
+        fixed[sl] = cid + n_fixed
+        n_fixed += int(cid.max()) + 1 if len(cid) else 0
+    out['fixed_cluster_images'] = int((m > LOO_EXACT_MAX_READERS).sum())
     # In batches of leave-one-out images: a crowd (one image of 2,400 boxes read by 1,000
     # raters) gives 1,000 copies of ~10^6 overlapping pairs each, too many to hold at once.
     v_size = np.bincount(vv, minlength=n_v)
@@ -744,13 +760,19 @@ def _loo_consensus(images: list[RaterBoxes], agg: MajorityVoteAggregator) -> dic
         v1 = v0 + max(1, int(np.searchsorted(cost, _LOO_BATCH_PAIRS, side='right')))
         lo, hi = np.searchsorted(vv, [v0, v1])
         if hi > lo:
-            parts.append(_loo_vote(agg, boxes, labels, code, vb[lo:hi], vv[lo:hi], m[v_img] - 1))
+            parts.append(
+                _loo_vote(agg, boxes, labels, code, vb[lo:hi], vv[lo:hi], m[v_img] - 1, fixed)
+            )
         v0 = v1
     if parts:
         b, lab, v = (np.concatenate(x) for x in zip(*parts))
         out.update(boxes=b, labels=lab, v=v)
     return out
 
+
+#: Images read by more raters than this keep their all-reader clusters in the leave-one-out
+#: consensus (:func:`_loo_consensus`); the report counts them (``fixed_cluster_images``).
+LOO_EXACT_MAX_READERS = 100
 
 #: Sum of squared leave-one-out image sizes per batch of :func:`_loo_consensus` (bounds the
 #: IoU pairs held at once).
@@ -765,14 +787,28 @@ def _loo_vote(
     vb: np.ndarray,
     vv: np.ndarray,
     v_raters: np.ndarray,
+    fixed: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``mv`` on the leave-one-out images whose boxes are ``vb`` (indices into ``boxes``),
     ``vv`` their image (ascending), ``v_raters[v]`` its R: fused boxes (float32), labels and
-    their image, each image's boxes in ``mv``'s order."""
-    lab = None if agg.class_agnostic else labels[vb]
-    _, sizes = np.unique(vv, return_counts=True)
-    cid = cluster_segments(boxes[vb], sizes, code[vb], agg.iou_thr, lab, agg.linkage)
-    n_cl = int(cid.max()) + 1
+    their image, each image's boxes in ``mv``'s order. A box with ``fixed >= 0`` keeps that
+    all-reader cluster (per copy) instead of being clustered again."""
+    cid = np.empty(len(vb), np.int64)
+    keep = fixed[vb] >= 0
+    n_cl = 0
+    if (~keep).any():
+        sub = np.flatnonzero(~keep)
+        lab = None if agg.class_agnostic else labels[vb[sub]]
+        _, sizes = np.unique(vv[sub], return_counts=True)
+        cid[sub] = cluster_segments(
+            boxes[vb[sub]], sizes, code[vb[sub]], agg.iou_thr, lab, agg.linkage
+        )
+        n_cl = int(cid[sub].max()) + 1
+    if keep.any():
+        sub = np.flatnonzero(keep)
+        _, inverse = np.unique(fixed[vb[sub]] * (int(vv.max()) + 1) + vv[sub], return_inverse=True)
+        cid[sub] = inverse.reshape(-1) + n_cl
+        n_cl = int(cid[sub].max()) + 1
     c_v = np.zeros(n_cl, np.int64)
     c_v[cid] = vv  # the leave-one-out image of each cluster
     kept, winner, _, _, merged = agg.vote(boxes[vb], labels[vb], cid, n_cl, v_raters[c_v])
@@ -870,6 +906,9 @@ def rater_report(
     build_aggregator(spec)  # validate early, before the per-rater loop
 
     loo = _loo_counts(images, spec, raters, float(iou_thr))
+    loo_fixed = 0
+    if type(build_aggregator(spec)) is MajorityVoteAggregator:
+        loo_fixed = sum(len(im.raters) > LOO_EXACT_MAX_READERS for im in images)
     # Per rater, in one pass over the images: images read, boxes, images with a box,
     # images read together with someone else.
     n = len(raters)
@@ -922,10 +961,18 @@ def rater_report(
         'consensus': {
             'aggregator': spec if isinstance(spec, str) else dict(spec),
             'leave_one_out': True,
+            'fixed_cluster_images': loo_fixed,
             'description': (
                 'each rater is scored against the consensus of the OTHER raters on the '
                 'images the rater read (and someone else read); match = IoU > iou_thr, '
                 'same label, one-to-one greedy'
+                + (
+                    f'; on images read by more than {LOO_EXACT_MAX_READERS} raters '
+                    '(fixed_cluster_images) the consensus keeps the clusters of all readers, '
+                    "less the left-out rater's boxes"
+                    if loo_fixed
+                    else ''
+                )
             ),
         },
         'per_rater': per_rater,
