@@ -18,6 +18,7 @@ import torch
 
 from earl_mmdet.core.coco_io import FusedBoxes
 from tests.test_engine.test_resume_exact import _logged, _train, _weights
+from tests.test_engine.test_resume_exact import _tiny_config as _resume_config
 from tests.tiny_data import make_tiny_coco
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,32 +29,13 @@ def _tiny_config(data: dict[str, str], path: Path, num_workers: int) -> str:
     """The bayes-loop-soft MED-MNIST config on the tiny set; the hook refits after every
     epoch from the first on, keeps the detector's boxes from score 0.01 and keeps every
     detector-only cluster (so that a refit changes the targets even this early)."""
-    root = data['root'] + '/'
-    text = f"""
-_base_ = {str(BASE)!r}
-metainfo = dict(classes=('c0', 'c1', 'c2'))
-model = dict(bbox_head=dict(num_classes=3))
-train_dataloader = dict(
-    batch_size=2, num_workers={num_workers}, persistent_workers={num_workers > 0},
-    dataset=dict(data_root={root!r}, metainfo=metainfo, ann_file='multi.json',
-                 data_prefix=dict(img='images/')))
-val_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, metainfo=metainfo, ann_file='gold.json',
-                 data_prefix=dict(img='images/')))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file={data['gold']!r})
-test_evaluator = val_evaluator
-custom_hooks = [
+    hooks = """custom_hooks = [
     *_base_.custom_hooks[:-1],
     dict(type='DetectorRaterHook', warmup_epochs=1, interval=1, score_thr=0.01,
          max_per_image=5, fusion=dict(method='bayes', detector_min_presence=0.0)),
 ]
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=-1))
-log_processor = dict(window_size=1)
 """
-    path.write_text(text)
-    return str(path)
+    return _resume_config(data, path, num_workers, base=BASE, extra=hooks)
 
 
 def _dataset(tmp_path: Path):

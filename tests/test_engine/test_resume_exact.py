@@ -19,11 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / 'configs/medmnist/yolox_nano_wbf-earl_20e_medmnist-cpu.py'
 
 
-def _tiny_config(data: dict[str, str], path: Path, num_workers: int) -> str:
-    """The MED-MNIST cpu preset (EMA, EARL head, random flips) on the tiny set."""
+def _tiny_config(
+    data: dict[str, str], path: Path, num_workers: int, base: Path = BASE, extra: str = ''
+) -> str:
+    """A MED-MNIST cpu preset (default: EMA, EARL head, random flips) on the tiny set;
+    ``extra`` (config lines) goes in before ``default_hooks``."""
     root = data['root'] + '/'
     text = f"""
-_base_ = {str(BASE)!r}
+_base_ = {str(base)!r}
 metainfo = dict(classes=('c0', 'c1', 'c2'))
 model = dict(bbox_head=dict(num_classes=3))
 train_dataloader = dict(
@@ -37,7 +40,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file={data['gold']!r})
 test_evaluator = val_evaluator
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=-1))
+{extra}default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=-1))
 log_processor = dict(window_size=1)
 """
     path.write_text(text)
