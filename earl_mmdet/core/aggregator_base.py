@@ -252,6 +252,19 @@ class Aggregator:
         self.fit(images)
         return [self(im) for im in images]
 
+    def _build_model(self, model_cls: type, params: dict[str, Any]) -> Any:
+        """``model_cls(**params)`` for a model-based aggregator; an unknown argument is a
+        ValueError that names the aggregator."""
+        try:
+            return model_cls(**params)
+        except TypeError as e:
+            raise ValueError(f'aggregator {self.name!r}: {e}') from e
+
+    def _require_fitted(self, model: Any) -> None:
+        """Raise unless ``model`` (a rater model with ``raters_``) is fitted."""
+        if model.raters_ is None:
+            raise ValueError(f'aggregator {self.name!r} must be fitted first: call .fit(images)')
+
     def get_params(self) -> dict[str, Any]:
         """Parameters that reproduce this aggregator with ``build_aggregator``."""
         params = {k: getattr(self, k) for k in self.param_names}

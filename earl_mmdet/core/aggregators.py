@@ -500,10 +500,7 @@ class EMAggregator(Aggregator):
                 "aggregator 'em': box_weights must be 'box', 'proficiency' or 'uniform', got "
                 f'{box_weights!r}'
             )
-        try:
-            self.model = RaterEM(**em_params)
-        except TypeError as e:
-            raise ValueError(f"aggregator 'em': {e}") from e
+        self.model = self._build_model(RaterEM, em_params)
         self.drop_no_object = bool(drop_no_object)
         self.box_weights = box_weights
 
@@ -547,8 +544,7 @@ class EMAggregator(Aggregator):
         return self._fuse(image)
 
     def _fuse(self, image: RaterBoxes, clustered: ClusteredImage | None = None) -> FusedBoxes:
-        if not self.model.fitted:
-            raise ValueError("aggregator 'em' must be fitted first: call .fit(images)")
+        self._require_fitted(self.model)
         ci, q = self.model.posterior(image, clustered)
         k = self.model.num_classes_
         r = len(ci.readers)
@@ -644,10 +640,7 @@ class PresenceEMAggregator(Aggregator):
                 f"aggregator 'presence_em': box_weights must be 'box' or 'uniform', got "
                 f'{box_weights!r}'
             )
-        try:
-            self.model = PresenceEM(**em_params)
-        except TypeError as e:
-            raise ValueError(f"aggregator 'presence_em': {e}") from e
+        self.model = self._build_model(PresenceEM, em_params)
         self.box_weights = box_weights
 
     def fit(self, images: Sequence[RaterBoxes]) -> PresenceEMAggregator:
@@ -682,8 +675,7 @@ class PresenceEMAggregator(Aggregator):
         return self._fuse(image)
 
     def _fuse(self, image: RaterBoxes, clustered: ClusteredImage | None = None) -> FusedBoxes:
-        if self.model.raters_ is None:
-            raise ValueError("aggregator 'presence_em' must be fitted first: call .fit(images)")
+        self._require_fitted(self.model)
         post = self.model.posterior(image, clustered)
         ci = post.clustered
         r = len(ci.readers)

@@ -41,7 +41,7 @@ from .aggregator_base import Aggregator, agreement_confidence, register_aggregat
 from .box_ops import box_area, check_iou_thr
 from .cluster_table import bincount_rows
 from .coco_io import FusedBoxes, RaterBoxes
-from .em import ClusteredImage, cluster_image, cluster_images
+from .em import ClusteredImage, RaterModelBase, cluster_image, cluster_images
 from .matching import LINKAGES
 
 __all__ = ['BayesAggregator', 'BayesPosterior', 'BayesRaterModel']
@@ -160,7 +160,7 @@ class _Table:
         self.shared = sizes[self.box_clu] >= 2 if self.box_clu.size else np.zeros(0, bool)
 
 
-class BayesRaterModel:
+class BayesRaterModel(RaterModelBase):
     """Per-rater confusion (with background) and box error, fitted by variational EM.
 
     See the module docstring and ``docs/bayes_raters.md`` for the model and the updates.
@@ -213,6 +213,8 @@ class BayesRaterModel:
         >>> model.raters_, post.labels.tolist(), bool(post.presence[0] > 0.5)
         (('a', 'b'), [1], True)
     """
+
+    param_names = _PARAMS
 
     def __init__(
         self,
@@ -284,14 +286,6 @@ class BayesRaterModel:
         return a0, a0 * self.box_prior_sigma**2
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def fitted(self) -> bool:
-        return self.raters_ is not None
-
-    def _check_fitted(self) -> None:
-        if not self.fitted:
-            raise ValueError('BayesRaterModel is not fitted: call fit(images) first')
-
     @staticmethod
     def _elog_dirichlet(alpha: np.ndarray) -> np.ndarray:
         return _digamma(alpha) - _digamma(alpha.sum(-1, keepdims=True))
@@ -502,10 +496,7 @@ class BayesRaterModel:
         sensitivity, fp_per_image, box_sigma, images_read; num_clusters, n_iter,
         converged."""
         self._check_fitted()
-        k = self.num_classes_
-        names = [str(i) for i in range(k)] if class_names is None else [str(n) for n in class_names]
-        if len(names) != k:
-            raise ValueError(f'class_names has {len(names)} names for {k} classes')
+        names = self._class_names(class_names)
 
         def per_rater(arr: np.ndarray) -> dict:
             return {r: np.asarray(v).tolist() for r, v in zip(self.raters_, arr)}
@@ -524,10 +515,6 @@ class BayesRaterModel:
             'n_iter': self.n_iter_,
             'converged': self.converged_,
         }
-
-    def get_params(self) -> dict:
-        """Constructor arguments (for logging / the fused file's ``info``)."""
-        return {name: getattr(self, name) for name in _PARAMS}
 
 
 @register_aggregator('bayes')
@@ -590,10 +577,7 @@ class BayesAggregator(Aggregator):
             raise ValueError(
                 f"aggregator 'bayes': detector must be a rater id (str), got {detector!r}"
             )
-        try:
-            self.model = BayesRaterModel(**model_params)
-        except TypeError as e:
-            raise ValueError(f"aggregator 'bayes': {e}") from e
+        self.model = self._build_model(BayesRaterModel, model_params)
         self.min_presence = float(min_presence)
         self.detector = detector
         self.detector_min_presence = float(detector_min_presence)
@@ -606,8 +590,7 @@ class BayesAggregator(Aggregator):
         self, image: RaterBoxes, clustered: ClusteredImage | None = None
     ) -> BayesPosterior:
         """The model's clusters, class distributions (K + 1 columns) and fused boxes."""
-        if not self.model.fitted:
-            raise ValueError("aggregator 'bayes' must be fitted first: call .fit(images)")
+        self._require_fitted(self.model)
         return self.model.posterior(image, clustered)
 
     def fuse_all(self, images: Sequence[RaterBoxes]) -> list[FusedBoxes]:

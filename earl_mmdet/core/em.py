@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -331,7 +332,41 @@ def _box_scale(boxes: np.ndarray) -> np.ndarray:
     return np.maximum(np.sqrt(box_area(boxes)), 1.0)
 
 
-class RaterEM:
+class RaterModelBase:
+    """What the rater models (:class:`RaterEM`, ``PresenceEM``, ``BayesRaterModel``)
+    share: the fitted check, ``summary``'s class names and :meth:`get_params`.
+
+    A subclass lists its constructor arguments in ``param_names`` and sets ``raters_`` (None
+    until fitted) and, once fitted, ``num_classes_``.
+    """
+
+    #: Constructor arguments, as reported by :meth:`get_params`.
+    param_names: ClassVar[tuple[str, ...]] = ()
+    raters_: tuple[str, ...] | None
+    num_classes_: int
+
+    @property
+    def fitted(self) -> bool:
+        return self.raters_ is not None
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise ValueError(f'{type(self).__name__} is not fitted: call fit(images) first')
+
+    def _class_names(self, class_names: Sequence[str] | None) -> list[str]:
+        """``num_classes_`` names as str: ``class_names`` or ``'0'..'K-1'``."""
+        k = self.num_classes_
+        names = [str(i) for i in range(k)] if class_names is None else [str(n) for n in class_names]
+        if len(names) != k:
+            raise ValueError(f'class_names has {len(names)} names for {k} classes')
+        return names
+
+    def get_params(self) -> dict:
+        """Constructor arguments (for logging / the fused file's ``info``)."""
+        return {name: getattr(self, name) for name in self.param_names}
+
+
+class RaterEM(RaterModelBase):
     """Dawid-Skene EM over class-agnostic box clusters, with a per-rater box-error model.
 
     See the module docstring for the model. After :meth:`fit` the estimates are in the
@@ -384,6 +419,8 @@ class RaterEM:
         (('a', 'b'), [1])
     """
 
+    param_names = _PARAMS
+
     def __init__(
         self,
         num_classes: int | None = None,
@@ -422,14 +459,6 @@ class RaterEM:
         self._with_mean: tuple[np.ndarray, ...] | None = None
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def fitted(self) -> bool:
-        return self.raters_ is not None
-
-    def _check_fitted(self) -> None:
-        if not self.fitted:
-            raise ValueError('RaterEM is not fitted: call fit(images) first')
-
     def _prior_rows(self, k1: int) -> np.ndarray:
         """Dirichlet pseudo-counts (K+1, K+1): prior_diag on the diagonal, rest even."""
         off = (1.0 - self.prior_diag) / max(k1 - 1, 1)
@@ -743,13 +772,7 @@ class RaterEM:
             n_iter, converged, log_likelihood.
         """
         self._check_fitted()
-        k = self.num_classes_
-        if class_names is None:
-            names = [str(i) for i in range(k)]
-        else:
-            names = [str(n) for n in class_names]
-            if len(names) != k:
-                raise ValueError(f'class_names has {len(names)} names for {k} classes')
+        names = self._class_names(class_names)
 
         def num(x: float) -> float | None:
             return None if not math.isfinite(float(x)) else float(x)
@@ -776,7 +799,3 @@ class RaterEM:
             'converged': self.converged_,
             'log_likelihood': self.log_likelihood_,
         }
-
-    def get_params(self) -> dict:
-        """Constructor arguments (for logging / the fused file's ``info``)."""
-        return {k: getattr(self, k) for k in _PARAMS}

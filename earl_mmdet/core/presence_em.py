@@ -39,7 +39,14 @@ from .aggregator_base import check_number
 from .box_ops import check_iou_thr
 from .cluster_table import ClusterTable, bincount_rows
 from .coco_io import RaterBoxes
-from .em import ClusteredImage, _clusters_for, cluster_tables, image_table, infer_num_classes
+from .em import (
+    ClusteredImage,
+    RaterModelBase,
+    _clusters_for,
+    cluster_tables,
+    image_table,
+    infer_num_classes,
+)
 from .matching import LINKAGES
 
 __all__ = ['CONFIDENCE_MODES', 'PresenceEM', 'PresencePosterior']
@@ -164,7 +171,7 @@ def _normalise(logj: np.ndarray) -> np.ndarray:
     return np.exp(logj - _logsumexp(logj)[:, None])
 
 
-class PresenceEM:
+class PresenceEM(RaterModelBase):
     """EM over class-agnostic box clusters with per-rater sensitivity and false positives.
 
     See the module docstring and ``docs/presence_em.md`` for the model. After :meth:`fit`
@@ -217,6 +224,8 @@ class PresenceEM:
         (('a', 'b'), [1], True)
     """
 
+    param_names = _PARAMS
+
     def __init__(
         self,
         num_classes: int | None = None,
@@ -264,10 +273,6 @@ class PresenceEM:
         self._with_mean: tuple[np.ndarray, ...] | None = None
 
     # ------------------------------------------------------------------ helpers
-    def _check_fitted(self) -> None:
-        if self.raters_ is None:
-            raise ValueError('PresenceEM is not fitted: call fit(images) first')
-
     def _confusion_prior(self, k: int) -> np.ndarray:
         """Dirichlet pseudo-counts (K, K): prior_diag on the diagonal, the rest even."""
         if k == 1:
@@ -484,10 +489,7 @@ class PresenceEM:
             images_read; spurious_prior; num_clusters, n_iter, converged, log_objective.
         """
         self._check_fitted()
-        k = self.num_classes_
-        names = [str(i) for i in range(k)] if class_names is None else [str(n) for n in class_names]
-        if len(names) != k:
-            raise ValueError(f'class_names has {len(names)} names for {k} classes')
+        names = self._class_names(class_names)
 
         per_rater = {
             'sensitivity': self.sensitivity_,
@@ -513,7 +515,3 @@ class PresenceEM:
             log_objective=self.log_objective_,
         )
         return out
-
-    def get_params(self) -> dict:
-        """Constructor arguments (for logging / the fused file's ``info``)."""
-        return {name: getattr(self, name) for name in _PARAMS}
