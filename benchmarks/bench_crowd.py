@@ -53,6 +53,7 @@ import time
 import warnings
 
 import numpy as np
+from crowd_image import crowded_reads
 
 NUM_CLASSES = 3
 #: Every registered aggregator (``earl_mmdet.core.aggregator_base.AGGREGATORS``).
@@ -130,25 +131,11 @@ def import_core(name: str):
 
 
 def one_image(num_raters: int, seed: int = 0):
-    """One RaterBoxes read by ``num_raters`` raters: 3 objects that overlap one another,
-    each marked with probability 0.8 (centre and size jittered by 8 % of the size, label
-    flipped with probability 0.1)."""
+    """One RaterBoxes read by ``num_raters`` raters (:func:`crowd_image.crowded_reads`)."""
     RaterBoxes = import_core('coco_io').RaterBoxes
 
-    rng = np.random.default_rng(seed)
-    ctr = np.array([[100.0, 100.0], [150.0, 110.0], [120.0, 160.0]])
-    size = np.array([[70.0, 60.0], [60.0, 70.0], [80.0, 70.0]])
-    names = [f'R{k:04d}' for k in range(num_raters)]
-    boxes, labels, rids = [], [], []
-    for r in names:
-        for o in range(3):
-            if rng.random() < 0.8:
-                c = ctr[o] + rng.normal(0, 0.08, 2) * size[o]
-                s = size[o] * np.exp(rng.normal(0, 0.08, 2))
-                boxes.append([*(c - s / 2), *(c + s / 2)])
-                labels.append(int(rng.integers(0, NUM_CLASSES)) if rng.random() < 0.1 else o)
-                rids.append(r)
-    return RaterBoxes(np.array(boxes), labels, rids, names, 512.0, 512.0, 'crowd')
+    reads = crowded_reads(num_raters, seed, NUM_CLASSES)
+    return RaterBoxes(*reads, 512.0, 512.0, 'crowd')
 
 
 def lone_boxes(num_boxes: int, seed: int = 0):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks.crowd_image import crowded_reads
 from earl_mmdet.core import rater_report as rater_report_module
 from earl_mmdet.core.aggregators import build_aggregator
 from earl_mmdet.core.coco_io import RaterBoxes, load_multirater_coco
@@ -201,23 +202,9 @@ def test_long_rater_id_is_stored_once(build):
 
 
 def crowded_image(n_raters: int = 1000, seed: int = 0) -> RaterBoxes:
-    """One image read by ``n_raters`` raters: 3 objects that overlap one another, each
-    marked with probability 0.8 (centre and size jittered by 8 % of the size, label
-    flipped with probability 0.1): components of ~2,400 boxes that are no cliques."""
-    rng = np.random.default_rng(seed)
-    ctr = np.array([[100.0, 100.0], [150.0, 110.0], [120.0, 160.0]])
-    size = np.array([[70.0, 60.0], [60.0, 70.0], [80.0, 70.0]])
-    names = [f'r{k:04d}' for k in range(n_raters)]
-    boxes, labels, rids = [], [], []
-    for r in names:
-        for o in range(3):
-            if rng.random() < 0.8:
-                c = ctr[o] + rng.normal(0, 0.08, 2) * size[o]
-                s = size[o] * np.exp(rng.normal(0, 0.08, 2))
-                boxes.append([*(c - s / 2), *(c + s / 2)])
-                labels.append(int(rng.integers(0, 3)) if rng.random() < 0.1 else o)
-                rids.append(r)
-    return RaterBoxes(np.array(boxes), labels, rids, names, 512.0, 512.0, 'crowd')
+    """One image read by ``n_raters`` raters (``benchmarks/crowd_image.py``): 3 objects
+    that overlap one another, components of ~2,400 boxes that are no cliques."""
+    return RaterBoxes(*crowded_reads(n_raters, seed), 512.0, 512.0, 'crowd')
 
 
 @functools.cache
