@@ -28,6 +28,12 @@ Ablations of how c enters the loss (docs/study_v3_design.md; run only when named
                       objectness, weight-sum normaliser
     presence-em       presence-em-earl's boxes on the stock head (every box weight 1)
 
+Challengers that landed after the pilot (run only when named):
+
+    bayes-soft        Bayesian rater model (variational EM) + soft class targets
+    bayes-loop-soft   bayes-soft with the detector in the loop (DetectorRaterHook: after 5
+                      warm-up epochs the detector joins the raters, refit every 2 epochs)
+
 Design: the data are generated once per proficiency (``tools/make_medmnist.py --preset cpu``,
 data seed fixed); seed k drives initialisation, data order and augmentation of *every*
 method (``randomness.seed=k``), so methods are compared seed by seed (paired). Each run
@@ -128,6 +134,9 @@ CONFIGS = {
     'wbf-earl-obj': 'yolox_nano_wbf-earl-obj_20e_medmnist-cpu.py',
     'wbf-earl-na-like': 'yolox_nano_wbf-earl-na-like_20e_medmnist-cpu.py',
     'presence-em': 'yolox_nano_presence-em_20e_medmnist-cpu.py',
+    # challengers that landed after the pilot (issue 27)
+    'bayes-soft': 'yolox_nano_bayes-soft_20e_medmnist-cpu.py',
+    'bayes-loop-soft': 'yolox_nano_bayes-loop-soft_20e_medmnist-cpu.py',
 }
 
 SWEEP_P = (0.6, 0.7, 0.8, 0.9)

@@ -41,8 +41,11 @@ STUDY_METHODS = (
 )
 #: Ablations of how c enters the loss (docs/study_v3_design.md), run only when named.
 ABLATION_METHODS = ('wbf-earl-wsum', 'wbf-earl-obj', 'wbf-earl-na-like', 'presence-em')
+#: Challengers that landed after the pilot (issue 27): the Bayesian rater model with soft
+#: targets, fitted once or with the detector in the loop. Run only when named.
+CHALLENGER_METHODS = ('bayes-soft', 'bayes-loop-soft')
 #: Every method, in report order.
-METHODS = STUDY_METHODS + ABLATION_METHODS
+METHODS = STUDY_METHODS + ABLATION_METHODS + CHALLENGER_METHODS
 LABELS = {
     'na': 'NA (all raters’ boxes)',
     'ensemble': 'WBF ensemble of per-rater models',
@@ -57,6 +60,8 @@ LABELS = {
     'wbf-earl-obj': 'WBF + EARL, objectness weighted too',
     'wbf-earl-na-like': 'WBF + EARL weighted like NA (w = T on cls, box, obj; weight sum)',
     'presence-em': 'Presence-aware EM boxes, stock head',
+    'bayes-soft': 'Bayesian rater model + soft targets',
+    'bayes-loop-soft': 'Bayesian rater model, detector in the loop + soft targets',
 }
 #: Extra paired comparisons reported beside "vs NA": (method, reference).
 EXTRA_PAIRS = (

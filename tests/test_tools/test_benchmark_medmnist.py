@@ -555,6 +555,7 @@ def test_ablations_run_only_when_named(tmp_path):
     raters = {'rater-R1', 'rater-R2', 'rater-R3'}
     assert planned == set(bm.STUDY_METHODS) - {'rater'} | raters
     assert not planned & set(bm.ABLATION_METHODS)
+    assert not planned & set(bm.CHALLENGER_METHODS)
 
 
 # ----------------------------------------------------------------------------- curves
