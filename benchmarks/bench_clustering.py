@@ -51,7 +51,7 @@ CASES = ('cluster', 'na', 'rater', 'mv', 'wbf', 'em', 'presence_em', 'report', '
 
 def make_image(num_boxes: int, seed: int = 0):
     """One RaterBoxes with about ``num_boxes`` boxes (see the module docstring)."""
-    from earl_mmdet.core.coco_io import RaterBoxes
+    from earl_core.io.coco import RaterBoxes
 
     rng = np.random.default_rng(seed)
     n_obj = max(1, num_boxes // 8)
@@ -83,9 +83,9 @@ def make_image(num_boxes: int, seed: int = 0):
 
 
 def case_fn(case: str, image):
-    from earl_mmdet.core.aggregators import build_aggregator
-    from earl_mmdet.core.matching import cluster_boxes
-    from earl_mmdet.core.rater_report import rater_report
+    from earl_core.fusion.aggregators import build_aggregator
+    from earl_core.fusion.matching import cluster_boxes
+    from earl_core.metrics.rater_report import rater_report
 
     if case == 'cluster':
         return lambda: cluster_boxes(image.boxes, image.rater_ids, 0.4)

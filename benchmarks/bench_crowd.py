@@ -56,7 +56,7 @@ import numpy as np
 from crowd_image import crowded_reads
 
 NUM_CLASSES = 3
-#: Every registered aggregator (``earl_mmdet.core.aggregator_base.AGGREGATORS``).
+#: Every registered aggregator (``earl_core.fusion.base.AGGREGATORS``).
 AGGREGATORS = ('na', 'rater', 'mv', 'wbf', 'em', 'presence_em', 'bayes')
 CASES = ('load',) + AGGREGATORS + ('analyze', 'one_image', 'lone_boxes')
 #: case -> (seconds, GiB) it must stay within.
@@ -122,17 +122,9 @@ def make_crowd_coco(num_images: int, num_raters: int, seed: int = 0, per_image: 
     return dict(images=images, annotations=anns, categories=cats)
 
 
-def import_core(name: str):
-    """``earl_mmdet.core.<name>`` as the tools load it (numpy only: no torch, no mmdet)."""
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    from _common import import_core as load
-
-    return load(name)
-
-
 def one_image(num_raters: int, seed: int = 0):
     """One RaterBoxes read by ``num_raters`` raters (:func:`crowd_image.crowded_reads`)."""
-    RaterBoxes = import_core('coco_io').RaterBoxes
+    from earl_core.io.coco import RaterBoxes
 
     reads = crowded_reads(num_raters, seed, NUM_CLASSES)
     return RaterBoxes(*reads, 512.0, 512.0, 'crowd')
@@ -140,7 +132,7 @@ def one_image(num_raters: int, seed: int = 0):
 
 def lone_boxes(num_boxes: int, seed: int = 0):
     """One RaterBoxes with ``num_boxes`` boxes that overlap nothing, 3 readers."""
-    RaterBoxes = import_core('coco_io').RaterBoxes
+    from earl_core.io.coco import RaterBoxes
 
     rng = np.random.default_rng(seed)
     side = int(np.ceil(np.sqrt(num_boxes)))
@@ -158,9 +150,9 @@ def lone_boxes(num_boxes: int, seed: int = 0):
 def run_case(case: str, args: argparse.Namespace) -> dict:
     """Run one case in this process; returns what it measured itself."""
     warnings.simplefilter('ignore')
-    build_aggregator = import_core('aggregators').build_aggregator
-    load_multirater_coco = import_core('coco_io').load_multirater_coco
-    fuse_raters = import_core('fusion').fuse_raters
+    from earl_core.fusion.aggregators import build_aggregator
+    from earl_core.fusion.wbf import fuse_raters
+    from earl_core.io.coco import load_multirater_coco
 
     out: dict = {'case': case}
     t0 = time.perf_counter()

@@ -45,7 +45,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
 import earl_mmdet  # noqa: F401  (registers the EARL heads)
-from earl_mmdet.core.earl_weights import EARL_POLICIES, EARLConfig
+from earl_mmdet.models.earl_weights import EARL_POLICIES, EARLConfig
 
 NUM_CLASSES = 14
 MMDET_CONFIGS = Path(mmdet.__file__).parent / '.mim' / 'configs'

@@ -1,4 +1,4 @@
-"""Benchmark: earl_mmdet.core.fusion against ensemble-boxes 1.0.9 on a VinDr-shaped input.
+"""Benchmark: earl_core.fusion.wbf against ensemble-boxes 1.0.9 on a VinDr-shaped input.
 
 The input is generated deterministically from ``--seed``: 15,000 images, each read by 3 of
 17 raters, ~30 % of the images with boxes (~36k rater boxes over 14 classes), image sizes
@@ -41,8 +41,8 @@ import warnings
 
 import numpy as np
 
-from earl_mmdet.core.coco_io import RaterBoxes
-from earl_mmdet.core.fusion import fuse_raters, weighted_boxes_fusion
+from earl_core.fusion.wbf import fuse_raters, weighted_boxes_fusion
+from earl_core.io.coco import RaterBoxes
 
 NUM_CLASSES = 14
 NUM_RATERS = 17

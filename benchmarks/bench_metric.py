@@ -182,7 +182,7 @@ def main(argv=None) -> int:
 
     from mmengine.logging import MMLogger
 
-    from earl_mmdet.core.ap import prepare_coco_gt
+    from earl_core.metrics.ap import prepare_coco_gt
 
     # The metric logs its per-class table on every run: keep the timing output readable.
     MMLogger.get_instance('bench_metric', log_level='WARNING')

@@ -10,7 +10,8 @@ Registering is its only side effect. The safe checkpoint loaders
 (:func:`earl_mmdet.utils.patch_nms_for_cpu_only_mmcv`) are applied by the project's tools
 (``tools/train.py``, ``tools/test.py``) and, for the loaders, by ``TrustOwnCheckpointsHook``.
 
-``earl_mmdet.core`` works without mmdet installed.
+The framework-free half (structures, fusion, EM models, metrics maths, simulators) is the
+package :mod:`earl_core`, which imports neither torch nor mmdet.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Example::
 
     .venv/bin/python tools/analyze_annotators.py train_multi.json --out work_dirs/raters
 
-Writes ``DIR/report.json`` (:func:`earl_mmdet.core.rater_report.rater_report`),
+Writes ``DIR/report.json`` (:func:`earl_core.metrics.rater_report.rater_report`),
 ``DIR/pairwise_f1.png`` (rater x rater IoU-F1 heat map), ``DIR/confusion.png`` (EM
 confusion matrix per rater) and ``DIR/summary.md``, and prints the Markdown summary.
 
@@ -32,12 +32,9 @@ from _common import (
     add_normalize_rater_ids_flag,
     check_output_paths,
     filter_third_party_warnings,
-    import_core,
 )
 
-# The core modules are loaded with import_core in main(): numpy only, without importing torch
-# and mmdet through the package's __init__ (seconds that this tool does not need).
-safe_output = import_core('safe_output')
+from earl_core.io import safe_output
 
 #: The files written under --out.
 OUTPUTS = ('report.json', 'summary.md', 'pairwise_f1.png', 'confusion.png')
@@ -134,7 +131,7 @@ def markdown_summary(rep: dict, source: str) -> str:
 
 
 def partner_lines(rep: dict) -> list[str]:
-    """Markdown table of :func:`~earl_mmdet.core.rater_report.partner_statistics`."""
+    """Markdown table of :func:`~earl_core.metrics.rater_report.partner_statistics`."""
     ps = rep.get('partner_statistics')
     if not ps:
         return []
@@ -256,8 +253,8 @@ def plot_confusion(rep: dict, path: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     filter_third_party_warnings()
     args = parse_args(argv)
-    load_multirater_coco = import_core('coco_io').load_multirater_coco
-    rater_report = import_core('rater_report').rater_report
+    from earl_core.io.coco import load_multirater_coco
+    from earl_core.metrics.rater_report import rater_report
 
     try:
         coco = load_multirater_coco(

@@ -98,23 +98,26 @@ from _common import (
     train_log_status,
 )
 
-from earl_mmdet.core import safe_output
-from earl_mmdet.engine.averaging import EMA_MODES, ema_record, ema_setup
-from earl_mmdet.evaluation.predictions import fuse_predictions, load_predictions
-from earl_mmdet.evaluation.study import (
+from earl_core.io import safe_output
+from earl_core.study.benchmark import (
     METHODS,
     STUDY_METHODS,
     Run,
-    bootstrap_scores,
     markdown,
     method_family,
     method_rater,
     plan,
     plots,
     rater_method,
-    score_predictions,
     summarize,
     val_curve_from_log,
+)
+from earl_mmdet.engine.averaging import EMA_MODES, ema_record, ema_setup
+from earl_mmdet.evaluation.predictions import (
+    bootstrap_scores,
+    fuse_predictions,
+    load_predictions,
+    score_predictions,
 )
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -476,7 +479,7 @@ def run_record(run: Run, study: Study, metrics: dict, **extra: Any) -> dict:
 def read_val_curve(wd: str, before: set[str]) -> list[dict]:
     """The validation curve of the training that wrote ``wd``'s newest run folder (one of
     those not in ``before``): mmengine's scalar log ``<timestamp>/vis_data/<timestamp>.json``
-    (:func:`~earl_mmdet.evaluation.study.val_curve_from_log`).
+    (:func:`~earl_core.study.benchmark.val_curve_from_log`).
 
     Raises:
         RuntimeError: no new run folder, or its log holds no validation.

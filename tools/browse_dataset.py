@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import cv2
 
     import earl_mmdet  # noqa: F401  (registers the dataset and transforms)
-    from earl_mmdet.core.safe_output import atomic_write
+    from earl_core.io.safe_output import atomic_write
     from earl_mmdet.utils.draw import render
 
     try:  # as train/test read it: data_root=DIR moves every dataset path

@@ -41,10 +41,10 @@ import os.path as osp
 import sys
 import time
 
-from _common import check_output_paths, import_core, progress
+from _common import check_output_paths, progress
 
-vindr = import_core('vindr')
-safe_output = import_core('safe_output')
+from earl_core.io import safe_output
+from earl_core.sources import vindr
 
 DICOM_SUFFIXES = ('.dicom', '.dcm', '')
 

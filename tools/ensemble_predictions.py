@@ -20,7 +20,7 @@ Inputs, in any mix:
 
 The work is done by :mod:`earl_mmdet.evaluation.predictions`. Per image, each model's
 boxes are divided by the gold image's width/height, fused with
-:func:`earl_mmdet.core.fusion.weighted_boxes_fusion` (ensemble-boxes semantics; a model
+:func:`earl_core.fusion.wbf.weighted_boxes_fusion` (ensemble-boxes semantics; a model
 with no box on an image takes part with an empty list), and scaled back to pixels.
 
 Writes to ``--out-dir``: ``fused.bbox.json`` (COCO results), ``report.json`` (report dict
@@ -36,9 +36,9 @@ import pickle
 import sys
 from collections.abc import Sequence
 
-from _common import check_output_paths, filter_third_party_warnings, import_core
+from _common import check_output_paths, filter_third_party_warnings
 
-safe_output = import_core('safe_output')
+from earl_core.io import safe_output
 
 #: The files written under --out-dir.
 OUTPUTS = ('fused.bbox.json', 'report.json', 'report.md')
@@ -83,14 +83,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     filter_third_party_warnings()
     args = parse_args(argv)
-    from earl_mmdet.core.coco_io import read_json
+    from earl_core.io.coco import read_json
+    from earl_core.metrics.report import write_markdown_report
     from earl_mmdet.evaluation.predictions import (
         evaluate,
         fuse_predictions,
         load_predictions,
         to_coco_results,
     )
-    from earl_mmdet.evaluation.report import write_markdown_report
 
     try:  # bad inputs are one line, not a traceback
         gold = read_json(args.gt)

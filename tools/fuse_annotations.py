@@ -30,17 +30,14 @@ from _common import (
     add_normalize_rater_ids_flag,
     check_output_paths,
     filter_third_party_warnings,
-    import_core,
 )
 
-# The core modules are loaded with import_core: numpy only, without importing torch and
-# mmdet through the package's __init__ (seconds that this tool does not need).
-
-safe_output = import_core('safe_output')
+from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES as _LEGACY_CONFIDENCE_MODES
+from earl_core.io import safe_output
 
 #: Deprecated ``--score`` values -> ``--confidence`` values (the core's table, plus the
 #: unchanged 'posterior').
-_OLD_SCORES = {**import_core('aggregator_base').LEGACY_CONFIDENCE_MODES, 'posterior': 'posterior'}
+_OLD_SCORES = {**_LEGACY_CONFIDENCE_MODES, 'posterior': 'posterior'}
 
 #: CLI option -> (aggregator parameter, methods that accept it).
 _OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -193,7 +190,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def aggregator_from_args(args: argparse.Namespace):
     """Build the aggregator; refuse options that do not apply to the method."""
-    build_aggregator = import_core('aggregators').build_aggregator
+    from earl_core.fusion.aggregators import build_aggregator
 
     method = args.method.strip()
     base = 'rater' if method.startswith('rater') else method
@@ -211,8 +208,8 @@ def aggregator_from_args(args: argparse.Namespace):
 
 def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
     """Run the fusion; return (fused COCO dict, summary)."""
-    SingleRater = import_core('aggregators').SingleRater
-    load_multirater_coco = import_core('coco_io').load_multirater_coco
+    from earl_core.fusion.aggregators import SingleRater
+    from earl_core.io.coco import load_multirater_coco
 
     coco = load_multirater_coco(
         args.input,

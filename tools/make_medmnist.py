@@ -15,14 +15,14 @@ Writes, under ``--out``:
 Variants: ``paper`` (Section 4.1.1), ``authors`` (their released code) and ``realistic``
 (misses of faint digits, false positives on clutter, heavy-tailed and biased boxes,
 structured per-rater confusion, hedging boxes, readers drawn from a pool;
-earl_mmdet/core/medmnist_raters.py). Presets: ``paper``, ``authors``, ``cpu``,
+earl_core/sources/medmnist_raters.py). Presets: ``paper``, ``authors``, ``cpu``,
 ``vindr-like`` (the cpu scale with realistic raters calibrated on VinDr-CXR's radiologists),
 ``study`` / ``study-vindr-like`` (those two at 96 px: the powered study's scale), and the
 crowd presets ``crowd-k5``, ``crowd-k100``, ``crowd-k1000`` (study-vindr-like images read
 by 5 of K raters in four groups, a tenth expert, 40 % normal, 30 % weak, 20 % bad).
 
 The same arguments give byte-identical files (PNG and JSON), whatever ``--workers``.
-See docs/medmnist.md and earl_mmdet/core/medmnist.py for the simulation model.
+See docs/medmnist.md and earl_core/sources/medmnist.py for the simulation model.
 
 Example::
 
@@ -42,11 +42,11 @@ import time
 import zlib
 
 import numpy as np
-from _common import check_output_paths, filter_third_party_warnings, import_core, progress
+from _common import check_output_paths, filter_third_party_warnings, progress
 
-mm = import_core('medmnist')
-mr = import_core('medmnist_raters')
-safe_output = import_core('safe_output')
+from earl_core.io import safe_output
+from earl_core.sources import medmnist as mm
+from earl_core.sources import medmnist_raters as mr
 
 GENERATOR_VERSION = 1
 SPLITS = ('train', 'val', 'test')
@@ -66,7 +66,7 @@ DEFAULTS = dict(
 #: Image knobs (any variant): recorded in meta.json only when they differ from these.
 IMAGE_DEFAULTS = dict(contrast=(1.0, 1.0), clutter=(0, 0), clutter_size=(12, 32))
 #: Rater knobs of the ``realistic`` variant (per-profile values: expert, normal, weak).
-#: These defaults are the ``vindr-like`` calibration (earl_mmdet/core/medmnist_raters.py).
+#: These defaults are the ``vindr-like`` calibration (earl_core/sources/medmnist_raters.py).
 
 
 def _vindr_like(field: str) -> tuple[float, ...]:

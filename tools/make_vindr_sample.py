@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import check_output_paths, import_core
+from _common import check_output_paths
 
-sample = import_core('vindr_sample')
+from earl_core.sources import vindr_sample as sample
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

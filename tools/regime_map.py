@@ -4,7 +4,7 @@
         [--cells clean flips ...] [--methods na wbf wbf-earl ...] [--jobs 1] [--lock L]
         [--bootstrap B] [--quick] [--dry-run] [--report-only]
 
-Cells (earl_mmdet/evaluation/regime.py, where the levels and their measurements are): the
+Cells (earl_core/study/regime.py, where the levels and their measurements are): the
 powered study's 96 px data (``--preset study-vindr-like``) with every rater noise off, then
 exactly one switched on:
 
@@ -52,10 +52,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from _common import check_output_paths, child_env, filter_third_party_warnings, import_light
+from _common import check_output_paths, child_env, filter_third_party_warnings
 
-rg = import_light('evaluation.regime')
-safe_output = import_light('core.safe_output')
+from earl_core.io import safe_output
+from earl_core.study import regime as rg
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The powered study's schedule: converged at 96 px (docs/results.md, learning curves).
@@ -122,7 +122,7 @@ def train_json_of(out: str, name: str) -> str | None:
 
 
 def rater_statistics(out: str, name: str) -> dict | None:
-    """The cell's :func:`~earl_mmdet.evaluation.regime.cell_statistics`, running
+    """The cell's :func:`~earl_core.study.regime.cell_statistics`, running
     ``tools/analyze_annotators.py`` first when its report is missing (None without data)."""
     report = osp.join(cell_dir(out, name), 'raters', 'report.json')
     if not osp.isfile(report):

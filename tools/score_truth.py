@@ -15,7 +15,7 @@ table: the share of boxes that are false positives (they overlap no gold box, an
 raters' boxes on clutter or background) overall and by T, and the share of gold objects
 with no box (any label), overall and if only boxes with agreement >= T were kept.
 ``--out`` writes the same as JSON
-(:func:`earl_mmdet.core.rater_report.truth_quality`).
+(:func:`earl_core.metrics.rater_report.truth_quality`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import argparse
 import os.path as osp
 from collections.abc import Sequence
 
-from _common import check_output_paths, filter_third_party_warnings, import_core
+from _common import check_output_paths, filter_third_party_warnings
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -99,9 +99,9 @@ def markdown(results: dict[str, dict], source: str) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
     filter_third_party_warnings()
     args = parse_args(argv)
-    aggregators = import_core('aggregators')
-    load_multirater_coco = import_core('coco_io').load_multirater_coco
-    truth_quality = import_core('rater_report').truth_quality
+    from earl_core.fusion import aggregators
+    from earl_core.io.coco import load_multirater_coco
+    from earl_core.metrics.rater_report import truth_quality
 
     raters = load_multirater_coco(args.annotations)
     gold = load_multirater_coco(args.gold, classes=raters.classes)
@@ -121,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
         results[name] = truth_quality(agg.fuse_all(raters.images), gold_images, args.iou_thr)
     print(markdown(results, osp.basename(args.annotations)))
     if args.out:
-        safe_output = import_core('safe_output')
+        from earl_core.io import safe_output
+
         safe_output.write_json(args.out, results, inputs=[args.annotations, args.gold], indent=1)
     return results
 

@@ -6,7 +6,7 @@
 Reads the planning SDs from the committed runs (``--paper``, ``--vindr``: the converged
 pilot; ``--six-epoch``: the 6-epoch study, whose fusion-vs-fusion paired differences are
 the only ones measured so far), simulates the rules of docs/study_v3_design.md
-(:mod:`earl_mmdet.evaluation.sequential`) under scenarios of true differences, and prints
+(:mod:`earl_core.study.sequential`) under scenarios of true differences, and prints
 Markdown tables: each question's probability of each answer, the runs a study costs and
 the machine-hours at ``--minutes-per-run``; then the power of the ablations' paired
 comparisons. Deterministic for a given ``--seed``; numpy and scipy only, no training.
@@ -23,13 +23,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from _common import import_light
-
-sq = import_light('evaluation.sequential')
+from earl_core.study import sequential as sq
 
 #: The challengers of question (a) besides NA, and of (c) besides WBF + EARL.
 FUSION = ('wbf', 'mv', 'em-earl', 'presence-em-earl', 'wbf-soft', 'wbf-ignore')
-#: The new ablation methods of the study tool (earl_mmdet.evaluation.study.ABLATION_METHODS).
+#: The new ablation methods of the study tool (earl_core.study.benchmark.ABLATION_METHODS).
 ABLATIONS = 4
 #: The 6-epoch study's fusion methods with 5 paired seeds (p = 0.8, 6 epochs).
 SIX_EPOCH_FUSION = ('wbf', 'wbf-earl', 'em-earl', 'mv')

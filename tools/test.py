@@ -26,19 +26,18 @@ from _common import (
     check_output_paths,
     dicom_scales,
     filter_third_party_warnings,
-    import_core,
     load_config,
     set_local_rank,
 )
 
-safe_output = import_core('safe_output')
+from earl_core.io import safe_output
 
 #: ``--out`` suffix -> what is written.
 OUT_KINDS = {'.json': 'json', '.md': 'md', '.pkl': 'pkl', '.pickle': 'pkl'}
 
 
 def _own_report(path: str) -> bool:
-    from earl_mmdet.evaluation.report import is_own_report
+    from earl_core.metrics.report import is_own_report
 
     return is_own_report(path)
 
@@ -146,7 +145,7 @@ def main(argv=None) -> None:
         )
         safe_output.write_json(args.out_json, report, inputs=inputs, indent=2)
     if args.out_md:
-        from earl_mmdet.evaluation.report import write_markdown_report
+        from earl_core.metrics.report import write_markdown_report
 
         title = osp.basename(args.config)
         write_markdown_report(scalars, args.out_md, tables=tables, title=title, inputs=inputs)
@@ -154,8 +153,8 @@ def main(argv=None) -> None:
     if written:
         print(f'report written to {" and ".join(written)}')
     if args.kaggle_submission:
+        from earl_core.metrics.report import write_kaggle_submission
         from earl_mmdet.evaluation.predictions import load_prediction_pickle
-        from earl_mmdet.evaluation.report import write_kaggle_submission
 
         # written by this process just above
         predictions = load_prediction_pickle(args.out_pkl or pred_pkl)

@@ -1,4 +1,3 @@
-"""Pure algorithms of earl-mmdet: numpy / torch only, never mmdet or mmengine.
-
-Everything here can be called from any framework (Kaggle notebooks, YOLO repos).
-"""
+"""Deprecated: the framework-free modules that lived here are the package :mod:`earl_core`
+since 0.2 (docs/migration.md maps every path). ``earl_mmdet.core.<module>`` still imports,
+with a ``FutureWarning``, until 0.3."""

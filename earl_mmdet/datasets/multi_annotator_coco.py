@@ -4,7 +4,7 @@ The data path of one annotation, in this file:
 
 1. :class:`MultiAnnotatorCocoDataset` reads the multi-rater COCO file (``docs/data_format.md``)
    and, once, fuses the raters' boxes of every image with an aggregator of
-   :mod:`earl_mmdet.core.aggregators` (``fusion=dict(method='wbf', iou_thr=0.4, ...)``).
+   :mod:`earl_core.fusion.aggregators` (``fusion=dict(method='wbf', iou_thr=0.4, ...)``).
    Each data info holds the fused ``instances`` plus ``gt_confidence`` / ``gt_agreement``
    arrays in the same order.
 2. mmdet's stock ``LoadAnnotations`` fills ``gt_bboxes`` / ``gt_bboxes_labels`` from
@@ -35,9 +35,9 @@ from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
-from earl_mmdet.core.aggregator_base import LEGACY_CONFIDENCE_MODES
-from earl_mmdet.core.aggregators import Aggregator, build_aggregator
-from earl_mmdet.core.coco_io import FusedBoxes, MultiRaterCoco, RaterBoxes, load_multirater_coco
+from earl_core.fusion.aggregators import Aggregator, build_aggregator
+from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES
+from earl_core.io.coco import FusedBoxes, MultiRaterCoco, RaterBoxes, load_multirater_coco
 
 __all__ = [
     'AGREE_KEY',
@@ -154,13 +154,13 @@ class MultiAnnotatorCocoDataset(CocoDataset):
     """Multi-rater COCO dataset whose raters' boxes are fused once, when it loads.
 
     Reads the multi-rater COCO format (``docs/data_format.md``) through
-    :func:`earl_mmdet.core.coco_io.load_multirater_coco`, so a bad file fails with a
+    :func:`earl_core.io.coco.load_multirater_coco`, so a bad file fails with a
     ValueError naming the file, the record and the field, and safe repairs (box clipped to
     its image, a rater who drew a box added to the image's raters) are counted and logged.
     Unlike :class:`CocoDataset`, it never drops a box silently.
 
     Then it fuses each image's boxes with ``fusion`` (an aggregator of
-    :mod:`earl_mmdet.core.aggregators`). An aggregator that learns from the data
+    :mod:`earl_core.fusion.aggregators`). An aggregator that learns from the data
     (``'em'``, ``'presence_em'``) is fitted first on all images of the annotation file. So
     the pipeline is mmdet's ordinary one::
 

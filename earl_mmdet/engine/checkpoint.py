@@ -7,7 +7,7 @@ mmengine registers (:data:`SAFE_SCHEMES`): local paths (prefix ``''``), ``http:/
 holds for ``load_from``, ``--resume``, ``tools/test.py CONFIG CHECKPOINT`` and
 ``init_cfg=dict(type='Pretrained', checkpoint=...)`` alike:
 
-* a local file that this user's own run saved (see :mod:`earl_mmdet.core.checkpoint_trust`;
+* a local file that this user's own run saved (see :mod:`earl_mmdet.engine.checkpoint_trust`;
   the manifest is written by :class:`TrustOwnCheckpointsHook`) is fully unpickled, so
   ``--resume`` works;
 * every other file (``load_from``, pretrained weights, a checkpoint given by URL or model
@@ -57,7 +57,7 @@ from mmengine.logging import print_log
 from mmengine.runner import checkpoint as mm_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..core.checkpoint_trust import trust_status
+from earl_mmdet.engine.checkpoint_trust import trust_status
 
 UNSAFE_ENV = 'EARL_MMDET_ALLOW_UNSAFE_LOAD'
 _ALLOW_UNSAFE = False

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import collections
 import io
+import json
 import math
 import os
+import os.path as osp
 import pickle
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from earl_core.study.benchmark import METRICS
 
 #: Per image: (boxes (N, 4) float64 xyxy pixels, scores (N,) float64, labels (N,) int64).
 Preds = dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -160,7 +165,7 @@ def load_predictions(path: str, gold: Mapping) -> Preds:
     label_of = {c: i for i, c in enumerate(cat_ids)}
     out: Preds = {}
     if path.endswith('.json'):
-        from earl_mmdet.core.coco_io import read_json
+        from earl_core.io.coco import read_json
 
         dets = read_json(path)
         if not isinstance(dets, list):
@@ -228,7 +233,7 @@ def fuse_predictions(
     Returns:
         Preds: fused boxes per gold image (images where every model is empty are omitted).
     """
-    from earl_mmdet.core.fusion import weighted_boxes_fusion
+    from earl_core.fusion.wbf import weighted_boxes_fusion
 
     if weights is not None and len(weights) != len(models):
         raise ValueError(f'{len(weights)} weights for {len(models)} prediction files')
@@ -281,7 +286,7 @@ def evaluate(preds: Preds, gt_path: str, gold: Mapping, **metric_kwargs: Any):
 
 def to_coco_results(preds: Preds, gold: Mapping) -> list[dict]:
     """Fused predictions as a COCO results list (gold category ids, xywh boxes)."""
-    from earl_mmdet.core.ap import detections_to_coco
+    from earl_core.metrics.ap import detections_to_coco
 
     ids = list(preds)
     return detections_to_coco(
@@ -291,3 +296,74 @@ def to_coco_results(preds: Preds, gold: Mapping) -> list[dict]:
         [preds[i][2] for i in ids],
         [c['id'] for c in gold['categories']],
     )
+
+
+# Scoring for the study tool (tools/benchmark_medmnist.py): the same metric as training.
+
+
+def _quiet_metric_log() -> None:
+    """The metric logs its per-class tables at INFO: keep the study's output to its lines."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+
+
+def score_predictions(preds: Preds, gold_path: str, gold: dict) -> dict[str, float]:
+    """mAP@0.4 / mAP@[.5:.95] (and the rest of the metric's scalars) of one prediction set."""
+    _quiet_metric_log()
+    scalars, _ = evaluate(preds, gold_path, gold)
+    return {k: float(v) for k, v in scalars.items()}
+
+
+def bootstrap_scores(
+    preds_by_method: dict[str, Preds],
+    gold: dict,
+    num: int,
+    seed: int = 0,
+    baseline: str = 'na',
+) -> dict[str, dict[str, dict]]:
+    """Bootstrap over gold test images: SE of each method's metrics and of its diff to NA.
+
+    The same resampled image sets are used for every method (paired).
+    """
+    _quiet_metric_log()
+    rng = np.random.default_rng(seed)
+    tmp = tempfile.mkdtemp(prefix='earl_boot_')
+    images = gold['images']
+    by_img: dict[Any, list] = {}
+    for a in gold['annotations']:
+        by_img.setdefault(a['image_id'], []).append(a)
+    draws: dict[str, dict[str, list[float]]] = {
+        m: {k: [] for k in METRICS} for m in preds_by_method
+    }
+    empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+    for _ in range(num):
+        pick = rng.integers(0, len(images), len(images))
+        new_images, new_anns, remap = [], [], []
+        for new_id, i in enumerate(pick.tolist(), start=1):
+            im = dict(images[i], id=new_id)
+            new_images.append(im)
+            remap.append((new_id, images[i]['id']))
+            for a in by_img.get(images[i]['id'], []):
+                new_anns.append(dict(a, id=len(new_anns) + 1, image_id=new_id))
+        sample = dict(gold, images=new_images, annotations=new_anns)
+        sample_path = osp.join(tmp, 'sample.json')
+        with open(sample_path, 'w') as f:
+            json.dump(sample, f)
+        for method, preds in preds_by_method.items():
+            resampled = {new: preds.get(old, empty) for new, old in remap}
+            scalars, _ = evaluate(resampled, sample_path, sample)
+            for k in METRICS:
+                draws[method][k].append(float(scalars[k]))
+    out: dict[str, dict[str, dict]] = {}
+    for method, d in draws.items():
+        out[method] = {}
+        for k in METRICS:
+            entry = dict(se=float(np.std(d[k], ddof=1)), num=num)
+            if baseline in draws and method != baseline:
+                diff = np.asarray(d[k]) - np.asarray(draws[baseline][k])
+                entry['diff_se'] = float(np.std(diff, ddof=1))
+            out[method][k] = entry
+    return out

@@ -22,7 +22,7 @@ This module holds the machinery the mixins share and the conversion:
   a whole detector, what ``EARLLossHook`` calls before training.
 
 The weighting itself (confidence -> weight, normalisers) is framework-free, in
-:mod:`earl_mmdet.core.earl_weights`.
+:mod:`earl_mmdet.models.earl_weights`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 from torch import nn
 
-from ..core.earl_weights import EARLConfig
+from earl_mmdet.models.earl_weights import EARLConfig
 
 __all__ = [
     'EARL_HEAD_ATTRS',

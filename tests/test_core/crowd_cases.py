@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from earl_mmdet.core.aggregators import build_aggregator
-from earl_mmdet.core.coco_io import RaterBoxes
-from earl_mmdet.core.em import RaterEM
-from earl_mmdet.core.matching import cluster_boxes
-from earl_mmdet.core.presence_em import PresenceEM
-from earl_mmdet.core.rater_report import pairwise_f1, rater_report
+from earl_core.fusion.aggregators import build_aggregator
+from earl_core.fusion.em import RaterEM
+from earl_core.fusion.matching import cluster_boxes
+from earl_core.fusion.presence_em import PresenceEM
+from earl_core.io.coco import RaterBoxes
+from earl_core.metrics.rater_report import pairwise_f1, rater_report
 
 GOLDEN = osp.join(osp.dirname(__file__), 'crowd_parity.json.gz')
 

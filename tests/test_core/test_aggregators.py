@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.aggregators with hand-computed expectations.
+"""Tests of earl_core.fusion.aggregators with hand-computed expectations.
 
 Geometry used throughout: 10x10 boxes shifted by d px along x have IoU (10-d)/(10+d):
 d=1 -> .818, d=2 -> .667, d=3 -> .538.
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earl_mmdet.core.aggregators import (
+from earl_core.fusion.aggregators import (
     AGGREGATORS,
     EMAggregator,
     MajorityVoteAggregator,
@@ -22,8 +22,8 @@ from earl_mmdet.core.aggregators import (
     SingleRater,
     build_aggregator,
 )
-from earl_mmdet.core.coco_io import FusedBoxes, RaterBoxes
-from earl_mmdet.core.fusion import WBFAggregator, fuse_raters
+from earl_core.fusion.wbf import WBFAggregator, fuse_raters
+from earl_core.io.coco import FusedBoxes, RaterBoxes
 
 
 def sq(x: float, y: float = 0.0) -> list[float]:
@@ -275,7 +275,7 @@ def test_presence_em_is_the_model_posterior(presence_data, mode):
 
 def test_presence_em_box_is_em_box_model(presence_data):
     """box_weights='box': weights 1/sigma_r^2 of RaterEM fitted on the same images."""
-    from earl_mmdet.core.em import RaterEM
+    from earl_core.fusion.em import RaterEM
 
     agg = build_aggregator('presence_em').fit(presence_data)
     w = RaterEM(num_classes=4).fit(presence_data).rater_weights('box')

@@ -1,4 +1,4 @@
-"""earl_mmdet.core.ap: COCO parity with pycocotools, Kaggle VOC AP, PredictionStrings."""
+"""earl_core.metrics.ap: COCO parity with pycocotools, Kaggle VOC AP, PredictionStrings."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earl_mmdet.core import ap
+from earl_core.metrics import ap
 
 pytest.importorskip('pycocotools')
 from pycocotools.coco import COCO  # noqa: E402

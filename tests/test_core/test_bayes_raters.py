@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.bayes_raters: recovery of known raters, agreement with em /
+"""Tests of earl_core.fusion.bayes: recovery of known raters, agreement with em /
 presence_em, determinism, the detector source, and argument checks.
 
 Data: :func:`generate`, the model itself. Per image Poisson(mu) real objects of K classes
@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from earl_mmdet.core.aggregators import build_aggregator
-from earl_mmdet.core.bayes_raters import BayesAggregator, BayesRaterModel
-from earl_mmdet.core.box_ops import paired_box_iou
-from earl_mmdet.core.coco_io import RaterBoxes
+from earl_core.boxes import paired_box_iou
+from earl_core.fusion.aggregators import build_aggregator
+from earl_core.fusion.bayes import BayesAggregator, BayesRaterModel
+from earl_core.io.coco import RaterBoxes
 
 K = 4
 GRID, CELL, SIDE = 8, 32.0, 24.0

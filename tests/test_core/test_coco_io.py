@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.coco_io (pure loader/validator of multi-rater COCO)."""
+"""Tests of earl_core.io.coco (pure loader/validator of multi-rater COCO)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earl_mmdet.core.coco_io import DEFAULT_RATER, MultiRaterCoco, load_multirater_coco
+from earl_core.io.coco import DEFAULT_RATER, MultiRaterCoco, load_multirater_coco
 
 
 def _coco() -> dict:
@@ -375,7 +375,7 @@ def test_repairs_counted_logged_no_box_lost(tmp_path, caplog, mutate, kind, fld,
     mutate(data)
     path = tmp_path / 'fixable.json'
     path.write_text(json.dumps(data))
-    with caplog.at_level(logging.WARNING, logger='earl_mmdet.core.coco_io'):
+    with caplog.at_level(logging.WARNING, logger='earl_core.io.coco'):
         coco = load_multirater_coco(path, repair=True)
     assert coco.repairs == {kind: 1}
     assert f'{kind}=1' in caplog.text and str(path) in caplog.text

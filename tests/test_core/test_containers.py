@@ -8,9 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from earl_mmdet.core.aggregator_base import resolve_confidence
-from earl_mmdet.core.box_ops import check_iou_thr
-from earl_mmdet.core.coco_io import FusedBoxes, RaterBoxes
+from earl_core.boxes import check_iou_thr
+from earl_core.fusion.base import resolve_confidence
+from earl_core.io.coco import FusedBoxes, RaterBoxes
 
 SQ = [0.0, 0.0, 10.0, 10.0]
 

@@ -26,12 +26,12 @@ import numpy as np
 import pytest
 
 from benchmarks.crowd_image import crowded_reads
-from earl_mmdet.core import rater_report as rater_report_module
-from earl_mmdet.core.aggregators import build_aggregator
-from earl_mmdet.core.coco_io import RaterBoxes, load_multirater_coco
-from earl_mmdet.core.em import RaterEM
-from earl_mmdet.core.presence_em import PresenceEM
-from earl_mmdet.core.rater_report import rater_report
+from earl_core.fusion.aggregators import build_aggregator
+from earl_core.fusion.em import RaterEM
+from earl_core.fusion.presence_em import PresenceEM
+from earl_core.io.coco import RaterBoxes, load_multirater_coco
+from earl_core.metrics import rater_report as rater_report_module
+from earl_core.metrics.rater_report import rater_report
 from tests.test_core.crowd_cases import all_cases, load_golden, outputs
 
 

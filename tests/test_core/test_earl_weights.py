@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.earl_weights (pure torch)."""
+"""Tests of earl_mmdet.models.earl_weights (pure torch)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmdet.models.losses.focal_loss import py_sigmoid_focal_loss  # the oracle of the focal loss
 
-from earl_mmdet.core import earl_weights as ew
-from earl_mmdet.core.earl_weights import (
+from earl_mmdet.models import earl_weights as ew
+from earl_mmdet.models.earl_weights import (
     EARLConfig,
     box_weights,
     confidence_to_weight,

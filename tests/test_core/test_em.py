@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.em (RaterEM) and the ``em`` aggregator.
+"""Tests of earl_core.fusion.em (RaterEM) and the ``em`` aggregator.
 
 Includes a small self-contained simulator: random true boxes, raters who keep the class
 with probability p and otherwise pick uniformly among the other classes and "no object"
@@ -14,11 +14,11 @@ import json
 import numpy as np
 import pytest
 
-from earl_mmdet.core.aggregators import build_aggregator
-from earl_mmdet.core.box_ops import box_iou
-from earl_mmdet.core.coco_io import RaterBoxes
-from earl_mmdet.core.em import RaterEM, cluster_image
-from earl_mmdet.core.matching import match_boxes
+from earl_core.boxes import box_iou
+from earl_core.fusion.aggregators import build_aggregator
+from earl_core.fusion.em import RaterEM, cluster_image
+from earl_core.fusion.matching import match_boxes
+from earl_core.io.coco import RaterBoxes
 
 K = 5
 
@@ -281,7 +281,7 @@ def test_summary_is_json(fitted):
 )
 def test_cluster_images_equals_cluster_image(seed, linkage, iou_thr):
     # All images clustered at once == each image on its own (clusters, per-box cluster).
-    from earl_mmdet.core.em import cluster_images
+    from earl_core.fusion.em import cluster_images
 
     images, _ = simulate(n_images=40, seed=seed, jitter=1.0, fp=1.0)
     images.append(RaterBoxes(np.zeros((0, 4)), [], [], ('r0',), image_id='empty'))

@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.fusion: hand-computed cases, ensemble-boxes 1.0.9 parity, errors.
+"""Tests of earl_core.fusion.wbf: hand-computed cases, ensemble-boxes 1.0.9 parity, errors.
 
 ensemble-boxes is the oracle. It warns once per clipped / swapped / zero-area box, so its
 calls run under ``warnings.catch_warnings``.
@@ -9,14 +9,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import earl_mmdet.core.fusion as fusion_module
-from earl_mmdet.core.coco_io import RaterBoxes
-from earl_mmdet.core.fusion import CONF_TYPES, fuse_raters, weighted_boxes_fusion
+import earl_core.fusion.wbf as fusion_module
+from earl_core.fusion.wbf import CONF_TYPES, fuse_raters, weighted_boxes_fusion
+from earl_core.io.coco import RaterBoxes
 
 ensemble_boxes = pytest.importorskip('ensemble_boxes')
 
@@ -482,14 +481,12 @@ def test_bad_input_raises(args, kwargs, match, capsys):
 
 
 def test_import_pulls_neither_numba_nor_mmdet():
-    # Import the module under a stub parent package, so that earl_mmdet/__init__ (which
-    # registers the mmdet adapters) does not run: only earl_mmdet.core and fusion load.
-    pkg_dir = Path(fusion_module.__file__).resolve().parents[1]
+    # earl_core is framework-free: importing the fusion loads neither mmdet nor torch
+    # (nor numba, which ensemble-boxes would bring).
     code = (
-        'import sys, types; pkg = types.ModuleType("earl_mmdet"); '
-        f'pkg.__path__ = [{str(pkg_dir)!r}]; sys.modules["earl_mmdet"] = pkg; '
-        'import earl_mmdet.core.fusion; '
-        'bad = [m for m in sys.modules if m.split(".")[0] in ("numba", "mmdet", "mmengine")]; '
+        'import sys; import earl_core.fusion.wbf; '
+        'bad = [m for m in sys.modules if m.split(".")[0] in '
+        '("numba", "mmdet", "mmengine", "torch", "earl_mmdet")]; '
         'assert not bad, bad'
     )
     subprocess.run([sys.executable, '-c', code], check=True)

@@ -1,4 +1,4 @@
-"""Hypothesis properties of earl_mmdet.core.fusion.fuse_raters (boxes in pixels)."""
+"""Hypothesis properties of earl_core.fusion.wbf.fuse_raters (boxes in pixels)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from earl_mmdet.core.box_ops import box_iou
-from earl_mmdet.core.coco_io import RaterBoxes
-from earl_mmdet.core.fusion import fuse_raters
+from earl_core.boxes import box_iou
+from earl_core.fusion.wbf import fuse_raters
+from earl_core.io.coco import RaterBoxes
 
 SETTINGS = settings(max_examples=100, deadline=None)
 

@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 import pytest
 
-from earl_mmdet.core.aggregators import build_aggregator
-from earl_mmdet.core.coco_io import RaterBoxes, load_multirater_coco
-from earl_mmdet.core.fusion import fuse_raters, weighted_boxes_fusion
+from earl_core.fusion.aggregators import build_aggregator
+from earl_core.fusion.wbf import fuse_raters, weighted_boxes_fusion
+from earl_core.io.coco import RaterBoxes, load_multirater_coco
 from earl_mmdet.evaluation.predictions import load_predictions
 
 CATS = [{'id': 1, 'name': 'lesion'}]
@@ -267,7 +267,7 @@ def _chain_edits(data, *edits):
 @pytest.mark.parametrize('make, options, repairs, num_raters, agreement', OPT_IN_REPAIRS)
 def test_opt_in_repairs_are_counted(caplog, make, options, repairs, num_raters, agreement):
     data = make()
-    with caplog.at_level(logging.WARNING, logger='earl_mmdet.core.coco_io'):
+    with caplog.at_level(logging.WARNING, logger='earl_core.io.coco'):
         coco = load_multirater_coco(data, **options)
     assert dict(coco.repairs) == repairs
     assert len(coco.images) == 1 and len(coco.images[0].raters) == num_raters

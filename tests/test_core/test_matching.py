@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.matching and box_ops.box_iou (hand-computed IoUs: 10x10 boxes
+"""Tests of earl_core.fusion.matching and box_ops.box_iou (hand-computed IoUs: 10x10 boxes
 shifted by d px along x have IoU (10 - d) / (10 + d))."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from earl_mmdet.core import matching
-from earl_mmdet.core.box_ops import box_iou
-from earl_mmdet.core.matching import (
+from earl_core.boxes import box_iou
+from earl_core.fusion import matching
+from earl_core.fusion.matching import (
     _check_cluster_args,
     _greedy_merge,
     cluster_boxes,
@@ -273,7 +273,7 @@ def test_cluster_components_bounded_chunks():
 def test_iou_pairs_equal_dense(grid):
     # The sweep finds exactly the pairs i < j of the dense matrix with IoU > thr (different
     # group, same label), with the same IoUs, whatever the chunk size.
-    from earl_mmdet.core.matching import iou_pairs, overlap_components
+    from earl_core.fusion.matching import iou_pairs, overlap_components
 
     for seed in range(10):
         rng = np.random.default_rng(seed)

@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.medmnist (the MED-MNIST simulator, numpy only)."""
+"""Tests of earl_core.sources.medmnist (the MED-MNIST simulator, numpy only)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earl_mmdet.core import medmnist as mm
-from earl_mmdet.core.medmnist_raters import iou_to_truth
+from earl_core.sources import medmnist as mm
+from earl_core.sources.medmnist_raters import iou_to_truth
 
 # z-score bound for statistical checks: with ~50 checks per run, P(|z| > 4.5) per check is
 # 7e-6 under the model, so a failure means the simulator disagrees with its matrix.

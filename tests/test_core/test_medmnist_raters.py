@@ -1,11 +1,11 @@
-"""The realistic MED-MNIST raters (earl_mmdet.core.medmnist_raters), numpy only."""
+"""The realistic MED-MNIST raters (earl_core.sources.medmnist_raters), numpy only."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from earl_mmdet.core import medmnist_raters as mr
+from earl_core.sources import medmnist_raters as mr
 
 Z = 4.5  # see tests/test_core/test_medmnist.py
 
@@ -159,7 +159,7 @@ def test_pool_readers_sampled_per_image():
 
 
 def test_contrast_and_clutter_keep_the_gold_boxes():
-    from earl_mmdet.core import medmnist as mm
+    from earl_core.sources import medmnist as mm
 
     digits = np.zeros((3, 28, 28), np.uint8)
     digits[:, 4:24, 8:20] = 200

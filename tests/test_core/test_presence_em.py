@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.presence_em (PresenceEM): recovery of known rater parameters.
+"""Tests of earl_core.fusion.presence_em (PresenceEM): recovery of known rater parameters.
 
 Two data sources:
 
@@ -22,9 +22,9 @@ import json
 import numpy as np
 import pytest
 
-from earl_mmdet.core import medmnist_raters as mr
-from earl_mmdet.core.coco_io import RaterBoxes
-from earl_mmdet.core.presence_em import CONFIDENCE_MODES, PresenceEM
+from earl_core.fusion.presence_em import CONFIDENCE_MODES, PresenceEM
+from earl_core.io.coco import RaterBoxes
+from earl_core.sources import medmnist_raters as mr
 
 K = 4
 GRID, CELL, SIDE = 8, 32.0, 24.0

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import torch
 
-from earl_mmdet.core.random_state import get_rng_state, set_rng_state
+from earl_mmdet.engine.random_state import get_rng_state, set_rng_state
 
 
 def _draw():

@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.rater_report (hand-computed and reference values)."""
+"""Tests of earl_core.metrics.rater_report (hand-computed and reference values)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from earl_mmdet.core.coco_io import RaterBoxes
-from earl_mmdet.core.rater_report import krippendorff_alpha_boxes, pairwise_f1, rater_report
+from earl_core.io.coco import RaterBoxes
+from earl_core.metrics.rater_report import krippendorff_alpha_boxes, pairwise_f1, rater_report
 
 
 def sq(x: float, y: float = 0.0) -> list[float]:
@@ -177,8 +177,8 @@ def test_report_other_consensus_and_errors():
 
 
 def test_truth_quality_hand_computed():
-    from earl_mmdet.core.aggregators import build_aggregator
-    from earl_mmdet.core.rater_report import truth_quality
+    from earl_core.fusion.aggregators import build_aggregator
+    from earl_core.metrics.rater_report import truth_quality
 
     # Two true objects (labels 0 and 1) and one image with no object.
     gold = [image([sq(0), sq(50)], [0, 1], ['g', 'g'], ['g']), image([], [], [], ['g'])]
@@ -234,8 +234,8 @@ def test_truth_quality_hand_computed():
 
 
 def test_truth_quality_iou_threshold_and_empty():
-    from earl_mmdet.core.aggregators import build_aggregator
-    from earl_mmdet.core.rater_report import truth_quality
+    from earl_core.fusion.aggregators import build_aggregator
+    from earl_core.metrics.rater_report import truth_quality
 
     gold = [image([sq(0)], [0], ['g'], ['g'])]
     shifted = [image([sq(4)], [0], ['A'], ['A'])]  # IoU = 60 / 140 = 0.43
@@ -268,7 +268,7 @@ def _partner_images():
 
 
 def test_partner_statistics_hand_computed():
-    from earl_mmdet.core.rater_report import partner_statistics
+    from earl_core.metrics.rater_report import partner_statistics
 
     res = partner_statistics(_partner_images())
     o = res['overall']
@@ -293,7 +293,7 @@ def test_partner_statistics_hand_computed():
 
 
 def test_wbf_agreement_shares_hand_computed():
-    from earl_mmdet.core.rater_report import wbf_agreement_shares
+    from earl_core.metrics.rater_report import wbf_agreement_shares
 
     res = wbf_agreement_shares(_partner_images())
     # image 1: label 1 A1+B2 (IoU .5) -> T=2; label 2 A2, B1 apart -> two T=1;
@@ -303,7 +303,7 @@ def test_wbf_agreement_shares_hand_computed():
 
 
 def test_partner_statistics_empty_and_bad_threshold():
-    from earl_mmdet.core.rater_report import partner_statistics
+    from earl_core.metrics.rater_report import partner_statistics
 
     res = partner_statistics(_partner_images()[1:2])
     assert res['overall']['boxes'] == 0 and res['overall']['partner_rate'] is None
@@ -352,7 +352,7 @@ def random_images(seed: int, n_images: int = 6, n_raters: int = 4, n_classes: in
 
 
 def pairwise_f1_dense(images, raters, iou_thr):
-    from earl_mmdet.core.matching import match_boxes
+    from earl_core.fusion.matching import match_boxes
 
     idx = {r: i for i, r in enumerate(raters)}
     n = len(raters)
@@ -378,7 +378,7 @@ def pairwise_f1_dense(images, raters, iou_thr):
 
 def partner_dense(images, thr):
     """(rater, other) -> [boxes, partner IoUs, same-label best, same-label partner]."""
-    from earl_mmdet.core.matching import box_iou
+    from earl_core.fusion.matching import box_iou
 
     out: dict = {}
     for im in images:
@@ -404,7 +404,7 @@ def partner_dense(images, thr):
 
 def alpha_dense_observed(images, iou_thr):
     """(units, values, D_o * n) with the units' within pairs from dense matrices."""
-    from earl_mmdet.core.matching import box_iou, cluster_boxes
+    from earl_core.fusion.matching import box_iou, cluster_boxes
 
     units = vals = 0
     d_o = 0.0
@@ -426,7 +426,7 @@ def alpha_dense_observed(images, iou_thr):
 @pytest.mark.parametrize('seed', range(8))
 @pytest.mark.parametrize('thr', [0.0, 0.3, 0.5, 0.8])
 def test_sparse_statistics_equal_dense(seed, thr):
-    from earl_mmdet.core.rater_report import partner_statistics
+    from earl_core.metrics.rater_report import partner_statistics
 
     ims = random_images(seed)
     raters = sorted({r for im in ims for r in im.raters})
@@ -455,8 +455,8 @@ def test_sparse_statistics_equal_dense(seed, thr):
 
 
 def test_same_label_iou_sum_equals_dense():
-    from earl_mmdet.core.matching import box_iou
-    from earl_mmdet.core.rater_report import _same_label_iou_sum
+    from earl_core.fusion.matching import box_iou
+    from earl_core.metrics.rater_report import _same_label_iou_sum
 
     rng = np.random.default_rng(0)
     for n in (0, 1, 2, 50, 400):
@@ -482,9 +482,9 @@ LOO_SPECS = [
 @pytest.mark.parametrize('spec', LOO_SPECS)
 def test_leave_one_out_mv_equals_refitting(spec):
     # The derived leave-one-out mv == mv run on each image without the rater.
-    from earl_mmdet.core.aggregators import build_aggregator
-    from earl_mmdet.core.matching import match_boxes
-    from earl_mmdet.core.rater_report import _loo_counts, _rater_boxes, _without
+    from earl_core.fusion.aggregators import build_aggregator
+    from earl_core.fusion.matching import match_boxes
+    from earl_core.metrics.rater_report import _loo_counts, _rater_boxes, _without
 
     for seed in range(8):
         ims = random_images(seed, n_images=8, n_raters=5)
@@ -515,9 +515,9 @@ def test_leave_one_out_mv_equals_refitting(spec):
 def test_leave_one_out_mv_consensus_boxes_equal_mv(monkeypatch, batch):
     # Boxes and labels, not only the counts: every image without each reader, clustered and
     # voted on in batches, gives mv's boxes on that image without the reader.
-    from earl_mmdet.core import rater_report as rr
-    from earl_mmdet.core.aggregators import build_aggregator
-    from earl_mmdet.core.rater_report import _loo_consensus, _without
+    from earl_core.fusion.aggregators import build_aggregator
+    from earl_core.metrics import rater_report as rr
+    from earl_core.metrics.rater_report import _loo_consensus, _without
 
     monkeypatch.setattr(rr, '_LOO_BATCH_PAIRS', batch)
 

@@ -1,4 +1,4 @@
-"""earl_mmdet.core.safe_output: atomic writes, outputs that are inputs, names too long,
+"""earl_core.io.safe_output: atomic writes, outputs that are inputs, names too long,
 folders claimed by a generator. A kill at a chosen point of a write leaves the previous
 file intact."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from earl_mmdet.core import safe_output as so
+from earl_core.io import safe_output as so
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD = b'{"previous": "file"}\n'
@@ -52,7 +52,7 @@ with safe_output.atomic_open(path, 'wb') as f:
 def test_kill_during_write_leaves_previous_file(tmp_path, point):
     target = tmp_path / 'out.json'
     target.write_bytes(OLD)
-    module = ROOT / 'earl_mmdet' / 'core' / 'safe_output.py'
+    module = ROOT / 'earl_core' / 'io' / 'safe_output.py'
     proc = subprocess.run(
         [sys.executable, '-c', KILL_SCRIPT, str(target), point, str(module)], capture_output=True
     )

@@ -1,4 +1,4 @@
-"""Tests of earl_mmdet.core.vindr (VinDr-CXR CSV -> multi-rater / gold COCO)."""
+"""Tests of earl_core.sources.vindr (VinDr-CXR CSV -> multi-rater / gold COCO)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 
-from earl_mmdet.core import vindr
-from earl_mmdet.core.coco_io import load_multirater_coco
+from earl_core.io.coco import load_multirater_coco
+from earl_core.sources import vindr
 
 KAGGLE_HEADER = 'image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max'
 PHYSIONET_HEADER = 'image_id,rad_id,class_name,x_min,y_min,x_max,y_max'
@@ -189,7 +189,7 @@ def test_unknown_classes_error_drop_keep(tmp_path, caplog):
     path = _write(tmp_path, PHYSIONET_HEADER, rows)
     with pytest.raises(ValueError, match=r"line 2, field 'class_name': 'Rib fracture' is not one"):
         vindr.read_vindr_csv(path)
-    with caplog.at_level(logging.INFO, logger='earl_mmdet.core.vindr'):
+    with caplog.at_level(logging.INFO, logger='earl_core.sources.vindr'):
         lab = vindr.read_vindr_csv(path, unknown_classes='drop')
     assert lab.dropped == {'Rib fracture': 2, 'edema': 1} and len(lab.boxes) == 1
     assert 'dropped 3 finding rows' in caplog.text  # logged, not silent

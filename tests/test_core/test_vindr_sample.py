@@ -1,4 +1,4 @@
-"""earl_mmdet.core.vindr_sample: the generated VinDr-shaped sample (fast)."""
+"""earl_core.sources.vindr_sample: the generated VinDr-shaped sample (fast)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-import earl_mmdet.core.medmnist_raters as mr
-import earl_mmdet.core.vindr_sample as vs
-from earl_mmdet.core.box_ops import box_iou
-from earl_mmdet.core.vindr import NO_FINDING, VINDR_CLASSES, read_vindr_csv
-from earl_mmdet.core.vindr_sample import (
+import earl_core.sources.medmnist_raters as mr
+import earl_core.sources.vindr_sample as vs
+from earl_core.boxes import box_iou
+from earl_core.sources.vindr import NO_FINDING, VINDR_CLASSES, read_vindr_csv
+from earl_core.sources.vindr_sample import (
     SIMILAR_FINDINGS,
     anatomy_clutter,
     draw_reader_pool,

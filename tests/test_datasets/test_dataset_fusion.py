@@ -7,8 +7,8 @@ import pytest
 from mmdet.registry import DATASETS
 
 import earl_mmdet  # noqa: F401
-from earl_mmdet.core.aggregators import Aggregator, build_aggregator
-from earl_mmdet.core.coco_io import FusedBoxes, load_multirater_coco
+from earl_core.fusion.aggregators import Aggregator, build_aggregator
+from earl_core.io.coco import FusedBoxes, load_multirater_coco
 
 from .utils import multirater_coco, write_set
 
@@ -302,8 +302,8 @@ def test_presence_em_on_vindr_like_raters(tmp_path):
     the weak rater R3 alone that is not a real object gets a far lower presence than a real
     object all three raters drew (max 0.03 vs min 0.98 here).
     """
-    from earl_mmdet.core import medmnist
-    from earl_mmdet.core.box_ops import box_iou
+    from earl_core.boxes import box_iou
+    from earl_core.sources import medmnist
     from tests.test_tools.run_tool import run_tool
 
     try:

@@ -21,8 +21,8 @@ import torch
 from mmengine.runner import checkpoint as mm_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from earl_mmdet.core import checkpoint_trust
 from earl_mmdet.engine import checkpoint as ckpt_module
+from earl_mmdet.engine import checkpoint_trust
 from earl_mmdet.engine.checkpoint import (
     allow_unsafe_checkpoint_load,
     install_safe_loaders,

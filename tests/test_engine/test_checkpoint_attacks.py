@@ -21,9 +21,9 @@ import pytest
 import torch
 from mmengine.fileio import join_path
 
-from earl_mmdet.core import checkpoint_trust
-from earl_mmdet.core.checkpoint_trust import CheckpointKeyError
+from earl_mmdet.engine import checkpoint_trust
 from earl_mmdet.engine.checkpoint import allow_unsafe_checkpoint_load, load_from_local
+from earl_mmdet.engine.checkpoint_trust import CheckpointKeyError
 from earl_mmdet.engine.hooks import TrustOwnCheckpointsHook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -258,7 +258,7 @@ def test_kill_during_key_creation_leaves_no_key(tmp_path, monkeypatch):
     """A process dying before the key's bytes are written leaves no (empty) key behind."""
     code = (
         'import os, secrets, signal\n'
-        'from earl_mmdet.core import checkpoint_trust\n'
+        'from earl_mmdet.engine import checkpoint_trust\n'
         'secrets.token_bytes = lambda n: os.kill(os.getpid(), signal.SIGKILL)\n'
         'checkpoint_trust.load_or_create_key()\n'
     )
@@ -273,7 +273,7 @@ def test_kill_during_key_creation_leaves_no_key(tmp_path, monkeypatch):
 def test_concurrent_key_creation_agrees(tmp_path):
     """Four processes creating the key at once all sign with the same key."""
     code = (
-        'from earl_mmdet.core import checkpoint_trust\n'
+        'from earl_mmdet.engine import checkpoint_trust\n'
         'print(checkpoint_trust.load_or_create_key().hex())\n'
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from earl_mmdet.core.coco_io import FusedBoxes
+from earl_core.io.coco import FusedBoxes
 from tests.test_engine.test_resume_exact import _logged, _train, _weights
 from tests.test_engine.test_resume_exact import _tiny_config as _resume_config
 from tests.tiny_data import make_tiny_coco

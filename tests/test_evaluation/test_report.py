@@ -1,4 +1,4 @@
-"""earl_mmdet.evaluation.report: Markdown report and Kaggle submission CSV."""
+"""earl_core.metrics.report: Markdown report and Kaggle submission CSV."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from earl_mmdet.core.ap import parse_prediction_string
-from earl_mmdet.evaluation.report import (
+from earl_core.metrics.ap import parse_prediction_string
+from earl_core.metrics.report import (
     markdown_table,
     write_kaggle_submission,
     write_markdown_report,

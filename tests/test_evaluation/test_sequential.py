@@ -1,4 +1,4 @@
-"""The v3 study's sequential design (earl_mmdet.evaluation.sequential): its rules on
+"""The v3 study's sequential design (earl_core.study.sequential): its rules on
 hand-computed cases, and its simulation against exact power and its stated error rates."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earl_mmdet.evaluation import sequential as sq
+from earl_core.study import sequential as sq
 
 ROOT = Path(__file__).resolve().parents[2]
 

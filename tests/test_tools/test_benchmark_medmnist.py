@@ -1,4 +1,4 @@
-"""The MED-MNIST study: its plan, statistics and report (earl_mmdet.evaluation.study) and
+"""The MED-MNIST study: its plan, statistics and report (earl_core.study.benchmark) and
 tools/benchmark_medmnist.py's options, report-only rebuild and resumability (run as a
 subprocess)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earl_mmdet.evaluation import study as bm
+from earl_core.study import benchmark as bm
 from earl_mmdet.utils.cli import train_log_status
 from tests.test_tools.run_tool import run_tool
 

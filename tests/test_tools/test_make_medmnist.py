@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earl_mmdet.core import medmnist as mm
-from earl_mmdet.core.box_ops import box_iou
-from earl_mmdet.core.coco_io import load_multirater_coco
+from earl_core.boxes import box_iou
+from earl_core.io.coco import load_multirater_coco
+from earl_core.sources import medmnist as mm
 from tests.test_tools.run_tool import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -354,7 +354,7 @@ def test_existing_presets_are_pinned(mnist, tmp_path, extra, expected):
 
 
 # VinDr-CXR's radiologists (12,000 training images, 3 of 17 readers per image), by the
-# definition of earl_mmdet.core.rater_report.partner_statistics, and the tolerances of the
+# definition of earl_core.metrics.rater_report.partner_statistics, and the tolerances of the
 # vindr-like preset (issue 13).
 VINDR = dict(
     partner_rate=0.591,
@@ -377,7 +377,7 @@ def vindr_like(mnist, tmp_path_factory):
 
 
 def test_vindr_like_statistics_within_tolerance(vindr_like):
-    from earl_mmdet.core.rater_report import partner_statistics, wbf_agreement_shares
+    from earl_core.metrics.rater_report import partner_statistics, wbf_agreement_shares
 
     coco = load_multirater_coco(vindr_like / 'train.json', repair=False)
     stats = partner_statistics(coco.images)['overall']

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earl_mmdet.core import medmnist_raters as mr
+from earl_core.sources import medmnist_raters as mr
 from tests.test_tools.test_make_medmnist import _gen, _hashes, _refused, _settings, mnist  # noqa: F401
 
 SMALL = ('--num-train', 40, '--num-val', 2, '--num-test', 2)

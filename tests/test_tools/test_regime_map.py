@@ -1,4 +1,4 @@
-"""The regime map (tools/regime_map.py, earl_mmdet.evaluation.regime): every cell's flags
+"""The regime map (tools/regime_map.py, earl_core.study.regime): every cell's flags
 are make_medmnist.py's, each single-noise cell switches on only its noise (tiny generated
 data), the report and plot from fabricated results, dry-run and bad input. No training."""
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from earl_mmdet.core import medmnist as mm
-from earl_mmdet.core.coco_io import load_multirater_coco
-from earl_mmdet.core.rater_report import rater_report
-from earl_mmdet.evaluation import regime as rg
-from earl_mmdet.evaluation.study import Run
+from earl_core.io.coco import load_multirater_coco
+from earl_core.metrics.rater_report import rater_report
+from earl_core.sources import medmnist as mm
+from earl_core.study import regime as rg
+from earl_core.study.benchmark import Run
 from tests.test_tools.run_tool import run_tool
 
 PROFILE_FLAGS = {'miss-rate', 'visibility-threshold', 'fp-rate', 'flip-rate', 'double-rate'}

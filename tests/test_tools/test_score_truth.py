@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from earl_mmdet.core.aggregators import CONFIG_AGGREGATORS, build_aggregator
+from earl_core.fusion.aggregators import CONFIG_AGGREGATORS, build_aggregator
 from tests.test_tools.run_tool import ROOT, run_tool
 from tests.test_tools.test_fuse_annotations import tiny_multirater
 

@@ -31,7 +31,7 @@ class FuseAnnotations(BaseTransform):
             'a pipeline step: fusion runs once in the dataset, '
             "MultiAnnotatorCocoDataset(fusion=dict(method='wbf', iou_thr=0.4, "
             "confidence='agreement_ratio')); a MultiAnnotatorCocoDataset converts this step "
-            f'in its own pipeline config. For one image use earl_mmdet.core. See {MIGRATION}.'
+            f'in its own pipeline config. For one image use earl_core.fusion. See {MIGRATION}.'
         )
 
     def transform(self, results: dict) -> dict:  # pragma: no cover - never built

@@ -13,8 +13,9 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.dist import all_gather_object, broadcast_object_list, get_rank, get_world_size
 from mmengine.hooks import Hook
 
-from ...core.aggregators import build_aggregator
-from ...core.coco_io import FusedBoxes, RaterBoxes
+from earl_core.fusion.aggregators import build_aggregator
+from earl_core.io.coco import FusedBoxes, RaterBoxes
+
 from ...datasets.multi_annotator_coco import MultiAnnotatorCocoDataset
 from .random_state_hook import RandomStateHook
 

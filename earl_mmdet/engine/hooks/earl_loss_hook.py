@@ -8,7 +8,8 @@ from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from ...core.earl_weights import EARLConfig
+from earl_mmdet.models.earl_weights import EARLConfig
+
 from ...models.earl_convert import check_earl_head_attrs, make_earl_detector
 
 
@@ -41,7 +42,7 @@ class EARLLossHook(Hook):
 
     Args:
         earl_cfg (dict, optional): the EARL options of the heads (see
-            :class:`earl_mmdet.core.earl_weights.EARLConfig`), validated when the hook is
+            :class:`earl_mmdet.models.earl_weights.EARLConfig`), validated when the hook is
             built; every converted head gets them (``policy`` included). Defaults to None
             (the paper's settings).
         heads (Sequence[str], optional): detector attributes to convert, a subset of

@@ -10,7 +10,7 @@ from mmengine.dist import all_gather_object
 from mmengine.hooks import Hook
 from torch.utils.data import DataLoader, get_worker_info
 
-from ...core.random_state import get_rng_state, set_rng_state
+from earl_mmdet.engine.random_state import get_rng_state, set_rng_state
 
 CHECKPOINT_KEY = 'rng_state'
 # A persistent worker reports its state with each batch; the hook pops it before the model.

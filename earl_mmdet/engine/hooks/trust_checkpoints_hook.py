@@ -14,7 +14,8 @@ from mmengine.fileio import join_path
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from ...core.checkpoint_trust import file_sha256, mark_trusted
+from earl_mmdet.engine.checkpoint_trust import file_sha256, mark_trusted
+
 from ..checkpoint import install_safe_loaders, restore_loaders
 
 

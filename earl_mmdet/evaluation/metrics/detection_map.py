@@ -14,7 +14,8 @@ from mmdet.registry import METRICS
 from mmengine.fileio import get_local_path, load
 from mmengine.logging import MMLogger
 
-from ...core.ap import (
+from earl_core.io.safe_output import write_json
+from earl_core.metrics.ap import (
     BACKENDS,
     COCO_AREA_RANGES,
     COMBINED_IOU_THRS,
@@ -28,8 +29,7 @@ from ...core.ap import (
     summarize_precision,
     voc_map,
 )
-from ...core.safe_output import write_json
-from ..report import markdown_table
+from earl_core.metrics.report import markdown_table
 
 
 @METRICS.register_module()
@@ -48,14 +48,14 @@ class DetectionMAPMetric(CocoMetric):
     (-1 when no class has ground truth, as in pycocotools), and ``coco/kaggle_mAP_40`` in
     Kaggle mode. ``coco/mAP_40`` comes first, so ``save_best='auto'`` tracks it.
     mmengine logs scalars only: the per-class tables are in ``self.report`` (see
-    :mod:`earl_mmdet.evaluation.report`), logged as Markdown, and dumped to
+    :mod:`earl_core.metrics.report`), logged as Markdown, and dumped to
     ``{outfile_prefix}.metric.json`` when ``outfile_prefix`` is set.
 
     Kaggle mode (``kaggle=True``) adds the VinBigData competition metric: PASCAL VOC 2010
     all-point AP at IoU > 0.4 (strict) per class, with 'No finding' as one more class
     (label ``len(classes)``, 14 on VinDr-CXR): an image without gt boxes has the gt
     ``14 1 0 0 1 1`` and each image gets the prediction ``14 s 0 0 1 1`` where ``s`` is set
-    by ``no_finding`` (see :func:`earl_mmdet.core.ap.no_finding_score`) or read from
+    by ``no_finding`` (see :func:`earl_core.metrics.ap.no_finding_score`) or read from
     ``no_finding_scores``.
 
     Args:

@@ -9,7 +9,7 @@ localisation losses multiplied by the weight of that box's confidence ``c``. On 
   ``pos_iou_thr`` = eta; RPN: the sampled positives);
 * ``beta`` - the ``loss_weight`` of the head's ``loss_bbox``;
 * ``c`` - ``data_sample.gt_instances.confidence`` (float32 (N,)), turned into per-box
-  weights by :func:`earl_mmdet.core.earl_weights.box_weights`; absent -> every box
+  weights by :func:`earl_mmdet.models.earl_weights.box_weights`; absent -> every box
   weighs 1 and the heads equal mmdet's exactly.
 
 Negatives (background anchors) are assigned to no box, so they keep weight 1.
@@ -20,12 +20,12 @@ The loss policies (``earl_cfg.policy``; equations in ``docs/earl_heads.md``):
 * ``'soft'`` - a positive anchor's classification target is ``q = min(1, w)`` in its
   class's column instead of 1; its label weight is not multiplied, its box weight is
   (term ``bbox``). A sigmoid ``FocalLoss`` is replaced by
-  :func:`~earl_mmdet.core.earl_weights.soft_focal_loss` (the focal loss at ``q = 1``,
+  :func:`~earl_mmdet.models.earl_weights.soft_focal_loss` (the focal loss at ``q = 1``,
   minimised at ``p = q``; :func:`soft_focal_hook`), a ``CrossEntropyLoss(use_sigmoid=True)``
   gets the one-hot target times q (BCE, already minimised at ``p = q``);
 * ``'ignore'`` - boxes with ``c / scale < ignore_below`` are removed before assignment
   and become ignore regions: anchors that are not positive and lie in one
-  (:func:`~earl_mmdet.core.earl_weights.boxes_in_regions`, ``ignore_iof``) get label
+  (:func:`~earl_mmdet.models.earl_weights.boxes_in_regions`, ``ignore_iof``) get label
   weight 0.
 """
 
@@ -45,7 +45,7 @@ from mmdet.registry import MODELS
 from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor, nn
 
-from ...core.earl_weights import (
+from earl_mmdet.models.earl_weights import (
     EARLConfig,
     box_weights,
     boxes_in_regions,
@@ -57,6 +57,7 @@ from ...core.earl_weights import (
     split_ignored,
     weight_sum_normalizer,
 )
+
 from ..earl_convert import EARLHeadMixin, register_earl_mixin, register_earl_variant
 
 __all__ = [
@@ -381,7 +382,7 @@ def soft_focal_forward(
     reduction_override: str | None = None,
 ) -> Tensor:
     """What ``loss_cls(pred, target, ...)`` returns with the element loss
-    :func:`~earl_mmdet.core.earl_weights.soft_focal_loss` in place of the focal loss.
+    :func:`~earl_mmdet.models.earl_weights.soft_focal_loss` in place of the focal loss.
 
     ``loss_cls`` is mmdet's sigmoid ``FocalLoss`` (:func:`is_sigmoid_focal`); its
     ``alpha``, ``gamma``, ``loss_weight`` and ``reduction`` apply as in
@@ -505,7 +506,7 @@ class EARLRetinaHead(EARLAnchorHeadMixin, RetinaHead):
 
     Args:
         earl_cfg (dict, optional): EARL options, see
-            :class:`earl_mmdet.core.earl_weights.EARLConfig`: ``terms`` (subset of
+            :class:`earl_mmdet.models.earl_weights.EARLConfig`: ``terms`` (subset of
             ``('cls', 'bbox')``, default both), ``scale`` (1.0; R for c = T/R), ``gamma``
             (1.0), ``floor`` (0.0), ``normalize`` (``'num_pos'``), ``policy``
             (``'earl'``, ``'soft'`` or ``'ignore'``, with ``ignore_below``, ``ignore_iof``,
@@ -535,7 +536,7 @@ class EARLRPNHead(EARLAnchorHeadMixin, RPNHead):
 
     Args:
         earl_cfg (dict, optional): EARL options, see
-            :class:`earl_mmdet.core.earl_weights.EARLConfig` (terms ``cls``/``bbox``;
+            :class:`earl_mmdet.models.earl_weights.EARLConfig` (terms ``cls``/``bbox``;
             policies ``'earl'``, ``'soft'``, ``'ignore'``). Defaults to None (the paper's
             settings).
         *args, **kwargs: arguments of :class:`mmdet.models.dense_heads.RPNHead`.

@@ -5,7 +5,7 @@ These heads weight their box losses by a per-positive quality (RTMDet: the assig
 GFL: the predicted class score) and normalise them by the sum of that quality. EARL keeps
 all of it and multiplies each positive prior's terms by the weight ``w`` of the gt box it
 is assigned to (``gt_instances.confidence`` through
-:func:`earl_mmdet.core.earl_weights.box_weights`); the equations are in
+:func:`earl_mmdet.models.earl_weights.box_weights`); the equations are in
 ``docs/earl_heads.md`` (section "RTMDet, ATSS and GFL").
 
 Where the weights enter, without copying mmdet code:
@@ -23,7 +23,7 @@ Where the weights enter, without copying mmdet code:
   classification target is multiplied by q = min(1, w) (``loss_cls``): the quality target
   of a ``QualityFocalLoss`` (a pre-hook), or, for ATSS's sigmoid ``FocalLoss``, the loss
   of the one-hot target times q with
-  :func:`~earl_mmdet.core.earl_weights.soft_focal_loss` in place of the focal loss (a
+  :func:`~earl_mmdet.models.earl_weights.soft_focal_loss` in place of the focal loss (a
   forward hook, :func:`~earl_mmdet.models.dense_heads.earl_anchor_heads.soft_focal_hook`).
 """
 
@@ -42,7 +42,7 @@ from mmdet.models.task_modules.prior_generators import anchor_inside_flags
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from ...core.earl_weights import (
+from earl_mmdet.models.earl_weights import (
     EARL_POLICIES,
     EARLConfig,
     box_weights,
@@ -54,6 +54,7 @@ from ...core.earl_weights import (
     split_ignored,
     weight_sum_normalizer,
 )
+
 from ..earl_convert import EARLHeadMixin, register_earl_mixin, register_earl_variant
 from .earl_anchor_heads import is_sigmoid_focal, soft_focal_hook
 
@@ -416,7 +417,7 @@ class EARLATSSHeadMixin(_EARLQualityHeadMixin):
     ``bbox``) by w; ``normalize='weight_sum'`` replaces N by ``sum_i w_i`` and
     ``sum_i t_i`` by ``sum_i w_i t_i``. Under ``policy='soft'`` a positive's target is the
     one-hot vector with q at its class and the focal loss becomes
-    :func:`~earl_mmdet.core.earl_weights.soft_focal_loss` (``loss_cls`` must be mmdet's
+    :func:`~earl_mmdet.models.earl_weights.soft_focal_loss` (``loss_cls`` must be mmdet's
     ``FocalLoss(use_sigmoid=True, activated=False)``): the focal loss on the negatives and
     at q = 1, minimised at ``p = q`` on a positive's class.
     """
@@ -467,7 +468,8 @@ class EARLRTMDetSepBNHead(EARLRTMDetHeadMixin, RTMDetSepBNHead):
     See :class:`EARLRTMDetHeadMixin` and ``docs/earl_heads.md``.
 
     Args:
-        earl_cfg (dict, optional): EARL options (:class:`earl_mmdet.core.earl_weights.EARLConfig`),
+        earl_cfg (dict, optional): EARL options
+            (:class:`earl_mmdet.models.earl_weights.EARLConfig`),
             terms ``cls`` / ``bbox``, policies ``'earl'``, ``'soft'``, ``'ignore'``.
             Defaults to None (the paper's settings).
         *args, **kwargs: arguments of the mmdet head.

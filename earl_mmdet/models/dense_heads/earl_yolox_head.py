@@ -5,7 +5,7 @@ each positive prior was assigned to, so the mixin records the assignment (a
 :class:`~earl_mmdet.models.earl_convert.RecordingSampler`) and hands each weighted loss
 module per-prior weights: 1 for negatives, the weight of the assigned gt box's confidence
 ``c`` (``data_sample.gt_instances.confidence``, via
-:func:`earl_mmdet.core.earl_weights.box_weights`) for positives.
+:func:`earl_mmdet.models.earl_weights.box_weights`) for positives.
 
 The loss policies (``earl_cfg.policy``; equations in ``docs/earl_heads.md``):
 
@@ -30,7 +30,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import reduce_mean
 from torch import Tensor, nn
 
-from ...core.earl_weights import (
+from earl_mmdet.models.earl_weights import (
     EARLConfig,
     box_weights,
     points_in_regions,
@@ -38,6 +38,7 @@ from ...core.earl_weights import (
     soft_targets,
     split_ignored,
 )
+
 from ..earl_convert import (
     EARLHeadMixin,
     RecordingSampler,
@@ -269,7 +270,7 @@ class EARLYOLOXHead(EARLYOLOXHeadMixin, YOLOXHead):
 
     Args:
         earl_cfg (dict, optional): EARL options, see
-            :class:`earl_mmdet.core.earl_weights.EARLConfig`: ``terms`` (subset of
+            :class:`earl_mmdet.models.earl_weights.EARLConfig`: ``terms`` (subset of
             ``('cls', 'bbox', 'obj')``, default ``('cls', 'bbox')``), ``scale`` (1.0; R for
             c = T/R), ``gamma`` (1.0), ``floor`` (0.0), ``normalize`` (``'num_pos'``),
             ``policy`` (``'earl'``, ``'soft'`` or ``'ignore'``, with ``ignore_below``,

@@ -45,7 +45,7 @@ from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
 from mmdet.models.roi_heads.bbox_heads import BBoxHead
 from torch import Tensor, nn
 
-from ...core.earl_weights import (
+from earl_mmdet.models.earl_weights import (
     EARLConfig,
     box_weights,
     boxes_in_regions,
@@ -53,6 +53,7 @@ from ...core.earl_weights import (
     split_ignored,
     weight_sum_normalizer,
 )
+
 from ..earl_convert import (
     EARLHeadMixin,
     RecordingSampler,

@@ -25,7 +25,7 @@ class EARLStandardRoIHead(EARLRoIHeadMixin, StandardRoIHead):
 
     Args:
         earl_cfg (dict, optional): EARL options, see
-            :class:`earl_mmdet.core.earl_weights.EARLConfig` (terms ``cls``/``bbox``;
+            :class:`earl_mmdet.models.earl_weights.EARLConfig` (terms ``cls``/``bbox``;
             policies ``'earl'``, ``'ignore'``). Defaults to None (the paper's settings).
         *args, **kwargs: arguments of :class:`mmdet.models.roi_heads.StandardRoIHead`.
 

@@ -14,7 +14,6 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from earl_mmdet.core.earl_weights import boxes_in_regions, points_in_regions
 from earl_mmdet.models.dense_heads import (
     EARLATSSHead,
     EARLGFLHead,
@@ -23,6 +22,7 @@ from earl_mmdet.models.dense_heads import (
     earl_head_class,
     make_earl_head,
 )
+from earl_mmdet.models.earl_weights import boxes_in_regions, points_in_regions
 from tests.test_models import earl_head_utils as eh
 
 _TRAIN_CFG = dict(allowed_border=-1, pos_weight=-1, debug=False)

@@ -1,0 +1,1 @@
+"""Reading and writing: multi-rater COCO files, atomic output files."""

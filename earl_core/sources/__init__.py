@@ -1,0 +1,1 @@
+"""Data sources: VinDr-CXR conversion and sample walk, the MED-MNIST simulator and its raters."""

@@ -1,0 +1,745 @@
+"""A small VinDr-CXR-shaped sample, generated: DICOMs + Kaggle/PhysioNet label CSVs.
+
+It lets anyone walk the VinDr path (``tools/convert_vindr.py`` -> training with the VinDr
+configs -> ``tools/test.py`` report and Kaggle submission) without the 200 GB download.
+Nothing here is real patient data: the images are drawn from a few ellipses and textures.
+
+What is generated (``make_vindr_sample``), in the layouts of the real releases:
+
+* ``train/<image_id>.dicom``: uncompressed grey DICOMs with the properties the converter
+  must handle: MONOCHROME1 and MONOCHROME2, 12-, 14- and 16-bit stored values,
+  WindowCenter/WindowWidth present or absent, RescaleSlope/Intercept present or absent,
+  a few image sizes.
+* ``train.csv`` (Kaggle layout ``image_id,class_name,class_id,rad_id,x_min,...``): each
+  training image read by 3 radiologists drawn from a pool (``R1`` ... ``R17``); a reader
+  who found nothing writes one 'No finding' row (class 14, empty box).
+* ``test/<image_id>.dicom`` and ``annotations/annotations_test.csv`` (PhysioNet layout
+  ``image_id,rad_id,class_name,x_min,...``): the true boxes, as the consensus labels of
+  the real test set; ``rad_id`` is ``'consensus'`` (the converter ignores it for a test file).
+* ``sample_meta.json``: arguments, counts, the radiologists' noise profiles and the true
+  boxes of every training image (to score aggregators against).
+* ``.earl_manifest.json``: the files written (:func:`earl_core.io.safe_output.claim_folder`):
+  the sample is written only into an empty folder or over an earlier sample
+  (``overwrite``), never among other files.
+
+The images are chest-like (body, two dark lung fields with vessel texture, ribs, spine,
+heart) and every finding is drawn where its true box is (a bright nodule, a textured
+opacity, an enlarged heart, a fluid level at a lung base, a dark pneumothorax, ...): the
+boxes point at something a detector can see. Boxes are xyxy in DICOM pixels. Measured
+(2 CPU cores): the VinDr YOLOX-S config from scratch, 12 epochs on 120 images at 320 px
+(5.6 min), reached only mAP@0.4 0.008 on 30 test images (the large findings first); the
+sample is for walking the path, not for showing what the method learns.
+
+Rater noise: the ``vindr-like`` model of ``earl_core/sources/medmnist_raters.py``, called
+by ``simulate_reads`` on the sample's findings (seeded). Each radiologist of the pool has a
+profile (``expert``, ``normal``, ``weak``: R8, R9, R10 one each, the others drawn with
+shares 0.2/0.4/0.4) with the preset's knob values, and, drawn once, a log box-size bias and
+a confusion matrix over the 14 findings. Per image, each finding gets a conspicuity
+c ~ U(0.25, 1) shared by its readers, and 3-6 pieces of normal anatomy that look like a
+finding are the clutter (hilar vessels -> Lung Opacity, a rib crossing -> Nodule/Mass,
+the apical cap -> Pleural thickening, a costophrenic angle -> Pleural effusion, basal
+vessel markings -> Pulmonary fibrosis, the normal heart -> Cardiomegaly, the aortic knob
+-> Aortic enlargement; never touching a true box). A reader then misses faint findings
+(and some clear ones), boxes clutter, draws Student-t-noisy boxes scaled by their bias,
+reports a wrong label mostly among the similar findings (``SIMILAR_FINDINGS``: pleural
+thickening / effusion / fibrosis, ILD / fibrosis / infiltration, consolidation / lung
+opacity / infiltration / atelectasis, nodule / other lesion / calcification, aortic
+enlargement / cardiomegaly), and sometimes hedges with a second box of the look-alike
+class. The images do not depend on the raters: they are the same for the same seed
+whatever the rater model.
+
+The output is byte-identical for the same arguments (DICOM UIDs are derived from the seed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import os.path as osp
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from earl_core.boxes import box_iou
+from earl_core.io import safe_output
+from earl_core.sources import medmnist_raters as mr
+from earl_core.sources.vindr import (
+    KAGGLE_COLUMNS,
+    NO_FINDING,
+    NO_FINDING_ID,
+    PHYSIONET_COLUMNS,
+    VINDR_CLASSES,
+)
+
+__all__ = [
+    'ANATOMY_CLUTTER',
+    'SIMILAR_FINDINGS',
+    'DicomEncoding',
+    'Radiologist',
+    'ReaderPool',
+    'SampleImage',
+    'anatomy_clutter',
+    'draw_reader_pool',
+    'make_vindr_sample',
+    'render_chest',
+    'simulate_reads',
+    'to_stored_pixels',
+    'write_dicom',
+]
+
+#: Image sizes (width, height) in pixels; real VinDr DICOMs are ~2,000-3,000 px, these are
+#: small so that the sample is generated and converted in seconds.
+SIZES: tuple[tuple[int, int], ...] = ((512, 512), (448, 544), (544, 480), (480, 480))
+BITS_STORED = (12, 14, 16)
+RATER_POOL = tuple(f'R{i}' for i in range(1, 18))
+
+# Per class: how it is drawn ('kind') and how often it occurs (relative weight; the common
+# findings of the real set - aortic enlargement, cardiomegaly, pleural thickening,
+# fibrosis - more often than the rare ones). Confusable classes share a kind.
+_CLASS_KIND = {
+    'Aortic enlargement': ('aorta', 6.0),
+    'Atelectasis': ('band', 0.5),
+    'Calcification': ('calcification', 1.0),
+    'Cardiomegaly': ('heart', 5.0),
+    'Consolidation': ('opacity', 0.8),
+    'ILD': ('reticular', 1.0),
+    'Infiltration': ('opacity', 1.2),
+    'Lung Opacity': ('opacity', 2.5),
+    'Nodule/Mass': ('nodule', 2.5),
+    'Other lesion': ('nodule', 1.5),
+    'Pleural effusion': ('effusion', 2.5),
+    'Pleural thickening': ('thickening', 4.0),
+    'Pneumothorax': ('pneumothorax', 0.4),
+    'Pulmonary fibrosis': ('reticular', 4.0),
+}
+# Findings that appear at most once per image (anatomy-bound).
+_ONCE = {'aorta', 'heart', 'pneumothorax'}
+
+
+@dataclass
+class SampleImage:
+    """One generated image and its truth.
+
+    Args:
+        image_id (str): 32 hex characters, like the real ids.
+        split (str): ``'train'`` or ``'test'``.
+        width (int): DICOM columns.
+        height (int): DICOM rows.
+        boxes (np.ndarray): (N, 4) float xyxy true boxes in DICOM pixels.
+        labels (np.ndarray): (N,) int class ids (0-13).
+    """
+
+    image_id: str
+    split: str
+    width: int
+    height: int
+    boxes: np.ndarray
+    labels: np.ndarray
+
+
+# --------------------------------------------------------------------------- images
+def _blur(a: np.ndarray, r: int) -> np.ndarray:
+    """Box blur of radius ``r`` along both axes (cumulative sums; edges clamped)."""
+    for axis in (0, 1):
+        n = a.shape[axis]
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (r + 1, r)
+        c = np.cumsum(np.pad(a, pad, mode='edge'), axis=axis)
+        hi = np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
+        lo = np.take(c, np.arange(0, n), axis=axis)
+        a = (hi - lo) / (2 * r + 1)
+    return a
+
+
+def _ellipse(yy, xx, cx, cy, ax, ay) -> np.ndarray:
+    return ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2
+
+
+def render_chest(
+    rng: np.random.Generator, width: int, height: int, heart_scale: float = 1.0
+) -> tuple[np.ndarray, dict]:
+    """A chest-like radiograph in display space (float (H, W) in [0, 1], bone bright).
+
+    Returns:
+        tuple: the image and its anatomy (lung ellipses ``lungs`` as (cx, cy, ax, ay) in
+        pixels, ``heart`` likewise, ``aorta`` (cx, cy, r)), for placing findings.
+    """
+    h, w = height, width
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.full((h, w), 0.04, np.float32)
+    body = _ellipse(yy, xx, w * 0.5, h * 0.55, w * 0.47, h * 0.6) <= 1
+    img[body] = 0.45
+    lungs = []
+    for side in (-1, 1):
+        cx = w * (0.5 + side * rng.uniform(0.19, 0.22))
+        lung = (cx, h * rng.uniform(0.45, 0.48), w * rng.uniform(0.14, 0.16), h * 0.3)
+        lungs.append(lung)
+        img[_ellipse(yy, xx, *lung) <= 1] = 0.16
+    in_lungs = img == np.float32(0.16)
+    # Vessels: smoothed noise, brighter near the hila.
+    vessels = _blur(rng.standard_normal((h, w)).astype(np.float32), max(1, w // 160))
+    img[in_lungs] += 0.05 * vessels[in_lungs]
+    # Ribs: bright arcs across the lungs.
+    phase = rng.uniform(0, 2 * np.pi)
+    ribs = np.sin((yy + 0.25 * np.abs(xx - w / 2)) / h * 2 * np.pi * 9 + phase) > 0.75
+    img[ribs & in_lungs] += 0.09
+    # Spine and heart (mediastinum).
+    img[(np.abs(xx - w / 2) < w * 0.04) & body] = 0.7
+    heart = (w * 0.54, h * 0.63, w * 0.14 * heart_scale, h * 0.12 * heart_scale)
+    img[_ellipse(yy, xx, *heart) <= 1] = 0.6
+    aorta = (w * 0.56, h * 0.3, w * 0.04)
+    img[_ellipse(yy, xx, aorta[0], aorta[1], aorta[2], aorta[2]) <= 1] = 0.58
+    img = _blur(img, max(1, w // 256))
+    return img, dict(lungs=lungs, heart=heart, aorta=aorta, yy=yy, xx=xx)
+
+
+def _in_lung(rng, lung, size_w, size_h, w, h) -> tuple[float, float, float, float]:
+    """A box of (size_w, size_h) pixels whose centre lies inside ``lung``."""
+    cx, cy, ax, ay = lung
+    t, r = rng.uniform(0, 2 * np.pi), np.sqrt(rng.uniform(0, 0.5))
+    x, y = cx + r * ax * np.cos(t), cy + r * ay * np.sin(t)
+    x0 = float(np.clip(x - size_w / 2, 0, w - size_w))
+    y0 = float(np.clip(y - size_h / 2, 0, h - size_h))
+    return x0, y0, x0 + size_w, y0 + size_h
+
+
+def _draw_finding(rng, img, anat, kind) -> tuple[float, float, float, float]:
+    """Draw one finding of ``kind`` into ``img`` (in place); return its true xyxy box."""
+    h, w = img.shape
+    yy, xx = anat['yy'], anat['xx']
+    lung = anat['lungs'][int(rng.integers(2))]
+    if kind == 'heart':
+        cx, cy, ax, ay = anat['heart']
+        mask = _ellipse(yy, xx, cx, cy, ax, ay) <= 1
+        img[mask] = np.maximum(img[mask], 0.6)
+        return cx - ax, cy - ay, cx + ax, cy + ay
+    if kind == 'aorta':
+        cx, cy, r = anat['aorta']
+        r *= rng.uniform(1.4, 1.8)
+        img[_ellipse(yy, xx, cx, cy, r, r) <= 1] = 0.62
+        return cx - r, cy - r, cx + r, cy + r
+    if kind == 'effusion':  # fluid at the base of a lung: bright, flat top (meniscus)
+        cx, cy, ax, ay = lung
+        top = cy + ay * rng.uniform(0.2, 0.5)
+        mask = (_ellipse(yy, xx, *lung) <= 1.05) & (yy >= top - 0.04 * ay * np.cos((xx - cx) / ax))
+        img[mask] = 0.5
+        return cx - ax, top - 0.04 * ay, cx + ax, min(cy + ay * 1.02, h - 1)
+    if kind == 'pneumothorax':  # dark rim without vessels at the apex
+        cx, cy, ax, ay = lung
+        x0, x1 = cx - ax * 0.8, cx + ax * 0.8
+        y0, y1 = cy - ay * 1.0, cy - ay * rng.uniform(0.4, 0.6)
+        mask = (xx >= x0) & (xx <= x1) & (yy >= y0) & (yy <= y1)
+        img[mask] = 0.05
+        return x0, y0, x1, y1
+    if kind == 'thickening':  # bright band along the apex of a lung
+        cx, cy, ax, ay = lung
+        bw, bh = ax * rng.uniform(0.6, 1.0), ay * rng.uniform(0.08, 0.14)
+        x0, y0 = cx - bw / 2, cy - ay * 0.95
+        mask = (xx >= x0) & (xx <= x0 + bw) & (yy >= y0) & (yy <= y0 + bh)
+        img[mask] += 0.22
+        return x0, y0, x0 + bw, y0 + bh
+    if kind == 'band':  # atelectasis: a thin horizontal opacity
+        bw, bh = w * rng.uniform(0.1, 0.16), h * rng.uniform(0.02, 0.04)
+        box = _in_lung(rng, lung, bw, bh, w, h)
+        x0, y0, x1, y1 = box
+        img[(xx >= x0) & (xx <= x1) & (yy >= y0) & (yy <= y1)] += 0.25
+        return box
+    if kind in ('nodule', 'calcification'):
+        r = w * (rng.uniform(0.015, 0.022) if kind == 'calcification' else rng.uniform(0.025, 0.05))
+        x0, y0, x1, y1 = _in_lung(rng, lung, 2 * r, 2 * r, w, h)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        d2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (r * 0.6) ** 2
+        img += (0.6 if kind == 'calcification' else 0.35) * np.exp(-d2 / 2) * (d2 <= 2.8)
+        return x0, y0, x1, y1
+    # 'opacity' / 'reticular': a textured patch in a lung
+    bw, bh = w * rng.uniform(0.08, 0.18), h * rng.uniform(0.08, 0.18)
+    x0, y0, x1, y1 = _in_lung(rng, lung, bw, bh, w, h)
+    mask = _ellipse(yy, xx, (x0 + x1) / 2, (y0 + y1) / 2, bw / 2, bh / 2) <= 1
+    if kind == 'reticular':
+        net = (np.sin(xx * 0.6) * np.sin(yy * 0.6 + xx * 0.2)) > 0.3
+        img[mask] += 0.25 * net[mask]
+    else:
+        img[mask] += 0.2 + 0.05 * rng.standard_normal(int(mask.sum())).astype(np.float32)
+    return x0, y0, x1, y1
+
+
+def _draw_image(rng, width, height, n_findings) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    names = list(_CLASS_KIND)
+    p = np.array([_CLASS_KIND[n][1] for n in names])
+    labels: list[int] = []
+    while len(labels) < n_findings:
+        c = int(rng.choice(len(names), p=p / p.sum()))
+        kind = _CLASS_KIND[names[c]][0]
+        if kind in _ONCE and any(_CLASS_KIND[names[k]][0] == kind for k in labels):
+            continue
+        labels.append(c)
+    big_heart = any(_CLASS_KIND[names[c]][0] == 'heart' for c in labels)
+    img, anat = render_chest(rng, width, height, heart_scale=1.35 if big_heart else 1.0)
+    boxes = [_draw_finding(rng, img, anat, _CLASS_KIND[names[c]][0]) for c in labels]
+    img += rng.normal(0, 0.015, img.shape).astype(np.float32)
+    img = np.clip(img, 0, 1)
+    b = np.array(boxes, np.float64).reshape(-1, 4)
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
+    return img, np.round(b, 1), np.array(labels, np.int64), anat
+
+
+# --------------------------------------------------------------------------- raters
+#: Findings radiologists mix up, as class-id pairs of :data:`VINDR_CLASSES`: the similar
+#: classes of the vindr-like confusion (``medmnist_raters.confusion_base``); a wrong label
+#: falls on one of them with probability ~0.8 x its row's share (Pneumothorax has none).
+SIMILAR_FINDINGS: tuple[tuple[int, int], ...] = (
+    (11, 10),  # Pleural thickening <-> Pleural effusion
+    (11, 13),  # Pleural thickening <-> Pulmonary fibrosis (apical scarring)
+    (5, 13),  # ILD <-> Pulmonary fibrosis
+    (5, 6),  # ILD <-> Infiltration
+    (13, 6),  # Pulmonary fibrosis <-> Infiltration
+    (4, 7),  # Consolidation <-> Lung Opacity
+    (4, 6),  # Consolidation <-> Infiltration
+    (7, 6),  # Lung Opacity <-> Infiltration
+    (1, 7),  # Atelectasis <-> Lung Opacity
+    (8, 9),  # Nodule/Mass <-> Other lesion
+    (2, 8),  # Calcification <-> Nodule/Mass
+    (0, 3),  # Aortic enlargement <-> Cardiomegaly (a wide mediastinum)
+)
+#: Normal anatomy a reader may box as a finding (the sample's clutter), with the finding
+#: it resembles (class id).
+ANATOMY_CLUTTER: tuple[tuple[str, int], ...] = (
+    ('hilar vessels', 7),  # Lung Opacity
+    ('rib crossing', 8),  # Nodule/Mass
+    ('apical cap', 11),  # Pleural thickening
+    ('costophrenic angle', 10),  # Pleural effusion
+    ('basal vessel markings', 13),  # Pulmonary fibrosis
+    ('normal heart', 3),  # Cardiomegaly
+    ('aortic knob', 0),  # Aortic enlargement
+)
+#: A finding's conspicuity c ~ U(CONSPICUITY) (the vindr-like preset's contrast range):
+#: a reader sees it with probability ``(1 - miss) * sigmoid((c - threshold) / tau)``.
+CONSPICUITY = (0.25, 1.0)
+#: Anatomy clutter items per training image, inclusive range.
+CLUTTER_ITEMS = (3, 6)
+#: Pool shares of the expert, normal and weak profiles (R8, R9, R10 are one of each).
+PROFILE_SHARES = (0.2, 0.4, 0.4)
+
+
+@dataclass(frozen=True)
+class Radiologist:
+    """One radiologist of the pool.
+
+    Args:
+        rad_id (str): radiologist id, e.g. ``'R8'``.
+        weight (float): relative share of the images this radiologist reads.
+        profile (str): ``'expert'``, ``'normal'`` or ``'weak'``: the radiologist's
+            vindr-like noise (``medmnist_raters.VINDR_LIKE_PROFILES``).
+    """
+
+    rad_id: str
+    weight: float
+    profile: str
+
+
+@dataclass
+class ReaderPool:
+    """The radiologists and their drawn noise (one per sample).
+
+    Args:
+        radiologists (list[Radiologist]): the pool (17).
+        profiles (list[mr.RaterProfile]): each one's vindr-like profile knobs.
+        bias (np.ndarray): (P,) each one's log box-size bias.
+        confusion (np.ndarray): (P, 14, 14) each one's confusion rows.
+    """
+
+    radiologists: list[Radiologist]
+    profiles: list[mr.RaterProfile]
+    bias: np.ndarray
+    confusion: np.ndarray
+
+
+def draw_reader_pool(
+    seed: int, rng: np.random.Generator, pool: Sequence[str] = RATER_POOL
+) -> ReaderPool:
+    """Heterogeneous radiologists: a few read most images (as R8-R10 do in the real set).
+
+    Workload weights and profiles come from ``rng``; each radiologist's box bias and
+    confusion matrix from ``medmnist_raters.draw_rater_pool(seed, ...)`` with the
+    vindr-like pool knobs and :data:`SIMILAR_FINDINGS`.
+
+    Examples:
+        >>> p = draw_reader_pool(0, np.random.default_rng(0))
+        >>> len(p.radiologists), p.radiologists[7].profile, p.confusion.shape
+        (17, 'expert', (17, 14, 14))
+    """
+    names = mr.PROFILE_NAMES
+    rads = []
+    for i, rad_id in enumerate(pool):
+        busy = i in (7, 8, 9)  # R8, R9, R10: one expert, one normal, one weak
+        weight = round(float(rng.uniform(4.0, 6.0) if busy else rng.uniform(0.3, 1.5)), 3)
+        profile = names[i - 7] if busy else names[int(rng.choice(3, p=PROFILE_SHARES))]
+        rads.append(Radiologist(rad_id, weight, profile))
+    profiles = [mr.VINDR_LIKE_PROFILES[r.profile] for r in rads]
+    knobs = mr.VINDR_LIKE_POOL
+    bias, confusion = mr.draw_rater_pool(
+        seed,
+        profiles,
+        knobs['bias_sd'],
+        knobs['structure'],
+        num_classes=len(VINDR_CLASSES),
+        pairs=SIMILAR_FINDINGS,
+    )
+    return ReaderPool(rads, profiles, bias, confusion)
+
+
+def anatomy_clutter(
+    rng: np.random.Generator, anat: dict, truth: np.ndarray, width: int, height: int
+) -> mr.Clutter:
+    """Normal anatomy that looks like a finding (:data:`ANATOMY_CLUTTER`), off the truth.
+
+    Draws U{:data:`CLUTTER_ITEMS`} items (kind uniform); an item whose box meets a true
+    box is skipped (counted), as MED-MNIST clutter never touches a digit.
+
+    Returns:
+        mr.Clutter: xyxy pixel boxes, ``kinds`` indexing :data:`ANATOMY_CLUTTER`,
+        ``apparent`` the finding each resembles, ``contrast`` 1 (unused by the readers).
+    """
+    boxes, kinds, skipped = [], [], 0
+    for _ in range(int(rng.integers(CLUTTER_ITEMS[0], CLUTTER_ITEMS[1] + 1))):
+        kind = int(rng.integers(len(ANATOMY_CLUTTER)))
+        cx, cy, ax, ay = anat['lungs'][int(rng.integers(2))]
+        medial = np.sign(width / 2 - cx)
+        if kind == 0:  # hilar vessels: medial middle of a lung
+            s = width * rng.uniform(0.05, 0.09)
+            x, y = cx + medial * 0.6 * ax, cy + ay * rng.uniform(-0.1, 0.1)
+            box = (x - s / 2, y - s / 2, x + s / 2, y + s / 2)
+        elif kind == 1:  # rib crossing: a small bright spot in a lung
+            s = width * rng.uniform(0.03, 0.05)
+            box = _in_lung(rng, (cx, cy, ax, ay), s, s, width, height)
+        elif kind == 2:  # apical pleural cap
+            bw, bh = ax * rng.uniform(0.5, 0.9), ay * rng.uniform(0.06, 0.1)
+            box = (cx - bw / 2, cy - ay * 0.97, cx + bw / 2, cy - ay * 0.97 + bh)
+        elif kind == 3:  # lateral costophrenic angle
+            x = cx - medial * 0.7 * ax
+            box = (x - 0.25 * ax, cy + 0.7 * ay, x + 0.25 * ax, cy + 1.0 * ay)
+        elif kind == 4:  # basal vessel markings
+            bw, bh = width * rng.uniform(0.08, 0.14), height * rng.uniform(0.06, 0.1)
+            box = (cx - bw / 2, cy + 0.5 * ay - bh / 2, cx + bw / 2, cy + 0.5 * ay + bh / 2)
+        elif kind == 5:  # the (normal) heart
+            hx, hy, hax, hay = anat['heart']
+            box = (hx - hax, hy - hay, hx + hax, hy + hay)
+        else:  # the aortic knob
+            x, y, r = anat['aorta']
+            box = (x - r, y - r, x + r, y + r)
+        b = np.clip(np.array(box), 0, [width, height, width, height])
+        if (box_iou(b[None], truth) > 0).any():
+            skipped += 1
+            continue
+        boxes.append(b)
+        kinds.append(kind)
+    return mr.Clutter(
+        boxes=np.asarray(boxes, np.float64).reshape(-1, 4),
+        kinds=np.asarray(kinds, np.int64),
+        apparent=np.array([ANATOMY_CLUTTER[k][1] for k in kinds], np.int64),
+        contrast=np.ones(len(kinds)),
+        skipped=skipped,
+    )
+
+
+def simulate_reads(
+    rng: np.random.Generator,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    conspicuity: np.ndarray,
+    clutter: mr.Clutter,
+    pool: ReaderPool,
+    readers: Sequence[int],
+    width: int,
+    height: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The readers' reads of one image: the vindr-like rater model on the sample's findings.
+
+    Calls ``medmnist_raters.simulate_realistic_raters`` (misses tied to conspicuity,
+    false positives on anatomy clutter, Student-t box noise with per-reader bias, labels
+    confused among :data:`SIMILAR_FINDINGS`, hedging second boxes) with the vindr-like
+    pool knobs, then clips the boxes to the image, rounds them to 0.1 px and drops those
+    under 2 px a side.
+
+    Args:
+        rng (np.random.Generator): the image's read stream.
+        boxes (np.ndarray): (N, 4) true xyxy boxes in pixels.
+        labels (np.ndarray): (N,) true class ids (0-13).
+        conspicuity (np.ndarray): (N,) each finding's conspicuity in [0, 1].
+        clutter (mr.Clutter): the image's anatomy clutter (:func:`anatomy_clutter`).
+        pool (ReaderPool): the radiologists.
+        readers (Sequence[int]): pool indices of the image's readers.
+        width (int): image width.
+        height (int): image height.
+
+    Returns:
+        list[tuple[np.ndarray, np.ndarray]]: per reader, in ``readers`` order, the
+        reported (M, 4) boxes and (M,) class ids; M = 0 means 'No finding'.
+
+    Examples:
+        >>> pool = draw_reader_pool(0, np.random.default_rng(0))
+        >>> none = mr.Clutter(np.zeros((0, 4)), *np.zeros((3, 0)))
+        >>> reads = simulate_reads(np.random.default_rng(0), np.array([[100.0, 100, 180, 160]]),
+        ...                        np.array([8]), np.array([0.9]), none, pool, [7, 9], 512, 512)
+        >>> [(b.round().tolist(), lab.tolist()) for b, lab in reads]
+        [([[122.0, 102.0, 157.0, 162.0], [99.0, 118.0, 178.0, 178.0]], [8, 9]), \
+([[99.0, 99.0, 175.0, 164.0]], [8])]
+    """
+    knobs = mr.VINDR_LIKE_POOL
+    res = mr.simulate_realistic_raters(
+        rng,
+        boxes,
+        labels,
+        conspicuity,
+        clutter,
+        pool.profiles,
+        pool.bias,
+        pool.confusion,
+        len(readers),
+        visibility_width=knobs['visibility_width'],
+        tail_df=knobs['tail_df'],
+        canvas=float(max(width, height)),
+        shared_confusion=knobs['shared_confusion'],
+        readers=np.asarray(readers, np.int64),
+    )
+    out = []
+    for k in readers:
+        sel = res.raters == k
+        b = res.boxes[sel].copy()
+        b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
+        b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
+        b = np.round(b, 1)
+        keep = ((b[:, 2] - b[:, 0]) >= 2) & ((b[:, 3] - b[:, 1]) >= 2)
+        out.append((b[keep], res.labels[sel][keep]))
+    return out
+
+
+# --------------------------------------------------------------------------- DICOM
+@dataclass(frozen=True)
+class DicomEncoding:
+    """How one DICOM stores its pixels.
+
+    Args:
+        photometric (str): ``'MONOCHROME1'`` (low values white) or ``'MONOCHROME2'``.
+        bits (int): BitsStored (12, 14 or 16; BitsAllocated is 16).
+        window (bool): write WindowCenter / WindowWidth.
+        rescale (bool): write RescaleIntercept 0 / RescaleSlope 1.
+    """
+
+    photometric: str
+    bits: int
+    window: bool
+    rescale: bool
+
+
+def to_stored_pixels(img: np.ndarray, photometric: str, bits: int) -> tuple[np.ndarray, tuple]:
+    """Display-space image (float in [0, 1], bright = dense) -> stored DICOM values.
+
+    The values span 5 %-90 % of the ``bits`` range (MONOCHROME2); MONOCHROME1 stores them
+    inverted (low values are displayed white).
+
+    Returns:
+        tuple: (H, W) uint16 stored values and the window (center, width) that spans them.
+
+    Examples:
+        >>> s, win = to_stored_pixels(np.array([[0.0, 1.0]]), 'MONOCHROME1', 12)
+        >>> s.tolist(), win
+        ([[3890, 410]], (2150, 3481))
+    """
+    top = 2**bits - 1
+    lo, hi = 0.05 * top, 0.9 * top
+    v = lo + np.clip(img, 0, 1) * (hi - lo)
+    if photometric == 'MONOCHROME1':
+        v, lo, hi = top - v, top - hi, top - lo
+    return np.round(v).astype(np.uint16), (round((lo + hi) / 2), round(hi - lo))
+
+
+def write_dicom(
+    path: str, stored: np.ndarray, enc: DicomEncoding, window: tuple[float, float], uid_seed: str
+) -> None:
+    """Write an uncompressed grey DICOM (Explicit VR Little Endian, digital X-ray).
+
+    UIDs are derived from ``uid_seed`` so that the file is the same for the same seed.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.1.1'  # digital X-ray, presentation
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[uid_seed])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[uid_seed, 'study'])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[uid_seed, 'series'])
+    ds.Modality = 'DX'
+    ds.PatientID = 'SYNTHETIC'
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = enc.photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, enc.bits, enc.bits - 1
+    ds.PixelRepresentation = 0
+    if enc.rescale:
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+    if enc.window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = stored.astype('<u2').tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+# --------------------------------------------------------------------------- sample
+#: How the folder's manifest names the writer; the label tables it writes.
+_TOOL = 'earl_core.sources.vindr_sample'
+_TABLES = ('train.csv', 'annotations/annotations_test.csv')
+
+
+def _fmt(v: float) -> str:
+    return f'{v:.1f}'
+
+
+def make_vindr_sample(
+    out: str,
+    images: int = 40,
+    test_images: int | None = None,
+    seed: int = 0,
+    normal_fraction: float = 0.4,
+    max_findings: int = 3,
+    readers: int = 3,
+    overwrite: bool = False,
+) -> dict:
+    """Write a VinDr-shaped sample under ``out`` (see the module docstring).
+
+    Args:
+        out (str): output folder: missing, empty, or an earlier sample (with
+            ``overwrite``); see :func:`earl_core.io.safe_output.claim_folder`.
+        images (int): training images (read by ``readers`` radiologists each). Defaults
+            to 40.
+        test_images (int | None): test images (consensus labels). Defaults to
+            ``max(2, images // 4)``.
+        seed (int): seed of everything. Defaults to 0.
+        normal_fraction (float): share of images without findings, in [0, 1]. Defaults
+            to 0.4 (the real training set has ~70 %; fewer here, so a small sample has
+            boxes to learn from).
+        max_findings (int): findings per abnormal image, 1 to this. Defaults to 3.
+        readers (int): radiologists per training image. Defaults to 3.
+        overwrite (bool): replace an earlier sample in ``out`` (only its files). Defaults
+            to False.
+
+    Returns:
+        dict: the summary also written to ``out/sample_meta.json`` (without the truth).
+
+    Raises:
+        ValueError: an argument out of range, or ``out`` holds other files (or an earlier
+            sample and ``overwrite`` is False).
+    """
+    if images < 1:
+        raise ValueError(f'images must be >= 1, got {images}')
+    test_images = max(2, images // 4) if test_images is None else test_images
+    if test_images < 0:
+        raise ValueError(f'test_images must be >= 0, got {test_images}')
+    if not 0.0 <= normal_fraction <= 1.0:
+        raise ValueError(f'normal_fraction must lie in [0, 1], got {normal_fraction}')
+    if max_findings < 1:
+        raise ValueError(f'max_findings must be >= 1, got {max_findings}')
+    if not 1 <= readers <= len(RATER_POOL):
+        raise ValueError(f'readers must lie in [1, {len(RATER_POOL)}], got {readers}')
+    root = np.random.SeedSequence(seed)
+    s_raters, s_images, s_reads = root.spawn(3)
+    pool = draw_reader_pool(seed, np.random.default_rng(s_raters))
+    weights = np.array([r.weight for r in pool.radiologists])
+    img_streams = s_images.spawn(images + test_images)
+    # The first draw of each image's stream is its id: known before anything is written.
+    ids = [np.random.default_rng(stream).bytes(16).hex() for stream in img_streams]
+    planned = [f'{"train" if n < images else "test"}/{i}.dicom' for n, i in enumerate(ids)]
+    planned += [*_TABLES, 'sample_meta.json']
+    safe_output.claim_folder(out, _TOOL, planned, overwrite)
+    for d in ('train', 'test', 'annotations'):
+        os.makedirs(osp.join(out, d), exist_ok=True)
+
+    encodings = [
+        DicomEncoding(pi, bits, window, rescale)
+        for pi in ('MONOCHROME2', 'MONOCHROME1')
+        for bits in BITS_STORED
+        for window, rescale in ((True, True), (False, False))
+    ]
+    read_streams = s_reads.spawn(images)
+    samples: list[SampleImage] = []
+    kaggle_rows: list[list[str]] = []
+    test_rows: list[list[str]] = []
+    encoding_counts: dict[str, int] = {}
+    for n, stream in enumerate(img_streams):
+        rng = np.random.default_rng(stream)
+        split = 'train' if n < images else 'test'
+        image_id = rng.bytes(16).hex()
+        width, height = SIZES[int(rng.integers(len(SIZES)))]
+        enc = encodings[n % len(encodings)]
+        n_find = 0 if rng.random() < normal_fraction else int(rng.integers(1, max_findings + 1))
+        img, boxes, labels, anat = _draw_image(rng, width, height, n_find)
+        stored, window = to_stored_pixels(img, enc.photometric, enc.bits)
+        write_dicom(
+            osp.join(out, split, f'{image_id}.dicom'), stored, enc, window, f'{seed}/{image_id}'
+        )
+        key = f'{enc.photometric} {enc.bits}-bit {"window" if enc.window else "no window"}'
+        encoding_counts[key] = encoding_counts.get(key, 0) + 1
+        samples.append(SampleImage(image_id, split, width, height, boxes, labels))
+        if split == 'test':
+            if len(labels) == 0:
+                test_rows.append([image_id, 'consensus', NO_FINDING, '', '', '', ''])
+            for b, c in zip(boxes, labels):
+                test_rows.append([image_id, 'consensus', VINDR_CLASSES[c], *map(_fmt, b)])
+            continue
+        rrng = np.random.default_rng(read_streams[n])
+        chosen = rrng.choice(len(weights), size=readers, replace=False, p=weights / weights.sum())
+        conspicuity = rrng.uniform(*CONSPICUITY, size=len(labels))
+        clutter = anatomy_clutter(rrng, anat, boxes, width, height)
+        reads = simulate_reads(
+            rrng, boxes, labels, conspicuity, clutter, pool, chosen.tolist(), width, height
+        )
+        for k, (rb, rl) in zip(chosen.tolist(), reads):
+            rad_id = pool.radiologists[k].rad_id
+            if len(rl) == 0:
+                kaggle_rows.append([image_id, NO_FINDING, str(NO_FINDING_ID), rad_id, *[''] * 4])
+            for b, c in zip(rb, rl):
+                kaggle_rows.append([image_id, VINDR_CLASSES[c], str(int(c)), rad_id, *map(_fmt, b)])
+
+    _write_csv(osp.join(out, _TABLES[0]), KAGGLE_COLUMNS, kaggle_rows)
+    _write_csv(osp.join(out, _TABLES[1]), PHYSIONET_COLUMNS, test_rows)
+    train = [s for s in samples if s.split == 'train']
+    args = dict(images=images, test_images=test_images, seed=seed, readers=readers)
+    args.update(normal_fraction=normal_fraction, max_findings=max_findings)
+    summary = dict(
+        args,
+        generator='earl_core.sources.vindr_sample',
+        train_boxes_true=int(sum(len(s.labels) for s in train)),
+        train_rows=len(kaggle_rows),
+        train_rater_boxes=sum(1 for r in kaggle_rows if r[2] != str(NO_FINDING_ID)),
+        train_normal_images=sum(1 for s in train if len(s.labels) == 0),
+        test_boxes=sum(1 for r in test_rows if r[2] != NO_FINDING),
+        encodings=dict(sorted(encoding_counts.items())),
+        raters=[
+            dict(asdict(r), **mr.profile_dict(p), bias=round(float(b), 6))
+            for r, p, b in zip(pool.radiologists, pool.profiles, pool.bias)
+        ],
+        similar_findings=[[VINDR_CLASSES[i], VINDR_CLASSES[j]] for i, j in SIMILAR_FINDINGS],
+    )
+    truth = [
+        dict(image_id=s.image_id, split=s.split, width=s.width, height=s.height,
+             boxes=s.boxes.tolist(), labels=s.labels.tolist())
+        for s in samples
+    ]  # fmt: skip
+    text = json.dumps(dict(summary, truth=truth), indent=1, sort_keys=True) + '\n'
+    safe_output.atomic_write(osp.join(out, 'sample_meta.json'), text)
+    safe_output.seal_folder(out, _TOOL, planned)
+    return summary
+
+
+def _write_csv(path: str, header: Sequence[str], rows: list[list[str]]) -> None:
+    with safe_output.atomic_open(path, newline='') as f:
+        w = csv.writer(f, lineterminator='\n')
+        w.writerow(header)
+        w.writerows(rows)

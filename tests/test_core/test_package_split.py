@@ -1,0 +1,99 @@
+"""earl_core is framework-free and fast to import; the old earl_mmdet.core paths still work.
+
+Each check runs in a fresh interpreter, because this test process has torch and mmdet
+loaded already.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import earl_core
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ('torch', 'mmdet', 'mmengine', 'mmcv', 'earl_mmdet', 'matplotlib', 'cv2', 'numba')
+MODULES = sorted(
+    m.name for m in pkgutil.walk_packages(earl_core.__path__, prefix='earl_core.') if m.name
+)
+#: Old path -> new path (docs/migration.md's table).
+MOVED = {
+    'earl_mmdet.core.coco_io': 'earl_core.io.coco',
+    'earl_mmdet.core.fusion': 'earl_core.fusion.wbf',
+    'earl_mmdet.core.aggregators': 'earl_core.fusion.aggregators',
+    'earl_mmdet.core.rater_report': 'earl_core.metrics.rater_report',
+    'earl_mmdet.core.medmnist': 'earl_core.sources.medmnist',
+    'earl_mmdet.evaluation.sequential': 'earl_core.study.sequential',
+    'earl_mmdet.core.earl_weights': 'earl_mmdet.models.earl_weights',
+}
+
+
+def _python(code: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_every_core_module_imports_without_torch_or_mmdet():
+    assert len(MODULES) >= 25  # the walk found the package (a typo would find nothing)
+    code = (
+        'import importlib, json, sys\n'
+        f'for m in {MODULES!r}: importlib.import_module(m)\n'
+        f'print(json.dumps(sorted({{m for m in sys.modules if m.split(".")[0] in {HEAVY!r}}})))\n'
+    )
+    assert json.loads(_python(code)) == []
+
+
+def test_core_imports_in_under_a_second():
+    """`import earl_core` and its fusion, I/O and metrics: < 1 s (best of three runs)."""
+    code = (
+        'import time; t = time.perf_counter()\n'
+        'import earl_core, earl_core.fusion.aggregators, earl_core.io.coco, '
+        'earl_core.metrics.rater_report\n'
+        'print(time.perf_counter() - t)\n'
+    )
+    best = min(float(_python(code)) for _ in range(3))
+    assert best < 1.0, f'earl_core imports in {best:.2f} s'
+
+
+@pytest.mark.parametrize('old,new', sorted(MOVED.items()))
+def test_old_path_is_the_new_module_with_a_warning(old, new):
+    code = (
+        'import importlib, warnings\n'
+        'warnings.simplefilter("always")\n'
+        'with warnings.catch_warnings(record=True) as w:\n'
+        f'    old = importlib.import_module({old!r})\n'
+        f'new = importlib.import_module({new!r})\n'
+        'assert old is new, (old, new)\n'
+        f'msgs = [str(x.message) for x in w if issubclass(x.category, FutureWarning)]\n'
+        f'assert any({old!r} in m and {new!r} in m for m in msgs), msgs\n'
+    )
+    _python(code)
+
+
+def test_from_old_package_import_gives_the_new_module():
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)
+        from earl_mmdet.core import coco_io, medmnist_raters
+    import earl_core.io.coco
+    import earl_core.sources.medmnist_raters
+
+    assert coco_io is earl_core.io.coco
+    assert medmnist_raters is earl_core.sources.medmnist_raters
+
+
+def test_no_tool_edits_import_machinery():
+    for path in sorted((ROOT / 'tools').glob('*.py')):
+        text = path.read_text(encoding='utf-8')
+        for needle in ('module_from_spec', 'sys.modules[', 'import_light', 'ModuleSpec('):
+            assert needle not in text, f'{path.name} uses {needle}'
