@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+# _stage1 and superiority_outcome are the simulation's own rules: what is applied here is
+# what docs/study_v3_design.md section 3 simulated.
 from .sequential import (
     Design,
     _stage1,
@@ -62,6 +64,9 @@ SUPPORTING = (
 LEVER_REPLICATES = 5
 LEVER_EPOCHS = (20, 24)
 LEVER_RISE = 0.01
+#: Replicate k is trained and tested on data seed base + k: the lever check, the study.
+LEVER_DATA_SEED = 2000
+STUDY_DATA_SEED = 1000
 #: The design's constants (``sequential.Design()``).
 DESIGN = Design()
 
@@ -90,6 +95,19 @@ def scores_of(results: Mapping | Sequence[Mapping]) -> Scores:
             raise ValueError(f'two runs of {r["method"]!r} replicate {r["seed"]}')
         seeds[int(r['seed'])] = {m: float(r['metrics'][m]) for m in METRICS}
     return out
+
+
+def data_seed_notes(results: Mapping | Sequence[Mapping], base: int, what: str) -> list[str]:
+    """A note when runs record a data seed other than ``base`` + replicate (runs of another
+    study, such as the pilot, would otherwise be answered as this one's)."""
+    odd = sorted(
+        {(r['method'], r['seed'], r['data_seed']) for r in runs_of(results)
+         if 'data_seed' in r and r['data_seed'] != base + r['seed']}
+    )  # fmt: skip
+    if not odd:
+        return []
+    shown = ', '.join(f'{m} replicate {s}: {d}' for m, s, d in odd[:3])
+    return [f'{what}: {len(odd)} run(s) not on data seed {base} + replicate ({shown})']
 
 
 def count(scores: Scores, method: str, reference: str, n: int) -> int:
@@ -179,14 +197,21 @@ def lever_mode(results: Mapping | Sequence[Mapping], mode: str) -> dict:
     Raises:
         ValueError: a run averaged otherwise than ``mode`` (``ema.mode``), or too few runs.
     """
-    runs = runs_of(results)
-    other = sorted({r['ema']['mode'] for r in runs if 'ema' in r} - {mode})
+    every = runs_of(results)
+    other = sorted({r['ema']['mode'] for r in every if 'ema' in r} - {mode})
     if other:
         raise ValueError(f'--ema {mode}: runs averaged with {other} among them')
+    runs = [r for r in every if r['seed'] < LEVER_REPLICATES]  # the check's replicates
     method, reference = VERSUS
-    scores = scores_of(runs)
-    pairs = compare(scores, method, reference)
+    pairs = compare(scores_of(runs), method, reference)
     out: dict = dict(mode=mode, replicates=pairs['n'], seeds=pairs['seeds'], sd={}, diff_se={})
+    out['notes'] = data_seed_notes(runs, LEVER_DATA_SEED, f'--ema {mode}')
+    if len(runs) < len(every):
+        out['notes'].append(
+            f'--ema {mode}: {len(every) - len(runs)} run(s) of replicates >= '
+            f'{LEVER_REPLICATES} left out (the rules are stated on replicates '
+            f'0-{LEVER_REPLICATES - 1})'
+        )
     for metric in METRICS:
         out['sd'].setdefault(method, {})[metric] = seed_sd(runs, method, metric)[0]
         out['sd'].setdefault(reference, {})[metric] = seed_sd(runs, reference, metric)[0]
@@ -268,6 +293,7 @@ def lever_decision(
                 f'the validated epochs differ from the design ({LEVER_EPOCHS[0]} and '
                 f'{LEVER_EPOCHS[1]} of 24): the last two validated epochs are used'
             )
+    notes += [note for x in modes.values() for note in x['notes']]
     complete = all(x['replicates'] >= LEVER_REPLICATES for x in modes.values())
     if not complete:
         notes.append(
@@ -482,7 +508,7 @@ def answer_questions(
         ``next`` (methods and ``--seeds n`` still to run) and ``notes``.
     """
     v = scores_of(vindr_runs)
-    out: dict = dict(notes=[], next=[])
+    out: dict = dict(notes=data_seed_notes(vindr_runs, STUDY_DATA_SEED, 'vindr-like'), next=[])
     out['a'] = superiority_stage1(v, REFERENCE_A, CHALLENGERS_A, design)
     out['c'] = superiority_stage1(v, REFERENCE_C, CHALLENGERS_C, design)
     out['b'] = {'vindr-like': versus_question(v, design)}
@@ -516,6 +542,7 @@ def answer_questions(
         out['notes'].append('no paper-raters runs: question (b) on vindr-like raters only')
     else:
         p = scores_of(paper_runs)
+        out['notes'] += data_seed_notes(paper_runs, STUDY_DATA_SEED, 'paper raters')
         b = out['b']['paper'] = versus_question(p, design)
         if b['next_n']:
             out['next'] += _next(p, dict.fromkeys(VERSUS, b['next_n']), 'paper')

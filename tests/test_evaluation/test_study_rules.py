@@ -458,3 +458,32 @@ def test_mechanism_before_ten_replicates_is_provisional():
     assert m['stage'].startswith('incomplete (5 of 10') and all(
         'verdict' not in r for r in m['rows']
     )
+
+
+def test_the_lever_rules_use_replicates_0_to_4_and_check_the_data_seeds():
+    sd = dict(na=0.01, **{'wbf-earl': 0.005})
+    swa = lever_runs('swa', sd, n=6)
+    for r in swa:
+        r['data_seed'] = 2000 + r['seed']
+    config = lever_runs('config', dict(na=0.03, **{'wbf-earl': 0.03}))
+    for r in config:
+        r['data_seed'] = 0  # e.g. the pilot's runs
+    r = sr.lever_decision(config, swa)
+    assert r['modes']['swa']['replicates'] == 5
+    x = [q['metrics']['mAP'] for q in swa if q['method'] == 'wbf-earl' and q['seed'] < 5]
+    assert r['modes']['swa']['sd']['wbf-earl']['mAP'] == pytest.approx(np.std(x, ddof=1))
+    notes = ' | '.join(r['notes'])
+    assert '--ema swa: 2 run(s) of replicates >= 5 left out' in notes
+    assert '--ema config: 10 run(s) not on data seed 2000 + replicate' in notes
+    assert '--ema swa: ' not in notes.replace('--ema swa: 2 run(s)', '')
+
+
+def test_answer_notes_runs_of_another_study():
+    runs = make_runs(everything(), 5)
+    for r in runs:
+        r['data_seed'] = 1000 + r['seed'] + (r['method'] == 'mv')
+    notes = sr.answer_questions(runs)['notes']
+    assert notes[0] == (
+        'vindr-like: 5 run(s) not on data seed 1000 + replicate '
+        '(mv replicate 0: 1001, mv replicate 1: 1002, mv replicate 2: 1003)'
+    )
