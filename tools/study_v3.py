@@ -12,7 +12,7 @@ incomplete, then the drop decisions, the stage-2 n and what must run next, and a
 the answers. Inputs are ``results.json`` files of ``tools/benchmark_medmnist.py``; without
 the paper-raters file question (b) is answered on vindr-like raters only. Prints Markdown
 (mAP@[.5:.95] / mAP@0.4 in every cell; mAP@[.5:.95] decides); ``--out`` writes it,
-``--json`` the numbers. numpy and scipy only (:mod:`earl_mmdet.evaluation.study_rules`).
+``--json`` the numbers. numpy and scipy only (:mod:`earl_core.study.rules`).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from _common import check_output_paths, import_core, import_light
+from _common import check_output_paths
 
-rules = import_light('evaluation.study_rules')
-LABELS = import_light('evaluation.study').LABELS
-safe_output = import_core('safe_output')
+from earl_core.io import safe_output
+from earl_core.study import rules
+from earl_core.study.benchmark import LABELS
 
 BOTH = 'mAP@[.5:.95] / mAP@0.4'
 

@@ -1,4 +1,4 @@
-"""The v3 study's rules applied to runs (earl_mmdet.evaluation.study_rules): every branch
+"""The v3 study's rules applied to runs (earl_core.study.rules): every branch
 of docs/study_v3_design.md sections 1, 2 and 4 on synthetic runs whose differences are
 known, each expectation checked against an oracle written here with scipy (not with
 earl_mmdet.evaluation.sequential), and the lever check on the committed runs."""
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm, t
 
-from earl_mmdet.evaluation import study
-from earl_mmdet.evaluation import study_rules as sr
+from earl_core.study import benchmark as study
+from earl_core.study import rules as sr
 from earl_mmdet.evaluation.sequential import Design
 
 ROOT = Path(__file__).resolve().parents[2]
