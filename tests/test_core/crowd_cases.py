@@ -41,6 +41,22 @@ CASES = {
 }
 
 
+def object_layout(
+    rng: np.random.Generator,
+    n: int,
+    grid: bool,
+    grid_cells: tuple[int, int],
+    centres: tuple[float, float],
+    sizes: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and sizes, (n, 2) px each, of ``n`` objects: on a 10-px grid (centres in the
+    cells ``grid_cells``, sizes 20-40 px: exact IoU ties) or continuous (uniform in the
+    ``centres`` and ``sizes`` ranges)."""
+    if grid:
+        return rng.integers(*grid_cells, (n, 2)) * 10.0, rng.integers(2, 5, (n, 2)) * 10.0
+    return rng.uniform(*centres, (n, 2)), rng.uniform(*sizes, (n, 2))
+
+
 def make_case(
     seed: int,
     n_images: int,
@@ -63,12 +79,7 @@ def make_case(
             n_read = int(rng.integers(1, max_readers + 1))
             readers = [str(r) for r in rng.choice(pool, n_read, replace=False)]
         n_obj = int(rng.integers(0, 5)) if i != 2 else 0  # image 2: read, no box
-        if grid:
-            ctr = rng.integers(2, 12, (n_obj, 2)) * 10.0
-            size = rng.integers(2, 5, (n_obj, 2)) * 10.0
-        else:
-            ctr = rng.uniform(20, 180, (n_obj, 2))
-            size = rng.uniform(10, 60, (n_obj, 2))
+        ctr, size = object_layout(rng, n_obj, grid, (2, 12), (20, 180), (10, 60))
         truth = rng.integers(0, k, n_obj)
         boxes, labels, rids = [], [], []
         for r in readers:

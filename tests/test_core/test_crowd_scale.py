@@ -30,7 +30,7 @@ from earl_core.fusion.aggregators import build_aggregator
 from earl_core.fusion.em import RaterEM
 from earl_core.fusion.presence_em import PresenceEM
 from earl_core.io.coco import RaterBoxes, load_multirater_coco
-from earl_core.metrics import rater_report as rater_report_module
+from earl_core.metrics.rater_report import consensus as consensus_module
 from earl_core.metrics.rater_report import rater_report
 from tests.test_core.crowd_cases import all_cases, load_golden, outputs
 
@@ -266,7 +266,7 @@ def test_fixed_cluster_leave_one_out_matches_the_exact_one(n_raters, seed, monke
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         fixed = rater_report([im])
-        monkeypatch.setattr(rater_report_module, 'LOO_EXACT_MAX_READERS', 10**9)
+        monkeypatch.setattr(consensus_module, 'LOO_EXACT_MAX_READERS', 10**9)
         exact = rater_report([im])
     assert (
         fixed['consensus']['fixed_cluster_images'],

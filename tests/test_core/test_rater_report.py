@@ -10,6 +10,7 @@ import pytest
 
 from earl_core.io.coco import RaterBoxes
 from earl_core.metrics.rater_report import krippendorff_alpha_boxes, pairwise_f1, rater_report
+from tests.test_core.crowd_cases import object_layout
 
 
 def sq(x: float, y: float = 0.0) -> list[float]:
@@ -326,12 +327,7 @@ def random_images(seed: int, n_images: int = 6, n_raters: int = 4, n_classes: in
     for i in range(n_images):
         readers = raters[:1] if i == 0 else [r for r in raters if rng.random() < 0.8] or raters
         n_obj = int(rng.integers(0, 8))
-        if grid:
-            ctr = rng.integers(0, 12, (n_obj, 2)) * 10.0
-            size = rng.integers(2, 5, (n_obj, 2)) * 10.0
-        else:
-            ctr = rng.uniform(0, 120, (n_obj, 2))
-            size = rng.uniform(10, 50, (n_obj, 2))
+        ctr, size = object_layout(rng, n_obj, grid, (0, 12), (0, 120), (10, 50))
         boxes, labels, rids = [], [], []
         for r in readers:
             if rng.random() < 0.15:
@@ -456,7 +452,7 @@ def test_sparse_statistics_equal_dense(seed, thr):
 
 def test_same_label_iou_sum_equals_dense():
     from earl_core.fusion.matching import box_iou
-    from earl_core.metrics.rater_report import _same_label_iou_sum
+    from earl_core.metrics.rater_report.alpha import _same_label_iou_sum
 
     rng = np.random.default_rng(0)
     for n in (0, 1, 2, 50, 400):
@@ -484,13 +480,17 @@ def test_leave_one_out_mv_equals_refitting(spec):
     # The derived leave-one-out mv == mv run on each image without the rater.
     from earl_core.fusion.aggregators import build_aggregator
     from earl_core.fusion.matching import match_boxes
-    from earl_core.metrics.rater_report import _loo_counts, _rater_boxes, _without
+    from earl_core.metrics.rater_report.consensus import (
+        _rater_boxes,
+        _without,
+        leave_one_out_counts,
+    )
 
     for seed in range(8):
         ims = random_images(seed, n_images=8, n_raters=5)
         raters = sorted({r for im in ims for r in im.raters})
         for thr in (0.3, 0.5):
-            got = _loo_counts(ims, spec, raters, thr)
+            got = leave_one_out_counts(ims, spec, raters, thr)
             for r in raters:
                 src = [im for im in ims if len(im.raters) >= 2 and r in im.raters]
                 ref = [0, 0, 0]
@@ -516,10 +516,10 @@ def test_leave_one_out_mv_consensus_boxes_equal_mv(monkeypatch, batch):
     # Boxes and labels, not only the counts: every image without each reader, clustered and
     # voted on in batches, gives mv's boxes on that image without the reader.
     from earl_core.fusion.aggregators import build_aggregator
-    from earl_core.metrics import rater_report as rr
-    from earl_core.metrics.rater_report import _loo_consensus, _without
+    from earl_core.metrics.rater_report import consensus
+    from earl_core.metrics.rater_report.consensus import _loo_consensus, _without
 
-    monkeypatch.setattr(rr, '_LOO_BATCH_PAIRS', batch)
+    monkeypatch.setattr(consensus, '_LOO_BATCH_PAIRS', batch)
 
     for spec in LOO_SPECS:
         agg = build_aggregator(spec)
