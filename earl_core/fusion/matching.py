@@ -24,6 +24,7 @@ from earl_core.boxes import as_boxes, box_iou, check_iou_thr, paired_box_iou
 __all__ = [
     'LINKAGES',
     'cluster_boxes',
+    'cluster_ids',
     'cluster_segments',
     'iou_pairs',
     'match_boxes',
@@ -211,6 +212,16 @@ def _components_small(
     return comp, edges == size * (size - 1) // 2
 
 
+def cluster_ids(clusters: list[np.ndarray], n: int) -> np.ndarray:
+    """(n,) int64: the cluster of each of ``n`` boxes, from clusters as index arrays (as
+    :func:`cluster_boxes` returns them; every box in one cluster)."""
+    out = np.zeros(n, np.int64)
+    if clusters:
+        sizes = [len(c) for c in clusters]
+        out[np.concatenate(clusters)] = np.repeat(np.arange(len(clusters)), sizes)
+    return out
+
+
 def _check_cluster_args(
     boxes: np.ndarray,
     groups: np.ndarray,
@@ -275,17 +286,8 @@ def iou_pairs(
     """
     b = as_boxes(boxes, 'boxes')
     n = b.shape[0]
-    if n <= _SMALL:
-        iou = box_iou(b, b)
-        keep = np.triu(iou > iou_thr, 1)
-        if groups is not None:
-            g = np.asarray(groups).reshape(-1)
-            keep &= g[:, None] != g[None, :]
-        if labels is not None:
-            lab = np.asarray(labels).reshape(-1)
-            keep &= lab[:, None] == lab[None, :]
-        i, j = np.nonzero(keep)  # row-major: sorted by (i, j)
-        return i.astype(np.int64), j.astype(np.int64), iou[i, j]
+    if n <= _SMALL:  # all pairs at once: segment_iou_pairs' path for one small segment
+        return segment_iou_pairs(b, np.array([n]), iou_thr, groups, labels)
     order = np.argsort(b[:, 0], kind='stable')
     bs = b[order]
     gs = None if groups is None else np.asarray(groups).reshape(-1)[order]

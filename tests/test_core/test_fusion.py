@@ -1,4 +1,5 @@
-"""Tests of earl_core.fusion.wbf: hand-computed cases, ensemble-boxes 1.0.9 parity, errors.
+"""Tests of earl_core.fusion.wbf and its engine (earl_core.fusion.wbf_engine): hand-computed
+cases, ensemble-boxes 1.0.9 parity, errors.
 
 ensemble-boxes is the oracle. It warns once per clipped / swapped / zero-area box, so its
 calls run under ``warnings.catch_warnings``.
@@ -13,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-import earl_core.fusion.wbf as fusion_module
+import earl_core.fusion.wbf_engine as engine
 from earl_core.fusion.wbf import CONF_TYPES, fuse_raters, weighted_boxes_fusion
 from earl_core.io.coco import RaterBoxes
 
@@ -416,7 +417,7 @@ def test_parity_with_ensemble_boxes_randomised():
         stats['multi_cluster'] += len(want[0]) > 1
         # More fused boxes of one label than _VECTOR_MIN_CLUSTERS: the vectorised IoU path.
         most = int(np.max(np.unique(want[2], return_counts=True)[1], initial=0))
-        stats['big'] += big and most > fusion_module._VECTOR_MIN_CLUSTERS
+        stats['big'] += big and most > engine._VECTOR_MIN_CLUSTERS
         stats['empty'] += len(want[0]) == 0
     # The generator must exercise what the parity is about.
     assert stats['merged'] > NUM_PARITY_CASES // 2, stats
@@ -578,7 +579,10 @@ def test_fuse_raters_empty_and_unread():
     [
         # Weights must cover every rater who read the image, and be > 0.
         (dict(rater_weights={'A': 1.0}), "no weight for rater 'B'"),
-        (dict(rater_weights={'A': 1, 'B': 0, 'C': 1, 'D': 1}), r'finite and > 0'),
+        (
+            dict(rater_weights={'A': 1, 'B': 0, 'C': 1, 'D': 1}),
+            r"fuse_raters: rater_weights\['B'\] must be a finite number > 0, got 0",
+        ),
         # Modes.
         (dict(confidence='T'), 'confidence must be one of'),
         (dict(confidence='posterior'), 'confidence must be one of'),  # em only
