@@ -3,9 +3,9 @@
 
 An aggregator turns all raters' boxes of one image (:class:`RaterBoxes`) into one set of
 boxes with a per-box confidence c (:class:`FusedBoxes`). Aggregators that learn from the
-whole dataset (``em``, ``presence_em``) do so in :meth:`Aggregator.fit`; the others ignore
-it. This module holds the simple ones (``na``, ``rater:<id>``, ``mv``) and gathers all of
-them; the interface, the registry and :func:`build_aggregator` live in
+whole dataset (``em``, ``presence_em``, ``bayes``) do so in :meth:`Aggregator.fit`; the
+others ignore it. This module holds the simple ones (``na``, ``rater:<id>``, ``mv``) and
+gathers all of them; the interface, the registry and :func:`build_aggregator` live in
 :mod:`earl_core.fusion.base`, ``wbf`` (the default, the paper's) with the fusion it runs in
 :mod:`earl_core.fusion.wbf`, ``em`` and ``presence_em`` in
 :mod:`earl_core.fusion.em_aggregators`, ``bayes`` with its model in
@@ -60,6 +60,7 @@ from earl_core.boxes import check_iou_thr
 from earl_core.fusion.base import (
     AGGREGATORS,
     Aggregator,
+    AggregatorSpec,
     agreement_confidence,
     build_aggregator,
     raters_of,
@@ -77,6 +78,7 @@ __all__ = [
     'CONFIG_AGGREGATORS',
     'AGGREGATORS',
     'Aggregator',
+    'AggregatorSpec',
     'BayesAggregator',
     'EMAggregator',
     'MajorityVoteAggregator',

@@ -54,6 +54,15 @@ def _per_rater(model: RaterEM | PresenceEM, attr: str) -> dict[str, float]:
     return {r: float(v) for r, v in zip(model.raters_, getattr(model, attr))}
 
 
+def _fit_on_clusters(model: RaterEM | PresenceEM, images: list[RaterBoxes]) -> list[ClusteredImage]:
+    """Cluster ``images`` as ``model`` does, fit it on those clusters and return them (one
+    clustering for the fit and the fusion)."""
+    k = infer_num_classes(images, model.num_classes)
+    clustered = cluster_images(images, k, model.iou_thr, model.linkage)
+    model.fit(images, clustered=clustered)
+    return clustered
+
+
 def _clusters_fused(
     image: RaterBoxes,
     clusters: Sequence[np.ndarray],
@@ -153,9 +162,7 @@ class EMAggregator(ModelAggregator):
     def _fit(self, images: list[RaterBoxes]) -> list[ClusteredImage]:
         """Fit on ``images``; returns their clusters (one clustering for fit and fusion)."""
         m = self.model
-        k = infer_num_classes(images, m.num_classes)
-        clustered = cluster_images(images, k, m.iou_thr, m.linkage)
-        m.fit(images, clustered=clustered)
+        clustered = _fit_on_clusters(m, images)
         self._w_box = _RaterWeights(m.rater_weights(self.box_weights))
         self._w_prof = _RaterWeights(m.rater_weights('proficiency'))
         return clustered
@@ -266,9 +273,7 @@ class PresenceEMAggregator(ModelAggregator):
         """Fit on ``images``; returns their clusters (one clustering for both models and
         the fusion)."""
         m = self.model
-        k = infer_num_classes(images, m.num_classes)
-        clustered = cluster_images(images, k, m.iou_thr, m.linkage)
-        m.fit(images, clustered=clustered)
+        clustered = _fit_on_clusters(m, images)
         weights = {r: 1.0 for r in m.raters_}
         if self.box_weights == 'box':
             box_em = RaterEM(num_classes=m.num_classes_, iou_thr=m.iou_thr, linkage=m.linkage)

@@ -286,8 +286,17 @@ def iou_pairs(
     """
     b = as_boxes(boxes, 'boxes')
     n = b.shape[0]
-    if n <= _SMALL:  # all pairs at once: segment_iou_pairs' path for one small segment
-        return segment_iou_pairs(b, np.array([n]), iou_thr, groups, labels)
+    if n <= _SMALL:
+        iou = box_iou(b, b)
+        keep = np.triu(iou > iou_thr, 1)
+        if groups is not None:
+            g = np.asarray(groups).reshape(-1)
+            keep &= g[:, None] != g[None, :]
+        if labels is not None:
+            lab = np.asarray(labels).reshape(-1)
+            keep &= lab[:, None] == lab[None, :]
+        i, j = np.nonzero(keep)  # row-major: sorted by (i, j)
+        return i.astype(np.int64), j.astype(np.int64), iou[i, j]
     order = np.argsort(b[:, 0], kind='stable')
     bs = b[order]
     gs = None if groups is None else np.asarray(groups).reshape(-1)[order]

@@ -14,7 +14,9 @@ import warnings
 import numpy as np
 import pytest
 
+import earl_core.fusion.wbf as wbf_module
 import earl_core.fusion.wbf_engine as engine
+from earl_core.fusion.base import build_aggregator
 from earl_core.fusion.wbf import CONF_TYPES, fuse_raters, weighted_boxes_fusion
 from earl_core.io.coco import RaterBoxes
 
@@ -595,6 +597,51 @@ def test_fuse_raters_bad_input(kwargs, match):
     # (Bad boxes, labels and raters cannot reach fuse_raters: RaterBoxes refuses them.)
     with pytest.raises(ValueError, match=match):
         fuse_raters(IM, **kwargs)
+
+
+@pytest.mark.parametrize(
+    'bad',
+    [
+        dict(iou_thr=1.0),  # nothing could match
+        dict(iou_thr='0.4'),  # a number read as text
+        dict(skip_box_thr=1.5),  # above every score: every box dropped
+        dict(skip_box_thr=float('nan')),
+        dict(conf_type='median'),
+    ],
+)
+def test_wbf_parameters_have_one_check(bad):
+    """weighted_boxes_fusion, fuse_raters and the wbf aggregator refuse a bad parameter
+    with the same message, after the name of the caller (one check, check_wbf_params)."""
+    messages = []
+    calls = [
+        (lambda: weighted_boxes_fusion(*GOOD, **bad), 'weighted_boxes_fusion: '),
+        (lambda: fuse_raters(IM, **bad), 'fuse_raters: '),
+        (lambda: build_aggregator('wbf', **bad), "aggregator 'wbf': "),
+    ]
+    for call, where in calls:
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value).startswith(where), str(err.value)
+        messages.append(str(err.value)[len(where) :])
+    assert messages[0] == messages[1] == messages[2]
+    assert next(iter(bad)) in messages[0]  # names the parameter
+
+
+def test_wbf_aggregator_checks_once_and_fuses_as_fuse_raters(monkeypatch):
+    """The aggregator checks its parameters when it is built, not again per image, and
+    fuses as fuse_raters does."""
+    agg = build_aggregator('wbf', iou_thr=0.5, confidence='agreement')
+    checks = []
+    monkeypatch.setattr(wbf_module, 'check_wbf_params', lambda *a, **k: checks.append(a))
+    got = agg(IM)
+    assert checks == []
+    monkeypatch.undo()
+    want = fuse_raters(IM, iou_thr=0.5, confidence='agreement')
+    np.testing.assert_array_equal(got.boxes, want.boxes)
+    np.testing.assert_array_equal(got.confidence, want.confidence)
+    assert [m.tolist() for m in got.members] == [m.tolist() for m in want.members]
+    with pytest.raises(AttributeError):  # checked once: the parameters are read-only
+        agg.iou_thr = 2.0
 
 
 def _vindr_like(rng: np.random.Generator, num_images: int) -> list[RaterBoxes]:
