@@ -10,7 +10,9 @@ once; :func:`cluster_tables` lays the clusters out as the sparse
 
 :class:`RaterModelBase` holds what the models have in common: the check of their shared
 parameters, the rater columns of a fit, the parameters of a rater not seen in the fit
-(a typical rater), the fitted check and ``get_params``.
+(a typical rater), the fitted check and ``get_params``; the maths they share are
+:func:`softmax_rows`, :func:`logsumexp_rows`, :func:`confusion_prior` and
+:func:`box_scale`, and their posteriors derive from :class:`ClusterPosterior`.
 """
 
 from __future__ import annotations
