@@ -1,8 +1,11 @@
-"""The aggregator interface, its registry and the confidence modes (numpy only).
+"""The aggregator interface, its registry and builder, and the confidence modes (numpy only).
 
-Kept apart from :mod:`earl_core.fusion.aggregators` so that :mod:`earl_core.fusion.wbf`
-can define the default aggregator (``wbf``) next to the fusion it runs, without an import
-cycle: both modules import this one.
+Every aggregator module imports this one and registers its class here
+(:func:`register_aggregator`); importing :mod:`earl_core.fusion` imports them all, so
+:func:`build_aggregator` finds every name: ``na``, ``rater:<id>``, ``mv``
+(:mod:`~earl_core.fusion.aggregators`), ``wbf`` (:mod:`~earl_core.fusion.wbf`, next to the
+fusion it runs), ``em``, ``presence_em`` (:mod:`~earl_core.fusion.em_aggregators`) and
+``bayes`` (:mod:`~earl_core.fusion.bayes`).
 
 Confidence modes (the per-box confidence c; ``docs/aggregators.md``):
 
@@ -30,8 +33,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Union
 
 import numpy as np
 
@@ -42,8 +45,11 @@ __all__ = [
     'CONFIDENCE_MODES',
     'LEGACY_CONFIDENCE_MODES',
     'Aggregator',
+    'ModelAggregator',
     'agreement_confidence',
+    'build_aggregator',
     'check_number',
+    'raters_of',
     'register_aggregator',
     'resolve_confidence',
 ]
@@ -60,6 +66,10 @@ LEGACY_CONFIDENCE_MODES = {
 
 #: name -> Aggregator subclass. ``rater`` is spelled ``rater:<id>`` in a spec string.
 AGGREGATORS: dict[str, type[Aggregator]] = {}
+#: Names shown in error messages, in the order of the documentation.
+_SPELLINGS = ('na', 'rater:<id>', 'mv', 'wbf', 'em', 'presence_em', 'bayes')
+
+AggregatorSpec = Union[str, Mapping]
 
 
 def register_aggregator(name: str):
@@ -183,17 +193,37 @@ def check_number(
     return x
 
 
-def agreement_confidence(t: int, r: int, mode: str) -> float:
-    """c of a box with agreement T = ``t`` among R = ``r`` readers, equal rater weights.
+def agreement_confidence(t: int | np.ndarray, r: int, mode: str) -> float | np.ndarray:
+    """c of boxes with agreement T = ``t`` among R = ``r`` readers, equal rater weights.
 
     ``agreement`` = T; ``agreement_ratio`` = T / R; ``fused_score`` = min(T, R) / R, WBF's
     ``'avg'`` score of a cluster of T boxes with scores and weights 1 (0 when R = 0).
+
+    Args:
+        t (int | np.ndarray): T of one box, or (M,) of several.
+        r (int): R, the raters who read the image.
+        mode (str): ``'agreement'``, ``'agreement_ratio'`` or ``'fused_score'``.
+
+    Returns:
+        float | np.ndarray: c, a float for an int ``t``, else float64 of ``t``'s shape.
+
+    Examples:
+        >>> agreement_confidence(2, 3, 'agreement_ratio'), agreement_confidence(4, 3, 'fused_score')
+        (0.6666666666666666, 1.0)
     """
     if mode == 'agreement':
-        return float(t)
-    if r <= 0:
-        return 0.0
-    return float(t if mode == 'agreement_ratio' else min(t, r)) / float(r)
+        c = t
+    elif r <= 0:
+        c = t * 0
+    else:
+        c = (t if mode == 'agreement_ratio' else np.minimum(t, r)) / r
+    return c.astype(np.float64) if isinstance(c, np.ndarray) else float(c)
+
+
+def raters_of(image: RaterBoxes, members: Sequence[np.ndarray]) -> list[tuple[str, ...]]:
+    """Per group of box indices of ``image``, the raters of its boxes (in box order)."""
+    raters, index = image.raters, image.rater_index
+    return [tuple([raters[x] for x in index[m].tolist()]) for m in members]
 
 
 class Aggregator:
@@ -252,19 +282,6 @@ class Aggregator:
         self.fit(images)
         return [self(im) for im in images]
 
-    def _build_model(self, model_cls: type, params: dict[str, Any]) -> Any:
-        """``model_cls(**params)`` for a model-based aggregator; an unknown argument is a
-        ValueError that names the aggregator."""
-        try:
-            return model_cls(**params)
-        except TypeError as e:
-            raise ValueError(f'aggregator {self.name!r}: {e}') from e
-
-    def _require_fitted(self, model: Any) -> None:
-        """Raise unless ``model`` (a rater model with ``raters_``) is fitted."""
-        if model.raters_ is None:
-            raise ValueError(f'aggregator {self.name!r} must be fitted first: call .fit(images)')
-
     def get_params(self) -> dict[str, Any]:
         """Parameters that reproduce this aggregator with ``build_aggregator``."""
         params = {k: getattr(self, k) for k in self.param_names}
@@ -273,3 +290,119 @@ class Aggregator:
     def __repr__(self) -> str:
         params = ', '.join(f'{k}={v!r}' for k, v in self.get_params().items() if k != 'type')
         return f'{type(self).__name__}({params})'
+
+
+class ModelAggregator(Aggregator):
+    """Base class of the aggregators over a rater model fitted on the dataset (``em``,
+    ``presence_em``, ``bayes``).
+
+    :meth:`fit` fits ``model``; :meth:`fuse_all` fuses each image with the clusters of the
+    fit (one clustering for both). Subclasses set ``model_cls`` and implement :meth:`_fit`
+    and :meth:`_fuse`.
+
+    Args:
+        confidence (str | None): see :class:`Aggregator`.
+        score_mode (str | None): deprecated name of ``confidence``.
+        **model_params: ``model_cls`` arguments; an unknown one is a ValueError naming the
+            aggregator.
+    """
+
+    #: The rater model class (``RaterEM``, ``PresenceEM``, ``BayesRaterModel``).
+    model_cls: ClassVar[type]
+
+    def __init__(
+        self, confidence: str | None = None, score_mode: str | None = None, **model_params: Any
+    ) -> None:
+        super().__init__(confidence, score_mode)
+        try:
+            self.model = self.model_cls(**model_params)
+        except TypeError as e:
+            raise ValueError(f'aggregator {self.name!r}: {e}') from e
+
+    def fit(self, images: Sequence[RaterBoxes]) -> ModelAggregator:
+        self._fit(list(images))
+        return self
+
+    def fuse_all(self, images: Sequence[RaterBoxes]) -> list[FusedBoxes]:
+        """``fit`` on ``images`` then fuse each of them, with the fit's clusters."""
+        images = list(images)
+        return [self._fuse(im, ci) for im, ci in zip(images, self._fit(images))]
+
+    def __call__(self, image: RaterBoxes) -> FusedBoxes:
+        return self._fuse(image)
+
+    def _fit(self, images: list[RaterBoxes]) -> list[Any]:
+        """Fit on ``images``; returns per image its clusters of the fit (None: none kept)."""
+        raise NotImplementedError
+
+    def _fuse(self, image: RaterBoxes, clustered: Any = None) -> FusedBoxes:
+        """Fuse one image, with its clusters of the fit if given (else clustered here)."""
+        raise NotImplementedError
+
+    def _require_fitted(self) -> None:
+        """Raise unless the model is fitted."""
+        if self.model.raters_ is None:
+            raise ValueError(f'aggregator {self.name!r} must be fitted first: call .fit(images)')
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), **self.model.get_params()}
+
+
+def build_aggregator(spec: AggregatorSpec | Aggregator, **params: Any) -> Aggregator:
+    """Build an aggregator from a name or a config dict.
+
+    Args:
+        spec (str | Mapping | Aggregator): ``'na'``, ``'rater:<id>'``, ``'mv'``, ``'wbf'``,
+            ``'em'``, ``'presence_em'``, ``'bayes'``, or a dict with ``type`` set to one of them
+            (``{'type': 'rater', 'rater': 'R8'}`` works too) plus parameters. An
+            Aggregator is returned as is (then ``params`` must be empty).
+        **params: constructor parameters; they override those in a dict spec.
+
+    Returns:
+        Aggregator: a new, unfitted aggregator.
+
+    Raises:
+        ValueError: for an unknown name (listing the valid ones) or invalid parameters.
+
+    Examples:
+        >>> build_aggregator('rater:R8').rater
+        'R8'
+        >>> build_aggregator({'type': 'mv', 'quorum': 2}).quorum
+        2
+    """
+    if isinstance(spec, Aggregator):
+        if params:
+            raise ValueError(f'cannot apply parameters {sorted(params)} to a built {spec!r}')
+        return spec
+    if isinstance(spec, Mapping):
+        cfg = dict(spec)
+        if 'type' not in cfg:
+            raise ValueError(f"aggregator config needs a 'type' key (one of {_SPELLINGS}): {cfg!r}")
+        name = cfg.pop('type')
+        cfg.update(params)
+        params = cfg
+    elif isinstance(spec, str):
+        name = spec
+    else:
+        raise ValueError(
+            f'aggregator spec must be a name or a dict, got {type(spec).__name__}: {spec!r}'
+        )
+    if not isinstance(name, str):
+        raise ValueError(f'aggregator type must be a str, got {name!r}')
+    name = name.strip()
+    if name.startswith('rater:'):
+        rater = name[len('rater:') :]
+        if not rater:
+            raise ValueError("aggregator 'rater:<id>' needs a rater id, e.g. 'rater:R8'")
+        if 'rater' in params and str(params['rater']) != rater:
+            raise ValueError(f'conflicting rater ids {rater!r} and {params["rater"]!r}')
+        params = {**params, 'rater': rater}
+        name = 'rater'
+    if name not in AGGREGATORS:
+        raise ValueError(f'unknown aggregator {name!r}; valid names: {", ".join(_SPELLINGS)}')
+    if name == 'rater' and 'rater' not in params:
+        raise ValueError("aggregator 'rater' needs a rater id: use 'rater:<id>', e.g. 'rater:R8'")
+    try:
+        return AGGREGATORS[name](**params)
+    except TypeError as e:
+        raise ValueError(f'invalid parameters for aggregator {name!r}: {e}') from e

@@ -11,7 +11,7 @@ short:
   (K+1) x (K+1) confusion matrix per rater, each row ~ Dirichlet(alpha_z). The detector in
   the loop is one more rater (it reads every image).
 * **Clusters.** An image's boxes are matched class-agnostically
-  (:func:`~earl_core.fusion.em.cluster_image`, as ``em`` and ``presence_em``); a cluster
+  (:mod:`~earl_core.fusion.rater_model`, as ``em`` and ``presence_em``); a cluster
   is a site at least one reader drew. The sites nobody drew are latent Poisson counts
   (m_iz per image and class), so the truncation "only drawn sites are seen" is modelled
   exactly rather than learnt as a background row from clusters that somebody drew.
@@ -37,29 +37,26 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from earl_core.boxes import box_area, check_iou_thr
-from earl_core.fusion.base import Aggregator, agreement_confidence, register_aggregator
+from earl_core.fusion.base import (
+    ModelAggregator,
+    agreement_confidence,
+    check_number,
+    register_aggregator,
+)
 from earl_core.fusion.cluster_table import bincount_rows
-from earl_core.fusion.em import ClusteredImage, RaterModelBase, cluster_image, cluster_images
-from earl_core.fusion.matching import LINKAGES
+from earl_core.fusion.rater_model import (
+    ClusteredImage,
+    ClusterPosterior,
+    RaterModelBase,
+    box_scale,
+    cluster_image,
+    cluster_images,
+    infer_num_classes,
+    softmax_rows,
+)
 from earl_core.io.coco import FusedBoxes, RaterBoxes
 
 __all__ = ['BayesAggregator', 'BayesPosterior', 'BayesRaterModel']
-
-#: Constructor arguments of :class:`BayesRaterModel`, as reported by ``get_params``.
-_PARAMS = (
-    'num_classes',
-    'iou_thr',
-    'linkage',
-    'max_iter',
-    'tol',
-    'prior_strength',
-    'prior_diag',
-    'prior_miss',
-    'fp_prior',
-    'box_prior_strength',
-    'box_prior_sigma',
-)
 
 
 def _digamma(x: np.ndarray) -> np.ndarray:
@@ -68,20 +65,8 @@ def _digamma(x: np.ndarray) -> np.ndarray:
     return digamma(x)
 
 
-def _softmax_rows(logj: np.ndarray) -> np.ndarray:
-    if logj.shape[0] == 0:
-        return logj.copy()
-    q = np.exp(logj - logj.max(1, keepdims=True))
-    return q / q.sum(1, keepdims=True)
-
-
-def _cluster_scale(boxes: np.ndarray, members: np.ndarray) -> float:
-    """sqrt(area) of the mean box of a cluster, at least 1 px (the box-error unit)."""
-    return float(max(math.sqrt(float(box_area(boxes[members].mean(0)))), 1.0))
-
-
 @dataclass
-class BayesPosterior:
+class BayesPosterior(ClusterPosterior):
     """The model's answer for the clusters of one image.
 
     Args:
@@ -94,13 +79,9 @@ class BayesPosterior:
         box_std (np.ndarray): (J,) float64 posterior std of each fused coordinate, pixels.
     """
 
-    clustered: ClusteredImage
     class_probs: np.ndarray
     boxes: np.ndarray
     box_std: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.class_probs.shape[0])
 
     @property
     def presence(self) -> np.ndarray:
@@ -139,7 +120,7 @@ class _Table:
             for members in ci.clusters:
                 j = len(clu_img)
                 clu_img.append(i)
-                scale.append(_cluster_scale(im.boxes, members))
+                scale.append(float(box_scale(im.boxes[members].mean(0))))
                 for m in members.tolist():
                     box_clu.append(j)
                     box_rater.append(col[str(rids[m])])
@@ -206,15 +187,13 @@ class BayesRaterModel(RaterModelBase):
         n_iter_ (int): iterations run. converged_ (bool): ``tol`` reached.
 
     Examples:
-        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
-        ...                 np.array([1, 1]), np.array(['a', 'b']), ('a', 'b'))
-        >>> model = BayesRaterModel(num_classes=2).fit([im])
-        >>> post = model.posterior(im)
-        >>> model.raters_, post.labels.tolist(), bool(post.presence[0] > 0.5)
-        (('a', 'b'), [1], True)
+        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [1, 0, 11, 10.]]), np.array([0, 0]),
+        ...                 np.array(['a', 'b']), ('a', 'b', 'c'))  # c read it, drew nothing
+        >>> BayesRaterModel(num_classes=1).fit([im]).posterior(im).class_probs.shape
+        (1, 2)
     """
 
-    param_names = _PARAMS
+    param_names = ('prior_miss', 'fp_prior', 'box_prior_strength', 'box_prior_sigma')
 
     def __init__(
         self,
@@ -230,39 +209,23 @@ class BayesRaterModel(RaterModelBase):
         box_prior_strength: float = 2.0,
         box_prior_sigma: float = 0.1,
     ) -> None:
-        def bad(name: str, value: Any, what: str) -> ValueError:
-            return ValueError(f'BayesRaterModel: {name} must be {what}, got {value!r}')
-
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-        ):
-            raise bad('num_classes', num_classes, 'a positive int or None')
-        self.iou_thr = check_iou_thr(iou_thr, 'BayesRaterModel')
-        if linkage not in LINKAGES:
-            raise bad('linkage', linkage, f'one of {LINKAGES}')
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-            raise bad('max_iter', max_iter, 'an int >= 1')
-        checks = (
-            ('tol', tol, lambda v: v > 0, '> 0'),
-            ('prior_strength', prior_strength, lambda v: v > 0, '> 0'),
-            ('prior_diag', prior_diag, lambda v: 0 <= v <= 1, 'in [0, 1]'),
-            ('prior_miss', prior_miss, lambda v: 0 <= v <= 1, 'in [0, 1]'),
-            ('fp_prior', fp_prior, lambda v: 0 < v < 1, 'in (0, 1)'),
-            ('box_prior_strength', box_prior_strength, lambda v: v > 0, '> 0'),
-            ('box_prior_sigma', box_prior_sigma, lambda v: v > 0, '> 0'),
+        self._check_shared(num_classes, iou_thr, linkage, max_iter, tol, prior_strength, prior_diag)
+        where = 'BayesRaterModel'
+        self.prior_miss = check_number(prior_miss, 'prior_miss', where, 0, 1)
+        self.fp_prior = check_number(
+            fp_prior, 'fp_prior', where, 0, 1, open_low=True, open_high=True
         )
-        for name, value, ok, what in checks:
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise bad(name, value, f'a number {what}')
-            if not (math.isfinite(float(value)) and ok(float(value))):
-                raise bad(name, value, what)
-            setattr(self, name, float(value))
+        self.box_prior_strength = check_number(
+            box_prior_strength, 'box_prior_strength', where, 0, open_low=True
+        )
+        self.box_prior_sigma = check_number(
+            box_prior_sigma, 'box_prior_sigma', where, 0, open_low=True
+        )
         if self.prior_diag + self.prior_miss > 1.0:
-            raise bad('prior_diag + prior_miss', self.prior_diag + self.prior_miss, '<= 1')
-        self.num_classes = num_classes
-        self.linkage = linkage
-        self.max_iter = max_iter
-        self.raters_: tuple[str, ...] | None = None
+            raise ValueError(
+                f'{where}: prior_diag + prior_miss must be <= 1, got '
+                f'{self.prior_diag + self.prior_miss!r}'
+            )
 
     # ------------------------------------------------------------------ priors
     def _confusion_prior(self, k: int) -> np.ndarray:
@@ -302,9 +265,7 @@ class BayesRaterModel(RaterModelBase):
             BayesRaterModel: self.
         """
         images = list(images)
-        k = self.num_classes
-        if k is None:
-            k = 1 + max((int(np.max(im.labels)) for im in images if len(im.labels)), default=0)
+        k = infer_num_classes(images, self.num_classes)
         t = _Table(images, k, self.iou_thr, self.linkage)
         if not t.raters:
             raise ValueError('BayesRaterModel.fit: no rater read any image')
@@ -337,7 +298,7 @@ class BayesRaterModel(RaterModelBase):
             lam = n_j / max(n_i - float(g.sum()), 1e-12) if n_i else 0.0
             unseen = lam * g
             # q(z_j).
-            q = _softmax_rows(self._log_joint(t, elog_theta, elog_pi, none))
+            q = softmax_rows(self._log_joint(t, elog_theta, elog_pi, none))
             # q(t_j), q(tau_r).
             box_a, box_b, e_tau = self._box_update(t, q[:, k], e_tau, a0, b0, n_r)
             state = (alpha / alpha.sum(2, keepdims=True), beta / beta.sum(), q, e_tau)
@@ -487,8 +448,8 @@ class BayesRaterModel(RaterModelBase):
         for j, members in enumerate(ci.clusters):
             prec = tau[[col[str(r)] for r in image.rater_ids[members]]]
             boxes[j] = (image.boxes[members] * prec[:, None]).sum(0) / prec.sum()
-            std[j] = _cluster_scale(image.boxes, members) / math.sqrt(prec.sum())
-        return BayesPosterior(ci, _softmax_rows(logj), boxes, std)
+            std[j] = float(box_scale(image.boxes[members].mean(0))) / math.sqrt(prec.sum())
+        return BayesPosterior(ci, softmax_rows(logj), boxes, std)
 
     def summary(self, class_names: Sequence[str] | None = None) -> dict:
         """JSON-serialisable estimates: raters, classes (+ ``'background'``), class_prior,
@@ -518,7 +479,7 @@ class BayesRaterModel(RaterModelBase):
 
 
 @register_aggregator('bayes')
-class BayesAggregator(Aggregator):
+class BayesAggregator(ModelAggregator):
     """The Bayesian rater model (:class:`BayesRaterModel`), then one fused box per cluster.
 
     :meth:`fit` runs the variational EM on the dataset. Each image's class-agnostic
@@ -550,6 +511,7 @@ class BayesAggregator(Aggregator):
         model (BayesRaterModel): the fitted model (confusion_, box_sigma_, ...).
     """
 
+    model_cls = BayesRaterModel
     param_names = ('min_presence', 'detector', 'detector_min_presence')
     confidence_modes: ClassVar[tuple[str, ...]] = (
         'posterior',
@@ -568,40 +530,29 @@ class BayesAggregator(Aggregator):
         score_mode: str | None = None,
         **model_params: Any,
     ) -> None:
-        super().__init__(confidence, score_mode)
-        bounds = (('min_presence', min_presence), ('detector_min_presence', detector_min_presence))
-        for name, v in bounds:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-                raise ValueError(f"aggregator 'bayes': {name} must be in [0, 1], got {v!r}")
+        super().__init__(confidence, score_mode, **model_params)
+        where = "aggregator 'bayes'"
+        self.min_presence = check_number(min_presence, 'min_presence', where, 0, 1)
+        self.detector_min_presence = check_number(
+            detector_min_presence, 'detector_min_presence', where, 0, 1
+        )
         if detector is not None and not isinstance(detector, str):
             raise ValueError(
                 f"aggregator 'bayes': detector must be a rater id (str), got {detector!r}"
             )
-        self.model = self._build_model(BayesRaterModel, model_params)
-        self.min_presence = float(min_presence)
         self.detector = detector
-        self.detector_min_presence = float(detector_min_presence)
 
-    def fit(self, images: Sequence[RaterBoxes]) -> BayesAggregator:
+    def _fit(self, images: list[RaterBoxes]) -> list[ClusteredImage | None]:
         self.model.fit(images)
-        return self
+        clusters = self.model.fit_clusters_  # (of the images someone read)
+        return [clusters.get(i) for i in range(len(images))]
 
     def posterior(
         self, image: RaterBoxes, clustered: ClusteredImage | None = None
     ) -> BayesPosterior:
         """The model's clusters, class distributions (K + 1 columns) and fused boxes."""
-        self._require_fitted(self.model)
+        self._require_fitted()
         return self.model.posterior(image, clustered)
-
-    def fuse_all(self, images: Sequence[RaterBoxes]) -> list[FusedBoxes]:
-        """``fit`` on ``images`` then fuse each of them, with the fit's clusters."""
-        images = list(images)
-        self.fit(images)
-        clusters = self.model.fit_clusters_
-        return [self._fuse(im, clusters.get(i)) for i, im in enumerate(images)]
-
-    def __call__(self, image: RaterBoxes) -> FusedBoxes:
-        return self._fuse(image)
 
     def _fuse(self, image: RaterBoxes, clustered: ClusteredImage | None = None) -> FusedBoxes:
         post = self.posterior(image, clustered)
@@ -638,6 +589,3 @@ class BayesAggregator(Aggregator):
             members=[np.asarray(m, np.int64) for m in members],
             member_raters=list(member_raters),
         )
-
-    def get_params(self) -> dict[str, Any]:
-        return {**super().get_params(), **self.model.get_params()}

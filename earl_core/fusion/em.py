@@ -3,8 +3,8 @@
 The model (also in ``docs/aggregators.md``):
 
 1. **Clusters.** On each image every rater's boxes are clustered class-agnostically
-   (:func:`~earl_core.fusion.matching.cluster_boxes`, IoU > ``iou_thr``, at most one box per
-   rater per cluster). A rater who flips the class of an object therefore lands in the same
+   (:mod:`earl_core.fusion.rater_model`: IoU > ``iou_thr``, at most one box per rater per
+   cluster). A rater who flips the class of an object therefore lands in the same
    cluster as the raters who did not, instead of forming a separate one-rater box as in
    label-wise WBF (docs/aggregators.md).
 2. **Observations.** For cluster j and each rater r who *read* the image, the observation
@@ -53,20 +53,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import NamedTuple
 
 import numpy as np
 
-from earl_core.boxes import box_area, check_iou_thr, paired_box_iou
+from earl_core.boxes import paired_box_iou
 from earl_core.fusion.base import check_number
-from earl_core.fusion.cluster_table import ClusterTable, bincount_rows, build_cluster_table
-from earl_core.fusion.matching import LINKAGES, cluster_boxes, cluster_segments
+from earl_core.fusion.cluster_table import ClusterTable, bincount_rows
+from earl_core.fusion.rater_model import (
+    ClusteredImage,
+    RaterModelBase,
+    box_scale,
+    cluster_image,
+    cluster_images,
+    cluster_tables,
+    clusters_for,
+    confusion_prior,
+    image_table,
+    infer_num_classes,
+    logsumexp_rows,
+    softmax_rows,
+)
 from earl_core.io.coco import RaterBoxes
 
+# The clustering of the images moved to earl_core.fusion.rater_model; its names stay
+# importable from here.
 __all__ = [
     'ClusteredImage',
     'RaterEM',
+    'RaterModelBase',
     'cluster_image',
     'cluster_images',
     'cluster_tables',
@@ -74,216 +89,8 @@ __all__ = [
     'infer_num_classes',
 ]
 
-#: Constructor arguments of :class:`RaterEM`, as reported by :meth:`RaterEM.get_params`.
-_PARAMS = (
-    'num_classes',
-    'iou_thr',
-    'linkage',
-    'max_iter',
-    'tol',
-    'prior_strength',
-    'prior_diag',
-    'box_prior_strength',
-    'box_prior_sigma',
-)
 
-
-@dataclass
-class ClusteredImage:
-    """Class-agnostic clusters of one image.
-
-    Args:
-        clusters (list[np.ndarray]): per cluster, indices into the image's boxes.
-        readers (tuple[str, ...]): raters who read the image, in ``image.raters`` order.
-        box_cluster (np.ndarray): (N,) int64, the cluster of each box.
-        box_reader (np.ndarray): (N,) int64, the reader (position in ``readers``) of each
-            box (``image.rater_index``).
-        box_label (np.ndarray): (N,) int64 labels.
-        num_classes (int): K.
-    """
-
-    clusters: list[np.ndarray]
-    readers: tuple[str, ...]
-    box_cluster: np.ndarray
-    box_reader: np.ndarray
-    box_label: np.ndarray
-    num_classes: int
-
-    @property
-    def observations(self) -> np.ndarray:
-        """(J, len(readers)) int64: the label each reader gave each cluster, K (= no_obj)
-        when the reader has no box in it. Built on demand (clusters x readers): the EM
-        models use the sparse :class:`~earl_core.fusion.cluster_table.ClusterTable`."""
-        obs = np.full((len(self.clusters), len(self.readers)), self.num_classes, np.int64)
-        obs[self.box_cluster, self.box_reader] = self.box_label
-        return obs
-
-
-def cluster_image(
-    image: RaterBoxes, num_classes: int, iou_thr: float = 0.4, linkage: str = 'average'
-) -> ClusteredImage:
-    """Cluster one image's boxes class-agnostically (at most one box per rater per cluster).
-
-    Args:
-        image (RaterBoxes): all raters' boxes of the image.
-        num_classes (int): K; observation K means "no box in this cluster" (no_obj).
-        iou_thr (float): clustering IoU threshold (strict). Defaults to 0.4.
-        linkage (str): see :func:`cluster_boxes`. Defaults to ``'average'``.
-
-    Returns:
-        ClusteredImage: the clusters and, per box, its cluster, reader and label.
-    """
-    labels = image.labels
-    if labels.size and labels.max() >= num_classes:
-        raise ValueError(
-            f'image {image.image_id!r}: label {int(labels.max())} >= num_classes={num_classes}'
-        )
-    clusters = cluster_boxes(image.boxes, image.rater_index, iou_thr, linkage=linkage)
-    box_cluster = np.zeros(len(labels), np.int64)
-    if clusters:
-        sizes = [len(c) for c in clusters]
-        box_cluster[np.concatenate(clusters)] = np.repeat(np.arange(len(clusters)), sizes)
-    return ClusteredImage(
-        clusters=clusters,
-        readers=image.raters,
-        box_cluster=box_cluster,
-        box_reader=image.rater_index,
-        box_label=labels,
-        num_classes=int(num_classes),
-    )
-
-
-def cluster_images(
-    images: Sequence[RaterBoxes], num_classes: int, iou_thr: float = 0.4, linkage: str = 'average'
-) -> list[ClusteredImage]:
-    """:func:`cluster_image` of every image, computed for all images at once
-    (:func:`~earl_core.fusion.matching.cluster_segments`): the same clusters, without a
-    Python loop over the images' boxes.
-
-    Args:
-        images (Sequence[RaterBoxes]): the images.
-        num_classes (int): K.
-        iou_thr (float): clustering IoU threshold (strict). Defaults to 0.4.
-        linkage (str): see :func:`cluster_boxes`. Defaults to ``'average'``.
-
-    Returns:
-        list[ClusteredImage]: per image, as :func:`cluster_image` returns it.
-    """
-    images = list(images)
-    for im in images:
-        if im.labels.size and im.labels.max() >= num_classes:
-            raise ValueError(
-                f'image {im.image_id!r}: label {int(im.labels.max())} >= num_classes={num_classes}'
-            )
-    sizes = np.fromiter((len(im) for im in images), np.int64, count=len(images))
-    if not sizes.sum():
-        return [cluster_image(im, num_classes, iou_thr, linkage) for im in images]
-    cid = cluster_segments(
-        np.concatenate([im.boxes for im in images]),
-        sizes,
-        np.concatenate([im.rater_index for im in images]),
-        iou_thr,
-        None,
-        linkage,
-    )
-    box_start = np.cumsum(sizes) - sizes
-    # Clusters are numbered image by image: image i holds clusters first[i]..first[i+1]-1.
-    n_cl = np.zeros(len(images), np.int64)
-    has = sizes > 0
-    n_cl[has] = np.maximum.reduceat(cid, box_start[has]) - cid[box_start[has]] + 1
-    first = np.cumsum(n_cl) - n_cl
-    order = np.argsort(cid, kind='stable')  # box indices cluster by cluster, ascending
-    local = order - np.repeat(box_start, sizes)[order]
-    members = np.split(local, np.cumsum(np.bincount(cid))[:-1])
-    out = []
-    for i, im in enumerate(images):
-        f, m = int(first[i]), int(n_cl[i])
-        out.append(
-            ClusteredImage(
-                clusters=members[f : f + m],
-                readers=im.raters,
-                box_cluster=cid[box_start[i] : box_start[i] + sizes[i]] - f,
-                box_reader=im.rater_index,
-                box_label=im.labels,
-                num_classes=int(num_classes),
-            )
-        )
-    return out
-
-
-def infer_num_classes(images: Sequence[RaterBoxes], num_classes: int | None) -> int:
-    """K: ``num_classes``, or 1 + the largest label of ``images`` when it is None."""
-    if num_classes is not None:
-        return num_classes
-    return 1 + max((int(np.max(im.labels)) for im in images if len(im.labels)), default=0)
-
-
-def _clusters_for(
-    images: list[RaterBoxes],
-    clustered: Sequence[ClusteredImage] | None,
-    k: int,
-    iou_thr: float,
-    linkage: str,
-) -> list[ClusteredImage]:
-    """``clustered`` checked against ``images``, or the images clustered now."""
-    if clustered is None:
-        return cluster_images(images, k, iou_thr, linkage)
-    clustered = list(clustered)
-    if len(clustered) != len(images):
-        raise ValueError(f'{len(clustered)} clustered images for {len(images)} images')
-    for im, ci in zip(images, clustered):
-        if ci.num_classes != k or ci.box_cluster.shape[0] != len(im):
-            raise ValueError(
-                f'image {im.image_id!r}: its clusters were made for another image or another '
-                f'number of classes ({ci.num_classes}, not {k})'
-            )
-    return clustered
-
-
-def cluster_tables(
-    clustered: Sequence[ClusteredImage], columns: Sequence[np.ndarray], num_columns: int, k: int
-) -> ClusterTable:
-    """The :class:`ClusterTable` of clustered images whose readers have the given columns.
-
-    Args:
-        clustered (Sequence[ClusteredImage]): the images' clusters.
-        columns (Sequence[np.ndarray]): per image, (R_i,) int64 column of each reader.
-        num_columns (int): C.
-        k (int): K.
-    """
-    return build_cluster_table(
-        k,
-        num_columns,
-        columns,
-        [ci.box_cluster for ci in clustered],
-        [ci.box_reader for ci in clustered],
-        [ci.box_label for ci in clustered],
-        [len(ci.clusters) for ci in clustered],
-    )
-
-
-def image_table(ci: ClusteredImage) -> ClusterTable:
-    """The :class:`ClusterTable` of one image, its readers as the columns, one pattern per
-    cluster (no compression: a posterior is computed once per cluster anyway)."""
-    n, n_cl = len(ci.readers), len(ci.clusters)
-    return ClusterTable(
-        k=ci.num_classes,
-        num_columns=n,
-        set_images=np.ones(1),
-        set_size=np.array([n], np.int64),
-        pair_set=np.zeros(n, np.int64),
-        pair_column=np.arange(n, dtype=np.int64),
-        pattern_set=np.zeros(n_cl, np.int64),
-        pattern_count=np.ones(n_cl),
-        entry_pattern=ci.box_cluster,
-        entry_column=ci.box_reader,
-        entry_label=ci.box_label,
-        cluster_pattern=np.arange(n_cl, dtype=np.int64),
-    )
-
-
-@dataclass
-class _SharedBoxes:
+class _SharedBoxes(NamedTuple):
     """The boxes of the clusters with >= 2 boxes (the box model learns from those).
 
     Args:
@@ -291,16 +98,14 @@ class _SharedBoxes:
         column (np.ndarray): (E,) rater column of each box.
         boxes (np.ndarray): (E, 4) xyxy.
         global_cluster (np.ndarray): (J_s,) each cluster's index among all clusters.
+        num_clusters (int): J_s.
     """
 
     cluster: np.ndarray
     column: np.ndarray
     boxes: np.ndarray
     global_cluster: np.ndarray
-
-    @property
-    def num_clusters(self) -> int:
-        return int(self.global_cluster.shape[0])
+    num_clusters: int
 
 
 def _shared_boxes(
@@ -317,53 +122,15 @@ def _shared_boxes(
         offset += len(ci.clusters)
     if not cl:
         z = np.zeros(0, np.int64)
-        return _SharedBoxes(z, z, np.zeros((0, 4)), z)
+        return _SharedBoxes(z, z, np.zeros((0, 4)), z, 0)
     glob, compact = np.unique(np.concatenate(cl), return_inverse=True)
     return _SharedBoxes(
         compact.reshape(-1).astype(np.int64),
         np.concatenate(col).astype(np.int64),
         np.concatenate(bx),
         glob.astype(np.int64),
+        int(glob.shape[0]),
     )
-
-
-def _box_scale(boxes: np.ndarray) -> np.ndarray:
-    """sqrt(area) of xyxy boxes, at least 1 px (object size used to normalise errors)."""
-    return np.maximum(np.sqrt(box_area(boxes)), 1.0)
-
-
-class RaterModelBase:
-    """What the rater models (:class:`RaterEM`, ``PresenceEM``, ``BayesRaterModel``)
-    share: the fitted check, ``summary``'s class names and :meth:`get_params`.
-
-    A subclass lists its constructor arguments in ``param_names`` and sets ``raters_`` (None
-    until fitted) and, once fitted, ``num_classes_``.
-    """
-
-    #: Constructor arguments, as reported by :meth:`get_params`.
-    param_names: ClassVar[tuple[str, ...]] = ()
-    raters_: tuple[str, ...] | None
-    num_classes_: int
-
-    @property
-    def fitted(self) -> bool:
-        return self.raters_ is not None
-
-    def _check_fitted(self) -> None:
-        if not self.fitted:
-            raise ValueError(f'{type(self).__name__} is not fitted: call fit(images) first')
-
-    def _class_names(self, class_names: Sequence[str] | None) -> list[str]:
-        """``num_classes_`` names as str: ``class_names`` or ``'0'..'K-1'``."""
-        k = self.num_classes_
-        names = [str(i) for i in range(k)] if class_names is None else [str(n) for n in class_names]
-        if len(names) != k:
-            raise ValueError(f'class_names has {len(names)} names for {k} classes')
-        return names
-
-    def get_params(self) -> dict:
-        """Constructor arguments (for logging / the fused file's ``info``)."""
-        return {name: getattr(self, name) for name in self.param_names}
 
 
 class RaterEM(RaterModelBase):
@@ -419,7 +186,7 @@ class RaterEM(RaterModelBase):
         (('a', 'b'), [1])
     """
 
-    param_names = _PARAMS
+    param_names = ('box_prior_strength', 'box_prior_sigma')
 
     def __init__(
         self,
@@ -433,51 +200,13 @@ class RaterEM(RaterModelBase):
         box_prior_strength: float = 2.0,
         box_prior_sigma: float = 0.1,
     ) -> None:
-        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
-            raise ValueError(f'num_classes must be a positive int or None, got {num_classes!r}')
-        iou_thr = check_iou_thr(iou_thr, 'RaterEM')
-        if linkage not in LINKAGES:
-            raise ValueError(f'linkage must be one of {LINKAGES}, got {linkage!r}')
-        if not isinstance(max_iter, int) or max_iter < 1:
-            raise ValueError(f'max_iter must be an int >= 1, got {max_iter!r}')
-        self.num_classes = num_classes
-        self.iou_thr = iou_thr
-        self.linkage = linkage
-        self.max_iter = max_iter
-        self.tol = check_number(tol, 'tol', 'RaterEM', 0, open_low=True)
-        self.prior_strength = check_number(
-            prior_strength, 'prior_strength', 'RaterEM', 0, open_low=True
-        )
-        self.prior_diag = check_number(prior_diag, 'prior_diag', 'RaterEM', 0, 1)
+        self._check_shared(num_classes, iou_thr, linkage, max_iter, tol, prior_strength, prior_diag)
         self.box_prior_strength = check_number(
             box_prior_strength, 'box_prior_strength', 'RaterEM', 0
         )
         self.box_prior_sigma = check_number(
             box_prior_sigma, 'box_prior_sigma', 'RaterEM', 0, open_low=True
         )
-        self.raters_: tuple[str, ...] | None = None
-        self._with_mean: tuple[np.ndarray, ...] | None = None
-
-    # ------------------------------------------------------------------ helpers
-    def _prior_rows(self, k1: int) -> np.ndarray:
-        """Dirichlet pseudo-counts (K+1, K+1): prior_diag on the diagonal, rest even."""
-        off = (1.0 - self.prior_diag) / max(k1 - 1, 1)
-        alpha = np.full((k1, k1), off)
-        np.fill_diagonal(alpha, self.prior_diag if k1 > 1 else 1.0)
-        return alpha * self.prior_strength
-
-    def _rater_params(self, readers: Sequence[str]) -> tuple[np.ndarray, ...]:
-        """theta (C, K+1, K+1), lambda (C,), phi (C, K) of the given raters; a rater not seen
-        in fit gets the mean of the fitted raters (a typical rater)."""
-        if self._with_mean is None:  # the fitted raters, then the mean rater
-            self._with_mean = tuple(
-                np.concatenate([a, a.mean(0, keepdims=True)])
-                for a in (self.confusion_, self.fp_rate_, self.fp_label_dist_)
-            )
-        n_r = len(self.raters_)
-        get = self._rater_index.get
-        idx = np.fromiter((get(r, n_r) for r in readers), np.int64, count=len(readers))
-        return tuple(a[idx] for a in self._with_mean)
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -500,17 +229,8 @@ class RaterEM(RaterModelBase):
         images = list(images)
         k = infer_num_classes(images, self.num_classes)
         k1 = k + 1
-        raters = sorted({r for im in images for r in im.raters})
-        if not raters:
-            raise ValueError('RaterEM.fit: no rater read any image')
-        col = {r: i for i, r in enumerate(raters)}
+        raters, col, columns, clustered, table = self._fit_table(images, clustered, k)
         n_r = len(raters)
-        columns = [
-            np.fromiter((col[r] for r in im.raters), np.int64, count=len(im.raters))
-            for im in images
-        ]
-        clustered = _clusters_for(images, clustered, k, self.iou_thr, self.linkage)
-        table = cluster_tables(clustered, columns, n_r, k)
         box = _shared_boxes(images, clustered, columns)
         del clustered
         n_read = table.images_read()
@@ -522,7 +242,7 @@ class RaterEM(RaterModelBase):
         box_pattern = table.cluster_pattern[box.global_cluster]  # (J_s,)
 
         q = self._init_posterior(table, k1)
-        alpha = self._prior_rows(k1)
+        alpha = confusion_prior(k1, self.prior_diag, self.prior_strength)
         sigma = np.full(n_r, self.box_prior_sigma)
         theta = np.zeros((n_r, k1, k1))
         pi = np.full(k1, 1.0 / k1)
@@ -549,7 +269,7 @@ class RaterEM(RaterModelBase):
             new_sigma = self._box_m_step(box, sigma, 1.0 - q[box_pattern, k])
             # E-step.
             logj = self._log_joint(table, np.log(new_pi), new_theta, new_lam, new_phi)
-            q = self._normalise(logj)
+            q = softmax_rows(logj)
             delta = max(
                 float(np.abs(new_theta - theta).max()),
                 float(np.abs(new_pi - pi).max()),
@@ -563,17 +283,12 @@ class RaterEM(RaterModelBase):
                 break
 
         logj = self._log_joint(table, np.log(pi), theta, lam, phi)
-        if table.num_patterns:
-            mx = logj.max(1)
-            lse = mx + np.log(np.exp(logj - mx[:, None]).sum(1))
-            self.log_likelihood_ = float((lse * count).sum())
-        else:
-            self.log_likelihood_ = 0.0
+        self.log_likelihood_ = float((logsumexp_rows(logj) * count).sum())
         final_counts = self._expected_counts(table, q)
 
-        self.raters_ = tuple(raters)
+        self.raters_ = raters
         self._rater_index = col
-        self._with_mean: tuple[np.ndarray, ...] | None = None
+        self._with_mean = None
         self.num_classes_ = k
         self.class_prior_ = pi
         self.confusion_ = theta
@@ -621,13 +336,6 @@ class RaterEM(RaterModelBase):
         read = table.per_column(table.set_total(q))  # (C, K+1)
         counts[:, :, k] = np.maximum(read - drawn.sum(1), 0.0)
         return counts
-
-    @staticmethod
-    def _normalise(logj: np.ndarray) -> np.ndarray:
-        if logj.shape[0] == 0:
-            return logj.copy()
-        q = np.exp(logj - logj.max(1, keepdims=True))
-        return q / q.sum(1, keepdims=True)
 
     @staticmethod
     def _log_joint(
@@ -679,7 +387,7 @@ class RaterEM(RaterModelBase):
             return sigma.copy()
         t, var = self._consensus(box, sigma)[:2]
         cl = box.cluster
-        e = (box.boxes - t[cl]) / _box_scale(t)[cl, None]
+        e = (box.boxes - t[cl]) / box_scale(t)[cl, None]
         sq = (e**2).sum(1) + 4.0 * var[cl]  # (E,)
         wj = w[cl]
         n_r = sigma.shape[0]
@@ -729,14 +437,16 @@ class RaterEM(RaterModelBase):
         """
         self._check_fitted()
         k = self.num_classes_
-        ci = _clusters_for([image], None if clustered is None else [clustered], k,
-                           self.iou_thr, self.linkage)[0]  # fmt: skip
+        ci = clusters_for([image], None if clustered is None else [clustered], k,
+                          self.iou_thr, self.linkage)[0]  # fmt: skip
         if len(ci.clusters) == 0:
             return ci, np.zeros((0, k + 1))
         table = image_table(ci)
-        theta, lam, phi = self._rater_params(ci.readers)
+        theta, lam, phi = self._typical_rows(
+            ci.readers, self.confusion_, self.fp_rate_, self.fp_label_dist_
+        )
         logj = self._log_joint(table, np.log(self.class_prior_), theta, lam, phi)
-        return ci, self._normalise(logj)[table.cluster_pattern]
+        return ci, softmax_rows(logj)[table.cluster_pattern]
 
     def rater_weights(self, kind: str = 'box') -> dict[str, float]:
         """Per-rater weights derived from the fit.

@@ -24,6 +24,7 @@ from earl_core.boxes import as_boxes, box_iou, check_iou_thr, paired_box_iou
 __all__ = [
     'LINKAGES',
     'cluster_boxes',
+    'cluster_ids',
     'cluster_segments',
     'iou_pairs',
     'match_boxes',
@@ -209,6 +210,16 @@ def _components_small(
     size = np.bincount(comp)
     edges = np.bincount(comp, weights=adj.sum(1)) / 2
     return comp, edges == size * (size - 1) // 2
+
+
+def cluster_ids(clusters: list[np.ndarray], n: int) -> np.ndarray:
+    """(n,) int64: the cluster of each of ``n`` boxes, from clusters as index arrays (as
+    :func:`cluster_boxes` returns them; every box in one cluster)."""
+    out = np.zeros(n, np.int64)
+    if clusters:
+        sizes = [len(c) for c in clusters]
+        out[np.concatenate(clusters)] = np.repeat(np.arange(len(clusters)), sizes)
+    return out
 
 
 def _check_cluster_args(

@@ -11,8 +11,8 @@ The model (equations and its limits in ``docs/presence_em.md``):
   propensity); either box is labelled l with probability pi_r[y, l] (confusion; y the
   class, or the apparent class a). Raters are independent given the site.
 * **Clusters.** The boxes of an image are clustered class-agnostically exactly as in
-  :mod:`earl_core.fusion.em` (:func:`~earl_core.fusion.em.cluster_image`); a cluster is one
-  site, with a latent presence z (1 = real object, 0 = spurious) and, if present, a class y.
+  :mod:`earl_core.fusion.em` (:mod:`earl_core.fusion.rater_model`); a cluster is one site,
+  with a latent presence z (1 = real object, 0 = spurious) and, if present, a class y.
   Only sites on which at least one reader drew a box become clusters (truncation); with
   Poisson sites this is exact: the clusters of each kind are again Poisson with means
   ``mu * (1 - prod_r (1 - s_r))`` and ``nu * (1 - prod_r (1 - f_r))``, and the posterior of
@@ -35,18 +35,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from earl_core.boxes import check_iou_thr
 from earl_core.fusion.base import check_number
 from earl_core.fusion.cluster_table import ClusterTable, bincount_rows
-from earl_core.fusion.em import (
+from earl_core.fusion.rater_model import (
     ClusteredImage,
+    ClusterPosterior,
     RaterModelBase,
-    _clusters_for,
-    cluster_tables,
+    clusters_for,
+    confusion_prior,
     image_table,
     infer_num_classes,
+    logsumexp_rows,
 )
-from earl_core.fusion.matching import LINKAGES
 from earl_core.io.coco import RaterBoxes
 
 __all__ = ['CONFIDENCE_MODES', 'PresenceEM', 'PresencePosterior']
@@ -54,23 +54,10 @@ __all__ = ['CONFIDENCE_MODES', 'PresenceEM', 'PresencePosterior']
 #: Confidence modes of :meth:`PresencePosterior.confidence`: ``'presence'`` c = P(z = 1),
 #: ``'posterior'`` c = P(z = 1) * max_y P(y | z = 1) = max_y P(z = 1, y).
 CONFIDENCE_MODES = ('presence', 'posterior')
-#: Constructor arguments, as reported by :meth:`PresenceEM.get_params`.
-_PARAMS = (
-    'num_classes',
-    'iou_thr',
-    'linkage',
-    'max_iter',
-    'tol',
-    'sensitivity_prior',
-    'fp_prior',
-    'rate_prior_strength',
-    'prior_strength',
-    'prior_diag',
-)
 
 
 @dataclass
-class PresencePosterior:
+class PresencePosterior(ClusterPosterior):
     """Posterior of the clusters of one image.
 
     Args:
@@ -80,12 +67,8 @@ class PresencePosterior:
             to 1.
     """
 
-    clustered: ClusteredImage
     presence: np.ndarray
     label_posterior: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.presence.shape[0])
 
     @property
     def labels(self) -> np.ndarray:
@@ -158,17 +141,9 @@ def _log_joint(t: ClusterTable, p: _Params) -> np.ndarray:
     return np.concatenate([obj + labels, spur + labels], axis=1)
 
 
-def _logsumexp(a: np.ndarray) -> np.ndarray:
-    """Row-wise log-sum-exp of a (J, M) array, (J,)."""
-    if a.shape[0] == 0:
-        return np.zeros(0)
-    mx = a.max(1, keepdims=True)
-    return (mx + np.log(np.exp(a - mx).sum(1, keepdims=True)))[:, 0]
-
-
 def _normalise(logj: np.ndarray) -> np.ndarray:
     """Softmax of each row."""
-    return np.exp(logj - _logsumexp(logj)[:, None])
+    return np.exp(logj - logsumexp_rows(logj)[:, None])
 
 
 class PresenceEM(RaterModelBase):
@@ -224,7 +199,7 @@ class PresenceEM(RaterModelBase):
         (('a', 'b'), [1], True)
     """
 
-    param_names = _PARAMS
+    param_names = ('sensitivity_prior', 'fp_prior', 'rate_prior_strength')
 
     def __init__(
         self,
@@ -240,9 +215,8 @@ class PresenceEM(RaterModelBase):
         max_iter: int = 1000,
         tol: float = 1e-5,
     ) -> None:
+        self._check_shared(num_classes, iou_thr, linkage, max_iter, tol, prior_strength, prior_diag)
         where = 'PresenceEM'
-        self.iou_thr = check_iou_thr(iou_thr, where)
-        self.tol = check_number(tol, 'tol', where, 0, open_low=True)
         self.sensitivity_prior = check_number(
             sensitivity_prior, 'sensitivity_prior', where, 0, 1, open_low=True, open_high=True
         )
@@ -252,34 +226,11 @@ class PresenceEM(RaterModelBase):
         self.rate_prior_strength = check_number(
             rate_prior_strength, 'rate_prior_strength', where, 0, open_low=True
         )
-        self.prior_strength = check_number(
-            prior_strength, 'prior_strength', where, 0, open_low=True
-        )
-        self.prior_diag = check_number(prior_diag, 'prior_diag', where, 0, 1)
-        others = dict(
-            num_classes=(
-                num_classes,
-                num_classes is None or (isinstance(num_classes, int) and num_classes >= 1),
-                'a positive int or None',
-            ),
-            linkage=(linkage, linkage in LINKAGES, f'one of {LINKAGES}'),
-            max_iter=(max_iter, isinstance(max_iter, int) and max_iter >= 1, 'an int >= 1'),
-        )
-        for name, (value, ok, what) in others.items():
-            if not ok:
-                raise ValueError(f'PresenceEM: {name} must be {what}, got {value!r}')
-            setattr(self, name, value)
-        self.raters_: tuple[str, ...] | None = None
-        self._with_mean: tuple[np.ndarray, ...] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _confusion_prior(self, k: int) -> np.ndarray:
         """Dirichlet pseudo-counts (K, K): prior_diag on the diagonal, the rest even."""
-        if k == 1:
-            return np.full((1, 1), self.prior_strength)
-        alpha = np.full((k, k), (1.0 - self.prior_diag) / (k - 1))
-        np.fill_diagonal(alpha, self.prior_diag)
-        return alpha * self.prior_strength
+        return confusion_prior(k, self.prior_diag, self.prior_strength)
 
     def _beta(self, mean: float) -> tuple[float, float]:
         return self.rate_prior_strength * mean, self.rate_prior_strength * (1.0 - mean)
@@ -336,7 +287,7 @@ class PresenceEM(RaterModelBase):
         :func:`_log_joint` of the parameters ``p``."""
         k = p.class_prior.shape[0]
         n_img = t.set_images
-        ll = float((_logsumexp(logj) * t.pattern_count).sum())
+        ll = float((logsumexp_rows(logj) * t.pattern_count).sum())
         ll -= p.mu * (n_img * (1.0 - self._no_draw(t, p.sens))).sum()
         ll -= p.nu * (n_img * (1.0 - self._no_draw(t, p.fp))).sum()
         lp = 0.5 * math.log(p.mu) - p.mu + 0.5 * math.log(p.nu) - p.nu
@@ -361,7 +312,7 @@ class PresenceEM(RaterModelBase):
             images (Sequence[RaterBoxes]): the multi-rater dataset (images nobody drew on
                 count: they are evidence of misses and of no false positive).
             clustered (Sequence[ClusteredImage] | None): the images' clusters, made by
-                :func:`~earl_core.fusion.em.cluster_image` with this model's K, ``iou_thr``
+                :func:`~earl_core.fusion.rater_model.cluster_image` with this model's K, ``iou_thr``
                 and ``linkage``. None: clustered here.
 
         Returns:
@@ -371,17 +322,8 @@ class PresenceEM(RaterModelBase):
         if not images:
             raise ValueError('PresenceEM.fit: no images')
         k = infer_num_classes(images, self.num_classes)
-        raters = tuple(sorted({r for im in images for r in im.raters}))
-        if not raters:
-            raise ValueError('PresenceEM.fit: no rater read any image')
-        col = {r: i for i, r in enumerate(raters)}
+        raters, col, _, clustered, table = self._fit_table(images, clustered, k)
         n_r = len(raters)
-        columns = [
-            np.fromiter((col[r] for r in im.raters), np.int64, count=len(im.raters))
-            for im in images
-        ]
-        clustered = _clusters_for(images, clustered, k, self.iou_thr, self.linkage)
-        table = cluster_tables(clustered, columns, n_r, k)
         del clustered
         params = _Params(
             mu=1.0,
@@ -418,7 +360,7 @@ class PresenceEM(RaterModelBase):
         self.raters_ = raters
         self._rater_index = col
         self._params = params
-        self._with_mean: tuple[np.ndarray, ...] | None = None
+        self._with_mean = None
         self.num_classes_ = k
         self.object_rate_ = params.mu
         self.spurious_rate_ = params.nu
@@ -441,14 +383,7 @@ class PresenceEM(RaterModelBase):
         """Parameters with rater arrays in ``readers`` order; a rater not seen in fit gets
         the mean of the fitted raters (a typical rater)."""
         p = self._params
-        if self._with_mean is None:  # the fitted raters, then the mean rater
-            self._with_mean = tuple(
-                np.concatenate([a, a.mean(0, keepdims=True)]) for a in (p.sens, p.fp, p.confusion)
-            )
-        n_r = len(self.raters_)
-        get = self._rater_index.get
-        idx = np.fromiter((get(r, n_r) for r in readers), np.int64, count=len(readers))
-        sens, fp, confusion = (a[idx] for a in self._with_mean)
+        sens, fp, confusion = self._typical_rows(readers, p.sens, p.fp, p.confusion)
         return _Params(p.mu, p.nu, p.class_prior, sens, fp, confusion, p.spurious_prior)
 
     def posterior(
@@ -466,8 +401,8 @@ class PresenceEM(RaterModelBase):
         """
         self._check_fitted()
         k = self.num_classes_
-        ci = _clusters_for([image], None if clustered is None else [clustered], k,
-                           self.iou_thr, self.linkage)[0]  # fmt: skip
+        ci = clusters_for([image], None if clustered is None else [clustered], k,
+                          self.iou_thr, self.linkage)[0]  # fmt: skip
         if not ci.clusters:
             return PresencePosterior(ci, np.zeros(0), np.zeros((0, k)))
         table = image_table(ci)

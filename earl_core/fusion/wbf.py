@@ -1,73 +1,19 @@
-"""Weighted boxes fusion (WBF), the paper's rater fusion and the ``wbf`` aggregator.
+"""The paper's rater fusion by weighted boxes fusion (WBF), and the ``wbf`` aggregator.
 
-Three entry points share one clustering implementation (:func:`_fuse`), which also records
-which input boxes formed each fused box:
-
-* :func:`weighted_boxes_fusion`: a drop-in for ``ensemble_boxes.weighted_boxes_fusion``
-  1.0.9 (same signature, argument order and results within 1e-6 on normalised input, every
-  ``conf_type``), which also takes pixel coordinates and raises on bad input.
 * :func:`fuse_raters`: the paper's truth inference for one image (Algorithm 1): one "model"
   per rater, every box score 1, per-rater weight = proficiency p_r; returns the fused boxes
   (:class:`FusedBoxes`) with agreement T (distinct raters in the cluster), R (raters who
   read the image), the confidence c, and the membership of every fused box.
 * :class:`WBFAggregator`: :func:`fuse_raters` behind the aggregator interface (``'wbf'``,
-  the default aggregator of the package).
+  the default aggregator of the package); its parameters are checked once, when it is
+  built.
 
-The algorithm (ensemble-boxes semantics, replicated on purpose because they change results):
-
-1. Pre-filter, per box in input order (model 0's boxes, then model 1's, ...): drop it if
-   ``score < skip_box_thr`` (strict, so a score equal to the threshold stays; compared in
-   the scores' dtype, as ensemble-boxes); swap x1/x2 (y1/y2) when x2 < x1; drop it if
-   ``(x2 - x1) * (y2 - y1) == 0``. Each kept box carries ``s * w`` (score times its
-   model's weight).
-2. Per label, in order of first appearance: order the boxes by ``s * w`` descending as
-   ensemble-boxes does (``np.argsort(...)[::-1]`` over the boxes in input order, so exact
-   ties come out in numpy's argsort order; with distinct values that is plain descending
-   order).
-3. Greedy clustering: each box joins the existing cluster whose *current fused box* has the
-   highest IoU with it, if that IoU is strictly greater than ``iou_thr`` (the first such
-   cluster on an exact IoU tie); otherwise it starts a new cluster. Boxes of one model may
-   join one cluster several times.
-4. Fused box of a cluster: sum(s_i w_i box_i) / sum(s_i w_i) (a one-box cluster keeps its
-   box), and this box is what later boxes are matched against.
-5. Cluster score, with M models, weights w, n = boxes in the cluster (not distinct models),
-   ``mean`` = mean of s_i w_i, ``first`` = max of s_i w_i, ``wsum`` = sum of the members'
-   w_i:
-
-   * ``avg``: mean * min(M, n) / sum(w); with ``allows_overflow=True``: mean * n / sum(w)
-     (> 1 possible when one model puts several boxes in a cluster, ensemble-boxes #40);
-   * ``max``: first / max(w);
-   * ``box_and_model_avg``: mean * n / wsum * sum(w of the distinct models) / sum(w);
-   * ``absent_model_aware_avg``: mean * n / (wsum + sum(w of the absent models)).
-6. Output: all labels' fused boxes in (label, creation) order, then sorted by score
-   descending with ``np.argsort(...)[::-1]`` (ties in numpy's order, as ensemble-boxes).
-
-Where :func:`weighted_boxes_fusion` differs from ensemble-boxes 1.0.9 on purpose:
-
-* Fused boxes and scores are computed in float64; ensemble-boxes accumulates the fused box
-  in a float32 array. Coordinates and scores therefore differ by about 1e-7 (relative),
-  and a matching decision can differ only when an IoU lies that close to ``iou_thr``.
-* Coordinates are never clipped unless ``clip=True``. WBF is scale-invariant (IoU, weighted
-  means and the zero-area test do not depend on the unit), so pixel boxes fuse as the same
-  boxes divided by the image size; ensemble-boxes instead clips to [0, 1] with a warning,
-  which collapses pixel boxes. There is no auto-detection: on input inside [0, 1] clipping
-  changes nothing, and ``clip=True`` reproduces ensemble-boxes on normalised input that
-  leaks slightly outside [0, 1].
-* Bad input raises ``ValueError`` naming the model and box: list lengths that differ, boxes
-  not (N, 4), NaN/inf, scores outside [0, 1], non-integral labels, weights that are not
-  finite and > 0 or of the wrong length (ensemble-boxes prints and calls ``exit()``, or
-  resets the weights to 1), unknown ``conf_type``, ``iou_thr`` outside [0, 1) (the range
-  of every IoU threshold of the package). Scores and labels checks catch swapped
-  arguments, except when every label is 0 or 1 and every score is exactly 0 or 1.
-* A cluster whose boxes all have score 0 (possible only with ``skip_box_thr=0``) gets the
-  plain mean of its boxes; ensemble-boxes divides by zero and returns NaN coordinates.
-* One warning per call (not per box) for swapped corners and for dropped zero-area boxes.
-* Never prints, never exits, does not import numba.
-
-:func:`fuse_raters` uses the same algorithm with scores 1; since all boxes then tie on
-score, its default ``tie_break='geometry'`` orders tied boxes by their coordinates instead
-of numpy's argsort order, so that the result does not depend on the order of the input
-(``tie_break='input'`` gives ensemble-boxes' boxes).
+Both run the WBF engine of :mod:`earl_core.fusion.wbf_engine` (the algorithm, its
+ensemble-boxes semantics and :func:`weighted_boxes_fusion`, re-exported here), and check
+their parameters with its :func:`~earl_core.fusion.wbf_engine.check_wbf_params`. With
+scores 1 all boxes tie on score, so the default ``tie_break='geometry'`` orders tied boxes
+by their coordinates instead of numpy's argsort order, so that the result does not depend
+on the order of the input (``tie_break='input'`` gives ensemble-boxes' boxes).
 
 Differences from the authors' released code (github huyhieupham/learning-from-multiple-
 annotators; see docs/aggregators.md): they call
@@ -86,14 +32,28 @@ actually read the image.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from earl_core.boxes import check_iou_thr, paired_box_iou
-from earl_core.fusion.base import Aggregator, check_number, register_aggregator, resolve_confidence
+from earl_core.fusion.base import (
+    Aggregator,
+    agreement_confidence,
+    check_number,
+    register_aggregator,
+    resolve_confidence,
+)
+from earl_core.fusion.wbf_engine import (
+    CONF_TYPES,
+    TIE_BREAKS,
+    PreparedBoxes,
+    WBFParams,
+    check_wbf_params,
+    fuse_prepared,
+    prefilter,
+    weighted_boxes_fusion,
+)
 from earl_core.io.coco import FusedBoxes, RaterBoxes
 
 __all__ = [
@@ -104,521 +64,25 @@ __all__ = [
     'weighted_boxes_fusion',
 ]
 
-#: ``conf_type`` values of ensemble-boxes' ``weighted_boxes_fusion``.
-CONF_TYPES = ('avg', 'max', 'box_and_model_avg', 'absent_model_aware_avg')
-#: ``tie_break`` values of :func:`fuse_raters`.
-TIE_BREAKS = ('geometry', 'input')
 #: Confidence modes of :func:`fuse_raters` (see :mod:`earl_core.fusion.base`).
 _CONFIDENCE_MODES = ('agreement', 'agreement_ratio', 'fused_score')
 
-# Coordinates beyond this are rejected: areas of such boxes overflow, and they are no pixels.
-_COORD_LIMIT = 1e30
-# Clusters of one label from which a new box's IoU against every current fused box is
-# computed with box_ops.paired_box_iou instead of the Python loop of _cluster. Measured
-# (2-core x86-64, numpy 2.4): the loop takes 0.6 us for 1 cluster, 2 us for 8, 7 us for
-# 24, 14 us for 48; one numpy call 17-19 us whatever the count. Annotated images have a
-# few clusters per label, so the loop is what runs.
-_VECTOR_MIN_CLUSTERS = 48
-# numpy's argsort permutation of an all-equal array of length n, reversed (computed once
-# per n by numpy itself, so it is whatever ensemble-boxes gets on this machine).
-_TIE_PERMS: dict[int, list[int]] = {}
 
-
-# ---------------------------------------------------------------------------- validation
-def _check_params(iou_thr: Any, skip_box_thr: Any, conf_type: Any) -> float:
-    if conf_type not in CONF_TYPES:
-        raise ValueError(f'conf_type must be one of {CONF_TYPES}, got {conf_type!r}')
-    # Scores lie in [0, 1] (rater boxes score 1): a threshold above 1 would drop every box
-    # and leave every image empty without a word.
-    if isinstance(skip_box_thr, bool) or not isinstance(skip_box_thr, (int, float, np.number)):
-        raise ValueError(f'skip_box_thr must be a finite number in [0, 1], got {skip_box_thr!r}')
-    if not 0.0 <= skip_box_thr <= 1.0:  # also refuses NaN and inf
-        raise ValueError(
-            f'skip_box_thr must be a finite number in [0, 1] (scores lie in [0, 1], so a '
-            f'larger threshold drops every box), got {skip_box_thr!r}'
-        )
-    return check_iou_thr(iou_thr)
-
-
-def _check_weights(weights: Any, num_models: int, what: str = 'weights') -> np.ndarray | None:
-    """float64 (M,) weights, or None for 'all 1'."""
-    if weights is None:
+def _check_rater_weights(rater_weights: Any, where: str) -> dict[str, float] | None:
+    """rater id (str) -> weight p_r, each a finite number > 0; None = all 1."""
+    if rater_weights is None:
         return None
-    try:
-        w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f'{what} must be numbers, got {weights!r}') from exc
-    if w.ndim != 1 or w.shape[0] != num_models:
+    if not isinstance(rater_weights, Mapping):
         raise ValueError(
-            f'{what} must have one value per model ({num_models}), got shape {w.shape}'
+            f'{where}: rater_weights must map rater id -> weight, got '
+            f'{type(rater_weights).__name__}'
         )
-    if num_models and not (np.all(w > 0) and np.all(w < np.inf)):
-        raise ValueError(f'{what} must be finite and > 0, got {w.tolist()}')
-    return w
+    return {
+        str(k): check_number(v, f'rater_weights[{k!r}]', where, 0, open_low=True)
+        for k, v in rater_weights.items()
+    }
 
 
-def _check_scores(s: np.ndarray, where: str, locate: Any = None) -> None:
-    lo = float(s.min())
-    hi = float(s.max())
-    if not (lo >= 0.0 and hi <= 1.0):  # NaN propagates and fails too
-        row = int(np.flatnonzero(~((s >= 0.0) & (s <= 1.0)))[0])
-        at = locate(row) if locate else f'box {row}'
-        raise ValueError(
-            f'{where}: scores must lie in [0, 1], got {s[row]!r} at {at} '
-            '(are scores and labels swapped?)'
-        )
-
-
-def _check_labels(lab: np.ndarray, where: str, locate: Any = None) -> None:
-    if lab.dtype.kind in 'iub':
-        return
-    ok = np.isfinite(lab) & (lab == np.floor(lab))
-    if not ok.all():
-        row = int(np.flatnonzero(~ok)[0])
-        at = locate(row) if locate else f'box {row}'
-        raise ValueError(
-            f'{where}: labels must be integral, got {lab[row]!r} at {at} '
-            '(are scores and labels swapped?)'
-        )
-
-
-# ------------------------------------------------------------------------------ pre-filter
-class _Prepared(NamedTuple):
-    """Boxes kept by :func:`_prefilter`, in input order, and their label groups."""
-
-    box: list[tuple[float, float, float, float]]  # xyxy, x1 <= x2, y1 <= y2, area > 0
-    sw: list[float]  # score * model weight
-    wt: list[float]  # model weight
-    model: list[int]  # model index
-    src: list[int]  # index of the box in the caller's input
-    groups: dict[int, list[int]]  # label -> positions in the lists, by first appearance
-    uniform: bool  # every s * w is the same (all scores 1, weights 1)
-
-
-def _prefilter(
-    rows: list[list[float]],
-    scores: list[float] | None,
-    skip: list[bool] | None,
-    labels: list[int],
-    models: list[int],
-    wlist: list[float],
-    clip: bool,
-    order: Iterable[int],
-    describe: Callable[[int], str],
-) -> _Prepared:
-    """ensemble-boxes' pre-filter on plain lists (one pass over the rows in ``order``).
-
-    Rejects NaN / inf / huge coordinates (``describe(i)`` names row i), drops skipped
-    boxes (``skip[i]``: score < skip_box_thr), swaps reversed corners, optionally clips to
-    [0, 1], drops zero-area boxes, groups the rest by label. ``scores=None`` means every
-    score is 1. Rows are taken in ``order`` (ensemble-boxes: model-major input order).
-    """
-    box: list[Any] = []
-    sw: list[float] = []
-    wt: list[float] = []
-    model: list[int] = []
-    src: list[int] = []
-    groups: dict[int, list[int]] = {}
-    lim = _COORD_LIMIT
-    nswap = 0
-    nzero = 0
-    k = 0
-    for i in order:
-        x1, y1, x2, y2 = rows[i]
-        if not (-lim < x1 < lim and -lim < y1 < lim and -lim < x2 < lim and -lim < y2 < lim):
-            raise ValueError(f'{describe(i)} has a NaN, infinite or huge coordinate: {rows[i]}')
-        if skip is not None and skip[i]:
-            continue
-        if x2 < x1:
-            x1, x2 = x2, x1
-            nswap += 1
-        if y2 < y1:
-            y1, y2 = y2, y1
-            nswap += 1
-        if clip:
-            x1 = 0.0 if x1 < 0.0 else (1.0 if x1 > 1.0 else x1)
-            y1 = 0.0 if y1 < 0.0 else (1.0 if y1 > 1.0 else y1)
-            x2 = 0.0 if x2 < 0.0 else (1.0 if x2 > 1.0 else x2)
-            y2 = 0.0 if y2 < 0.0 else (1.0 if y2 > 1.0 else y2)
-        if (x2 - x1) * (y2 - y1) == 0.0:
-            nzero += 1
-            continue
-        m = models[i]
-        w = wlist[m]
-        box.append((x1, y1, x2, y2))
-        sw.append(w if scores is None else scores[i] * w)
-        wt.append(w)
-        model.append(m)
-        src.append(i)
-        lab = labels[i]
-        g = groups.get(lab)
-        if g is None:
-            groups[lab] = [k]
-        else:
-            g.append(k)
-        k += 1
-    if nswap:
-        warnings.warn(
-            f'{nswap} reversed box side(s) (x2 < x1 or y2 < y1): corners swapped, as '
-            'ensemble-boxes does',
-            stacklevel=3,
-        )
-    if nzero:
-        warnings.warn(f'{nzero} zero-area box(es) skipped, as ensemble-boxes does', stacklevel=3)
-    return _Prepared(box, sw, wt, model, src, groups, scores is None and len(set(wlist)) <= 1)
-
-
-# ------------------------------------------------------------------------------- ordering
-def _numpy_descending(idx: list[int], key: list[float]) -> list[int]:
-    """``idx`` ordered as ensemble-boxes' ``argsort()[::-1]`` over ``key``.
-
-    Without ties any correct sort gives that order. With ties only numpy's own (unstable)
-    argsort does; ``tie_break='input'`` and :func:`weighted_boxes_fusion` need it to give
-    ensemble-boxes' clusters, because raters' boxes all tie (scores 1).
-    """
-    vals = [key[i] for i in idx]
-    distinct = len(set(vals))
-    if distinct == len(vals):
-        return sorted(idx, key=key.__getitem__, reverse=True)
-    if distinct == 1:  # all tied (raters' scores): the permutation depends on n alone
-        perm = _TIE_PERMS.get(len(vals))
-        if perm is None:
-            perm = _TIE_PERMS[len(vals)] = np.argsort(np.zeros(len(vals)))[::-1].tolist()
-    else:
-        perm = np.argsort(np.array(vals))[::-1].tolist()
-    return [idx[k] for k in perm]
-
-
-# ----------------------------------------------------------------------------- clustering
-def _cluster(
-    order: list[int],
-    box: list[Any],
-    sw: list[float],
-    wt: list[float],
-    iou_thr: float,
-) -> tuple[list[Any], list[list[int]], list[float], list[float]]:
-    """Greedy WBF clustering of one label's boxes, taken in ``order``.
-
-    Each box joins the cluster whose current fused box has the highest IoU with it if
-    that IoU > ``iou_thr`` (first cluster on an exact tie), else starts a new cluster. A
-    cluster's fused box is sum(s w box) / sum(s w) (a one-box cluster keeps its box).
-
-    Returns:
-        tuple: per cluster, in creation order: fused box, members (positions, processing
-        order), sum of s*w and sum of w.
-    """
-    if len(order) == 2:  # the commonest group: two raters on one finding
-        a, b = order
-        if _iou(box[a], box[b]) > iou_thr:
-            return _merge_two(a, b, box, sw, wt)
-        return [box[a], box[b]], [[a], [b]], [sw[a], sw[b]], [wt[a], wt[b]]
-    reps: list[Any] = []  # current fused box per cluster
-    areas: list[float] = []
-    members: list[list[int]] = []
-    accs: list[Any] = []  # sum of s * w * box per cluster
-    confs: list[float] = []  # sum of s * w
-    wsums: list[float] = []  # sum of w
-    rep_arr = None  # numpy mirror of reps once there are many clusters
-    for j in order:
-        bj = box[j]
-        bx1, by1, bx2, by2 = bj
-        area = (bx2 - bx1) * (by2 - by1)
-        bi = -1
-        nc = len(reps)
-        if nc >= _VECTOR_MIN_CLUSTERS:
-            if rep_arr is None:
-                rep_arr = np.zeros((len(order), 4))
-                rep_arr[:nc] = reps
-            iou = paired_box_iou(rep_arr[:nc], np.asarray(bj))
-            k = int(iou.argmax())  # first maximum, as np.argmax in ensemble-boxes
-            if iou[k] > iou_thr:
-                bi = k
-        else:
-            best = iou_thr
-            for c in range(nc):
-                r1, r2, r3, r4 = reps[c]
-                iw = (r3 if r3 < bx2 else bx2) - (r1 if r1 > bx1 else bx1)
-                if iw <= 0.0:
-                    continue  # IoU 0 never exceeds iou_thr >= 0
-                ih = (r4 if r4 < by2 else by2) - (r2 if r2 > by1 else by1)
-                if ih <= 0.0:
-                    continue
-                inter = iw * ih
-                iou = inter / (areas[c] + area - inter)
-                if iou > best:  # strict: the first cluster keeps an exact tie
-                    best = iou
-                    bi = c
-        s = sw[j]
-        if bi < 0:
-            reps.append(bj)
-            areas.append(area)
-            members.append([j])
-            accs.append(None)  # s * box, computed when a second box joins
-            confs.append(s)
-            wsums.append(wt[j])
-            if rep_arr is not None:
-                rep_arr[nc] = bj
-            continue
-        mem = members[bi]
-        mem.append(j)
-        a = accs[bi]
-        if a is None:
-            s0 = sw[mem[0]]
-            a = [s0 * v for v in box[mem[0]]]
-        acc = accs[bi] = (a[0] + s * bx1, a[1] + s * by1, a[2] + s * bx2, a[3] + s * by2)
-        conf = confs[bi] = confs[bi] + s
-        wsums[bi] += wt[j]
-        if conf != 0.0:
-            rep = (acc[0] / conf, acc[1] / conf, acc[2] / conf, acc[3] / conf)
-        else:  # every score 0: plain mean (ensemble-boxes divides by zero -> NaN)
-            rep = tuple(sum(box[m][q] for m in mem) / len(mem) for q in range(4))
-        reps[bi] = rep
-        areas[bi] = (rep[2] - rep[0]) * (rep[3] - rep[1])
-        if rep_arr is not None:
-            rep_arr[bi] = rep
-    return reps, members, confs, wsums
-
-
-def _iou(p: Any, q: Any) -> float:
-    """IoU of two xyxy 4-tuples with positive areas (the arithmetic of :func:`_cluster`)."""
-    iw = (p[2] if p[2] < q[2] else q[2]) - (p[0] if p[0] > q[0] else q[0])
-    ih = (p[3] if p[3] < q[3] else q[3]) - (p[1] if p[1] > q[1] else q[1])
-    if iw <= 0.0 or ih <= 0.0:
-        return 0.0
-    inter = iw * ih
-    return inter / ((p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - inter)
-
-
-def _merge_two(
-    a: int, b: int, box: list[Any], sw: list[float], wt: list[float]
-) -> tuple[list[Any], list[list[int]], list[float], list[float]]:
-    """:func:`_cluster`'s result for boxes a then b that form one cluster."""
-    sa, sb = sw[a], sw[b]
-    conf = sa + sb
-    pa, pb = box[a], box[b]
-    if conf != 0.0:
-        rep = tuple((sa * pa[q] + sb * pb[q]) / conf for q in range(4))
-    else:  # every score 0: plain mean (ensemble-boxes divides by zero -> NaN)
-        rep = tuple((pa[q] + pb[q]) / 2 for q in range(4))
-    return [rep], [[a, b]], [conf], [wt[a] + wt[b]]
-
-
-def _fuse(
-    prep: _Prepared,
-    num_models: int,
-    weights: np.ndarray | None,
-    iou_thr: float,
-    conf_type: str,
-    allows_overflow: bool,
-    tie_break: str,
-) -> list[tuple[float, int, Any, list[int]]]:
-    """WBF of pre-filtered boxes: cluster each label, score the clusters, sort.
-
-    The one implementation behind :func:`weighted_boxes_fusion` and :func:`fuse_raters`.
-
-    Args:
-        prep (_Prepared): output of :func:`_prefilter` (input order, model-major).
-        num_models (int): M, number of models (also those without boxes).
-        weights (np.ndarray | None): (M,) float64 model weights; None = all 1.
-        iou_thr (float): strict IoU threshold to join a cluster, >= 0.
-        conf_type (str): one of :data:`CONF_TYPES`.
-        allows_overflow (bool): ``avg`` only: do not cap n at M.
-        tie_break (str): ``'input'``: ensemble-boxes' order (numpy argsort ties);
-            ``'geometry'``: score ties broken by the box coordinates, then input order, so
-            the result does not depend on the order of the input.
-
-    Returns:
-        list[tuple]: one record ``(-score, label, fused box (4-tuple), members)`` per fused
-        box, members = positions in ``prep`` in processing order; sorted by score
-        descending.
-    """
-    model = prep.model
-    if weights is None:  # no numpy call on the common path (it costs more than the fusion)
-        w_arr = None
-        wsum_all = float(num_models)
-        wmax = 1.0
-    else:
-        w_arr = weights
-        wsum_all = float(weights.sum())
-        wmax = float(weights.max())
-    is_avg = conf_type == 'avg'
-    is_max = conf_type == 'max'
-    geometric = tie_break == 'geometry'
-    cap = num_models if is_avg and not allows_overflow else None
-
-    def score(s: float, n: int, wf: float, mem: list[int]) -> float:
-        # ensemble-boxes' rescaling of a cluster's mean (or max) s*w, weight sum wf.
-        if is_avg:
-            return s * (n if cap is None or n < cap else cap) / wsum_all
-        if is_max:
-            return s / wmax
-        present = sorted({model[m] for m in mem})
-        w_present = float(len(present) if w_arr is None else w_arr[present].sum())
-        if conf_type == 'box_and_model_avg':
-            return s * n / wf * w_present / wsum_all
-        return s * n / (wf + wsum_all - w_present)  # absent_model_aware_avg
-
-    # One record per fused box: (-score, label, box, members); sorting the records sorts
-    # by score descending, then label and coordinates (the 'geometry' tie-break).
-    recs: list[tuple[float, int, Any, list[int]]] = []
-    box, sw = prep.box, prep.sw
-    for lab, idx in prep.groups.items():
-        if len(idx) == 1:  # a lone box is its own cluster
-            j = idx[0]
-            recs.append((-score(sw[j], 1, prep.wt[j], idx), lab, box[j], idx))
-            continue
-        if not geometric:
-            order = _numpy_descending(idx, sw)
-        elif prep.uniform or len({sw[i] for i in idx}) == 1:  # tied: by coordinates, input
-            order = sorted(idx, key=box.__getitem__)
-        else:
-            order = sorted(idx, key=lambda i: (-sw[i], box[i]))
-        reps, members, confs, wsums = _cluster(order, box, sw, prep.wt, iou_thr)
-        for c, mem in enumerate(members):
-            n = len(mem)
-            s = sw[mem[0]] if is_max else confs[c] / n
-            recs.append((-score(s, n, wsums[c], mem), lab, reps[c], mem))
-
-    if len(recs) > 1:
-        if geometric:
-            recs.sort()
-        else:  # ensemble-boxes: argsort(score)[::-1] over the records in creation order
-            scores = [-r[0] for r in recs]
-            recs = [recs[q] for q in _numpy_descending(list(range(len(recs))), scores)]
-    return recs
-
-
-# ------------------------------------------------------------------------- public: WBF
-def _no_wbf_boxes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,))
-
-
-def weighted_boxes_fusion(
-    boxes_list: Sequence[Any],
-    scores_list: Sequence[Any],
-    labels_list: Sequence[Any],
-    weights: Sequence[float] | np.ndarray | None = None,
-    iou_thr: float = 0.55,
-    skip_box_thr: float = 0.0,
-    conf_type: str = 'avg',
-    allows_overflow: bool = False,
-    *,
-    clip: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted boxes fusion of several models' boxes on one image (ensemble-boxes API).
-
-    Same arguments, order and results (within 1e-6, computed in float64) as
-    ``ensemble_boxes.weighted_boxes_fusion`` 1.0.9 on normalised input (see the module
-    docstring for the exact algorithm and the deliberate differences): any coordinate unit,
-    no clipping unless ``clip=True``, ``ValueError`` on bad input.
-
-    Args:
-        boxes_list (Sequence): per model, (N_t, 4) xyxy boxes (normalised or pixels; the
-            result is in the same unit). An empty model may be ``[]``.
-        scores_list (Sequence): per model, (N_t,) scores in [0, 1].
-        labels_list (Sequence): per model, (N_t,) integral labels.
-        weights (Sequence[float] | None): per model, weight > 0. Defaults to None (all 1).
-        iou_thr (float): a box joins a cluster if IoU > iou_thr (strict), in [0, 1).
-            Defaults to 0.55.
-        skip_box_thr (float): boxes with score < skip_box_thr are dropped, in [0, 1].
-            Defaults to 0.
-        conf_type (str): one of ``'avg'``, ``'max'``, ``'box_and_model_avg'``,
-            ``'absent_model_aware_avg'``. Defaults to ``'avg'``.
-        allows_overflow (bool): ``'avg'`` only: let the score exceed 1 when a cluster has
-            more boxes than there are models. Defaults to False.
-        clip (bool): clip coordinates to [0, 1] as ensemble-boxes does (only meaningful for
-            normalised input). Defaults to False.
-
-    Returns:
-        tuple[np.ndarray, np.ndarray, np.ndarray]: fused boxes (M, 4) float64, scores (M,)
-        float64 and labels (M,) float64 (float, as ensemble-boxes returns them), sorted by
-        score descending.
-
-    Raises:
-        ValueError: on malformed input (see the module docstring).
-
-    Examples:
-        >>> boxes, scores, labels = weighted_boxes_fusion(
-        ...     [[[0, 0, 10, 10]], [[2, 0, 12, 10]]], [[1.0], [0.5]], [[3], [3]], iou_thr=0.5)
-        >>> boxes.round(3).tolist(), scores.tolist(), labels.tolist()
-        ([[0.667, 0.0, 10.667, 10.0]], [0.75], [3.0])
-    """
-    iou_thr = _check_params(iou_thr, skip_box_thr, conf_type)
-    try:
-        num_models = len(boxes_list)
-        if len(scores_list) != num_models or len(labels_list) != num_models:
-            raise ValueError(
-                'boxes_list, scores_list and labels_list must have one entry per model, '
-                f'got {num_models}, {len(scores_list)} and {len(labels_list)}'
-            )
-        counts = [len(b) for b in boxes_list]
-        for t in range(num_models):
-            if len(scores_list[t]) != counts[t] or len(labels_list[t]) != counts[t]:
-                raise ValueError(
-                    f'model {t}: {counts[t]} boxes, {len(scores_list[t])} scores and '
-                    f'{len(labels_list[t])} labels (must be equal)'
-                )
-    except TypeError as exc:
-        raise ValueError(f'boxes/scores/labels must be sequences per model: {exc}') from exc
-    w = _check_weights(weights, num_models)
-    total = sum(counts)
-    if total == 0:
-        return _no_wbf_boxes()
-
-    nz = [t for t in range(num_models) if counts[t]]
-
-    def locate(row: int) -> str:
-        for t in nz:
-            if row < counts[t]:
-                return f'model {t} box {row}'
-            row -= counts[t]
-        return f'box {row}'  # pragma: no cover - row is always in range
-
-    try:
-        boxes = np.asarray(np.concatenate([boxes_list[t] for t in nz]), dtype=np.float64)
-        raw_scores = np.concatenate([scores_list[t] for t in nz])
-        labels = np.concatenate([labels_list[t] for t in nz])
-        scores = raw_scores.astype(np.float64, copy=False)
-        if labels.dtype.kind not in 'iub':
-            labels = labels.astype(np.float64, copy=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f'boxes must be (N, 4) and scores / labels (N,) numbers per model: {exc}'
-        ) from exc
-    if boxes.shape != (total, 4):
-        raise ValueError(f'boxes must have shape (N, 4) per model, got {boxes.shape} in all')
-    if scores.shape != (total,) or labels.shape != (total,):
-        raise ValueError(
-            f'scores and labels must have shape (N,) per model, got {scores.shape} and '
-            f'{labels.shape} in all'
-        )
-    _check_scores(scores, 'scores_list', locate)
-    _check_labels(labels, 'labels_list', locate)
-
-    # As ensemble-boxes, compare in the scores' own dtype (float32 scores: float32 test).
-    skip = (raw_scores < skip_box_thr).tolist() if skip_box_thr > 0 else None
-    prep = _prefilter(
-        boxes.tolist(),
-        scores.tolist(),
-        skip,
-        labels.astype(np.int64, copy=False).tolist(),
-        [t for t in nz for _ in range(counts[t])],
-        [1.0] * num_models if w is None else w.tolist(),
-        bool(clip),
-        range(total),
-        lambda i: f'boxes_list: {locate(i)}',
-    )
-    if not prep.box:
-        return _no_wbf_boxes()
-    recs = _fuse(prep, num_models, w, iou_thr, conf_type, bool(allows_overflow), 'input')
-    return (
-        np.array([r[2] for r in recs], dtype=np.float64),
-        np.array([-r[0] for r in recs], dtype=np.float64),
-        np.array([r[1] for r in recs], dtype=np.float64),
-    )
-
-
-# ---------------------------------------------------------------------- public: raters
 def fuse_raters(
     ann: RaterBoxes,
     *,
@@ -690,12 +154,18 @@ def fuse_raters(
         >>> [m.tolist() for m in res.members], res.member_raters
         ([[0, 1], [2]], [('a', 'b'), ('b',)])
     """
-    iou_thr = _check_params(iou_thr, skip_box_thr, conf_type)
+    params = check_wbf_params(iou_thr, skip_box_thr, conf_type, tie_break, where='fuse_raters')
     mode = resolve_confidence(
         confidence, score_mode, _CONFIDENCE_MODES, 'agreement_ratio', 'fuse_raters'
     )
-    if tie_break not in TIE_BREAKS:
-        raise ValueError(f'tie_break must be one of {TIE_BREAKS}, got {tie_break!r}')
+    return _fuse_raters(ann, params, mode, _check_rater_weights(rater_weights, 'fuse_raters'))
+
+
+def _fuse_raters(
+    ann: RaterBoxes, params: WBFParams, mode: str, rater_weights: dict[str, float] | None
+) -> FusedBoxes:
+    """:func:`fuse_raters` with checked parameters (:func:`check_wbf_params`, a confidence
+    mode, checked rater weights)."""
     image_id = ann.image_id
     raters = ann.raters
     num_raters = len(raters)
@@ -707,17 +177,16 @@ def fuse_raters(
             raise ValueError(
                 f'image {image_id!r}: rater_weights has no weight for rater {missing[0]!r}'
             )
-        weights = _check_weights(
-            [rater_weights[r] for r in raters], num_raters, f'image {image_id!r}: rater_weights'
-        )
+        weights = np.array([rater_weights[r] for r in raters], np.float64)
     n = len(ann)
     if n == 0:  # (every score is 1, so skip_box_thr in [0, 1] drops no box)
         return FusedBoxes.empty(num_raters)
     models = ann.rater_index.tolist()  # each box's rater: its position in ann.raters
     # 'input': model-major order, as one list per rater in ann.raters order. 'geometry'
     # does not depend on the input order (the tie-break sorts by coordinates).
-    order = range(n) if tie_break == 'geometry' else sorted(range(n), key=models.__getitem__)
-    prep = _prefilter(
+    geometric = params.tie_break == 'geometry'
+    order = range(n) if geometric else sorted(range(n), key=models.__getitem__)
+    prep = prefilter(
         ann.boxes.tolist(),
         None,  # every score is 1
         None,
@@ -730,17 +199,17 @@ def fuse_raters(
     )
     if not prep.box:
         return FusedBoxes.empty(num_raters)
-    recs = _fuse(prep, num_raters, weights, iou_thr, conf_type, False, tie_break)
+    recs = fuse_prepared(prep, num_raters, weights, params)
     return _fused_boxes(recs, prep, raters, mode)
 
 
 def _fused_boxes(
     recs: list[tuple[float, int, Any, list[int]]],
-    prep: _Prepared,
+    prep: PreparedBoxes,
     raters: tuple[str, ...],
     mode: str,
 ) -> FusedBoxes:
-    """:func:`_fuse`'s records as a :class:`FusedBoxes` with T, members and c."""
+    """:func:`fuse_prepared`'s records as a :class:`FusedBoxes` with T, members and c."""
     src, model = prep.src, prep.model
     flat: list[int] = []
     bounds = [0]
@@ -760,12 +229,10 @@ def _fused_boxes(
         bounds.append(len(flat))
     flat_arr = np.array(flat, dtype=np.int64)
     agr = np.array(agreement, dtype=np.int64)
-    if mode == 'agreement':
-        conf = agr.astype(np.float32)
-    elif mode == 'agreement_ratio':
-        conf = (agr / len(raters)).astype(np.float32)
-    else:
+    if mode == 'fused_score':  # WBF's own score (with weights p_r, not min(T, R) / R)
         conf = np.array([-r[0] for r in recs], dtype=np.float32)
+    else:
+        conf = agreement_confidence(agr, len(raters), mode).astype(np.float32)
     return FusedBoxes(
         boxes=np.array([r[2] for r in recs], dtype=np.float32),
         labels=np.array([r[1] for r in recs], dtype=np.int64),
@@ -781,8 +248,8 @@ def _fused_boxes(
 class WBFAggregator(Aggregator):
     """The paper's truth inference: WBF over one list per rater, scores 1.
 
-    Runs :func:`fuse_raters` (label-wise clusters, IoU > ``iou_thr``); T = distinct raters
-    in the cluster.
+    Runs :func:`fuse_raters` on each image (label-wise clusters, IoU > ``iou_thr``; T =
+    distinct raters in the cluster), with the parameters checked once, when it is built.
 
     Args:
         iou_thr (float): WBF IoU threshold (strict), in [0, 1). Defaults to 0.4 (the paper).
@@ -811,38 +278,15 @@ class WBFAggregator(Aggregator):
         score_mode: str | None = None,
     ) -> None:
         super().__init__(confidence, score_mode)
-        try:
-            self.iou_thr = _check_params(iou_thr, skip_box_thr, conf_type)
-        except ValueError as e:
-            raise ValueError(f"aggregator 'wbf': {e}") from None
-        if tie_break not in TIE_BREAKS:
-            raise ValueError(
-                f"aggregator 'wbf': tie_break must be one of {TIE_BREAKS}, got {tie_break!r}"
-            )
-        self.tie_break = tie_break
-        self.skip_box_thr = float(skip_box_thr)
-        self.conf_type = conf_type
-        if rater_weights is not None:
-            if not isinstance(rater_weights, Mapping):
-                raise ValueError(
-                    "aggregator 'wbf': rater_weights must map rater id -> weight, got "
-                    f'{type(rater_weights).__name__}'
-                )
-            rater_weights = {
-                str(k): check_number(
-                    v, f'rater_weights[{k!r}]', "aggregator 'wbf'", 0, open_low=True
-                )
-                for k, v in rater_weights.items()
-            }
-        self.rater_weights = rater_weights
+        where = "aggregator 'wbf'"
+        self._params = check_wbf_params(iou_thr, skip_box_thr, conf_type, tie_break, where=where)
+        self.rater_weights = _check_rater_weights(rater_weights, where)
+
+    # The checked parameters, read-only: they were checked once, here.
+    iou_thr = property(lambda self: self._params.iou_thr)
+    skip_box_thr = property(lambda self: self._params.skip_box_thr)
+    conf_type = property(lambda self: self._params.conf_type)
+    tie_break = property(lambda self: self._params.tie_break)
 
     def __call__(self, image: RaterBoxes) -> FusedBoxes:
-        return fuse_raters(
-            image,
-            iou_thr=self.iou_thr,
-            skip_box_thr=self.skip_box_thr,
-            conf_type=self.conf_type,
-            confidence=self.confidence,
-            rater_weights=self.rater_weights,
-            tie_break=self.tie_break,
-        )
+        return _fuse_raters(image, self._params, self.confidence, self.rater_weights)

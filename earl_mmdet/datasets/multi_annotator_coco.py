@@ -3,8 +3,8 @@
 The data path of one annotation, in this file:
 
 1. :class:`MultiAnnotatorCocoDataset` reads the multi-rater COCO file (``docs/data_format.md``)
-   and, once, fuses the raters' boxes of every image with an aggregator of
-   :mod:`earl_core.fusion.aggregators` (``fusion=dict(method='wbf', iou_thr=0.4, ...)``).
+   and fuses the raters' boxes of every image once, with the ``fuse_all`` of an aggregator
+   (:func:`earl_core.fusion.base.build_aggregator`, ``fusion=dict(method='wbf', ...)``).
    Each data info holds the fused ``instances`` plus ``gt_confidence`` / ``gt_agreement``
    arrays in the same order.
 2. mmdet's stock ``LoadAnnotations`` fills ``gt_bboxes`` / ``gt_bboxes_labels`` from
@@ -35,8 +35,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
-from earl_core.fusion.aggregators import Aggregator, build_aggregator
-from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES
+from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES, Aggregator, build_aggregator
 from earl_core.io.coco import FusedBoxes, MultiRaterCoco, RaterBoxes, load_multirater_coco
 
 __all__ = [
@@ -136,6 +135,20 @@ def lift_fuse_step(pipeline: Sequence, fusion: Any, where: str) -> tuple[list, A
     return steps, fusion
 
 
+def _instances(res: FusedBoxes) -> list[dict]:
+    """The instance dicts of one image's fused boxes: float32 boxes and confidences as
+    Python floats, labels and agreements as ints."""
+    # One tolist() per array rather than per box: the same Python floats and ints.
+    boxes = np.asarray(res.boxes, np.float32).reshape(-1, 4).tolist()
+    labels = np.asarray(res.labels, np.int64).reshape(-1).tolist()
+    conf = np.asarray(res.confidence, np.float32).reshape(-1).tolist()
+    agree = np.asarray(res.agreement, np.int64).reshape(-1).tolist()
+    return [
+        {'bbox': b, 'bbox_label': lab, 'ignore_flag': 0, 'confidence': c, 'agreement': t}
+        for b, lab, c, t in zip(boxes, labels, conf, agree)
+    ]
+
+
 def _check_fusion(fusion: Any) -> dict | None:
     if fusion is None:
         return None
@@ -159,10 +172,10 @@ class MultiAnnotatorCocoDataset(CocoDataset):
     its image, a rater who drew a box added to the image's raters) are counted and logged.
     Unlike :class:`CocoDataset`, it never drops a box silently.
 
-    Then it fuses each image's boxes with ``fusion`` (an aggregator of
-    :mod:`earl_core.fusion.aggregators`). An aggregator that learns from the data
-    (``'em'``, ``'presence_em'``) is fitted first on all images of the annotation file. So
-    the pipeline is mmdet's ordinary one::
+    Then it fuses each image's boxes with ``fusion``, an aggregator of
+    :mod:`earl_core.fusion` (its ``fuse_all``: an aggregator that learns from the data,
+    ``'em'``, ``'presence_em'``, ``'bayes'``, is fitted first on all images of the
+    annotation file). So the pipeline is mmdet's ordinary one::
 
         LoadImageFromFile, LoadAnnotations, Resize, RandomFlip, ..., PackMultiRaterInputs
 
@@ -268,7 +281,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
             return None
         return build_aggregator(method, **spec)
 
-    def _precomputed(self, coco: MultiRaterCoco) -> list[tuple]:
+    def _precomputed(self, coco: MultiRaterCoco) -> list[FusedBoxes]:
         if not coco.prefused:
             raise ValueError(
                 f"{self.ann_file}: fusion method 'precomputed' needs a pre-fused file (field "
@@ -278,34 +291,20 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         for image, anns in zip(coco.images, coco.annotations):
             r = [int(a['num_raters']) for a in anns if 'num_raters' in a]
             out.append(
-                (
-                    np.asarray(image.boxes, np.float32).reshape(-1, 4),
-                    np.asarray(image.labels, np.int64),
-                    np.asarray([a['score'] for a in anns], np.float32),
-                    np.asarray([a.get('agreement', -1) for a in anns], np.int64),
-                    r[0] if r else len(image.raters),
+                FusedBoxes(
+                    boxes=np.asarray(image.boxes, np.float32).reshape(-1, 4),
+                    labels=np.asarray(image.labels, np.int64),
+                    confidence=np.asarray([a['score'] for a in anns], np.float32),
+                    agreement=np.asarray([a.get('agreement', -1) for a in anns], np.int64),
+                    num_raters=r[0] if r else len(image.raters),
                 )
             )
         return out
 
-    def _fuse(self, coco: MultiRaterCoco) -> list[tuple]:
-        """Per image: (boxes float32 (M, 4), labels, confidence, agreement, num_raters)."""
-        self.aggregator = self._build_aggregator()
-        if self.aggregator is None:
-            return self._precomputed(coco)
-        # learn from the images this dataset holds (em, presence_em; no-op otherwise), then fuse
-        self.aggregator.fit(coco.images)
-        results = [self.aggregator(image) for image in coco.images]
-        return [
-            (
-                np.asarray(res.boxes, np.float32).reshape(-1, 4),
-                np.asarray(res.labels, np.int64).reshape(-1),
-                np.asarray(res.confidence, np.float32).reshape(-1),
-                np.asarray(res.agreement, np.int64).reshape(-1),
-                int(res.num_raters),
-            )
-            for res in results
-        ]
+    def _fuse(self, coco: MultiRaterCoco) -> list[FusedBoxes]:
+        """Per image its fused boxes: the aggregator's (fitted on these images), or the file's."""
+        agg = self.aggregator = self._build_aggregator()
+        return self._precomputed(coco) if agg is None else agg.fuse_all(coco.images)
 
     # ------------------------------------------------------------------ loading
     def load_data_list(self) -> list[dict]:
@@ -334,25 +333,17 @@ class MultiAnnotatorCocoDataset(CocoDataset):
             )
         fused = self._fuse(coco)
         data_list = []
-        for info, anns, (boxes, labels, conf, agree, r) in zip(
-            coco.image_infos, coco.annotations, fused
-        ):
+        for info, anns, res in zip(coco.image_infos, coco.annotations, fused):
             raw_img_info = dict(info, img_id=info['id'])
             # The parent fills img_path, seg_map_path, sizes and the text keys; its box
             # parser (which drops small boxes) gets no annotation.
             data_info = super().parse_data_info({'raw_img_info': raw_img_info, 'raw_ann_info': []})
-            # One tolist() per array rather than per box: the same Python floats and ints.
-            data_info['instances'] = [
-                {'bbox': b, 'bbox_label': lab, 'ignore_flag': 0, 'confidence': c, 'agreement': t}
-                for b, lab, c, t in zip(
-                    boxes.tolist(), labels.tolist(), conf.tolist(), agree.tolist()
-                )
-            ]
+            data_info['instances'] = _instances(res)
             data_info['raters'] = list(info['annotators'])
-            data_info['num_raters'] = r
+            data_info['num_raters'] = int(res.num_raters)
             data_info['rater_instances'] = [self._rater_instance(a) for a in anns]
-            for lab in labels.tolist():  # one entry per box, as pycocotools' catToImgs
-                self.cat_img_map[self.cat_ids[lab]].append(info['id'])
+            for inst in data_info['instances']:  # one entry per box, as pycocotools' catToImgs
+                self.cat_img_map[self.cat_ids[inst['bbox_label']]].append(info['id'])
             data_list.append(data_info)
         num_raw = sum(len(a) for a in coco.annotations)
         num_fused = sum(len(d['instances']) for d in data_list)
@@ -457,14 +448,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         for idx, res in enumerate(fused):
             info = BaseDataset.get_data_info(self, idx)
             info.pop('sample_idx', None)
-            boxes = np.asarray(res.boxes, np.float32).reshape(-1, 4).tolist()
-            labels = np.asarray(res.labels, np.int64).reshape(-1).tolist()
-            conf = np.asarray(res.confidence, np.float32).reshape(-1).tolist()
-            agree = np.asarray(res.agreement, np.int64).reshape(-1).tolist()
-            info['instances'] = [
-                {'bbox': b, 'bbox_label': lab, 'ignore_flag': 0, 'confidence': c, 'agreement': t}
-                for b, lab, c, t in zip(boxes, labels, conf, agree)
-            ]
+            info['instances'] = _instances(res)
             info['num_raters'] = int(res.num_raters)
             infos.append(info)
         self.data_list = infos

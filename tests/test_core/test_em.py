@@ -290,3 +290,33 @@ def test_cluster_images_equals_cluster_image(seed, linkage, iou_thr):
         assert [c.tolist() for c in got.clusters] == [c.tolist() for c in ref.clusters]
         assert np.array_equal(got.box_cluster, ref.box_cluster)
         assert np.array_equal(got.observations, ref.observations)
+
+
+@pytest.mark.parametrize(
+    'bad',
+    [
+        dict(num_classes=0),  # no class
+        dict(num_classes=True),  # a bool is no class count
+        dict(iou_thr=1.0),  # nothing could match
+        dict(linkage='ward'),
+        dict(max_iter=0),
+        dict(tol=0),
+        dict(prior_strength=float('inf')),
+        dict(prior_diag=1.5),
+        dict(prior_diag='0.7'),  # a number read as text
+    ],
+)
+def test_rater_models_share_one_check_of_their_shared_parameters(bad):
+    """RaterEM, PresenceEM and BayesRaterModel refuse a bad shared parameter with the same
+    message after their name (RaterModelBase._check_shared)."""
+    from earl_core.fusion.bayes import BayesRaterModel
+    from earl_core.fusion.presence_em import PresenceEM
+
+    messages = set()
+    for cls in (RaterEM, PresenceEM, BayesRaterModel):
+        with pytest.raises(ValueError) as err:
+            cls(**bad)
+        text = str(err.value)
+        assert text.startswith(f'{cls.__name__}: {next(iter(bad))} must be'), text
+        messages.add(text[len(cls.__name__) :])
+    assert len(messages) == 1, messages

@@ -1,4 +1,5 @@
-"""Tests of earl_core.fusion.wbf: hand-computed cases, ensemble-boxes 1.0.9 parity, errors.
+"""Tests of earl_core.fusion.wbf and its engine (earl_core.fusion.wbf_engine): hand-computed
+cases, ensemble-boxes 1.0.9 parity, errors.
 
 ensemble-boxes is the oracle. It warns once per clipped / swapped / zero-area box, so its
 calls run under ``warnings.catch_warnings``.
@@ -13,7 +14,9 @@ import warnings
 import numpy as np
 import pytest
 
-import earl_core.fusion.wbf as fusion_module
+import earl_core.fusion.wbf as wbf_module
+import earl_core.fusion.wbf_engine as engine
+from earl_core.fusion.base import build_aggregator
 from earl_core.fusion.wbf import CONF_TYPES, fuse_raters, weighted_boxes_fusion
 from earl_core.io.coco import RaterBoxes
 
@@ -416,7 +419,7 @@ def test_parity_with_ensemble_boxes_randomised():
         stats['multi_cluster'] += len(want[0]) > 1
         # More fused boxes of one label than _VECTOR_MIN_CLUSTERS: the vectorised IoU path.
         most = int(np.max(np.unique(want[2], return_counts=True)[1], initial=0))
-        stats['big'] += big and most > fusion_module._VECTOR_MIN_CLUSTERS
+        stats['big'] += big and most > engine._VECTOR_MIN_CLUSTERS
         stats['empty'] += len(want[0]) == 0
     # The generator must exercise what the parity is about.
     assert stats['merged'] > NUM_PARITY_CASES // 2, stats
@@ -578,7 +581,10 @@ def test_fuse_raters_empty_and_unread():
     [
         # Weights must cover every rater who read the image, and be > 0.
         (dict(rater_weights={'A': 1.0}), "no weight for rater 'B'"),
-        (dict(rater_weights={'A': 1, 'B': 0, 'C': 1, 'D': 1}), r'finite and > 0'),
+        (
+            dict(rater_weights={'A': 1, 'B': 0, 'C': 1, 'D': 1}),
+            r"fuse_raters: rater_weights\['B'\] must be a finite number > 0, got 0",
+        ),
         # Modes.
         (dict(confidence='T'), 'confidence must be one of'),
         (dict(confidence='posterior'), 'confidence must be one of'),  # em only
@@ -591,6 +597,51 @@ def test_fuse_raters_bad_input(kwargs, match):
     # (Bad boxes, labels and raters cannot reach fuse_raters: RaterBoxes refuses them.)
     with pytest.raises(ValueError, match=match):
         fuse_raters(IM, **kwargs)
+
+
+@pytest.mark.parametrize(
+    'bad',
+    [
+        dict(iou_thr=1.0),  # nothing could match
+        dict(iou_thr='0.4'),  # a number read as text
+        dict(skip_box_thr=1.5),  # above every score: every box dropped
+        dict(skip_box_thr=float('nan')),
+        dict(conf_type='median'),
+    ],
+)
+def test_wbf_parameters_have_one_check(bad):
+    """weighted_boxes_fusion, fuse_raters and the wbf aggregator refuse a bad parameter
+    with the same message, after the name of the caller (one check, check_wbf_params)."""
+    messages = []
+    calls = [
+        (lambda: weighted_boxes_fusion(*GOOD, **bad), 'weighted_boxes_fusion: '),
+        (lambda: fuse_raters(IM, **bad), 'fuse_raters: '),
+        (lambda: build_aggregator('wbf', **bad), "aggregator 'wbf': "),
+    ]
+    for call, where in calls:
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value).startswith(where), str(err.value)
+        messages.append(str(err.value)[len(where) :])
+    assert messages[0] == messages[1] == messages[2]
+    assert next(iter(bad)) in messages[0]  # names the parameter
+
+
+def test_wbf_aggregator_checks_once_and_fuses_as_fuse_raters(monkeypatch):
+    """The aggregator checks its parameters when it is built, not again per image, and
+    fuses as fuse_raters does."""
+    agg = build_aggregator('wbf', iou_thr=0.5, confidence='agreement')
+    checks = []
+    monkeypatch.setattr(wbf_module, 'check_wbf_params', lambda *a, **k: checks.append(a))
+    got = agg(IM)
+    assert checks == []
+    monkeypatch.undo()
+    want = fuse_raters(IM, iou_thr=0.5, confidence='agreement')
+    np.testing.assert_array_equal(got.boxes, want.boxes)
+    np.testing.assert_array_equal(got.confidence, want.confidence)
+    assert [m.tolist() for m in got.members] == [m.tolist() for m in want.members]
+    with pytest.raises(AttributeError):  # checked once: the parameters are read-only
+        agg.iou_thr = 2.0
 
 
 def _vindr_like(rng: np.random.Generator, num_images: int) -> list[RaterBoxes]:

@@ -157,6 +157,27 @@ def test_fused_once_at_load_never_in_the_pipeline(tmp_path):
     assert ds.get_data_info(0)['gt_confidence'].tolist() == [1, 11, 21, 31]
 
 
+class FuseAllOnce(CountingNA):
+    """CountingNA whose fuse_all also counts its calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.fuse_all_calls = 0
+
+    def fuse_all(self, images):
+        self.fuse_all_calls += 1
+        return super().fuse_all(images)
+
+
+def test_the_dataset_fuses_through_the_aggregators_fuse_all(tmp_path):
+    """One mechanism: the dataset calls Aggregator.fuse_all (em, presence_em and bayes reuse
+    the fit's clusters there), not fit and a call per image of its own."""
+    write_set(str(tmp_path))
+    agg = FuseAllOnce()
+    _dataset(tmp_path, dict(method=agg))
+    assert agg.fuse_all_calls == 1 and agg.fits == 1 and agg.calls == 4
+
+
 def test_em_fitted_on_the_dataset_itself_no_global_state(tmp_path):
     """Two datasets on two files: each EM learns from its own images."""
     from tests.tiny_data import make_tiny_coco
