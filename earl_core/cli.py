@@ -27,6 +27,7 @@ __all__ = [
     'RATER_DATASET_TYPES',
     'filter_third_party_warnings',
     'add_normalize_rater_ids_flag',
+    'add_tuple_argument',
     'check_output_paths',
     'read_config',
     'check_data',
@@ -96,6 +97,21 @@ def add_normalize_rater_ids_flag(parser: argparse.ArgumentParser) -> None:
         help='merge image records that name the same file_name (one record per rater) into '
         'one image (counted); default: such records are an error',
     )
+
+
+def add_tuple_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    type: type,
+    names: Sequence[str] = ('MIN', 'MAX'),
+    help: str | None = None,
+) -> None:
+    """A flag that takes one value per name of ``names`` (``--digit-size MIN MAX``).
+
+    The values arrive as a list of ``type`` (None when the flag is not given); the tool
+    checks their order and range.
+    """
+    parser.add_argument(flag, type=type, nargs=len(names), metavar=tuple(names), help=help)
 
 
 def check_output_paths(

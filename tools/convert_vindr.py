@@ -44,6 +44,7 @@ import time
 from _common import check_output_paths, progress
 
 from earl_core.io import safe_output
+from earl_core.io.coco_writer import write_canonical_json, write_coco
 from earl_core.sources import vindr
 
 DICOM_SUFFIXES = ('.dicom', '.dcm', '')
@@ -382,18 +383,17 @@ def convert(a: argparse.Namespace) -> dict:
         )
         for k, v in repairs.items():
             total_repairs[k] = total_repairs.get(k, 0) + v
-        path = osp.join(a.out, f'{name}.json')
-        text = json.dumps(coco, sort_keys=True, separators=(',', ':')) + '\n'
-        safe_output.atomic_write(path, text, inputs=[a.csv, a.size_table])
+        write_coco(osp.join(a.out, f'{name}.json'), coco, inputs=[a.csv, a.size_table])
         n_neg = len(coco['images']) - len({x['image_id'] for x in coco['annotations']})
         meta['files'][name] = dict(
             images=len(coco['images']), boxes=len(coco['annotations']), negative_images=n_neg
         )
     meta['repairs'] = total_repairs
     meta['classes'] = labels.classes
-    safe_output.atomic_write(
+    write_canonical_json(
         osp.join(a.out, f'convert_{a.split}_meta.json'),
-        json.dumps(meta, sort_keys=True, indent=1) + '\n',
+        meta,
+        indent=1,
         inputs=[a.csv, a.size_table],
     )
     meta['_seconds'] = time.time() - t0

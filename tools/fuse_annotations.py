@@ -33,7 +33,7 @@ from _common import (
 )
 
 from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES as _LEGACY_CONFIDENCE_MODES
-from earl_core.io import safe_output
+from earl_core.io.coco_writer import coco_annotation, coco_file, write_coco
 
 #: Deprecated ``--score`` values -> ``--confidence`` values (the core's table, plus the
 #: unchanged 'posterior').
@@ -231,29 +231,25 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
         img['raters_read'] = list(img.pop('annotators', []))
         out_images.append(img)
         for k in range(len(res)):
-            x1, y1, x2, y2 = (float(v) for v in res.boxes[k])
             t = int(res.agreement[k])
             by_t[t] += 1
             anns.append(
-                {
-                    'id': len(anns) + 1,
-                    'image_id': info['id'],
-                    'category_id': coco.categories[int(res.labels[k])]['id'],
-                    'bbox': [x1, y1, x2 - x1, y2 - y1],
-                    'area': (x2 - x1) * (y2 - y1),
-                    'iscrowd': 0,
-                    'score': float(res.confidence[k]),
-                    'agreement': t,
-                    'num_raters': int(res.num_raters),
-                    'raters': [str(r) for r in res.member_raters[k]],
-                }
+                coco_annotation(
+                    len(anns) + 1,
+                    info['id'],
+                    coco.categories[int(res.labels[k])]['id'],
+                    res.boxes[k],
+                    score=float(res.confidence[k]),
+                    agreement=t,
+                    num_raters=int(res.num_raters),
+                    raters=[str(r) for r in res.member_raters[k]],
+                )
             )
     info = dict(coco.raw.get('info') or {})
     info['earl_fusion'] = {'source': os.fspath(args.input), 'aggregator': agg.get_params()}
-    fused = {'info': info}
-    if 'licenses' in coco.raw:
-        fused['licenses'] = coco.raw['licenses']
-    fused.update(images=out_images, annotations=anns, categories=coco.raw['categories'])
+    fused = coco_file(
+        out_images, anns, coco.raw['categories'], info=info, licenses=coco.raw.get('licenses')
+    )
     summary = {
         'aggregator': agg.get_params(),
         'images_in': len(coco.images),
@@ -274,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         fused, s = fuse_file(args)
         # A temporary file renamed over the output: a kill never leaves half a file.
-        safe_output.atomic_write(args.output, json.dumps(fused), inputs=[args.input])
+        write_coco(args.output, fused, inputs=[args.input], canonical=False)
     except (ValueError, OSError) as e:  # OSError: e.g. the output's folder is a file
         print(f'error: {e}', file=sys.stderr)
         return 2

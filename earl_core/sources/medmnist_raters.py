@@ -49,12 +49,13 @@ as noisy as a weak rater's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from earl_core.boxes import paired_box_iou
-from earl_core.sources.medmnist import SPLIT_CODES, _quantise, place_patch, resize_digit
+from earl_core.sources.medmnist import _quantise
+from earl_core.sources.medmnist_images import SPLIT_CODES, place_patch, resize_digit
 
 __all__ = [
     'CLUTTER_KINDS',
@@ -103,7 +104,7 @@ _OTHER_WEIGHT = 0.05
 # blob like a 0, 6, 8 or 9.
 _STROKE_DIGITS = (1, 7, 4)
 _BLOB_DIGITS = (0, 6, 8, 9)
-# Stream tags (after medmnist's 0-3): image contrast and clutter, rater pool draws.
+# Stream tags (after medmnist_images' 0-3): image contrast and clutter, rater pool draws.
 _TAG_CLUTTER, _TAG_POOL = 4, 5
 
 
@@ -156,13 +157,11 @@ VINDR_LIKE_PROFILES = {
 }
 #: The ``bad`` group of the crowd presets: sees digits and clutter as a weak rater does,
 #: labels every box with a uniformly random digit, boxes twice as noisy, no hedging.
-BAD_PROFILE = RaterProfile(
-    miss=0.05,
-    threshold=0.38,
-    fp=0.13,
+BAD_PROFILE = replace(
+    VINDR_LIKE_PROFILES['weak'],
     flip=1.0,
     double=0.0,
-    box_noise=0.11,
+    box_noise=2 * VINDR_LIKE_PROFILES['weak'].box_noise,
     box_bias=0.0,
     random_labels=True,
 )
