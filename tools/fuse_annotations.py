@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from _common import (
-    add_normalize_rater_ids_flag,
     check_output_paths,
     filter_third_party_warnings,
+    rater_file_options,
+    rater_file_parser,
 )
 
 from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES as _LEGACY_CONFIDENCE_MODES
@@ -100,12 +101,11 @@ def _weights(text: str) -> _Weights:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description='Fuse a multi-rater COCO file (annotator_id per box, annotators per '
-        'image) into a standard COCO file with score = c, agreement = T, num_raters = R.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = rater_file_parser(
+        'Fuse a multi-rater COCO file (annotator_id per box, annotators per image) into a '
+        'standard COCO file with score = c, agreement = T, num_raters = R.',
+        name='input',
     )
-    p.add_argument('input', help='multi-rater COCO JSON')
     p.add_argument('output', help='fused COCO JSON to write')
     p.add_argument(
         '--method',
@@ -172,8 +172,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help='box fusion weights (presence_em: box or uniform)',
     )
     g.add_argument('--max-iter', type=int, default=None)
-    p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
-    add_normalize_rater_ids_flag(p)
     args = p.parse_args(argv)
     if args.score is not None:
         if args.confidence is not None:
@@ -211,12 +209,7 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
     from earl_core.fusion.aggregators import SingleRater
     from earl_core.io.coco import load_multirater_coco
 
-    coco = load_multirater_coco(
-        args.input,
-        repair=not args.no_repair,
-        normalize_rater_ids=args.normalize_rater_ids,
-        merge_duplicate_images=args.merge_duplicate_images,
-    )
+    coco = load_multirater_coco(args.input, **rater_file_options(args))
     agg = aggregator_from_args(args)
     results = agg.fuse_all(coco.images)
     out_images, anns = [], []

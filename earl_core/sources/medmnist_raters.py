@@ -55,7 +55,7 @@ import numpy as np
 
 from earl_core.boxes import paired_box_iou
 from earl_core.sources.medmnist import _quantise
-from earl_core.sources.medmnist_images import SPLIT_CODES, place_patch, resize_digit
+from earl_core.sources.medmnist_images import SPLIT_CODES, paste_patch, resize_digit
 
 __all__ = [
     'CLUTTER_KINDS',
@@ -275,7 +275,6 @@ def add_contrast_and_clutter(
     Returns:
         tuple: the image, (n,) digit contrasts and the :class:`Clutter` of the image.
     """
-    canvas = image.shape[0]
     n = len(digit_boxes)
     c_digits = rng.uniform(contrast[0], contrast[1], size=n)
     for (x1, y1, x2, y2), c in zip(digit_boxes.astype(int), c_digits):
@@ -295,14 +294,10 @@ def add_contrast_and_clutter(
         else:
             patch, look = _blob(rng, size), int(rng.choice(_BLOB_DIGITS))
         patch = np.ceil(patch * c).astype(np.uint8)
-        placed = place_patch(rng, patch, canvas, taken, max_tries) if patch.any() else None
-        if placed is None:
+        box = paste_patch(rng, image, patch, taken, max_tries) if patch.any() else None
+        if box is None:
             skipped += 1
             continue
-        x, y, box = placed
-        region = image[y : y + size, x : x + size]
-        np.maximum(region, patch, out=region)
-        taken.append(box)
         boxes.append([float(v) for v in box])
         kinds.append(kind)
         apparent.append(look)

@@ -21,36 +21,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from earl_core.io.coco_writer import coco_annotation, coco_categories, coco_file, coco_image
-from earl_core.sources.vindr_csv import (
-    KAGGLE_COLUMNS,
-    NO_FINDING,
-    NO_FINDING_ID,
-    PHYSIONET_COLUMNS,
-    UNKNOWN_CLASS_MODES,
-    VINDR_CLASSES,
-    VindrBox,
-    VindrLabels,
-    detect_format,
-    parse_vindr_rows,
-    read_size_table,
-    read_vindr_csv,
-)
+from earl_core.sources import vindr_csv as _vindr_csv
+from earl_core.sources.vindr_csv import *  # noqa: F403  (the parser's names, importable here)
+from earl_core.sources.vindr_csv import VindrBox, VindrLabels
 
 __all__ = [
-    'KAGGLE_COLUMNS',
-    'NO_FINDING',
-    'NO_FINDING_ID',
-    'PHYSIONET_COLUMNS',
-    'UNKNOWN_CLASS_MODES',
-    'VINDR_CLASSES',
-    'VindrBox',
-    'VindrLabels',
+    *_vindr_csv.__all__,
     'build_coco',
-    'detect_format',
     'filter_raters',
-    'parse_vindr_rows',
-    'read_size_table',
-    'read_vindr_csv',
     'resized_size',
     'split_train_val',
     'to_uint8',

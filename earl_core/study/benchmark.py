@@ -16,69 +16,12 @@ the plan of runs), :mod:`earl_core.study.summary` (the statistics) and
 
 from __future__ import annotations
 
-from earl_core.study.methods import (
-    ABLATION_METHODS,
-    CHALLENGER_METHODS,
-    EXTRA_PAIRS,
-    LABELS,
-    METHODS,
-    METRICS,
-    REFERENCE,
-    STUDY_METHODS,
-    Run,
-    method_family,
-    method_order,
-    method_rater,
-    plan,
-    rater_method,
-)
-from earl_core.study.report import markdown, plots
-from earl_core.study.summary import (
-    MARGIN,
-    TARGET_HALF_WIDTH,
-    answer,
-    curve_table,
-    paired_diff,
-    power_rows,
-    sd_upper_bound,
-    seeds_for_half_width,
-    summarize,
-    sweep_table,
-    t_interval,
-    val_curve_from_log,
-    verdict,
-    versus_reference,
-)
+# The three modules' names, importable from here as before the split.
+from earl_core.study import methods as _methods
+from earl_core.study import report as _report
+from earl_core.study import summary as _summary
+from earl_core.study.methods import *  # noqa: F403
+from earl_core.study.report import *  # noqa: F403
+from earl_core.study.summary import *  # noqa: F403
 
-__all__ = [
-    'ABLATION_METHODS',
-    'CHALLENGER_METHODS',
-    'EXTRA_PAIRS',
-    'LABELS',
-    'MARGIN',
-    'METHODS',
-    'METRICS',
-    'REFERENCE',
-    'STUDY_METHODS',
-    'TARGET_HALF_WIDTH',
-    'Run',
-    'answer',
-    'curve_table',
-    'markdown',
-    'method_family',
-    'method_order',
-    'method_rater',
-    'paired_diff',
-    'plan',
-    'plots',
-    'power_rows',
-    'rater_method',
-    'sd_upper_bound',
-    'seeds_for_half_width',
-    'summarize',
-    'sweep_table',
-    't_interval',
-    'val_curve_from_log',
-    'verdict',
-    'versus_reference',
-]
+__all__ = [*_methods.__all__, *_summary.__all__, *_report.__all__]
