@@ -1,8 +1,9 @@
-"""What the entry points in ``tools/`` share and can use without torch or mmdet: argument
-and output-path checks, warnings filters, child environments, progress, and the config
-helpers that only read a config (mmengine's ``Config`` is imported inside
-:func:`read_config`; nothing else here imports more than the standard library and
-:mod:`earl_core.io.safe_output`).
+"""What the entry points in ``tools/`` share and can use without torch or mmdet: the flags
+several tools take (value tuples, choices, an output folder of their own, a rater file with
+the loader's repairs), argument and output-path checks, warnings filters, child
+environments, progress, and the config helpers that only read a config (mmengine's
+``Config`` is imported inside :func:`read_config`; nothing else here imports more than the
+standard library and :mod:`earl_core.io.safe_output`).
 
 The helpers that build a Runner or register the components live in
 :mod:`earl_mmdet.utils.cli`.

@@ -492,7 +492,9 @@ def _has_image_knobs(a: argparse.Namespace) -> bool:
     )
 
 
-def _coco(split: str, results: list[dict], canvas: int, info: dict, rater_ids=None) -> dict:
+def _coco(
+    split: str, results: list[dict], canvas: int, info: dict, rater_ids: list[str] | None = None
+) -> dict:
     """The gold file of ``split`` (each true box with its ``mnist_index``) or, given the
     ``rater_ids``, the multi-rater training file (each rater box with its rater)."""
     images, anns = [], []
