@@ -1,8 +1,9 @@
-"""What the entry points in ``tools/`` share and can use without torch or mmdet: argument
-and output-path checks, warnings filters, child environments, progress, and the config
-helpers that only read a config (mmengine's ``Config`` is imported inside
-:func:`read_config`; nothing else here imports more than the standard library and
-:mod:`earl_core.io.safe_output`).
+"""What the entry points in ``tools/`` share and can use without torch or mmdet: the flags
+several tools take (value tuples, choices, an output folder of their own, a rater file with
+the loader's repairs), argument and output-path checks, warnings filters, child
+environments, progress, and the config helpers that only read a config (mmengine's
+``Config`` is imported inside :func:`read_config`; nothing else here imports more than the
+standard library and :mod:`earl_core.io.safe_output`).
 
 The helpers that build a Runner or register the components live in
 :mod:`earl_mmdet.utils.cli`.
@@ -26,8 +27,14 @@ __all__ = [
     'THIRD_PARTY_WARNINGS',
     'RATER_DATASET_TYPES',
     'filter_third_party_warnings',
+    'add_choice_argument',
     'add_normalize_rater_ids_flag',
+    'add_output_folder_args',
+    'add_tuple_argument',
+    'check_output_folder',
     'check_output_paths',
+    'rater_file_parser',
+    'rater_file_options',
     'read_config',
     'check_data',
     'default_work_dir',
@@ -98,6 +105,81 @@ def add_normalize_rater_ids_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_choice_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    choices: Sequence[str],
+    help: str | None = None,
+) -> None:
+    """A flag that takes one of ``choices``; the first is the default."""
+    parser.add_argument(flag, default=choices[0], choices=tuple(choices), help=help)
+
+
+def add_output_folder_args(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--out`` (required) and ``--overwrite`` of a tool that writes a folder of its own
+    (:func:`earl_core.io.safe_output.claim_folder`): the folder must be missing, empty or
+    hold an earlier ``what`` (e.g. 'sample'), which ``--overwrite`` replaces, deleting only
+    the files it wrote."""
+    parser.add_argument(
+        '--out',
+        required=True,
+        help=f'output directory (created; must be empty or hold an earlier {what})',
+    )
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help=f'replace an earlier {what} in --out (only the files it wrote; any other file '
+        'there refuses the folder)',
+    )
+
+
+def add_tuple_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    type: type,
+    names: Sequence[str] = ('MIN', 'MAX'),
+    help: str | None = None,
+) -> None:
+    """A flag that takes one value per name of ``names`` (``--digit-size MIN MAX``).
+
+    The values arrive as a list of ``type`` (None when the flag is not given); the tool
+    checks their order and range.
+    """
+    parser.add_argument(flag, type=type, nargs=len(names), metavar=tuple(names), help=help)
+
+
+def rater_file_parser(
+    description: str,
+    name: str = 'annotations',
+    help: str = 'multi-rater COCO JSON',
+    repairs: bool = True,
+) -> argparse.ArgumentParser:
+    """The parser of a tool that reads a multi-rater COCO file: defaults shown in the help,
+    the file as the first positional argument ``name``, and with ``repairs`` the loader's
+    options (``--no-repair`` and :func:`add_normalize_rater_ids_flag`), which
+    :func:`rater_file_options` turns back into ``load_multirater_coco``'s arguments."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(name, help=help)
+    if repairs:
+        parser.add_argument(
+            '--no-repair', action='store_true', help='fail instead of repairing input'
+        )
+        add_normalize_rater_ids_flag(parser)
+    return parser
+
+
+def rater_file_options(args: argparse.Namespace) -> dict[str, bool]:
+    """``load_multirater_coco``'s keyword arguments from the flags of
+    :func:`rater_file_parser` (``repairs=True``)."""
+    return dict(
+        repair=not args.no_repair,
+        normalize_rater_ids=args.normalize_rater_ids,
+        merge_duplicate_images=args.merge_duplicate_images,
+    )
+
+
 def check_output_paths(
     parser: argparse.ArgumentParser,
     files: Iterable[tuple[str, str | None]] = (),
@@ -152,6 +234,23 @@ def check_output_paths(
                     parser.error(f'{flag0} {path0} and {flag} {path} name the same file')
             if kind == 'file':
                 earlier.append((flag, path))
+
+
+def check_output_folder(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    folder: str,
+    names: Iterable[str],
+    inputs: Iterable[str | None] = (),
+) -> None:
+    """:func:`check_output_paths` of a tool that writes the files ``names`` into the
+    folder ``folder`` given by ``flag``: the folder, and each file against ``inputs``."""
+    check_output_paths(
+        parser,
+        files=[(flag, osp.join(folder, name)) for name in names],
+        folders=[(flag, folder)],
+        inputs=inputs,
+    )
 
 
 def read_config(path: str, cfg_options: dict | None, import_custom_modules: bool = True):

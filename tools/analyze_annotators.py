@@ -29,9 +29,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from _common import (
-    add_normalize_rater_ids_flag,
-    check_output_paths,
+    check_output_folder,
     filter_third_party_warnings,
+    rater_file_options,
+    rater_file_parser,
 )
 
 from earl_core.io import safe_output
@@ -41,12 +42,10 @@ OUTPUTS = ('report.json', 'summary.md', 'pairwise_f1.png', 'confusion.png')
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description='Per-rater statistics, pairwise IoU-F1, EM confusion matrices and '
-        "Krippendorff's alpha of a multi-rater COCO file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = rater_file_parser(
+        'Per-rater statistics, pairwise IoU-F1, EM confusion matrices and '
+        "Krippendorff's alpha of a multi-rater COCO file."
     )
-    p.add_argument('annotations', help='multi-rater COCO JSON')
     p.add_argument('--out', required=True, help='output directory')
     p.add_argument(
         '--iou-thr',
@@ -71,15 +70,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help='partner statistics and WBF agreement shares: a partner has IoU > thr',
     )
     p.add_argument('--no-plots', action='store_true', help='skip the PNG figures')
-    p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
-    add_normalize_rater_ids_flag(p)
     args = p.parse_args(argv)
-    check_output_paths(
-        p,
-        files=[('--out', osp.join(args.out, name)) for name in OUTPUTS],
-        folders=[('--out', args.out)],
-        inputs=[args.annotations],
-    )
+    check_output_folder(p, '--out', args.out, OUTPUTS, inputs=[args.annotations])
     return args
 
 
@@ -257,12 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from earl_core.metrics.rater_report import rater_report
 
     try:
-        coco = load_multirater_coco(
-            args.annotations,
-            repair=not args.no_repair,
-            normalize_rater_ids=args.normalize_rater_ids,
-            merge_duplicate_images=args.merge_duplicate_images,
-        )
+        coco = load_multirater_coco(args.annotations, **rater_file_options(args))
         rep = rater_report(
             coco.images,
             aggregator=args.consensus,

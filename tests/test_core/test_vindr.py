@@ -9,23 +9,16 @@ import pytest
 
 from earl_core.io.coco import load_multirater_coco
 from earl_core.sources import vindr
+from tests.test_core import vindr_cases as cases
+from tests.test_core.vindr_cases import KAGGLE_HEADER, PHYSIONET_HEADER
 
-KAGGLE_HEADER = 'image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max'
-PHYSIONET_HEADER = 'image_id,rad_id,class_name,x_min,y_min,x_max,y_max'
-
-# Three images: 'aaa' positive (R8 two boxes, R9 one box, R10 'No finding'), 'bbb' negative
-# (three 'No finding' readers), 'ccc' read by R1, R8, R9 with one box of R1.
+# The shared rows with a second box of R8 on 'aaa' (line 3 of the file): 'aaa' positive (R8
+# two boxes, R9 one box, R10 'No finding'), 'bbb' negative (three 'No finding' readers),
+# 'ccc' read by R1, R8, R9 with one box of R1.
 KAGGLE_ROWS = [
-    'aaa,Nodule/Mass,8,R8,10,20,30,50',
+    cases.KAGGLE_ROWS[0],
     'aaa,Aortic enlargement,0,R8,40,10,60,30.5',
-    'aaa,Nodule/Mass,8,R9,12,18,31,52',
-    'aaa,No finding,14,R10,,,,',
-    'bbb,No finding,14,R8,,,,',
-    'bbb,No finding,14,R9,,,,',
-    'bbb,No finding,14,R10,,,,',
-    'ccc,Pulmonary fibrosis,13,R1,5,5,25,25',
-    'ccc,No finding,14,R8,,,,',
-    'ccc,No finding,14,R9,,,,',
+    *cases.KAGGLE_ROWS[1:],
 ]
 SIZES = {'aaa': (100, 80), 'bbb': (90, 90), 'ccc': (50, 60)}
 

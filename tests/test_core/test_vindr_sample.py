@@ -10,6 +10,7 @@ import pytest
 
 import earl_core.sources.medmnist_raters as mr
 import earl_core.sources.vindr_sample as vs
+import earl_core.sources.vindr_sample_images as vsi
 from earl_core.boxes import box_iou
 from earl_core.sources.vindr import NO_FINDING, VINDR_CLASSES, read_vindr_csv
 from earl_core.sources.vindr_sample import (
@@ -83,18 +84,18 @@ def test_same_seed_same_bytes_other_seed_differs(sample, tmp_path):
     assert (other / 'train.csv').read_bytes() != (out / 'train.csv').read_bytes()
 
 
-@pytest.mark.parametrize('kind', sorted({k for k, _ in vs._CLASS_KIND.values()}))
+@pytest.mark.parametrize('kind', sorted({k for k, _ in vsi._CLASS_KIND.values()}))
 def test_boxes_point_at_findings(kind):
     """Each finding changes the image inside its true box (what a detector can learn)."""
     rng = np.random.default_rng(0)
-    img, anat = vs.render_chest(rng, 256, 256)
+    img, anat = vsi.render_chest(rng, 256, 256)
     before = img.copy()
-    x0, y0, x1, y1 = vs._draw_finding(rng, img, anat, kind)
+    x0, y0, x1, y1 = vsi._draw_finding(rng, img, anat, kind)
     changed = np.abs(img - before) > 0.01
     if kind == 'heart':  # Cardiomegaly is drawn by render_chest(heart_scale > 1)
-        big, anat = vs.render_chest(np.random.default_rng(0), 256, 256, heart_scale=1.35)
+        big, anat = vsi.render_chest(np.random.default_rng(0), 256, 256, heart_scale=1.35)
         changed = np.abs(big - before) > 0.01
-        x0, y0, x1, y1 = vs._draw_finding(rng, big, anat, kind)
+        x0, y0, x1, y1 = vsi._draw_finding(rng, big, anat, kind)
     ys, xs = np.nonzero(changed)
     assert len(xs) > 0
     inside = (xs >= x0 - 2) & (xs <= x1 + 2) & (ys >= y0 - 2) & (ys <= y1 + 2)
@@ -165,7 +166,7 @@ def test_false_positives_and_heterogeneous_raters(sample):
     assert len({r['miss'] for r in raters}) > 1 and len({r['bias'] for r in raters}) == 17
     # a reader who boxes every piece of clutter reports findings on a normal image
     rng = np.random.default_rng(1)
-    _, anat = vs.render_chest(rng, 200, 200)
+    _, anat = vsi.render_chest(rng, 200, 200)
     clutter = anatomy_clutter(rng, anat, np.zeros((0, 4)), 200, 200)
     assert len(clutter.boxes) >= vs.CLUTTER_ITEMS[0]
     pool = _one_reader(mr.RaterProfile(0.0, -1.0, fp=1.0, flip=0.0, double=0.0, box_noise=0.0))

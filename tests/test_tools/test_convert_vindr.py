@@ -11,25 +11,13 @@ import numpy as np
 import pytest
 
 from earl_core.io.coco import load_multirater_coco
+from tests.test_core.vindr_cases import KAGGLE_HEADER, KAGGLE_ROWS, PHYSIONET_HEADER
 from tests.test_tools.run_tool import run_tool
 
 pydicom = pytest.importorskip('pydicom')
 Image = pytest.importorskip('PIL.Image')
 
 ROOT = Path(__file__).resolve().parents[2]
-KAGGLE_HEADER = 'image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max'
-PHYSIONET_HEADER = 'image_id,rad_id,class_name,x_min,y_min,x_max,y_max'
-KAGGLE_ROWS = [
-    'aaa,Nodule/Mass,8,R8,10,20,30,50',
-    'aaa,Nodule/Mass,8,R9,12,18,31,52',
-    'aaa,No finding,14,R10,,,,',
-    'bbb,No finding,14,R8,,,,',
-    'bbb,No finding,14,R9,,,,',
-    'bbb,No finding,14,R10,,,,',
-    'ccc,Pulmonary fibrosis,13,R1,5,5,25,25',
-    'ccc,No finding,14,R8,,,,',
-    'ccc,No finding,14,R9,,,,',
-]
 # image id -> (width, height); aaa MONOCHROME2, bbb MONOCHROME1, ccc windowed ramp.
 SIZES = {'aaa': (80, 64), 'bbb': (60, 60), 'ccc': (50, 40)}
 
