@@ -28,6 +28,7 @@ $(STAMP): setup.py requirements.txt requirements-dev.txt Makefile
 	$(PY) -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$(MMCV_VERSION)'" 2>/dev/null || \
 		MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) install --no-build-isolation mmcv==$(MMCV_VERSION)
 	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+	$(PIP) install -q --no-deps crowd-kit==1.4.2  # see requirements-dev.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(PY) -c "import earl_mmdet, mmdet; from mmcv.ops import nms, batched_nms, RoIAlign; print('earl-mmdet', earl_mmdet.__version__, 'mmdet', mmdet.__version__)"
 	touch $(STAMP)

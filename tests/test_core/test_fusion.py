@@ -48,210 +48,132 @@ def assert_same(got, want, atol=1e-6):
 # ----------------------------------------------------------------------------- hand cases
 SQ = [0.0, 0.0, 10.0, 10.0]  # a 10x10 box; shifted by d along x: IoU (10-d)/(10+d)
 
+
+def _case(case_id: str, raters: list, kwargs: dict, want: list):
+    """A hand case as the parameters of :func:`test_hand_cases`: per rater its (box, score,
+    label) triples, the options, and the (box, score, label) triples fusion must give."""
+    unzip = lambda triples: [[t[i] for t in triples] for i in range(3)]  # noqa: E731
+    boxes, scores, labels = (list(x) for x in zip(*map(unzip, raters)))
+    return pytest.param(boxes, scores, labels, kwargs, *unzip(want), id=case_id)
+
+
 HAND_CASES = [
-    pytest.param(
-        # IoU(.667) > .5: fused x = (1*0 + .5*2)/1.5 = .667; score mean(1,.5) * 2/2 = .75.
-        [[SQ], [[2, 0, 12, 10]]],
-        [[1.0], [0.5]],
-        [[3], [3]],
+    # IoU(.667) > .5: fused x = (1*0 + .5*2)/1.5 = .667; score mean(1,.5) * 2/2 = .75.
+    _case(
+        'merge-avg',
+        [[(SQ, 1.0, 3)], [([2, 0, 12, 10], 0.5, 3)]],
         dict(iou_thr=0.5),
-        [[2 / 3, 0, 10 + 2 / 3, 10]],
-        [0.75],
-        [3],
-        id='merge-avg',
+        [([2 / 3, 0, 10 + 2 / 3, 10], 0.75, 3)],
     ),
-    pytest.param(
-        # Same boxes, IoU .667 < .7: kept apart, score s * 1 / 2 models.
-        [[SQ], [[2, 0, 12, 10]]],
-        [[1.0], [0.5]],
-        [[3], [3]],
+    # Same boxes, IoU .667 < .7: kept apart, score s * 1 / 2 models.
+    _case(
+        'no-merge-below-thr',
+        [[(SQ, 1.0, 3)], [([2, 0, 12, 10], 0.5, 3)]],
         dict(iou_thr=0.7),
-        [SQ, [2, 0, 12, 10]],
-        [0.5, 0.25],
-        [3, 3],
-        id='no-merge-below-thr',
+        [(SQ, 0.5, 3), ([2, 0, 12, 10], 0.25, 3)],
     ),
-    pytest.param(
-        # IoU = 1/(2+2-1) = 1/3 exactly = iou_thr: strict '>' keeps them apart.
-        [[[0, 0, 2, 1]], [[1, 0, 3, 1]]],
-        [[1.0], [0.8]],
-        [[0], [0]],
+    # IoU = 1/(2+2-1) = 1/3 exactly = iou_thr: strict '>' keeps them apart.
+    _case(
+        'iou-equal-thr-strict',
+        [[([0, 0, 2, 1], 1.0, 0)], [([1, 0, 3, 1], 0.8, 0)]],
         dict(iou_thr=1 / 3),
-        [[0, 0, 2, 1], [1, 0, 3, 1]],
-        [0.5, 0.4],
-        [0, 0],
-        id='iou-equal-thr-strict',
+        [([0, 0, 2, 1], 0.5, 0), ([1, 0, 3, 1], 0.4, 0)],
     ),
-    pytest.param(
-        # Just below: merged to the weighted mean (0*1 + 1*.8)/1.8 = .444; score .9 * 2/2.
-        [[[0, 0, 2, 1]], [[1, 0, 3, 1]]],
-        [[1.0], [0.8]],
-        [[0], [0]],
+    # Just below: merged to the weighted mean (0*1 + 1*.8)/1.8 = .444; score .9 * 2/2.
+    _case(
+        'iou-above-thr',
+        [[([0, 0, 2, 1], 1.0, 0)], [([1, 0, 3, 1], 0.8, 0)]],
         dict(iou_thr=0.33),
-        [[0.8 / 1.8, 0, 2 + 0.8 / 1.8, 1]],
-        [0.9],
-        [0],
-        id='iou-above-thr',
+        [([0.8 / 1.8, 0, 2 + 0.8 / 1.8, 1], 0.9, 0)],
     ),
-    pytest.param(
-        # Different labels never fuse, even at IoU 1.
-        [[SQ], [SQ]],
-        [[1.0], [0.5]],
-        [[0], [1]],
+    # Different labels never fuse, even at IoU 1.
+    _case(
+        'labels-separate',
+        [[(SQ, 1.0, 0)], [(SQ, 0.5, 1)]],
         dict(iou_thr=0.5),
-        [SQ, SQ],
-        [0.5, 0.25],
-        [0, 1],
-        id='labels-separate',
+        [(SQ, 0.5, 0), (SQ, 0.25, 1)],
     ),
-    pytest.param(
-        # Chain A-B-C (IoU .429 each neighbour pair): A (s 1) + B (.9) fuse to x1 = 3.6/1.9
-        # = 1.895; C's IoU with that fused box is .242 < .4, so C stays alone.
-        # Scores: mean(1, .9) * 2/3 = .633; .8 * 1/3 = .267.
-        [[SQ], [[4, 0, 14, 10]], [[8, 0, 18, 10]]],
-        [[1.0], [0.9], [0.8]],
-        [[0], [0], [0]],
+    # Chain A-B-C (IoU .429 each neighbour pair): A (s 1) + B (.9) fuse to x1 = 3.6/1.9
+    # = 1.895; C's IoU with that fused box is .242 < .4, so C stays alone.
+    # Scores: mean(1, .9) * 2/3 = .633; .8 * 1/3 = .267.
+    _case(
+        'chain-high-score-first',
+        [[(SQ, 1.0, 0)], [([4, 0, 14, 10], 0.9, 0)], [([8, 0, 18, 10], 0.8, 0)]],
         dict(iou_thr=0.4),
-        [[3.6 / 1.9, 0, 22.6 / 1.9, 10], [8, 0, 18, 10]],
-        [0.95 * 2 / 3, 0.8 / 3],
-        [0, 0],
-        id='chain-high-score-first',
+        [([3.6 / 1.9, 0, 22.6 / 1.9, 10], 0.95 * 2 / 3, 0), ([8, 0, 18, 10], 0.8 / 3, 0)],
     ),
-    pytest.param(
-        # The same chain with reversed scores: C (1) + B (.9) fuse (x1 = 11.6/1.9 = 6.105),
-        # A stays alone: processing follows the score order.
-        [[SQ], [[4, 0, 14, 10]], [[8, 0, 18, 10]]],
-        [[0.8], [0.9], [1.0]],
-        [[0], [0], [0]],
+    # The same chain with reversed scores: C (1) + B (.9) fuse (x1 = 11.6/1.9 = 6.105),
+    # A stays alone: processing follows the score order.
+    _case(
+        'chain-reversed-scores',
+        [[(SQ, 0.8, 0)], [([4, 0, 14, 10], 0.9, 0)], [([8, 0, 18, 10], 1.0, 0)]],
         dict(iou_thr=0.4),
-        [[11.6 / 1.9, 0, 11.6 / 1.9 + 10, 10], SQ],
-        [0.95 * 2 / 3, 0.8 / 3],
-        [0, 0],
-        id='chain-reversed-scores',
+        [([11.6 / 1.9, 0, 11.6 / 1.9 + 10, 10], 0.95 * 2 / 3, 0), (SQ, 0.8 / 3, 0)],
     ),
-    pytest.param(
-        # conf 'max', weights (2, 1): s*w = 1.8, .6; box x1 = (0 + .6*1)/2.4 = .25;
-        # score max(1.8, .6) / max(w) = .9.
-        [[SQ], [[1, 0, 11, 10]]],
-        [[0.9], [0.6]],
-        [[0], [0]],
+    # conf 'max', weights (2, 1): s*w = 1.8, .6; box x1 = (0 + .6*1)/2.4 = .25;
+    # score max(1.8, .6) / max(w) = .9.
+    _case(
+        'max-weighted',
+        [[(SQ, 0.9, 0)], [([1, 0, 11, 10], 0.6, 0)]],
         dict(weights=[2, 1], iou_thr=0.5, conf_type='max'),
-        [[0.25, 0, 10.25, 10]],
-        [0.9],
-        [0],
-        id='max-weighted',
+        [([0.25, 0, 10.25, 10], 0.9, 0)],
     ),
-    pytest.param(
-        # One cluster of 3 boxes, model 0 twice. w = (2, 1, 1); s*w = 1.8, 1.2, .3 (order of
-        # processing); x1 = (0 + 1.2*1 + 0)/3.3 = .3636. avg: mean 1.1 * min(3, 3)/4 = .825.
-        [[SQ, [1, 0, 11, 10]], [SQ], []],
-        [[0.9, 0.6], [0.3], []],
-        [[5, 5], [5], []],
+    # One cluster of 3 boxes, model 0 twice. w = (2, 1, 1); s*w = 1.8, 1.2, .3 (order of
+    # processing); x1 = (0 + 1.2*1 + 0)/3.3 = .3636. avg: mean 1.1 * min(3, 3)/4 = .825.
+    _case(
+        'avg-one-model-twice',
+        [[(SQ, 0.9, 5), ([1, 0, 11, 10], 0.6, 5)], [(SQ, 0.3, 5)], []],
         dict(weights=[2, 1, 1], iou_thr=0.5),
-        [[1.2 / 3.3, 0, 34.2 / 3.3, 10]],
-        [0.825],
-        [5],
-        id='avg-one-model-twice',
+        [([1.2 / 3.3, 0, 34.2 / 3.3, 10], 0.825, 5)],
     ),
-    pytest.param(
-        # box_and_model_avg: 1.1 * 3 / wsum(2+2+1) = .66, * w(models 0,1)=3 / sum(w)=4.
-        [[SQ, [1, 0, 11, 10]], [SQ], []],
-        [[0.9, 0.6], [0.3], []],
-        [[5, 5], [5], []],
+    # box_and_model_avg: 1.1 * 3 / wsum(2+2+1) = .66, * w(models 0,1)=3 / sum(w)=4.
+    _case(
+        'box-and-model-avg',
+        [[(SQ, 0.9, 5), ([1, 0, 11, 10], 0.6, 5)], [(SQ, 0.3, 5)], []],
         dict(weights=[2, 1, 1], iou_thr=0.5, conf_type='box_and_model_avg'),
-        [[1.2 / 3.3, 0, 34.2 / 3.3, 10]],
-        [0.66 * 3 / 4],
-        [5],
-        id='box-and-model-avg',
+        [([1.2 / 3.3, 0, 34.2 / 3.3, 10], 0.66 * 3 / 4, 5)],
     ),
-    pytest.param(
-        # absent_model_aware_avg: 1.1 * 3 / (wsum 5 + absent model 2's weight 1) = .55.
-        [[SQ, [1, 0, 11, 10]], [SQ], []],
-        [[0.9, 0.6], [0.3], []],
-        [[5, 5], [5], []],
+    # absent_model_aware_avg: 1.1 * 3 / (wsum 5 + absent model 2's weight 1) = .55.
+    _case(
+        'absent-model-aware-avg',
+        [[(SQ, 0.9, 5), ([1, 0, 11, 10], 0.6, 5)], [(SQ, 0.3, 5)], []],
         dict(weights=[2, 1, 1], iou_thr=0.5, conf_type='absent_model_aware_avg'),
-        [[1.2 / 3.3, 0, 34.2 / 3.3, 10]],
-        [0.55],
-        [5],
-        id='absent-model-aware-avg',
+        [([1.2 / 3.3, 0, 34.2 / 3.3, 10], 0.55, 5)],
     ),
-    pytest.param(
-        # 2 models, 3 boxes in the cluster: avg caps n at M: 1.1 * 2/3 = .733.
-        [[SQ, [1, 0, 11, 10]], [SQ]],
-        [[0.9, 0.6], [0.3]],
-        [[5, 5], [5]],
+    # 2 models, 3 boxes in the cluster: avg caps n at M: 1.1 * 2/3 = .733.
+    _case(
+        'avg-capped',
+        [[(SQ, 0.9, 5), ([1, 0, 11, 10], 0.6, 5)], [(SQ, 0.3, 5)]],
         dict(weights=[2, 1], iou_thr=0.5),
-        [[1.2 / 3.3, 0, 34.2 / 3.3, 10]],
-        [1.1 * 2 / 3],
-        [5],
-        id='avg-capped',
+        [([1.2 / 3.3, 0, 34.2 / 3.3, 10], 1.1 * 2 / 3, 5)],
     ),
-    pytest.param(
-        # allows_overflow: 1.1 * 3/3 = 1.1 > 1 (ensemble-boxes #40).
-        [[SQ, [1, 0, 11, 10]], [SQ]],
-        [[0.9, 0.6], [0.3]],
-        [[5, 5], [5]],
+    # allows_overflow: 1.1 * 3/3 = 1.1 > 1 (ensemble-boxes #40).
+    _case(
+        'avg-overflow',
+        [[(SQ, 0.9, 5), ([1, 0, 11, 10], 0.6, 5)], [(SQ, 0.3, 5)]],
         dict(weights=[2, 1], iou_thr=0.5, allows_overflow=True),
-        [[1.2 / 3.3, 0, 34.2 / 3.3, 10]],
-        [1.1],
-        [5],
-        id='avg-overflow',
+        [([1.2 / 3.3, 0, 34.2 / 3.3, 10], 1.1, 5)],
     ),
-    pytest.param(
-        # x2 < x1 and y2 < y1: corners swapped, then a normal box (1 model: score 1).
-        [[[10, 10, 0, 0]]],
-        [[1.0]],
-        [[2]],
-        {},
-        [SQ],
-        [1.0],
-        [2],
-        id='swap-corners',
-    ),
-    pytest.param(
-        # Zero-area box (x1 = x2) dropped; the other box alone.
-        [[[3, 0, 3, 10], SQ]],
-        [[1.0, 0.7]],
-        [[0, 0]],
-        {},
-        [SQ],
-        [0.7],
-        [0],
-        id='zero-area-dropped',
-    ),
-    pytest.param(
-        # skip_box_thr: a score equal to the threshold stays, a lower one goes.
-        [[SQ, [50, 50, 60, 60]]],
-        [[0.5, 0.3]],
-        [[0, 0]],
+    # x2 < x1 and y2 < y1: corners swapped, then a normal box (1 model: score 1).
+    _case('swap-corners', [[([10, 10, 0, 0], 1.0, 2)]], {}, [(SQ, 1.0, 2)]),
+    # Zero-area box (x1 = x2) dropped; the other box alone.
+    _case('zero-area-dropped', [[([3, 0, 3, 10], 1.0, 0), (SQ, 0.7, 0)]], {}, [(SQ, 0.7, 0)]),
+    # skip_box_thr: a score equal to the threshold stays, a lower one goes.
+    _case(
+        'skip-thr-inclusive',
+        [[(SQ, 0.5, 0), ([50, 50, 60, 60], 0.3, 0)]],
         dict(skip_box_thr=0.5),
-        [SQ],
-        [0.5],
-        [0],
-        id='skip-thr-inclusive',
+        [(SQ, 0.5, 0)],
     ),
-    pytest.param(
-        # Pixel coordinates (not clipped): the fused box is in pixels.
-        [[[100, 200, 1100, 1200]], [[300, 200, 1300, 1200]]],
-        [[1.0], [1.0]],
-        [[1], [1]],
+    # Pixel coordinates (not clipped): the fused box is in pixels.
+    _case(
+        'pixels',
+        [[([100, 200, 1100, 1200], 1.0, 1)], [([300, 200, 1300, 1200], 1.0, 1)]],
         dict(iou_thr=0.5),
-        [[200, 200, 1200, 1200]],
-        [1.0],
-        [1],
-        id='pixels',
+        [([200, 200, 1200, 1200], 1.0, 1)],
     ),
-    pytest.param(
-        # Float labels that are integral are accepted; float labels come back (as ebx).
-        [[SQ]],
-        [[1.0]],
-        [[4.0]],
-        {},
-        [SQ],
-        [1.0],
-        [4],
-        id='float-integral-labels',
-    ),
+    # Float labels that are integral are accepted; float labels come back (as ebx).
+    _case('float-integral-labels', [[(SQ, 1.0, 4.0)]], {}, [(SQ, 1.0, 4)]),
 ]
 
 

@@ -8,6 +8,7 @@ import copy
 import json
 import logging
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -80,6 +81,15 @@ def _prefused(**fields):
     return make
 
 
+def _bad_annotation(field, value, message, prefused=False):
+    """Case: the first annotation (id 1; of :func:`_prefused` if ``prefused``) with
+    ``field`` set to ``value`` must raise "annotation id=1 (index 0), field '<field>':
+    <message>"."""
+    make = _prefused(**{field: value}) if prefused else _set(f'annotations.0.{field}', value)
+    pattern = re.escape(f"annotation id=1 (index 0), field '{field}': {message}")
+    return pytest.param(make, pattern, id=f'{field}-{value!r}')
+
+
 # (id, the file's content: a dict written as JSON or the raw text, the error it must raise)
 LOAD_ERRORS = [
     # per-rater export: 3 records of a.png, each read by one rater, would fuse to T = 1 each
@@ -115,36 +125,22 @@ LOAD_ERRORS = [
         id='annotation-ids-1-and-"1"',
     ),
     # image_id true: Python's True == 1 found image 1
-    pytest.param(
-        _set('annotations.0.image_id', True),
-        r"annotation id=1 \(index 0\), field 'image_id': must be an int or str image id "
-        r'\(not bool or float\), got True',
-        id='image_id-true',
+    _bad_annotation(
+        'image_id', True, 'must be an int or str image id (not bool or float), got True'
     ),
     # image_id 1.0: a float is no id either (1.0 == 1 in Python)
-    pytest.param(
-        _set('annotations.0.image_id', 1.0),
-        r"annotation id=1 \(index 0\), field 'image_id': must be an int or str image id",
-        id='image_id-1.0',
-    ),
-    # category_id true
-    pytest.param(
-        _set('annotations.0.category_id', True),
-        r"annotation id=1 \(index 0\), field 'category_id': must be an int or str category id",
-        id='category_id-true',
-    ),
+    _bad_annotation('image_id', 1.0, 'must be an int or str image id'),
+    _bad_annotation('category_id', True, 'must be an int or str category id'),
     # image_id "1" for image 1: unknown, and the message says why
-    pytest.param(
-        _set('annotations.0.image_id', '1'),
-        r"'image_id': unknown image id '1' \(there is image id 1: ids of another type",
-        id='image_id-"1"-for-1',
+    _bad_annotation(
+        'image_id', '1', "unknown image id '1' (there is image id 1: ids of another type"
     ),
     # pre-fused score 1e39: finite in float64, inf as the float32 c training uses
-    pytest.param(
-        _prefused(score=1e39),
-        r"annotation id=1 \(index 0\), field 'score': the confidence c must be a finite "
-        r'number >= 0 \(at most 3.403e\+38',
-        id='score-1e39',
+    _bad_annotation(
+        'score',
+        1e39,
+        'the confidence c must be a finite number >= 0 (at most 3.403e+38',
+        prefused=True,
     ),
     # pre-fused score as a 400-digit integer
     pytest.param(
@@ -153,18 +149,14 @@ LOAD_ERRORS = [
         id='score-400-digits',
     ),
     # pre-fused agreement 2.9 was truncated to T = 2
-    pytest.param(
-        _prefused(agreement=2.9),
-        r"annotation id=1 \(index 0\), field 'agreement': must be a whole number of raters "
-        r'>= 0 \(an integer\), got 2.9',
-        id='agreement-2.9',
+    _bad_annotation(
+        'agreement',
+        2.9,
+        'must be a whole number of raters >= 0 (an integer), got 2.9',
+        prefused=True,
     ),
     # pre-fused num_raters 2.7 was truncated to R = 2
-    pytest.param(
-        _prefused(num_raters=2.7),
-        r"annotation id=1 \(index 0\), field 'num_raters': must be a whole number of raters",
-        id='num_raters-2.7',
-    ),
+    _bad_annotation('num_raters', 2.7, 'must be a whole number of raters', prefused=True),
     # a rater id with a zero-width space: a fourth rater (R 3 -> 4, c 0.667 -> 0.5)
     pytest.param(
         _set('annotations.2.annotator_id', 'r1\u200b'),
@@ -285,6 +277,17 @@ def test_merge_refuses_records_of_different_sizes():
 
 IMAGE = RaterBoxes([[0, 0, 10, 10], [1, 0, 11, 10]], [0, 0], ['a', 'b'], ['a', 'b'])
 
+
+def _bad_prior(name: str, key: str, value, allowed: str):
+    """Case: ``build_aggregator(name, key=value)`` must raise "<model>: <key> must be a
+    finite number <allowed>, got <value!r>"."""
+    model = {'em': 'RaterEM', 'presence_em': 'PresenceEM'}[name]
+    pattern = re.escape(f'{model}: {key} must be a finite number {allowed}, got {value!r}')
+    return pytest.param(
+        lambda: build_aggregator(name, **{key: value}), pattern, id=f'{name}-{key}-{value}'
+    )
+
+
 # (id, call, the error it must raise): parameters checked when the aggregator is built
 PARAMETER_ERRORS = [
     # skip_box_thr above 1: every score is 1 (or in [0, 1]), so every box was dropped
@@ -304,37 +307,13 @@ PARAMETER_ERRORS = [
         id='weighted_boxes_fusion-skip_box_thr-1.01',
     ),
     # non-numeric prior strings: float('strong') named no key
-    pytest.param(
-        lambda: build_aggregator('em', prior_strength='strong'),
-        r"RaterEM: prior_strength must be a finite number > 0, got 'strong'",
-        id='em-prior_strength-str',
-    ),
-    pytest.param(
-        lambda: build_aggregator('em', prior_diag='0.7'),
-        r"RaterEM: prior_diag must be a finite number in \[0, 1\], got '0.7'",
-        id='em-prior_diag-numeric-str',
-    ),
-    pytest.param(
-        lambda: build_aggregator('em', box_prior_sigma='wide'),
-        r"RaterEM: box_prior_sigma must be a finite number > 0, got 'wide'",
-        id='em-box_prior_sigma-str',
-    ),
-    pytest.param(
-        lambda: build_aggregator('presence_em', sensitivity_prior='high'),
-        r"PresenceEM: sensitivity_prior must be a finite number in \(0, 1\), got 'high'",
-        id='presence_em-sensitivity_prior-str',
-    ),
-    pytest.param(
-        lambda: build_aggregator('presence_em', rate_prior_strength='x'),
-        r"PresenceEM: rate_prior_strength must be a finite number > 0, got 'x'",
-        id='presence_em-rate_prior_strength-str',
-    ),
+    _bad_prior('em', 'prior_strength', 'strong', '> 0'),
+    _bad_prior('em', 'prior_diag', '0.7', 'in [0, 1]'),
+    _bad_prior('em', 'box_prior_sigma', 'wide', '> 0'),
+    _bad_prior('presence_em', 'sensitivity_prior', 'high', 'in (0, 1)'),
+    _bad_prior('presence_em', 'rate_prior_strength', 'x', '> 0'),
     # an infinite prior passed the old check (inf > 0)
-    pytest.param(
-        lambda: build_aggregator('presence_em', prior_strength=float('inf')),
-        r'PresenceEM: prior_strength must be a finite number > 0, got inf',
-        id='presence_em-prior_strength-inf',
-    ),
+    _bad_prior('presence_em', 'prior_strength', float('inf'), '> 0'),
     # a rater weight given as a word
     pytest.param(
         lambda: build_aggregator('wbf', rater_weights={'R1': 'heavy'}),

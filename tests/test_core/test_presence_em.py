@@ -25,9 +25,16 @@ import pytest
 from earl_core.fusion.presence_em import CONFIDENCE_MODES, PresenceEM
 from earl_core.io.coco import RaterBoxes
 from earl_core.sources import medmnist_raters as mr
+from tests.test_core.sim_images import (
+    CELL,
+    GRID,
+    cell_box,
+    draw_sites,
+    realistic_images,
+    site_image,
+)
 
 K = 4
-GRID, CELL, SIDE = 8, 32.0, 24.0
 #: Recovery tolerance (absolute) of s_r and f_r, the acceptance criterion.
 TOL = 0.05
 SENS = np.array([0.95, 0.85, 0.7, 0.6, 0.9, 0.75])
@@ -41,8 +48,7 @@ def confusions(n: int, keep: float = 0.8) -> np.ndarray:
 
 
 def box(cell: int, jitter: np.ndarray) -> list[float]:
-    x0, y0 = (cell % GRID) * CELL + 4, (cell // GRID) * CELL + 4
-    return [x0 + jitter[0], y0 + jitter[1], x0 + SIDE + jitter[2], y0 + SIDE + jitter[3]]
+    return (cell_box(cell) + jitter).tolist()
 
 
 def generate(
@@ -50,9 +56,9 @@ def generate(
     sens: np.ndarray,
     fp: np.ndarray,
     conf: np.ndarray,
-    readers: int | None = None,
     mu: float = 3.0,
     nu: float = 3.0,
+    readers: int | None = None,
     seed: int = 0,
 ) -> tuple[list[RaterBoxes], list[dict[int, bool]]]:
     """Images from the model, and per image {cell: is a real object} of its sites."""
@@ -61,10 +67,8 @@ def generate(
     names = [f'r{i}' for i in range(pool)]
     images, sites = [], []
     for i in range(n_images):
-        rd = np.arange(pool) if readers is None else np.sort(rng.choice(pool, readers, False))
-        n_obj = min(int(rng.poisson(mu)), GRID * GRID)
-        n_spur = min(int(rng.poisson(nu)), GRID * GRID - n_obj)
-        cells = rng.choice(GRID * GRID, n_obj + n_spur, replace=False)
+        rd, n_obj, cells = draw_sites(rng, pool, readers, mu, nu)
+        n_spur = len(cells) - n_obj
         classes = np.concatenate([rng.integers(0, K, n_obj), rng.choice(K, n_spur, p=PSI)]).astype(
             np.int64
         )
@@ -76,15 +80,7 @@ def generate(
                     boxes.append(box(int(cell), rng.normal(0, 1.0, 4)))
                     labels.append(int(rng.choice(K, p=conf[r, classes[j]])))
                     rids.append(names[r])
-        images.append(
-            RaterBoxes(
-                np.array(boxes, float).reshape(-1, 4),
-                np.array(labels, np.int64),
-                np.array(rids, dtype=str),
-                tuple(names[r] for r in rd),
-                image_id=i,
-            )
-        )
+        images.append(site_image(boxes, labels, rids, (names[r] for r in rd), i))
         sites.append({int(c): j < n_obj for j, c in enumerate(cells)})
     return images, sites
 
@@ -93,37 +89,15 @@ def realistic(
     n_images: int, profiles: list[mr.RaterProfile], readers: int, seed: int = 0
 ) -> list[RaterBoxes]:
     """The realistic raters on fully visible digits (1-4) and clutter (5-10) in grid cells."""
-    pool = mr.VINDR_LIKE_POOL
-    bias, conf = mr.draw_rater_pool(seed, profiles, pool['bias_sd'], pool['structure'])
-    rng = np.random.default_rng(seed)
-    names = [f'r{i}' for i in range(len(profiles))]
-    images = []
-    for i in range(n_images):
+
+    def grid_cells(rng):
         n_d, n_c = int(rng.integers(1, 5)), int(rng.integers(5, 11))
         cells = rng.choice(GRID * GRID, n_d + n_c, replace=False)
         side = rng.integers(16, 29, n_d + n_c)
         x0, y0 = (cells % GRID) * CELL + 2.0, (cells // GRID) * CELL + 2.0
-        b = np.stack([x0, y0, x0 + side, y0 + side], 1).astype(float)
-        clutter = mr.Clutter(
-            boxes=b[n_d:],
-            kinds=np.zeros(n_c, np.int64),
-            apparent=rng.integers(0, 10, n_c),
-            contrast=np.ones(n_c),
-        )
-        out = mr.simulate_realistic_raters(
-            rng, b[:n_d], rng.integers(0, 10, n_d), np.ones(n_d), clutter, profiles, bias,
-            conf, readers, pool['visibility_width'], 30.0, 256.0, pool['shared_confusion'],
-        )  # fmt: skip
-        images.append(
-            RaterBoxes(
-                out.boxes,
-                out.labels,
-                np.array([names[r] for r in out.raters], dtype=str),
-                tuple(names[r] for r in out.readers),
-                image_id=i,
-            )
-        )
-    return images
+        return np.stack([x0, y0, x0 + side, y0 + side], 1).astype(float), n_d
+
+    return realistic_images(n_images, profiles, readers, seed, grid_cells, 30.0, 256.0)
 
 
 def perfect_image(i: int, raters: tuple[str, ...], n_obj: int = 3) -> RaterBoxes:
@@ -134,13 +108,7 @@ def perfect_image(i: int, raters: tuple[str, ...], n_obj: int = 3) -> RaterBoxes
             boxes.append(box(cell * 3, np.zeros(4)))
             labels.append(cell % K)
             rids.append(r)
-    return RaterBoxes(
-        np.array(boxes, float).reshape(-1, 4),
-        np.array(labels, np.int64),
-        np.array(rids, dtype=str),
-        raters,
-        image_id=i,
-    )
+    return site_image(boxes, labels, rids, raters, i)
 
 
 @pytest.fixture(scope='module')

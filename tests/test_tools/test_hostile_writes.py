@@ -49,128 +49,75 @@ def files(tmp_path):
     return tmp_path
 
 
-# (tool, argv with {d} = the fixture folder, message). Each must exit 2 with one line naming
-# the problem and leave every file of the folder byte-identical.
+def _refused(case_id: str, command: str, message: str = 'is the input'):
+    """Case: ``command`` (the tool, then its arguments, split at spaces; ``{d}`` = the
+    fixture folder, ``{long}`` = a 300-character name) is refused with ``message``."""
+    tool, *argv = command.split()
+    return pytest.param(tool, argv, message, id=case_id)
+
+
+# Each must exit 2 with one line naming the problem and leave every file of the folder
+# byte-identical.
 REFUSED = [
     # the rater file given as the output: it was replaced by the fused file, rc 0
-    pytest.param(
-        'fuse_annotations', ['{d}/in.json', '{d}/in.json'], 'is the input', id='fuse-same'
-    ),
+    _refused('fuse-same', 'fuse_annotations {d}/in.json {d}/in.json'),
     # the output a symbolic link to the input
-    pytest.param(
-        'fuse_annotations', ['{d}/in.json', '{d}/link.json'], 'is the input', id='fuse-sym'
-    ),
+    _refused('fuse-sym', 'fuse_annotations {d}/in.json {d}/link.json'),
     # the output a hard link to the input
-    pytest.param(
-        'fuse_annotations', ['{d}/in.json', '{d}/hard.json'], 'is the input', id='fuse-hard'
-    ),
+    _refused('fuse-hard', 'fuse_annotations {d}/in.json {d}/hard.json'),
     # the output is the --rater-weights file
-    pytest.param(
-        'fuse_annotations',
-        ['{d}/in.json', '{d}/w.json', '--method', 'wbf', '--rater-weights', '{d}/w.json'],
-        'is the input',
-        id='fuse-weights',
+    _refused(
+        'fuse-weights',
+        'fuse_annotations {d}/in.json {d}/w.json --method wbf --rater-weights {d}/w.json',
     ),
     # score_truth --out over its rater file
-    pytest.param(
-        'score_truth',
-        ['{d}/in.json', '{d}/g.json', '--out', '{d}/in.json'],
-        'is the input',
-        id='score-raters',
-    ),
+    _refused('score-raters', 'score_truth {d}/in.json {d}/g.json --out {d}/in.json'),
     # score_truth --out over its gold file, through a link
-    pytest.param(
-        'score_truth',
-        ['{d}/in.json', '{d}/g.json', '--out', '{d}/glink.json'],
-        'is the input',
-        id='score-gold-link',
-    ),
+    _refused('score-gold-link', 'score_truth {d}/in.json {d}/g.json --out {d}/glink.json'),
     # test.py --out notes.json would replace notes.md, which was not named
-    pytest.param(
-        'test',
-        ['c.py', 'w.pth', '--out', '{d}/notes.json'],
+    _refused(
+        'test-md-not-named',
+        'test c.py w.pth --out {d}/notes.json',
         'which exists and is not a report of this tool',
-        id='test-md-not-named',
     ),
     # test.py --out report.txt wrote nothing and exited 0
-    pytest.param(
-        'test',
-        ['c.py', 'w.pth', '--out', '{d}/report.txt'],
-        "unknown suffix '.txt'",
-        id='test-suffix',
-    ),
+    _refused('test-suffix', 'test c.py w.pth --out {d}/report.txt', "unknown suffix '.txt'"),
     # test.py --out over its checkpoint
-    pytest.param(
-        'test', ['c.py', '{d}/w.pkl', '--out', '{d}/w.pkl'], 'is the input', id='test-ckpt'
-    ),
+    _refused('test-ckpt', 'test c.py {d}/w.pkl --out {d}/w.pkl'),
     # two outputs of test.py naming one file
-    pytest.param(
-        'test',
-        ['c.py', 'w.pth', '--out', '{d}/a.pkl', '--kaggle-submission', '{d}/a.pkl'],
+    _refused(
+        'test-two-outputs',
+        'test c.py w.pth --out {d}/a.pkl --kaggle-submission {d}/a.pkl',
         'name the same file',
-        id='test-two-outputs',
     ),
     # analyze_annotators reads DIR/report.json and writes DIR/report.json
-    pytest.param(
-        'analyze_annotators',
-        ['{d}/out/report.json', '--out', '{d}/out'],
-        'is the input',
-        id='analyze-in-out',
-    ),
+    _refused('analyze-in-out', 'analyze_annotators {d}/out/report.json --out {d}/out'),
     # ensemble_predictions' gold file is the report it writes
-    pytest.param(
-        'ensemble_predictions',
-        ['{d}/in.json', '--gt', '{d}/out/report.json', '--out-dir', '{d}/out'],
-        'is the input',
-        id='ensemble-gt',
+    _refused(
+        'ensemble-gt',
+        'ensemble_predictions {d}/in.json --gt {d}/out/report.json --out-dir {d}/out',
     ),
     # convert_vindr's label table has the name of the COCO file it writes
-    pytest.param(
-        'convert_vindr',
-        [
-            '--csv',
-            '{d}/out/train.json',
-            '--skip-images',
-            '--size-table',
-            '{d}/s.csv',
-            '--out',
-            '{d}/out',
-        ],
-        'is the input',
-        id='convert-csv',
+    _refused(
+        'convert-csv',
+        'convert_vindr --csv {d}/out/train.json --skip-images --size-table {d}/s.csv --out {d}/out',
     ),
     # a 300-character output name: OSError tracebacks before
-    pytest.param(
-        'fuse_annotations', ['{d}/in.json', f'{{d}}/{LONG}.json'], 'a name of 30', id='long-fuse'
-    ),
-    pytest.param(
-        'score_truth',
-        ['{d}/in.json', '{d}/g.json', '--out', f'{{d}}/{LONG}.json'],
-        'a name of 30',
-        id='long-score',
-    ),
-    pytest.param(
-        'test', ['c.py', 'w.pth', '--out', f'{{d}}/{LONG}.json'], 'a name of 30', id='long-test'
-    ),
-    pytest.param(
-        'analyze_annotators',
-        ['{d}/in.json', '--out', f'{{d}}/{LONG}'],
-        'a name of 30',
-        id='long-analyze',
-    ),
-    pytest.param(
-        'ensemble_predictions',
-        ['{d}/in.json', '--gt', '{d}/g.json', '--out-dir', f'{{d}}/{LONG}'],
-        'a name of 30',
-        id='long-ensemble',
-    ),
-    pytest.param('make_medmnist', ['--out', f'{{d}}/{LONG}'], 'a name of 30', id='long-medmnist'),
-    pytest.param('make_vindr_sample', ['--out', f'{{d}}/{LONG}'], 'a name of 30', id='long-sample'),
-    pytest.param(
-        'convert_vindr',
-        ['--csv', 'x.csv', '--skip-images', '--size-table', 's.csv', '--out', f'{{d}}/{LONG}'],
-        'a name of 30',
-        id='long-convert',
+    *(
+        _refused(f'long-{case}', command, 'a name of 30')
+        for case, command in [
+            ('fuse', 'fuse_annotations {d}/in.json {d}/{long}.json'),
+            ('score', 'score_truth {d}/in.json {d}/g.json --out {d}/{long}.json'),
+            ('test', 'test c.py w.pth --out {d}/{long}.json'),
+            ('analyze', 'analyze_annotators {d}/in.json --out {d}/{long}'),
+            ('ensemble', 'ensemble_predictions {d}/in.json --gt {d}/g.json --out-dir {d}/{long}'),
+            ('medmnist', 'make_medmnist --out {d}/{long}'),
+            ('sample', 'make_vindr_sample --out {d}/{long}'),
+            (
+                'convert',
+                'convert_vindr --csv x.csv --skip-images --size-table s.csv --out {d}/{long}',
+            ),
+        ]
     ),
 ]
 
@@ -186,7 +133,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize('name, argv, msg', REFUSED)
 def test_output_destroying_an_input_is_refused(files, name, argv, msg):
     before = _snapshot(files)
-    proc = run_tool(name, *(a.format(d=files) for a in argv))
+    proc = run_tool(name, *(a.format(d=files, long=LONG) for a in argv))
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert msg in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
     assert _snapshot(files) == before

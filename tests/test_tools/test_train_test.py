@@ -55,19 +55,12 @@ def test_train_resume_test(tmp_path):
     assert 'resumed epoch: 1' in log.replace('resumed epoch:1', 'resumed epoch: 1'), log[-3000:]
     assert (Path(work) / 'epoch_2.pth').is_file()
 
+    def run_test(*outputs):
+        checkpoint = str(Path(work) / 'epoch_2.pth')
+        return _run(['tools/test.py', cfg, checkpoint, '--work-dir', work, *outputs], tmp_path)
+
     out = tmp_path / 'report' / 'report.json'
-    log = _run(
-        [
-            'tools/test.py',
-            cfg,
-            str(Path(work) / 'epoch_2.pth'),
-            '--work-dir',
-            work,
-            '--out',
-            str(out),
-        ],
-        tmp_path,
-    )
+    run_test('--out', str(out))
     report = json.loads(out.read_text())
     assert {'coco/mAP_40', 'coco/mAP'} <= set(report['metrics'])
     assert 'per_class' in report['tables']
@@ -75,20 +68,7 @@ def test_train_resume_test(tmp_path):
 
     preds = tmp_path / 'preds.pkl'
     sub = tmp_path / 'submission.csv'
-    _run(
-        [
-            'tools/test.py',
-            cfg,
-            str(Path(work) / 'epoch_2.pth'),
-            '--work-dir',
-            work,
-            '--out',
-            str(preds),
-            '--kaggle-submission',
-            str(sub),
-        ],
-        tmp_path,
-    )
+    run_test('--out', str(preds), '--kaggle-submission', str(sub))
     assert preds.stat().st_size > 0
     lines = sub.read_text().splitlines()
     assert lines[0] == 'image_id,PredictionString'
