@@ -212,7 +212,7 @@ def _answer_markdown(summary: dict, p: float, e: int) -> list[str]:
             f' Its mAP@0.4 difference: {r["mean"]:+.4f} [{r["lo"]:+.4f}, {r["hi"]:+.4f}] '
             f'(adjusted [{r["adj_lo"]:+.4f}, {r["adj_hi"]:+.4f}]).'
         )
-    if a['plain_yes'] and a['answer'] == 'no':
+    if a['plain_yes'] and a['answer'] != 'yes':
         lines[-1] += ' Without the adjustment the answer would be yes.'
     return lines
 

@@ -432,7 +432,10 @@ def answer(summary: dict, proficiency: float, epochs: int, margin: float = MARGI
     least ``margin`` mAP@[.5:.95] with its (Bonferroni-adjusted) interval above zero?
 
     Returns:
-        dict | None: ``answer`` ('yes' / 'no'), ``best`` (its :func:`versus_reference` row),
+        dict | None: ``answer``: 'yes' (the best mean is at least ``margin`` and its
+        adjusted interval is above zero), 'no' (every method's adjusted upper bound is below
+        ``margin``: none can be ``margin`` better) or 'not shown' (the data cannot decide);
+        ``best`` (its :func:`versus_reference` row),
         ``k`` (methods compared), ``plain_yes`` (the answer without the adjustment); None
         when no method has two paired seeds with the reference.
     """
@@ -441,8 +444,14 @@ def answer(summary: dict, proficiency: float, epochs: int, margin: float = MARGI
         return None
     best = rows[0]
     big = best['mean'] >= margin
+    if big and best['adj_lo'] > 0:
+        verdict = 'yes'
+    elif all(r['adj_hi'] < margin for r in rows):
+        verdict = 'no'
+    else:
+        verdict = 'not shown'
     return dict(
-        answer='yes' if big and best['adj_lo'] > 0 else 'no',
+        answer=verdict,
         plain_yes=big and best['lo'] > 0,
         best=best,
         k=len(rows),
