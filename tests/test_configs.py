@@ -121,16 +121,20 @@ def _load(config: str):
     return Config.fromfile(str(ROOT / config))
 
 
-def _datasets(node):
-    """Every dataset config dict under ``node`` (wrappers and the datasets they wrap)."""
+def _dicts(node):
+    """Every dict under ``node``, ``node`` included, depth first."""
     if isinstance(node, dict):
-        if 'pipeline' in node and 'type' in node:
-            yield node
+        yield node
         for value in node.values():
-            yield from _datasets(value)
+            yield from _dicts(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _datasets(item)
+            yield from _dicts(item)
+
+
+def _datasets(node):
+    """Every dataset config dict under ``node`` (wrappers and the datasets they wrap)."""
+    return [d for d in _dicts(node) if 'pipeline' in d and 'type' in d]
 
 
 @pytest.mark.parametrize('config', CONFIGS)
@@ -194,11 +198,12 @@ def test_medmnist_fusion_is_one_override_of_the_na_baseline():
 @pytest.mark.parametrize(
     'method, other, earl_cfg',
     [
-        ('wbf-soft', 'wbf-earl', dict(terms=('cls', 'bbox'), policy='soft')),
-        ('wbf-ignore', 'wbf-earl', dict(terms=('cls', 'bbox'), policy='ignore', ignore_below=0.5)),
-        ('presence-em-earl', 'em-earl', dict(terms=('cls', 'bbox'))),
+        # earl_cfg None: the EARL head's defaults, the paper's settings
+        ('wbf-soft', 'wbf-earl', dict(policy='soft')),
+        ('wbf-ignore', 'wbf-earl', dict(policy='ignore', ignore_below=0.5)),
+        ('presence-em-earl', 'em-earl', None),
         # the v3 study's ablations of how c enters the loss
-        ('wbf-earl-wsum', 'wbf-earl', dict(terms=('cls', 'bbox'), normalize='weight_sum')),
+        ('wbf-earl-wsum', 'wbf-earl', dict(normalize='weight_sum')),
         ('wbf-earl-obj', 'wbf-earl', dict(terms=('cls', 'bbox', 'obj'))),
         (
             'wbf-earl-na-like',
@@ -211,9 +216,9 @@ def test_medmnist_policy_configs_differ_from_their_sibling_in_one_place(method, 
     """The loss-policy configs change the head's policy (or the fusion) only."""
     base = 'configs/medmnist/yolox_nano_{}_20e_medmnist-cpu.py'
     cfg, sib = _load(base.format(method)).to_dict(), _load(base.format(other)).to_dict()
-    assert cfg['model']['bbox_head']['type'] == 'EARLYOLOXHead'
-    assert cfg['model']['bbox_head'].pop('earl_cfg') == earl_cfg
-    sib['model']['bbox_head'].pop('earl_cfg')
+    assert cfg['model']['bbox_head']['type'] == sib['model']['bbox_head']['type'] == 'EARLYOLOXHead'
+    assert cfg['model']['bbox_head'].pop('earl_cfg', None) == earl_cfg
+    assert sib['model']['bbox_head'].pop('earl_cfg', None) is None  # the paper's method
     cfg['train_dataloader']['dataset'].pop('fusion')
     sib['train_dataloader']['dataset'].pop('fusion')
     assert cfg == sib
@@ -225,5 +230,80 @@ def test_presence_em_ablation_is_its_earl_twin_on_the_stock_head():
     stock, earl = (_load(base.format(m)).to_dict() for m in ('presence-em', 'presence-em-earl'))
     assert stock['model']['bbox_head']['type'] == 'YOLOXHead'
     earl['model']['bbox_head'] = dict(earl['model']['bbox_head'], type='YOLOXHead')
-    earl['model']['bbox_head'].pop('earl_cfg')
+    earl['model']['bbox_head'].pop('earl_cfg', None)
     assert stock == earl
+
+
+#: The options of the paper's EARL (EARLConfig's defaults); a config states one only to change it.
+PAPER_EARL_KEYS = ('terms', 'scale', 'gamma', 'floor', 'normalize', 'policy')
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_paper_earl_settings_are_stated_once_as_the_defaults(config):
+    """The paper's settings live in EARLConfig's defaults, not written out in configs."""
+    from earl_mmdet.models.earl_weights import EARLConfig
+
+    paper = EARLConfig()
+    cfg = _load(config).to_dict()
+    earl_cfgs = [d['earl_cfg'] for d in _dicts(cfg) if isinstance(d.get('earl_cfg'), dict)]
+    for earl_cfg in earl_cfgs:
+        stated = [k for k in PAPER_EARL_KEYS if k in earl_cfg and earl_cfg[k] == getattr(paper, k)]
+        assert not stated, (config, stated)
+
+
+def _depth(path: str) -> int:
+    """Levels of inheritance of a config file: 0 without ``_base_``, else 1 + its deepest
+    base's; ``mmdet::`` bases count with their own bases, resolved as mmengine does."""
+    from mmengine.config import Config
+
+    depths = []
+    for base in Config._get_base_files(path):
+        if '::' in base:
+            parent = Config._get_cfg_path(base, path)[0]
+        else:
+            parent = osp.join(osp.dirname(path), base)
+        depths.append(_depth(parent))
+    return 1 + max(depths) if depths else 0
+
+
+def test_depth_counts_mmdets_own_levels():
+    """The counter follows mmdet's chains: RTMDet-tiny -> -s -> -l -> mmdet's _base_ files."""
+    import mmdet
+
+    mmdet_configs = Path(mmdet.__file__).parent / '.mim' / 'configs'
+    assert _depth(str(mmdet_configs / '_base_/default_runtime.py')) == 0
+    assert _depth(str(mmdet_configs / 'yolox/yolox_s_8xb8-300e_coco.py')) == 1
+    assert _depth(str(mmdet_configs / 'rtmdet/rtmdet_tiny_8xb32-300e_coco.py')) == 3
+
+
+#: Every config file, the parts under configs/_base_/ included.
+ALL_CONFIG_FILES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs').rglob('*.py'))
+
+
+@pytest.mark.parametrize('config', ALL_CONFIG_FILES)
+def test_at_most_three_levels_of_inheritance(config):
+    """mmdet's advice (at most 3), counted with mmdet's own bases."""
+    assert _depth(str(ROOT / config)) <= 3
+
+
+@pytest.mark.parametrize('config', ALL_CONFIG_FILES)
+def test_each_config_folder_readme_names_its_configs(config):
+    """configs/<folder>/README.md names every config in the folder; configs/_base_/README.md
+    every base, by its path under _base_/."""
+    path = ROOT / config
+    folder = ROOT / 'configs' / '_base_' if '_base_' in path.parts else path.parent
+    readme = folder / 'README.md'
+    assert readme.is_file(), f'{readme.relative_to(ROOT)} is missing'
+    assert str(path.relative_to(folder)) in readme.read_text(), (readme, config)
+
+
+@pytest.mark.parametrize(
+    'entry, config',
+    [
+        ('configs/earl_yolo_vindr.py', 'configs/vindr/yolox_s_wbf-earl_8xb8-50e_vindr.py'),
+        ('configs/earl_retinanet_vindr.py', 'configs/vindr/retinanet_r50_fpn_wbf-earl_1x_vindr.py'),
+    ],
+)
+def test_design_card_entries_are_their_named_configs(entry, config):
+    """The card's paths build the same config as the properly named files."""
+    assert _load(entry).to_dict() == _load(config).to_dict()

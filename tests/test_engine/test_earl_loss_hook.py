@@ -169,7 +169,7 @@ def test_stock_config_plus_hook_trains_like_earl_head_config(path, yolox, tmp_pa
     hooked = copy.deepcopy(earl)
     stock_head = 'YOLOXHead' if yolox else 'RetinaHead'
     hooked.model.bbox_head.type = stock_head
-    earl_cfg = hooked.model.bbox_head.pop('earl_cfg')
+    earl_cfg = hooked.model.bbox_head.pop('earl_cfg', None)  # None: the paper's settings
     hooked.custom_hooks = [
         *hooked.get('custom_hooks', []),
         dict(type='EARLLossHook', earl_cfg=earl_cfg),
@@ -222,7 +222,9 @@ def test_medmnist_yolox_plus_hook_trains_like_its_earl_twin(tmp_path):
         cfg.work_dir = str(tmp_path / name)
         cfgs.append(cfg)
     earl, hooked = cfgs
-    hooked.custom_hooks.append(dict(type='EARLLossHook', earl_cfg=earl.model.bbox_head.earl_cfg))
+    hooked.custom_hooks.append(
+        dict(type='EARLLossHook', earl_cfg=earl.model.bbox_head.get('earl_cfg'))
+    )
     earl_losses, earl_state, earl_type = _train(earl)
     hook_losses, hook_state, hook_type = _train(hooked)
     assert earl_type is hook_type and earl_type.__name__ == 'EARLYOLOXHead'

@@ -19,8 +19,8 @@ from tests.tiny_data import make_tiny_coco
 
 ROOT = Path(__file__).resolve().parents[3]
 MMDET_CONFIGS = Path(mmdet.__file__).parent / '.mim' / 'configs'
-RETINA = ROOT / 'configs/earl/retinanet_r50_fpn_wbf-earl_example.py'
-YOLOX = ROOT / 'configs/earl/yolox_s_wbf-earl_example.py'
+RETINA = ROOT / 'configs/coco/retinanet_r50_fpn_wbf-earl_1x_coco.py'
+YOLOX = ROOT / 'configs/coco/yolox_s_wbf-earl_8xb8-300e_coco.py'
 CLASSES = ('c0', 'c1', 'c2')
 
 

@@ -6,13 +6,9 @@
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['earl_mmdet'], allow_failed_imports=False)
 
-model = dict(
-    bbox_head=dict(
-        type='EARLRetinaHead',
-        # paper defaults, stated for visibility (see docs/earl_heads.md)
-        earl_cfg=dict(terms=('cls', 'bbox'), scale=1.0, gamma=1.0, floor=0.0, normalize='num_pos'),
-    )
-)
+# the EARL head's defaults are the paper's settings (EARLConfig, docs/earl_heads.md); state
+# earl_cfg=dict(...) only to change them
+model = dict(bbox_head=dict(type='EARLRetinaHead'))
 
 train_dataloader = dict(
     dataset=dict(

@@ -29,9 +29,5 @@ train_dataloader = dict(
     )
 )
 
-model = dict(
-    bbox_head=dict(
-        type='EARLYOLOXHead',
-        earl_cfg=dict(terms=('cls', 'bbox'), scale=1.0, gamma=1.0, floor=0.0, normalize='num_pos'),
-    )
-)
+# the EARL head's defaults are the paper's settings (EARLConfig, docs/earl_heads.md)
+model = dict(bbox_head=dict(type='EARLYOLOXHead'))
