@@ -22,7 +22,7 @@ import json
 import math
 import os.path as osp
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from _common import check_output_paths
@@ -55,6 +55,12 @@ def _sds(x: Mapping) -> str:
     return ' / '.join('–' if x[m] is None else f'{x[m]:.4f}' for m in rules.METRICS)
 
 
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Markdown table lines: the header, its rule and one line per row of cells."""
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    return lines + ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows]
+
+
 def levers_markdown(r: dict, command: str) -> str:
     lines = [
         '# v3 lever check (docs/study_v3_design.md, section 1)',
@@ -63,33 +69,31 @@ def levers_markdown(r: dict, command: str) -> str:
         '',
         *[f'- {note}' for note in r['notes']],
         *([''] if r['notes'] else []),
-        '| averaging | replicates | seed SD, WBF + EARL | seed SD, NA | SD of WBF + EARL − NA '
-        '| bootstrap SE of the difference (replicate 0) | train s / run | test s / run |',
-        '|---|---|---|---|---|---|---|---|',
     ]
-    for mode, x in r['modes'].items():
-        lines.append(
-            f'| `--ema {mode}` | {x["replicates"]} | {_sds(x["sd"]["wbf-earl"])} | '
-            f'{_sds(x["sd"]["na"])} | {_sds(x["sd"]["difference"])} | {_sds(x["diff_se"])} | '
-            f'{x["cost"]["train_s"]:.0f} | {x["cost"]["test_s"]:.1f} |'
-        )
+    lines += _table(
+        ['averaging', 'replicates', 'seed SD, WBF + EARL', 'seed SD, NA',
+         'SD of WBF + EARL − NA', 'bootstrap SE of the difference (replicate 0)',
+         'train s / run', 'test s / run'],
+        [[f'`--ema {mode}`', x['replicates'], _sds(x['sd']['wbf-earl']), _sds(x['sd']['na']),
+          _sds(x['sd']['difference']), _sds(x['diff_se']), f'{x["cost"]["train_s"]:.0f}',
+          f'{x["cost"]["test_s"]:.1f}'] for mode, x in r['modes'].items()],
+    )  # fmt: skip
     lines += [
         '',
         'Mean validation curve (gold validation set, the tested weights), rise between the '
         'last two validated epochs:',
         '',
-        f'| averaging | method | seeds | epochs | rise, {BOTH} |',
-        '|---|---|---|---|---|',
     ]
+    rows = []
     for mode, x in r['modes'].items():
         for method, rise in x['rise'].items():
             if rise is None:
-                lines.append(f'| `--ema {mode}` | {_label(method)} | – | – | no curve |')
+                rows.append([f'`--ema {mode}`', _label(method), '–', '–', 'no curve'])
                 continue
             e0, e1 = rise['epochs']
             cell = ' / '.join(f'{rise[m]:+.4f}' for m in rules.METRICS)
-            lines.append(f'| `--ema {mode}` | {_label(method)} | {rise["seeds"]} | {e0} → {e1} '
-                         f'| {cell} |')  # fmt: skip
+            rows.append([f'`--ema {mode}`', _label(method), rise['seeds'], f'{e0} → {e1}', cell])
+    lines += _table(['averaging', 'method', 'seeds', 'epochs', f'rise, {BOTH}'], rows)
     lines += ['', '**Decisions** (rules 1-3 of section 1):', '']
     lines += [f'{i}. {text}' for i, text in enumerate(r['rules'], start=1)]
     lines += [
@@ -109,28 +113,25 @@ def _superiority_md(q: dict, title: str, design: Any) -> list[str]:
         lines += [
             'Provisional (every replicate both have; no rule applies yet):',
             '',
-            f'| challenger − {ref} | replicates | mean | 95 % interval | one-sided 90 % upper '
-            'bound |',
-            '|---|---|---|---|---|',
         ]
-        for row in q['provisional']:
-            lines.append(
-                f'| {_label(row["method"])} | {row["n"]} | {_pair(row, "mean")} | '
-                f'{_interval(row)} | {_pair(row, "ub")} |'
-            )
+        lines += _table(
+            [f'challenger − {ref}', 'replicates', 'mean', '95 % interval',
+             'one-sided 90 % upper bound'],
+            [[_label(row['method']), row['n'], _pair(row, 'mean'), _interval(row),
+              _pair(row, 'ub')] for row in q['provisional']],
+        )  # fmt: skip
         return lines + ['']
     lines += [
         f'Stage 1 (replicates 0-{design.n1 - 1}); dropped when the one-sided 90 % upper bound '
         f'is below +{design.margin}:',
         '',
-        f'| challenger − {ref} | mean | SD | one-sided 90 % upper bound | stage 1 |',
-        '|---|---|---|---|---|',
     ]
-    for row in q['stage1']:
-        lines.append(
-            f'| {_label(row["method"])} | {_pair(row, "mean")} | {_pair(row, "sd", "{:.4f}")} | '
-            f'{_pair(row, "ub")} | {"dropped" if row["dropped"] else "**survives**"} |'
-        )
+    lines += _table(
+        [f'challenger − {ref}', 'mean', 'SD', 'one-sided 90 % upper bound', 'stage 1'],
+        [[_label(row['method']), _pair(row, 'mean'), _pair(row, 'sd', '{:.4f}'),
+          _pair(row, 'ub'), 'dropped' if row['dropped'] else '**survives**']
+         for row in q['stage1']],
+    )  # fmt: skip
     survivors = ', '.join(map(_label, q['survivors'])) or 'none'
     lines += ['', f'Survivors: {survivors}; they demand n = {q["n"]}.', '']
     if 'final' in q and not q['final']:
@@ -141,18 +142,19 @@ def _superiority_md(q: dict, title: str, design: Any) -> list[str]:
             f'{design.alpha} (dropped ones not rejected); Bonferroni interval at two-sided '
             f'1 − 2 × {design.alpha} / {q["K"]}.',
             '',
-            f'| challenger − {ref} | n | mean | Bonferroni interval | 90 % upper bound | p | '
-            'Holm |',
-            '|---|---|---|---|---|---|---|',
         ]
+        rows = []
         for row in q['final']:
             b = row['bonferroni']
             cell = ' / '.join(f'[{b[m][0]:+.4f}, {b[m][1]:+.4f}]' for m in rules.METRICS)
-            lines.append(
-                f'| {_label(row["method"])} | {row["n"]} | {_pair(row, "mean")} | {cell} | '
-                f'{_pair(row, "ub")} | {row["p"]:.4g} | '
-                f'{"rejects ≤ 0" if row["rejected"] else "–"} |'
-            )
+            rows.append([_label(row['method']), row['n'], _pair(row, 'mean'), cell,
+                         _pair(row, 'ub'), f'{row["p"]:.4g}',
+                         'rejects ≤ 0' if row['rejected'] else '–'])  # fmt: skip
+        lines += _table(
+            [f'challenger − {ref}', 'n', 'mean', 'Bonferroni interval', '90 % upper bound', 'p',
+             'Holm'],
+            rows,
+        )  # fmt: skip
         lines.append('')
     if 'answer' in q:
         why = {
@@ -187,16 +189,15 @@ def _versus_md(preset: str, b: dict) -> list[str]:
         '',
     ]
     if b['looks']:
-        lines += [
-            '| look | n | mean | two-sided interval | decision (mAP@0.4 beside) |',
-            '|---|---|---|---|---|',
-        ]
+        rows = []
         for look in b['looks']:
             row, d = look['row'], look['decision']
-            lines.append(
-                f'| {look["look"]} | {look["n"]} | {_pair(row, "mean")} | {_interval(row)} '
-                f'({look["level"]:.3f}) | {d["mAP"] or "–"} / {d["mAP_40"] or "–"} |'
-            )
+            rows.append([look['look'], look['n'], _pair(row, 'mean'),
+                         f'{_interval(row)} ({look["level"]:.3f})',
+                         f'{d["mAP"] or "–"} / {d["mAP_40"] or "–"}'])  # fmt: skip
+        lines += _table(
+            ['look', 'n', 'mean', 'two-sided interval', 'decision (mAP@0.4 beside)'], rows
+        )
         lines.append('')
     if b['answer']:
         lines += [f'**Answer: {b["answer"]}**.', '']
@@ -210,27 +211,24 @@ def _mechanism_md(m: dict) -> list[str]:
         f'Stage: {m["stage"]}. Gap NA − WBF + EARL: mean {_pair(m["gap"], "mean")} over '
         f'{m["gap"]["n"]} replicates.',
         '',
-        '| ablation | n | − WBF + EARL: mean | 90 % upper bound | − NA: 95 % interval | verdict |',
-        '|---|---|---|---|---|---|',
     ]
-    for r in m['rows']:
-        v = r['vs_reference']
-        lines.append(
-            f'| {_label(r["method"])} | {v["n"]} | {_pair(v, "mean")} | {_pair(v, "ub")} | '
-            f'{_interval(r["vs_na"])} | {r.get("verdict", "–")} |'
-        )
+    lines += _table(
+        ['ablation', 'n', '− WBF + EARL: mean', '90 % upper bound', '− NA: 95 % interval',
+         'verdict'],
+        [[_label(r['method']), r['vs_reference']['n'], _pair(r['vs_reference'], 'mean'),
+          _pair(r['vs_reference'], 'ub'), _interval(r['vs_na']), r.get('verdict', '–')]
+         for r in m['rows']],
+    )  # fmt: skip
     lines += [
         '',
         'Supporting comparisons (every replicate both have, plain 95 % intervals):',
         '',
-        '| comparison | n | mean | 95 % interval |',
-        '|---|---|---|---|',
     ]
-    for r in m['supporting']:
-        lines.append(
-            f'| {_label(r["method"])} − {_label(r["reference"])} | {r["n"]} | '
-            f'{_pair(r, "mean")} | {_interval(r)} |'
-        )
+    lines += _table(
+        ['comparison', 'n', 'mean', '95 % interval'],
+        [[f'{_label(r["method"])} − {_label(r["reference"])}', r['n'], _pair(r, 'mean'),
+          _interval(r)] for r in m['supporting']],
+    )  # fmt: skip
     return lines + ['']
 
 
