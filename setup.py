@@ -1,4 +1,14 @@
-"""Install earl-mmdet: ``pip install -e .`` inside an environment that has mmdet 3.x."""
+"""Install earl-mmdet: two packages, ``earl_core`` and ``earl_mmdet``.
+
+``earl_core`` (truth inference, rater statistics, metrics maths, simulators) needs only
+numpy, scipy and pycocotools: ``pip install -e .``.
+
+``earl_mmdet`` (the mmdet adapter) needs, as mmdet itself does, PyTorch installed first for
+your platform (https://pytorch.org), then the OpenMMLab stack: ``pip install -U openmim &&
+mim install "mmengine>=0.10,<1.0" "mmcv>=2.0.0,<2.2.0" && pip install "mmdet>=3.3.0,<3.4"``
+(or ``pip install -e .[mmdet]`` where an mmcv wheel exists for your torch). ``make install``
+does all of it on a CPU machine.
+"""
 
 from setuptools import find_packages, setup
 
@@ -15,6 +25,7 @@ setup(
     extras_require={
         'mmdet': ['mmengine>=0.10,<1.0', 'mmcv>=2.0.0,<2.2.0', 'mmdet>=3.3.0,<3.4'],
         'data': ['mlxtend', 'pydicom', 'pillow', 'tqdm'],
+        'plots': ['matplotlib'],
         'eval': ['faster-coco-eval>=1.6'],
         'dev': ['pytest', 'hypothesis', 'ruff', 'ensemble-boxes==1.0.9'],
     },

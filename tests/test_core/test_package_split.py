@@ -97,3 +97,53 @@ def test_no_tool_edits_import_machinery():
         text = path.read_text(encoding='utf-8')
         for needle in ('module_from_spec', 'sys.modules[', 'import_light', 'ModuleSpec('):
             assert needle not in text, f'{path.name} uses {needle}'
+
+
+def _third_party_imports(package: str) -> tuple[set[str], set[str]]:
+    """(module-level, inside functions) top-level names of the non-stdlib imports."""
+    import ast
+
+    top, lazy = set(), set()
+    for path in (ROOT / package).rglob('*.py'):
+        tree = ast.parse(path.read_text(encoding='utf-8'))
+        module_level = set(map(id, tree.body))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                root = name.split('.')[0]
+                if root in sys.stdlib_module_names or root in ('earl_core', 'earl_mmdet'):
+                    continue
+                (top if id(node) in module_level else lazy).add(root)
+    return top, lazy
+
+
+def test_setup_declares_what_the_core_imports():
+    """Module-level imports of earl_core are install_requires; imports inside functions
+    are install_requires or an extra (the PyPI name where it differs from the module)."""
+    import ast
+
+    tree = ast.parse((ROOT / 'setup.py').read_text(encoding='utf-8'))
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.keywords)
+    kw = {
+        k.arg: ast.literal_eval(k.value)
+        for k in call.keywords
+        if k.arg in ('install_requires', 'extras_require')
+    }
+    packages = next(k.value for k in call.keywords if k.arg == 'packages')
+    assert "'earl_core'" in ast.unparse(packages)
+    pypi = {'pillow': 'PIL', 'faster-coco-eval': 'faster_coco_eval'}
+
+    def modules(reqs):
+        names = {r.split(';')[0].split('>')[0].split('<')[0].split('=')[0].strip() for r in reqs}
+        return {pypi.get(n, n) for n in names}
+
+    required = modules(kw['install_requires'])
+    extras = set().union(*(modules(v) for v in kw['extras_require'].values()))
+    top, lazy = _third_party_imports('earl_core')
+    assert top <= required, f'earl_core imports at module level, undeclared: {top - required}'
+    assert lazy <= required | extras, f'undeclared lazy imports: {lazy - required - extras}'
