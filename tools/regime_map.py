@@ -79,7 +79,15 @@ def study_command(args: argparse.Namespace, cell: Any) -> list[str]:
     """The study tool's command line for one cell (run from the repository root)."""
     cmd = ['tools/benchmark_medmnist.py', '--out', cell_dir(args.out, cell.name)]
     cmd += ['--preset', rg.PRESET, f'--data-args={data_args(cell, args.quick)}']
-    cmd += ['--seeds', '1', '--epochs', str(args.epochs), '--methods', *args.methods]
+    cmd += ['--seeds', str(args.seeds), '--epochs', str(args.epochs), '--methods', *args.methods]
+    if args.data_seed is not None:
+        cmd += ['--data-seed', str(args.data_seed)]
+    if args.data_seed_follows_seed:
+        cmd += ['--data-seed-follows-seed']
+    if args.val_interval:
+        cmd += ['--val-interval', str(args.val_interval)]
+    if args.ema:
+        cmd += ['--ema', args.ema]
     if args.jobs:
         cmd += ['--jobs', str(args.jobs)]
     if args.threads:
@@ -111,8 +119,14 @@ def _python(cmd: list[str], log: str | None = None) -> int:
 
 
 def train_json_of(out: str, name: str) -> str | None:
-    """The cell's ``data/p*/train.json`` (None before the study generated it)."""
+    """The cell's ``data/p*/train.json`` (None before the study generated it); with a data
+    seed per replicate (``data/seed<S>/p*/``), that of the lowest data seed: the cell's rater
+    statistics are those of its first draw."""
     found = sorted(glob.glob(osp.join(cell_dir(out, name), 'data', 'p*', 'train.json')))
+    if not found:
+        per_seed = glob.glob(osp.join(cell_dir(out, name), 'data', 'seed*', 'p*', 'train.json'))
+        seed_of = lambda p: int(osp.basename(osp.dirname(osp.dirname(p)))[4:])  # noqa: E731
+        found = sorted(per_seed, key=seed_of)[:1]
     if len(found) > 1:
         raise SystemExit(
             f'{cell_dir(out, name)}/data: several data folders ({", ".join(found)}); '
@@ -225,6 +239,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_EPOCHS,
         help=f'training epochs of every run (default {DEFAULT_EPOCHS})',
     )
+    p.add_argument(
+        '--seeds',
+        type=int,
+        default=1,
+        help='replicates per cell and method (default 1: an exploratory map, leads only; '
+        '3 or more give paired intervals)',
+    )
+    p.add_argument('--data-seed', type=int, help="the study tool's --data-seed")
+    p.add_argument(
+        '--data-seed-follows-seed',
+        action='store_true',
+        help="the study tool's flag: every replicate its own draw of data and raters",
+    )
+    p.add_argument('--val-interval', type=int, help="the study tool's --val-interval")
+    p.add_argument(
+        '--ema', choices=('config', 'ema', 'swa'), help="the study tool's --ema (averaged weights)"
+    )
     p.add_argument('--jobs', type=int, help="the study tool's --jobs (trainings at once)")
     p.add_argument('--threads', type=int, help="the study tool's --threads (per training)")
     p.add_argument('--lock', help="the study tool's --lock (flock file around each run)")
@@ -248,9 +279,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f'--methods must include {rg.REFERENCE}: the map shows each method minus it')
     if args.epochs < 2:
         p.error(f'--epochs must be >= 2 (1 warm-up epoch + cosine schedule), got {args.epochs}')
-    for flag in ('jobs', 'threads'):
+    for flag in ('jobs', 'threads', 'seeds', 'val_interval'):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            p.error(f'--{flag} must be >= 1, got {getattr(args, flag)}')
+            p.error(f'--{flag.replace("_", "-")} must be >= 1, got {getattr(args, flag)}')
     if args.bootstrap < 0:
         p.error(f'--bootstrap must be >= 0, got {args.bootstrap}')
     args.cells = list(dict.fromkeys(args.cells or rg.CELL_NAMES))

@@ -4,9 +4,12 @@ data), the report and plot from fabricated results, dry-run and bad input. No tr
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from earl_core.io.coco import load_multirater_coco
@@ -14,7 +17,7 @@ from earl_core.metrics.rater_report import rater_report
 from earl_core.sources import medmnist as mm
 from earl_core.study import regime as rg
 from earl_core.study.benchmark import Run
-from tests.test_tools.run_tool import run_tool
+from tests.test_tools.run_tool import ROOT, run_tool
 
 PROFILE_FLAGS = {'miss-rate', 'visibility-threshold', 'fp-rate', 'flip-rate', 'double-rate'}
 PROFILE_FLAGS |= {'box-noise', 'box-bias'}
@@ -266,3 +269,65 @@ def test_bad_input_is_an_argparse_error(args, words, tmp_path):
 def test_report_only_without_anything_says_so(tmp_path):
     proc = _tool('--report-only', '--out', tmp_path / 'o')
     assert proc.returncode == 1 and 'no cell has data or finished runs yet' in proc.stderr
+
+
+def test_replicated_cells_get_paired_intervals():
+    """With several replicates a difference is the paired mean with its 95 % t-interval."""
+    from scipy import stats
+
+    ref = [0.60, 0.62, 0.58]
+    na = [0.63, 0.66, 0.60]  # paired differences 0.03, 0.04, 0.02
+    em = [0.61, 0.60]  # only two replicates: paired over seeds 0 and 1
+    results = [
+        dict(method=m, seed=k, metrics=dict(mAP=v, mAP_40=v + 0.3))
+        for m, values in (('wbf-earl', ref), ('na', na), ('em-earl', em))
+        for k, v in enumerate(values)
+    ]
+    rows = rg.regime_summary(
+        rg.CELLS[:1], {}, {rg.CELLS[0].name: results}, ['na', 'wbf-earl', 'em-earl']
+    )
+    ci = rows[0]['outcome']['interval']
+    d = np.array(na) - np.array(ref)
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert ci['na']['n'] == 3 and ci['na']['mean'] == pytest.approx(d.mean())
+    assert (ci['na']['lo'], ci['na']['hi']) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert ci['em-earl']['n'] == 2 and ci['em-earl']['mean'] == pytest.approx(-0.005)
+    assert 'wbf-earl' not in ci
+    md = rg.markdown(rows, ['na', 'wbf-earl', 'em-earl'], dict(command='c', date='d', epochs=24))
+    assert '2–3 replicates per cell and method' in md and 'leads, not verdicts' not in md
+    assert f'**{d.mean():+.4f} [{d.mean() - half:+.4f}, {d.mean() + half:+.4f}]** ★' in md
+    one = rg.regime_summary(rg.CELLS[:1], {}, {rg.CELLS[0].name: results[:1]}, ['wbf-earl'])
+    assert one[0]['outcome']['interval'] == {}
+    assert 'exploratory map' in rg.markdown(
+        one, ['wbf-earl'], dict(command='c', date='d', epochs=2)
+    )
+
+
+def test_dry_run_passes_the_v3_study_flags(tmp_path):
+    proc = _tool(
+        '--dry-run', '--out', tmp_path / 'map', '--cells', 'clean', '--seeds', 3,
+        '--data-seed', 4000, '--data-seed-follows-seed', '--val-interval', 4, '--ema', 'swa',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert '--seeds 3 --epochs 24' in proc.stdout
+    assert '--data-seed 4000 --data-seed-follows-seed --val-interval 4 --ema swa' in proc.stdout
+    bad = _tool('--dry-run', '--out', tmp_path / 'o', '--seeds', 0)
+    assert bad.returncode == 2 and '--seeds must be >= 1' in bad.stderr
+
+
+def test_rater_statistics_of_a_cell_with_a_data_seed_per_replicate(tmp_path):
+    path = ROOT / 'tools' / 'regime_map.py'
+    spec = importlib.util.spec_from_file_location('regime_map_tool', path)
+    assert spec is not None and spec.loader is not None
+    cell = tmp_path / 'cells' / 'clean' / 'data'
+    for seed in (4010, 4002, 4001):
+        (cell / f'seed{seed}' / 'p0.8').mkdir(parents=True)
+        (cell / f'seed{seed}' / 'p0.8' / 'train.json').write_text('{}')
+    sys.path.insert(0, str(ROOT / 'tools'))
+    try:
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(ROOT / 'tools'))
+    found = mod.train_json_of(str(tmp_path), 'clean')
+    assert found == str(cell / 'seed4001' / 'p0.8' / 'train.json')
