@@ -12,6 +12,7 @@ The helpers that build a Runner or register the components live in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
@@ -24,6 +25,7 @@ from typing import Any
 from earl_core.io import safe_output
 
 __all__ = [
+    'heavy_job_slot',
     'THIRD_PARTY_WARNINGS',
     'RATER_DATASET_TYPES',
     'filter_third_party_warnings',
@@ -580,3 +582,34 @@ def progress(iterable: Iterable, total: int, desc: str) -> Iterator:
             sys.stderr.flush()
         yield item
     sys.stderr.write('\n')
+
+
+@contextlib.contextmanager
+def heavy_job_slot(lock: str | None) -> Iterator[None]:
+    """Hold a slot of a study's heavy jobs on a shared machine (``--lock FILE``).
+
+    Two lock files, ``FILE`` (the gate) and ``FILE.running``. A job first passes the gate
+    (takes it exclusively and releases it at once: it waits while someone holds the gate),
+    then holds ``FILE.running`` *shared* while it runs, so the study's ``--jobs`` trainings
+    run together. Whoever needs the machine alone takes the gate, then ``FILE.running``
+    exclusively: no new job starts, and the command starts once the running ones end::
+
+        flock -x /tmp/heavy.lock flock -x /tmp/heavy.lock.running make test
+
+    Waiting at the gate first means such a command is not starved by a study that always
+    has a job running. ``None``: no locking.
+    """
+    if not lock:
+        yield
+        return
+    import fcntl
+
+    with open(lock, 'a') as gate:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+    with open(lock + '.running', 'a') as running:
+        fcntl.flock(running, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(running, fcntl.LOCK_UN)

@@ -91,6 +91,7 @@ from _common import (
     child_env,
     filter_third_party_warnings,
     fusion_cfg_options,
+    heavy_job_slot,
     image_size_cfg_options,
     input_size,
     medmnist_cfg_options,
@@ -400,16 +401,8 @@ def _gold(d: str) -> tuple[str, dict]:
 
 
 def train_and_score(study: Study, run: Run, threads: int) -> dict:
-    if not study.lock:
+    with heavy_job_slot(study.lock):  # the --jobs trainings share it; see its docstring
         return _train_and_score(study, run, threads)
-    import fcntl
-
-    with open(study.lock, 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # wait for other heavy jobs on a shared machine
-        try:
-            return _train_and_score(study, run, threads)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _train_and_score(study: Study, run: Run, threads: int) -> dict:
@@ -789,7 +782,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help='data-loader workers per run (default 0: fastest on 2 cores, measured)',
     )
     p.add_argument(
-        '--lock', help='hold this file locked (flock) during each run, e.g. /tmp/heavy.lock'
+        '--lock',
+        help='a lock file shared by the trainings (e.g. /tmp/heavy.lock): a run starts only '
+        'while nobody holds it; `flock -x F flock -x F.running CMD` runs CMD alone once the '
+        'running trainings end',
     )
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--bootstrap', type=int, default=0, help='test-image resamples (seed 0)')

@@ -288,3 +288,49 @@ def test_image_size_options_refuse_a_pipeline_without_resize():
     assert C.image_size_cfg_options(wrapped, 64, ('train_dataloader',)) == [
         'train_dataloader.dataset.dataset.pipeline.0.scale=(64,64)'
     ]
+
+
+def test_heavy_job_slot_lets_jobs_share_and_a_foreground_command_wait(tmp_path):
+    """Study jobs under one --lock run together; a holder of the gate and of FILE.running
+    (what `flock -x F flock -x F.running CMD` takes) keeps new jobs out and waits for the
+    running ones, without being starved."""
+    import fcntl
+    import threading
+    import time
+
+    lock = str(tmp_path / 'heavy.lock')
+    inside, most = [], [0]
+    guard = threading.Lock()
+
+    def job(hold: float) -> None:
+        with C.heavy_job_slot(lock):
+            with guard:
+                inside.append(1)
+                most[0] = max(most[0], len(inside))
+            time.sleep(hold)
+            with guard:
+                inside.pop()
+
+    jobs = [threading.Thread(target=job, args=(0.4,)) for _ in range(2)]
+    for t in jobs:
+        t.start()
+    time.sleep(0.1)  # both are running now
+    with open(lock, 'a') as gate, open(lock + '.running', 'a') as running:
+        fcntl.flock(gate, fcntl.LOCK_EX)  # the foreground command takes the gate ...
+        late = threading.Thread(target=job, args=(0.0,))
+        late.start()  # ... so a new job waits at it
+        t0 = time.monotonic()
+        fcntl.flock(running, fcntl.LOCK_EX)  # ... and waits for the running jobs
+        waited = time.monotonic() - t0
+        assert not inside and most[0] == 2  # the two jobs ran together, and both ended
+        assert waited > 0.15  # it did wait for them
+        time.sleep(0.2)
+        assert late.is_alive()  # the new job has not started while the command runs
+        fcntl.flock(running, fcntl.LOCK_UN)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+    late.join(5)
+    for t in jobs:
+        t.join(5)
+    assert not late.is_alive()
+    with C.heavy_job_slot(None):  # no lock: nothing to wait for
+        pass
