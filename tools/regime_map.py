@@ -80,22 +80,21 @@ def study_command(args: argparse.Namespace, cell: Any) -> list[str]:
     cmd = ['tools/benchmark_medmnist.py', '--out', cell_dir(args.out, cell.name)]
     cmd += ['--preset', rg.PRESET, f'--data-args={data_args(cell, args.quick)}']
     cmd += ['--seeds', str(args.seeds), '--epochs', str(args.epochs), '--methods', *args.methods]
-    if args.data_seed is not None:
-        cmd += ['--data-seed', str(args.data_seed)]
-    if args.data_seed_follows_seed:
-        cmd += ['--data-seed-follows-seed']
-    if args.val_interval:
-        cmd += ['--val-interval', str(args.val_interval)]
-    if args.ema:
-        cmd += ['--ema', args.ema]
-    if args.jobs:
-        cmd += ['--jobs', str(args.jobs)]
-    if args.threads:
-        cmd += ['--threads', str(args.threads)]
-    if args.lock:
-        cmd += ['--lock', args.lock]
-    if args.bootstrap:
-        cmd += ['--bootstrap', str(args.bootstrap)]
+    passed = [  # the study tool's own flags, given only when set here (True: a switch)
+        ('--data-seed', args.data_seed),
+        ('--data-seed-follows-seed', args.data_seed_follows_seed or None),
+        ('--val-interval', args.val_interval),
+        ('--ema', args.ema),
+        ('--jobs', args.jobs),
+        ('--threads', args.threads),
+        ('--lock', args.lock),
+        ('--bootstrap', args.bootstrap or None),
+    ]
+    for flag, value in passed:
+        if value is True:
+            cmd.append(flag)
+        elif value is not None:
+            cmd += [flag, str(value)]
     return cmd
 
 

