@@ -28,6 +28,7 @@ from typing import Any
 from _common import check_output_paths
 
 from earl_core.io import safe_output
+from earl_core.metrics.report import markdown_table
 from earl_core.study import rules
 from earl_core.study.benchmark import LABELS
 
@@ -56,9 +57,8 @@ def _sds(x: Mapping) -> str:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    """Markdown table lines: the header, its rule and one line per row of cells."""
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    return lines + ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows]
+    """The lines of :func:`~earl_core.metrics.report.markdown_table`."""
+    return markdown_table(header, rows).splitlines()
 
 
 def levers_markdown(r: dict, command: str) -> str:
