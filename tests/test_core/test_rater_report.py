@@ -204,24 +204,19 @@ def test_truth_quality_hand_computed():
     # false positive = overlaps no gold box at all: only B's box on the empty image (C's
     # label 5 sits on object 0: a wrong label, not clutter). Object 0's best fused box has
     # T=2, object 1's T=1: keeping T >= 2 only would miss object 1.
-    assert q['by_agreement'] == {
-        1: dict(
-            boxes=3,
-            correct=1,
-            precision=pytest.approx(1 / 3),
-            false_positives=1,
-            fp_share=pytest.approx(1 / 3),
-            miss_share_t_at_least=0.0,
-        ),
-        2: dict(
-            boxes=1,
-            correct=1,
-            precision=1.0,
-            false_positives=0,
-            fp_share=0.0,
-            miss_share_t_at_least=0.5,
-        ),
+    columns = (
+        'boxes',
+        'correct',
+        'precision',
+        'false_positives',
+        'fp_share',
+        'miss_share_t_at_least',
+    )
+    by_agreement = {  # T: one row of the columns above
+        1: (3, 1, pytest.approx(1 / 3), 1, pytest.approx(1 / 3), 0.0),
+        2: (1, 1, 1.0, 0, 0.0, 0.5),
     }
+    assert q['by_agreement'] == {t: dict(zip(columns, row)) for t, row in by_agreement.items()}
     assert (q['false_positives'], q['fp_share'], q['missed'], q['miss_share']) == (1, 0.25, 0, 0)
     na = truth_quality(build_aggregator('na').fuse_all(raters), gold)
     # NA: every right box counts (many-to-one), so its c-share equals its precision
