@@ -19,7 +19,7 @@ this container replaced, remain as deprecated constructors (removed in 0.3) that
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -351,7 +351,9 @@ def _image_fields(image: Detections | None) -> dict[str, Any]:
     """The image-level fields of ``image`` that a result built from it keeps."""
     if image is None:
         return dict(raters=(), width=None, height=None, image_id=None)
-    return dict(raters=image.raters, width=image.width, height=image.height, image_id=image.image_id)
+    return dict(
+        raters=image.raters, width=image.width, height=image.height, image_id=image.image_id
+    )
 
 
 def _warn_deprecated(old: str, new: str) -> None:
@@ -500,8 +502,7 @@ def _check_rater(rater: Any, n: int, num_names: int, where: str) -> np.ndarray:
         raise ValueError(f'{where}: {n} boxes but rater of shape {idx.shape}, dtype {idx.dtype}')
     if idx.min() < -1 or idx.max() >= num_names:
         raise ValueError(
-            f'{where}: rater must be -1 or a position in the {num_names} raters, got '
-            f'{idx.tolist()}'
+            f'{where}: rater must be -1 or a position in the {num_names} raters, got {idx.tolist()}'
         )
     return idx.astype(np.int64, copy=False)
 
