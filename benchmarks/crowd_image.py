@@ -21,8 +21,8 @@ def crowded_reads(
 
     Returns:
         tuple: boxes (N, 4) xyxy pixels, labels (N,), rater id of each box (N,), and the
-        raters ``r0000``... who read the image: ``Detections.from_raters``' first four arguments (the
-        image is 512 x 512).
+        raters ``r0000``... who read the image: ``Detections.from_raters``' first four
+        arguments (the image is 512 x 512).
 
     Examples:
         >>> boxes, labels, rids, names = crowded_reads(2)
