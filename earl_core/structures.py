@@ -106,12 +106,19 @@ class Detections:
 
     def __post_init__(self) -> None:
         where = f'image {self.image_id!r}'
+        boxes = _check_boxes(self.boxes, where)
+        labels = _check_labels(self.labels, boxes.shape[0], where)
+        self._check_rest(where, boxes, labels, _check_raters(self.raters, where))
+
+    def _check_rest(
+        self, where: str, boxes: np.ndarray, labels: np.ndarray, raters: tuple[str, ...]
+    ) -> None:
+        """Set the checked ``boxes``, ``labels`` and ``raters``; check and set the rest."""
         set_ = object.__setattr__  # frozen: the normalised fields are set once, here
-        set_(self, 'boxes', _check_boxes(self.boxes, where))
-        n = self.boxes.shape[0]
-        set_(self, 'labels', _check_labels(self.labels, n, where))
-        raters = _check_raters(self.raters, where)
+        set_(self, 'boxes', boxes)
+        set_(self, 'labels', labels)
         set_(self, 'raters', raters)
+        n = boxes.shape[0]
         set_(self, 'rater', _check_rater(self.rater, n, len(raters), where))
         set_(self, 'confidence', _check_confidence(self.confidence, n, where))
         set_(self, 'agreement', _check_agreement(self.agreement, n, where))
@@ -178,7 +185,21 @@ class Detections:
         lab = _check_labels(labels, n, where)
         names = _check_raters(raters, where)
         index = _rater_index(rater_ids, names, n, where)
-        return cls(b, lab, index, raters=names, width=width, height=height, image_id=image_id)
+        # What __post_init__ would check again is checked: build without it.
+        det = cls._trusted(
+            {
+                **dict.fromkeys(('boxes', 'labels', 'confidence', 'agreement', 'num_raters')),
+                'rater': index,
+                'members': (),
+                'extras': {},
+                'width': width,
+                'height': height,
+                'image_id': image_id,
+                '_rater_ids': None,
+            }
+        )
+        det._check_rest(where, b, lab, names)
+        return det
 
     @classmethod
     def fused(
@@ -244,24 +265,26 @@ class Detections:
         Returns:
             Detections: zero boxes; each array a view of a shared zero-size array.
         """
-        return cls._trusted(
-            boxes=_EMPTY_BOXES.view(),
-            labels=_EMPTY_I64.view(),
-            rater=_EMPTY_I64.view(),
-            confidence=_EMPTY_F32.view(),
-            agreement=_EMPTY_I64.view(),
-            members=[],
-            extras={},
-            num_raters=int(num_raters),
-            _rater_ids=None,
-            **_image_fields(image),
-        )
+        fields = {
+            'boxes': _EMPTY_BOXES.view(),
+            'labels': _EMPTY_I64.view(),
+            'rater': _EMPTY_I64.view(),
+            'confidence': _EMPTY_F32.view(),
+            'agreement': _EMPTY_I64.view(),
+            'members': [],
+            'extras': {},
+            'num_raters': int(num_raters),
+            '_rater_ids': None,
+        }
+        fields.update(_image_fields(image))
+        return cls._trusted(fields)
 
     @classmethod
-    def _trusted(cls, **fields: Any) -> Detections:
-        """A Detections of fields that are valid already (an empty one, a selection)."""
+    def _trusted(cls, fields: dict[str, Any]) -> Detections:
+        """A Detections of ``fields`` (every field, in a dict it takes over) that are valid
+        already: an empty one, a selection."""
         obj = object.__new__(cls)
-        obj.__dict__.update(fields)  # frozen: bypass __setattr__, as __post_init__ does
+        object.__setattr__(obj, '__dict__', fields)  # frozen: bypass __setattr__
         return obj
 
     # ------------------------------------------------------------------ reading
@@ -344,13 +367,16 @@ class Detections:
         fields['extras'] = {k: v[idx] for k, v in self.extras.items()}
         if self._rater_ids is not None:
             fields['_rater_ids'] = self._rater_ids[idx]
-        return self._trusted(**fields)
+        return self._trusted(fields)
+
+
+_NO_IMAGE: dict[str, Any] = dict(raters=(), width=None, height=None, image_id=None)
 
 
 def _image_fields(image: Detections | None) -> dict[str, Any]:
     """The image-level fields of ``image`` that a result built from it keeps."""
     if image is None:
-        return dict(raters=(), width=None, height=None, image_id=None)
+        return _NO_IMAGE
     return dict(
         raters=image.raters, width=image.width, height=image.height, image_id=image.image_id
     )
@@ -463,6 +489,8 @@ def _check_boxes(boxes: Any, where: str, dtype: Any = None) -> np.ndarray:
         return b.reshape(0, 4)
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f'{where}: boxes must have shape (N, 4) xyxy, got {b.shape}')
+    if np.isfinite(b).all() and (b[:, 2:] >= b[:, :2]).all():
+        return b  # (the usual case, in few numpy calls: fused boxes are checked too)
     bad = ~np.isfinite(b).all(1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
