@@ -308,7 +308,7 @@ class Detections:
 
     @property
     def member_raters(self) -> list[tuple[str, ...]]:
-        """Per box, the distinct raters behind it (``extras['member_raters']``); [] when
+        """Per box, the raters behind it (``extras['member_raters']``); [] when
         not recorded."""
         mr = self.extras.get('member_raters')
         return [] if mr is None else mr.tolist()
