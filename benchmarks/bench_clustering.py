@@ -50,8 +50,8 @@ CASES = ('cluster', 'na', 'rater', 'mv', 'wbf', 'em', 'presence_em', 'report', '
 
 
 def make_image(num_boxes: int, seed: int = 0):
-    """One RaterBoxes with about ``num_boxes`` boxes (see the module docstring)."""
-    from earl_core.io.coco import RaterBoxes
+    """One Detections with about ``num_boxes`` boxes (see the module docstring)."""
+    from earl_core.structures import Detections
 
     rng = np.random.default_rng(seed)
     n_obj = max(1, num_boxes // 8)
@@ -71,7 +71,7 @@ def make_image(num_boxes: int, seed: int = 0):
         lab[flip] = rng.integers(0, NUM_CLASSES, int(flip.sum()))
         labels.append(lab)
         rids += [r] * int(seen.sum())
-    return RaterBoxes(
+    return Detections.from_raters(
         boxes=np.concatenate(boxes),
         labels=np.concatenate(labels).astype(np.int64),
         rater_ids=np.asarray(rids, dtype=str),

@@ -123,22 +123,22 @@ def make_crowd_coco(num_images: int, num_raters: int, seed: int = 0, per_image: 
 
 
 def one_image(num_raters: int, seed: int = 0):
-    """One RaterBoxes read by ``num_raters`` raters (:func:`crowd_image.crowded_reads`)."""
-    from earl_core.io.coco import RaterBoxes
+    """One Detections read by ``num_raters`` raters (:func:`crowd_image.crowded_reads`)."""
+    from earl_core.structures import Detections
 
     reads = crowded_reads(num_raters, seed, NUM_CLASSES)
-    return RaterBoxes(*reads, 512.0, 512.0, 'crowd')
+    return Detections.from_raters(*reads, 512.0, 512.0, 'crowd')
 
 
 def lone_boxes(num_boxes: int, seed: int = 0):
-    """One RaterBoxes with ``num_boxes`` boxes that overlap nothing, 3 readers."""
-    from earl_core.io.coco import RaterBoxes
+    """One Detections with ``num_boxes`` boxes that overlap nothing, 3 readers."""
+    from earl_core.structures import Detections
 
     rng = np.random.default_rng(seed)
     side = int(np.ceil(np.sqrt(num_boxes)))
     xy = np.stack(np.divmod(np.arange(num_boxes), side), 1) * 40.0
     readers = ('a', 'b', 'c')
-    return RaterBoxes(
+    return Detections.from_raters(
         np.concatenate([xy, xy + 20], 1),
         rng.integers(0, NUM_CLASSES, num_boxes),
         rng.choice(readers, num_boxes).tolist(),

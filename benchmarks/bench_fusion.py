@@ -12,7 +12,7 @@ of the dataset into each library's input format is not timed):
 * ``ensemble-boxes``: ``ensemble_boxes.weighted_boxes_fusion`` on coordinates normalised by
   the image size, one list per rater (in the image's rater order), scores 1, weights 1;
 * ``weighted_boxes_fusion``: ours, the same call on the same lists;
-* ``fuse_raters(tie_break='input')``: ours on pixel ``RaterBoxes`` (ensemble-boxes
+* ``fuse_raters(tie_break='input')``: ours on pixel ``Detections`` (ensemble-boxes
   tie order, so the same boxes);
 * ``fuse_raters`` (default ``tie_break='geometry'``): ours, order-independent ties.
 
@@ -42,7 +42,7 @@ import warnings
 import numpy as np
 
 from earl_core.fusion.wbf import fuse_raters, weighted_boxes_fusion
-from earl_core.io.coco import RaterBoxes
+from earl_core.structures import Detections
 
 NUM_CLASSES = 14
 NUM_RATERS = 17
@@ -53,7 +53,7 @@ def make_dataset(
     num_images: int = 15000,
     raters_per_image: int = 3,
     positive_fraction: float = 0.3,
-) -> list[RaterBoxes]:
+) -> list[Detections]:
     """A VinDr-CXR-shaped multi-rater dataset (pixel boxes), deterministic in ``seed``."""
     rng = np.random.default_rng(seed)
     raters = [f'R{k + 1}' for k in range(NUM_RATERS)]
@@ -91,7 +91,7 @@ def make_dataset(
         b[:, 0::2] = b[:, 0::2].clip(0, width)
         b[:, 1::2] = b[:, 1::2].clip(0, height)
         images.append(
-            RaterBoxes(
+            Detections.from_raters(
                 boxes=b,
                 labels=np.asarray(labels, np.int64),
                 rater_ids=np.asarray(rids, dtype=str),
@@ -104,7 +104,7 @@ def make_dataset(
     return images
 
 
-def to_lists(ann: RaterBoxes) -> tuple[list, list, list]:
+def to_lists(ann: Detections) -> tuple[list, list, list]:
     """ensemble-boxes input: per rater (ann.raters order) normalised boxes, scores 1, labels."""
     scale = np.array([ann.width, ann.height, ann.width, ann.height])
     bl, sl, ll = [], [], []

@@ -1,7 +1,7 @@
 """The crowded image of ``bench_crowd.py`` and ``tests/test_core/test_crowd_scale.py``.
 
 Plain arrays (no ``earl_mmdet`` import), so that the benchmark can wrap them in the
-``RaterBoxes`` it loads without torch and the test in the one it imports.
+``Detections`` it loads without torch and the test in the one it imports.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ def crowded_reads(
 
     Returns:
         tuple: boxes (N, 4) xyxy pixels, labels (N,), rater id of each box (N,), and the
-        raters ``r0000``... who read the image: ``RaterBoxes``' first four arguments (the
-        image is 512 x 512).
+        raters ``r0000``... who read the image: ``Detections.from_raters``' first four
+        arguments (the image is 512 x 512).
 
     Examples:
         >>> boxes, labels, rids, names = crowded_reads(2)

@@ -3,8 +3,9 @@
 The framework-free half of earl-mmdet (numpy and scipy only; importing it loads neither
 torch nor mmdet), usable from a notebook, a Kaggle kernel or another detection framework:
 
-- :mod:`earl_core.structures`: the two data shapes, ``RaterBoxes`` (every rater's boxes of one
-  image) and ``FusedBoxes`` (the fused boxes with agreement T and confidence c).
+- :mod:`earl_core.structures`: the one container, ``Detections``: the boxes of one image,
+  every rater's (who drew each) or fused (with agreement T and confidence c), selected by
+  masks with every field aligned.
 - :mod:`earl_core.io`: multi-rater COCO files (:mod:`~earl_core.io.coco`: reading, with the
   checks of each record in :mod:`~earl_core.io.coco_checks`), atomic output files
   (:mod:`~earl_core.io.safe_output`).

@@ -223,6 +223,7 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
         img = dict(info)
         img['raters_read'] = list(img.pop('annotators', []))
         out_images.append(img)
+        member_raters = res.member_raters  # (a list built per call: once per image)
         for k in range(len(res)):
             t = int(res.agreement[k])
             by_t[t] += 1
@@ -235,7 +236,7 @@ def fuse_file(args: argparse.Namespace) -> tuple[dict, dict]:
                     score=float(res.confidence[k]),
                     agreement=t,
                     num_raters=int(res.num_raters),
-                    raters=[str(r) for r in res.member_raters[k]],
+                    raters=[str(r) for r in member_raters[k]],
                 )
             )
     info = dict(coco.raw.get('info') or {})

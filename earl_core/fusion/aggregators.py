@@ -1,14 +1,14 @@
 """Truth inference behind one interface: ``na``, ``rater:<id>``, ``mv``, ``wbf``, ``em``,
 ``presence_em``, ``bayes``.
 
-An aggregator turns all raters' boxes of one image (:class:`RaterBoxes`) into one set of
-boxes with a per-box confidence c (:class:`FusedBoxes`). Aggregators that learn from the
-whole dataset (``em``, ``presence_em``, ``bayes``) do so in :meth:`Aggregator.fit`; the
-others ignore it. This module holds the simple ones (``na``, ``rater:<id>``, ``mv``) and
-gathers all of them; the interface, the registry and :func:`build_aggregator` live in
-:mod:`earl_core.fusion.base`, ``wbf`` (the default, the paper's) with the fusion it runs in
-:mod:`earl_core.fusion.wbf`, ``em`` and ``presence_em`` in
-:mod:`earl_core.fusion.em_aggregators`, ``bayes`` with its model in
+An aggregator turns all raters' boxes of one image (a :class:`Detections`) into one set of
+fused boxes with a per-box confidence c (another :class:`Detections`). Aggregators that
+learn from the whole dataset (``em``, ``presence_em``, ``bayes``) do so in
+:meth:`Aggregator.fit`; the others ignore it. This module holds the simple ones (``na``,
+``rater:<id>``, ``mv``) and gathers all of them; the interface, the registry and
+:func:`build_aggregator` live in :mod:`earl_core.fusion.base`, ``wbf`` (the default, the
+paper's) with the fusion it runs in :mod:`earl_core.fusion.wbf`, ``em`` and ``presence_em``
+in :mod:`earl_core.fusion.em_aggregators`, ``bayes`` with its model in
 :mod:`earl_core.fusion.bayes`.
 
 =================  ==========================================================================
@@ -41,8 +41,9 @@ that the box is a real object (``posterior`` there: real and of the fused label)
 
 Examples:
     >>> agg = build_aggregator('mv', quorum=2)
-    >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [1, 0, 11, 10], [40, 40, 50, 50.]]),
-    ...                 np.array([0, 0, 1]), np.array(['a', 'b', 'c']), ('a', 'b', 'c'))
+    >>> im = Detections.from_raters(
+    ...     np.array([[0, 0, 10, 10], [1, 0, 11, 10], [40, 40, 50, 50.]]),
+    ...     np.array([0, 0, 1]), np.array(['a', 'b', 'c']), ('a', 'b', 'c'))
     >>> res = agg(im)
     >>> res.boxes.tolist(), res.agreement.tolist(), res.confidence.tolist()
     ([[0.5, 0.0, 10.5, 10.0]], [2], [0.6666666865348816])
@@ -70,7 +71,7 @@ from earl_core.fusion.bayes import BayesAggregator
 from earl_core.fusion.em_aggregators import EMAggregator, PresenceEMAggregator
 from earl_core.fusion.matching import LINKAGES, cluster_boxes, cluster_ids
 from earl_core.fusion.wbf import WBFAggregator
-from earl_core.io.coco import FusedBoxes, RaterBoxes
+from earl_core.structures import Detections
 
 # The aggregators defined elsewhere, and the registry and its builder, stay importable
 # from here.
@@ -91,12 +92,13 @@ __all__ = [
 ]
 
 
-def _one_box_each(image: RaterBoxes, idx: np.ndarray, c: float, num_raters: int) -> FusedBoxes:
-    """Boxes ``idx`` of ``image`` kept as they are, each its own fused box (T = 1, c)."""
+def _one_box_each(image: Detections, idx: np.ndarray, c: float, num_raters: int) -> Detections:
+    """Boxes ``idx`` of ``image`` kept as they are, each its own fused box (T = 1, c) and
+    still its rater's (``rater``)."""
     if idx.size == 0:
-        return FusedBoxes.empty(num_raters)
+        return Detections.empty(num_raters, image)
     idx = idx.astype(np.int64)
-    return FusedBoxes(
+    return Detections.fused(
         boxes=image.boxes[idx].astype(np.float32),
         labels=image.labels[idx],
         confidence=np.full(idx.size, c, np.float32),
@@ -104,6 +106,8 @@ def _one_box_each(image: RaterBoxes, idx: np.ndarray, c: float, num_raters: int)
         num_raters=num_raters,
         members=list(idx[:, None]),
         member_raters=[(image.raters[x],) for x in image.rater_index[idx].tolist()],
+        rater=image.rater[idx],
+        image=image,
     )
 
 
@@ -122,7 +126,7 @@ class NoAggregation(Aggregator):
 
     default_confidence: ClassVar[str] = 'agreement'
 
-    def __call__(self, image: RaterBoxes) -> FusedBoxes:
+    def __call__(self, image: Detections) -> Detections:
         r = len(image.raters)
         idx = np.arange(len(image), dtype=np.int64)
         return _one_box_each(image, idx, agreement_confidence(1, r, self.confidence), r)
@@ -167,14 +171,14 @@ class SingleRater(Aggregator):
         self.rater = str(rater)
         self.on_missing = on_missing
 
-    def reads(self, image: RaterBoxes) -> bool:
+    def reads(self, image: Detections) -> bool:
         """Whether the rater read ``image``."""
         return self.rater in image.raters
 
-    def __call__(self, image: RaterBoxes) -> FusedBoxes:
+    def __call__(self, image: Detections) -> Detections:
         if not self.reads(image):
             if self.on_missing == 'skip':
-                return FusedBoxes.empty(0)
+                return Detections.empty(0, image)
             raise ValueError(
                 f'rater {self.rater!r} did not read image {image.image_id!r} (its raters: '
                 f"{list(image.raters)!r}); use on_missing='skip' to leave such images out"
@@ -322,7 +326,7 @@ class MajorityVoteAggregator(Aggregator):
         kept = kept[np.argsort(first[kept], kind='stable')]
         return kept, lab_values[winner], t, voter, merged
 
-    def __call__(self, image: RaterBoxes) -> FusedBoxes:
+    def __call__(self, image: Detections) -> Detections:
         r = len(image.raters)
         boxes, labels = image.boxes, image.labels
         need = self.required_votes(r)
@@ -342,13 +346,13 @@ class MajorityVoteAggregator(Aggregator):
             self.linkage,
         )
         if not clusters:
-            return FusedBoxes.empty(r)
+            return Detections.empty(r, image)
         cluster = cluster_ids(clusters, len(labels))
         kept, winner, t, voter, merged = self.vote(boxes, labels, cluster, len(clusters), r)
         if kept.size == 0:
-            return FusedBoxes.empty(r)
+            return Detections.empty(r, image)
         members = [clusters[j][voter[clusters[j]]] for j in kept.tolist()]
-        return FusedBoxes(
+        return Detections.fused(
             boxes=merged[kept].astype(np.float32),
             labels=winner[kept].astype(np.int64),
             confidence=agreement_confidence(t[kept], r, self.confidence).astype(np.float32),
@@ -356,6 +360,7 @@ class MajorityVoteAggregator(Aggregator):
             num_raters=r,
             members=members,
             member_raters=raters_of(image, members),
+            image=image,
         )
 
 

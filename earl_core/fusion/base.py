@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Union
 
 import numpy as np
 
-from earl_core.io.coco import FusedBoxes, RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = [
     'AGGREGATORS',
@@ -220,7 +220,7 @@ def agreement_confidence(t: int | np.ndarray, r: int, mode: str) -> float | np.n
     return c.astype(np.float64) if isinstance(c, np.ndarray) else float(c)
 
 
-def raters_of(image: RaterBoxes, members: Sequence[np.ndarray]) -> list[tuple[str, ...]]:
+def raters_of(image: Detections, members: Sequence[np.ndarray]) -> list[tuple[str, ...]]:
     """Per group of box indices of ``image``, the raters of its boxes (in box order)."""
     raters, index = image.raters, image.rater_index
     return [tuple([raters[x] for x in index[m].tolist()]) for m in members]
@@ -253,30 +253,30 @@ class Aggregator:
             f'aggregator {self.name!r}',
         )
 
-    def fit(self, images: Sequence[RaterBoxes]) -> Aggregator:
+    def fit(self, images: Sequence[Detections]) -> Aggregator:
         """Learn from the whole dataset (no-op unless overridden).
 
         Args:
-            images (Sequence[RaterBoxes]): every image of the dataset.
+            images (Sequence[Detections]): every image of the dataset.
 
         Returns:
             Aggregator: self.
         """
         return self
 
-    def __call__(self, image: RaterBoxes) -> FusedBoxes:
+    def __call__(self, image: Detections) -> Detections:
         """Fuse one image's boxes.
 
         Args:
-            image (RaterBoxes): all raters' boxes of the image (xyxy pixels).
+            image (Detections): all raters' boxes of the image (xyxy pixels).
 
         Returns:
-            FusedBoxes: fused boxes (float32 xyxy pixels), labels, confidence c, agreement
+            Detections: fused boxes (float32 xyxy pixels), labels, confidence c, agreement
             T, raters R, and the input boxes / raters behind each fused box.
         """
         raise NotImplementedError
 
-    def fuse_all(self, images: Sequence[RaterBoxes]) -> list[FusedBoxes]:
+    def fuse_all(self, images: Sequence[Detections]) -> list[Detections]:
         """``fit`` on ``images`` then fuse each of them."""
         images = list(images)
         self.fit(images)
@@ -319,23 +319,23 @@ class ModelAggregator(Aggregator):
         except TypeError as e:
             raise ValueError(f'aggregator {self.name!r}: {e}') from e
 
-    def fit(self, images: Sequence[RaterBoxes]) -> ModelAggregator:
+    def fit(self, images: Sequence[Detections]) -> ModelAggregator:
         self._fit(list(images))
         return self
 
-    def fuse_all(self, images: Sequence[RaterBoxes]) -> list[FusedBoxes]:
+    def fuse_all(self, images: Sequence[Detections]) -> list[Detections]:
         """``fit`` on ``images`` then fuse each of them, with the fit's clusters."""
         images = list(images)
         return [self._fuse(im, ci) for im, ci in zip(images, self._fit(images))]
 
-    def __call__(self, image: RaterBoxes) -> FusedBoxes:
+    def __call__(self, image: Detections) -> Detections:
         return self._fuse(image)
 
-    def _fit(self, images: list[RaterBoxes]) -> list[Any]:
+    def _fit(self, images: list[Detections]) -> list[Any]:
         """Fit on ``images``; returns per image its clusters of the fit (None: none kept)."""
         raise NotImplementedError
 
-    def _fuse(self, image: RaterBoxes, clustered: Any = None) -> FusedBoxes:
+    def _fuse(self, image: Detections, clustered: Any = None) -> Detections:
         """Fuse one image, with its clusters of the fit if given (else clustered here)."""
         raise NotImplementedError
 

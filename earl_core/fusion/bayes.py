@@ -54,7 +54,7 @@ from earl_core.fusion.rater_model import (
     infer_num_classes,
     softmax_rows,
 )
-from earl_core.io.coco import FusedBoxes, RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = ['BayesAggregator', 'BayesPosterior', 'BayesRaterModel']
 
@@ -100,7 +100,7 @@ class _Table:
     Rater arrays index :attr:`raters`; image arrays index the fit images that someone read.
     """
 
-    def __init__(self, images: Sequence[RaterBoxes], k: int, iou_thr: float, linkage: str):
+    def __init__(self, images: Sequence[Detections], k: int, iou_thr: float, linkage: str):
         read = [im for im in images if im.raters]
         self.read_pos = [i for i, im in enumerate(images) if im.raters]  # in ``images``
         raters = sorted({str(r) for im in read for r in im.raters})
@@ -187,8 +187,8 @@ class BayesRaterModel(RaterModelBase):
         n_iter_ (int): iterations run. converged_ (bool): ``tol`` reached.
 
     Examples:
-        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [1, 0, 11, 10.]]), np.array([0, 0]),
-        ...                 np.array(['a', 'b']), ('a', 'b', 'c'))  # c read it, drew nothing
+        >>> im = Detections.from_raters(np.array([[0, 0, 10, 10], [1, 0, 11, 10.]]),
+        ...     np.array([0, 0]), np.array(['a', 'b']), ('a', 'b', 'c'))  # c: read, no box
         >>> BayesRaterModel(num_classes=1).fit([im]).posterior(im).class_probs.shape
         (1, 2)
     """
@@ -254,11 +254,11 @@ class BayesRaterModel(RaterModelBase):
         return _digamma(alpha) - _digamma(alpha.sum(-1, keepdims=True))
 
     # ------------------------------------------------------------------ fit
-    def fit(self, images: Sequence[RaterBoxes]) -> BayesRaterModel:
+    def fit(self, images: Sequence[Detections]) -> BayesRaterModel:
         """Fit q(theta), q(pi), q(tau) and the site rate on a multi-rater dataset.
 
         Args:
-            images (Sequence[RaterBoxes]): the images; those nobody read are skipped
+            images (Sequence[Detections]): the images; those nobody read are skipped
                 (unlabelled), images read with no box count (evidence of misses).
 
         Returns:
@@ -418,12 +418,12 @@ class BayesRaterModel(RaterModelBase):
         return elog, tau
 
     def posterior(
-        self, image: RaterBoxes, clustered: ClusteredImage | None = None
+        self, image: Detections, clustered: ClusteredImage | None = None
     ) -> BayesPosterior:
         """Cluster an image; each cluster's class distribution and fused box.
 
         Args:
-            image (RaterBoxes): any image (need not be in the fit data).
+            image (Detections): any image (need not be in the fit data).
             clustered (ClusteredImage | None): its clusters (``cluster_image`` with this
                 model's K, ``iou_thr`` and ``linkage``). None: clustered here.
 
@@ -542,19 +542,19 @@ class BayesAggregator(ModelAggregator):
             )
         self.detector = detector
 
-    def _fit(self, images: list[RaterBoxes]) -> list[ClusteredImage | None]:
+    def _fit(self, images: list[Detections]) -> list[ClusteredImage | None]:
         self.model.fit(images)
         clusters = self.model.fit_clusters_  # (of the images someone read)
         return [clusters.get(i) for i in range(len(images))]
 
     def posterior(
-        self, image: RaterBoxes, clustered: ClusteredImage | None = None
+        self, image: Detections, clustered: ClusteredImage | None = None
     ) -> BayesPosterior:
         """The model's clusters, class distributions (K + 1 columns) and fused boxes."""
         self._require_fitted()
         return self.model.posterior(image, clustered)
 
-    def _fuse(self, image: RaterBoxes, clustered: ClusteredImage | None = None) -> FusedBoxes:
+    def _fuse(self, image: Detections, clustered: ClusteredImage | None = None) -> Detections:
         post = self.posterior(image, clustered)
         readers = [r for r in image.raters if r != self.detector]
         r = len(readers)
@@ -579,8 +579,8 @@ class BayesAggregator(ModelAggregator):
                 lst.append(v)
         boxes, labels, conf, agree, members, member_raters = out
         if not boxes:
-            return FusedBoxes.empty(r)
-        return FusedBoxes(
+            return Detections.empty(r, image)
+        return Detections.fused(
             boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
             labels=np.asarray(labels, np.int64),
             confidence=np.asarray(conf, np.float32),
@@ -588,4 +588,5 @@ class BayesAggregator(ModelAggregator):
             num_raters=r,
             members=[np.asarray(m, np.int64) for m in members],
             member_raters=list(member_raters),
+            image=image,
         )

@@ -74,7 +74,7 @@ from earl_core.fusion.rater_model import (
     logsumexp_rows,
     softmax_rows,
 )
-from earl_core.io.coco import RaterBoxes
+from earl_core.structures import Detections
 
 # The clustering of the images moved to earl_core.fusion.rater_model; its names stay
 # importable from here.
@@ -109,7 +109,7 @@ class _SharedBoxes(NamedTuple):
 
 
 def _shared_boxes(
-    images: Sequence[RaterBoxes], clustered: Sequence[ClusteredImage], columns: Sequence[np.ndarray]
+    images: Sequence[Detections], clustered: Sequence[ClusteredImage], columns: Sequence[np.ndarray]
 ) -> _SharedBoxes:
     cl, col, bx, offset = [], [], [], 0
     for im, ci, cols in zip(images, clustered, columns):
@@ -179,8 +179,8 @@ class RaterEM(RaterModelBase):
         log_likelihood_ (float): class-model log-likelihood at the end.
 
     Examples:
-        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
-        ...                 np.array([1, 1]), np.array(['a', 'b']), ('a', 'b'))
+        >>> im = Detections.from_raters(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
+        ...     np.array([1, 1]), np.array(['a', 'b']), ('a', 'b'))
         >>> em = RaterEM(num_classes=2).fit([im])
         >>> em.raters_, em.posterior(im)[1].argmax(1).tolist()
         (('a', 'b'), [1])
@@ -210,7 +210,7 @@ class RaterEM(RaterModelBase):
 
     # ------------------------------------------------------------------ fit
     def fit(
-        self, images: Sequence[RaterBoxes], clustered: Sequence[ClusteredImage] | None = None
+        self, images: Sequence[Detections], clustered: Sequence[ClusteredImage] | None = None
     ) -> RaterEM:
         """Estimate confusion matrices, class prior, false-positive and box-error models.
 
@@ -218,7 +218,7 @@ class RaterEM(RaterModelBase):
         clusters x raters (:mod:`earl_core.fusion.cluster_table`).
 
         Args:
-            images (Sequence[RaterBoxes]): the multi-rater dataset.
+            images (Sequence[Detections]): the multi-rater dataset.
             clustered (Sequence[ClusteredImage] | None): the images' clusters, made by
                 :func:`cluster_image` with this model's K, ``iou_thr`` and ``linkage`` (to
                 share one clustering between models). None: clustered here.
@@ -420,14 +420,14 @@ class RaterEM(RaterModelBase):
 
     # ------------------------------------------------------------------ inference
     def posterior(
-        self, image: RaterBoxes, clustered: ClusteredImage | None = None
+        self, image: Detections, clustered: ClusteredImage | None = None
     ) -> tuple[ClusteredImage, np.ndarray]:
         """Cluster an image and compute each cluster's posterior over the true class.
 
         Raters not seen in :meth:`fit` use the mean parameters of the fitted raters.
 
         Args:
-            image (RaterBoxes): any image (need not be in the fit data).
+            image (Detections): any image (need not be in the fit data).
             clustered (ClusteredImage | None): its clusters, as :meth:`fit` takes them.
                 None: clustered here.
 

@@ -29,7 +29,7 @@ from earl_core.fusion.em import RaterEM
 from earl_core.fusion.presence_em import CONFIDENCE_MODES as PRESENCE_MODES
 from earl_core.fusion.presence_em import PresenceEM
 from earl_core.fusion.rater_model import ClusteredImage, cluster_images, infer_num_classes
-from earl_core.io.coco import FusedBoxes, RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = ['EMAggregator', 'PresenceEMAggregator']
 
@@ -54,7 +54,7 @@ def _per_rater(model: RaterEM | PresenceEM, attr: str) -> dict[str, float]:
     return {r: float(v) for r, v in zip(model.raters_, getattr(model, attr))}
 
 
-def _fit_on_clusters(model: RaterEM | PresenceEM, images: list[RaterBoxes]) -> list[ClusteredImage]:
+def _fit_on_clusters(model: RaterEM | PresenceEM, images: list[Detections]) -> list[ClusteredImage]:
     """Cluster ``images`` as ``model`` does, fit it on those clusters and return them (one
     clustering for the fit and the fusion)."""
     k = infer_num_classes(images, model.num_classes)
@@ -64,7 +64,7 @@ def _fit_on_clusters(model: RaterEM | PresenceEM, images: list[RaterBoxes]) -> l
 
 
 def _clusters_fused(
-    image: RaterBoxes,
+    image: Detections,
     clusters: Sequence[np.ndarray],
     box_cluster: np.ndarray,
     keep: np.ndarray,
@@ -73,11 +73,11 @@ def _clusters_fused(
     agreement: np.ndarray,
     box_weight: np.ndarray,
     num_raters: int,
-) -> FusedBoxes:
+) -> Detections:
     """One fused box per kept cluster (em, presence_em), in cluster order.
 
     Args:
-        image (RaterBoxes): the image.
+        image (Detections): the image.
         clusters (Sequence[np.ndarray]): (J) per cluster, its box indices (sorted).
         box_cluster (np.ndarray): (N,) the cluster of each box.
         keep (np.ndarray): (M,) the clusters to keep, ascending.
@@ -87,12 +87,12 @@ def _clusters_fused(
         num_raters (int): R.
     """
     if keep.size == 0:
-        return FusedBoxes.empty(num_raters)
+        return Detections.empty(num_raters, image)
     n_cl = len(clusters)
     num = bincount_rows(box_cluster, image.boxes * box_weight[:, None], n_cl)[keep]
     den = np.bincount(box_cluster, weights=box_weight, minlength=n_cl)[keep]
     members = [clusters[j] for j in keep.tolist()]
-    return FusedBoxes(
+    return Detections.fused(
         boxes=(num / den[:, None]).astype(np.float32),
         labels=labels[keep].astype(np.int64),
         confidence=confidence[keep].astype(np.float32),
@@ -100,6 +100,7 @@ def _clusters_fused(
         num_raters=int(num_raters),
         members=members,
         member_raters=raters_of(image, members),
+        image=image,
     )
 
 
@@ -159,7 +160,7 @@ class EMAggregator(ModelAggregator):
         self.drop_no_object = bool(drop_no_object)
         self.box_weights = box_weights
 
-    def _fit(self, images: list[RaterBoxes]) -> list[ClusteredImage]:
+    def _fit(self, images: list[Detections]) -> list[ClusteredImage]:
         """Fit on ``images``; returns their clusters (one clustering for fit and fusion)."""
         m = self.model
         clustered = _fit_on_clusters(m, images)
@@ -184,14 +185,14 @@ class EMAggregator(ModelAggregator):
         """rater -> relative per-coordinate box error std (sigma_r)."""
         return _per_rater(self.model, 'box_sigma_')
 
-    def _fuse(self, image: RaterBoxes, clustered: ClusteredImage | None = None) -> FusedBoxes:
+    def _fuse(self, image: Detections, clustered: ClusteredImage | None = None) -> Detections:
         self._require_fitted()
         ci, q = self.model.posterior(image, clustered)
         k = self.model.num_classes_
         r = len(ci.readers)
         n_cl = len(ci.clusters)
         if n_cl == 0:
-            return FusedBoxes.empty(r)
+            return Detections.empty(r, image)
         if self.drop_no_object:
             lab = q.argmax(1)
             keep = np.flatnonzero(lab != k)
@@ -269,7 +270,7 @@ class PresenceEMAggregator(ModelAggregator):
         super().__init__(confidence, score_mode, **em_params)
         self.box_weights = box_weights
 
-    def _fit(self, images: list[RaterBoxes]) -> list[ClusteredImage]:
+    def _fit(self, images: list[Detections]) -> list[ClusteredImage]:
         """Fit on ``images``; returns their clusters (one clustering for both models and
         the fusion)."""
         m = self.model
@@ -286,14 +287,14 @@ class PresenceEMAggregator(ModelAggregator):
     sensitivity = property(lambda self: _per_rater(self.model, 'sensitivity_'))
     fp_rate = property(lambda self: _per_rater(self.model, 'fp_rate_'))
 
-    def _fuse(self, image: RaterBoxes, clustered: ClusteredImage | None = None) -> FusedBoxes:
+    def _fuse(self, image: Detections, clustered: ClusteredImage | None = None) -> Detections:
         self._require_fitted()
         post = self.model.posterior(image, clustered)
         ci = post.clustered
         r = len(ci.readers)
         n_cl = len(ci.clusters)
         if n_cl == 0:
-            return FusedBoxes.empty(r)
+            return Detections.empty(r, image)
         lab = post.labels
         cl = ci.box_cluster
         t = np.bincount(cl, weights=image.labels == lab[cl], minlength=n_cl)

@@ -47,7 +47,7 @@ from earl_core.fusion.rater_model import (
     infer_num_classes,
     logsumexp_rows,
 )
-from earl_core.io.coco import RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = ['CONFIDENCE_MODES', 'PresenceEM', 'PresencePosterior']
 
@@ -191,8 +191,8 @@ class PresenceEM(RaterModelBase):
             (non-decreasing).
 
     Examples:
-        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
-        ...                 np.array([1, 1]), np.array(['a', 'b']), ('a', 'b'))
+        >>> im = Detections.from_raters(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
+        ...     np.array([1, 1]), np.array(['a', 'b']), ('a', 'b'))
         >>> em = PresenceEM(num_classes=2).fit([im])
         >>> post = em.posterior(im)
         >>> em.raters_, post.labels.tolist(), bool(post.presence[0] > 0.5)
@@ -300,7 +300,7 @@ class PresenceEM(RaterModelBase):
 
     # ------------------------------------------------------------------ fit
     def fit(
-        self, images: Sequence[RaterBoxes], clustered: Sequence[ClusteredImage] | None = None
+        self, images: Sequence[Detections], clustered: Sequence[ClusteredImage] | None = None
     ) -> PresenceEM:
         """Estimate sensitivities, false-positive propensities, confusions and rates.
 
@@ -309,7 +309,7 @@ class PresenceEM(RaterModelBase):
         (:mod:`earl_core.fusion.cluster_table`).
 
         Args:
-            images (Sequence[RaterBoxes]): the multi-rater dataset (images nobody drew on
+            images (Sequence[Detections]): the multi-rater dataset (images nobody drew on
                 count: they are evidence of misses and of no false positive).
             clustered (Sequence[ClusteredImage] | None): the images' clusters, made by
                 :func:`~earl_core.fusion.rater_model.cluster_image` with this model's K, ``iou_thr``
@@ -387,12 +387,12 @@ class PresenceEM(RaterModelBase):
         return _Params(p.mu, p.nu, p.class_prior, sens, fp, confusion, p.spurious_prior)
 
     def posterior(
-        self, image: RaterBoxes, clustered: ClusteredImage | None = None
+        self, image: Detections, clustered: ClusteredImage | None = None
     ) -> PresencePosterior:
         """Cluster an image and compute each cluster's presence and label posteriors.
 
         Args:
-            image (RaterBoxes): any image (need not be in the fit data).
+            image (Detections): any image (need not be in the fit data).
             clustered (ClusteredImage | None): its clusters, as :meth:`fit` takes them.
                 None: clustered here.
 

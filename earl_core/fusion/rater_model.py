@@ -27,7 +27,7 @@ from earl_core.boxes import box_area, check_iou_thr
 from earl_core.fusion.base import check_number
 from earl_core.fusion.cluster_table import ClusterTable, build_cluster_table
 from earl_core.fusion.matching import LINKAGES, cluster_boxes, cluster_ids, cluster_segments
-from earl_core.io.coco import RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = [
     'ClusterPosterior',
@@ -95,12 +95,12 @@ class ClusterPosterior:
 
 
 def cluster_image(
-    image: RaterBoxes, num_classes: int, iou_thr: float = 0.4, linkage: str = 'average'
+    image: Detections, num_classes: int, iou_thr: float = 0.4, linkage: str = 'average'
 ) -> ClusteredImage:
     """Cluster one image's boxes class-agnostically (at most one box per rater per cluster).
 
     Args:
-        image (RaterBoxes): all raters' boxes of the image.
+        image (Detections): all raters' boxes of the image.
         num_classes (int): K; observation K means "no box in this cluster" (no_obj).
         iou_thr (float): clustering IoU threshold (strict). Defaults to 0.4.
         linkage (str): see :func:`cluster_boxes`. Defaults to ``'average'``.
@@ -125,14 +125,14 @@ def cluster_image(
 
 
 def cluster_images(
-    images: Sequence[RaterBoxes], num_classes: int, iou_thr: float = 0.4, linkage: str = 'average'
+    images: Sequence[Detections], num_classes: int, iou_thr: float = 0.4, linkage: str = 'average'
 ) -> list[ClusteredImage]:
     """:func:`cluster_image` of every image, computed for all images at once
     (:func:`~earl_core.fusion.matching.cluster_segments`): the same clusters, without a
     Python loop over the images' boxes.
 
     Args:
-        images (Sequence[RaterBoxes]): the images.
+        images (Sequence[Detections]): the images.
         num_classes (int): K.
         iou_thr (float): clustering IoU threshold (strict). Defaults to 0.4.
         linkage (str): see :func:`cluster_boxes`. Defaults to ``'average'``.
@@ -182,7 +182,7 @@ def cluster_images(
     return out
 
 
-def infer_num_classes(images: Sequence[RaterBoxes], num_classes: int | None) -> int:
+def infer_num_classes(images: Sequence[Detections], num_classes: int | None) -> int:
     """K: ``num_classes``, or 1 + the largest label of ``images`` when it is None."""
     if num_classes is not None:
         return num_classes
@@ -190,7 +190,7 @@ def infer_num_classes(images: Sequence[RaterBoxes], num_classes: int | None) -> 
 
 
 def clusters_for(
-    images: list[RaterBoxes],
+    images: list[Detections],
     clustered: Sequence[ClusteredImage] | None,
     k: int,
     iou_thr: float,
@@ -354,7 +354,7 @@ class RaterModelBase:
             raise ValueError(f'{type(self).__name__} is not fitted: call fit(images) first')
 
     def _fit_table(
-        self, images: list[RaterBoxes], clustered: Sequence[ClusteredImage] | None, k: int
+        self, images: list[Detections], clustered: Sequence[ClusteredImage] | None, k: int
     ) -> tuple[
         tuple[str, ...], dict[str, int], list[np.ndarray], list[ClusteredImage], ClusterTable
     ]:

@@ -2,8 +2,9 @@
 
 * :func:`fuse_raters`: the paper's truth inference for one image (Algorithm 1): one "model"
   per rater, every box score 1, per-rater weight = proficiency p_r; returns the fused boxes
-  (:class:`FusedBoxes`) with agreement T (distinct raters in the cluster), R (raters who
-  read the image), the confidence c, and the membership of every fused box.
+  (:class:`~earl_core.structures.Detections`) with agreement T (distinct raters in the
+  cluster), R (raters who read the image), the confidence c, and the membership of every
+  fused box.
 * :class:`WBFAggregator`: :func:`fuse_raters` behind the aggregator interface (``'wbf'``,
   the default aggregator of the package); its parameters are checked once, when it is
   built.
@@ -54,7 +55,7 @@ from earl_core.fusion.wbf_engine import (
     prefilter,
     weighted_boxes_fusion,
 )
-from earl_core.io.coco import FusedBoxes, RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = [
     'CONF_TYPES',
@@ -84,7 +85,7 @@ def _check_rater_weights(rater_weights: Any, where: str) -> dict[str, float] | N
 
 
 def fuse_raters(
-    ann: RaterBoxes,
+    ann: Detections,
     *,
     iou_thr: float = 0.4,
     skip_box_thr: float = 0.0,
@@ -93,7 +94,7 @@ def fuse_raters(
     rater_weights: Mapping[str, float] | None = None,
     tie_break: str = 'geometry',
     score_mode: str | None = None,
-) -> FusedBoxes:
+) -> Detections:
     """Fuse several raters' boxes on one image by WBF, with agreement and membership.
 
     Each rater is one WBF "model" (models ordered as ``ann.raters``; a rater's boxes in
@@ -113,8 +114,8 @@ def fuse_raters(
     ``ann.raters`` order.
 
     Args:
-        ann (RaterBoxes): boxes (N, 4) xyxy pixels, labels (N,), rater_ids (N,), raters
-            (every rater who read the image); validated when it was built.
+        ann (Detections): the raters' boxes: boxes (N, 4) xyxy pixels, labels (N,), rater
+            (N,), raters (every rater who read the image); validated when it was built.
         iou_thr (float): a box joins a cluster if IoU with its fused box > iou_thr, in
             [0, 1). Defaults to 0.4 (the paper).
         skip_box_thr (float): WBF score threshold, in [0, 1] (every score is 1, so it drops
@@ -132,17 +133,18 @@ def fuse_raters(
         score_mode (str | None): deprecated name of ``confidence`` (DeprecationWarning).
 
     Returns:
-        FusedBoxes: boxes (M, 4) float32 xyxy pixels, labels (M,) int64, confidence (M,)
-        float32, agreement T (M,) int64 (distinct raters), num_raters R, members (indices
-        into ``ann.boxes``, ascending) and member_raters (distinct raters, in
-        ``ann.raters`` order), sorted by WBF score descending.
+        Detections: the fused boxes: boxes (M, 4) float32 xyxy pixels, labels (M,) int64,
+        confidence (M,) float32, agreement T (M,) int64 (distinct raters), num_raters R,
+        members (indices into ``ann.boxes``, ascending) and member_raters (distinct raters,
+        in ``ann.raters`` order), sorted by WBF score descending; rater -1; the raters,
+        size and id of ``ann``.
 
     Raises:
         ValueError: naming the image, for missing or non-positive rater weights and unknown
-            modes (the boxes themselves are checked by :class:`RaterBoxes`).
+            modes (the boxes themselves are checked by :class:`Detections`).
 
     Examples:
-        >>> ann = RaterBoxes(
+        >>> ann = Detections.from_raters(
         ...     boxes=np.array([[0, 0, 10, 10], [2, 0, 12, 10], [50, 50, 60, 60]], float),
         ...     labels=np.array([1, 1, 1]), rater_ids=np.array(['a', 'b', 'b']),
         ...     raters=('a', 'b', 'c'))
@@ -162,8 +164,8 @@ def fuse_raters(
 
 
 def _fuse_raters(
-    ann: RaterBoxes, params: WBFParams, mode: str, rater_weights: dict[str, float] | None
-) -> FusedBoxes:
+    ann: Detections, params: WBFParams, mode: str, rater_weights: dict[str, float] | None
+) -> Detections:
     """:func:`fuse_raters` with checked parameters (:func:`check_wbf_params`, a confidence
     mode, checked rater weights)."""
     image_id = ann.image_id
@@ -180,7 +182,7 @@ def _fuse_raters(
         weights = np.array([rater_weights[r] for r in raters], np.float64)
     n = len(ann)
     if n == 0:  # (every score is 1, so skip_box_thr in [0, 1] drops no box)
-        return FusedBoxes.empty(num_raters)
+        return Detections.empty(num_raters, ann)
     models = ann.rater_index.tolist()  # each box's rater: its position in ann.raters
     # 'input': model-major order, as one list per rater in ann.raters order. 'geometry'
     # does not depend on the input order (the tie-break sorts by coordinates).
@@ -198,19 +200,19 @@ def _fuse_raters(
         lambda i: f'image {image_id!r}: box {i}',
     )
     if not prep.box:
-        return FusedBoxes.empty(num_raters)
+        return Detections.empty(num_raters, ann)
     recs = fuse_prepared(prep, num_raters, weights, params)
-    return _fused_boxes(recs, prep, raters, mode)
+    return _fused_boxes(recs, prep, ann, mode)
 
 
 def _fused_boxes(
     recs: list[tuple[float, int, Any, list[int]]],
     prep: PreparedBoxes,
-    raters: tuple[str, ...],
+    ann: Detections,
     mode: str,
-) -> FusedBoxes:
-    """:func:`fuse_prepared`'s records as a :class:`FusedBoxes` with T, members and c."""
-    src, model = prep.src, prep.model
+) -> Detections:
+    """:func:`fuse_prepared`'s records as fused :class:`Detections` with T, members and c."""
+    src, model, raters = prep.src, prep.model, ann.raters
     flat: list[int] = []
     bounds = [0]
     member_raters = []
@@ -233,7 +235,7 @@ def _fused_boxes(
         conf = np.array([-r[0] for r in recs], dtype=np.float32)
     else:
         conf = agreement_confidence(agr, len(raters), mode).astype(np.float32)
-    return FusedBoxes(
+    return Detections.fused(
         boxes=np.array([r[2] for r in recs], dtype=np.float32),
         labels=np.array([r[1] for r in recs], dtype=np.int64),
         confidence=conf,
@@ -241,6 +243,7 @@ def _fused_boxes(
         num_raters=len(raters),
         members=[flat_arr[bounds[q] : bounds[q + 1]] for q in range(len(recs))],
         member_raters=member_raters,
+        image=ann,
     )
 
 
@@ -288,5 +291,5 @@ class WBFAggregator(Aggregator):
     conf_type = property(lambda self: self._params.conf_type)
     tie_break = property(lambda self: self._params.tie_break)
 
-    def __call__(self, image: RaterBoxes) -> FusedBoxes:
+    def __call__(self, image: Detections) -> Detections:
         return _fuse_raters(image, self._params, self.confidence, self.rater_weights)

@@ -19,9 +19,10 @@ box - a counted *repair* (``MultiRaterCoco.repairs``) logged through :mod:`loggi
 is ever dropped. The table of rules lives in ``docs/data_format.md``; the checks of each
 record, in :mod:`earl_core.io.coco_checks`.
 
-The reader builds one :class:`~earl_core.structures.RaterBoxes` per image. That container
-and :class:`~earl_core.structures.FusedBoxes` live in :mod:`earl_core.structures`; both are
-importable from here too.
+The reader builds one :class:`~earl_core.structures.Detections` per image (every rater's
+boxes, :meth:`~earl_core.structures.Detections.from_raters`), the one container of the core,
+defined in :mod:`earl_core.structures`. The deprecated ``RaterBoxes`` and ``FusedBoxes``
+(removed in 0.3) stay importable from here too.
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ from earl_core.io.coco_checks import (
     rater_renames,
     register_record,
 )
-from earl_core.structures import FusedBoxes, RaterBoxes
+from earl_core.structures import Detections, FusedBoxes, RaterBoxes
 
 __all__ = [
     'DEFAULT_RATER',
+    'Detections',
     'FusedBoxes',
     'MultiRaterCoco',
     'RaterBoxes',
@@ -77,7 +79,7 @@ class MultiRaterCoco:
     ``images[i].boxes[k]`` (file order of the annotations).
 
     Args:
-        images (list[RaterBoxes]): per image, all raters' boxes (xyxy pixels, float64,
+        images (list[Detections]): per image, all raters' boxes (xyxy pixels, float64,
             clipped to the image), 0-based labels and rater ids (str).
         categories (list[dict]): COCO category dicts; ``categories[label]`` is the category
             of label index ``label``.
@@ -94,7 +96,7 @@ class MultiRaterCoco:
         prefused (bool): True when annotations carry ``score`` (the confidence c).
     """
 
-    images: list[RaterBoxes]
+    images: list[Detections]
     categories: list[dict]
     image_infos: list[dict]
     repairs: collections.Counter
@@ -332,7 +334,7 @@ def load_multirater_coco(
         ann['label'] = label_of[cid]
         per_image[k].append(ann)
 
-    images: list[RaterBoxes] = []
+    images: list[Detections] = []
     names: dict[str, str] = {}  # one str object per rater id, shared by every image
     for info, recs in zip(infos, per_image):
         boxes = np.asarray(
@@ -340,7 +342,7 @@ def load_multirater_coco(
             dtype=np.float64,
         ).reshape(-1, 4)
         images.append(
-            RaterBoxes(
+            Detections.from_raters(
                 boxes=boxes,
                 labels=np.asarray([r['label'] for r in recs], dtype=np.int64),
                 rater_ids=[r['annotator_id'] for r in recs],

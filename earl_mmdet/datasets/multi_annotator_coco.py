@@ -36,7 +36,7 @@ from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
 from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES, Aggregator, build_aggregator
-from earl_core.io.coco import FusedBoxes, MultiRaterCoco, RaterBoxes, load_multirater_coco
+from earl_core.io.coco import Detections, MultiRaterCoco, load_multirater_coco
 
 __all__ = [
     'AGREE_KEY',
@@ -135,17 +135,15 @@ def lift_fuse_step(pipeline: Sequence, fusion: Any, where: str) -> tuple[list, A
     return steps, fusion
 
 
-def _instances(res: FusedBoxes) -> list[dict]:
+def _instances(res: Detections) -> list[dict]:
     """The instance dicts of one image's fused boxes: float32 boxes and confidences as
-    Python floats, labels and agreements as ints."""
-    # One tolist() per array rather than per box: the same Python floats and ints.
-    boxes = np.asarray(res.boxes, np.float32).reshape(-1, 4).tolist()
-    labels = np.asarray(res.labels, np.int64).reshape(-1).tolist()
-    conf = np.asarray(res.confidence, np.float32).reshape(-1).tolist()
-    agree = np.asarray(res.agreement, np.int64).reshape(-1).tolist()
+    Python floats, labels and agreements as ints (``res`` holds them validated)."""
+    # One tolist() per field rather than per box: the same Python floats and ints.
+    boxes = res.boxes.astype(np.float32, copy=False).tolist()
+    per_box = zip(boxes, res.labels.tolist(), res.confidence.tolist(), res.agreement.tolist())
     return [
         {'bbox': b, 'bbox_label': lab, 'ignore_flag': 0, 'confidence': c, 'agreement': t}
-        for b, lab, c, t in zip(boxes, labels, conf, agree)
+        for b, lab, c, t in per_box
     ]
 
 
@@ -281,7 +279,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
             return None
         return build_aggregator(method, **spec)
 
-    def _precomputed(self, coco: MultiRaterCoco) -> list[FusedBoxes]:
+    def _precomputed(self, coco: MultiRaterCoco) -> list[Detections]:
         if not coco.prefused:
             raise ValueError(
                 f"{self.ann_file}: fusion method 'precomputed' needs a pre-fused file (field "
@@ -291,17 +289,18 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         for image, anns in zip(coco.images, coco.annotations):
             r = [int(a['num_raters']) for a in anns if 'num_raters' in a]
             out.append(
-                FusedBoxes(
-                    boxes=np.asarray(image.boxes, np.float32).reshape(-1, 4),
-                    labels=np.asarray(image.labels, np.int64),
+                Detections.fused(
+                    boxes=image.boxes.astype(np.float32),
+                    labels=image.labels,
                     confidence=np.asarray([a['score'] for a in anns], np.float32),
                     agreement=np.asarray([a.get('agreement', -1) for a in anns], np.int64),
                     num_raters=r[0] if r else len(image.raters),
+                    image=image,
                 )
             )
         return out
 
-    def _fuse(self, coco: MultiRaterCoco) -> list[FusedBoxes]:
+    def _fuse(self, coco: MultiRaterCoco) -> list[Detections]:
         """Per image its fused boxes: the aggregator's (fitted on these images), or the file's."""
         agg = self.aggregator = self._build_aggregator()
         return self._precomputed(coco) if agg is None else agg.fuse_all(coco.images)
@@ -401,11 +400,11 @@ class MultiAnnotatorCocoDataset(CocoDataset):
             )
 
     # ------------------------------------------------------------------ refitting
-    def rater_boxes(self) -> list[RaterBoxes]:
+    def rater_boxes(self) -> list[Detections]:
         """Every image's raters' boxes, in dataset order: what a refit of the fusion reads.
 
         Returns:
-            list[RaterBoxes]: per image (after filtering) its ``rater_instances`` (xyxy
+            list[Detections]: per image (after filtering) its ``rater_instances`` (xyxy
             pixels, labels, rater ids), the raters who read it, its size and its id.
         """
         out = []
@@ -413,10 +412,10 @@ class MultiAnnotatorCocoDataset(CocoDataset):
             info = BaseDataset.get_data_info(self, idx)
             anns = info['rater_instances']
             out.append(
-                RaterBoxes(
+                Detections.from_raters(
                     np.asarray([a['bbox'] for a in anns], np.float64).reshape(-1, 4),
                     np.asarray([a['bbox_label'] for a in anns], np.int64),
-                    np.asarray([str(a['rater_id']) for a in anns]),
+                    [str(a['rater_id']) for a in anns],  # as objects, not fixed-width
                     tuple(str(r) for r in info['raters']),
                     width=info['width'],
                     height=info['height'],
@@ -425,7 +424,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
             )
         return out
 
-    def set_fused(self, fused: Sequence[FusedBoxes]) -> None:
+    def set_fused(self, fused: Sequence[Detections]) -> None:
         """Replace every image's fused boxes, in place (a refit, ``DetectorRaterHook``).
 
         ``instances`` and ``num_raters`` of each data info are rebuilt as when the dataset
@@ -435,7 +434,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
         classes of the fusion at load time (``get_cat_ids`` reads the new ``instances``).
 
         Args:
-            fused (Sequence[FusedBoxes]): one per image, in dataset order.
+            fused (Sequence[Detections]): the fused boxes, one per image, in dataset order.
 
         Raises:
             ValueError: when the number of results is not the number of images.

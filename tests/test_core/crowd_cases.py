@@ -24,8 +24,8 @@ from earl_core.fusion.aggregators import build_aggregator
 from earl_core.fusion.em import RaterEM
 from earl_core.fusion.matching import cluster_boxes
 from earl_core.fusion.presence_em import PresenceEM
-from earl_core.io.coco import RaterBoxes
 from earl_core.metrics.rater_report import pairwise_f1, rater_report
+from earl_core.structures import Detections
 
 GOLDEN = osp.join(osp.dirname(__file__), 'crowd_parity.json.gz')
 
@@ -65,7 +65,7 @@ def make_case(
     k: int,
     grid: bool,
     spread: float,
-) -> tuple[list[RaterBoxes], RaterBoxes]:
+) -> tuple[list[Detections], Detections]:
     """Images of a case, and one more image read by a rater not in the pool."""
     rng = np.random.default_rng(seed)
     pool = [f'r{i:02d}' for i in range(n_raters)]
@@ -106,7 +106,7 @@ def make_case(
                 rids.append(r)
         perm = rng.permutation(len(boxes))
         images.append(
-            RaterBoxes(
+            Detections.from_raters(
                 np.asarray(boxes, np.float64).reshape(-1, 4)[perm],
                 np.asarray(labels, np.int64)[perm],
                 np.asarray(rids, dtype=object)[perm] if rids else np.zeros(0, str),
@@ -119,22 +119,24 @@ def make_case(
     return images[:-1], images[-1]
 
 
-def singletons_case() -> tuple[list[RaterBoxes], RaterBoxes]:
+def singletons_case() -> tuple[list[Detections], Detections]:
     """One image of 60 boxes that overlap nothing (3 readers), and one unseen-rater image."""
     rng = np.random.default_rng(5)
     xy = np.stack(np.divmod(np.arange(60), 8), 1) * 40.0
-    im = RaterBoxes(
+    im = Detections.from_raters(
         np.concatenate([xy, xy + 20], 1),
         rng.integers(0, 3, 60),
         rng.choice(['a', 'b', 'c'], 60),
         ('a', 'b', 'c'),
         image_id=0,
     )
-    extra = RaterBoxes([[0, 0, 20, 20], [1, 0, 21, 20]], [0, 1], ['a', 'z'], ('z', 'a'), image_id=1)
+    extra = Detections.from_raters(
+        [[0, 0, 20, 20], [1, 0, 21, 20]], [0, 1], ['a', 'z'], ('z', 'a'), image_id=1
+    )
     return [im], extra
 
 
-def all_cases() -> dict[str, tuple[list[RaterBoxes], RaterBoxes]]:
+def all_cases() -> dict[str, tuple[list[Detections], Detections]]:
     out = {name: make_case(*args) for name, args in CASES.items()}
     out['singletons'] = singletons_case()
     return out
@@ -186,7 +188,7 @@ def aggregator_specs(pool_rater: str) -> dict[str, Any]:
     }
 
 
-def outputs(images: list[RaterBoxes], extra: RaterBoxes) -> dict[str, Any]:
+def outputs(images: list[Detections], extra: Detections) -> dict[str, Any]:
     """Everything the parity test compares, for one case."""
     warnings.simplefilter('ignore')
     out: dict[str, Any] = {}

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from earl_core.io.coco import RaterBoxes
 from earl_core.sources import medmnist_raters as mr
+from earl_core.structures import Detections
 
 GRID, CELL, SIDE = 8, 32.0, 24.0
 
@@ -52,9 +52,9 @@ def cell_box(cell: int) -> np.ndarray:
 
 def site_image(
     boxes: Sequence, labels: Sequence[int], rater_ids: Sequence[str], readers, image_id: int
-) -> RaterBoxes:
-    """The :class:`RaterBoxes` of lists of boxes, labels and raters (possibly empty)."""
-    return RaterBoxes(
+) -> Detections:
+    """The :class:`Detections` of lists of boxes, labels and raters (possibly empty)."""
+    return Detections.from_raters(
         np.asarray(boxes, float).reshape(-1, 4),
         np.asarray(labels, np.int64),
         np.asarray(rater_ids, dtype=str),
@@ -71,7 +71,7 @@ def realistic_images(
     place: Callable[[np.random.Generator], tuple[np.ndarray, int]],
     tail_df: float,
     canvas: float,
-) -> list[RaterBoxes]:
+) -> list[Detections]:
     """Images read by the realistic raters: fully visible digits, then clutter.
 
     The pool (``draw_rater_pool``, the ``vindr-like`` knobs) is drawn from ``seed``; then
@@ -91,7 +91,7 @@ def realistic_images(
         canvas (float): image side.
 
     Returns:
-        list[RaterBoxes]: the images, ids 0..n_images - 1.
+        list[Detections]: the images, ids 0..n_images - 1.
     """
     pool = mr.VINDR_LIKE_POOL
     bias, conf = mr.draw_rater_pool(seed, profiles, pool['bias_sd'], pool['structure'])
@@ -113,6 +113,8 @@ def realistic_images(
         )  # fmt: skip
         names = [f'r{k}' for k in out.raters]
         images.append(
-            RaterBoxes(out.boxes, out.labels, names, [f'r{k}' for k in out.readers], image_id=i)
+            Detections.from_raters(
+                out.boxes, out.labels, names, [f'r{k}' for k in out.readers], image_id=i
+            )
         )
     return images

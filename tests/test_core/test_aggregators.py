@@ -23,7 +23,7 @@ from earl_core.fusion.aggregators import (
     build_aggregator,
 )
 from earl_core.fusion.wbf import WBFAggregator, fuse_raters
-from earl_core.io.coco import FusedBoxes, RaterBoxes
+from earl_core.structures import Detections
 
 
 def sq(x: float, y: float = 0.0) -> list[float]:
@@ -31,7 +31,7 @@ def sq(x: float, y: float = 0.0) -> list[float]:
 
 
 def image(boxes, labels, raters_of_boxes, raters=('A', 'B', 'C'), image_id=1):
-    return RaterBoxes(
+    return Detections.from_raters(
         boxes=np.asarray(boxes, np.float64).reshape(-1, 4),
         labels=np.asarray(labels, np.int64),
         rater_ids=np.asarray(raters_of_boxes, dtype=str),
@@ -134,7 +134,7 @@ def test_build_errors(spec, params, match):
 )
 def test_na(params, conf):
     res = build_aggregator('na', **params)(IM)
-    assert isinstance(res, FusedBoxes)
+    assert isinstance(res, Detections)
     np.testing.assert_array_equal(res.boxes, IM.boxes.astype(np.float32))
     np.testing.assert_array_equal(res.labels, IM.labels)
     np.testing.assert_allclose(res.confidence, conf, rtol=1e-6)
@@ -239,7 +239,7 @@ def test_mv_empty_and_unread():
     res = build_aggregator('mv')(image([], [], []))
     assert len(res) == 0 and res.num_raters == 3 and res.boxes.shape == (0, 4)
     with pytest.raises(ValueError, match=r"rater 'Z' drew a box but is not in raters"):
-        build_aggregator('mv')(image([sq(0)], [0], ['Z']))  # (RaterBoxes refuses it)
+        build_aggregator('mv')(image([sq(0)], [0], ['Z']))  # (Detections refuses it)
 
 
 # ----------------------------------------------------------------------------- presence_em

@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 from earl_core.boxes import paired_box_iou
 from earl_core.fusion.aggregators import build_aggregator
 from earl_core.fusion.bayes import BayesAggregator, BayesRaterModel
-from earl_core.io.coco import RaterBoxes
+from earl_core.structures import Detections
 from tests.test_core.sim_images import SIDE, cell_box, draw_sites, site_image
 
 K = 4
@@ -62,7 +62,7 @@ def generate(
     readers: int | None = None,
     seed: int = 0,
     names: list[str] | None = None,
-) -> tuple[list[RaterBoxes], list[list[tuple[np.ndarray, int]]]]:
+) -> tuple[list[Detections], list[list[tuple[np.ndarray, int]]]]:
     """Images from the model, and per image its sites (true box, class; -1 = spurious)."""
     rng = np.random.default_rng(seed)
     pool = len(theta)
@@ -94,7 +94,7 @@ def generate(
     return images, truth
 
 
-def realised_fp(images: list[RaterBoxes], truth: list) -> np.ndarray:
+def realised_fp(images: list[Detections], truth: list) -> np.ndarray:
     """(R,) boxes on spurious sites per image read, per rater r0, r1, ... as drawn."""
     n = len(images[0].raters)
     boxes, read = np.zeros(n), np.zeros(n)
@@ -204,7 +204,7 @@ def test_detector_source_recovers_objects_every_rater_missed():
     images, truth = generate(300, theta, np.array([0.05] * 3 + [0.1]), np.array(
         [0.04] * 3 + [0.04]), seed=3, names=names)  # fmt: skip
     humans = [
-        RaterBoxes(im.boxes[im.rater_ids != 'det'], im.labels[im.rater_ids != 'det'],
+        Detections.from_raters(im.boxes[im.rater_ids != 'det'], im.labels[im.rater_ids != 'det'],
                    im.rater_ids[im.rater_ids != 'det'], im.raters[:3])
         for im in images
     ]  # fmt: skip
@@ -292,11 +292,11 @@ def test_bad_arguments_name_the_argument(params, name):
 
 def test_unfitted_and_empty_inputs():
     with pytest.raises(ValueError, match='fitted'):
-        BayesAggregator()(RaterBoxes(np.zeros((0, 4)), [], [], ('a',)))
+        BayesAggregator()(Detections.from_raters(np.zeros((0, 4)), [], [], ('a',)))
     with pytest.raises(ValueError, match='no rater read'):
-        BayesRaterModel().fit([RaterBoxes(np.zeros((0, 4)), [], [], ())])
+        BayesRaterModel().fit([Detections.from_raters(np.zeros((0, 4)), [], [], ())])
     # images read without any box: a fit with no cluster, and empty results
-    empty = [RaterBoxes(np.zeros((0, 4)), [], [], ('a', 'b')) for _ in range(3)]
+    empty = [Detections.from_raters(np.zeros((0, 4)), [], [], ('a', 'b')) for _ in range(3)]
     agg = BayesAggregator().fit(empty)
     res = agg(empty[0])
     assert len(res) == 0 and res.num_raters == 2

@@ -29,9 +29,10 @@ from benchmarks.crowd_image import crowded_reads
 from earl_core.fusion.aggregators import build_aggregator
 from earl_core.fusion.em import RaterEM
 from earl_core.fusion.presence_em import PresenceEM
-from earl_core.io.coco import RaterBoxes, load_multirater_coco
+from earl_core.io.coco import load_multirater_coco
 from earl_core.metrics.rater_report import consensus as consensus_module
 from earl_core.metrics.rater_report import rater_report
+from earl_core.structures import Detections
 from tests.test_core.crowd_cases import all_cases, load_golden, outputs
 
 
@@ -90,7 +91,7 @@ def test_parity_with_dense_implementation(case, section):
 
 
 # ------------------------------------------------------------------ memory and time shape
-def crowd_images(pool: int, n_images: int = 300, seed: int = 0) -> list[RaterBoxes]:
+def crowd_images(pool: int, n_images: int = 300, seed: int = 0) -> list[Detections]:
     """The same ``n_images`` images (3 readers, 1-3 objects, boxes by reader slot) whatever
     ``pool``, the number of raters the 3 readers of each image are drawn from."""
     rng = np.random.default_rng(seed)
@@ -110,7 +111,9 @@ def crowd_images(pool: int, n_images: int = 300, seed: int = 0) -> list[RaterBox
                     boxes.append([*(c - size[o] / 2), *(c + size[o] / 2)])
                     labels.append(int(rng.integers(0, 3)) if rng.random() < 0.1 else o % 3)
                     rids.append(r)
-        images.append(RaterBoxes(np.reshape(boxes, (-1, 4)), labels, rids, readers, image_id=i))
+        images.append(
+            Detections.from_raters(np.reshape(boxes, (-1, 4)), labels, rids, readers, image_id=i)
+        )
     return images
 
 
@@ -176,7 +179,7 @@ def long_id_file(n_boxes: int = 200) -> dict:
     'build',
     [
         'loader',  # load_multirater_coco on the parsed file
-        'container',  # RaterBoxes built from a list of ids
+        'container',  # Detections built from a list of ids
     ],
 )
 def test_long_rater_id_is_stored_once(build):
@@ -190,8 +193,10 @@ def test_long_rater_id_is_stored_once(build):
         a = data['annotations']
         ids = [x['annotator_id'] for x in a]
         boxes = [[x['bbox'][0], x['bbox'][1], x['bbox'][0] + 8, x['bbox'][1] + 8] for x in a]
-        peak = peak_mib(lambda: RaterBoxes(boxes, [0] * len(a), ids, ['short', LONG_ID]))
-        im = RaterBoxes(boxes, [0] * len(a), ids, ['short', LONG_ID])
+        peak = peak_mib(
+            lambda: Detections.from_raters(boxes, [0] * len(a), ids, ['short', LONG_ID])
+        )
+        im = Detections.from_raters(boxes, [0] * len(a), ids, ['short', LONG_ID])
     n = len(im)
     assert im.rater_index.nbytes == 8 * n and im.rater_index.tolist() == [0] * (n - 1) + [1]
     assert im.rater_ids.nbytes <= 8 * n  # references, not characters
@@ -201,14 +206,14 @@ def test_long_rater_id_is_stored_once(build):
     assert LONG_ID in {r for mr in res.member_raters for r in mr}
 
 
-def crowded_image(n_raters: int = 1000, seed: int = 0) -> RaterBoxes:
+def crowded_image(n_raters: int = 1000, seed: int = 0) -> Detections:
     """One image read by ``n_raters`` raters (``benchmarks/crowd_image.py``): 3 objects
     that overlap one another, components of ~2,400 boxes that are no cliques."""
-    return RaterBoxes(*crowded_reads(n_raters, seed), 512.0, 512.0, 'crowd')
+    return Detections.from_raters(*crowded_reads(n_raters, seed), 512.0, 512.0, 'crowd')
 
 
 @functools.cache
-def _crowded() -> RaterBoxes:
+def _crowded() -> Detections:
     return crowded_image()
 
 
@@ -285,7 +290,7 @@ def test_presence_em_on_20000_lone_boxes():
     n = 20_000
     xy = np.stack(np.divmod(np.arange(n), 150), 1) * 40.0
     rng = np.random.default_rng(0)
-    im = RaterBoxes(
+    im = Detections.from_raters(
         np.concatenate([xy, xy + 20], 1), rng.integers(0, 3, n), rng.choice(['a', 'b', 'c'], n),
         ('a', 'b', 'c'),
     )  # fmt: skip

@@ -18,7 +18,7 @@ from earl_core.boxes import box_iou
 from earl_core.fusion.aggregators import build_aggregator
 from earl_core.fusion.em import RaterEM, cluster_image
 from earl_core.fusion.matching import match_boxes
-from earl_core.io.coco import RaterBoxes
+from earl_core.structures import Detections
 
 K = 5
 
@@ -57,7 +57,7 @@ def simulate(n_images=300, profs=(0.9, 0.9, 0.5), seed=0, canvas=256.0, jitter=0
                 labels.append(int(rng.integers(0, K)))
                 rids.append(r)
         images.append(
-            RaterBoxes(
+            Detections.from_raters(
                 np.array(boxes, float).reshape(-1, 4),
                 np.array(labels, np.int64),
                 np.array(rids, dtype=str),
@@ -146,7 +146,7 @@ def test_em_fusion_beats_wbf(profs, sim):
 # ----------------------------------------------------------------------------- model
 def test_flipped_label_same_cluster():
     # r1 flips the class: still one cluster, observation 1 for r1, no_obj (= K) for r2.
-    im = RaterBoxes(
+    im = Detections.from_raters(
         np.array([[0, 0, 10, 10], [1, 0, 11, 10.0]]),
         np.array([0, 1]),
         np.array(['r0', 'r1']),
@@ -240,7 +240,11 @@ def test_em_hand_unanimous():
     for i in range(20):
         b = np.array([[10, 10, 40, 40.0]]) + rng.uniform(-1, 1, (3, 4))
         lab = i % 2
-        ims.append(RaterBoxes(b, np.array([lab] * 3), np.array(['a', 'b', 'c']), ('a', 'b', 'c')))
+        ims.append(
+            Detections.from_raters(
+                b, np.array([lab] * 3), np.array(['a', 'b', 'c']), ('a', 'b', 'c')
+            )
+        )
     agg = build_aggregator('em', box_weights='uniform').fit(ims)
     for i, im in enumerate(ims):
         res = agg(im)
@@ -251,13 +255,19 @@ def test_em_hand_unanimous():
 
 
 def test_unseen_rater_and_errors(fitted):
-    im = RaterBoxes(np.array([[0, 0, 30, 30.0]]), np.array([2]), np.array(['new']), ('new', 'r0'))
+    im = Detections.from_raters(
+        np.array([[0, 0, 30, 30.0]]), np.array([2]), np.array(['new']), ('new', 'r0')
+    )
     res = fitted(im)  # the unseen rater uses the mean confusion matrix: no error
     assert res.num_raters == 2
     with pytest.raises(ValueError, match='fitted first'):
         build_aggregator('em')(im)
     with pytest.raises(ValueError, match='num_classes'):
-        fitted(RaterBoxes(np.array([[0, 0, 3, 3.0]]), np.array([9]), np.array(['r0']), ('r0',)))
+        fitted(
+            Detections.from_raters(
+                np.array([[0, 0, 3, 3.0]]), np.array([9]), np.array(['r0']), ('r0',)
+            )
+        )
     with pytest.raises(ValueError, match='not fitted'):
         RaterEM().posterior(im)
 
@@ -284,7 +294,7 @@ def test_cluster_images_equals_cluster_image(seed, linkage, iou_thr):
     from earl_core.fusion.em import cluster_images
 
     images, _ = simulate(n_images=40, seed=seed, jitter=1.0, fp=1.0)
-    images.append(RaterBoxes(np.zeros((0, 4)), [], [], ('r0',), image_id='empty'))
+    images.append(Detections.from_raters(np.zeros((0, 4)), [], [], ('r0',), image_id='empty'))
     for im, got in zip(images, cluster_images(images, K, iou_thr, linkage)):
         ref = cluster_image(im, K, iou_thr, linkage)
         assert [c.tolist() for c in got.clusters] == [c.tolist() for c in ref.clusters]

@@ -18,7 +18,7 @@ import earl_core.fusion.wbf as wbf_module
 import earl_core.fusion.wbf_engine as engine
 from earl_core.fusion.base import build_aggregator
 from earl_core.fusion.wbf import CONF_TYPES, fuse_raters, weighted_boxes_fusion
-from earl_core.io.coco import RaterBoxes
+from earl_core.structures import Detections
 
 ensemble_boxes = pytest.importorskip('ensemble_boxes')
 
@@ -423,7 +423,7 @@ def sq(x: float, y: float = 0.0) -> list[float]:
 
 
 def image(boxes, labels, rids, raters=('A', 'B', 'C'), image_id='img1', scale=1.0):
-    return RaterBoxes(
+    return Detections.from_raters(
         boxes=np.asarray(boxes, np.float64).reshape(-1, 4) * scale,
         labels=np.asarray(labels, np.int64),
         rater_ids=np.asarray(rids, dtype=str),
@@ -516,7 +516,7 @@ def test_fuse_raters_empty_and_unread():
     ],
 )
 def test_fuse_raters_bad_input(kwargs, match):
-    # (Bad boxes, labels and raters cannot reach fuse_raters: RaterBoxes refuses them.)
+    # (Bad boxes, labels and raters cannot reach fuse_raters: Detections refuses them.)
     with pytest.raises(ValueError, match=match):
         fuse_raters(IM, **kwargs)
 
@@ -566,7 +566,7 @@ def test_wbf_aggregator_checks_once_and_fuses_as_fuse_raters(monkeypatch):
         agg.iou_thr = 2.0
 
 
-def _vindr_like(rng: np.random.Generator, num_images: int) -> list[RaterBoxes]:
+def _vindr_like(rng: np.random.Generator, num_images: int) -> list[Detections]:
     """Small multi-rater set in pixels: 3 of 6 raters per image, jittered copies of findings."""
     out = []
     for i in range(num_images):
@@ -590,7 +590,7 @@ def _vindr_like(rng: np.random.Generator, num_images: int) -> list[RaterBoxes]:
         b[:, 1::2] = b[:, 1::2].clip(0, h)
         perm = rng.permutation(len(b))  # rater boxes interleaved, as in a CSV
         out.append(
-            RaterBoxes(
+            Detections.from_raters(
                 b[perm],
                 np.asarray(labels, np.int64)[perm],
                 np.asarray(rids, str)[perm],

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from earl_core.boxes import box_iou
 from earl_core.fusion.wbf import fuse_raters
-from earl_core.io.coco import RaterBoxes
+from earl_core.structures import Detections
 
 SETTINGS = settings(max_examples=100, deadline=None)
 
@@ -19,7 +19,7 @@ extent = st.floats(1.0, 60.0, allow_nan=False, width=32)
 
 @st.composite
 def images(draw, max_raters: int = 5, max_boxes: int = 14, num_raters: int | None = None):
-    """An RaterBoxes with random raters (some may draw nothing) and boxes.
+    """A Detections with random raters (some may draw nothing) and boxes.
 
     Boxes are drawn around 1-4 object positions, so that overlaps and chains are common.
     """
@@ -34,7 +34,7 @@ def images(draw, max_raters: int = 5, max_boxes: int = 14, num_raters: int | Non
         boxes.append([x, y, x + w, y + h])
         labels.append(draw(st.integers(0, 2)))
         rids.append(draw(st.sampled_from(raters)))
-    return RaterBoxes(
+    return Detections.from_raters(
         boxes=np.asarray(boxes, np.float64).reshape(-1, 4),
         labels=np.asarray(labels, np.int64),
         rater_ids=np.asarray(rids, dtype=str),
@@ -113,7 +113,7 @@ def test_equal_weight_rater_permutation_invariance(ann, iou_thr, data, p):
     rename = dict(zip(ann.raters, new_names))
     perm = np.asarray(data.draw(st.permutations(range(n))), dtype=np.int64)
     raters2 = tuple(data.draw(st.permutations([rename[r] for r in ann.raters])))
-    ann2 = RaterBoxes(
+    ann2 = Detections.from_raters(
         boxes=ann.boxes[perm],
         labels=ann.labels[perm],
         rater_ids=np.asarray([rename[r] for r in ann.rater_ids[perm]], dtype=str),
@@ -136,7 +136,7 @@ def test_one_rater_in_same_boxes_out(ann, extra, iou_thr):
     # boxes as input boxes. When no two of the rater's boxes of one label overlap with
     # IoU > iou_thr, nothing fuses: exactly the input boxes come out.
     raters = ann.raters + tuple(f'x{k}' for k in range(extra))
-    ann = RaterBoxes(ann.boxes, ann.labels, ann.rater_ids, raters, image_id='one')
+    ann = Detections.from_raters(ann.boxes, ann.labels, ann.rater_ids, raters, image_id='one')
     res = fuse_raters(ann, iou_thr=iou_thr, confidence='agreement_ratio')
     assert np.all(res.agreement == 1) and len(res) <= len(ann.boxes)
     np.testing.assert_allclose(res.confidence, 1 / len(raters))
@@ -158,7 +158,7 @@ def test_one_rater_in_same_boxes_out(ann, extra, iou_thr):
     mode=st.sampled_from(['agreement', 'agreement_ratio', 'fused_score']),
 )
 def test_empty_in_empty_out(raters, iou_thr, mode):
-    ann = RaterBoxes(
+    ann = Detections.from_raters(
         np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, str), tuple(raters), image_id=0
     )
     res = fuse_raters(ann, iou_thr=iou_thr, confidence=mode)
@@ -187,7 +187,7 @@ def test_one_rater_disjoint_boxes_come_out_unchanged(cells, iou_thr):
         [100 * (k % 4) + x, 100 * (k // 4) + y, 100 * (k % 4) + x + w, 100 * (k // 4) + y + h]
         for k, (x, y, w, h, _) in enumerate(cells)
     ]
-    ann = RaterBoxes(
+    ann = Detections.from_raters(
         boxes=np.asarray(boxes, np.float64).reshape(-1, 4),
         labels=np.asarray([c[4] for c in cells], np.int64),
         rater_ids=np.asarray(['solo'] * len(cells), dtype=str),

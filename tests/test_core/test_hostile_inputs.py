@@ -16,7 +16,8 @@ import pytest
 
 from earl_core.fusion.aggregators import build_aggregator
 from earl_core.fusion.wbf import fuse_raters, weighted_boxes_fusion
-from earl_core.io.coco import RaterBoxes, load_multirater_coco
+from earl_core.io.coco import load_multirater_coco
+from earl_core.structures import Detections
 from earl_mmdet.evaluation.predictions import load_predictions
 
 CATS = [{'id': 1, 'name': 'lesion'}]
@@ -275,7 +276,7 @@ def test_merge_refuses_records_of_different_sizes():
         load_multirater_coco(data, merge_duplicate_images=True)
 
 
-IMAGE = RaterBoxes([[0, 0, 10, 10], [1, 0, 11, 10]], [0, 0], ['a', 'b'], ['a', 'b'])
+IMAGE = Detections.from_raters([[0, 0, 10, 10], [1, 0, 11, 10]], [0, 0], ['a', 'b'], ['a', 'b'])
 
 
 def _bad_prior(name: str, key: str, value, allowed: str):

@@ -30,9 +30,9 @@ import numpy as np
 import pytest
 
 from earl_core.fusion.matching import cluster_segments
-from earl_core.io.coco import RaterBoxes
 from earl_core.metrics.rater_report import krippendorff_alpha_boxes
 from earl_core.sources import medmnist_raters as mr
+from earl_core.structures import Detections
 from tests.test_core.sim_images import realistic_images
 from tests.test_core.test_bayes_raters import THETA, generate
 
@@ -46,14 +46,14 @@ THR = 0.5
 ROUNDING = 5e-5 + 1e-9
 
 
-def grid_images(seed: int, n_images: int = 60) -> list[RaterBoxes]:
+def grid_images(seed: int, n_images: int = 60) -> list[Detections]:
     """Sites on a grid (test_bayes_raters' model: misses, flips, false boxes) with boxes
     1 % of the side off: each site is one unit for both definitions."""
     images, _ = generate(n_images, THETA, np.full(6, 0.2), np.full(6, 0.01), readers=3, seed=seed)
     return images
 
 
-def crowded_images(seed: int, n_images: int = 60, canvas: float = 128.0) -> list[RaterBoxes]:
+def crowded_images(seed: int, n_images: int = 60, canvas: float = 128.0) -> list[Detections]:
     """MED-MNIST realistic raters (vindr-like profiles: hedging second boxes, heavy-tailed
     box noise, clutter) on digits and clutter placed at random, overlapping: 3 of 5 raters
     read each image."""
@@ -69,7 +69,7 @@ def crowded_images(seed: int, n_images: int = 60, canvas: float = 128.0) -> list
     return realistic_images(n_images, profiles, 3, seed, anywhere, tail_df, canvas)
 
 
-def annotations(image: RaterBoxes, shift: int = 1) -> list[dict]:
+def annotations(image: Detections, shift: int = 1) -> list[dict]:
     """kalphacv's annotations (COCO xywh, int category = label + shift) of an image."""
     return [
         dict(bbox=[x0, y0, x1 - x0, y1 - y0], category_id=int(lab) + shift, rater=rater)
@@ -79,7 +79,7 @@ def annotations(image: RaterBoxes, shift: int = 1) -> list[dict]:
     ]
 
 
-def kalphacv_units(image: RaterBoxes, shift: int = 1):
+def kalphacv_units(image: Detections, shift: int = 1):
     """kalphacv's table of the image (rows: readers, sorted; columns: units) and alpha."""
     data = reliability_data.ReliabilityData('x', annotations(image, shift), image.raters, (1, 1))
     table = data.run('bbox', THR)
@@ -91,7 +91,7 @@ def units_of(table) -> list[tuple[int, ...]]:
     return sorted(tuple(sorted(e.id for e in col if e.id >= 0)) for col in zip(*table))
 
 
-def our_units(image: RaterBoxes) -> list[tuple[int, ...]]:
+def our_units(image: Detections) -> list[tuple[int, ...]]:
     unit = cluster_segments(image.boxes, np.array([len(image)]), image.rater_index, THR)
     return sorted(tuple(np.flatnonzero(unit == u).tolist()) for u in np.unique(unit))
 
@@ -101,11 +101,11 @@ def categories(table) -> np.ndarray:
     return krippendorff_alpha.convert_to_classes(table).reshape(len(table), -1)
 
 
-def alpha_alone(image: RaterBoxes) -> float | None:
+def alpha_alone(image: Detections) -> float | None:
     return krippendorff_alpha_boxes([image], THR)['alpha_nominal']
 
 
-def pairable(images: list[RaterBoxes]) -> list[RaterBoxes]:
+def pairable(images: list[Detections]) -> list[Detections]:
     """Images read by two raters or more on which somebody drew."""
     return [im for im in images if len(im.raters) >= 2 and len(im)]
 
@@ -133,7 +133,7 @@ def test_pooled_alpha_is_krippendorffs_over_all_kalphacv_units(seed):
     """The data set's alpha_nominal is the krippendorff package's nominal alpha of all
     images' kalphacv units side by side; with include_empty_images=True, each image that
     nobody drew on (four added here) adds one unit of nothing values."""
-    nobody_drew = [RaterBoxes(np.zeros((0, 4)), [], [], ['r0', 'r1', 'r2'])] * 4
+    nobody_drew = [Detections.from_raters(np.zeros((0, 4)), [], [], ['r0', 'r1', 'r2'])] * 4
     images = [im for im in grid_images(seed) if len(im.raters) >= 2] + nobody_drew
     tables = [categories(kalphacv_units(im)[0]) for im in images]
     pooled = krippendorff.alpha(np.concatenate(tables, 1), level_of_measurement='nominal')
@@ -220,7 +220,7 @@ def test_kalphacv_codes_nothing_as_category_0():
     """Rater a boxes a class-0 object that rater b does not: kalphacv's value for b's
     nothing is category 0, a's box is category 0 too, so they agree (alpha 1). Ours and
     kalphacv with labels shifted by 1 give 0 (one unit, box vs nothing)."""
-    image = RaterBoxes([[0, 0, 10, 10]], [0], ['a'], ['a', 'b'])
+    image = Detections.from_raters([[0, 0, 10, 10]], [0], ['a'], ['a', 'b'])
     assert kalphacv_units(image, shift=0)[1] == 1
     assert kalphacv_units(image, shift=1)[1] == 0
     assert alpha_alone(image) == 0.0
@@ -234,7 +234,7 @@ def test_kalphacv_links_a_box_through_one_earlier_rater():
     # IoU of two 10-wide boxes shifted by d: (10 - d) / (10 + d) -> d = 10 (1 - t) / (1 + t)
     d_ab, d_ac = 10 * 0.35 / 1.65, 10 * 0.44 / 1.56
     boxes = [[0, 0, 10, 10], [d_ab, 0, 10 + d_ab, 10], [-d_ac, 0, 10 - d_ac, 10]]
-    image = RaterBoxes(boxes, [1, 1, 1], ['a', 'b', 'c'], ['a', 'b', 'c'])
+    image = Detections.from_raters(boxes, [1, 1, 1], ['a', 'b', 'c'], ['a', 'b', 'c'])
     table, theirs = kalphacv_units(image)
     assert units_of(table) == [(0, 1, 2)] and theirs == 1
     assert our_units(image) == [(0, 1), (2,)]
@@ -245,11 +245,11 @@ def test_one_reader_and_empty_images():
     """An image with one reader: kalphacv raises once it holds two classes; ours skips it.
     An image read by two raters who drew nothing: kalphacv's alpha 1; ours leaves it out
     (no unit) unless include_empty_images=True (one unit of nothing values)."""
-    one = RaterBoxes([[0, 0, 10, 10], [50, 50, 60, 60]], [0, 1], ['a', 'a'], ['a'])
+    one = Detections.from_raters([[0, 0, 10, 10], [50, 50, 60, 60]], [0, 1], ['a', 'a'], ['a'])
     with pytest.raises(ValueError, match='at least two coders'):
         kalphacv_units(one)
     assert krippendorff_alpha_boxes([one])['units'] == 0
-    empty = RaterBoxes(np.zeros((0, 4)), [], [], ['a', 'b'])
+    empty = Detections.from_raters(np.zeros((0, 4)), [], [], ['a', 'b'])
     assert kalphacv_units(empty)[1] == 1
     assert krippendorff_alpha_boxes([empty])['units'] == 0
     assert krippendorff_alpha_boxes([empty], include_empty_images=True)['units'] == 1

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from earl_core.fusion.presence_em import CONFIDENCE_MODES, PresenceEM
-from earl_core.io.coco import RaterBoxes
 from earl_core.sources import medmnist_raters as mr
+from earl_core.structures import Detections
 from tests.test_core.sim_images import (
     CELL,
     GRID,
@@ -60,7 +60,7 @@ def generate(
     nu: float = 3.0,
     readers: int | None = None,
     seed: int = 0,
-) -> tuple[list[RaterBoxes], list[dict[int, bool]]]:
+) -> tuple[list[Detections], list[dict[int, bool]]]:
     """Images from the model, and per image {cell: is a real object} of its sites."""
     rng = np.random.default_rng(seed)
     pool = len(sens)
@@ -87,7 +87,7 @@ def generate(
 
 def realistic(
     n_images: int, profiles: list[mr.RaterProfile], readers: int, seed: int = 0
-) -> list[RaterBoxes]:
+) -> list[Detections]:
     """The realistic raters on fully visible digits (1-4) and clutter (5-10) in grid cells."""
 
     def grid_cells(rng):
@@ -100,7 +100,7 @@ def realistic(
     return realistic_images(n_images, profiles, readers, seed, grid_cells, 30.0, 256.0)
 
 
-def perfect_image(i: int, raters: tuple[str, ...], n_obj: int = 3) -> RaterBoxes:
+def perfect_image(i: int, raters: tuple[str, ...], n_obj: int = 3) -> Detections:
     """Every rater boxes every object with its true label (class = cell % K)."""
     boxes, labels, rids = [], [], []
     for cell in range(i % 5, i % 5 + n_obj):
@@ -217,16 +217,22 @@ def test_perfect_raters_give_certain_posteriors():
 
 def test_more_drawers_more_presence(pool_fit):
     b = box(0, np.zeros(4))
-    one = RaterBoxes(np.array([b]), np.array([1]), np.array(['r0']), ('r0', 'r1', 'r2'))
-    two = RaterBoxes(np.array([b, b]), np.array([1, 1]), np.array(['r0', 'r1']), one.raters)
-    three = RaterBoxes(
+    one = Detections.from_raters(np.array([b]), np.array([1]), np.array(['r0']), ('r0', 'r1', 'r2'))
+    two = Detections.from_raters(
+        np.array([b, b]), np.array([1, 1]), np.array(['r0', 'r1']), one.raters
+    )
+    three = Detections.from_raters(
         np.array([b, b, b]), np.array([1, 1, 1]), np.array(['r0', 'r1', 'r2']), one.raters
     )
     p = [pool_fit.posterior(im).presence[0] for im in (one, two, three)]
     assert p[0] < p[1] < p[2]
     # A singleton by the sensitive, rarely wrong r0 beats one by the noisy r3.
-    lone3 = RaterBoxes(np.array([b]), np.array([1]), np.array(['r3']), ('r0', 'r1', 'r3'))
-    lone0 = RaterBoxes(np.array([b]), np.array([1]), np.array(['r0']), ('r0', 'r1', 'r3'))
+    lone3 = Detections.from_raters(
+        np.array([b]), np.array([1]), np.array(['r3']), ('r0', 'r1', 'r3')
+    )
+    lone0 = Detections.from_raters(
+        np.array([b]), np.array([1]), np.array(['r0']), ('r0', 'r1', 'r3')
+    )
     assert pool_fit.posterior(lone0).presence[0] > pool_fit.posterior(lone3).presence[0]
 
 
@@ -245,7 +251,7 @@ def test_confidence_modes(pool_data, pool_fit):
 
 def test_unseen_rater_gets_the_mean_rater(pool_fit):
     b = box(0, np.zeros(4))
-    im = RaterBoxes(np.array([b]), np.array([2]), np.array(['new']), ('new', 'r0'))
+    im = Detections.from_raters(np.array([b]), np.array([2]), np.array(['new']), ('new', 'r0'))
     post = pool_fit.posterior(im)
     assert len(post) == 1 and 0.0 < post.presence[0] < 1.0
 
@@ -276,7 +282,9 @@ def test_rater_who_reads_but_never_draws():
 def test_images_with_no_boxes():
     raters = ('a', 'b')
     empty = [
-        RaterBoxes(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, str), raters, image_id=i)
+        Detections.from_raters(
+            np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, str), raters, image_id=i
+        )
         for i in range(10)
     ]
     em = PresenceEM(num_classes=K).fit(empty)
@@ -345,6 +353,6 @@ def test_not_fitted_and_empty_fit():
         PresenceEM().posterior(perfect_image(0, ('a',)))
     with pytest.raises(ValueError, match='no images'):
         PresenceEM().fit([])
-    nobody = RaterBoxes(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, str), ())
+    nobody = Detections.from_raters(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, str), ())
     with pytest.raises(ValueError, match='no rater'):
         PresenceEM(num_classes=K).fit([nobody])

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from earl_core.io.coco import RaterBoxes
 from earl_core.metrics.rater_report import krippendorff_alpha_boxes, pairwise_f1, rater_report
+from earl_core.structures import Detections
 from tests.test_core.crowd_cases import object_layout
 
 
@@ -18,7 +18,7 @@ def sq(x: float, y: float = 0.0) -> list[float]:
 
 
 def image(boxes, labels, rids, raters, image_id=0):
-    return RaterBoxes(
+    return Detections.from_raters(
         np.asarray(boxes, np.float64).reshape(-1, 4),
         np.asarray(labels, np.int64),
         np.asarray(rids, dtype=str),

@@ -8,7 +8,8 @@ from mmdet.registry import DATASETS
 
 import earl_mmdet  # noqa: F401
 from earl_core.fusion.aggregators import Aggregator, build_aggregator
-from earl_core.io.coco import FusedBoxes, load_multirater_coco
+from earl_core.io.coco import load_multirater_coco
+from earl_core.structures import Detections
 
 from .utils import multirater_coco, write_set
 
@@ -39,7 +40,7 @@ def _rows(info: dict) -> list[tuple]:
     return [(tuple(i['bbox']), i['bbox_label'], i['confidence'], i['agreement']) for i in inst]
 
 
-def _oracle_rows(res: FusedBoxes) -> list[tuple]:
+def _oracle_rows(res: Detections) -> list[tuple]:
     return list(
         zip(
             map(tuple, np.float32(res.boxes).tolist()),
@@ -132,7 +133,7 @@ class CountingNA(Aggregator):
     def __call__(self, image):
         self.calls += 1
         n = len(image.labels)
-        return FusedBoxes(
+        return Detections.fused(
             boxes=np.asarray(image.boxes, np.float32).reshape(-1, 4),
             labels=np.asarray(image.labels, np.int64),
             confidence=np.arange(n, dtype=np.float32) * 10 + 1,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from earl_core.io.coco import FusedBoxes
+from earl_core.structures import Detections
 from tests.test_engine.test_resume_exact import _logged, _train, _weights
 from tests.test_engine.test_resume_exact import _tiny_config as _resume_config
 from tests.tiny_data import make_tiny_coco
@@ -111,7 +111,7 @@ def test_set_fused_reaches_persistent_workers_after_a_restart(tmp_path):
 
     first = confidences()
     halved = [
-        FusedBoxes(f.boxes, f.labels, f.confidence * 0.5, f.agreement, f.num_raters)
+        Detections.fused(f.boxes, f.labels, f.confidence * 0.5, f.agreement, f.num_raters)
         for f in _unpack_dataset(dataset)
     ]
     dataset.set_fused(halved)
@@ -121,13 +121,13 @@ def test_set_fused_reaches_persistent_workers_after_a_restart(tmp_path):
     loader._iterator._shutdown_workers()
 
 
-def _unpack_dataset(dataset) -> list[FusedBoxes]:
+def _unpack_dataset(dataset) -> list[Detections]:
     out = []
     for i in range(len(dataset)):
         d = dataset.get_data_info(i)
         boxes = np.asarray([x['bbox'] for x in d['instances']], np.float32).reshape(-1, 4)
         labels = np.asarray([x['bbox_label'] for x in d['instances']], np.int64)
-        out.append(FusedBoxes(boxes, labels, d['gt_confidence'], d['gt_agreement'], 3))
+        out.append(Detections.fused(boxes, labels, d['gt_confidence'], d['gt_agreement'], 3))
     return out
 
 

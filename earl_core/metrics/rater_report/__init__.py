@@ -57,7 +57,7 @@ from earl_core.metrics.rater_report.partners import (
     wbf_agreement_shares,
 )
 from earl_core.metrics.rater_report.truth import truth_quality
-from earl_core.structures import RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = [
     'LOO_EXACT_MAX_READERS',
@@ -75,7 +75,7 @@ __all__ = [
 
 
 def rater_report(
-    images: Sequence[RaterBoxes],
+    images: Sequence[Detections],
     aggregator: AggregatorSpec | Aggregator = 'mv',
     iou_thr: float = 0.5,
     class_names: Sequence[str] | None = None,
@@ -91,7 +91,7 @@ def rater_report(
     costs what its boxes cost.
 
     Args:
-        images (Sequence[RaterBoxes]): the multi-rater dataset.
+        images (Sequence[Detections]): the multi-rater dataset.
         aggregator (str | Mapping | Aggregator): builds each rater's leave-one-out
             consensus from the *other* raters' boxes (refitted on the leave-one-out data if
             it learns, e.g. ``em``: one fit per rater). Defaults to ``'mv'`` (strict

@@ -24,7 +24,7 @@ import numpy as np
 from earl_core.boxes import paired_box_iou
 from earl_core.fusion.matching import cluster_segments, iou_pairs
 from earl_core.metrics.rater_report.flat import json_float
-from earl_core.structures import RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = ['krippendorff_alpha_boxes']
 
@@ -64,14 +64,14 @@ def _same_label_iou_sum(boxes: np.ndarray, rng: np.random.Generator) -> float:
 
 
 def krippendorff_alpha_boxes(
-    images: Sequence[RaterBoxes],
+    images: Sequence[Detections],
     iou_thr: float = 0.5,
     include_empty_images: bool = False,
 ) -> dict[str, Any]:
     """Krippendorff's alpha for boxes (see the module docstring for the distance).
 
     Args:
-        images (Sequence[RaterBoxes]): the dataset; images read by fewer than two
+        images (Sequence[Detections]): the dataset; images read by fewer than two
             raters give no pairable value and are skipped.
         iou_thr (float): unit clustering threshold (class-agnostic, IoU > iou_thr).
             Defaults to 0.5.
@@ -84,8 +84,8 @@ def krippendorff_alpha_boxes(
         ``distance`` (a description); alphas are None where D_e = 0.
 
     Examples:
-        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
-        ...                 np.array([0, 1]), np.array(['a', 'b']), ('a', 'b'))
+        >>> im = Detections.from_raters(np.array([[0, 0, 10, 10], [0, 0, 10, 10.]]),
+        ...     np.array([0, 1]), np.array(['a', 'b']), ('a', 'b'))
         >>> krippendorff_alpha_boxes([im])['alpha']  # one unit, labels disagree
         0.0
     """

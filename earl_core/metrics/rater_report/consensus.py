@@ -23,7 +23,7 @@ import numpy as np
 from earl_core.fusion.aggregators import MajorityVoteAggregator, build_aggregator
 from earl_core.fusion.matching import cluster_segments, iou_pairs, segment_iou_pairs
 from earl_core.metrics.rater_report.flat import greedy_taken
-from earl_core.structures import RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = ['LOO_EXACT_MAX_READERS', 'consensus_entry', 'leave_one_out_counts']
 
@@ -36,14 +36,14 @@ LOO_EXACT_MAX_READERS = 100
 _LOO_BATCH_PAIRS = 1 << 22
 
 
-def _rater_boxes(image: RaterBoxes, rater: str) -> tuple[np.ndarray, np.ndarray]:
+def _rater_boxes(image: Detections, rater: str) -> tuple[np.ndarray, np.ndarray]:
     sel = image.rater_index == image.raters.index(rater)
     return image.boxes[sel], image.labels[sel]
 
 
-def _without(image: RaterBoxes, rater: str) -> RaterBoxes:
+def _without(image: Detections, rater: str) -> Detections:
     keep = image.rater_index != image.raters.index(rater)
-    return RaterBoxes(
+    return Detections.from_raters(
         boxes=image.boxes[keep],
         labels=image.labels[keep],
         rater_ids=image.rater_ids[keep],
@@ -72,7 +72,7 @@ def _match_count(
     return int(greedy_taken(np.zeros_like(i), i, j, iou).sum())
 
 
-def consensus_entry(images: list[RaterBoxes], spec: Any) -> dict[str, Any]:
+def consensus_entry(images: list[Detections], spec: Any) -> dict[str, Any]:
     """The report's ``consensus`` section: the aggregator, and how it was applied.
 
     ``fixed_cluster_images`` counts the images read by more than
@@ -102,12 +102,12 @@ def consensus_entry(images: list[RaterBoxes], spec: Any) -> dict[str, Any]:
 
 
 def leave_one_out_counts(
-    images: list[RaterBoxes], spec: Any, raters: list[str], iou_thr: float
+    images: list[Detections], spec: Any, raters: list[str], iou_thr: float
 ) -> dict[str, tuple[int, int, int]]:
     """Per rater (TP, rater boxes, consensus boxes) against the leave-one-out consensus.
 
     Args:
-        images (list[RaterBoxes]): the dataset; images read by one rater are skipped.
+        images (list[Detections]): the dataset; images read by one rater are skipped.
         spec (str | Mapping): the consensus aggregator.
         raters (list[str]): every rater of ``images``.
         iou_thr (float): match threshold (IoU > iou_thr, same label, one-to-one greedy).
@@ -118,7 +118,7 @@ def leave_one_out_counts(
     agg = build_aggregator(spec)
     if type(agg) is MajorityVoteAggregator:
         return _loo_counts_mv(images, agg, spec, raters, iou_thr)
-    read_by: dict[str, list[RaterBoxes]] = {r: [] for r in raters}
+    read_by: dict[str, list[Detections]] = {r: [] for r in raters}
     for im in images:
         if len(im.raters) >= 2:
             for r in im.raters:
@@ -139,7 +139,7 @@ def leave_one_out_counts(
 
 
 def _loo_counts_mv(
-    images: list[RaterBoxes],
+    images: list[Detections],
     agg: MajorityVoteAggregator,
     spec: Any,
     raters: list[str],
@@ -187,7 +187,7 @@ def _loo_counts_mv(
     return {r: (int(a), int(b), int(c)) for r, (a, b, c) in zip(raters, counts.tolist())}
 
 
-def _loo_consensus(images: list[RaterBoxes], agg: MajorityVoteAggregator) -> dict[str, Any]:
+def _loo_consensus(images: list[Detections], agg: MajorityVoteAggregator) -> dict[str, Any]:
     """``mv``'s consensus on each image without each of its readers, for all at once.
 
     Each image read by m raters is taken m times (v = image, reader left out, image by

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from earl_core.structures import RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = ['FlatImages', 'greedy_taken', 'json_float', 'rater_columns']
 
@@ -24,7 +24,7 @@ def json_float(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def rater_columns(images: Sequence[RaterBoxes]) -> tuple[list[str], list[np.ndarray]]:
+def rater_columns(images: Sequence[Detections]) -> tuple[list[str], list[np.ndarray]]:
     """Every rater, sorted, and per image the position in that list of each of its readers
     (``columns[i][im.rater_index]``: the rater of each box)."""
     raters = sorted({r for im in images for r in im.raters})
@@ -75,7 +75,7 @@ class FlatImages:
         readers (np.ndarray): (I,) m_i; ``max_readers`` its maximum.
     """
 
-    def __init__(self, images: Sequence[RaterBoxes]) -> None:
+    def __init__(self, images: Sequence[Detections]) -> None:
         images = list(images)
         self.raters, columns = rater_columns(images)
         self.num_raters = len(self.raters)

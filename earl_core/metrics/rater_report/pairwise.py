@@ -14,7 +14,7 @@ import numpy as np
 
 from earl_core.fusion.matching import segment_iou_pairs
 from earl_core.metrics.rater_report.flat import FlatImages, greedy_taken
-from earl_core.structures import RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = ['MAX_SHOWN_RATERS', 'most_active', 'pair_f1', 'pairwise_counts', 'pairwise_f1']
 
@@ -31,7 +31,7 @@ def most_active(
     return sorted(raters[i] for i in order[:n])
 
 
-def pairwise_counts(images: Sequence[RaterBoxes], iou_thr: float = 0.5) -> dict[str, Any]:
+def pairwise_counts(images: Sequence[Detections], iou_thr: float = 0.5) -> dict[str, Any]:
     """Pairwise agreement of every two raters who read a common image (sparse).
 
     Only the pairs that co-read an image are held (50,000 images read by 3 of 1,000 raters:
@@ -39,7 +39,7 @@ def pairwise_counts(images: Sequence[RaterBoxes], iou_thr: float = 0.5) -> dict[
     matches (greedy, IoU > ``iou_thr``, same label); summed over the images at the end.
 
     Args:
-        images (Sequence[RaterBoxes]): the dataset.
+        images (Sequence[Detections]): the dataset.
         iou_thr (float): match threshold. Defaults to 0.5.
 
     Returns:
@@ -93,7 +93,7 @@ def pair_f1(tp: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def pairwise_f1(
-    images: Sequence[RaterBoxes],
+    images: Sequence[Detections],
     raters: Sequence[str],
     iou_thr: float = 0.5,
     counts: Mapping[str, Any] | None = None,
@@ -101,7 +101,7 @@ def pairwise_f1(
     """Pairwise rater IoU-F1 on the images both raters read, as matrices over ``raters``.
 
     Args:
-        images (Sequence[RaterBoxes]): the dataset.
+        images (Sequence[Detections]): the dataset.
         raters (Sequence[str]): rater order of the matrix (any subset of the raters: the
             matrices are sized by it, e.g. the 30 most active of a crowd).
         iou_thr (float): boxes match one-to-one (greedy) when IoU > iou_thr and the labels

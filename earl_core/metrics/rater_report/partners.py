@@ -24,7 +24,7 @@ from earl_core.boxes import check_iou_thr
 from earl_core.fusion.matching import segment_iou_pairs
 from earl_core.fusion.wbf import fuse_raters
 from earl_core.metrics.rater_report.flat import FlatImages, json_float
-from earl_core.structures import RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = ['PARTNER_QUANTILES', 'partner_statistics', 'wbf_agreement_shares']
 
@@ -72,7 +72,7 @@ def _partner_summary(
     return out
 
 
-def partner_statistics(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> dict[str, Any]:
+def partner_statistics(images: Sequence[Detections], iou_thr: float = 0.4) -> dict[str, Any]:
     """Partner rate, same label among partners, same-label partner rate, partner IoU.
 
     See the module docstring for the exact definition (ordered pairs of raters who both
@@ -80,7 +80,7 @@ def partner_statistics(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> di
     drew on a common image are held; the counts are summed over images with numpy.
 
     Args:
-        images (Sequence[RaterBoxes]): the multi-rater dataset.
+        images (Sequence[Detections]): the multi-rater dataset.
         iou_thr (float): a box has a partner when the best IoU is > iou_thr. Defaults to
             0.4.
 
@@ -92,8 +92,9 @@ def partner_statistics(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> di
         ``iou_p90`` (None where undefined); ``iou_thr``.
 
     Examples:
-        >>> im = RaterBoxes(np.array([[0, 0, 10, 10], [0, 0, 10, 8.], [50, 50, 60, 60]]),
-        ...                 np.array([1, 2, 1]), np.array(['a', 'b', 'b']), ('a', 'b'))
+        >>> im = Detections.from_raters(
+        ...     np.array([[0, 0, 10, 10], [0, 0, 10, 8.], [50, 50, 60, 60]]),
+        ...     np.array([1, 2, 1]), np.array(['a', 'b', 'b']), ('a', 'b'))
         >>> s = partner_statistics([im])['overall']  # a's box: partner 0.8 (other label)
         >>> s['boxes'], s['partners'], s['same_label_among_partners'], s['iou_p50']
         (3, 2, 0.0, 0.8)
@@ -172,11 +173,11 @@ def partner_statistics(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> di
     }
 
 
-def wbf_agreement_shares(images: Sequence[RaterBoxes], iou_thr: float = 0.4) -> dict[str, Any]:
+def wbf_agreement_shares(images: Sequence[Detections], iou_thr: float = 0.4) -> dict[str, Any]:
     """Share of WBF fused boxes by agreement T (per label, T = distinct raters).
 
     Args:
-        images (Sequence[RaterBoxes]): the multi-rater dataset.
+        images (Sequence[Detections]): the multi-rater dataset.
         iou_thr (float): WBF IoU threshold. Defaults to 0.4.
 
     Returns:

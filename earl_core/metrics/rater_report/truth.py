@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 
 from earl_core.boxes import box_iou
-from earl_core.structures import FusedBoxes, RaterBoxes
+from earl_core.structures import Detections
 
 __all__ = ['truth_quality']
 
 
 def truth_quality(
-    fused: Sequence[FusedBoxes],
-    gold: Sequence[RaterBoxes],
+    fused: Sequence[Detections],
+    gold: Sequence[Detections],
     iou_thr: float = 0.5,
 ) -> dict[str, Any]:
     """How good a training truth is against the real one (simulated data only).
@@ -28,9 +28,9 @@ def truth_quality(
     label. A gold object is *missed* when no training box overlaps it (any label).
 
     Args:
-        fused (Sequence[FusedBoxes]): per image, the aggregator's boxes (xyxy pixels),
+        fused (Sequence[Detections]): per image, the aggregator's boxes (xyxy pixels),
             labels and confidence c.
-        gold (Sequence[RaterBoxes]): per image, in the same order, the true boxes.
+        gold (Sequence[Detections]): per image, in the same order, the true boxes.
         iou_thr (float): IoU threshold. Defaults to 0.5.
 
     Returns:

@@ -14,7 +14,7 @@ from mmengine.dist import all_gather_object, broadcast_object_list, get_rank, ge
 from mmengine.hooks import Hook
 
 from earl_core.fusion.aggregators import build_aggregator
-from earl_core.io.coco import FusedBoxes, RaterBoxes
+from earl_core.structures import Detections
 
 from ...datasets.multi_annotator_coco import MultiAnnotatorCocoDataset
 from .random_state_hook import RandomStateHook
@@ -218,7 +218,7 @@ class DetectorRaterHook(Hook):
             merged.update(part)
         return merged
 
-    def _refit(self, dataset, predictions) -> tuple[list[FusedBoxes], str]:
+    def _refit(self, dataset, predictions) -> tuple[list[Detections], str]:
         images = dataset.rater_boxes()
         with_detector = []
         n_det = 0
@@ -241,7 +241,7 @@ class DetectorRaterHook(Hook):
             b, lab = b[ok], labels[keep][ok]
             n_det += len(b)
             with_detector.append(
-                RaterBoxes(
+                Detections.from_raters(
                     np.concatenate([im.boxes, b]),
                     np.concatenate([im.labels, lab]),
                     np.concatenate([im.rater_ids, np.full(len(b), self.rater_id)]),
@@ -308,7 +308,7 @@ class DetectorRaterHook(Hook):
         )
 
 
-def _pack(fused: Sequence[FusedBoxes], epoch: int) -> dict[str, Any]:
+def _pack(fused: Sequence[Detections], epoch: int) -> dict[str, Any]:
     """The fused targets of every image as a few tensors (checkpoint-safe)."""
     cat = np.concatenate
     return dict(
@@ -328,13 +328,13 @@ def _pack(fused: Sequence[FusedBoxes], epoch: int) -> dict[str, Any]:
     )
 
 
-def _unpack(state: Mapping[str, Any]) -> list[FusedBoxes]:
+def _unpack(state: Mapping[str, Any]) -> list[Detections]:
     """Inverse of :func:`_pack` (members are not kept)."""
     ends = np.cumsum(state['counts'].numpy())
     starts = ends - state['counts'].numpy()
     arrays = {k: state[k].numpy() for k in ('boxes', 'labels', 'confidence', 'agreement')}
     return [
-        FusedBoxes(
+        Detections.fused(
             boxes=arrays['boxes'][s:e],
             labels=arrays['labels'][s:e],
             confidence=arrays['confidence'][s:e],
