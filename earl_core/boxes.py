@@ -1,12 +1,13 @@
-"""Box geometry of the package (numpy only): the one IoU, areas, the IoU-threshold check.
+"""Box geometry of the package (numpy only): the one IoU and areas.
 
 Boxes are xyxy (x1, y1, x2, y2) in any unit, float64 in the computations. Two boxes *match*
 when IoU > ``iou_thr`` (strict, as in WBF and the PASCAL VOC criterion), with ``iou_thr``
-in [0, 1) (:func:`check_iou_thr`; at 1 nothing could ever match).
+in [0, 1) (:func:`earl_core.fusion.base.check_iou_thr`; at 1 nothing could ever match).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -15,29 +16,27 @@ __all__ = ['as_boxes', 'box_area', 'box_iou', 'check_iou_thr', 'paired_box_iou']
 
 
 def check_iou_thr(iou_thr: Any, where: str = '') -> float:
-    """Validate an IoU threshold: a real number in [0, 1).
+    """Deprecated (removed in 0.3): use :func:`earl_core.fusion.base.check_iou_thr`.
+
+    The one check of numeric options is :func:`earl_core.fusion.base.check_number`; IoU
+    thresholds are checked with it, in the owner's name.
 
     Args:
-        iou_thr (Any): the value to check (int, float or numpy number; not bool).
-        where (str): prefix of the error message, e.g. ``"aggregator 'mv'"``.
+        iou_thr (Any): the value to check.
+        where (str): the owner named in the error message.
 
     Returns:
         float: ``iou_thr`` as a float.
-
-    Raises:
-        ValueError: naming ``where`` and the value, for a non-number, NaN, < 0 or >= 1.
-
-    Examples:
-        >>> check_iou_thr(0.4)
-        0.4
     """
-    ok = not isinstance(iou_thr, (bool, np.bool_)) and isinstance(
-        iou_thr, (int, float, np.integer, np.floating)
+    warnings.warn(
+        'earl_core.boxes.check_iou_thr moved to earl_core.fusion.base.check_iou_thr in '
+        'earl-mmdet 0.2 and is removed in 0.3 (docs/migration.md)',
+        FutureWarning,
+        stacklevel=2,
     )
-    if not ok or not 0.0 <= float(iou_thr) < 1.0:  # also rejects NaN
-        prefix = f'{where}: ' if where else ''
-        raise ValueError(f'{prefix}iou_thr must be a number in [0, 1), got {iou_thr!r}')
-    return float(iou_thr)
+    from earl_core.fusion.base import check_iou_thr as check  # fusion imports this module
+
+    return check(iou_thr, where or 'iou_thr')
 
 
 def as_boxes(boxes: Any, name: str = 'boxes') -> np.ndarray:

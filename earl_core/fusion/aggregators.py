@@ -57,13 +57,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from earl_core.boxes import check_iou_thr
 from earl_core.fusion.base import (
     AGGREGATORS,
     Aggregator,
     AggregatorSpec,
     agreement_confidence,
     build_aggregator,
+    check_iou_thr,
     raters_of,
     register_aggregator,
 )

@@ -47,6 +47,7 @@ __all__ = [
     'Aggregator',
     'ModelAggregator',
     'agreement_confidence',
+    'check_iou_thr',
     'build_aggregator',
     'check_number',
     'raters_of',
@@ -191,6 +192,29 @@ def check_number(
         text = repr(value) if len(repr(value)) <= 80 else repr(value)[:60] + '...'
         raise ValueError(f'{where}: {name} must be a finite number{bounds}, got {text}')
     return x
+
+
+def check_iou_thr(iou_thr: Any, where: str) -> float:
+    """An IoU threshold, checked by :func:`check_number`: a finite number in [0, 1).
+
+    Two boxes match when IoU > ``iou_thr`` (strict, as in WBF and the PASCAL VOC criterion);
+    at 1 nothing could ever match.
+
+    Args:
+        iou_thr (Any): the value given.
+        where (str): the owner, e.g. ``"aggregator 'mv'"``.
+
+    Returns:
+        float: ``iou_thr`` as a float.
+
+    Raises:
+        ValueError: naming ``where`` and the value.
+
+    Examples:
+        >>> check_iou_thr(0.4, "aggregator 'mv'")
+        0.4
+    """
+    return check_number(iou_thr, 'iou_thr', where, 0.0, 1.0, open_high=True)
 
 
 def agreement_confidence(t: int | np.ndarray, r: int, mode: str) -> float | np.ndarray:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from earl_core.boxes import as_boxes, box_iou, check_iou_thr, paired_box_iou
+from earl_core.boxes import as_boxes, box_iou, paired_box_iou
+from earl_core.fusion.base import check_iou_thr
 
 __all__ = [
     'LINKAGES',
@@ -72,7 +73,7 @@ def match_boxes(
     """
     if method not in ('greedy', 'hungarian'):
         raise ValueError(f"method must be 'greedy' or 'hungarian', got {method!r}")
-    check_iou_thr(iou_thr)
+    check_iou_thr(iou_thr, 'match_boxes')
     if (labels_a is None) != (labels_b is None):
         raise ValueError('give both labels_a and labels_b, or neither')
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
@@ -232,7 +233,7 @@ def _check_cluster_args(
     """Validate :func:`cluster_boxes`' inputs: boxes (N, 4), group indices and labels (N,)."""
     if linkage not in LINKAGES:
         raise ValueError(f'linkage must be one of {LINKAGES}, got {linkage!r}')
-    check_iou_thr(iou_thr)
+    check_iou_thr(iou_thr, 'cluster_boxes')
     b = as_boxes(boxes, 'boxes')
     n = b.shape[0]
     g = np.asarray(groups).reshape(-1)

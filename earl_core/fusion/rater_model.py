@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from earl_core.boxes import box_area, check_iou_thr
-from earl_core.fusion.base import check_number
+from earl_core.boxes import box_area
+from earl_core.fusion.base import check_iou_thr, check_number
 from earl_core.fusion.cluster_table import ClusterTable, build_cluster_table
 from earl_core.fusion.matching import LINKAGES, cluster_boxes, cluster_ids, cluster_segments
 from earl_core.structures import Detections

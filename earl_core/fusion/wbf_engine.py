@@ -67,8 +67,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from earl_core.boxes import check_iou_thr, paired_box_iou
-from earl_core.fusion.base import check_number
+from earl_core.boxes import paired_box_iou
+from earl_core.fusion.base import check_iou_thr, check_number
 
 __all__ = [
     'CONF_TYPES',
@@ -116,7 +116,7 @@ def check_wbf_params(
     and the ``wbf`` aggregator: a ValueError names ``where``, the parameter and the value.
 
     Args:
-        iou_thr (Any): in [0, 1) (:func:`~earl_core.boxes.check_iou_thr`).
+        iou_thr (Any): in [0, 1) (:func:`~earl_core.fusion.base.check_iou_thr`).
         skip_box_thr (Any): a finite number in [0, 1]: scores lie in [0, 1] (rater boxes
             score 1), so a larger threshold would drop every box without a word.
         conf_type (Any): one of :data:`CONF_TYPES`.

@@ -97,8 +97,12 @@ def test_build_rater_and_override():
         ('mv', {'quorum': 1.5}, r'fraction of R in \(0, 1\]'),
         ('mv', {'quorum': True}, 'quorum must be int'),
         ('mv', {'box_mode': 'median'}, 'box_mode'),
-        ('mv', {'iou_thr': 1.0}, r"aggregator 'mv': iou_thr must be a number in \[0, 1\)"),
-        ('wbf', {'iou_thr': '0.4'}, r"aggregator 'wbf': iou_thr must be a number in \[0, 1\)"),
+        ('mv', {'iou_thr': 1.0}, r"aggregator 'mv': iou_thr must be a finite number in \[0, 1\)"),
+        (
+            'wbf',
+            {'iou_thr': '0.4'},
+            r"aggregator 'wbf': iou_thr must be a finite number in \[0, 1\)",
+        ),
         ('wbf', {'rater_weights': {'A': 0}}, r"rater_weights\['A'\] must be a finite number > 0"),
         ('wbf', {'confidence': 'posterior'}, "aggregator 'wbf': confidence must be one of"),
         ('wbf', {'score_mode': 'posterior'}, 'confidence must be one of'),  # deprecated name

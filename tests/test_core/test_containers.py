@@ -9,8 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from earl_core.boxes import check_iou_thr
-from earl_core.fusion.base import resolve_confidence
+from earl_core import boxes
+from earl_core.fusion.base import check_iou_thr, resolve_confidence
 from earl_core.io.coco import FusedBoxes, RaterBoxes
 from earl_core.structures import Detections
 
@@ -211,13 +211,22 @@ def test_deprecated_constructors_warn_and_return_detections():
 
 @pytest.mark.parametrize('value', [0, 0.0, 0.4, np.float32(0.5), 0.999])
 def test_check_iou_thr_accepts(value):
-    assert check_iou_thr(value) == float(value)
+    assert check_iou_thr(value, 'x') == float(value)
 
 
 @pytest.mark.parametrize('value', [1, 1.0, 1.5, -0.1, np.nan, '0.4', True, None])
 def test_check_iou_thr_refuses(value):
-    with pytest.raises(ValueError, match=r"aggregator 'x': iou_thr must be a number in \[0, 1\)"):
+    msg = r"aggregator 'x': iou_thr must be a finite number in \[0, 1\)"
+    with pytest.raises(ValueError, match=msg):
         check_iou_thr(value, "aggregator 'x'")
+
+
+def test_old_check_iou_thr_path_warns_and_checks_alike():
+    """earl_core.boxes.check_iou_thr (until 0.1) is the one check, behind a FutureWarning."""
+    with pytest.warns(FutureWarning, match='earl_core.fusion.base.check_iou_thr'):
+        assert boxes.check_iou_thr(0.4) == 0.4
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match=r'^m: iou_thr must be'):
+        boxes.check_iou_thr(1.0, 'm')
 
 
 ALL = ('agreement', 'agreement_ratio', 'fused_score', 'posterior')

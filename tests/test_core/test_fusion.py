@@ -390,8 +390,8 @@ GOOD = ([[SQ], [[1, 0, 11, 10]]], [[0.9], [0.8]], [[0], [1]])
         (GOOD, dict(weights=[1.0, np.nan]), r'finite and > 0'),
         # Parameters.
         (GOOD, dict(conf_type='mean'), 'conf_type must be one of'),
-        (GOOD, dict(iou_thr=1.5), r'iou_thr must be a number in \[0, 1\)'),
-        (GOOD, dict(iou_thr=1.0), r'iou_thr must be a number in \[0, 1\)'),
+        (GOOD, dict(iou_thr=1.5), r'iou_thr must be a finite number in \[0, 1\)'),
+        (GOOD, dict(iou_thr=1.0), r'iou_thr must be a finite number in \[0, 1\)'),
         (GOOD, dict(iou_thr=np.nan), 'iou_thr'),
         (GOOD, dict(iou_thr='0.5'), 'iou_thr'),
         (GOOD, dict(skip_box_thr=np.inf), 'skip_box_thr'),

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from earl_core.boxes import check_iou_thr
 from earl_core.fusion.aggregators import Aggregator, AggregatorSpec, build_aggregator
+from earl_core.fusion.base import check_iou_thr
 from earl_core.fusion.em import RaterEM
 from earl_core.metrics.rater_report.alpha import krippendorff_alpha_boxes
 from earl_core.metrics.rater_report.consensus import (
@@ -118,7 +118,7 @@ def rater_report(
         (:func:`partner_statistics`), ``wbf_agreement`` (:func:`wbf_agreement_shares`).
     """
     images = list(images)
-    check_iou_thr(iou_thr)
+    check_iou_thr(iou_thr, 'rater_report')
     if not isinstance(max_shown_raters, int) or max_shown_raters < 1:
         raise ValueError(f'max_shown_raters must be an int >= 1, got {max_shown_raters!r}')
     raters, columns = rater_columns(images)

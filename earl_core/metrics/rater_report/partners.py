@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from earl_core.boxes import check_iou_thr
+from earl_core.fusion.base import check_iou_thr
 from earl_core.fusion.matching import segment_iou_pairs
 from earl_core.fusion.wbf import fuse_raters
 from earl_core.metrics.rater_report.flat import FlatImages, json_float
@@ -99,7 +99,7 @@ def partner_statistics(images: Sequence[Detections], iou_thr: float = 0.4) -> di
         >>> s['boxes'], s['partners'], s['same_label_among_partners'], s['iou_p50']
         (3, 2, 0.0, 0.8)
     """
-    thr = check_iou_thr(iou_thr)
+    thr = check_iou_thr(iou_thr, 'partner_statistics')
     flat = FlatImages(images)
     raters = flat.raters
     n_r = max(len(raters), 1)
