@@ -401,40 +401,23 @@ class _DetectionsAlias(type):
 
 class RaterBoxes(metaclass=_DetectionsAlias):
     """Deprecated (removed in 0.3): ``RaterBoxes(...)`` is
-    ``Detections.from_raters(...)``, with a FutureWarning."""
+    ``Detections.from_raters(...)``, with a FutureWarning; the arguments are the same
+    (``boxes, labels, rater_ids, raters, width, height, image_id``)."""
 
-    def __new__(
-        cls,
-        boxes: Any,
-        labels: Any,
-        rater_ids: Any,
-        raters: Sequence[str | int],
-        width: float | None = None,
-        height: float | None = None,
-        image_id: int | str | None = None,
-    ) -> Detections:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Detections:
         _warn_deprecated('RaterBoxes(...)', 'Detections.from_raters(...)')
-        return Detections.from_raters(boxes, labels, rater_ids, raters, width, height, image_id)
+        return Detections.from_raters(*args, **kwargs)
 
 
 class FusedBoxes(metaclass=_DetectionsAlias):
     """Deprecated (removed in 0.3): ``FusedBoxes(...)`` is ``Detections.fused(...)`` and
-    ``FusedBoxes.empty(r)`` is ``Detections.empty(r)``, with a FutureWarning."""
+    ``FusedBoxes.empty(r)`` is ``Detections.empty(r)``, with a FutureWarning; the arguments
+    are the same (``boxes, labels, confidence, agreement, num_raters, members,
+    member_raters``)."""
 
-    def __new__(
-        cls,
-        boxes: np.ndarray,
-        labels: np.ndarray,
-        confidence: np.ndarray,
-        agreement: np.ndarray,
-        num_raters: int,
-        members: Sequence[np.ndarray] = (),
-        member_raters: Sequence[tuple[str, ...]] = (),
-    ) -> Detections:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Detections:
         _warn_deprecated('FusedBoxes(...)', 'Detections.fused(...)')
-        return Detections.fused(
-            boxes, labels, confidence, agreement, num_raters, members, member_raters
-        )
+        return Detections.fused(*args, **kwargs)
 
     @staticmethod
     def empty(num_raters: int) -> Detections:

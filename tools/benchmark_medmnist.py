@@ -99,6 +99,7 @@ from _common import (
     train_log_status,
 )
 
+from earl_core.cli import add_choice_argument
 from earl_core.io import safe_output
 from earl_core.study.benchmark import (
     METHODS,
@@ -754,10 +755,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="validate on the gold validation set every N epochs and after the last; each run's "
         'result.json keeps the curve (val_curve: epoch, mAP, mAP_40). Default 0: none',
     )
-    p.add_argument(
+    add_choice_argument(
+        p,
         '--ema',
-        choices=EMA_MODES,
-        default='config',
+        EMA_MODES,
         help="the averaged weights that are tested: 'config' the config's EMA (ExpMomentumEMA, "
         "which barely averages: the pilot); 'ema' an EMA whose span is --ema-window of the "
         "iterations; 'swa' the uniform mean of the last --ema-window of the iterates",
