@@ -178,11 +178,13 @@ def aggregator_specs(pool_rater: str) -> dict[str, Any]:
         'wbf': 'wbf',
         'wbf_fused_score': dict(type='wbf', confidence='fused_score'),
         'em': 'em',
-        'em_fused_prof': dict(type='em', confidence='fused_score', box_weights='proficiency'),
+        'em_fused_prof': dict(type='em', confidence='fused_score', box_averaging='proficiency'),
         'em_keep': dict(type='em', drop_no_object=False, confidence='agreement_ratio'),
         'em_complete': dict(type='em', linkage='complete', iou_thr=0.3),
         'presence_em': 'presence_em',
-        'presence_em_post': dict(type='presence_em', confidence='posterior', box_weights='uniform'),
+        'presence_em_post': dict(
+            type='presence_em', confidence='posterior', box_averaging='uniform'
+        ),
     }
 
 

@@ -241,7 +241,7 @@ def test_em_hand_unanimous():
         b = np.array([[10, 10, 40, 40.0]]) + rng.uniform(-1, 1, (3, 4))
         lab = i % 2
         ims.append(RaterBoxes(b, np.array([lab] * 3), np.array(['a', 'b', 'c']), ('a', 'b', 'c')))
-    agg = build_aggregator('em', box_weights='uniform').fit(ims)
+    agg = build_aggregator('em', box_averaging='uniform').fit(ims)
     for i, im in enumerate(ims):
         res = agg(im)
         assert res.labels.tolist() == [i % 2]

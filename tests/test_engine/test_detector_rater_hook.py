@@ -46,7 +46,7 @@ def _dataset(tmp_path: Path):
     data = make_tiny_coco(tmp_path / 'data', num_images=4)
     return DATASETS.build(
         dict(
-            type='MultiAnnotatorCocoDataset',
+            type='MultiRaterCocoDataset',
             data_root=data['root'],
             ann_file='multi.json',
             data_prefix=dict(img='images/'),

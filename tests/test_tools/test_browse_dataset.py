@@ -45,7 +45,7 @@ def test_cli_writes_pngs(tmp_path):
     cfg.write_text(
         "custom_imports = dict(imports=['earl_mmdet'], allow_failed_imports=False)\n"
         'train_dataloader = dict(dataset=dict(type="MultiImageMixDataset", pipeline=[], '
-        f'dataset=dict(type="MultiAnnotatorCocoDataset", data_root={str(data_dir)!r}, '
+        f'dataset=dict(type="MultiRaterCocoDataset", data_root={str(data_dir)!r}, '
         'ann_file="ann.json", data_prefix=dict(img=""), '
         'pipeline=[dict(type="LoadImageFromFile"), '
         'dict(type="FuseAnnotations", method="wbf", iou_thr=0.4)])))\n'

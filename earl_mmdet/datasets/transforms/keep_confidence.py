@@ -226,7 +226,7 @@ class KeepConfidence(BaseTransform):
             missing = [i - 1 for i, h in enumerate(has) if not h]
             raise ValueError(
                 f'KeepConfidence: {_where(results)}: {CONF_KEY} present in results but not in '
-                f'mix_results {missing} (is the inner dataset a MultiAnnotatorCocoDataset?)'
+                f'mix_results {missing} (is the inner dataset a MultiRaterCocoDataset?)'
             )
         for d in dicts:
             encode_confidence(d)

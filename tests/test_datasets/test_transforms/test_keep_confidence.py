@@ -290,11 +290,11 @@ def _mix_dataset(root, wrapped: bool, skip=None):
         dict(
             type='MultiImageMixDataset',
             dataset=dict(
-                type='MultiAnnotatorCocoDataset',
+                type='MultiRaterCocoDataset',
                 data_root=str(root),
                 ann_file='ann.json',
                 data_prefix=dict(img=''),
-                fusion='precomputed',
+                fusion='prefused',
                 pipeline=inner_pipeline,
             ),
             pipeline=outer,
