@@ -10,8 +10,9 @@ renamed; the helpers here map an old name to its new one and warn once per call 
 from __future__ import annotations
 
 import argparse
+import functools
 import warnings
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     'add_renamed_flag',
     'fusion_method',
     'pop_renamed_kwarg',
+    'renamed_kwargs',
     'warn_renamed',
 ]
 
@@ -100,6 +102,39 @@ def pop_renamed_kwarg(
         value = values[kwargs[new]]
         warn_renamed(f'{where}: {new}={kwargs[new]!r}', f'{new}={value!r}', stacklevel=4)
         kwargs[new] = value
+
+
+def renamed_kwargs(where: str, **renames: str) -> Callable[[Callable], Callable]:
+    """Decorator: the function also accepts each ``old=`` keyword of ``renames`` (warned).
+
+    Args:
+        where (str): the function, for messages.
+        **renames (str): old keyword -> new keyword.
+
+    Returns:
+        Callable: the decorator.
+
+    Examples:
+        >>> @renamed_kwargs('f', conf='confidence')
+        ... def f(confidence):
+        ...     return confidence
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter('ignore')
+        ...     f(conf=0.5)
+        0.5
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                pop_renamed_kwarg(kwargs, old, new, where)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def _hashable(value: Any) -> bool:

@@ -152,9 +152,7 @@ def rater_statistics(out: str, name: str) -> dict | None:
     try:
         return rg.cell_statistics(rep)
     except KeyError as e:
-        raise SystemExit(
-            f'{report}: no field {e} (a report of tools/analyze_raters.py?)'
-        ) from None
+        raise SystemExit(f'{report}: no field {e} (a report of tools/analyze_raters.py?)') from None
 
 
 def cell_results(out: str, name: str, epochs: int) -> list[dict]:
