@@ -54,7 +54,7 @@ CLEAN = dict(
 def data(seed: int, clean: bool = False):
     """Images, their clusters, the crowd-kit table, task names, and per image its sites."""
     params = CLEAN if clean else dict(theta=THETA, fp=FP, sigma=SIGMA)
-    images, sites = generate(IMAGES, readers=3, seed=seed, **params)
+    images, sites = generate(IMAGES, raters_per_image=3, seed=seed, **params)
     clustered = cluster_images(images, K, iou_thr=0.4)
     rows, tasks = [], []
     for i, ci in enumerate(clustered):

@@ -49,7 +49,9 @@ ROUNDING = 5e-5 + 1e-9
 def grid_images(seed: int, n_images: int = 60) -> list[RaterBoxes]:
     """Sites on a grid (test_bayes_raters' model: misses, flips, false boxes) with boxes
     1 % of the side off: each site is one unit for both definitions."""
-    images, _ = generate(n_images, THETA, np.full(6, 0.2), np.full(6, 0.01), readers=3, seed=seed)
+    images, _ = generate(
+        n_images, THETA, np.full(6, 0.2), np.full(6, 0.01), raters_per_image=3, seed=seed
+    )
     return images
 
 
