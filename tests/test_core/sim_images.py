@@ -95,7 +95,7 @@ def realistic_images(
         list[RaterBoxes]: the images, ids 0..n_images - 1.
     """
     pool = mr.VINDR_LIKE_POOL
-    bias, conf = mr.draw_rater_pool(seed, profiles, pool['bias_sd'], pool['structure'])
+    bias, confusion = mr.draw_rater_pool(seed, profiles, pool['bias_sd'], pool['structure'])
     rng = np.random.default_rng(seed)
     images = []
     for i in range(n_images):
@@ -109,7 +109,7 @@ def realistic_images(
         )
         out = mr.simulate_realistic_raters(
             rng, boxes[:n_digits], rng.integers(0, 10, n_digits), np.ones(n_digits), clutter,
-            profiles, bias, conf, raters_per_image, pool['visibility_width'], tail_df, canvas,
+            profiles, bias, confusion, raters_per_image, pool['visibility_width'], tail_df, canvas,
             pool['shared_confusion'],
         )  # fmt: skip
         names = [f'r{k}' for k in out.raters]

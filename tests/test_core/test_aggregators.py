@@ -133,7 +133,7 @@ def test_build_errors(spec, params, match):
 
 # ----------------------------------------------------------------------------- na / rater
 @pytest.mark.parametrize(
-    'params, conf',
+    'params, confidence',
     [
         ({}, 1.0),  # default 'agreement', the baseline: every box weighs T = 1
         ({'confidence': 'agreement_ratio'}, 1 / 3),  # a one-rater cluster out of R = 3
@@ -141,12 +141,12 @@ def test_build_errors(spec, params, match):
         ({'score_mode': 'fraction'}, 1 / 3),  # deprecated spelling
     ],
 )
-def test_na(params, conf):
+def test_na(params, confidence):
     res = build_aggregator('na', **params)(IM)
     assert isinstance(res, FusedBoxes)
     np.testing.assert_array_equal(res.boxes, IM.boxes.astype(np.float32))
     np.testing.assert_array_equal(res.labels, IM.labels)
-    np.testing.assert_allclose(res.confidence, conf, rtol=1e-6)
+    np.testing.assert_allclose(res.confidence, confidence, rtol=1e-6)
     assert res.agreement.tolist() == [1, 1, 1, 1]
     assert res.num_raters == 3
     assert res.member_raters == [('A',), ('B',), ('C',), ('C',)]
@@ -227,11 +227,11 @@ def test_mv_quorum_above_r_warns_once():
 
 
 @pytest.mark.parametrize(
-    'mode, conf', [('agreement', 2.0), ('agreement_ratio', 2 / 3), ('fused_score', 2 / 3)]
+    'mode, confidence', [('agreement', 2.0), ('agreement_ratio', 2 / 3), ('fused_score', 2 / 3)]
 )
-def test_mv_confidence_modes(mode, conf):
+def test_mv_confidence_modes(mode, confidence):
     res = build_aggregator('mv', confidence=mode)(IM)
-    assert res.confidence[0] == pytest.approx(conf)
+    assert res.confidence[0] == pytest.approx(confidence)
 
 
 def test_mv_tie_and_per_label():

@@ -166,7 +166,7 @@ def test_posterior_matches_model_formula(sim, fitted):
         ci, q = m.posterior(im)
         for j in range(len(ci.clusters)):
             said = ci.observations[j]
-            # objects: P(z = k) * prod over readers theta_r[k, said] (Dawid-Skene rows)
+            # objects: P(z = k) * prod over raters who read it theta_r[k, said] (Dawid-Skene rows)
             p = np.array(
                 [
                     m.class_prior_[k]

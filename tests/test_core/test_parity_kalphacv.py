@@ -117,17 +117,17 @@ def test_per_image_alpha_is_kalphacvs(seed):
     """Same units (the grid): each image's alpha_nominal is kalphacv's; where every value
     of an image agrees ours is undefined (None, D_e = 0) and kalphacv says 1."""
     images = pairable(grid_images(seed))
-    agree = 0
+    unanimous = 0
     for im in images:
         table, theirs = kalphacv_units(im)
         assert units_of(table) == our_units(im)
         ours = alpha_alone(im)
         if ours is None:
-            agree += 1
+            unanimous += 1
             assert theirs == 1
         else:
             assert abs(ours - theirs) <= ROUNDING, (im.image_id, ours, theirs)
-    assert 0 < agree < len(images)
+    assert 0 < unanimous < len(images)
 
 
 @pytest.mark.parametrize('seed', SEEDS)

@@ -55,7 +55,7 @@ def generate(
     n_images: int,
     sens: np.ndarray,
     fp: np.ndarray,
-    conf: np.ndarray,
+    confusion: np.ndarray,
     mu: float = 3.0,
     nu: float = 3.0,
     raters_per_image: int | None = None,
@@ -78,7 +78,7 @@ def generate(
             for r in rd:
                 if rng.random() < p_draw[r]:
                     boxes.append(box(int(cell), rng.normal(0, 1.0, 4)))
-                    labels.append(int(rng.choice(K, p=conf[r, classes[j]])))
+                    labels.append(int(rng.choice(K, p=confusion[r, classes[j]])))
                     rids.append(names[r])
         images.append(site_image(boxes, labels, rids, (names[r] for r in rd), i))
         sites.append({int(c): j < n_obj for j, c in enumerate(cells)})

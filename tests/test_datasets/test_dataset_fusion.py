@@ -349,7 +349,7 @@ def test_presence_em_on_vindr_like_raters(tmp_path):
     ds = _dataset(tmp_path, dict(method='presence_em'), ann_file='train.json')
     gold = load_multirater_coco(tmp_path / 'train_gold.json', classes=ds.metainfo['classes'])
     gold_of = {info['file_name']: im for info, im in zip(gold.image_infos, gold.images)}
-    conf, ratio, real = [], [], []
+    confidence, ratio, real = [], [], []
     for i in range(len(ds)):
         info = ds.get_data_info(i)
         c = info['gt_confidence']
@@ -357,14 +357,14 @@ def test_presence_em_on_vindr_like_raters(tmp_path):
         boxes = np.array([x['bbox'] for x in info['instances']], np.float64).reshape(-1, 4)
         truth = gold_of[info['img_path'].rsplit('/', 1)[-1]].boxes
         real.append((box_iou(boxes, truth) > 0.5).any(1))
-        conf.append(c)
+        confidence.append(c)
         ratio.append(info['gt_agreement'] / info['num_raters'])
-    conf, ratio, real = (np.concatenate(x) for x in (conf, ratio, real))
+    confidence, ratio, real = (np.concatenate(x) for x in (confidence, ratio, real))
     assert 0.3 < real.mean() < 0.7  # both kinds are common
-    assert _auc(conf, real) > _auc(ratio, real) + 0.05
+    assert _auc(confidence, real) > _auc(ratio, real) + 0.05
     fused = [ds.aggregator(im) for im in load_multirater_coco(tmp_path / 'train.json').images]
     members = [m for f in fused for m in f.member_raters]
     weak_alone = np.array([m == ('R3',) for m in members]) & ~real
     all_three = np.array([len(m) == 3 for m in members]) & real
     assert weak_alone.sum() > 20 and all_three.sum() > 100
-    assert conf[weak_alone].max() < 0.2 < 0.9 < conf[all_three].min()
+    assert confidence[weak_alone].max() < 0.2 < 0.9 < confidence[all_three].min()

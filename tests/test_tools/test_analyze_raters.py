@@ -95,10 +95,10 @@ def crowd_file(path, n_raters=40, n_images=120, seed=0):
     names = [f'r{k:02d}' for k in range(n_raters)]
     images, anns = [], []
     for i in range(n_images):
-        readers = rng.choice(n_raters, 3, replace=False, p=p / p.sum())
+        read_by = rng.choice(n_raters, 3, replace=False, p=p / p.sum())
         images.append(dict(id=i + 1, file_name=f'{i}.png', width=100, height=100,
-                           annotators=[names[r] for r in readers]))  # fmt: skip
-        for r in readers:
+                           annotators=[names[r] for r in read_by]))  # fmt: skip
+        for r in read_by:
             x = 20 + float(rng.normal(0, 1))
             anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=1,
                              bbox=[x, 20, 30, 30], annotator_id=names[r]))  # fmt: skip

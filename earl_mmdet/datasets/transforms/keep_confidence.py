@@ -46,10 +46,10 @@ __all__ = [
 
 LABEL_BITS = 24
 LABEL_MASK = (1 << LABEL_BITS) - 1
-_AGREE_SHIFT = 24
-_AGREE_MASK = 0x7F
+_AGREEMENT_SHIFT = 24
+_AGREEMENT_MASK = 0x7F
 _MARKER = np.uint64(1 << 31)
-MAX_AGREEMENT = _AGREE_MASK - 1
+MAX_AGREEMENT = _AGREEMENT_MASK - 1
 
 
 def is_encoded(labels: np.ndarray) -> np.ndarray:
@@ -107,7 +107,7 @@ def encode_confidence(results: dict) -> None:
     packed = (
         (confidence.view(np.uint32).astype(np.uint64) << np.uint64(32))
         | _MARKER
-        | ((agreement + 1).astype(np.uint64) << np.uint64(_AGREE_SHIFT))
+        | ((agreement + 1).astype(np.uint64) << np.uint64(_AGREEMENT_SHIFT))
         | labels.astype(np.uint64)
     )
     results[LABEL_KEY] = packed.view(np.int64)
@@ -145,7 +145,7 @@ def decode_confidence(results: dict) -> bool:
         )
     u = labels.view(np.uint64)
     results[LABEL_KEY] = (u & np.uint64(LABEL_MASK)).astype(np.int64)
-    results[AGREE_KEY] = ((u >> np.uint64(_AGREE_SHIFT)) & np.uint64(_AGREE_MASK)).astype(
+    results[AGREE_KEY] = ((u >> np.uint64(_AGREEMENT_SHIFT)) & np.uint64(_AGREEMENT_MASK)).astype(
         np.int64
     ) - 1
     results[CONF_KEY] = (u >> np.uint64(32)).astype(np.uint32).view(np.float32)

@@ -28,7 +28,7 @@ SIZE = 100
 
 
 def _results(seed: int, first_label: int, n: int = 7) -> dict:
-    """One image with n boxes; every box has a unique label (its tag), conf and agreement."""
+    """One image with n boxes; every box has a unique label (its tag), confidence and agreement."""
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, SIZE - 30, (n, 2))
     wh = rng.uniform(8, 30, (n, 2))
@@ -87,11 +87,11 @@ def _inputs(seed: int, num_mix: int) -> dict:
 
 
 def _tables(res: dict) -> tuple[dict, dict]:
-    conf, agree = {}, {}
+    confidence, agreement = {}, {}
     for d in [res, *res.get('mix_results', [])]:
         for lab, c, t in zip(d['gt_bboxes_labels'], d['gt_confidence'], d['gt_agreement']):
-            conf[int(lab)], agree[int(lab)] = c, int(t)
-    return conf, agree
+            confidence[int(lab)], agreement[int(lab)] = c, int(t)
+    return confidence, agreement
 
 
 def _run(cfg: dict, num_mix: int, seed: int, wrapped: bool):
@@ -196,11 +196,11 @@ def test_mixing_with_an_image_without_confidences_is_an_error():
     st.randoms(use_true_random=False),
 )
 def test_encode_decode_bit_exact_under_index_and_concat(arrays, rnd):
-    labels, conf, agree = arrays
+    labels, confidence, agreement = arrays
     res = {
         'gt_bboxes_labels': labels.copy(),
-        'gt_confidence': conf.copy(),
-        'gt_agreement': agree.copy(),
+        'gt_confidence': confidence.copy(),
+        'gt_agreement': agreement.copy(),
     }
     encode_confidence(res)
     assert 'gt_confidence' not in res and 'gt_agreement' not in res
@@ -213,9 +213,11 @@ def test_encode_decode_bit_exact_under_index_and_concat(arrays, rnd):
     out = {'gt_bboxes_labels': perm}
     assert decode_confidence(out) or len(perm) == 0
     np.testing.assert_array_equal(out['gt_bboxes_labels'], labels[want])
-    np.testing.assert_array_equal(out['gt_agreement'], agree[want])
+    np.testing.assert_array_equal(out['gt_agreement'], agreement[want])
     # bit-exact, NaN payloads included
-    np.testing.assert_array_equal(out['gt_confidence'].view(np.uint32), conf[want].view(np.uint32))
+    np.testing.assert_array_equal(
+        out['gt_confidence'].view(np.uint32), confidence[want].view(np.uint32)
+    )
 
 
 @pytest.mark.parametrize(
