@@ -35,7 +35,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
-from earl_core.deprecation import fusion_method
+from earl_core.deprecation import FUSION_METHOD_ALIASES, fusion_method
 from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES, Aggregator, build_aggregator
 from earl_core.io.coco import FusedBoxes, MultiRaterCoco, RaterBoxes, load_multirater_coco
 
@@ -160,7 +160,8 @@ def _check_fusion(fusion: Any) -> dict | None:
             "fusion must be None, a method name or a dict with 'method' (e.g. "
             f"dict(method='wbf', iou_thr=0.4, confidence='agreement_ratio')), got {fusion!r}"
         )
-    return {**fusion, 'method': fusion_method(fusion['method'])}
+    m = fusion['method']  # an old name warns; the usual path does not call into deprecation
+    return {**fusion, 'method': fusion_method(m) if m in tuple(FUSION_METHOD_ALIASES) else m}
 
 
 @DATASETS.register_module()
@@ -227,8 +228,7 @@ class MultiRaterCocoDataset(CocoDataset):
             ``classes``, the classes are the file's categories in file order.
 
     Attributes:
-        aggregator (Aggregator | None): the (fitted) aggregator after loading; None for
-            ``'prefused'``.
+        aggregator (Aggregator | None): the fitted aggregator after loading; None for prefused.
     """
 
     METAINFO: dict = {'classes': (), 'palette': []}
