@@ -451,7 +451,7 @@ def test_bad_argument_type():
         load_multirater_coco(3)
 
 
-def test_image_without_any_rater_box_and_no_reader():
+def test_image_read_by_nobody_without_any_rater_box():
     data = _coco()
     data['images'][1]['annotators'] = []
     coco = load_multirater_coco(data)

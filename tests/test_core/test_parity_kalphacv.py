@@ -243,7 +243,7 @@ def test_kalphacv_links_a_box_through_one_earlier_rater():
     assert alpha_alone(image) == pytest.approx(-1 / 9, abs=1e-12)
 
 
-def test_one_reader_and_empty_images():
+def test_one_rater_and_empty_images():
     """An image with one reader: kalphacv raises once it holds two classes; ours skips it.
     An image read by two raters who drew nothing: kalphacv's alpha 1; ours leaves it out
     (no unit) unless include_empty_images=True (one unit of nothing values)."""

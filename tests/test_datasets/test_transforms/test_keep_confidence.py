@@ -98,17 +98,17 @@ def _run(cfg: dict, num_mix: int, seed: int, wrapped: bool):
     random.seed(seed)
     np.random.seed(seed)
     inp = _inputs(seed, num_mix)
-    conf_of, agree_of = _tables(inp)
+    confidence_of, agreement_of = _tables(inp)
     t = TRANSFORMS.build(dict(type='KeepConfidence', transform=cfg) if wrapped else cfg)
     out = t(copy.deepcopy(inp))
-    return inp, out, conf_of, agree_of
+    return inp, out, confidence_of, agreement_of
 
 
 @pytest.mark.parametrize('cfg,num_mix', TRANSFORM_CASES)
 def test_wrapped_transform_keeps_alignment_box_by_box(cfg, num_mix):
     changed = 0
     for seed in SEEDS:
-        inp, out, conf_of, agree_of = _run(cfg, num_mix, seed, wrapped=True)
+        inp, out, confidence_of, agreement_of = _run(cfg, num_mix, seed, wrapped=True)
         if out is None:
             continue
         labels = out['gt_bboxes_labels']
@@ -118,8 +118,8 @@ def test_wrapped_transform_keeps_alignment_box_by_box(cfg, num_mix):
         assert out['gt_confidence'].dtype == np.float32
         for k, lab in enumerate(labels.tolist()):
             # the label is the box's tag: its confidence and agreement must have followed it
-            assert out['gt_confidence'][k] == conf_of[lab], (seed, k, lab)
-            assert out['gt_agreement'][k] == agree_of[lab], (seed, k, lab)
+            assert out['gt_confidence'][k] == confidence_of[lab], (seed, k, lab)
+            assert out['gt_agreement'][k] == agreement_of[lab], (seed, k, lab)
         if labels.tolist() != inp['gt_bboxes_labels'].tolist():
             changed += 1
         packed = PackMultiRaterInputs()(out)
@@ -176,7 +176,7 @@ def test_list_of_transforms_and_passthrough():
     assert 'gt_confidence' not in out and not is_encoded(out['gt_bboxes_labels']).any()
 
 
-def test_mixing_with_an_image_without_confidences_is_an_error():
+def test_mixing_with_an_image_without_confidence_is_an_error():
     res = _inputs(0, 1)
     del res['mix_results'][0]['gt_confidence']
     t = KeepConfidence(transform=dict(type='MixUp', img_scale=(SIZE, SIZE)))
