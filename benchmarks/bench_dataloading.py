@@ -1,4 +1,4 @@
-"""Data-loading throughput: MultiAnnotatorCocoDataset(fusion=...) vs stock CocoDataset.
+"""Data-loading throughput: MultiRaterCocoDataset(fusion=...) vs stock CocoDataset.
 
 Generates a small image set (random smooth PNGs, 3 raters drawing jittered boxes around
 1-4 objects per image, some negatives) in a temporary directory, then times full passes
@@ -6,7 +6,7 @@ over the datasets in one process, interleaved chunk by chunk, several epochs per
 
 * stock: ``CocoDataset`` on the gold boxes, pipeline LoadImageFromFile, LoadAnnotations,
   Resize, RandomFlip, PackDetInputs;
-* fused: ``MultiAnnotatorCocoDataset(fusion=dict(method='wbf', iou_thr=0.4))`` on the raters'
+* fused: ``MultiRaterCocoDataset(fusion=dict(method='wbf', iou_thr=0.4))`` on the raters'
   boxes, the same pipeline ending in ``PackMultiRaterInputs`` (the configs' pipeline). The
   fusion runs once, when the dataset loads; its cost is reported apart (``load_s``: building
   each dataset, the stock one included).
@@ -97,7 +97,7 @@ def make_set(root: str, num_images: int, size: int, num_raters: int, seed: int) 
 VARIANTS = {
     'stock': ('CocoDataset', 'gold.json', {}),
     'fused': (
-        'MultiAnnotatorCocoDataset',
+        'MultiRaterCocoDataset',
         'multirater.json',
         dict(fusion=dict(method='wbf', iou_thr=0.4)),
     ),

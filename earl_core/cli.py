@@ -77,7 +77,7 @@ THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
 
 
 #: Dataset types whose config holds the ``fusion`` dict (wrappers are looked through).
-RATER_DATASET_TYPES = ('MultiAnnotatorCocoDataset',)
+RATER_DATASET_TYPES = ('MultiRaterCocoDataset', 'MultiAnnotatorCocoDataset')
 
 
 def filter_third_party_warnings() -> None:
@@ -498,7 +498,7 @@ def fusion_key(cfg: Mapping, loader: str = 'train_dataloader') -> str:
     Examples:
         >>> cfg = dict(train_dataloader=dict(dataset=dict(
         ...     type='MultiImageMixDataset',
-        ...     dataset=dict(type='MultiAnnotatorCocoDataset', fusion=dict(method='wbf')))))
+        ...     dataset=dict(type='MultiRaterCocoDataset', fusion=dict(method='wbf')))))
         >>> fusion_key(cfg)
         'train_dataloader.dataset.dataset.fusion'
     """

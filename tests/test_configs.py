@@ -141,7 +141,7 @@ def _datasets(node):
 def test_fusion_is_a_dataset_argument_and_pipelines_are_mmdet_ones(config):
     """No FuseAnnotations step left; the multi-rater dataset loads with a stock LoadAnnotations."""
     cfg = _load(config)
-    multi = [d for d in _datasets(cfg.train_dataloader) if d['type'] == 'MultiAnnotatorCocoDataset']
+    multi = [d for d in _datasets(cfg.train_dataloader) if d['type'] == 'MultiRaterCocoDataset']
     assert len(multi) == 1, config
     for dataset in _datasets(cfg.to_dict()):
         assert 'FuseAnnotations' not in [t['type'] for t in dataset['pipeline']], config

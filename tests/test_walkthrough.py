@@ -1,6 +1,6 @@
 """docs/walkthrough.md names every package file that runs on one box's way (RetinaNet).
 
-The path is traced: a multi-rater COCO file is loaded by ``MultiAnnotatorCocoDataset`` with
+The path is traced: a multi-rater COCO file is loaded by ``MultiRaterCocoDataset`` with
 the paper's fusion, one image goes through the pipeline, and ``EARLRetinaHead.loss`` runs on
 it. Every file of ``earl_core/`` and ``earl_mmdet/`` that executes code on the way (module
 imports excluded: everything is imported before the trace starts) must be in the
@@ -37,7 +37,7 @@ def _trace_one_box(tmp_path) -> set[str]:
     init_default_scope('mmdet')
     ann = write_set(str(tmp_path))
     cfg = dict(
-        type='MultiAnnotatorCocoDataset',
+        type='MultiRaterCocoDataset',
         data_root=str(tmp_path),
         ann_file=ann,
         data_prefix=dict(img=''),

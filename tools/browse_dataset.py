@@ -48,7 +48,7 @@ def build_browse_dataset(cfg, split: str = 'train', method: str | None = None):
             of the config's ``fusion``. Defaults to None (the config's).
 
     Returns:
-        MultiAnnotatorCocoDataset: every image in file order (``test_mode``).
+        MultiRaterCocoDataset: every image in file order (``test_mode``).
     """
     from mmdet.registry import DATASETS
     from mmengine.registry import init_default_scope
@@ -56,7 +56,7 @@ def build_browse_dataset(cfg, split: str = 'train', method: str | None = None):
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     ds_cfg = copy.deepcopy(_inner_dataset_cfg(cfg[f'{split}_dataloader']['dataset']))
     if ds_cfg.get('type') == 'CocoDataset':  # a gold split: one 'default' rater
-        ds_cfg['type'] = 'MultiAnnotatorCocoDataset'
+        ds_cfg['type'] = 'MultiRaterCocoDataset'
     pipeline = ds_cfg.get('pipeline', [])
     loader = next((t for t in pipeline if t['type'] == 'LoadImageFromFile'), None)
     # A deprecated FuseAnnotations step stays for the dataset to turn into its fusion.

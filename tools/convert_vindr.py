@@ -262,7 +262,7 @@ def convert(a: argparse.Namespace) -> dict:
     meta: dict = dict(
         args={k: v for k, v in vars(a).items() if k != 'verbose'},
         format=labels.fmt,
-        csv_images=len(labels.readers),
+        csv_images=len(labels.raters),
         csv_boxes=len(labels.boxes),
         dropped_rows=dict(labels.dropped),
         repairs=dict(labels.repairs),

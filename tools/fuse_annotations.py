@@ -33,6 +33,7 @@ from _common import (
     rater_file_parser,
 )
 
+from earl_core.deprecation import add_renamed_flag
 from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES as _LEGACY_CONFIDENCE_MODES
 from earl_core.io.coco_writer import coco_annotation, coco_file, write_coco
 
@@ -54,7 +55,7 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     'conf_type': ('conf_type', ('wbf',)),
     'rater_weights': ('rater_weights', ('wbf',)),
     'keep_no_object': ('drop_no_object', ('em',)),
-    'box_weights': ('box_weights', ('em', 'presence_em')),
+    'box_averaging': ('box_averaging', ('em', 'presence_em')),
     'max_iter': ('max_iter', ('em', 'presence_em', 'bayes')),
 }
 
@@ -155,7 +156,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         '--rater-weights',
         type=_weights,
         default=None,
-        help="proficiency per rater: 'R1=0.9,R2=0.7', a JSON object, or a JSON file",
+        help="fusion weight per rater (e.g. its proficiency p_r): 'R1=0.9,R2=0.7', a JSON "
+        'object, or a JSON file',
     )
     g = p.add_argument_group('em, presence_em')
     g.add_argument(
@@ -166,10 +168,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help='keep clusters EM judges to be no object (default: drop them)',
     )
     g.add_argument(
-        '--box-weights',
+        '--box-averaging',
         choices=('box', 'proficiency', 'uniform'),
         default=None,
-        help='box fusion weights (presence_em: box or uniform)',
+        help="how the fused box averages the raters' boxes: box = 1 / sigma_r^2, proficiency "
+        '= p_r, uniform = plain mean (presence_em: box or uniform)',
+    )
+    add_renamed_flag(
+        g,
+        '--box-weights',
+        '--box-averaging',
+        'box_averaging',
+        choices=('box', 'proficiency', 'uniform'),
     )
     g.add_argument('--max-iter', type=int, default=None)
     args = p.parse_args(argv)

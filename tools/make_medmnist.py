@@ -506,7 +506,7 @@ def _coco(
             ra = r['raters']
             readers = [rater_ids[k] for k in ra.readers] if hasattr(ra, 'readers') else rater_ids
             boxes = zip(ra.boxes, ra.labels, [dict(rater=rater_ids[int(k)]) for k in ra.raters])
-        images.append(coco_image(i + 1, f'{i + 1:06d}.png', canvas, canvas, readers=readers))
+        images.append(coco_image(i + 1, f'{i + 1:06d}.png', canvas, canvas, raters=readers))
         for box, lab, fields in boxes:
             # Boxes are stored to 0.01 px (medmnist's samplers quantise them so already).
             anns.append(

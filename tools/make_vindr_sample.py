@@ -3,7 +3,7 @@
     python tools/make_vindr_sample.py --out data/vindr_sample [--images 40] [--seed 0]
         [--overwrite]
 
-Writes ``OUT/train/<image_id>.dicom`` + ``OUT/train.csv`` (Kaggle layout, 3 readers per
+Writes ``OUT/train/<image_id>.dicom`` + ``OUT/train.csv`` (Kaggle layout, 3 raters per
 image) and ``OUT/test/<image_id>.dicom`` + ``OUT/annotations/annotations_test.csv``
 (PhysioNet layout, consensus boxes), and ``OUT/sample_meta.json`` (rater noise profiles,
 true boxes), and ``OUT/.earl_manifest.json`` (the files written). ``--out`` must be empty
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f'error: {e}') from e
     print(
         f'wrote {a.out}: {s["images"]} training DICOMs ({s["train_normal_images"]} without '
-        f'findings) read by {s["readers"]} of {len(s["raters"])} radiologists '
+        f'findings) read by {s["raters_per_image"]} of {len(s["raters"])} radiologists '
         f'({s["train_rater_boxes"]} boxes in train.csv, {s["train_boxes_true"]} true); '
         f'{s["test_images"]} test DICOMs ({s["test_boxes"]} consensus boxes); '
         f'{time.time() - t0:.1f} s'

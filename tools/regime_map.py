@@ -21,7 +21,7 @@ Each cell is one study folder, ``OUT/cells/<cell>``, run by the study tool as a 
     tools/benchmark_medmnist.py --out OUT/cells/<cell> --preset study-vindr-like
         --data-args "<the cell's flags>" --seeds 1 --epochs E --methods ...
 
-(resumable: finished runs are skipped), then ``tools/analyze_annotators.py`` on the cell's
+(resumable: finished runs are skipped), then ``tools/analyze_raters.py`` on the cell's
 ``data/p*/train.json`` (numpy only, seconds) gives its rater statistics in
 ``OUT/cells/<cell>/raters/report.json``: the figures a user reads off the same report of
 their own data (partner rate, same label among partners, partner IoU, boxes per rater and
@@ -100,7 +100,7 @@ def study_command(args: argparse.Namespace, cell: Any) -> list[str]:
 
 def analyze_command(train_json: str, out: str) -> list[str]:
     """The rater report of a cell's training raters."""
-    return ['tools/analyze_annotators.py', train_json, '--out', out, '--no-plots']
+    return ['tools/analyze_raters.py', train_json, '--out', out, '--no-plots']
 
 
 def _python(cmd: list[str], log: str | None = None) -> int:
@@ -136,7 +136,7 @@ def train_json_of(out: str, name: str) -> str | None:
 
 def rater_statistics(out: str, name: str) -> dict | None:
     """The cell's :func:`~earl_core.study.regime.cell_statistics`, running
-    ``tools/analyze_annotators.py`` first when its report is missing (None without data)."""
+    ``tools/analyze_raters.py`` first when its report is missing (None without data)."""
     report = osp.join(cell_dir(out, name), 'raters', 'report.json')
     if not osp.isfile(report):
         train = train_json_of(out, name)
@@ -146,15 +146,13 @@ def rater_statistics(out: str, name: str) -> dict | None:
         os.makedirs(folder, exist_ok=True)
         log = osp.join(folder, 'analyze.log')
         if _python(analyze_command(train, folder), log) != 0:
-            raise SystemExit(f'{train}: tools/analyze_annotators.py failed (log: {log})')
+            raise SystemExit(f'{train}: tools/analyze_raters.py failed (log: {log})')
     with open(report) as f:
         rep = json.load(f)
     try:
         return rg.cell_statistics(rep)
     except KeyError as e:
-        raise SystemExit(
-            f'{report}: no field {e} (a report of tools/analyze_annotators.py?)'
-        ) from None
+        raise SystemExit(f'{report}: no field {e} (a report of tools/analyze_raters.py?)') from None
 
 
 def cell_results(out: str, name: str, epochs: int) -> list[dict]:

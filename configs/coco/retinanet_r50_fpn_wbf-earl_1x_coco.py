@@ -12,7 +12,7 @@ model = dict(bbox_head=dict(type='EARLRetinaHead'))
 
 train_dataloader = dict(
     dataset=dict(
-        type='MultiAnnotatorCocoDataset',
+        type='MultiRaterCocoDataset',
         ann_file='annotations/instances_train2017_multirater.json',
         # c = the WBF score of each fused box (= T/R with unit rater scores); the authors'
         # code used c = T (confidence='agreement')

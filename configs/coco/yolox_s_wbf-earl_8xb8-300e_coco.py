@@ -16,7 +16,7 @@ custom_imports = dict(imports=['earl_mmdet'], allow_failed_imports=False)
 train_dataloader = dict(
     dataset=dict(
         dataset=dict(
-            type='MultiAnnotatorCocoDataset',
+            type='MultiRaterCocoDataset',
             ann_file='annotations/instances_train2017_multirater.json',
             fusion=dict(method='wbf', iou_thr=0.4, confidence='fused_score'),
             pipeline=[*_base_.train_dataset.dataset.pipeline, dict(type='ConfidenceToLabels')],

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from earl_core.deprecation import warn_renamed
 from earl_core.fusion.base import (
     CONFIDENCE_MODES,
     ModelAggregator,
@@ -104,6 +105,14 @@ def _clusters_fused(
     )
 
 
+def _box_averaging(value: str, em_params: dict, name: str) -> str:
+    """``box_averaging``, or its deprecated name ``box_weights`` popped from ``em_params``."""
+    if 'box_weights' not in em_params:
+        return value
+    warn_renamed(f'aggregator {name!r}: box_weights=', 'box_averaging=', stacklevel=4)
+    return em_params.pop('box_weights')
+
+
 @register_aggregator('em')
 class EMAggregator(ModelAggregator):
     """Rater reliability by EM (:class:`~earl_core.fusion.em.RaterEM`), then weighted fusion.
@@ -115,7 +124,7 @@ class EMAggregator(ModelAggregator):
       one-rater boxes of a flipped class that label-wise WBF keeps as separate boxes;
       with ``drop_no_object=False`` the argmax over the real classes is kept instead;
     * box: the weighted mean of *all* the cluster's boxes (a rater who flipped the label
-      still located the object), weights from ``box_weights`` (default ``'box'`` =
+      still located the object), weights from ``box_averaging`` (default ``'box'`` =
       1 / sigma_r^2 of the box-error model, the maximum-likelihood estimate);
     * agreement T: the raters whose box in the cluster carries the fused label (so it can
       be lower than ``len(member_raters)``, and even 0 when EM overrules every rater);
@@ -130,7 +139,8 @@ class EMAggregator(ModelAggregator):
             ``'agreement_ratio'`` or ``'fused_score'``.
         score_mode (str | None): deprecated name of ``confidence``.
         drop_no_object (bool): drop clusters judged ``no_obj``. Defaults to True.
-        box_weights (str): ``'box'``, ``'proficiency'`` or ``'uniform'``. Defaults to 'box'.
+        box_averaging (str): ``'box'``, ``'proficiency'`` or ``'uniform'`` (0.1:
+            ``box_weights``, deprecated). Defaults to 'box'.
         **em_params: :class:`RaterEM` arguments (num_classes, iou_thr=0.4, linkage,
             max_iter, tol, prior_strength, prior_diag, box_prior_strength, box_prior_sigma).
 
@@ -139,7 +149,7 @@ class EMAggregator(ModelAggregator):
     """
 
     model_cls = RaterEM
-    param_names = ('drop_no_object', 'box_weights')
+    param_names = ('drop_no_object', 'box_averaging')
     confidence_modes: ClassVar[tuple[str, ...]] = CONFIDENCE_MODES[:4]
     default_confidence: ClassVar[str] = 'posterior'
 
@@ -147,24 +157,25 @@ class EMAggregator(ModelAggregator):
         self,
         confidence: str | None = None,
         drop_no_object: bool = True,
-        box_weights: str = 'box',
+        box_averaging: str = 'box',
         score_mode: str | None = None,
         **em_params: Any,
     ) -> None:
-        if box_weights not in ('box', 'proficiency', 'uniform'):
+        box_averaging = _box_averaging(box_averaging, em_params, 'em')
+        if box_averaging not in ('box', 'proficiency', 'uniform'):
             raise ValueError(
-                "aggregator 'em': box_weights must be 'box', 'proficiency' or 'uniform', got "
-                f'{box_weights!r}'
+                "aggregator 'em': box_averaging must be 'box', 'proficiency' or 'uniform', "
+                f'got {box_averaging!r}'
             )
         super().__init__(confidence, score_mode, **em_params)
         self.drop_no_object = bool(drop_no_object)
-        self.box_weights = box_weights
+        self.box_averaging = box_averaging
 
     def _fit(self, images: list[Detections]) -> list[ClusteredImage]:
         """Fit on ``images``; returns their clusters (one clustering for fit and fusion)."""
         m = self.model
         clustered = _fit_on_clusters(m, images)
-        self._w_box = _RaterWeights(m.rater_weights(self.box_weights))
+        self._w_box = _RaterWeights(m.rater_weights(self.box_averaging))
         self._w_prof = _RaterWeights(m.rater_weights('proficiency'))
         return clustered
 
@@ -226,7 +237,7 @@ class PresenceEMAggregator(ModelAggregator):
       every cluster is kept, however low its presence: the confidence says how likely it
       is real, and a loss policy decides what to do with it (EARL weight, soft target,
       ignore region below a threshold);
-    * box: as ``em`` does, the weighted mean of *all* the cluster's boxes; ``box_weights=
+    * box: as ``em`` does, the weighted mean of *all* the cluster's boxes; ``box_averaging=
       'box'`` (default) fits :class:`~earl_core.fusion.em.RaterEM` on the same images for
       its box-error model (weights 1 / sigma_r^2), ``'uniform'`` = the plain mean (no
       second fit);
@@ -238,7 +249,8 @@ class PresenceEMAggregator(ModelAggregator):
 
     Args:
         confidence (str | None): ``'presence'`` (default) or ``'posterior'``.
-        box_weights (str): ``'box'`` or ``'uniform'``. Defaults to 'box'.
+        box_averaging (str): ``'box'`` or ``'uniform'`` (0.1: ``box_weights``, deprecated).
+            Defaults to 'box'.
         score_mode (str | None): deprecated name of ``confidence``.
         **em_params: :class:`PresenceEM` arguments (num_classes, iou_thr=0.4, linkage,
             max_iter, tol, sensitivity_prior, fp_prior, rate_prior_strength,
@@ -251,24 +263,25 @@ class PresenceEMAggregator(ModelAggregator):
     """
 
     model_cls = PresenceEM
-    param_names = ('box_weights',)
+    param_names = ('box_averaging',)
     confidence_modes: ClassVar[tuple[str, ...]] = PRESENCE_MODES
     default_confidence: ClassVar[str] = 'presence'
 
     def __init__(
         self,
         confidence: str | None = None,
-        box_weights: str = 'box',
+        box_averaging: str = 'box',
         score_mode: str | None = None,
         **em_params: Any,
     ) -> None:
-        if box_weights not in ('box', 'uniform'):
+        box_averaging = _box_averaging(box_averaging, em_params, 'presence_em')
+        if box_averaging not in ('box', 'uniform'):
             raise ValueError(
-                f"aggregator 'presence_em': box_weights must be 'box' or 'uniform', got "
-                f'{box_weights!r}'
+                f"aggregator 'presence_em': box_averaging must be 'box' or 'uniform', got "
+                f'{box_averaging!r}'
             )
         super().__init__(confidence, score_mode, **em_params)
-        self.box_weights = box_weights
+        self.box_averaging = box_averaging
 
     def _fit(self, images: list[Detections]) -> list[ClusteredImage]:
         """Fit on ``images``; returns their clusters (one clustering for both models and
@@ -276,7 +289,7 @@ class PresenceEMAggregator(ModelAggregator):
         m = self.model
         clustered = _fit_on_clusters(m, images)
         weights = {r: 1.0 for r in m.raters_}
-        if self.box_weights == 'box':
+        if self.box_averaging == 'box':
             box_em = RaterEM(num_classes=m.num_classes_, iou_thr=m.iou_thr, linkage=m.linkage)
             weights = box_em.fit(images, clustered=clustered).rater_weights('box')
         self._w_box = _RaterWeights(weights)

@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from earl_core.deprecation import warn_renamed
 from earl_core.io.safe_output import atomic_write
 
 __all__ = [
@@ -115,23 +116,29 @@ def coco_image(
     width: int,
     height: int,
     *,
-    readers: Iterable[str] | None = None,
+    raters: Iterable[str] | None = None,
     **extra: Any,
 ) -> dict:
-    """One COCO image record; with ``readers``, the multi-rater ``annotators`` list.
+    """One COCO image record; with ``raters``, the multi-rater ``annotators`` list.
 
     Args:
         image_id (int): the image's ``id``.
         file_name (str): its file, relative to the image folder.
         width (int): width in pixels.
         height (int): height in pixels.
-        readers (Iterable[str] | None): the raters who read the image, in order (an empty
-            list: nobody did, the image is unlabelled); None: a gold file. Defaults to None.
+        raters (Iterable[str] | None): the raters who read the image, in order (an empty
+            list: nobody did, the image is unlabelled); None: a gold file. ``readers`` is
+            its deprecated name (until 0.3). Defaults to None.
         **extra: further fields (e.g. ``orig_width``).
     """
+    if 'readers' in extra:  # the name until 0.2
+        if raters is not None:
+            raise TypeError('coco_image: give raters= only (readers= is its deprecated name)')
+        warn_renamed('coco_image(readers=)', 'coco_image(raters=)')
+        raters = extra.pop('readers')
     image = dict(id=image_id, file_name=file_name, width=width, height=height, **extra)
-    if readers is not None:
-        image['annotators'] = list(readers)
+    if raters is not None:
+        image['annotators'] = list(raters)
     return image
 
 

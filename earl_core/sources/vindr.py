@@ -4,7 +4,7 @@ What ``tools/convert_vindr.py`` does with the parsed label CSVs
 (:mod:`earl_core.sources.vindr_csv`, whose names are importable from here too): keep some
 radiologists (:func:`filter_raters`, Rads-VinDr-CXR), split train / val
 (:func:`split_train_val`), lay the boxes out as COCO at the written image size
-(:func:`build_coco`: every image lists its readers, 'No finding' readers included, so
+(:func:`build_coco`: every image lists the raters who read it, 'No finding' rows included, so
 normal images stay true negatives; boxes outside the image are an error or, with
 ``repair``, clipped and counted), and scale a decoded DICOM to an 8-bit image
 (:func:`to_uint8`). See docs/vindr.md.
@@ -46,7 +46,7 @@ def filter_raters(
         labels (VindrLabels): parsed training labels.
         raters (Sequence[str]): radiologist ids to keep.
         match (str): ``'all'`` keeps the images read by every listed radiologist (with 3
-            readers per image and 3 ids, the images read only by them: the paper's
+            raters per image and 3 ids, the images read only by them: the paper's
             sub-dataset); ``'any'`` keeps images read by at least one of them. Other
             radiologists' rows are removed either way. Defaults to 'all'.
 
@@ -59,24 +59,24 @@ def filter_raters(
     keep = [str(r) for r in raters]
     if not keep:
         raise ValueError('filter_raters needs at least one rater id')
-    unknown = sorted(set(keep) - {r for rs in labels.readers.values() for r in rs})
+    unknown = sorted(set(keep) - {r for rs in labels.raters.values() for r in rs})
     if unknown:
         raise ValueError(f'{labels.source}: rater(s) {unknown} never appear in the file')
     wanted = set(keep)
-    readers: dict[str, list[str]] = {}
-    for image_id, rs in labels.readers.items():
+    read_by: dict[str, list[str]] = {}
+    for image_id, rs in labels.raters.items():
         present = [r for r in rs if r in wanted]
         ok = set(present) == wanted if match == 'all' else bool(present)
         if ok:
-            readers[image_id] = present
-    boxes = [b for b in labels.boxes if b.image_id in readers and b.rad_id in wanted]
+            read_by[image_id] = present
+    boxes = [b for b in labels.boxes if b.image_id in read_by and b.rater in wanted]
     stats = dict(
-        images_kept=len(readers),
-        images_removed=len(labels.readers) - len(readers),
+        images_kept=len(read_by),
+        images_removed=len(labels.raters) - len(read_by),
         boxes_kept=len(boxes),
         boxes_removed=len(labels.boxes) - len(boxes),
     )
-    return dataclasses.replace(labels, readers=readers, boxes=boxes), stats
+    return dataclasses.replace(labels, raters=read_by, boxes=boxes), stats
 
 
 def split_train_val(
@@ -97,11 +97,11 @@ def split_train_val(
     rng = np.random.default_rng(seed)
     pos = labels.positives()
     groups = (
-        sorted(i for i in labels.readers if i in pos),
-        sorted(i for i in labels.readers if i not in pos),
+        sorted(i for i in labels.raters if i in pos),
+        sorted(i for i in labels.raters if i not in pos),
     )
     # Round half up (not to even) the total, then give the positives their share of it.
-    n_val = int(math.floor(val_fraction * len(labels.readers) + 0.5))
+    n_val = int(math.floor(val_fraction * len(labels.raters) + 0.5))
     n_pos = min(n_val, int(math.floor(val_fraction * len(groups[0]) + 0.5)))
     train: list[str] = []
     val: list[str] = []
@@ -159,9 +159,9 @@ def build_coco(
     Returns:
         tuple: the COCO dict and the repair counts.
     """
-    ids = sorted(labels.readers) if image_ids is None else list(image_ids)
+    ids = sorted(labels.raters) if image_ids is None else list(image_ids)
     if id_of is None:
-        id_of = {k: i + 1 for i, k in enumerate(sorted(labels.readers))}
+        id_of = {k: i + 1 for i, k in enumerate(sorted(labels.raters))}
     missing = [i for i in ids if i not in sizes]
     if missing:
         raise ValueError(
@@ -184,7 +184,7 @@ def build_coco(
                 f'{image_id}.png',
                 int(w1),
                 int(h1),
-                readers=None if gold else labels.readers[image_id],
+                raters=None if gold else labels.raters[image_id],
                 orig_width=int(w0),
                 orig_height=int(h0),
                 vindr_id=image_id,
@@ -199,7 +199,7 @@ def build_coco(
                 (c[0] * sx, c[1] * sy, c[2] * sx, c[3] * sy),
                 decimals=3,
                 area_decimals=3,
-                rater=None if gold else b.rad_id,
+                rater=None if gold else b.rater,
             )
             w, h = ann['bbox'][2:]
             if not (w > 0 and h > 0):  # the loader would refuse it: say which line

@@ -21,7 +21,7 @@ Rules (see docs/vindr.md):
   y_min/y_max given in the wrong order, and clipping a box that extends outside the image
   (:func:`earl_core.sources.vindr.build_coco`). Rows of findings outside the 14 categories
   (PhysioNet has 22 local labels) are an error unless ``unknown_classes`` is ``'drop'``
-  (counted, logged; the rater still counts as a reader) or ``'keep'`` (extra categories
+  (counted, logged; the rater still counts as having read the image) or ``'keep'`` (extra categories
   after the 14).
 
 Also read here: the image size tables (:func:`read_size_table`) that stand in for the DICOM
@@ -39,6 +39,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from earl_core.deprecation import warn_renamed
 
 __all__ = [
     'KAGGLE_COLUMNS',
@@ -99,17 +101,24 @@ class VindrBox:
 
     Args:
         image_id (str): VinDr image id (hex string).
-        rad_id (str): radiologist id (``'R8'``); ``''`` in a consensus file without it.
+        rater (str): the radiologist's id, the CSV's ``rad_id`` (``'R8'``); ``''`` in a
+            consensus file without it.
         class_name (str): canonical category name.
         box (tuple[float, float, float, float]): xyxy in original pixels.
         line (int): line of the CSV file (header = line 1), for messages.
     """
 
     image_id: str
-    rad_id: str
+    rater: str
     class_name: str
     box: tuple[float, float, float, float]
     line: int
+
+    @property
+    def rad_id(self) -> str:
+        """Deprecated name of :attr:`rater` (until 0.3)."""
+        warn_renamed('VindrBox.rad_id', 'VindrBox.rater')
+        return self.rater
 
 
 @dataclass
@@ -117,8 +126,9 @@ class VindrLabels:
     """Parsed label CSV.
 
     Args:
-        readers (dict[str, list[str]]): image id -> radiologists with a row for it, in order
-            of first appearance ('No finding' rows included).
+        raters (dict[str, list[str]]): image id -> the raters (radiologists) who read it,
+            i.e. have a row for it, in order of first appearance ('No finding' rows
+            included).
         boxes (list[VindrBox]): every finding box, in file order.
         classes (list[str]): category names in label order (the 14, then kept extras).
         source (str): file name, for messages.
@@ -127,7 +137,7 @@ class VindrLabels:
         dropped (collections.Counter): rows dropped by choice, by reason (class name).
     """
 
-    readers: dict[str, list[str]]
+    raters: dict[str, list[str]]
     boxes: list[VindrBox]
     classes: list[str]
     source: str = '<rows>'
@@ -136,9 +146,15 @@ class VindrLabels:
     dropped: collections.Counter = field(default_factory=collections.Counter)
 
     @property
+    def readers(self) -> dict[str, list[str]]:
+        """Deprecated name of :attr:`raters` (until 0.3)."""
+        warn_renamed('VindrLabels.readers', 'VindrLabels.raters')
+        return self.raters
+
+    @property
     def image_ids(self) -> list[str]:
         """Sorted image ids."""
-        return sorted(self.readers)
+        return sorted(self.raters)
 
     def positives(self) -> set[str]:
         """Image ids with at least one box."""
@@ -205,7 +221,7 @@ def parse_vindr_rows(
             Defaults to 'error'.
 
     Returns:
-        VindrLabels: readers per image and the boxes (original pixels, xyxy).
+        VindrLabels: the raters who read each image and the boxes (original pixels, xyxy).
 
     Raises:
         ValueError: ``{source}: line {n}, field '{name}': {problem}`` for every bad row.
@@ -216,7 +232,7 @@ def parse_vindr_rows(
         ...         (3, dict(image_id='b', rad_id='R9', class_name='No finding',
         ...                  x_min='', y_min='', x_max='', y_max=''))]
         >>> lab = parse_vindr_rows(rows, 'physionet')
-        >>> lab.readers, lab.boxes[0].box
+        >>> lab.raters, lab.boxes[0].box
         ({'a': ['R8'], 'b': ['R9']}, (1.0, 2.0, 5.0, 9.0))
     """
     if fmt not in ('kaggle', 'physionet'):
@@ -227,7 +243,7 @@ def parse_vindr_rows(
         )
     canonical = _canonical_classes()
     classes = list(VINDR_CLASSES)
-    readers: dict[str, list[str]] = {}
+    raters: dict[str, list[str]] = {}
     boxes: list[VindrBox] = []
     repairs: collections.Counter = collections.Counter()
     dropped: collections.Counter = collections.Counter()
@@ -281,9 +297,9 @@ def parse_vindr_rows(
                     'class_id',
                     f'class_id {cid} is {expected!r} but class_name is {raw_name!r}',
                 )
-        readers.setdefault(image_id, [])
-        if rad_id not in readers[image_id] and not gold:
-            readers[image_id].append(rad_id)
+        raters.setdefault(image_id, [])
+        if rad_id not in raters[image_id] and not gold:
+            raters[image_id].append(rad_id)
         try:
             coords = [_parse_coord(row.get(c)) for c in _COORDS]
         except ValueError:
@@ -349,7 +365,7 @@ def parse_vindr_rows(
             sum(dropped.values()),
             dict(dropped),
         )
-    return VindrLabels(readers, boxes, classes, source, fmt, repairs, dropped)
+    return VindrLabels(raters, boxes, classes, source, fmt, repairs, dropped)
 
 
 def _file_name_problem(image_id: str) -> str | None:
@@ -453,7 +469,7 @@ def read_vindr_csv(
                 yield reader.line_num, row
 
         labels = parse_vindr_rows(rows(), fmt, source, gold=gold, **options)
-    if not labels.readers:
+    if not labels.raters:
         raise ValueError(f'{source}: no data rows')
     return labels
 

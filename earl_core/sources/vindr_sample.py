@@ -11,7 +11,7 @@ What is generated (``make_vindr_sample``), in the layouts of the real releases:
   WindowCenter/WindowWidth present or absent, RescaleSlope/Intercept present or absent,
   a few image sizes.
 * ``train.csv`` (Kaggle layout ``image_id,class_name,class_id,rad_id,x_min,...``): each
-  training image read by 3 radiologists drawn from a pool (``R1`` ... ``R17``); a reader
+  training image read by 3 radiologists drawn from a pool (``R1`` ... ``R17``); a rater
   who found nothing writes one 'No finding' row (class 14, empty box).
 * ``test/<image_id>.dicom`` and ``annotations/annotations_test.csv`` (PhysioNet layout
   ``image_id,rad_id,class_name,x_min,...``): the true boxes, as the consensus labels of
@@ -34,11 +34,11 @@ by ``simulate_reads`` on the sample's findings (seeded). Each radiologist of the
 profile (``expert``, ``normal``, ``weak``: R8, R9, R10 one each, the others drawn with
 shares 0.2/0.4/0.4) with the preset's knob values, and, drawn once, a log box-size bias and
 a confusion matrix over the 14 findings. Per image, each finding gets a conspicuity
-c ~ U(0.25, 1) shared by its readers, and 3-6 pieces of normal anatomy that look like a
+c ~ U(0.25, 1) shared by the raters who read it, and 3-6 pieces of normal anatomy that look like a
 finding are the clutter (hilar vessels -> Lung Opacity, a rib crossing -> Nodule/Mass,
 the apical cap -> Pleural thickening, a costophrenic angle -> Pleural effusion, basal
 vessel markings -> Pulmonary fibrosis, the normal heart -> Cardiomegaly, the aortic knob
--> Aortic enlargement; never touching a true box). A reader then misses faint findings
+-> Aortic enlargement; never touching a true box). A rater then misses faint findings
 (and some clear ones), boxes clutter, draws Student-t-noisy boxes scaled by their bias,
 reports a wrong label mostly among the similar findings (``SIMILAR_FINDINGS``: pleural
 thickening / effusion / fibrosis, ILD / fibrosis / infiltration, consolidation / lung
@@ -57,9 +57,11 @@ import os
 import os.path as osp
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
+from earl_core.deprecation import pop_renamed_kwarg, warn_renamed
 from earl_core.io import safe_output
 from earl_core.io.coco_writer import write_canonical_json
 from earl_core.sources import medmnist_raters as mr
@@ -89,10 +91,10 @@ __all__ = [
     'SIMILAR_FINDINGS',
     'DicomEncoding',
     'Radiologist',
-    'ReaderPool',
     'SampleImage',
+    'VindrRaterPool',
     'anatomy_clutter',
-    'draw_reader_pool',
+    'draw_vindr_rater_pool',
     'make_vindr_sample',
     'render_chest',
     'simulate_reads',
@@ -143,7 +145,7 @@ SIMILAR_FINDINGS: tuple[tuple[int, int], ...] = (
     (0, 3),  # Aortic enlargement <-> Cardiomegaly (a wide mediastinum)
 )
 #: A finding's conspicuity c ~ U(CONSPICUITY) (the vindr-like preset's contrast range):
-#: a reader sees it with probability ``(1 - miss) * sigmoid((c - threshold) / tau)``.
+#: a rater sees it with probability ``(1 - miss) * sigmoid((c - threshold) / tau)``.
 CONSPICUITY = (0.25, 1.0)
 #: Pool shares of the expert, normal and weak profiles (R8, R9, R10 are one of each).
 PROFILE_SHARES = (0.2, 0.4, 0.4)
@@ -154,19 +156,25 @@ class Radiologist:
     """One radiologist of the pool.
 
     Args:
-        rad_id (str): radiologist id, e.g. ``'R8'``.
+        rater (str): the radiologist's rater id, e.g. ``'R8'`` (the CSV's ``rad_id``).
         weight (float): relative share of the images this radiologist reads.
         profile (str): ``'expert'``, ``'normal'`` or ``'weak'``: the radiologist's
             vindr-like noise (``medmnist_raters.VINDR_LIKE_PROFILES``).
     """
 
-    rad_id: str
+    rater: str
     weight: float
     profile: str
 
+    @property
+    def rad_id(self) -> str:
+        """Deprecated name of :attr:`rater` (until 0.3)."""
+        warn_renamed('Radiologist.rad_id', 'Radiologist.rater')
+        return self.rater
+
 
 @dataclass
-class ReaderPool:
+class VindrRaterPool:
     """The radiologists and their drawn noise (one per sample).
 
     Args:
@@ -182,9 +190,9 @@ class ReaderPool:
     confusion: np.ndarray
 
 
-def draw_reader_pool(
+def draw_vindr_rater_pool(
     seed: int, rng: np.random.Generator, pool: Sequence[str] = RATER_POOL
-) -> ReaderPool:
+) -> VindrRaterPool:
     """Heterogeneous radiologists: a few read most images (as R8-R10 do in the real set).
 
     Workload weights and profiles come from ``rng``; each radiologist's box bias and
@@ -192,17 +200,17 @@ def draw_reader_pool(
     vindr-like pool knobs and :data:`SIMILAR_FINDINGS`.
 
     Examples:
-        >>> p = draw_reader_pool(0, np.random.default_rng(0))
+        >>> p = draw_vindr_rater_pool(0, np.random.default_rng(0))
         >>> len(p.radiologists), p.radiologists[7].profile, p.confusion.shape
         (17, 'expert', (17, 14, 14))
     """
     names = mr.PROFILE_NAMES
     rads = []
-    for i, rad_id in enumerate(pool):
+    for i, rater in enumerate(pool):
         busy = i in (7, 8, 9)  # R8, R9, R10: one expert, one normal, one weak
         weight = round(float(rng.uniform(4.0, 6.0) if busy else rng.uniform(0.3, 1.5)), 3)
         profile = names[i - 7] if busy else names[int(rng.choice(3, p=PROFILE_SHARES))]
-        rads.append(Radiologist(rad_id, weight, profile))
+        rads.append(Radiologist(rater, weight, profile))
     profiles = [mr.VINDR_LIKE_PROFILES[r.profile] for r in rads]
     knobs = mr.VINDR_LIKE_POOL
     bias, confusion = mr.draw_rater_pool(
@@ -213,7 +221,13 @@ def draw_reader_pool(
         num_classes=len(VINDR_CLASSES),
         pairs=SIMILAR_FINDINGS,
     )
-    return ReaderPool(rads, profiles, bias, confusion)
+    return VindrRaterPool(rads, profiles, bias, confusion)
+
+
+def draw_reader_pool(*args: Any, **kwargs: Any) -> VindrRaterPool:
+    """Deprecated name of :func:`draw_vindr_rater_pool` (until 0.3)."""
+    warn_renamed('draw_reader_pool', 'draw_vindr_rater_pool')
+    return draw_vindr_rater_pool(*args, **kwargs)
 
 
 def simulate_reads(
@@ -222,15 +236,15 @@ def simulate_reads(
     labels: np.ndarray,
     conspicuity: np.ndarray,
     clutter: mr.Clutter,
-    pool: ReaderPool,
-    readers: Sequence[int],
+    pool: VindrRaterPool,
+    raters: Sequence[int],
     width: int,
     height: int,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The readers' reads of one image: the vindr-like rater model on the sample's findings.
+    """The raters' reads of one image: the vindr-like rater model on the sample's findings.
 
     Calls ``medmnist_raters.simulate_realistic_raters`` (misses tied to conspicuity,
-    false positives on anatomy clutter, Student-t box noise with per-reader bias, labels
+    false positives on anatomy clutter, Student-t box noise with per-rater bias, labels
     confused among :data:`SIMILAR_FINDINGS`, hedging second boxes) with the vindr-like
     pool knobs, then clips the boxes to the image, rounds them to 0.1 px and drops those
     under 2 px a side.
@@ -241,17 +255,17 @@ def simulate_reads(
         labels (np.ndarray): (N,) true class ids (0-13).
         conspicuity (np.ndarray): (N,) each finding's conspicuity in [0, 1].
         clutter (mr.Clutter): the image's anatomy clutter (:func:`anatomy_clutter`).
-        pool (ReaderPool): the radiologists.
-        readers (Sequence[int]): pool indices of the image's readers.
+        pool (VindrRaterPool): the radiologists.
+        raters (Sequence[int]): pool indices of the raters who read the image.
         width (int): image width.
         height (int): image height.
 
     Returns:
-        list[tuple[np.ndarray, np.ndarray]]: per reader, in ``readers`` order, the
+        list[tuple[np.ndarray, np.ndarray]]: per rater, in ``raters`` order, the
         reported (M, 4) boxes and (M,) class ids; M = 0 means 'No finding'.
 
     Examples:
-        >>> pool = draw_reader_pool(0, np.random.default_rng(0))
+        >>> pool = draw_vindr_rater_pool(0, np.random.default_rng(0))
         >>> none = mr.Clutter(np.zeros((0, 4)), *np.zeros((3, 0)))
         >>> reads = simulate_reads(np.random.default_rng(0), np.array([[100.0, 100, 180, 160]]),
         ...                        np.array([8]), np.array([0.9]), none, pool, [7, 9], 512, 512)
@@ -269,15 +283,15 @@ def simulate_reads(
         pool.profiles,
         pool.bias,
         pool.confusion,
-        len(readers),
+        len(raters),
         visibility_width=knobs['visibility_width'],
         tail_df=knobs['tail_df'],
         canvas=float(max(width, height)),
         shared_confusion=knobs['shared_confusion'],
-        readers=np.asarray(readers, np.int64),
+        readers=np.asarray(raters, np.int64),
     )
     out = []
-    for k in readers:
+    for k in raters:
         sel = res.raters == k
         b = res.boxes[sel].copy()
         b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
@@ -305,15 +319,16 @@ def make_vindr_sample(
     seed: int = 0,
     normal_fraction: float = 0.4,
     max_findings: int = 3,
-    readers: int = 3,
+    raters_per_image: int = 3,
     overwrite: bool = False,
+    **kwargs: Any,
 ) -> dict:
     """Write a VinDr-shaped sample under ``out`` (see the module docstring).
 
     Args:
         out (str): output folder: missing, empty, or an earlier sample (with
             ``overwrite``); see :func:`earl_core.io.safe_output.claim_folder`.
-        images (int): training images (read by ``readers`` radiologists each). Defaults
+        images (int): training images (read by ``raters_per_image`` radiologists each). Defaults
             to 40.
         test_images (int | None): test images (consensus labels). Defaults to
             ``max(2, images // 4)``.
@@ -322,9 +337,11 @@ def make_vindr_sample(
             to 0.4 (the real training set has ~70 %; fewer here, so a small sample has
             boxes to learn from).
         max_findings (int): findings per abnormal image, 1 to this. Defaults to 3.
-        readers (int): radiologists per training image. Defaults to 3.
+        raters_per_image (int): radiologists per training image (``readers`` until 0.2).
+            Defaults to 3.
         overwrite (bool): replace an earlier sample in ``out`` (only its files). Defaults
             to False.
+        **kwargs: ``readers``, the deprecated name of ``raters_per_image``.
 
     Returns:
         dict: the summary also written to ``out/sample_meta.json`` (without the truth).
@@ -342,11 +359,16 @@ def make_vindr_sample(
         raise ValueError(f'normal_fraction must lie in [0, 1], got {normal_fraction}')
     if max_findings < 1:
         raise ValueError(f'max_findings must be >= 1, got {max_findings}')
-    if not 1 <= readers <= len(RATER_POOL):
-        raise ValueError(f'readers must lie in [1, {len(RATER_POOL)}], got {readers}')
+    pop_renamed_kwarg(kwargs, 'readers', 'raters_per_image', 'make_vindr_sample')
+    raters_per_image = kwargs.pop('raters_per_image', raters_per_image)
+    if kwargs:
+        raise TypeError(f'make_vindr_sample: unexpected argument(s) {sorted(kwargs)}')
+    n_read = raters_per_image
+    if not 1 <= n_read <= len(RATER_POOL):
+        raise ValueError(f'raters_per_image must lie in [1, {len(RATER_POOL)}], got {n_read}')
     root = np.random.SeedSequence(seed)
     s_raters, s_images, s_reads = root.spawn(3)
-    pool = draw_reader_pool(seed, np.random.default_rng(s_raters))
+    pool = draw_vindr_rater_pool(seed, np.random.default_rng(s_raters))
     weights = np.array([r.weight for r in pool.radiologists])
     img_streams = s_images.spawn(images + test_images)
     # The first draw of each image's stream is its id: known before anything is written.
@@ -390,23 +412,23 @@ def make_vindr_sample(
                 test_rows.append([image_id, 'consensus', VINDR_CLASSES[c], *map(_fmt, b)])
             continue
         rrng = np.random.default_rng(read_streams[n])
-        chosen = rrng.choice(len(weights), size=readers, replace=False, p=weights / weights.sum())
+        chosen = rrng.choice(len(weights), size=n_read, replace=False, p=weights / weights.sum())
         conspicuity = rrng.uniform(*CONSPICUITY, size=len(labels))
         clutter = anatomy_clutter(rrng, anat, boxes, width, height)
         reads = simulate_reads(
             rrng, boxes, labels, conspicuity, clutter, pool, chosen.tolist(), width, height
         )
         for k, (rb, rl) in zip(chosen.tolist(), reads):
-            rad_id = pool.radiologists[k].rad_id
+            rater = pool.radiologists[k].rater
             if len(rl) == 0:
-                kaggle_rows.append([image_id, NO_FINDING, str(NO_FINDING_ID), rad_id, *[''] * 4])
+                kaggle_rows.append([image_id, NO_FINDING, str(NO_FINDING_ID), rater, *[''] * 4])
             for b, c in zip(rb, rl):
-                kaggle_rows.append([image_id, VINDR_CLASSES[c], str(int(c)), rad_id, *map(_fmt, b)])
+                kaggle_rows.append([image_id, VINDR_CLASSES[c], str(int(c)), rater, *map(_fmt, b)])
 
     _write_csv(osp.join(out, _TABLES[0]), KAGGLE_COLUMNS, kaggle_rows)
     _write_csv(osp.join(out, _TABLES[1]), PHYSIONET_COLUMNS, test_rows)
     train = [s for s in samples if s.split == 'train']
-    args = dict(images=images, test_images=test_images, seed=seed, readers=readers)
+    args = dict(images=images, test_images=test_images, seed=seed, raters_per_image=n_read)
     args.update(normal_fraction=normal_fraction, max_findings=max_findings)
     summary = dict(
         args,
@@ -438,3 +460,11 @@ def _write_csv(path: str, header: Sequence[str], rows: list[list[str]]) -> None:
         w = csv.writer(f, lineterminator='\n')
         w.writerow(header)
         w.writerows(rows)
+
+
+def __getattr__(name: str) -> Any:
+    """``ReaderPool``: the deprecated name of :class:`VindrRaterPool` (until 0.3)."""
+    if name == 'ReaderPool':
+        warn_renamed('earl_core.sources.vindr_sample.ReaderPool', 'VindrRaterPool')
+        return VindrRaterPool
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

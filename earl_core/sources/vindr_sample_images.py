@@ -8,7 +8,7 @@ heart) and every finding is drawn where its true box is (a bright nodule, a text
 opacity, an enlarged heart, a fluid level at a lung base, a dark pneumothorax, ...): the
 boxes point at something a detector can see. Boxes are xyxy in DICOM pixels. Normal
 anatomy that looks like a finding (:data:`ANATOMY_CLUTTER`: hilar vessels, a rib crossing,
-the apical cap, ...) is what the sample's readers box by mistake (:func:`anatomy_clutter`).
+the apical cap, ...) is what the sample's raters box by mistake (:func:`anatomy_clutter`).
 
 The DICOMs (:func:`write_dicom`) are uncompressed grey files with the properties the
 converter must handle: MONOCHROME1 and MONOCHROME2, 12-, 14- and 16-bit stored values,
@@ -222,7 +222,7 @@ def draw_image(
     return img, np.round(b, 1), np.array(labels, np.int64), anat
 
 
-#: Normal anatomy a reader may box as a finding (the sample's clutter), with the finding
+#: Normal anatomy a rater may box as a finding (the sample's clutter), with the finding
 #: it resembles (class id).
 ANATOMY_CLUTTER: tuple[tuple[str, int], ...] = (
     ('hilar vessels', 7),  # Lung Opacity
@@ -247,7 +247,7 @@ def anatomy_clutter(
 
     Returns:
         mr.Clutter: xyxy pixel boxes, ``kinds`` indexing :data:`ANATOMY_CLUTTER`,
-        ``apparent`` the finding each resembles, ``contrast`` 1 (unused by the readers).
+        ``apparent`` the finding each resembles, ``contrast`` 1 (unused by the raters).
     """
     boxes, kinds, skipped = [], [], 0
     for _ in range(int(rng.integers(CLUTTER_ITEMS[0], CLUTTER_ITEMS[1] + 1))):

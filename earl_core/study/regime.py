@@ -6,7 +6,7 @@ contrast 0.25-1 and 5-10 clutter items, which the gold files never label). Each 
 from :data:`BASE_FLAGS`, the realistic raters with every noise source off, and switches
 on exactly one kind of noise (``clean`` switches on none, ``vindr-like`` is the preset
 itself, every noise at once). The levels were chosen by measurement (each cell's 1,500
-training images at data seed 0, ``tools/analyze_annotators.py`` and the generator's realised
+training images at data seed 0, ``tools/analyze_raters.py`` and the generator's realised
 per-rater rates in ``meta.json``; 300 images gave the same rates and shares within 0.01) so that
 each noise alone is at least as strong as in the ``vindr-like`` preset, or as the paper's
 raters at p = 0.8:
@@ -202,7 +202,7 @@ def cell_statistics(report: Mapping[str, Any]) -> dict[str, float | None]:
     """The rater-report statistics a user compares with their own data (:data:`STATISTICS`).
 
     Args:
-        report (Mapping): ``report.json`` of ``tools/analyze_annotators.py``
+        report (Mapping): ``report.json`` of ``tools/analyze_raters.py``
             (:func:`~earl_core.metrics.rater_report.rater_report`).
 
     Returns:
@@ -414,7 +414,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], meta: Ma
         'mAP@[.5:.95] (★). Methods: '
         + '; '.join(f'`{m}` {LABELS.get(m, m)}' for m in methods)
         + '.',
-        "- The statistics are those of `tools/analyze_annotators.py` on the cell's training "
+        "- The statistics are those of `tools/analyze_raters.py` on the cell's training "
         'raters (partner IoU > 0.4; T = distinct raters of a WBF fused box): compare them '
         'with the same report of your own data.',
         '',

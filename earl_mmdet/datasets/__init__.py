@@ -1,6 +1,7 @@
 """Datasets and transforms for multi-rater box annotations."""
 
-from .multi_annotator_coco import MultiAnnotatorCocoDataset, PackMultiRaterInputs
+from .deprecated import MultiAnnotatorCocoDataset
+from .multi_annotator_coco import MultiRaterCocoDataset, PackMultiRaterInputs
 from .transforms import (  # noqa: F401  (registration)
     ConfidenceFromLabels,
     ConfidenceToLabels,
@@ -14,5 +15,6 @@ __all__ = [
     'FuseAnnotations',
     'KeepConfidence',
     'MultiAnnotatorCocoDataset',
+    'MultiRaterCocoDataset',
     'PackMultiRaterInputs',
 ]

@@ -2,7 +2,7 @@
 
 The data path of one annotation, in this file:
 
-1. :class:`MultiAnnotatorCocoDataset` reads the multi-rater COCO file (``docs/data_format.md``)
+1. :class:`MultiRaterCocoDataset` reads the multi-rater COCO file (``docs/data_format.md``)
    and fuses the raters' boxes of every image once, with the ``fuse_all`` of an aggregator
    (:func:`earl_core.fusion.base.build_aggregator`, ``fusion=dict(method='wbf', ...)``).
    Each data info holds the fused ``instances`` plus ``gt_confidence`` / ``gt_agreement``
@@ -35,6 +35,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
+from earl_core.deprecation import FUSION_METHOD_ALIASES, fusion_method
 from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES, Aggregator, build_aggregator
 from earl_core.io.coco import Detections, MultiRaterCoco, load_multirater_coco
 
@@ -42,7 +43,7 @@ __all__ = [
     'AGREE_KEY',
     'CONF_KEY',
     'LABEL_KEY',
-    'MultiAnnotatorCocoDataset',
+    'MultiRaterCocoDataset',
     'PackMultiRaterInputs',
 ]
 
@@ -78,14 +79,14 @@ def fusion_from_fuse_step(step: Mapping) -> dict:
         step (Mapping): the ``dict(type='FuseAnnotations', ...)`` config.
 
     Returns:
-        dict: ``fusion=`` for :class:`MultiAnnotatorCocoDataset`.
+        dict: ``fusion=`` for :class:`MultiRaterCocoDataset`.
     """
     fusion = {k: v for k, v in step.items() if k != 'type' and k not in _OBSOLETE_FUSE_KEYS}
     fusion.setdefault('method', 'wbf')
     score_mode = fusion.pop('score_mode', 'count')
-    if fusion['method'] != 'precomputed' and not isinstance(fusion['method'], Aggregator):
-        if score_mode is not None:
-            fusion['confidence'] = LEGACY_CONFIDENCE_MODES.get(score_mode, score_mode)
+    method = fusion_method(fusion['method'])
+    if method != 'prefused' and not isinstance(method, Aggregator) and score_mode is not None:
+        fusion['confidence'] = LEGACY_CONFIDENCE_MODES.get(score_mode, score_mode)
     return fusion
 
 
@@ -126,7 +127,7 @@ def lift_fuse_step(pipeline: Sequence, fusion: Any, where: str) -> tuple[list, A
         steps[i] = dict(type='LoadAnnotations', with_bbox=True)
     message = (
         f'{where}: the pipeline step FuseAnnotations is deprecated: fusion is a dataset step. '
-        f'Use MultiAnnotatorCocoDataset(fusion={fusion!r}) and a plain LoadAnnotations '
+        f'Use MultiRaterCocoDataset(fusion={fusion!r}) and a plain LoadAnnotations '
         f'(see {MIGRATION}).'
     )
     warnings.warn(message, DeprecationWarning, stacklevel=3)
@@ -157,11 +158,12 @@ def _check_fusion(fusion: Any) -> dict | None:
             "fusion must be None, a method name or a dict with 'method' (e.g. "
             f"dict(method='wbf', iou_thr=0.4, confidence='agreement_ratio')), got {fusion!r}"
         )
-    return dict(fusion)
+    m = fusion['method']  # an old name warns; the usual path does not call into deprecation
+    return {**fusion, 'method': fusion_method(m) if m in tuple(FUSION_METHOD_ALIASES) else m}
 
 
 @DATASETS.register_module()
-class MultiAnnotatorCocoDataset(CocoDataset):
+class MultiRaterCocoDataset(CocoDataset):
     """Multi-rater COCO dataset whose raters' boxes are fused once, when it loads.
 
     Reads the multi-rater COCO format (``docs/data_format.md``) through
@@ -206,8 +208,8 @@ class MultiAnnotatorCocoDataset(CocoDataset):
             parameters, among them ``confidence`` (``'agreement'`` = T,
             ``'agreement_ratio'`` = T/R, ``'fused_score'``, ``'posterior'``,
             ``'presence'``; the aggregator's default when absent).
-            ``method='precomputed'`` takes a pre-fused file's boxes with their ``score`` as
-            c (``tools/fuse_annotations.py``). A plain string is ``dict(method=string)``.
+            ``method='prefused'`` (0.1: ``'precomputed'``): a pre-fused file's boxes, c =
+            ``score`` (``tools/fuse_annotations.py``). A string is ``dict(method=string)``.
         repair (bool): apply and count the safe repairs of ``load_multirater_coco``; if
             False each of them is an error. Defaults to True.
         normalize_rater_ids (bool): merge rater ids that differ only by case,
@@ -224,8 +226,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
             ``classes``, the classes are the file's categories in file order.
 
     Attributes:
-        aggregator (Aggregator | None): the (fitted) aggregator after loading; None for
-            ``'precomputed'``.
+        aggregator (Aggregator | None): the fitted aggregator after loading; None for prefused.
     """
 
     METAINFO: dict = {'classes': (), 'palette': []}
@@ -270,19 +271,19 @@ class MultiAnnotatorCocoDataset(CocoDataset):
     def _build_aggregator(self) -> Aggregator | None:
         spec = dict(self.fusion or {'method': 'na', 'confidence': 'agreement'})
         method = spec.pop('method')
-        if method == 'precomputed':
+        if method == 'prefused':
             if spec:
                 raise ValueError(
-                    f"{self.ann_file}: fusion method 'precomputed' takes no parameters, got "
+                    f"{self.ann_file}: fusion method 'prefused' takes no parameters, got "
                     f'{sorted(spec)}'
                 )
             return None
         return build_aggregator(method, **spec)
 
-    def _precomputed(self, coco: MultiRaterCoco) -> list[Detections]:
+    def _prefused(self, coco: MultiRaterCoco) -> list[Detections]:
         if not coco.prefused:
             raise ValueError(
-                f"{self.ann_file}: fusion method 'precomputed' needs a pre-fused file (field "
+                f"{self.ann_file}: fusion method 'prefused' needs a pre-fused file (field "
                 "'score' on every annotation, tools/fuse_annotations.py); this file has none"
             )
         out = []
@@ -303,7 +304,7 @@ class MultiAnnotatorCocoDataset(CocoDataset):
     def _fuse(self, coco: MultiRaterCoco) -> list[Detections]:
         """Per image its fused boxes: the aggregator's (fitted on these images), or the file's."""
         agg = self.aggregator = self._build_aggregator()
-        return self._precomputed(coco) if agg is None else agg.fuse_all(coco.images)
+        return self._prefused(coco) if agg is None else agg.fuse_all(coco.images)
 
     # ------------------------------------------------------------------ loading
     def load_data_list(self) -> list[dict]:

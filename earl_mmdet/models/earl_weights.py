@@ -201,17 +201,20 @@ def confidence_to_weight(
 
 def _checked(confidence: Tensor) -> Tensor:
     """``confidence`` as a floating tensor; raise on a negative or non-finite value."""
-    conf = confidence if confidence.is_floating_point() else confidence.float()
-    bad = ~torch.isfinite(conf) | (conf < 0)
+    if not confidence.is_floating_point():
+        confidence = confidence.float()
+    bad = ~torch.isfinite(confidence) | (confidence < 0)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
-        raise ValueError(f'box confidence must be finite and >= 0; box {i} has {float(conf[i])!r}')
-    return conf
+        raise ValueError(
+            f'box confidence must be finite and >= 0; box {i} has {float(confidence[i])!r}'
+        )
+    return confidence
 
 
-def _weights(conf: Tensor, scale: float, gamma: float, floor: float) -> Tensor:
+def _weights(confidence: Tensor, scale: float, gamma: float, floor: float) -> Tensor:
     """``max(floor, (c / scale) ** gamma)`` of an already checked confidence."""
-    weights = conf / scale
+    weights = confidence / scale
     if gamma != 1.0:
         weights = weights.pow(gamma)
     if floor > 0.0:

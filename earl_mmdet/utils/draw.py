@@ -2,7 +2,7 @@
 
 Used by ``tools/browse_dataset.py``; importable so a notebook can draw one image:
 ``render(img, rater_boxes, rater_labels, rater_ids, raters, fused_boxes, fused_labels,
-fused_conf, classes)``.
+fused_confidence, classes)``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from earl_core.deprecation import renamed_kwargs
 
 __all__ = ['FUSED_COLOUR', 'rater_colour', 'render']
 
@@ -45,6 +47,7 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], colour, scale: float
     cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
 
 
+@renamed_kwargs('render', fused_conf='fused_confidence')
 def render(
     img: np.ndarray,
     rater_boxes: np.ndarray,
@@ -53,7 +56,7 @@ def render(
     raters: Sequence[str],
     fused_boxes: np.ndarray,
     fused_labels: np.ndarray,
-    fused_conf: np.ndarray,
+    fused_confidence: np.ndarray,
     classes: Sequence[str],
     rater_order: dict[str, int] | None = None,
 ) -> np.ndarray:
@@ -67,7 +70,7 @@ def render(
         raters (Sequence[str]): raters who read the image (legend).
         fused_boxes (np.ndarray): (M, 4) xyxy pixels.
         fused_labels (np.ndarray): (M,) int labels.
-        fused_conf (np.ndarray): (M,) confidence c.
+        fused_confidence (np.ndarray): (M,) confidence c (``fused_conf`` until 0.2).
         classes (Sequence[str]): class names by label.
         rater_order (dict[str, int] | None): rater -> colour index, to keep colours stable
             across images; updated with unseen raters. Defaults to a fresh one.
@@ -96,12 +99,13 @@ def render(
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(left, (x1, y1), (x2, y2), c, thick)
         _text(left, name(int(lab)), (x1, max(y1 - 2, 12)), c, scale)
-    for box, lab, conf in zip(np.asarray(fused_boxes).reshape(-1, 4), fused_labels, fused_conf):
+    fused = zip(np.asarray(fused_boxes).reshape(-1, 4), fused_labels, fused_confidence)
+    for box, lab, confidence in fused:
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(right, (x1, y1), (x2, y2), FUSED_COLOUR, thick)
         _text(
             right,
-            f'{name(int(lab))} c={float(conf):.3g}',
+            f'{name(int(lab))} c={float(confidence):.3g}',
             (x1, max(y1 - 2, 12)),
             FUSED_COLOUR,
             scale,

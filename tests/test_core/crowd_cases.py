@@ -29,7 +29,7 @@ from earl_core.structures import Detections
 
 GOLDEN = osp.join(osp.dirname(__file__), 'crowd_parity.json.gz')
 
-#: name -> (seed, images, rater pool, most readers per image, classes, grid, spread).
+#: name -> (seed, images, rater pool, most raters per image, classes, grid, spread).
 #: grid: integer coordinates on a 2-px grid (exact IoU ties, duplicate boxes); spread: box
 #: jitter relative to the object size (0.25: components that are no cliques).
 CASES = {
@@ -61,7 +61,7 @@ def make_case(
     seed: int,
     n_images: int,
     n_raters: int,
-    max_readers: int,
+    max_raters_per_image: int,
     k: int,
     grid: bool,
     spread: float,
@@ -71,18 +71,18 @@ def make_case(
     pool = [f'r{i:02d}' for i in range(n_raters)]
     images = []
     for i in range(n_images + 1):
-        if i == n_images:  # the extra image: an unseen rater among the readers
-            readers = ['unseen'] + list(rng.choice(pool, min(2, n_raters), replace=False))
+        if i == n_images:  # the extra image: an unseen rater among those who read it
+            read_by = ['unseen'] + list(rng.choice(pool, min(2, n_raters), replace=False))
         elif i == 1:
-            readers = []  # nobody read it
+            read_by = []  # nobody read it
         else:
-            n_read = int(rng.integers(1, max_readers + 1))
-            readers = [str(r) for r in rng.choice(pool, n_read, replace=False)]
+            n_read = int(rng.integers(1, max_raters_per_image + 1))
+            read_by = [str(r) for r in rng.choice(pool, n_read, replace=False)]
         n_obj = int(rng.integers(0, 5)) if i != 2 else 0  # image 2: read, no box
         ctr, size = object_layout(rng, n_obj, grid, (2, 12), (20, 180), (10, 60))
         truth = rng.integers(0, k, n_obj)
         boxes, labels, rids = [], [], []
-        for r in readers:
+        for r in read_by:
             for o in range(n_obj):
                 if rng.random() >= 0.75:
                     continue
@@ -110,7 +110,7 @@ def make_case(
                 np.asarray(boxes, np.float64).reshape(-1, 4)[perm],
                 np.asarray(labels, np.int64)[perm],
                 np.asarray(rids, dtype=object)[perm] if rids else np.zeros(0, str),
-                tuple(readers),
+                tuple(read_by),
                 width=300.0,
                 height=300.0,
                 image_id=i,
@@ -120,7 +120,7 @@ def make_case(
 
 
 def singletons_case() -> tuple[list[Detections], Detections]:
-    """One image of 60 boxes that overlap nothing (3 readers), and one unseen-rater image."""
+    """One image of 60 boxes that overlap nothing (3 raters), and one unseen-rater image."""
     rng = np.random.default_rng(5)
     xy = np.stack(np.divmod(np.arange(60), 8), 1) * 40.0
     im = Detections.from_raters(
@@ -180,11 +180,13 @@ def aggregator_specs(pool_rater: str) -> dict[str, Any]:
         'wbf': 'wbf',
         'wbf_fused_score': dict(type='wbf', confidence='fused_score'),
         'em': 'em',
-        'em_fused_prof': dict(type='em', confidence='fused_score', box_weights='proficiency'),
+        'em_fused_prof': dict(type='em', confidence='fused_score', box_averaging='proficiency'),
         'em_keep': dict(type='em', drop_no_object=False, confidence='agreement_ratio'),
         'em_complete': dict(type='em', linkage='complete', iou_thr=0.3),
         'presence_em': 'presence_em',
-        'presence_em_post': dict(type='presence_em', confidence='posterior', box_weights='uniform'),
+        'presence_em_post': dict(
+            type='presence_em', confidence='posterior', box_averaging='uniform'
+        ),
     }
 
 

@@ -22,23 +22,24 @@ GRID, CELL, SIDE = 8, 32.0, 24.0
 
 
 def draw_sites(
-    rng: np.random.Generator, pool: int, readers: int | None, mu: float, nu: float
+    rng: np.random.Generator, pool: int, raters_per_image: int | None, mu: float, nu: float
 ) -> tuple[np.ndarray, int, np.ndarray]:
-    """The readers and the sites of one image, in this order from ``rng``.
+    """The raters who read one image and its sites, in this order from ``rng``.
 
     Args:
         rng (np.random.Generator): the generator of the data set.
         pool (int): raters in the pool.
-        readers (int | None): readers per image, drawn without replacement and sorted;
+        raters_per_image (int | None): raters per image, drawn without replacement, sorted;
             None: the whole pool.
         mu (float): mean number of real objects (Poisson).
         nu (float): mean number of spurious sites (Poisson).
 
     Returns:
-        tuple: the readers (R,) int64 pool indices, the number of real objects n, and the
+        tuple: the raters (R,) int64 pool indices, the number of real objects n, and the
         cells (n + spurious,) of the real objects, then of the spurious sites.
     """
-    rd = np.arange(pool) if readers is None else np.sort(rng.choice(pool, readers, False))
+    n_read = raters_per_image
+    rd = np.arange(pool) if n_read is None else np.sort(rng.choice(pool, n_read, False))
     n_obj = min(int(rng.poisson(mu)), GRID * GRID)
     n_spur = min(int(rng.poisson(nu)), GRID * GRID - n_obj)
     return rd, n_obj, rng.choice(GRID * GRID, n_obj + n_spur, replace=False)
@@ -51,14 +52,14 @@ def cell_box(cell: int) -> np.ndarray:
 
 
 def site_image(
-    boxes: Sequence, labels: Sequence[int], rater_ids: Sequence[str], readers, image_id: int
+    boxes: Sequence, labels: Sequence[int], rater_ids: Sequence[str], raters, image_id: int
 ) -> Detections:
     """The :class:`Detections` of lists of boxes, labels and raters (possibly empty)."""
     return Detections.from_raters(
         np.asarray(boxes, float).reshape(-1, 4),
         np.asarray(labels, np.int64),
         np.asarray(rater_ids, dtype=str),
-        tuple(readers),
+        tuple(raters),
         image_id=image_id,
     )
 
@@ -66,7 +67,7 @@ def site_image(
 def realistic_images(
     n_images: int,
     profiles: Sequence[mr.RaterProfile],
-    readers: int,
+    raters_per_image: int,
     seed: int,
     place: Callable[[np.random.Generator], tuple[np.ndarray, int]],
     tail_df: float,
@@ -84,7 +85,7 @@ def realistic_images(
         n_images (int): images.
         profiles (Sequence[RaterProfile]): the pool, one profile per rater; pool rater k is
             named ``f'r{k}'``.
-        readers (int): readers per image.
+        raters_per_image (int): raters per image.
         seed (int): the seed of the pool and of the images.
         place (Callable): ``place(rng) -> (boxes (n, 4), n_digits)``.
         tail_df (float): Student-t degrees of freedom of the box noise.
@@ -94,7 +95,7 @@ def realistic_images(
         list[Detections]: the images, ids 0..n_images - 1.
     """
     pool = mr.VINDR_LIKE_POOL
-    bias, conf = mr.draw_rater_pool(seed, profiles, pool['bias_sd'], pool['structure'])
+    bias, confusion = mr.draw_rater_pool(seed, profiles, pool['bias_sd'], pool['structure'])
     rng = np.random.default_rng(seed)
     images = []
     for i in range(n_images):
@@ -108,7 +109,7 @@ def realistic_images(
         )
         out = mr.simulate_realistic_raters(
             rng, boxes[:n_digits], rng.integers(0, 10, n_digits), np.ones(n_digits), clutter,
-            profiles, bias, conf, readers, pool['visibility_width'], tail_df, canvas,
+            profiles, bias, confusion, raters_per_image, pool['visibility_width'], tail_df, canvas,
             pool['shared_confusion'],
         )  # fmt: skip
         names = [f'r{k}' for k in out.raters]

@@ -64,7 +64,7 @@ def test_registry_names():
         ('wbf', {'iou_thr': 0.5}, WBFAggregator),
         ('em', {'max_iter': 5}, EMAggregator),
         ('presence_em', {'max_iter': 5, 'confidence': 'posterior'}, PresenceEMAggregator),
-        ({'type': 'presence_em', 'box_weights': 'uniform'}, {}, PresenceEMAggregator),
+        ({'type': 'presence_em', 'box_averaging': 'uniform'}, {}, PresenceEMAggregator),
     ],
 )
 def test_build(spec, params, cls):
@@ -72,6 +72,15 @@ def test_build(spec, params, cls):
     assert type(agg) is cls
     # get_params round-trips through build_aggregator.
     assert build_aggregator(agg.get_params()).get_params() == agg.get_params()
+
+
+@pytest.mark.parametrize('name', ['em', 'presence_em'])
+def test_box_weights_is_the_old_name_of_box_averaging(name):
+    # the EM option box_weights (until 0.2) keeps working until 0.3, with a FutureWarning
+    with pytest.warns(FutureWarning, match=f"'{name}': box_weights=.*box_averaging="):
+        agg = build_aggregator(name, box_weights='uniform')
+    assert agg.box_averaging == 'uniform' and agg.get_params()['box_averaging'] == 'uniform'
+    assert 'box_weights' not in agg.get_params()
 
 
 def test_build_rater_and_override():
@@ -109,12 +118,12 @@ def test_build_rater_and_override():
         ('mv', {'confidence': 'agreement', 'score_mode': 'count'}, 'not both'),
         ('wbf', {'conf_type': 'mean'}, 'conf_type must be one of'),
         ('wbf', {'tie_break': 'random'}, 'tie_break must be one of'),
-        ('em', {'box_weights': 'x'}, 'box_weights'),
+        ('em', {'box_averaging': 'x'}, 'box_averaging'),
         ('em', {'prior_diag': 2.0}, 'prior_diag'),
         ('em', {'bogus': 1}, "aggregator 'em'"),
         ('em', {'confidence': 'presence'}, "aggregator 'em': confidence must be one of"),
         ('presence_em', {'confidence': 'agreement'}, "'presence_em': confidence must be one of"),
-        ('presence_em', {'box_weights': 'proficiency'}, "box_weights must be 'box' or"),
+        ('presence_em', {'box_averaging': 'proficiency'}, "box_averaging must be 'box' or"),
         ('presence_em', {'fp_prior': 1.0}, r'fp_prior must be a finite number in \(0, 1\)'),
         ('presence_em', {'bogus': 1}, "aggregator 'presence_em'"),
         ('rater:A', {'on_missing': 'ignore'}, 'on_missing'),
@@ -128,7 +137,7 @@ def test_build_errors(spec, params, match):
 
 # ----------------------------------------------------------------------------- na / rater
 @pytest.mark.parametrize(
-    'params, conf',
+    'params, confidence',
     [
         ({}, 1.0),  # default 'agreement', the baseline: every box weighs T = 1
         ({'confidence': 'agreement_ratio'}, 1 / 3),  # a one-rater cluster out of R = 3
@@ -136,12 +145,12 @@ def test_build_errors(spec, params, match):
         ({'score_mode': 'fraction'}, 1 / 3),  # deprecated spelling
     ],
 )
-def test_na(params, conf):
+def test_na(params, confidence):
     res = build_aggregator('na', **params)(IM)
     assert isinstance(res, Detections)
     np.testing.assert_array_equal(res.boxes, IM.boxes.astype(np.float32))
     np.testing.assert_array_equal(res.labels, IM.labels)
-    np.testing.assert_allclose(res.confidence, conf, rtol=1e-6)
+    np.testing.assert_allclose(res.confidence, confidence, rtol=1e-6)
     assert res.agreement.tolist() == [1, 1, 1, 1]
     assert res.num_raters == 3
     assert res.member_raters == [('A',), ('B',), ('C',), ('C',)]
@@ -222,11 +231,11 @@ def test_mv_quorum_above_r_warns_once():
 
 
 @pytest.mark.parametrize(
-    'mode, conf', [('agreement', 2.0), ('agreement_ratio', 2 / 3), ('fused_score', 2 / 3)]
+    'mode, confidence', [('agreement', 2.0), ('agreement_ratio', 2 / 3), ('fused_score', 2 / 3)]
 )
-def test_mv_confidence_modes(mode, conf):
+def test_mv_confidence_modes(mode, confidence):
     res = build_aggregator('mv', confidence=mode)(IM)
-    assert res.confidence[0] == pytest.approx(conf)
+    assert res.confidence[0] == pytest.approx(confidence)
 
 
 def test_mv_tie_and_per_label():
@@ -258,7 +267,7 @@ def presence_data():
 @pytest.mark.parametrize('mode', ['presence', 'posterior'])
 def test_presence_em_is_the_model_posterior(presence_data, mode):
     """Every cluster kept: label = argmax P(y | z = 1), c = the mode, box = the mean."""
-    agg = build_aggregator('presence_em', confidence=mode, box_weights='uniform')
+    agg = build_aggregator('presence_em', confidence=mode, box_averaging='uniform')
     assert agg.fit(presence_data) is agg and agg.model.num_classes_ == 4
     low = 0
     for im in presence_data[:40]:
@@ -278,14 +287,14 @@ def test_presence_em_is_the_model_posterior(presence_data, mode):
 
 
 def test_presence_em_box_is_em_box_model(presence_data):
-    """box_weights='box': weights 1/sigma_r^2 of RaterEM fitted on the same images."""
+    """box_averaging='box': weights 1/sigma_r^2 of RaterEM fitted on the same images."""
     from earl_core.fusion.em import RaterEM
 
     agg = build_aggregator('presence_em').fit(presence_data)
     w = RaterEM(num_classes=4).fit(presence_data).rater_weights('box')
     assert len(set(w.values())) == 4  # the raters' box errors differ
     im = presence_data[0]
-    ref = build_aggregator('presence_em', box_weights='uniform').fit(presence_data)(im)
+    ref = build_aggregator('presence_em', box_averaging='uniform').fit(presence_data)(im)
     res = agg(im)
     np.testing.assert_array_equal(res.confidence, ref.confidence)
     for k, members in enumerate(res.members):

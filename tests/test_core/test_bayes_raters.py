@@ -3,7 +3,7 @@ presence_em, determinism, the detector source, and argument checks.
 
 Data: :func:`generate`, the model itself. Per image Poisson(mu) real objects of K classes
 and Poisson(nu) spurious sites, each in its own cell of an 8 x 8 grid (clustering recovers
-the sites exactly); every reader answers an object of class z with l ~ theta_r[z, :]
+the sites exactly); every rater who read it answers an object of class z with l ~ theta_r[z, :]
 (l = K: no box), draws a box on a spurious site with probability f_r (label uniform), and
 jitters each coordinate with std sigma_r x the box side.
 
@@ -59,7 +59,7 @@ def generate(
     theta: np.ndarray,
     fp: np.ndarray,
     sigma: np.ndarray,
-    readers: int | None = None,
+    raters_per_image: int | None = None,
     seed: int = 0,
     names: list[str] | None = None,
 ) -> tuple[list[Detections], list[list[tuple[np.ndarray, int]]]]:
@@ -69,7 +69,7 @@ def generate(
     names = names or [f'r{i}' for i in range(pool)]
     images, truth = [], []
     for i in range(n_images):
-        rd, n_obj, cells = draw_sites(rng, pool, readers, MU, NU)
+        rd, n_obj, cells = draw_sites(rng, pool, raters_per_image, MU, NU)
         classes = rng.integers(0, K, n_obj)
         boxes, labels, rids, sites = [], [], [], []
         for j, cell in enumerate(cells.tolist()):
@@ -124,7 +124,7 @@ def test_recovers_confusion_box_error_and_false_positives(seed):
 
 @pytest.mark.parametrize('seed', SEEDS)
 def test_crowd_of_200_raters_reading_4_per_image(seed):
-    """1,500 images, 4 readers each from a pool of 200 (2 % of the images each): 60
+    """1,500 images, 4 raters each from a pool of 200 (2 % of the images each): 60
     good raters (keep 0.9), 100 normal (0.7), 40 bad (random labels). Group means of the
     diagonal within 0.05 of the truth (bad: at most 0.35, the prior pulls up from 0.24), and
     every good rater above every bad one."""
@@ -134,7 +134,7 @@ def test_crowd_of_200_raters_reading_4_per_image(seed):
     fp = np.where(groups == 2, 0.3, 0.1)
     sigma = np.choose(groups, [0.03, 0.06, 0.12])
     names = [f'r{i:03d}' for i in range(200)]
-    images, _ = generate(1500, theta, fp, sigma, readers=4, seed=seed, names=names)
+    images, _ = generate(1500, theta, fp, sigma, raters_per_image=4, seed=seed, names=names)
     m = BayesRaterModel(num_classes=K).fit(images)
     g = groups[[names.index(r) for r in m.raters_]]
     diag = np.trace(m.confusion_[:, :K, :K], axis1=1, axis2=2) / K
@@ -154,7 +154,7 @@ def test_behaves_as_a_bayesian_em_over_raters(seed):
     difference <= 0.08); em's keep/drop decision matched by presence >= 0.5 on >= 90 %, the
     same label on >= 95 % of em's boxes, fused boxes at IoU >= 0.99 to em's, and the label
     posteriors ranked alike (Spearman >= 0.85)."""
-    images, _ = generate(300, THETA, FP, SIGMA, readers=3, seed=seed)
+    images, _ = generate(300, THETA, FP, SIGMA, raters_per_image=3, seed=seed)
     bayes = build_aggregator('bayes').fit(images)
     pem = build_aggregator('presence_em').fit(images)
     em = build_aggregator('em').fit(images)
@@ -186,7 +186,7 @@ def test_behaves_as_a_bayesian_em_over_raters(seed):
 
 
 def test_fit_is_deterministic_and_posterior_matches_the_fit():
-    images, _ = generate(80, THETA, FP, SIGMA, readers=3, seed=7)
+    images, _ = generate(80, THETA, FP, SIGMA, raters_per_image=3, seed=7)
     a, b = BayesRaterModel().fit(images), BayesRaterModel().fit(images)
     for name in ('confusion_alpha_', 'class_prior_', 'box_gamma_', 'fp_per_image_'):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name

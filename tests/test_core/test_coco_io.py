@@ -161,7 +161,7 @@ def _cases(*rows):
     return [pytest.param(m, want, id=i) for i, m, want in rows]
 
 
-NFC_E, NFD_E = '\u00e9', 'e\u0301'  # 'é' composed / decomposed: one id to a reader
+NFC_E, NFD_E = '\u00e9', 'e\u0301'  # 'é' composed / decomposed: one id to whoever reads the file
 
 # Each row: mutation of the clean file -> ValueError whose message must match (file, record,
 # field). All raised whatever `repair` is.
@@ -342,7 +342,7 @@ REPAIR_CASES = [
         lambda c: np.testing.assert_array_equal(c.images[0].boxes[2], [90, 0, 100, 5]),
         id='out-of-image',
     ),
-    # a rater drew a box but is not listed as a reader: added to the image's annotators
+    # a rater drew a box but is not listed among the image's raters: added to its annotators
     pytest.param(
         _set('annotations.2.annotator_id', 'r9'),
         'rater_added_to_image',
@@ -451,7 +451,7 @@ def test_bad_argument_type():
         load_multirater_coco(3)
 
 
-def test_image_without_any_rater_box_and_no_reader():
+def test_image_read_by_nobody_without_any_rater_box():
     data = _coco()
     data['images'][1]['annotators'] = []
     coco = load_multirater_coco(data)

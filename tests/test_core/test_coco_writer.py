@@ -54,12 +54,21 @@ def test_area_rounding():
     assert ann['area'] == 1.232  # 1.11 * 1.11 = 1.2321
 
 
-def test_image_readers_and_categories():
+def test_image_raters_and_categories():
     assert coco_image(1, 'a.png', 4, 3) == dict(id=1, file_name='a.png', width=4, height=3)
-    read = coco_image(2, 'b.png', 4, 3, readers=('R2', 'R1'), vindr_id='b')
+    read = coco_image(2, 'b.png', 4, 3, raters=('R2', 'R1'), vindr_id='b')
     assert read['annotators'] == ['R2', 'R1'] and read['vindr_id'] == 'b'
-    assert coco_image(3, 'c.png', 4, 3, readers=[])['annotators'] == []  # read by nobody
+    assert coco_image(3, 'c.png', 4, 3, raters=[])['annotators'] == []  # read by nobody
     assert [c['id'] for c in coco_categories(['x', 'y', 'z'], 'thing')] == [1, 2, 3]
+
+
+def test_image_readers_is_the_old_name_of_raters():
+    # coco_image(readers=) (until 0.2) keeps working until 0.3, with a FutureWarning
+    with pytest.warns(FutureWarning, match=r'coco_image\(readers=\).*coco_image\(raters=\)'):
+        old = coco_image(2, 'b.png', 4, 3, readers=('R2', 'R1'))
+    assert old == coco_image(2, 'b.png', 4, 3, raters=('R2', 'R1'))
+    with pytest.raises(TypeError, match='raters= only'):
+        coco_image(2, 'b.png', 4, 3, readers=['R1'], raters=['R1'])
 
 
 def test_file_order_and_optional_entries():
@@ -69,8 +78,8 @@ def test_file_order_and_optional_entries():
 
 
 def test_written_file_loads_as_multirater(tmp_path):
-    """What the writer lays out is what the loader reads: raters, readers, xyxy boxes."""
-    images = [coco_image(1, '1.png', 50, 40, readers=['R1', 'R2']), coco_image(2, '2.png', 50, 40)]
+    """What the writer lays out is what the loader reads: raters, who read, xyxy boxes."""
+    images = [coco_image(1, '1.png', 50, 40, raters=['R1', 'R2']), coco_image(2, '2.png', 50, 40)]
     images[1]['annotators'] = ['R1']
     anns = [
         coco_annotation(1, 1, 1, (1.0, 2.0, 11.5, 12.0), decimals=2, rater='R1'),

@@ -2,7 +2,7 @@
 each image, and give the numbers of the dense implementations they replaced.
 
 Parity: :mod:`tests.test_core.crowd_cases` holds seeded cases (rater pools of 5 to 40,
-readers per image 0 to 30, unseen raters, images nobody read, exact ties, a crowd of 30 on
+raters per image 0 to 30, unseen raters, images nobody read, exact ties, a crowd of 30 on
 two objects, one image of 60 lone boxes) and the outputs of the dense code (commit db2678b).
 
 Scale: the memory of the EM fits and of the report does not grow with the raters of the
@@ -92,19 +92,19 @@ def test_parity_with_dense_implementation(case, section):
 
 # ------------------------------------------------------------------ memory and time shape
 def crowd_images(pool: int, n_images: int = 300, seed: int = 0) -> list[Detections]:
-    """The same ``n_images`` images (3 readers, 1-3 objects, boxes by reader slot) whatever
-    ``pool``, the number of raters the 3 readers of each image are drawn from."""
+    """The same ``n_images`` images (3 raters, 1-3 objects, boxes by rater slot) whatever
+    ``pool``, the number of raters the 3 raters of each image are drawn from."""
     rng = np.random.default_rng(seed)
     names = [f'r{k:04d}' for k in range(pool)]
     pick = np.random.default_rng(seed + 1)
     images = []
     for i in range(n_images):
-        readers = [names[k] for k in pick.choice(pool, 3, replace=False)]
+        read_by = [names[k] for k in pick.choice(pool, 3, replace=False)]
         n_obj = int(rng.integers(1, 4))
         ctr = rng.uniform(40, 200, (n_obj, 2))
         size = rng.uniform(20, 60, (n_obj, 2))
         boxes, labels, rids = [], [], []
-        for r in readers:
+        for r in read_by:
             for o in range(n_obj):
                 if rng.random() < 0.8:
                     c = ctr[o] + rng.normal(0, 0.05, 2) * size[o]
@@ -112,7 +112,7 @@ def crowd_images(pool: int, n_images: int = 300, seed: int = 0) -> list[Detectio
                     labels.append(int(rng.integers(0, 3)) if rng.random() < 0.1 else o % 3)
                     rids.append(r)
         images.append(
-            Detections.from_raters(np.reshape(boxes, (-1, 4)), labels, rids, readers, image_id=i)
+            Detections.from_raters(np.reshape(boxes, (-1, 4)), labels, rids, read_by, image_id=i)
         )
     return images
 
@@ -236,7 +236,7 @@ def cpu_seconds(fn: Callable[[], Any]) -> tuple[Any, float]:
 def test_one_image_read_by_1000_raters(spec, n_boxes):
     # Issue 25's bound: fusion and every aggregator on one image read by 1,000 raters
     # within 5 s (here each aggregator alone; about 1 s each on a 2-core x86-64). The
-    # dense code rescanned the (N, N) linkage matrix at every merge and looped per reader
+    # dense code rescanned the (N, N) linkage matrix at every merge and looped per rater
     # and per cluster in Python.
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -252,7 +252,7 @@ def test_one_image_read_by_1000_raters(spec, n_boxes):
 def test_report_on_one_image_read_by_1000_raters():
     # The rater report's leave-one-out consensus re-clustered the image once per rater
     # (~15-20 min at 1,000 raters); an image read by more than LOO_EXACT_MAX_READERS keeps
-    # its all-reader clusters. Most of what remains is the 999,000 ordered rater pairs of
+    # its all-rater clusters. Most of what remains is the 999,000 ordered rater pairs of
     # the partner table (about 13 s of CPU on a 2-core x86-64).
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -284,7 +284,7 @@ def test_fixed_cluster_leave_one_out_matches_the_exact_one(n_raters, seed, monke
 
 
 def test_presence_em_on_20000_lone_boxes():
-    # 20,000 boxes that overlap nothing, drawn by 3 readers in 3 classes: 9 distinct
+    # 20,000 boxes that overlap nothing, drawn by 3 raters in 3 classes: 9 distinct
     # observations, so the EM runs on 9 weighted rows, within issue 25's 2 s (the dense
     # code: 20,000 rows for ~650 iterations, ~15 s).
     n = 20_000

@@ -34,7 +34,7 @@ class _Boxes:
 
 
 @pytest.mark.parametrize(
-    'conf, kwargs, expected',
+    'confidence, kwargs, expected',
     [
         # paper default: w = c
         ([0.0, 0.5, 1.0], {}, [0.0, 0.5, 1.0]),
@@ -52,9 +52,9 @@ class _Boxes:
         ([1, 2], dict(scale=2.0), [0.5, 1.0]),
     ],
 )
-def test_confidence_to_weight_table(conf, kwargs, expected):
-    dtype = torch.long if isinstance(conf[0], int) else torch.float32
-    out = confidence_to_weight(torch.tensor(conf, dtype=dtype), **kwargs)
+def test_confidence_to_weight_table(confidence, kwargs, expected):
+    dtype = torch.long if isinstance(confidence[0], int) else torch.float32
+    out = confidence_to_weight(torch.tensor(confidence, dtype=dtype), **kwargs)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float32))
 
@@ -66,14 +66,14 @@ def test_confidence_to_weight_rejects_bad_confidence(bad):
 
 
 @given(
-    conf=st.lists(st.floats(0.0, 10.0, allow_nan=False), min_size=1, max_size=20),
+    confidence=st.lists(st.floats(0.0, 10.0, allow_nan=False), min_size=1, max_size=20),
     scale=st.floats(0.1, 5.0),
     gamma=st.floats(0.0, 3.0),
     floor=st.floats(0.0, 1.0),
 )
 @settings(max_examples=50, deadline=None)
-def test_confidence_to_weight_properties(conf, scale, gamma, floor):
-    c = torch.tensor(conf, dtype=torch.float64)
+def test_confidence_to_weight_properties(confidence, scale, gamma, floor):
+    c = torch.tensor(confidence, dtype=torch.float64)
     w = confidence_to_weight(c, scale, gamma, floor)
     assert bool((w >= floor).all())
     # monotone non-decreasing in c
@@ -191,14 +191,14 @@ def test_weight_sum_normalizer(count, npos, wsum, expected):
     assert weight_sum_normalizer(count, npos, wsum) == pytest.approx(expected)
 
 
-def _instances(conf, boxes=None):
+def _instances(confidence, boxes=None):
     from mmengine.structures import InstanceData
 
-    n = len(conf)
+    n = len(confidence)
     inst = InstanceData()
     inst.bboxes = torch.arange(n * 4, dtype=torch.float32).view(n, 4) if boxes is None else boxes
     inst.labels = torch.arange(n)
-    inst.confidence = torch.tensor(conf, dtype=torch.float32)
+    inst.confidence = torch.tensor(confidence, dtype=torch.float32)
     return inst
 
 

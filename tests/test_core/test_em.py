@@ -166,7 +166,7 @@ def test_posterior_matches_model_formula(sim, fitted):
         ci, q = m.posterior(im)
         for j in range(len(ci.clusters)):
             said = ci.observations[j]
-            # objects: P(z = k) * prod over readers theta_r[k, said] (Dawid-Skene rows)
+            # objects: P(z = k) * prod over raters who read it theta_r[k, said] (Dawid-Skene rows)
             p = np.array(
                 [
                     m.class_prior_[k]
@@ -245,7 +245,7 @@ def test_em_hand_unanimous():
                 b, np.array([lab] * 3), np.array(['a', 'b', 'c']), ('a', 'b', 'c')
             )
         )
-    agg = build_aggregator('em', box_weights='uniform').fit(ims)
+    agg = build_aggregator('em', box_averaging='uniform').fit(ims)
     for i, im in enumerate(ims):
         res = agg(im)
         assert res.labels.tolist() == [i % 2]

@@ -25,7 +25,7 @@ LABELS = np.array([4, 7])
 
 
 def _simulate(profiles, clutter=None, contrast=(1.0, 1.0), seed=0, readers=None, **kw):
-    bias, conf = mr.draw_rater_pool(0, profiles, 0.0, 0.8)
+    bias, confusion = mr.draw_rater_pool(0, profiles, 0.0, 0.8)
     return mr.simulate_realistic_raters(
         np.random.default_rng(seed),
         BOXES,
@@ -34,7 +34,7 @@ def _simulate(profiles, clutter=None, contrast=(1.0, 1.0), seed=0, readers=None,
         clutter or _no_clutter(),
         profiles,
         bias,
-        conf,
+        confusion,
         readers or len(profiles),
         kw.get('width', 0.04),
         kw.get('df', 2.0),

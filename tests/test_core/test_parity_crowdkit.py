@@ -1,8 +1,8 @@
 """The label part of RaterEM held against crowd-kit's Dawid-Skene (crowd-kit 1.4.2).
 
 Both see the same matched clusters: :func:`~earl_core.fusion.em.cluster_images` clusters the
-images once, and the crowd-kit table has one task per cluster and one row per reader of its
-image, the label of the reader's box there or K (``no_obj``) where the reader drew nothing
+images once, and the crowd-kit table has one task per cluster and one row per rater who read its
+image, the label of the rater's box there or K (``no_obj``) where the rater drew nothing
 (:attr:`~earl_core.fusion.em.ClusteredImage.observations`), the observations RaterEM fits.
 
 What agrees, to rounding (1e-9 or better):
@@ -23,7 +23,7 @@ rule (ours: no parameter moves more than ``tol`` = 1e-4; crowd-kit: the ELBO per
 observation gains less than 1e-5).
 
 Data: :func:`tests.test_core.test_bayes_raters.generate`, sites on a grid (the clusters are
-the sites), K = 4 classes, 6 raters, 3 readers per image.
+the sites), K = 4 classes, 6 raters, 3 raters per image.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ CLEAN = dict(
 def data(seed: int, clean: bool = False):
     """Images, their clusters, the crowd-kit table, task names, and per image its sites."""
     params = CLEAN if clean else dict(theta=THETA, fp=FP, sigma=SIGMA)
-    images, sites = generate(IMAGES, readers=3, seed=seed, **params)
+    images, sites = generate(IMAGES, raters_per_image=3, seed=seed, **params)
     clustered = cluster_images(images, K, iou_thr=0.4)
     rows, tasks = [], []
     for i, ci in enumerate(clustered):
@@ -161,7 +161,7 @@ def test_e_step_agrees_on_real_objects_and_differs_in_the_no_obj_likelihood(seed
 
 @pytest.mark.parametrize('seed', SEEDS)
 def test_whole_fit_is_crowdkit_given_one_golden_task_per_class(seed):
-    """Nobody misses, nobody draws a false box (every cluster drawn by all its readers):
+    """Nobody misses, nobody draws a false box (every cluster drawn by all the raters who read it):
     with a negligible confusion prior, N iterations of ours are N of crowd-kit's once
     crowd-kit sees one extra task per class whose label is known (golden), which is our
     one pseudo-count per class in pi. After iteration N - 1 (crowd-kit's fit of N - 1

@@ -49,7 +49,9 @@ ROUNDING = 5e-5 + 1e-9
 def grid_images(seed: int, n_images: int = 60) -> list[Detections]:
     """Sites on a grid (test_bayes_raters' model: misses, flips, false boxes) with boxes
     1 % of the side off: each site is one unit for both definitions."""
-    images, _ = generate(n_images, THETA, np.full(6, 0.2), np.full(6, 0.01), readers=3, seed=seed)
+    images, _ = generate(
+        n_images, THETA, np.full(6, 0.2), np.full(6, 0.01), raters_per_image=3, seed=seed
+    )
     return images
 
 
@@ -115,17 +117,17 @@ def test_per_image_alpha_is_kalphacvs(seed):
     """Same units (the grid): each image's alpha_nominal is kalphacv's; where every value
     of an image agrees ours is undefined (None, D_e = 0) and kalphacv says 1."""
     images = pairable(grid_images(seed))
-    agree = 0
+    unanimous = 0
     for im in images:
         table, theirs = kalphacv_units(im)
         assert units_of(table) == our_units(im)
         ours = alpha_alone(im)
         if ours is None:
-            agree += 1
+            unanimous += 1
             assert theirs == 1
         else:
             assert abs(ours - theirs) <= ROUNDING, (im.image_id, ours, theirs)
-    assert 0 < agree < len(images)
+    assert 0 < unanimous < len(images)
 
 
 @pytest.mark.parametrize('seed', SEEDS)
@@ -241,7 +243,7 @@ def test_kalphacv_links_a_box_through_one_earlier_rater():
     assert alpha_alone(image) == pytest.approx(-1 / 9, abs=1e-12)
 
 
-def test_one_reader_and_empty_images():
+def test_one_rater_and_empty_images():
     """An image with one reader: kalphacv raises once it holds two classes; ours skips it.
     An image read by two raters who drew nothing: kalphacv's alpha 1; ours leaves it out
     (no unit) unless include_empty_images=True (one unit of nothing values)."""

@@ -55,10 +55,10 @@ def generate(
     n_images: int,
     sens: np.ndarray,
     fp: np.ndarray,
-    conf: np.ndarray,
+    confusion: np.ndarray,
     mu: float = 3.0,
     nu: float = 3.0,
-    readers: int | None = None,
+    raters_per_image: int | None = None,
     seed: int = 0,
 ) -> tuple[list[Detections], list[dict[int, bool]]]:
     """Images from the model, and per image {cell: is a real object} of its sites."""
@@ -67,7 +67,7 @@ def generate(
     names = [f'r{i}' for i in range(pool)]
     images, sites = [], []
     for i in range(n_images):
-        rd, n_obj, cells = draw_sites(rng, pool, readers, mu, nu)
+        rd, n_obj, cells = draw_sites(rng, pool, raters_per_image, mu, nu)
         n_spur = len(cells) - n_obj
         classes = np.concatenate([rng.integers(0, K, n_obj), rng.choice(K, n_spur, p=PSI)]).astype(
             np.int64
@@ -78,7 +78,7 @@ def generate(
             for r in rd:
                 if rng.random() < p_draw[r]:
                     boxes.append(box(int(cell), rng.normal(0, 1.0, 4)))
-                    labels.append(int(rng.choice(K, p=conf[r, classes[j]])))
+                    labels.append(int(rng.choice(K, p=confusion[r, classes[j]])))
                     rids.append(names[r])
         images.append(site_image(boxes, labels, rids, (names[r] for r in rd), i))
         sites.append({int(c): j < n_obj for j, c in enumerate(cells)})
@@ -86,7 +86,7 @@ def generate(
 
 
 def realistic(
-    n_images: int, profiles: list[mr.RaterProfile], readers: int, seed: int = 0
+    n_images: int, profiles: list[mr.RaterProfile], raters_per_image: int, seed: int = 0
 ) -> list[Detections]:
     """The realistic raters on fully visible digits (1-4) and clutter (5-10) in grid cells."""
 
@@ -97,7 +97,7 @@ def realistic(
         x0, y0 = (cells % GRID) * CELL + 2.0, (cells // GRID) * CELL + 2.0
         return np.stack([x0, y0, x0 + side, y0 + side], 1).astype(float), n_d
 
-    return realistic_images(n_images, profiles, readers, seed, grid_cells, 30.0, 256.0)
+    return realistic_images(n_images, profiles, raters_per_image, seed, grid_cells, 30.0, 256.0)
 
 
 def perfect_image(i: int, raters: tuple[str, ...], n_obj: int = 3) -> Detections:
@@ -114,7 +114,7 @@ def perfect_image(i: int, raters: tuple[str, ...], n_obj: int = 3) -> Detections
 @pytest.fixture(scope='module')
 def pool_data():
     """3 of 6 raters per image (as VinDr-CXR's 3 of 17), 3000 images."""
-    return generate(3000, SENS, FP, confusions(6), readers=3, seed=7)
+    return generate(3000, SENS, FP, confusions(6), raters_per_image=3, seed=7)
 
 
 @pytest.fixture(scope='module')
@@ -154,7 +154,7 @@ def test_recovers_realistic_raters():
         for name in mr.PROFILE_NAMES
         for _ in range(2)
     ]
-    images = realistic(2000, profiles, readers=3)
+    images = realistic(2000, profiles, raters_per_image=3)
     em = PresenceEM(num_classes=10).fit(images)
     tau = mr.VINDR_LIKE_POOL['visibility_width']
     sens = np.array([(1 - p.miss) / (1 + np.exp(-(1 - p.threshold) / tau)) for p in profiles])

@@ -320,11 +320,11 @@ def random_images(seed: int, n_images: int = 6, n_raters: int = 4, n_classes: in
     raters = [f'r{k}' for k in range(n_raters)]
     out = []
     for i in range(n_images):
-        readers = raters[:1] if i == 0 else [r for r in raters if rng.random() < 0.8] or raters
+        read_by = raters[:1] if i == 0 else [r for r in raters if rng.random() < 0.8] or raters
         n_obj = int(rng.integers(0, 8))
         ctr, size = object_layout(rng, n_obj, grid, (0, 12), (0, 120), (10, 50))
         boxes, labels, rids = [], [], []
-        for r in readers:
+        for r in read_by:
             if rng.random() < 0.15:
                 continue  # read, drew nothing
             for o in range(n_obj):
@@ -338,7 +338,7 @@ def random_images(seed: int, n_images: int = 6, n_raters: int = 4, n_classes: in
                         boxes.append(boxes[-1])
                         labels.append(labels[-1])
                         rids.append(r)
-        out.append(image(boxes, labels, rids, readers, i))
+        out.append(image(boxes, labels, rids, read_by, i))
     return out
 
 
@@ -349,10 +349,10 @@ def pairwise_f1_dense(images, raters, iou_thr):
     n = len(raters)
     tp, tot = np.zeros((n, n)), np.zeros((n, n))
     for im in images:
-        readers = [str(r) for r in im.raters if str(r) in idx]
+        read_by = [str(r) for r in im.raters if str(r) in idx]
         rids = np.asarray(im.rater_ids)
-        for ai, a in enumerate(readers):
-            for b in readers[ai + 1 :]:
+        for ai, a in enumerate(read_by):
+            for b in read_by[ai + 1 :]:
                 sa, sb = rids == a, rids == b
                 m = len(
                     match_boxes(im.boxes[sa], im.boxes[sb], iou_thr, im.labels[sa], im.labels[sb])[

@@ -13,7 +13,7 @@ from tests.test_core import vindr_cases as cases
 from tests.test_core.vindr_cases import KAGGLE_HEADER, PHYSIONET_HEADER
 
 # The shared rows with a second box of R8 on 'aaa' (line 3 of the file): 'aaa' positive (R8
-# two boxes, R9 one box, R10 'No finding'), 'bbb' negative (three 'No finding' readers),
+# two boxes, R9 one box, R10 'No finding'), 'bbb' negative (three 'No finding' raters),
 # 'ccc' read by R1, R8, R9 with one box of R1.
 KAGGLE_ROWS = [
     cases.KAGGLE_ROWS[0],
@@ -36,13 +36,13 @@ def _kaggle(tmp_path, rows=KAGGLE_ROWS, **kw):
 def test_read_kaggle(tmp_path):
     lab = _kaggle(tmp_path)
     assert lab.fmt == 'kaggle' and lab.classes == list(vindr.VINDR_CLASSES)
-    # 'No finding' readers count as readers: negatives are kept with their raters.
-    assert lab.readers == {
+    # 'No finding' rows count as reads: negatives are kept with their raters.
+    assert lab.raters == {
         'aaa': ['R8', 'R9', 'R10'],
         'bbb': ['R8', 'R9', 'R10'],
         'ccc': ['R1', 'R8', 'R9'],
     }
-    assert [(b.image_id, b.rad_id, b.class_name, b.box, b.line) for b in lab.boxes] == [
+    assert [(b.image_id, b.rater, b.class_name, b.box, b.line) for b in lab.boxes] == [
         ('aaa', 'R8', 'Nodule/Mass', (10.0, 20.0, 30.0, 50.0), 2),
         ('aaa', 'R8', 'Aortic enlargement', (40.0, 10.0, 60.0, 30.5), 3),
         ('aaa', 'R9', 'Nodule/Mass', (12.0, 18.0, 31.0, 52.0), 4),
@@ -59,7 +59,7 @@ def test_read_physionet_nan_boxes(tmp_path):
     ]
     lab = vindr.read_vindr_csv(_write(tmp_path, PHYSIONET_HEADER, rows))
     assert lab.fmt == 'physionet'
-    assert lab.readers == {'aaa': ['R8'], 'bbb': ['R9', 'R10']} and len(lab.boxes) == 1
+    assert lab.raters == {'aaa': ['R8'], 'bbb': ['R9', 'R10']} and len(lab.boxes) == 1
 
 
 def test_detect_format():
@@ -139,7 +139,7 @@ def test_bad_files_name_file_line_field(tmp_path, rows, line, fld, msg):
     assert msg in str(e.value)
 
 
-def test_repair_keeps_boxes_of_a_no_finding_reader(tmp_path):
+def test_repair_keeps_boxes_of_a_no_finding_rater(tmp_path):
     rows = [
         'aaa,No finding,14,R8,,,,',
         'aaa,Nodule/Mass,8,R8,10,20,30,50',
@@ -147,7 +147,7 @@ def test_repair_keeps_boxes_of_a_no_finding_reader(tmp_path):
     ]
     lab = _kaggle(tmp_path, rows, repair=True)
     assert lab.repairs == {'no_finding_with_boxes': 1}
-    assert len(lab.boxes) == 1 and lab.readers == {'aaa': ['R8', 'R9']}
+    assert len(lab.boxes) == 1 and lab.raters == {'aaa': ['R8', 'R9']}
 
 
 def test_latin1_csv_names_file_and_line(tmp_path):
@@ -186,7 +186,7 @@ def test_unknown_classes_error_drop_keep(tmp_path, caplog):
         lab = vindr.read_vindr_csv(path, unknown_classes='drop')
     assert lab.dropped == {'Rib fracture': 2, 'edema': 1} and len(lab.boxes) == 1
     assert 'dropped 3 finding rows' in caplog.text  # logged, not silent
-    assert lab.readers == {'aaa': ['R8'], 'bbb': ['R9']}  # R9 still read bbb: a negative
+    assert lab.raters == {'aaa': ['R8'], 'bbb': ['R9']}  # R9 still read bbb: a negative
     lab = vindr.read_vindr_csv(path, unknown_classes='keep')
     assert lab.classes[14:] == ['Rib fracture', 'edema'] and len(lab.boxes) == 4
 
@@ -195,7 +195,7 @@ def test_class_names_case_insensitive(tmp_path):
     lab = vindr.read_vindr_csv(
         _write(tmp_path, PHYSIONET_HEADER, ['aaa,R8,lung opacity,1,2,3,4', 'bbb,R8,NO FINDING,,,,'])
     )
-    assert lab.boxes[0].class_name == 'Lung Opacity' and lab.readers['bbb'] == ['R8']
+    assert lab.boxes[0].class_name == 'Lung Opacity' and lab.raters['bbb'] == ['R8']
 
 
 def test_file_level_errors(tmp_path):
@@ -228,11 +228,11 @@ def test_filter_raters(tmp_path):
     lab = _kaggle(tmp_path)
     sub, stats = vindr.filter_raters(lab, ['R8', 'R9', 'R10'])
     # 'all': images read by each of R8, R9, R10 - 'ccc' (read by R1) goes.
-    assert sub.readers == {'aaa': ['R8', 'R9', 'R10'], 'bbb': ['R8', 'R9', 'R10']}
+    assert sub.raters == {'aaa': ['R8', 'R9', 'R10'], 'bbb': ['R8', 'R9', 'R10']}
     assert stats == dict(images_kept=2, images_removed=1, boxes_kept=3, boxes_removed=1)
     sub, stats = vindr.filter_raters(lab, ['R8', 'R9', 'R10'], match='any')
-    assert sub.readers['ccc'] == ['R8', 'R9'] and stats['boxes_removed'] == 1
-    assert all(b.rad_id != 'R1' for b in sub.boxes)
+    assert sub.raters['ccc'] == ['R8', 'R9'] and stats['boxes_removed'] == 1
+    assert all(b.rater != 'R1' for b in sub.boxes)
     with pytest.raises(ValueError, match=r"rater\(s\) \['R99'\] never appear"):
         vindr.filter_raters(lab, ['R8', 'R99'])
 
@@ -260,7 +260,7 @@ def test_split_train_val_seeded_stratified():
     assert len(set(va) & lab.positives()) == 2  # 20 % of the 10 positives
     assert (tr, va) == vindr.split_train_val(lab, 0.2, seed=1)
     assert va != vindr.split_train_val(lab, 0.2, seed=2)[1]
-    assert vindr.split_train_val(lab, 0.0, seed=1) == (sorted(lab.readers), [])
+    assert vindr.split_train_val(lab, 0.0, seed=1) == (sorted(lab.raters), [])
 
 
 def test_build_coco_multirater_and_resize(tmp_path):
@@ -355,3 +355,16 @@ def test_to_uint8_polarity_and_range():
         vindr.to_uint8(ramp, 'RGB')
     with pytest.raises(ValueError, match='single-frame'):
         vindr.to_uint8(np.zeros((2, 3, 3)))
+
+
+def test_old_field_names_warn_and_map():
+    # VindrLabels.readers and VindrBox.rad_id (until 0.2) keep working until 0.3
+    lab = vindr.parse_vindr_rows(
+        [(2, dict(image_id='a', rad_id='R8', class_name='Nodule/Mass', x_min='1', y_min='1',
+                  x_max='5', y_max='5'))],
+        'physionet',
+    )  # fmt: skip
+    with pytest.warns(FutureWarning, match=r'VindrLabels\.readers.*VindrLabels\.raters'):
+        assert lab.readers == lab.raters == {'a': ['R8']}
+    with pytest.warns(FutureWarning, match=r'VindrBox\.rad_id.*VindrBox\.rater'):
+        assert lab.boxes[0].rad_id == lab.boxes[0].rater == 'R8'

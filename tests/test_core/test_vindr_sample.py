@@ -16,7 +16,7 @@ from earl_core.sources.vindr import NO_FINDING, VINDR_CLASSES, read_vindr_csv
 from earl_core.sources.vindr_sample import (
     SIMILAR_FINDINGS,
     anatomy_clutter,
-    draw_reader_pool,
+    draw_vindr_rater_pool,
     make_vindr_sample,
     simulate_reads,
     to_stored_pixels,
@@ -41,9 +41,9 @@ def test_layout_and_csvs_parse(sample):
     out, s = sample
     train = read_vindr_csv(str(out / 'train.csv'))
     assert train.fmt == 'kaggle'
-    assert len(train.readers) == 24 == len(list((out / 'train').glob('*.dicom')))
-    assert all(len(r) == 3 for r in train.readers.values())  # 3 distinct readers per image
-    assert {r for rs in train.readers.values() for r in rs} <= {f'R{i}' for i in range(1, 18)}
+    assert len(train.raters) == 24 == len(list((out / 'train').glob('*.dicom')))
+    assert all(len(r) == 3 for r in train.raters.values())  # 3 distinct raters per image
+    assert {r for rs in train.raters.values() for r in rs} <= {f'R{i}' for i in range(1, 18)}
     rows = _rows(out / 'train.csv')
     no_find = [r for r in rows if r['class_name'] == NO_FINDING]
     assert no_find and all(r['class_id'] == '14' and r['x_min'] == '' for r in no_find)
@@ -52,8 +52,8 @@ def test_layout_and_csvs_parse(sample):
     )
     test = read_vindr_csv(str(out / 'annotations' / 'annotations_test.csv'), gold=True)
     assert test.fmt == 'physionet'
-    assert len(test.readers) == s['test_images'] == 6 == len(list((out / 'test').glob('*.dicom')))
-    assert not set(test.readers) & set(train.readers)
+    assert len(test.raters) == s['test_images'] == 6 == len(list((out / 'test').glob('*.dicom')))
+    assert not set(test.raters) & set(train.raters)
 
 
 def test_dicom_properties_cover_the_converter_cases(sample):
@@ -120,9 +120,9 @@ def test_stored_pixels_polarity_and_window(photometric, bits):
 _NO_CLUTTER = mr.Clutter(np.zeros((0, 4)), np.zeros(0, int), np.zeros(0, int), np.zeros(0))
 
 
-def _one_reader(profile):
-    """A pool whose reader 0 has ``profile`` and no box bias."""
-    pool = draw_reader_pool(0, np.random.default_rng(0))
+def _one_rater(profile):
+    """A pool whose rater 0 has ``profile`` and no box bias."""
+    pool = draw_vindr_rater_pool(0, np.random.default_rng(0))
     pool.profiles[0] = profile
     pool.bias[0] = 0.0
     return pool
@@ -131,9 +131,9 @@ def _one_reader(profile):
 @pytest.mark.parametrize(
     'profile, expect',
     [
-        # a perfect reader (sees every finding, exact boxes, no confusion) reports the truth
+        # a perfect rater (sees every finding, exact boxes, no confusion) reports the truth
         (mr.RaterProfile(0.0, -1.0, 0.0, 0.0, 0.0, box_noise=0.0), 'truth'),
-        # a reader who misses everything and never boxes clutter reports 'No finding'
+        # a rater who misses everything and never boxes clutter reports 'No finding'
         (mr.RaterProfile(1.0, -1.0, 0.0, 0.0, 0.0, box_noise=0.0), 'none'),
         # box noise moves the boxes but keeps them inside the image
         (mr.RaterProfile(0.0, -1.0, 0.0, 0.0, 0.0, box_noise=0.3), 'moved'),
@@ -143,7 +143,7 @@ def test_simulate_reads(profile, expect):
     truth = np.array([[10.0, 10, 50, 40], [60, 60, 90, 95]])
     labels = np.array([8, 13])
     [(b, lab)] = simulate_reads(
-        np.random.default_rng(0), truth, labels, np.ones(2), _NO_CLUTTER, _one_reader(profile),
+        np.random.default_rng(0), truth, labels, np.ones(2), _NO_CLUTTER, _one_rater(profile),
         [0], 100, 100,
     )  # fmt: skip
     if expect == 'truth':
@@ -164,12 +164,12 @@ def test_false_positives_and_heterogeneous_raters(sample):
     assert {r['profile'] for r in raters} == {'expert', 'normal', 'weak'}
     assert [r['profile'] for r in raters[7:10]] == ['expert', 'normal', 'weak']  # R8-R10
     assert len({r['miss'] for r in raters}) > 1 and len({r['bias'] for r in raters}) == 17
-    # a reader who boxes every piece of clutter reports findings on a normal image
+    # a rater who boxes every piece of clutter reports findings on a normal image
     rng = np.random.default_rng(1)
     _, anat = vsi.render_chest(rng, 200, 200)
     clutter = anatomy_clutter(rng, anat, np.zeros((0, 4)), 200, 200)
     assert len(clutter.boxes) >= vs.CLUTTER_ITEMS[0]
-    pool = _one_reader(mr.RaterProfile(0.0, -1.0, fp=1.0, flip=0.0, double=0.0, box_noise=0.0))
+    pool = _one_rater(mr.RaterProfile(0.0, -1.0, fp=1.0, flip=0.0, double=0.0, box_noise=0.0))
     [(b, lab)] = simulate_reads(
         rng, np.zeros((0, 4)), np.zeros(0, int), np.zeros(0), clutter, pool, [0], 200, 200
     )
@@ -177,9 +177,9 @@ def test_false_positives_and_heterogeneous_raters(sample):
     np.testing.assert_array_equal(lab, clutter.apparent)
 
 
-def test_readers_are_the_vindr_like_model():
-    """Experts miss less and box tighter than weak readers; wrong labels are similar ones."""
-    pool = draw_reader_pool(0, np.random.default_rng(0))
+def test_raters_are_the_vindr_like_model():
+    """Experts miss less and box tighter than weak raters; wrong labels are similar ones."""
+    pool = draw_vindr_rater_pool(0, np.random.default_rng(0))
     expert, weak = 7, 9  # R8 and R10
     assert pool.profiles[expert] == mr.VINDR_LIKE_PROFILES['expert']
     assert pool.profiles[weak] == mr.VINDR_LIKE_PROFILES['weak']
@@ -214,9 +214,27 @@ def test_readers_are_the_vindr_like_model():
     [
         dict(images=0),  # no training image
         dict(images=2, normal_fraction=1.5),  # not a fraction
-        dict(images=2, readers=18),  # more readers than the pool of 17
+        dict(images=2, raters_per_image=18),  # more raters than the pool of 17
     ],
 )
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         make_vindr_sample(str(tmp_path / 'x'), **kwargs)
+
+
+def test_old_names_warn_and_map():
+    # names until 0.2 keep working until 0.3, with a FutureWarning
+    from earl_core.sources import vindr_sample
+
+    with pytest.warns(FutureWarning, match='draw_reader_pool'):
+        pool = vindr_sample.draw_reader_pool(0, np.random.default_rng(0))
+    new = draw_vindr_rater_pool(0, np.random.default_rng(0))
+    assert pool.radiologists == new.radiologists
+    np.testing.assert_array_equal(pool.bias, new.bias)
+    with pytest.warns(FutureWarning, match='ReaderPool'):
+        assert vindr_sample.ReaderPool is vindr_sample.VindrRaterPool
+    with pytest.warns(FutureWarning, match=r'Radiologist\.rad_id'):
+        assert pool.radiologists[7].rad_id == 'R8' == pool.radiologists[7].rater
+    with pytest.warns(FutureWarning, match='readers=.*raters_per_image='):
+        with pytest.raises(ValueError, match='raters_per_image must lie in'):
+            make_vindr_sample('unused', images=2, readers=18)

@@ -1,4 +1,4 @@
-"""MultiAnnotatorCocoDataset(fusion=...): the raters' boxes are fused once, at load time."""
+"""MultiRaterCocoDataset(fusion=...): the raters' boxes are fused once, at load time."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ PACK = dict(type='PackMultiRaterInputs', pack_agreement=True)
 def _dataset(root, fusion=None, pipeline=(), ann_file='ann.json', img_prefix='', **kw):
     return DATASETS.build(
         dict(
-            type='MultiAnnotatorCocoDataset',
+            type='MultiRaterCocoDataset',
             data_root=str(root),
             ann_file=ann_file,
             data_prefix=dict(img=img_prefix),
@@ -74,8 +74,8 @@ METHODS = [
     ),
     pytest.param(dict(method='presence_em'), ('presence_em', {}), id='presence_em'),
     pytest.param(
-        dict(method='presence_em', confidence='posterior', box_weights='uniform'),
-        ('presence_em', dict(confidence='posterior', box_weights='uniform')),
+        dict(method='presence_em', confidence='posterior', box_averaging='uniform'),
+        ('presence_em', dict(confidence='posterior', box_averaging='uniform')),
         id='presence_em-posterior',
     ),
 ]
@@ -193,23 +193,35 @@ def test_em_fitted_on_the_dataset_itself_no_global_state(tmp_path):
         assert ds.aggregator.proficiency == ref.proficiency
 
 
-def test_precomputed(tmp_path):
+def test_prefused(tmp_path):
     data = multirater_coco()
     for k, a in enumerate(data['annotations']):
         a['score'] = 0.25 * (k + 1)
     data['annotations'][1]['agreement'] = 2
     write_set(str(tmp_path), data)
-    ds = _dataset(tmp_path, 'precomputed')
+    ds = _dataset(tmp_path, 'prefused')
     info = ds.get_data_info(0)
     assert info['gt_confidence'].tolist() == [0.25, 0.5, 0.75, 1.0]
     assert info['gt_agreement'].tolist() == [-1, 2, -1, -1]  # -1 = unknown
     assert info['instances'][1]['bbox'] == [11, 10, 31, 31] and info['num_raters'] == 3
     assert ds.aggregator is None
-    with pytest.raises(ValueError, match="'precomputed' takes no parameters"):
-        _dataset(tmp_path, dict(method='precomputed', iou_thr=0.5))
+    with pytest.raises(ValueError, match="'prefused' takes no parameters"):
+        _dataset(tmp_path, dict(method='prefused', iou_thr=0.5))
     write_set(str(tmp_path), multirater_coco(), images=False)
-    with pytest.raises(ValueError, match=r"ann\.json: fusion method 'precomputed' needs .*'score'"):
-        _dataset(tmp_path, 'precomputed')
+    with pytest.raises(ValueError, match=r"ann\.json: fusion method 'prefused' needs .*'score'"):
+        _dataset(tmp_path, 'prefused')
+
+
+def test_precomputed_is_the_old_name_of_prefused(tmp_path):
+    # fusion method 'precomputed' (until 0.2) keeps working until 0.3, with a FutureWarning
+    data = multirater_coco()
+    for k, a in enumerate(data['annotations']):
+        a['score'] = 0.25 * (k + 1)
+    write_set(str(tmp_path), data)
+    with pytest.warns(FutureWarning, match="fusion method 'precomputed'.*'prefused'"):
+        ds = _dataset(tmp_path, 'precomputed')
+    assert ds.fusion == dict(method='prefused')
+    assert ds.get_data_info(0)['gt_confidence'].tolist() == [0.25, 0.5, 0.75, 1.0]
 
 
 def test_negatives_kept_and_empty_arrays_typed(tmp_path):
@@ -293,7 +305,7 @@ def test_stock_load_annotations_keeps_confidence_aligned_through_flip_and_filter
         ),
         PACK,
     ]
-    ds = _dataset(tmp_path, 'precomputed', pipeline)
+    ds = _dataset(tmp_path, 'prefused', pipeline)
     for i in (0, 2):
         info = ds.get_data_info(i)
         width = info['width']
@@ -338,7 +350,7 @@ def test_presence_em_on_vindr_like_raters(tmp_path):
     ds = _dataset(tmp_path, dict(method='presence_em'), ann_file='train.json')
     gold = load_multirater_coco(tmp_path / 'train_gold.json', classes=ds.metainfo['classes'])
     gold_of = {info['file_name']: im for info, im in zip(gold.image_infos, gold.images)}
-    conf, ratio, real = [], [], []
+    confidence, ratio, real = [], [], []
     for i in range(len(ds)):
         info = ds.get_data_info(i)
         c = info['gt_confidence']
@@ -346,14 +358,14 @@ def test_presence_em_on_vindr_like_raters(tmp_path):
         boxes = np.array([x['bbox'] for x in info['instances']], np.float64).reshape(-1, 4)
         truth = gold_of[info['img_path'].rsplit('/', 1)[-1]].boxes
         real.append((box_iou(boxes, truth) > 0.5).any(1))
-        conf.append(c)
+        confidence.append(c)
         ratio.append(info['gt_agreement'] / info['num_raters'])
-    conf, ratio, real = (np.concatenate(x) for x in (conf, ratio, real))
+    confidence, ratio, real = (np.concatenate(x) for x in (confidence, ratio, real))
     assert 0.3 < real.mean() < 0.7  # both kinds are common
-    assert _auc(conf, real) > _auc(ratio, real) + 0.05
+    assert _auc(confidence, real) > _auc(ratio, real) + 0.05
     fused = [ds.aggregator(im) for im in load_multirater_coco(tmp_path / 'train.json').images]
     members = [m for f in fused for m in f.member_raters]
     weak_alone = np.array([m == ('R3',) for m in members]) & ~real
     all_three = np.array([len(m) == 3 for m in members]) & real
     assert weak_alone.sum() > 20 and all_three.sum() > 100
-    assert conf[weak_alone].max() < 0.2 < 0.9 < conf[all_three].min()
+    assert confidence[weak_alone].max() < 0.2 < 0.9 < confidence[all_three].min()

@@ -1,4 +1,4 @@
-"""Tests of MultiAnnotatorCocoDataset (registered in mmdet DATASETS)."""
+"""Tests of MultiRaterCocoDataset (registered in mmdet DATASETS)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from mmdet.registry import DATASETS
 from mmengine.logging import MMLogger
 
 import earl_mmdet  # noqa: F401
-from earl_mmdet.datasets import MultiAnnotatorCocoDataset
+from earl_mmdet.datasets import MultiRaterCocoDataset
 
 from .utils import CLASSES, multirater_coco, write_set
 
 
 def _build(root, ann_file, **kw):
     cfg = dict(
-        type='MultiAnnotatorCocoDataset',
+        type='MultiRaterCocoDataset',
         data_root=str(root),
         ann_file=ann_file,
         data_prefix=dict(img=''),
@@ -31,8 +31,17 @@ def _build(root, ann_file, **kw):
 
 
 def test_registered_and_subclass():
-    assert DATASETS.get('MultiAnnotatorCocoDataset') is MultiAnnotatorCocoDataset
-    assert issubclass(MultiAnnotatorCocoDataset, CocoDataset)
+    assert DATASETS.get('MultiRaterCocoDataset') is MultiRaterCocoDataset
+    assert issubclass(MultiRaterCocoDataset, CocoDataset)
+
+
+def test_old_registered_name_warns_and_builds_the_new_class(tmp_path):
+    # 'MultiAnnotatorCocoDataset' (until 0.2) keeps working until 0.3, with a FutureWarning
+    write_set(str(tmp_path))
+    with pytest.warns(FutureWarning, match="'MultiAnnotatorCocoDataset'.*'MultiRaterCocoDataset'"):
+        ds = _build(tmp_path, 'ann.json', type='MultiAnnotatorCocoDataset')
+    assert isinstance(ds, MultiRaterCocoDataset)
+    assert len(ds) == len(_build(tmp_path, 'ann.json'))
 
 
 def test_keeps_raters_and_negatives(tmp_path):

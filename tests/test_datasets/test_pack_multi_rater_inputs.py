@@ -40,7 +40,7 @@ def test_registered_and_mapping():
     }  # the parent is untouched
 
 
-def test_packs_confidences_like_stock_fields():
+def test_packs_confidence_like_stock_fields():
     res = _results()
     out = PackMultiRaterInputs(pack_agreement=True)(dict(res))
     stock = PackDetInputs()(dict(_results()))
@@ -66,7 +66,7 @@ def test_without_agreement_by_default():
     assert 'gt_agreement' in PackMultiRaterInputs.mapping_table  # class table untouched
 
 
-def test_no_confidences_is_stock_behaviour():
+def test_no_confidence_is_stock_behaviour():
     res = _results()
     del res['gt_confidence'], res['gt_agreement']
     out = PackMultiRaterInputs()(res)

@@ -342,7 +342,7 @@ def test_import_changes_no_loader_and_no_nms():
         before = dict(CheckpointLoader._schemes), nms_module.nms
         import earl_mmdet
         from mmdet.registry import DATASETS, HOOKS
-        assert 'MultiAnnotatorCocoDataset' in DATASETS and 'TrustOwnCheckpointsHook' in HOOKS
+        assert 'MultiRaterCocoDataset' in DATASETS and 'TrustOwnCheckpointsHook' in HOOKS
         after = dict(CheckpointLoader._schemes), nms_module.nms
         assert before[0] == after[0], 'checkpoint loaders changed on import'
         assert before[1] is after[1], 'mmcv nms changed on import'

@@ -46,7 +46,7 @@ def _dataset(tmp_path: Path):
     data = make_tiny_coco(tmp_path / 'data', num_images=4)
     return DATASETS.build(
         dict(
-            type='MultiAnnotatorCocoDataset',
+            type='MultiRaterCocoDataset',
             data_root=data['root'],
             ann_file='multi.json',
             data_prefix=dict(img='images/'),
@@ -105,19 +105,19 @@ def test_set_fused_reaches_persistent_workers_after_a_restart(tmp_path):
         train_dataloader = loader
         hooks: list = []
 
-    def confidences() -> list[float]:
+    def fused_confidence() -> list[float]:
         (batch,) = list(loader)
         return [c for d in batch for c in d['gt_confidence'].tolist()]
 
-    first = confidences()
+    first = fused_confidence()
     halved = [
         Detections.fused(f.boxes, f.labels, f.confidence * 0.5, f.agreement, f.num_raters)
         for f in _unpack_dataset(dataset)
     ]
     dataset.set_fused(halved)
-    assert confidences() == first  # the worker still holds the old copy
+    assert fused_confidence() == first  # the worker still holds the old copy
     DetectorRaterHook._restart_workers(Runner)
-    assert confidences() == [0.5 * c for c in first]
+    assert fused_confidence() == [0.5 * c for c in first]
     loader._iterator._shutdown_workers()
 
 

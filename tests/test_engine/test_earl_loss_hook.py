@@ -92,7 +92,8 @@ def test_hook_makes_faster_rcnn_earl_with_stock_losses_at_c1():
     assert type(typed.rpn_head) is EARLRPNHead and type(typed.roi_head) is EARLStandardRoIHead
     typed.load_state_dict(model.state_dict())
     hook_c, typed_c = (
-        _detector_run(m, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF)) for m in (model, typed)
+        _detector_run(m, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONFIDENCE))
+        for m in (model, typed)
     )
     eh.assert_same(hook_c[0], typed_c[0], rtol=0, atol=0)
     assert not torch.allclose(hook_c[0]['loss_bbox'], ref_losses['loss_bbox'])
@@ -250,14 +251,14 @@ def _stock_detector(path: Path) -> nn.Module:
     return model.train()
 
 
-def _stock_at_c1_changed_at_conf(stock: nn.Module, model: nn.Module) -> tuple[dict, dict]:
+def _stock_at_c1_changed_at_confidence(stock: nn.Module, model: nn.Module) -> tuple[dict, dict]:
     """Check that ``model`` at c = 1 has ``stock``'s losses and gradients; return the
-    stock losses and ``model``'s losses with uncertain boxes (``eh.CONF``)."""
+    stock losses and ``model``'s losses with uncertain boxes (``eh.CONFIDENCE``)."""
     ref_losses, ref_grads = _detector_run(stock, eh.make_samples(eh.BOXES, eh.LABELS))
     losses, grads = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, eh.ONES))
     eh.assert_same(losses, ref_losses, rtol=0, atol=0)
     eh.assert_same(grads, ref_grads, rtol=1e-6, atol=1e-7)
-    changed, _ = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF))
+    changed, _ = _detector_run(model, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONFIDENCE))
     return ref_losses, changed
 
 
@@ -277,7 +278,7 @@ def test_hook_policy_reaches_the_converted_head(path, earl_type, policy):
     assert hook.converted == ['bbox_head'] and type(model.bbox_head) is earl_type
     assert model.bbox_head.earl_cfg.policy == policy
     assert model.bbox_head.earl_cfg.ignore_below == 0.4
-    ref_losses, changed = _stock_at_c1_changed_at_conf(stock, model)
+    ref_losses, changed = _stock_at_c1_changed_at_confidence(stock, model)
     assert not torch.allclose(changed['loss_cls'], ref_losses['loss_cls'])
 
 
@@ -303,6 +304,6 @@ def test_hook_ignore_on_faster_rcnn_equals_stock_when_nothing_is_ignored():
     EARLLossHook(earl_cfg=dict(policy='ignore')).before_train(_fake_runner(model))
     assert type(model.rpn_head) is EARLRPNHead and type(model.roi_head) is EARLStandardRoIHead
     assert model.roi_head.bbox_head.earl_cfg.policy == 'ignore'
-    ref_losses, changed = _stock_at_c1_changed_at_conf(stock, model)
+    ref_losses, changed = _stock_at_c1_changed_at_confidence(stock, model)
     assert not torch.allclose(changed['loss_rpn_cls'], ref_losses['loss_rpn_cls'])
     assert not torch.allclose(changed['loss_cls'], ref_losses['loss_cls'])

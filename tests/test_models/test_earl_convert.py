@@ -70,8 +70,8 @@ def test_make_earl_head_runs_the_registered_class(cls, kwargs, earl_cls):
     assert converted is head and type(head) is earl_cls and is_earl_head(head)
     eh.assert_same(head.state_dict(), state)  # parameters untouched
     feats = eh.make_feats(batch=3)
-    got = eh.loss_and_grads(head, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF))
-    ref = eh.loss_and_grads(reference, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF))
+    got = eh.loss_and_grads(head, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONFIDENCE))
+    ref = eh.loss_and_grads(reference, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONFIDENCE))
     eh.assert_same(got[0], ref[0])
     eh.assert_same(got[1], ref[1])
     copy.deepcopy(head)  # EMAHook deep-copies the model
@@ -141,7 +141,7 @@ def test_weights_follow_confidence_under_conversion():
     head = make_earl_head(eh.build(RetinaHead, eh.retina_kwargs()))
     feats = eh.make_feats(batch=3)
     ones = eh.loss_and_grads(head, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.ONES))[0]
-    some = eh.loss_and_grads(head, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF))[0]
+    some = eh.loss_and_grads(head, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONFIDENCE))[0]
     assert not torch.allclose(ones['loss_bbox'], some['loss_bbox'])
 
 

@@ -34,6 +34,23 @@ def test_render_colours_per_rater_and_fused_panel():
     assert (legend == np.array(tool.rater_colour(2), np.uint8)).all(-1).any()  # r3: no box
 
 
+def test_render_fused_conf_is_the_old_name_of_fused_confidence():
+    # render(fused_conf=) (until 0.2) keeps working until 0.3, with a FutureWarning
+    args = (
+        np.zeros((60, 80, 3), np.uint8),
+        np.array([[5, 5, 30, 30]], np.float32),
+        np.array([0]),
+        ['r1'],
+        ['r1'],
+        np.array([[6, 6, 31, 31]], np.float32),
+        np.array([0]),
+    )
+    new = tool.render(*args, fused_confidence=np.array([1.0], np.float32), classes=('a',))
+    with pytest.warns(FutureWarning, match='fused_conf=.*fused_confidence='):
+        old = tool.render(*args, fused_conf=np.array([1.0], np.float32), classes=('a',))
+    np.testing.assert_array_equal(old, new)
+
+
 def test_cli_writes_pngs(tmp_path):
     pytest.importorskip('mmdet')
     import cv2
@@ -45,7 +62,7 @@ def test_cli_writes_pngs(tmp_path):
     cfg.write_text(
         "custom_imports = dict(imports=['earl_mmdet'], allow_failed_imports=False)\n"
         'train_dataloader = dict(dataset=dict(type="MultiImageMixDataset", pipeline=[], '
-        f'dataset=dict(type="MultiAnnotatorCocoDataset", data_root={str(data_dir)!r}, '
+        f'dataset=dict(type="MultiRaterCocoDataset", data_root={str(data_dir)!r}, '
         'ann_file="ann.json", data_prefix=dict(img=""), '
         'pipeline=[dict(type="LoadImageFromFile"), '
         'dict(type="FuseAnnotations", method="wbf", iou_thr=0.4)])))\n'

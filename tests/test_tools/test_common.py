@@ -186,7 +186,7 @@ def test_check_output_paths_refuses_unwritable_paths(tmp_path, capsys, files, fo
 
 
 def _rater_set(**fusion):
-    return dict(type='MultiAnnotatorCocoDataset', ann_file='train.json', **fusion)
+    return dict(type='MultiRaterCocoDataset', ann_file='train.json', **fusion)
 
 
 def test_fusion_key_looks_through_dataset_wrappers():

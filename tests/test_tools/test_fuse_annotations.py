@@ -22,7 +22,7 @@ def tiny_multirater(path: Path) -> Path:
     image 2 (R1, R2, R3): no box (a true negative).
     image 3 (R2, R3): R2 dog [20,20,10,10], R3 dog [21,20,10,10].
     """
-    readers = {1: ['R1', 'R2', 'R3'], 2: ['R1', 'R2', 'R3'], 3: ['R2', 'R3']}
+    raters = {1: ['R1', 'R2', 'R3'], 2: ['R1', 'R2', 'R3'], 3: ['R2', 'R3']}
     boxes = [  # (image id, category id, bbox, rater)
         (1, 7, [0, 0, 10, 10], 'R1'),
         (1, 7, [1, 0, 10, 10], 'R2'),
@@ -34,7 +34,7 @@ def tiny_multirater(path: Path) -> Path:
         'info': {'description': 'tiny'},
         'images': [
             dict(id=i, file_name=f'{"abc"[i - 1]}.png', width=100, height=100, annotators=r)
-            for i, r in readers.items()
+            for i, r in raters.items()
         ],
         'annotations': [
             dict(id=k + 1, image_id=i, category_id=c, bbox=b, annotator_id=r)
@@ -169,7 +169,7 @@ def test_fuse_em(src, tmp_path):
 @pytest.mark.parametrize('mode', ['presence', 'posterior'])
 def test_fuse_presence_em(src, tmp_path, mode):
     out = tmp_path / 'fused.json'
-    args = ['--method', 'presence_em', '--confidence', mode, '--box-weights', 'uniform']
+    args = ['--method', 'presence_em', '--confidence', mode, '--box-averaging', 'uniform']
     rc, _, err = run([src, out, *args, '--max-iter', '50'])
     assert rc == 0, err
     fused = json.loads(out.read_text())
@@ -177,6 +177,22 @@ def test_fuse_presence_em(src, tmp_path, mode):
     assert (agg['type'], agg['confidence'], agg['max_iter']) == ('presence_em', mode, 50)
     assert fused['annotations'] and all(0 <= a['score'] <= 1 for a in fused['annotations'])
     assert {a['category_id'] for a in fused['annotations']} <= {7, 3}
+
+
+def test_box_weights_flag_is_the_old_name_of_box_averaging(src, tmp_path):
+    # --box-weights (until 0.2) keeps working until 0.3: warned, mapped to --box-averaging
+    outs = []
+    for flag in ('--box-averaging', '--box-weights'):
+        outs.append(tmp_path / f'fused{flag}.json')
+        args = ['--method', 'presence_em', '--max-iter', '5', flag, 'uniform']
+        rc, _, err = run([src, outs[-1], *args])
+        assert rc == 0, err
+        assert ('--box-weights is deprecated' in err) == (flag == '--box-weights'), err
+        agg = json.loads(outs[-1].read_text())['info']['earl_fusion']['aggregator']
+        assert agg['box_averaging'] == 'uniform' and 'box_weights' not in agg
+    assert [json.loads(o.read_text())['annotations'] for o in outs[:1]] == [
+        json.loads(o.read_text())['annotations'] for o in outs[1:]
+    ]
 
 
 def test_fuse_wbf(src, tmp_path):
@@ -203,7 +219,7 @@ def test_fuse_wbf(src, tmp_path):
         (['--method', 'mv', '--confidence', 'posterior'], 'confidence must be one of'),
         (['--method', 'em', '--confidence', 'presence'], 'confidence must be one of'),
         (['--method', 'presence_em', '--keep-no-object'], '--keep-no-object does not apply'),
-        (['--method', 'presence_em', '--box-weights', 'proficiency'], "'box' or 'uniform'"),
+        (['--method', 'presence_em', '--box-averaging', 'proficiency'], "'box' or 'uniform'"),
     ],
 )
 def test_fuse_errors(src, tmp_path, args, match):
@@ -248,7 +264,7 @@ def _unread_image_2(data):
 
 
 def test_unlabelled_image_stays_unlabelled_through_fusion(src, tmp_path):
-    from earl_mmdet.datasets import MultiAnnotatorCocoDataset
+    from earl_mmdet.datasets import MultiRaterCocoDataset
 
     _edit(src, _unread_image_2)
     out = tmp_path / 'fused.json'
@@ -260,7 +276,7 @@ def test_unlabelled_image_stays_unlabelled_through_fusion(src, tmp_path):
     assert load_multirater_coco(out).images[1].raters == ()  # not read by 'default'
 
     def kept(path):
-        ds = MultiAnnotatorCocoDataset(
+        ds = MultiRaterCocoDataset(
             ann_file=str(path),
             data_root=str(tmp_path),
             data_prefix=dict(img=''),

@@ -90,8 +90,8 @@ REFUSED = [
         'test c.py w.pth --out {d}/a.pkl --kaggle-submission {d}/a.pkl',
         'name the same file',
     ),
-    # analyze_annotators reads DIR/report.json and writes DIR/report.json
-    _refused('analyze-in-out', 'analyze_annotators {d}/out/report.json --out {d}/out'),
+    # analyze_raters reads DIR/report.json and writes DIR/report.json
+    _refused('analyze-in-out', 'analyze_raters {d}/out/report.json --out {d}/out'),
     # ensemble_predictions' gold file is the report it writes
     _refused(
         'ensemble-gt',
@@ -109,7 +109,7 @@ REFUSED = [
             ('fuse', 'fuse_annotations {d}/in.json {d}/{long}.json'),
             ('score', 'score_truth {d}/in.json {d}/g.json --out {d}/{long}.json'),
             ('test', 'test c.py w.pth --out {d}/{long}.json'),
-            ('analyze', 'analyze_annotators {d}/in.json --out {d}/{long}'),
+            ('analyze', 'analyze_raters {d}/in.json --out {d}/{long}'),
             ('ensemble', 'ensemble_predictions {d}/in.json --gt {d}/g.json --out-dir {d}/{long}'),
             ('medmnist', 'make_medmnist --out {d}/{long}'),
             ('sample', 'make_vindr_sample --out {d}/{long}'),

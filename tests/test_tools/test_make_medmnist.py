@@ -353,7 +353,7 @@ def test_existing_presets_are_pinned(mnist, tmp_path, extra, expected):
     assert _digest(_gen(tmp_path / 'o', *extra, *small)) == expected
 
 
-# VinDr-CXR's radiologists (12,000 training images, 3 of 17 readers per image), by the
+# VinDr-CXR's radiologists (12,000 training images, 3 of 17 raters per image), by the
 # definition of earl_core.metrics.rater_report.partner_statistics, and the tolerances of the
 # vindr-like preset (issue 13).
 VINDR = dict(
@@ -431,8 +431,8 @@ def test_rater_pool_reads_three_of_many(mnist, tmp_path):
     # default mix: one expert, the rest split between normal and weak
     profiles = [r['profile'] for r in meta['raters'].values()]
     assert profiles.count('expert') == 1 and profiles.count('normal') == 8
-    readers = [tuple(im['annotators']) for im in multi['images']]
-    assert all(len(r) == 3 == len(set(r)) for r in readers) and len(set(readers)) > 30
+    read_by = [tuple(im['annotators']) for im in multi['images']]
+    assert all(len(r) == 3 == len(set(r)) for r in read_by) and len(set(read_by)) > 30
     by_image = {im['id']: set(im['annotators']) for im in multi['images']}
     assert all(a['annotator_id'] in by_image[a['image_id']] for a in multi['annotations'])
 
@@ -452,7 +452,7 @@ def test_rater_pool_reads_three_of_many(mnist, tmp_path):
         (('--contrast', 0, 1), '--contrast'),
         (('--rater-mix', 1, 1, 0), '--rater-mix'),  # sums to 2, the pool has 3
         (('--rater-mix', 2, 2, -1), '--rater-mix'),
-        (('--rater-pool', 2), '--num-raters'),  # 3 readers from a pool of 2
+        (('--rater-pool', 2), '--num-raters'),  # 3 raters from a pool of 2
         (('--box-tail-df', 0), '--box-tail-df'),
         (('--box-bias-sd', -1), '--box-bias-sd'),
         (('--confusion-structure', 1.5), '--confusion-structure'),

@@ -73,9 +73,20 @@ def test_random_labels_are_uniform_and_other_streams_untouched():
     clutter = mr.Clutter(
         np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     )
-    bias, conf = mr.draw_rater_pool(0, [mr.BAD_PROFILE], 0.0, 0.8)
+    bias, confusion = mr.draw_rater_pool(0, [mr.BAD_PROFILE], 0.0, 0.8)
     res = mr.simulate_realistic_raters(
-        rng, boxes, labels, np.ones(2000), clutter, [mr.BAD_PROFILE], bias, conf, 1, 0.04, 1.5, 96.0
+        rng,
+        boxes,
+        labels,
+        np.ones(2000),
+        clutter,
+        [mr.BAD_PROFILE],
+        bias,
+        confusion,
+        1,
+        0.04,
+        1.5,
+        96.0,
     )
     counts = np.bincount(res.labels, minlength=10)
     assert counts.min() > 0.6 * counts.mean() and counts.max() < 1.4 * counts.mean()

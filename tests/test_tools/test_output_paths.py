@@ -31,7 +31,7 @@ CASES = [
         'test', ['c.py', 'w.pth', '--work-dir', '{file}'], 'is an existing file', id='test-workdir'
     ),
     pytest.param(
-        'analyze_annotators', ['a.json', '--out', '{file}'], 'is an existing file', id='analyze'
+        'analyze_raters', ['a.json', '--out', '{file}'], 'is an existing file', id='analyze'
     ),
     pytest.param(
         'ensemble_predictions',

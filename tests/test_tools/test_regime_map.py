@@ -244,7 +244,7 @@ def test_dry_run_prints_cells_flags_and_commands(tmp_path):
         proc.stdout
     )
     assert f'--jobs 2 --threads 1 --lock {lock}' in proc.stdout
-    assert 'tools/analyze_annotators.py' in proc.stdout and not out.exists()
+    assert 'tools/analyze_raters.py' in proc.stdout and not out.exists()
     quick = _tool('--dry-run', '--quick', '--out', out, '--cells', 'jitter')
     assert quick.returncode == 0, quick.stderr
     assert '--num-train 16 --num-val 4 --num-test 8' in quick.stdout

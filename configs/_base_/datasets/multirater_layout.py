@@ -12,7 +12,7 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
-        type='MultiAnnotatorCocoDataset',
+        type='MultiRaterCocoDataset',
         ann_file='train.json',
         data_prefix=dict(img='images/train/'),
         filter_cfg=dict(filter_empty_gt=False),

@@ -14,9 +14,9 @@ __all__ = ['FuseAnnotations']
 
 @TRANSFORMS.register_module()
 class FuseAnnotations(BaseTransform):
-    """Deprecated: fusion is a dataset step, ``MultiAnnotatorCocoDataset(fusion=...)``.
+    """Deprecated: fusion is a dataset step, ``MultiRaterCocoDataset(fusion=...)``.
 
-    A :class:`~earl_mmdet.datasets.MultiAnnotatorCocoDataset` whose pipeline config still
+    A :class:`~earl_mmdet.datasets.MultiRaterCocoDataset` whose pipeline config still
     holds ``dict(type='FuseAnnotations', ...)`` takes the step out into its ``fusion``
     argument (with a DeprecationWarning) before it builds the pipeline, so this class is
     never built there. Built anywhere else, it raises: see ``docs/migration.md``.
@@ -29,8 +29,8 @@ class FuseAnnotations(BaseTransform):
         raise ValueError(
             f'FuseAnnotations({", ".join(f"{k}={v!r}" for k, v in kwargs.items())}) is no longer '
             'a pipeline step: fusion runs once in the dataset, '
-            "MultiAnnotatorCocoDataset(fusion=dict(method='wbf', iou_thr=0.4, "
-            "confidence='agreement_ratio')); a MultiAnnotatorCocoDataset converts this step "
+            "MultiRaterCocoDataset(fusion=dict(method='wbf', iou_thr=0.4, "
+            "confidence='agreement_ratio')); a MultiRaterCocoDataset converts this step "
             f'in its own pipeline config. For one image use earl_core.fusion. See {MIGRATION}.'
         )
 

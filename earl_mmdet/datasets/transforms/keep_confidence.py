@@ -1,4 +1,4 @@
-"""Keep per-box confidences aligned through mmdet transforms that drop or reorder boxes.
+"""Keep each box's confidence c and agreement T aligned through transforms that drop boxes.
 
 mmdet's ``FilterAnnotations``, ``RandomCrop``, ``MinIoURandomCrop``, ``RandomShift``,
 ``Mosaic``, ``MixUp``, ``RandomAffine`` and ``CopyPaste`` re-index only the keys they know
@@ -46,10 +46,10 @@ __all__ = [
 
 LABEL_BITS = 24
 LABEL_MASK = (1 << LABEL_BITS) - 1
-_AGREE_SHIFT = 24
-_AGREE_MASK = 0x7F
+_AGREEMENT_SHIFT = 24
+_AGREEMENT_MASK = 0x7F
 _MARKER = np.uint64(1 << 31)
-MAX_AGREEMENT = _AGREE_MASK - 1
+MAX_AGREEMENT = _AGREEMENT_MASK - 1
 
 
 def is_encoded(labels: np.ndarray) -> np.ndarray:
@@ -79,33 +79,35 @@ def encode_confidence(results: dict) -> None:
     if LABEL_KEY not in results:
         raise ValueError(f'{_where(results)}: {CONF_KEY} without {LABEL_KEY} to carry them')
     labels = np.asarray(results[LABEL_KEY], np.int64).reshape(-1)
-    conf = np.asarray(results[CONF_KEY], np.float32).reshape(-1)
+    confidence = np.asarray(results[CONF_KEY], np.float32).reshape(-1)
     n = len(labels)
-    agree = results.get(AGREE_KEY)
-    agree = np.full(n, -1, np.int64) if agree is None else np.asarray(agree, np.int64).reshape(-1)
-    if len(conf) != n or len(agree) != n:
+    agreement = results.get(AGREE_KEY)
+    if agreement is None:
+        agreement = np.full(n, -1, np.int64)
+    agreement = np.asarray(agreement, np.int64).reshape(-1)
+    if len(confidence) != n or len(agreement) != n:
         raise ValueError(
-            f'{_where(results)}: {n} labels but {len(conf)} {CONF_KEY} and {len(agree)} '
-            f'{AGREE_KEY}: a transform before this point dropped or reordered boxes without '
-            'KeepConfidence'
+            f'{_where(results)}: {n} labels but {len(confidence)} {CONF_KEY} and '
+            f'{len(agreement)} {AGREE_KEY}: a transform before this point dropped or reordered '
+            'boxes without KeepConfidence'
         )
     # Negative labels first: -1 has every bit set, the marker included.
     if n and labels.min() >= 0 and is_encoded(labels).any():
-        raise ValueError(f'{_where(results)}: {LABEL_KEY} already carry packed confidences')
+        raise ValueError(f'{_where(results)}: {LABEL_KEY} already carry packed confidence values')
     if n and (labels.min() < 0 or labels.max() > LABEL_MASK):
         raise ValueError(
             f'{_where(results)}: labels must be in [0, {LABEL_MASK}] to carry a confidence, got '
             f'[{labels.min()}, {labels.max()}]'
         )
-    if n and (agree.min() < -1 or agree.max() > MAX_AGREEMENT):
+    if n and (agreement.min() < -1 or agreement.max() > MAX_AGREEMENT):
         raise ValueError(
             f'{_where(results)}: {AGREE_KEY} must be in [-1, {MAX_AGREEMENT}], got '
-            f'[{agree.min()}, {agree.max()}]'
+            f'[{agreement.min()}, {agreement.max()}]'
         )
     packed = (
-        (conf.view(np.uint32).astype(np.uint64) << np.uint64(32))
+        (confidence.view(np.uint32).astype(np.uint64) << np.uint64(32))
         | _MARKER
-        | ((agree + 1).astype(np.uint64) << np.uint64(_AGREE_SHIFT))
+        | ((agreement + 1).astype(np.uint64) << np.uint64(_AGREEMENT_SHIFT))
         | labels.astype(np.uint64)
     )
     results[LABEL_KEY] = packed.view(np.int64)
@@ -143,7 +145,7 @@ def decode_confidence(results: dict) -> bool:
         )
     u = labels.view(np.uint64)
     results[LABEL_KEY] = (u & np.uint64(LABEL_MASK)).astype(np.int64)
-    results[AGREE_KEY] = ((u >> np.uint64(_AGREE_SHIFT)) & np.uint64(_AGREE_MASK)).astype(
+    results[AGREE_KEY] = ((u >> np.uint64(_AGREEMENT_SHIFT)) & np.uint64(_AGREEMENT_MASK)).astype(
         np.int64
     ) - 1
     results[CONF_KEY] = (u >> np.uint64(32)).astype(np.uint32).view(np.float32)
@@ -226,7 +228,7 @@ class KeepConfidence(BaseTransform):
             missing = [i - 1 for i, h in enumerate(has) if not h]
             raise ValueError(
                 f'KeepConfidence: {_where(results)}: {CONF_KEY} present in results but not in '
-                f'mix_results {missing} (is the inner dataset a MultiAnnotatorCocoDataset?)'
+                f'mix_results {missing} (is the inner dataset a MultiRaterCocoDataset?)'
             )
         for d in dicts:
             encode_confidence(d)

@@ -16,7 +16,7 @@ from mmengine.hooks import Hook
 from earl_core.fusion.aggregators import build_aggregator
 from earl_core.structures import Detections
 
-from ...datasets.multi_annotator_coco import MultiAnnotatorCocoDataset
+from ...datasets.multi_annotator_coco import MultiRaterCocoDataset
 from .random_state_hook import RandomStateHook
 
 CHECKPOINT_KEY = 'fusion_refit'
@@ -116,23 +116,23 @@ class DetectorRaterHook(Hook):
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def _dataset(runner) -> MultiAnnotatorCocoDataset:
+    def _dataset(runner) -> MultiRaterCocoDataset:
         dataset = runner.train_dataloader.dataset
-        while not isinstance(dataset, MultiAnnotatorCocoDataset) and hasattr(dataset, 'dataset'):
+        while not isinstance(dataset, MultiRaterCocoDataset) and hasattr(dataset, 'dataset'):
             dataset = dataset.dataset  # RepeatDataset, ClassBalancedDataset
-        if not isinstance(dataset, MultiAnnotatorCocoDataset):
+        if not isinstance(dataset, MultiRaterCocoDataset):
             raise TypeError(
-                'DetectorRaterHook: the train dataset must be a MultiAnnotatorCocoDataset '
+                'DetectorRaterHook: the train dataset must be a MultiRaterCocoDataset '
                 f'(possibly wrapped), got {type(runner.train_dataloader.dataset).__name__}'
             )
         if dataset.aggregator is None:
             raise ValueError(
-                f"DetectorRaterHook: {dataset.ann_file}: fusion method 'precomputed' cannot be "
+                f"DetectorRaterHook: {dataset.ann_file}: fusion method 'prefused' cannot be "
                 'refit: give the dataset an aggregator (fusion=dict(method=...))'
             )
         return dataset
 
-    def _aggregator(self, dataset: MultiAnnotatorCocoDataset):
+    def _aggregator(self, dataset: MultiRaterCocoDataset):
         spec = dict(self.fusion or dataset.fusion or {'method': 'na', 'confidence': 'agreement'})
         method = spec.pop('method')
         if method == 'bayes':

@@ -21,7 +21,7 @@ PACK = dict(type='PackMultiRaterInputs', pack_agreement=True)
 def _dataset(root, pipeline, **kw):
     return DATASETS.build(
         dict(
-            type='MultiAnnotatorCocoDataset',
+            type='MultiRaterCocoDataset',
             data_root=str(root),
             ann_file='ann.json',
             data_prefix=dict(img=''),
@@ -90,9 +90,9 @@ def test_precomputed_step(tmp_path):
     for k, a in enumerate(data['annotations']):
         a['score'] = 0.25 * (k + 1)
     write_set(str(tmp_path), data)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning), pytest.warns(FutureWarning, match='precomputed'):
         ds = _dataset(tmp_path, [LOAD_IMG, dict(type='FuseAnnotations', method='precomputed')])
-    assert ds.fusion == dict(method='precomputed')
+    assert ds.fusion == dict(method='prefused')
     np.testing.assert_array_equal(ds[0]['gt_confidence'], np.float32([0.25, 0.5, 0.75, 1.0]))
 
 

@@ -28,7 +28,7 @@ SIZE = 100
 
 
 def _results(seed: int, first_label: int, n: int = 7) -> dict:
-    """One image with n boxes; every box has a unique label (its tag), conf and agreement."""
+    """One image with n boxes; every box has a unique label (its tag), confidence and agreement."""
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, SIZE - 30, (n, 2))
     wh = rng.uniform(8, 30, (n, 2))
@@ -87,28 +87,28 @@ def _inputs(seed: int, num_mix: int) -> dict:
 
 
 def _tables(res: dict) -> tuple[dict, dict]:
-    conf, agree = {}, {}
+    confidence, agreement = {}, {}
     for d in [res, *res.get('mix_results', [])]:
         for lab, c, t in zip(d['gt_bboxes_labels'], d['gt_confidence'], d['gt_agreement']):
-            conf[int(lab)], agree[int(lab)] = c, int(t)
-    return conf, agree
+            confidence[int(lab)], agreement[int(lab)] = c, int(t)
+    return confidence, agreement
 
 
 def _run(cfg: dict, num_mix: int, seed: int, wrapped: bool):
     random.seed(seed)
     np.random.seed(seed)
     inp = _inputs(seed, num_mix)
-    conf_of, agree_of = _tables(inp)
+    confidence_of, agreement_of = _tables(inp)
     t = TRANSFORMS.build(dict(type='KeepConfidence', transform=cfg) if wrapped else cfg)
     out = t(copy.deepcopy(inp))
-    return inp, out, conf_of, agree_of
+    return inp, out, confidence_of, agreement_of
 
 
 @pytest.mark.parametrize('cfg,num_mix', TRANSFORM_CASES)
 def test_wrapped_transform_keeps_alignment_box_by_box(cfg, num_mix):
     changed = 0
     for seed in SEEDS:
-        inp, out, conf_of, agree_of = _run(cfg, num_mix, seed, wrapped=True)
+        inp, out, confidence_of, agreement_of = _run(cfg, num_mix, seed, wrapped=True)
         if out is None:
             continue
         labels = out['gt_bboxes_labels']
@@ -118,8 +118,8 @@ def test_wrapped_transform_keeps_alignment_box_by_box(cfg, num_mix):
         assert out['gt_confidence'].dtype == np.float32
         for k, lab in enumerate(labels.tolist()):
             # the label is the box's tag: its confidence and agreement must have followed it
-            assert out['gt_confidence'][k] == conf_of[lab], (seed, k, lab)
-            assert out['gt_agreement'][k] == agree_of[lab], (seed, k, lab)
+            assert out['gt_confidence'][k] == confidence_of[lab], (seed, k, lab)
+            assert out['gt_agreement'][k] == agreement_of[lab], (seed, k, lab)
         if labels.tolist() != inp['gt_bboxes_labels'].tolist():
             changed += 1
         packed = PackMultiRaterInputs()(out)
@@ -176,7 +176,7 @@ def test_list_of_transforms_and_passthrough():
     assert 'gt_confidence' not in out and not is_encoded(out['gt_bboxes_labels']).any()
 
 
-def test_mixing_with_an_image_without_confidences_is_an_error():
+def test_mixing_with_an_image_without_confidence_is_an_error():
     res = _inputs(0, 1)
     del res['mix_results'][0]['gt_confidence']
     t = KeepConfidence(transform=dict(type='MixUp', img_scale=(SIZE, SIZE)))
@@ -196,11 +196,11 @@ def test_mixing_with_an_image_without_confidences_is_an_error():
     st.randoms(use_true_random=False),
 )
 def test_encode_decode_bit_exact_under_index_and_concat(arrays, rnd):
-    labels, conf, agree = arrays
+    labels, confidence, agreement = arrays
     res = {
         'gt_bboxes_labels': labels.copy(),
-        'gt_confidence': conf.copy(),
-        'gt_agreement': agree.copy(),
+        'gt_confidence': confidence.copy(),
+        'gt_agreement': agreement.copy(),
     }
     encode_confidence(res)
     assert 'gt_confidence' not in res and 'gt_agreement' not in res
@@ -213,9 +213,11 @@ def test_encode_decode_bit_exact_under_index_and_concat(arrays, rnd):
     out = {'gt_bboxes_labels': perm}
     assert decode_confidence(out) or len(perm) == 0
     np.testing.assert_array_equal(out['gt_bboxes_labels'], labels[want])
-    np.testing.assert_array_equal(out['gt_agreement'], agree[want])
+    np.testing.assert_array_equal(out['gt_agreement'], agreement[want])
     # bit-exact, NaN payloads included
-    np.testing.assert_array_equal(out['gt_confidence'].view(np.uint32), conf[want].view(np.uint32))
+    np.testing.assert_array_equal(
+        out['gt_confidence'].view(np.uint32), confidence[want].view(np.uint32)
+    )
 
 
 @pytest.mark.parametrize(
@@ -290,11 +292,11 @@ def _mix_dataset(root, wrapped: bool, skip=None):
         dict(
             type='MultiImageMixDataset',
             dataset=dict(
-                type='MultiAnnotatorCocoDataset',
+                type='MultiRaterCocoDataset',
                 data_root=str(root),
                 ann_file='ann.json',
                 data_prefix=dict(img=''),
-                fusion='precomputed',
+                fusion='prefused',
                 pipeline=inner_pipeline,
             ),
             pipeline=outer,

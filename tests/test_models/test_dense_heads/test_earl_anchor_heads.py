@@ -55,12 +55,12 @@ def _targets(head, samples, unmap_outputs=True):
     return out
 
 
-def _expected_weights(stock_targets, conf_by_label):
+def _expected_weights(stock_targets, confidence_by_label):
     """Stock weights with each positive's weight times the c of its gt (found by label)."""
     labels, label_w, _, bbox_w = stock_targets[:4]
     pos = labels < eh.NUM_CLASSES
     factor = torch.ones_like(label_w)
-    factor[pos] = conf_by_label[labels[pos]]
+    factor[pos] = confidence_by_label[labels[pos]]
     return label_w * factor, bbox_w * factor[:, None]
 
 
@@ -73,13 +73,13 @@ def test_border_trap_weight_lands_on_its_anchor(unmap_outputs):
     stock = eh.build(RetinaHead, kwargs)
     earl = eh.clone_into(EARLRetinaHead, kwargs, stock)
     boxes = [[[20.0, 18.0, 52.0, 50.0], [2.0, 30.0, 30.0, 62.0]]]
-    conf = torch.tensor([0.25, 0.75])
+    confidence = torch.tensor([0.25, 0.75])
     (ref,) = _targets(stock, eh.make_samples(boxes, [[0, 1]]), unmap_outputs)
-    (got,) = _targets(earl, eh.make_samples(boxes, [[0, 1]], [conf.tolist()]), unmap_outputs)
+    (got,) = _targets(earl, eh.make_samples(boxes, [[0, 1]], [confidence.tolist()]), unmap_outputs)
     pos_inds = ref[4]
     assert pos_inds.numel() >= 2 and (ref[0] < eh.NUM_CLASSES).sum() == pos_inds.numel()
-    conf_by_label = torch.tensor([0.25, 0.75, 1.0])
-    exp_label_w, exp_bbox_w = _expected_weights(ref, conf_by_label)
+    confidence_by_label = torch.tensor([0.25, 0.75, 1.0])
+    exp_label_w, exp_bbox_w = _expected_weights(ref, confidence_by_label)
     torch.testing.assert_close(got[1], exp_label_w)
     torch.testing.assert_close(got[3], exp_bbox_w)
     torch.testing.assert_close(got[0], ref[0])  # labels and targets untouched
@@ -87,7 +87,7 @@ def test_border_trap_weight_lands_on_its_anchor(unmap_outputs):
     if unmap_outputs:
         # the construction defeats the naive index: weights at pos_inds of all anchors
         naive = ref[1].clone()
-        naive[pos_inds] *= conf_by_label[ref[6].pos_gt_labels]
+        naive[pos_inds] *= confidence_by_label[ref[6].pos_gt_labels]
         assert not torch.equal(naive, exp_label_w)
         assert (ref[1] == 0).any()  # some anchors really are outside
 
@@ -140,10 +140,10 @@ def test_doubling_confidence_doubles_positive_terms():
 def test_weight_sum_avg_factor_and_scale_invariance():
     kwargs = eh.retina_kwargs()
     stock = eh.build(RetinaHead, kwargs)
-    conf = [[0.5, 2.0, 1.5], [0.25, 1.0], []]
+    confidence = [[0.5, 2.0, 1.5], [0.25, 1.0], []]
     earl = eh.clone_into(EARLRetinaHead, kwargs, stock, earl_cfg=dict(normalize='weight_sum'))
     sizes = [(eh.IMG // s, eh.IMG // s) for s in (8, 16, 32)]
-    samples = eh.make_samples(eh.BOXES, eh.LABELS, conf)
+    samples = eh.make_samples(eh.BOXES, eh.LABELS, confidence)
     metas = [s.metainfo for s in samples]
     anchors, valid = earl.get_anchors(sizes, metas, device='cpu')
     gts = [s.gt_instances for s in samples]
@@ -152,7 +152,9 @@ def test_weight_sum_avg_factor_and_scale_invariance():
     # (an image without positives keeps mmdet's per-image count of 1, so that unit
     # weights reproduce mmdet's avg_factor exactly)
     expected = 0.0
-    for ref, c, lab in zip(_targets(stock, eh.make_samples(eh.BOXES, eh.LABELS)), conf, eh.LABELS):
+    for ref, c, lab in zip(
+        _targets(stock, eh.make_samples(eh.BOXES, eh.LABELS)), confidence, eh.LABELS
+    ):
         if ref[4].numel() == 0:
             expected += 1.0
         for cls_id, ci in zip(lab, c):

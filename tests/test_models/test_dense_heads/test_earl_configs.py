@@ -135,12 +135,12 @@ def test_example_config_trains_one_iteration(path, yolox, tmp_path):
     # the pipeline must really deliver c to the head: otherwise EARL silently weighs 1
     dataset = runner.train_dataloader.dataset
     batch = pseudo_collate([dataset[0], dataset[1]])
-    conf = [s.gt_instances.confidence for s in batch['data_samples']]
+    confidence = [s.gt_instances.confidence for s in batch['data_samples']]
     assert all(
         c.dtype == torch.float32 and len(c) == len(s.gt_instances)
-        for c, s in zip(conf, batch['data_samples'])
+        for c, s in zip(confidence, batch['data_samples'])
     )
-    assert torch.cat(conf).numel() > 0 and bool((torch.cat(conf) < 1).any())
+    assert torch.cat(confidence).numel() > 0 and bool((torch.cat(confidence) < 1).any())
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     runner.train()
     assert runner.iter == 1

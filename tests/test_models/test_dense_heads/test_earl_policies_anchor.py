@@ -42,7 +42,7 @@ def _rpn_labels(labels):
         (eh.ONES, dict(policy='ignore')),
         (eh.ONES, dict(policy='ignore', weight_kept=True)),
         # c < 1 but above the threshold: nothing ignored, kept boxes weigh 1
-        (eh.CONF, dict(policy='ignore', ignore_below=0.1)),
+        (eh.CONFIDENCE, dict(policy='ignore', ignore_below=0.1)),
         (eh.ONES, dict(policy='soft', normalize='weight_sum')),
     ],
 )
@@ -185,7 +185,7 @@ def test_soft_targets_per_box_and_hooks_removed():
     soft = eh.clone_into(EARLRetinaHead, kwargs, stock, earl_cfg=dict(policy='soft'))
     feats = eh.make_feats(batch=3)
     ref, _ = eh.loss_and_grads(stock, feats, eh.make_samples(eh.BOXES, eh.LABELS))
-    got, _ = eh.loss_and_grads(soft, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONF))
+    got, _ = eh.loss_and_grads(soft, feats, eh.make_samples(eh.BOXES, eh.LABELS, eh.CONFIDENCE))
     assert not torch.allclose(got['loss_cls'], ref['loss_cls'])
     assert not soft.loss_cls._forward_pre_hooks and not soft.loss_cls._forward_hooks
     assert soft._earl_soft_levels is None

@@ -18,7 +18,7 @@ from tests.test_models.test_dense_heads.test_earl_yolox_head import _pair
         (eh.ONES, dict(policy='ignore'), True),
         (eh.ONES, dict(policy='ignore', weight_kept=True, terms=('cls', 'bbox', 'obj')), False),
         # c < 1 but above the threshold: nothing ignored, kept boxes weigh 1
-        (eh.CONF, dict(policy='ignore', ignore_below=0.1), True),
+        (eh.CONFIDENCE, dict(policy='ignore', ignore_below=0.1), True),
     ],
 )
 def test_policies_equal_stock_when_nothing_is_uncertain(confidence, earl_cfg, use_l1):

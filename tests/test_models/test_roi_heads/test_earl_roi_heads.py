@@ -281,7 +281,7 @@ def test_rpn_c0_box_has_no_positive_loss():
     'confidence, earl_cfg',
     [
         (eh.ONES, dict(policy='ignore')),
-        (eh.CONF, dict(policy='ignore', ignore_below=0.1)),  # c < 1, nothing ignored
+        (eh.CONFIDENCE, dict(policy='ignore', ignore_below=0.1)),  # c < 1, nothing ignored
     ],
 )
 def test_roi_ignore_equals_stock_when_nothing_is_ignored(

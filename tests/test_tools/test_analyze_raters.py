@@ -1,4 +1,4 @@
-"""tools/analyze_annotators.py on a tiny multi-rater COCO file written to tmp_path."""
+"""tools/analyze_raters.py on a tiny multi-rater COCO file written to tmp_path."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from tests.test_tools.test_fuse_annotations import tiny_multirater, tool_help
 
 
 def analyze(*args):
-    """``python tools/analyze_annotators.py ARGS``: its stdout; fails on a non-zero exit."""
-    proc = run_tool('analyze_annotators', *args)
+    """``python tools/analyze_raters.py ARGS``: its stdout; fails on a non-zero exit."""
+    proc = run_tool('analyze_raters', *args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -62,12 +62,12 @@ def test_plots(src, tmp_path):
 
 
 def test_errors(tmp_path):
-    proc = run_tool('analyze_annotators', tmp_path / 'missing.json', '--out', tmp_path / 'o')
+    proc = run_tool('analyze_raters', tmp_path / 'missing.json', '--out', tmp_path / 'o')
     assert proc.returncode == 2 and 'not found' in proc.stderr
 
 
 def test_help_subprocess():
-    proc = tool_help('analyze_annotators')
+    proc = tool_help('analyze_raters')
     assert proc.returncode == 0 and '--out' in proc.stdout
 
 
@@ -95,10 +95,10 @@ def crowd_file(path, n_raters=40, n_images=120, seed=0):
     names = [f'r{k:02d}' for k in range(n_raters)]
     images, anns = [], []
     for i in range(n_images):
-        readers = rng.choice(n_raters, 3, replace=False, p=p / p.sum())
+        read_by = rng.choice(n_raters, 3, replace=False, p=p / p.sum())
         images.append(dict(id=i + 1, file_name=f'{i}.png', width=100, height=100,
-                           annotators=[names[r] for r in readers]))  # fmt: skip
-        for r in readers:
+                           annotators=[names[r] for r in read_by]))  # fmt: skip
+        for r in read_by:
             x = 20 + float(rng.normal(0, 1))
             anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=1,
                              bbox=[x, 20, 30, 30], annotator_id=names[r]))  # fmt: skip
@@ -145,3 +145,14 @@ def test_crowd_figures_and_tables_are_bounded(tmp_path):
         and line.split('|')[1].split(' -> ')[1].strip() in shown
         for line in table
     )
+
+
+def test_old_tool_name_still_runs(src, tmp_path):
+    # tools/analyze_annotators.py (until 0.2) keeps working until 0.3, with a FutureWarning
+    out_old, out_new = tmp_path / 'old', tmp_path / 'new'
+    proc = run_tool('analyze_annotators', src, '--out', out_old, '--no-plots')
+    assert proc.returncode == 0, proc.stderr
+    assert 'tools/analyze_annotators.py is deprecated' in proc.stderr
+    assert 'tools/analyze_raters.py' in proc.stderr
+    analyze(src, '--out', out_new, '--no-plots')
+    assert (out_old / 'report.json').read_text() == (out_new / 'report.json').read_text()
