@@ -1,9 +1,10 @@
 """What the entry points in ``tools/`` share and can use without torch or mmdet: the flags
 several tools take (value tuples, choices, an output folder of their own, a rater file with
 the loader's repairs), argument and output-path checks, warnings filters, child
-environments, progress, and the config helpers that only read a config (mmengine's
+environments, progress and the heavy-job slot (these three defined in
+:mod:`earl_core.jobs`), and the config helpers that only read a config (mmengine's
 ``Config`` is imported inside :func:`read_config`; nothing else here imports more than the
-standard library and :mod:`earl_core.io.safe_output`).
+standard library, :mod:`earl_core.io.safe_output` and :mod:`earl_core.jobs`).
 
 The helpers that build a Runner or register the components live in
 :mod:`earl_mmdet.utils.cli`.
@@ -12,17 +13,15 @@ The helpers that build a Runner or register the components live in
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import os.path as osp
-import re
-import sys
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from earl_core.io import safe_output
+from earl_core.jobs import child_env, heavy_job_slot, progress, train_log_status
 
 __all__ = [
     'heavy_job_slot',
@@ -395,14 +394,6 @@ def medmnist_cfg_options(
     ]
 
 
-def child_env(root: str, **overrides: str) -> dict[str, str]:
-    """This process's environment for a child tool run from the checkout ``root``:
-    ``root`` first on ``PYTHONPATH`` (the checkout's package wins), ``overrides`` set."""
-    env = {**os.environ, **overrides}
-    env['PYTHONPATH'] = root + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
-    return env
-
-
 def _pipeline_dataset(cfg: Mapping, loader: str) -> tuple[Mapping, str]:
     """The dataset of ``cfg[loader]`` that holds the pipeline (wrappers looked through),
     and its dotted key."""
@@ -546,70 +537,3 @@ def dicom_scales(cfg: Mapping) -> dict[str, tuple[float, float]] | None:
         if 'orig_width' in im and 'orig_height' in im
     }
     return scales or None
-
-
-_ETA = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\].*?eta: ([0-9:]+)')
-
-
-def train_log_status(log: str) -> str | None:
-    """'epoch 3 iter 50/94, eta 0:02:10' from the last mmengine line of a training log."""
-    try:
-        with open(log, 'rb') as f:
-            f.seek(max(0, osp.getsize(log) - 20000))
-            tail = f.read().decode('utf-8', 'replace')
-    except OSError:
-        return None
-    found = _ETA.findall(tail)
-    if not found:
-        return None
-    epoch, it, n, eta = found[-1]
-    return f'epoch {epoch} iter {it}/{n}, run eta {eta}'
-
-
-def progress(iterable: Iterable, total: int, desc: str) -> Iterator:
-    """tqdm if installed, else a counter on stderr every ~10 %."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is not None:
-        yield from tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False)
-        return
-    step = max(1, total // 10)
-    for i, item in enumerate(iterable, 1):
-        if i % step == 0 or i == total:
-            sys.stderr.write(f'\r{desc}: {i}/{total}')
-            sys.stderr.flush()
-        yield item
-    sys.stderr.write('\n')
-
-
-@contextlib.contextmanager
-def heavy_job_slot(lock: str | None) -> Iterator[None]:
-    """Hold a slot of a study's heavy jobs on a shared machine (``--lock FILE``).
-
-    Two lock files, ``FILE`` (the gate) and ``FILE.running``. A job first passes the gate
-    (takes it exclusively and releases it at once: it waits while someone holds the gate),
-    then holds ``FILE.running`` *shared* while it runs, so the study's ``--jobs`` trainings
-    run together. Whoever needs the machine alone takes the gate, then ``FILE.running``
-    exclusively: no new job starts, and the command starts once the running ones end::
-
-        flock -x /tmp/heavy.lock flock -x /tmp/heavy.lock.running make test
-
-    Waiting at the gate first means such a command is not starved by a study that always
-    has a job running. ``None``: no locking.
-    """
-    if not lock:
-        yield
-        return
-    import fcntl
-
-    with open(lock, 'a') as gate:
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        fcntl.flock(gate, fcntl.LOCK_UN)
-    with open(lock + '.running', 'a') as running:
-        fcntl.flock(running, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(running, fcntl.LOCK_UN)

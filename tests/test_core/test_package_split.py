@@ -147,3 +147,17 @@ def test_setup_declares_what_the_core_imports():
     top, lazy = _third_party_imports('earl_core')
     assert top <= required, f'earl_core imports at module level, undeclared: {top - required}'
     assert lazy <= required | extras, f'undeclared lazy imports: {lazy - required - extras}'
+
+
+MAX_PACKAGE_FILE_LINES = 600
+
+
+def test_no_package_file_is_over_600_lines():
+    """A package file past 600 lines mixes concerns (issue #28): split it by subject."""
+    long = {
+        str(path.relative_to(ROOT)): n
+        for package in ('earl_core', 'earl_mmdet')
+        for path in sorted((ROOT / package).rglob('*.py'))
+        if (n := len(path.read_text(encoding='utf-8').splitlines())) > MAX_PACKAGE_FILE_LINES
+    }
+    assert not long, f'package files over {MAX_PACKAGE_FILE_LINES} lines: {long}'
