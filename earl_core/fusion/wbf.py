@@ -244,6 +244,7 @@ def _fused_boxes(
         members=[flat_arr[bounds[q] : bounds[q + 1]] for q in range(len(recs))],
         member_raters=member_raters,
         image=ann,
+        validate=False,  # weighted means of checked boxes (weights > 0, |coordinates| < 1e30)
     )
 
 

@@ -251,3 +251,44 @@ def test_confidence_default_and_new_names_do_not_warn(recwarn):
     assert resolve_confidence(None, None, ALL, 'agreement_ratio', 'x') == 'agreement_ratio'
     assert resolve_confidence('agreement', None, ALL, 'posterior', 'x') == 'agreement'
     assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
+def test_unchecked_fused_results_equal_checked_ones():
+    """WBF builds its results with ``Detections.fused(validate=False)``: on varied images
+    (empty, one box, overlapping clusters, several labels, fused_score) the fields, their
+    dtypes and shapes are what the checked constructor makes of the same arguments."""
+    from earl_core.fusion.wbf import fuse_raters
+
+    rng = np.random.default_rng(0)
+    seen = 0
+    for i in range(60):
+        n = int(rng.integers(0, 9))
+        xy = rng.uniform(0, 50, (n, 2))
+        wh = rng.uniform(1, 30, (n, 2))
+        im = Detections.from_raters(
+            np.concatenate([xy, xy + wh], 1),
+            rng.integers(0, 3, n),
+            rng.choice(['a', 'b', 'c'], n).tolist(),
+            ['a', 'b', 'c', 'd'],
+            width=100,
+            height=80,
+            image_id=i,
+        )
+        mode = ('agreement_ratio', 'fused_score')[i % 2]
+        res = fuse_raters(im, iou_thr=0.3, confidence=mode)
+        checked = Detections.fused(
+            res.boxes, res.labels, res.confidence, res.agreement, res.num_raters,
+            res.members, res.member_raters, image=im,
+        )  # fmt: skip
+        for name in ('boxes', 'labels', 'rater', 'confidence', 'agreement'):
+            a, b = getattr(res, name), getattr(checked, name)
+            assert a.dtype == b.dtype and a.shape == b.shape, (i, name)
+            assert np.array_equal(a, b), (i, name)
+        assert [m.tolist() for m in res.members] == [m.tolist() for m in checked.members]
+        assert res.member_raters == checked.member_raters
+        assert (res.raters, res.num_raters, res.width, res.height, res.image_id) == (
+            checked.raters, checked.num_raters, checked.width, checked.height, checked.image_id
+        )  # fmt: skip
+        assert res[res.labels == 0].rater_ids.tolist() == [None] * int((res.labels == 0).sum())
+        seen += len(res) > 1
+    assert seen > 10  # the cases reach multi-box results
