@@ -35,28 +35,28 @@ from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
-from earl_core.deprecation import FUSION_METHOD_ALIASES, fusion_method
-from earl_core.fusion.base import LEGACY_CONFIDENCE_MODES, Aggregator, build_aggregator
+from earl_core.deprecation import FUSION_METHOD_ALIASES, fusion_method, renamed_attributes
+from earl_core.fusion.base import Aggregator, build_aggregator
 from earl_core.io.coco import Detections, MultiRaterCoco, load_multirater_coco
 
 __all__ = [
-    'AGREE_KEY',
-    'CONF_KEY',
+    'AGREEMENT_KEY',
+    'CONFIDENCE_KEY',
     'LABEL_KEY',
     'MultiRaterCocoDataset',
     'PackMultiRaterInputs',
 ]
 
 #: Pipeline results keys of the per-box confidence c, agreement T and class label.
-CONF_KEY = 'gt_confidence'
-AGREE_KEY = 'gt_agreement'
+CONFIDENCE_KEY = 'gt_confidence'
+AGREEMENT_KEY = 'gt_agreement'
 LABEL_KEY = 'gt_bboxes_labels'
+#: ``CONF_KEY`` and ``AGREE_KEY``: the names until 0.2 (warned; removed in 0.3).
+__getattr__ = renamed_attributes(
+    __name__, globals(), CONF_KEY='CONFIDENCE_KEY', AGREE_KEY='AGREEMENT_KEY'
+)
 
 MIGRATION = 'docs/migration.md'
-
-#: Keys of the removed ``FuseAnnotations`` transform that the dataset no longer needs: an
-#: aggregator that learns from the data is fitted on the dataset's own images.
-_OBSOLETE_FUSE_KEYS = ('fit_ann_file', 'fit_classes', 'fit_normalize_rater_ids', 'cache')
 
 
 def _palette(num_classes: int) -> list[tuple[int, int, int]]:
@@ -66,28 +66,6 @@ def _palette(num_classes: int) -> list[tuple[int, int, int]]:
         r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
         out.append((int(r * 255), int(g * 255), int(b * 255)))
     return out
-
-
-def fusion_from_fuse_step(step: Mapping) -> dict:
-    """The dataset ``fusion`` equivalent to a removed ``FuseAnnotations`` pipeline step.
-
-    The old transform's default confidence was ``score_mode='count'`` (c = T), kept here;
-    ``fit_ann_file`` and the other fitting/caching keys are dropped (the dataset fits on
-    its own images, once).
-
-    Args:
-        step (Mapping): the ``dict(type='FuseAnnotations', ...)`` config.
-
-    Returns:
-        dict: ``fusion=`` for :class:`MultiRaterCocoDataset`.
-    """
-    fusion = {k: v for k, v in step.items() if k != 'type' and k not in _OBSOLETE_FUSE_KEYS}
-    fusion.setdefault('method', 'wbf')
-    score_mode = fusion.pop('score_mode', 'count')
-    method = fusion_method(fusion['method'])
-    if method != 'prefused' and not isinstance(method, Aggregator) and score_mode is not None:
-        fusion['confidence'] = LEGACY_CONFIDENCE_MODES.get(score_mode, score_mode)
-    return fusion
 
 
 def _is_step(step: Any, name: str) -> bool:
@@ -119,6 +97,8 @@ def lift_fuse_step(pipeline: Sequence, fusion: Any, where: str) -> tuple[list, A
             + (' and the dataset has fusion=' if fusion is not None else '')
             + f': fusion is a dataset step, give it once as fusion=dict(...) (see {MIGRATION})'
         )
+    from .transforms.fuse_annotations import fusion_from_fuse_step  # a cycle at import time
+
     i = found[0]
     fusion = fusion_from_fuse_step(steps[i])
     if any(_is_step(s, 'LoadAnnotations') for s in steps[:i]):
@@ -372,8 +352,8 @@ class MultiRaterCocoDataset(CocoDataset):
         """
         info = super().get_data_info(idx)
         instances = info['instances']
-        info[CONF_KEY] = np.array([i['confidence'] for i in instances], np.float32)
-        info[AGREE_KEY] = np.array([i['agreement'] for i in instances], np.int64)
+        info[CONFIDENCE_KEY] = np.array([i['confidence'] for i in instances], np.float32)
+        info[AGREEMENT_KEY] = np.array([i['agreement'] for i in instances], np.int64)
         return info
 
     @staticmethod
@@ -516,14 +496,20 @@ class PackMultiRaterInputs(PackDetInputs):
         **kwargs: :class:`PackDetInputs` arguments (``meta_keys``).
     """
 
-    mapping_table = {**PackDetInputs.mapping_table, CONF_KEY: 'confidence', AGREE_KEY: 'agreement'}
+    mapping_table = {
+        **PackDetInputs.mapping_table,
+        CONFIDENCE_KEY: 'confidence',
+        AGREEMENT_KEY: 'agreement',
+    }
 
     def __init__(self, pack_agreement: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.pack_agreement = pack_agreement
         if not pack_agreement:
-            self.mapping_table = {k: v for k, v in self.mapping_table.items() if k != AGREE_KEY}
-        self._extra_keys = tuple(k for k in (CONF_KEY, AGREE_KEY) if k in self.mapping_table)
+            self.mapping_table = {k: v for k, v in self.mapping_table.items() if k != AGREEMENT_KEY}
+        self._extra_keys = tuple(
+            k for k in (CONFIDENCE_KEY, AGREEMENT_KEY) if k in self.mapping_table
+        )
 
     @staticmethod
     def _where(results: dict) -> str:
@@ -534,7 +520,7 @@ class PackMultiRaterInputs(PackDetInputs):
         # ConfidenceToLabels removes gt_confidence and sets bit 31 of each label (or its sign
         # bit, through the float bits of c), so the (numpy-reduction) test runs only then.
         if (
-            CONF_KEY not in results
+            CONFIDENCE_KEY not in results
             and labels is not None
             and len(labels)
             and (labels.min() < 0 or labels.max() >= 1 << 31)
@@ -544,7 +530,7 @@ class PackMultiRaterInputs(PackDetInputs):
                 'confidences: add ConfidenceFromLabels after the mixing transforms'
             )
         n = len(results['gt_bboxes'])
-        for key in (CONF_KEY, AGREE_KEY, LABEL_KEY, 'gt_ignore_flags'):
+        for key in (CONFIDENCE_KEY, AGREEMENT_KEY, LABEL_KEY, 'gt_ignore_flags'):
             value = results.get(key)
             if value is not None and len(value) != n:
                 raise ValueError(
@@ -582,7 +568,7 @@ class PackMultiRaterInputs(PackDetInputs):
         any_ignored = flags is not None and np.count_nonzero(flags) > 0  # 2x flags.any()
         for key, value in extra.items():
             name = self.mapping_table[key]
-            value = np.asarray(value, np.float32 if key == CONF_KEY else np.int64)
+            value = np.asarray(value, np.float32 if key == CONFIDENCE_KEY else np.int64)
             if any_ignored:
                 sample.gt_instances.set_field(torch.from_numpy(value[flags == 0]), name)
                 sample.ignored_instances.set_field(torch.from_numpy(value[flags == 1]), name)

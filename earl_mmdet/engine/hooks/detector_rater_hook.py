@@ -261,8 +261,8 @@ class DetectorRaterHook(Hook):
         )
         model = getattr(aggregator, 'model', None)
         if n_boxes:
-            conf = np.concatenate([f.confidence for f in fused])
-            summary += f', mean c {float(conf.mean()):.3f}'
+            confidence = np.concatenate([f.confidence for f in fused])
+            summary += f', mean c {float(confidence.mean()):.3f}'
         if model is not None and self.rater_id in (getattr(model, 'raters_', None) or ()):
             i = model.raters_.index(self.rater_id)
             for name in ('sensitivity_', 'fp_per_image_', 'box_sigma_'):
