@@ -153,7 +153,7 @@ def _loo_counts_mv(
     warned: set[str] = set()
     for im in ims:
         n_loo = len(im.raters) - 1
-        if agg.required_votes(n_loo) > n_loo > 0:
+        if agg.required_agreement(n_loo) > n_loo > 0:
             for r in im.raters:
                 if r not in warned:
                     warned.add(r)
