@@ -144,15 +144,19 @@ def test_em_fusion_beats_wbf(profs, sim):
 
 
 # ----------------------------------------------------------------------------- model
-def test_flipped_label_same_cluster():
-    # r1 flips the class: still one cluster, observation 1 for r1, no_obj (= K) for r2.
-    im = Detections.from_raters(
+def _flipped_image() -> Detections:
+    """Two boxes on one object, r1 with the other class; r2 read the image, drew nothing."""
+    return Detections.from_raters(
         np.array([[0, 0, 10, 10], [1, 0, 11, 10.0]]),
         np.array([0, 1]),
         np.array(['r0', 'r1']),
         ('r0', 'r1', 'r2'),
     )
-    ci = cluster_image(im, num_classes=3)
+
+
+def test_flipped_label_same_cluster():
+    # r1 flips the class: still one cluster, observation 1 for r1, no_obj (= K) for r2.
+    ci = cluster_image(_flipped_image(), num_classes=3)
     assert [c.tolist() for c in ci.clusters] == [[0, 1]]
     assert ci.observations.tolist() == [[0, 1, 3]]
 
@@ -163,13 +167,7 @@ def test_old_rater_names_of_the_clusters_warn():
     from earl_core.fusion.cluster_table import build_cluster_table
     from earl_core.fusion.rater_model import image_table
 
-    im = Detections.from_raters(
-        np.array([[0, 0, 10, 10], [1, 0, 11, 10.0]]),
-        np.array([0, 1]),
-        np.array(['r0', 'r1']),
-        ('r0', 'r1', 'r2'),
-    )
-    ci = cluster_image(im, num_classes=3)
+    ci = cluster_image(_flipped_image(), num_classes=3)
     assert ci.raters == ('r0', 'r1', 'r2') and ci.box_rater.tolist() == [0, 1]
     with pytest.warns(FutureWarning, match=r'ClusteredImage\.readers.*ClusteredImage\.raters'):
         assert ci.readers == ci.raters
