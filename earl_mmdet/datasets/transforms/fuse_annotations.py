@@ -24,7 +24,7 @@ def fusion_from_fuse_step(step: Mapping) -> dict:
     The old transform's default confidence was ``score_mode='count'`` (c = T), kept here;
     ``fit_ann_file`` and the other fitting/caching keys are dropped (the dataset fits on
     its own images, once). Used by the dataset's conversion of an old pipeline
-    (:func:`earl_mmdet.datasets.multi_annotator_coco.lift_fuse_step`).
+    (:func:`earl_mmdet.datasets.multi_rater_coco.lift_fuse_step`).
 
     Args:
         step (Mapping): the ``dict(type='FuseAnnotations', ...)`` config.

@@ -33,7 +33,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform, Compose
 from mmdet.registry import TRANSFORMS
 
-from ..multi_annotator_coco import AGREEMENT_KEY, CONFIDENCE_KEY, LABEL_KEY
+from ..multi_rater_coco import AGREEMENT_KEY, CONFIDENCE_KEY, LABEL_KEY
 
 __all__ = [
     'ConfidenceFromLabels',

@@ -16,7 +16,7 @@ from mmengine.hooks import Hook
 from earl_core.fusion.aggregators import build_aggregator
 from earl_core.structures import Detections
 
-from ...datasets.multi_annotator_coco import MultiRaterCocoDataset
+from ...datasets.multi_rater_coco import MultiRaterCocoDataset
 from .random_state_hook import RandomStateHook
 
 CHECKPOINT_KEY = 'fusion_refit'

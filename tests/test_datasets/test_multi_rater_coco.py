@@ -46,7 +46,7 @@ def test_old_registered_name_warns_and_builds_the_new_class(tmp_path):
 
 def test_old_key_constants_warn_and_name_the_same_keys():
     # CONF_KEY / AGREE_KEY (until 0.2) keep working until 0.3, with a FutureWarning
-    from earl_mmdet.datasets import multi_annotator_coco as mod
+    from earl_mmdet.datasets import multi_rater_coco as mod
 
     assert (mod.CONFIDENCE_KEY, mod.AGREEMENT_KEY) == ('gt_confidence', 'gt_agreement')
     with pytest.warns(FutureWarning, match=r'\.CONF_KEY.*\.CONFIDENCE_KEY'):
