@@ -12,10 +12,10 @@ that an O(N^2) step shows up as a MemoryError instead of swapping the machine:
 * ``na``, ``rater`` (``rater:R1``), ``mv``, ``wbf``: that aggregator on the image;
 * ``em``, ``presence_em``: that aggregator, ``fit([image])`` then the call on the image
   (``presence_em`` fits the presence-aware EM and, for its box weights, ``em``'s model);
-* ``report``: ``rater_report([image])`` (what ``tools/analyze_annotators.py`` computes:
+* ``report``: ``rater_report([image])`` (what ``tools/analyze_raters.py`` computes:
   leave-one-out ``mv``, EM, pairwise F1, Krippendorff's alpha, partner statistics, WBF
   agreement shares);
-* ``tool``: ``tools/analyze_annotators.py FILE --out DIR --no-plots`` in-process on the
+* ``tool``: ``tools/analyze_raters.py FILE --out DIR --no-plots`` in-process on the
   image written as a multi-rater COCO file (loading and checking the file, the report,
   writing ``report.json`` and ``summary.md``; the figures are R x R, not timed).
 
@@ -102,7 +102,7 @@ def case_fn(case: str, image):
 
 
 def tool_fn(image):
-    """``analyze_annotators.main`` on ``image`` written as a multi-rater COCO file."""
+    """``analyze_raters.main`` on ``image`` written as a multi-rater COCO file."""
     import atexit
     import contextlib
     import importlib.util
@@ -142,11 +142,11 @@ def tool_fn(image):
     with open(path, 'w', encoding='utf-8') as f:
         json.dump(data, f)
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    tool = osp.join(root, 'tools', 'analyze_annotators.py')
-    # as `python tools/analyze_annotators.py` runs it: its folder first on the path (for
+    tool = osp.join(root, 'tools', 'analyze_raters.py')
+    # as `python tools/analyze_raters.py` runs it: its folder first on the path (for
     # tools/_common.py); this process (`--one tool N`) measures only the tool
     sys.path.insert(0, osp.dirname(tool))
-    spec = importlib.util.spec_from_file_location('analyze_annotators', tool)
+    spec = importlib.util.spec_from_file_location('analyze_raters', tool)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
 

@@ -1,4 +1,4 @@
-"""Benchmark: crowd-sized data through every aggregator and ``tools/analyze_annotators.py``.
+"""Benchmark: crowd-sized data through every aggregator and ``tools/analyze_raters.py``.
 
 Three data sets, deterministic in ``--seed``:
 
@@ -7,12 +7,12 @@ Three data sets, deterministic in ``--seed``:
   reader marks each object with probability 0.8 (box jittered by 5 % of its size, label
   among 3 classes flipped with probability 0.1) and draws a false positive with
   probability 0.1. Written once as a multi-rater COCO file.
-* **one image, many readers**: one image read by ``--one-image-raters`` raters (1,000),
+* **one image, many raters**: one image read by ``--one-image-raters`` raters (1,000),
   3 objects that overlap one another, each marked with probability 0.8 (centre and size
   jittered by 8 %, label flipped with probability 0.1): about 2,400 boxes in components
   that are no cliques.
 * **lone boxes**: one image holding ``--singletons`` boxes (20,000) that overlap nothing,
-  each drawn by one of 3 readers.
+  each drawn by one of 3 raters.
 
 Cases, each in its own child process; peak resident memory (``ru_maxrss`` of that child,
 from ``os.wait4``) is measured from outside, and so is the time of the crowd cases (the
@@ -23,7 +23,7 @@ time of ``one_image`` and ``lone_boxes`` is their computation, measured inside:
 * ``na``, ``rater`` (``rater:<first rater>``, images it did not read skipped), ``mv``,
   ``wbf``, ``em``, ``presence_em``, ``bayes``: load the crowd file, then ``fuse_all``
   (fit, then fuse every image), what ``tools/fuse_annotations.py`` computes;
-* ``analyze``: ``tools/analyze_annotators.py FILE --out DIR`` (the report, JSON, Markdown
+* ``analyze``: ``tools/analyze_raters.py FILE --out DIR`` (the report, JSON, Markdown
   and both figures);
 * ``one_image``: on the one image, ``fuse_raters`` and each aggregator (fit + call); its
   time is the total;
@@ -92,9 +92,9 @@ def make_crowd_coco(num_images: int, num_raters: int, seed: int = 0, per_image: 
     names = [f'R{k:04d}' for k in range(num_raters)]
     images, anns = [], []
     for i in range(num_images):
-        readers = rng.choice(num_raters, per_image, replace=False)
+        read_by = rng.choice(num_raters, per_image, replace=False)
         ctr, size, truth = _objects(rng, int(rng.integers(1, 4)))
-        for r in readers:
+        for r in read_by:
             boxes, lab = _reads(rng, ctr, size, truth)
             for b, c in zip(boxes.tolist(), lab.tolist()):
                 x1, y1, x2, y2 = (round(v, 2) for v in b)
@@ -115,7 +115,7 @@ def make_crowd_coco(num_images: int, num_raters: int, seed: int = 0, per_image: 
                 file_name=f'{i + 1:06d}.png',
                 width=512,
                 height=512,
-                annotators=[names[r] for r in readers],
+                annotators=[names[r] for r in read_by],
             )
         )
     cats = [dict(id=c + 1, name=f'class{c}') for c in range(NUM_CLASSES)]
@@ -131,18 +131,18 @@ def one_image(num_raters: int, seed: int = 0):
 
 
 def lone_boxes(num_boxes: int, seed: int = 0):
-    """One Detections with ``num_boxes`` boxes that overlap nothing, 3 readers."""
+    """One Detections with ``num_boxes`` boxes that overlap nothing, 3 raters."""
     from earl_core.structures import Detections
 
     rng = np.random.default_rng(seed)
     side = int(np.ceil(np.sqrt(num_boxes)))
     xy = np.stack(np.divmod(np.arange(num_boxes), side), 1) * 40.0
-    readers = ('a', 'b', 'c')
+    read_by = ('a', 'b', 'c')
     return Detections.from_raters(
         np.concatenate([xy, xy + 20], 1),
         rng.integers(0, NUM_CLASSES, num_boxes),
-        rng.choice(readers, num_boxes).tolist(),
-        readers,
+        rng.choice(read_by, num_boxes).tolist(),
+        read_by,
         image_id='lone',
     )
 
@@ -246,7 +246,7 @@ def main() -> None:
         for case in args.cases:
             log = osp.join(tmp, f'{case}.log')
             if case == 'analyze':
-                tool = osp.join(ROOT, 'tools', 'analyze_annotators.py')
+                tool = osp.join(ROOT, 'tools', 'analyze_raters.py')
                 cmd = [sys.executable, tool, data, '--out', osp.join(tmp, 'report')]
             else:
                 cmd = [sys.executable, __file__, '--one', case, '--data', data]

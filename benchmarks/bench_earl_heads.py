@@ -155,7 +155,7 @@ def main() -> None:
     init_default_scope('mmdet')
 
     raw = make_batch(args.batch, args.size, seed=0)
-    conf = torch.cat([s.gt_instances.confidence for s in raw['data_samples']])
+    confidence = torch.cat([s.gt_instances.confidence for s in raw['data_samples']])
     ignore_below = EARLConfig().ignore_below
     print(
         f'# bench_earl_heads {datetime.datetime.now():%Y-%m-%d %H:%M}, '
@@ -163,8 +163,8 @@ def main() -> None:
         f'mmdet {mmdet.__version__}, device {args.device}, threads {args.threads}, '
         f'batch {args.batch} x {args.size} px, repeats {args.repeat} (median), '
         f'warm-up {args.warmup}{", head only" if args.head_only else ""}; '
-        f'{conf.numel()} boxes, {int((conf < 1).sum())} with c < 1, '
-        f'{int((conf < ignore_below).sum())} ignored (c < {ignore_below})'
+        f'{confidence.numel()} boxes, {int((confidence < 1).sum())} with c < 1, '
+        f'{int((confidence < ignore_below).sum())} ignored (c < {ignore_below})'
     )
     print(
         '| model | policy | stock step (s) | EARL step (s) | EARL / stock | median paired ratio |'

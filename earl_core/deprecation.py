@@ -21,6 +21,7 @@ __all__ = [
     'add_renamed_flag',
     'fusion_method',
     'pop_renamed_kwarg',
+    'renamed_attributes',
     'renamed_kwargs',
     'warn_renamed',
 ]
@@ -135,6 +136,37 @@ def renamed_kwargs(where: str, **renames: str) -> Callable[[Callable], Callable]
         return wrapper
 
     return decorate
+
+
+def renamed_attributes(module: str, namespace: Mapping[str, Any], **renames: str) -> Callable:
+    """A module ``__getattr__`` that serves each old name of ``renames`` as its new one, warned.
+
+    Args:
+        module (str): the module's ``__name__``, for messages.
+        namespace (Mapping[str, Any]): the module's ``globals()``, read at each access (so a
+            patched new name is what the old name returns).
+        **renames (str): old module-level name -> new name.
+
+    Returns:
+        Callable: assign it to the module's ``__getattr__``.
+
+    Examples:
+        >>> NEW = 1
+        >>> getattr_ = renamed_attributes('m', globals(), OLD='NEW')
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter('ignore')
+        ...     getattr_('OLD')
+        1
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in renames:
+            warn_renamed(f'{module}.{name}', f'{module}.{renames[name]}')
+            return namespace[renames[name]]
+        raise AttributeError(f'module {module!r} has no attribute {name!r}')
+
+    return __getattr__
 
 
 def _hashable(value: Any) -> bool:

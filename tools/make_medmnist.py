@@ -14,7 +14,7 @@ Writes, under ``--out``:
 
 Variants: ``paper`` (Section 4.1.1), ``authors`` (their released code) and ``realistic``
 (misses of faint digits, false positives on clutter, heavy-tailed and biased boxes,
-structured per-rater confusion, hedging boxes, readers drawn from a pool;
+structured per-rater confusion, hedging boxes, raters drawn from a pool;
 earl_core/sources/medmnist_raters.py). Presets: ``paper``, ``authors``, ``cpu``,
 ``vindr-like`` (the cpu scale with realistic raters calibrated on VinDr-CXR's radiologists),
 ``study`` / ``study-vindr-like`` (those two at 96 px: the powered study's scale), and the
@@ -87,7 +87,7 @@ def _vindr_like(field: str) -> tuple[float, ...]:
 
 
 REALISTIC_DEFAULTS = dict(
-    rater_pool=None,  # None: the pool is the num_raters readers
+    rater_pool=None,  # None: the pool is the num_raters raters
     rater_mix=None,  # None: one expert, the rest split between normal and weak
     miss_rate=_vindr_like('miss'),
     visibility_threshold=_vindr_like('threshold'),
@@ -123,7 +123,7 @@ POOL_FLAGS = dict(
     ),
     confusion_structure=('0 = wrong labels uniform, 1 = among similar digits', 'in [0, 1]'),
     shared_confusion=(
-        "probability that a wrong label is the object's look-alike shared by all readers "
+        "probability that a wrong label is the object's look-alike shared by all raters "
         "rather than the rater's own confusion",
         'in [0, 1]',
     ),
@@ -500,13 +500,15 @@ def _coco(
     images, anns = [], []
     for i, r in enumerate(results):
         if rater_ids is None:
-            readers = None
+            raters_read = None
             boxes = zip(r['boxes'], r['labels'], [dict(mnist_index=int(d)) for d in r['digit_ids']])
         else:
             ra = r['raters']
-            readers = [rater_ids[k] for k in ra.readers] if hasattr(ra, 'readers') else rater_ids
+            raters_read = (
+                [rater_ids[k] for k in ra.raters_read] if hasattr(ra, 'raters_read') else rater_ids
+            )
             boxes = zip(ra.boxes, ra.labels, [dict(rater=rater_ids[int(k)]) for k in ra.raters])
-        images.append(coco_image(i + 1, f'{i + 1:06d}.png', canvas, canvas, raters=readers))
+        images.append(coco_image(i + 1, f'{i + 1:06d}.png', canvas, canvas, raters=raters_read))
         for box, lab, fields in boxes:
             # Boxes are stored to 0.01 px (medmnist's samplers quantise them so already).
             anns.append(
@@ -568,7 +570,7 @@ def _realistic_stats(results: list[dict], rater_ids: list[str], profiles: list) 
     stats = {rid: dict(dict.fromkeys(counts.split(), 0), ious=[]) for rid in rater_ids}
     for r in results:
         ra, n = r['raters'], len(r['labels'])
-        for k in ra.readers.tolist():
+        for k in ra.raters_read.tolist():
             st = stats[rater_ids[k]]
             st['images_read'] += 1
             st['digits'] += n

@@ -57,6 +57,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from earl_core.deprecation import warn_renamed
 from earl_core.fusion.base import (
     AGGREGATORS,
     Aggregator,
@@ -253,6 +254,13 @@ class MajorityVoteAggregator(Aggregator):
         self.linkage = linkage
 
     def required_votes(self, num_raters: int | np.ndarray) -> int | np.ndarray:
+        """Deprecated name of :meth:`required_agreement` (until 0.3)."""
+        warn_renamed(
+            'MajorityVoteAggregator.required_votes()', 'MajorityVoteAggregator.required_agreement()'
+        )
+        return self.required_agreement(num_raters)
+
+    def required_agreement(self, num_raters: int | np.ndarray) -> int | np.ndarray:
         """Smallest T that passes the quorum on an image read by ``num_raters`` raters (an
         int, or an int array of several images)."""
         if self.quorum is None:
@@ -294,12 +302,12 @@ class MajorityVoteAggregator(Aggregator):
         lab = lab.reshape(-1)
         nl = len(lab_values)
         # Votes per (cluster, label); per cluster the most voted label, ties: the smallest.
-        key, votes = np.unique(cluster * nl + lab, return_counts=True)
+        key, agreement = np.unique(cluster * nl + lab, return_counts=True)
         kc, kl = key // nl, key % nl
-        o = np.lexsort((kl, -votes, kc))
+        o = np.lexsort((kl, -agreement, kc))
         top = o[np.r_[True, kc[o][1:] != kc[o][:-1]]]
-        winner, t = kl[top], votes[top]  # indexed by cluster (kc[top] == 0..n-1)
-        ok = t >= self.required_votes(num_raters)
+        winner, t = kl[top], agreement[top]  # indexed by cluster (kc[top] == 0..n-1)
+        ok = t >= self.required_agreement(num_raters)
         voter = ok[cluster] & (lab == winner[cluster])
         vc, vb = cluster[voter], boxes[voter]
         n = num_clusters
@@ -329,7 +337,7 @@ class MajorityVoteAggregator(Aggregator):
     def __call__(self, image: Detections) -> Detections:
         r = len(image.raters)
         boxes, labels = image.boxes, image.labels
-        need = self.required_votes(r)
+        need = self.required_agreement(r)
         if need > r > 0 and not self._warned_quorum:
             self._warned_quorum = True
             warnings.warn(

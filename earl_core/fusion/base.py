@@ -16,7 +16,7 @@ mode                 c
 ``agreement_ratio``  T / R, R = the raters who read the image (the paper's c; the default
                      of ``mv`` and ``wbf``).
 ``fused_score``      WBF's fused score (equal weights: min(boxes in the cluster, R) / R;
-                     ``em``: the proficiency-weighted share of the readers).
+                     ``em``: the proficiency-weighted share of the raters).
 ``posterior``        ``em``: the posterior probability of the fused label; ``presence_em``:
                      max_y P(z = 1, y), the posterior that the box is a real object of the
                      fused label.
@@ -218,7 +218,7 @@ def check_iou_thr(iou_thr: Any, where: str) -> float:
 
 
 def agreement_confidence(t: int | np.ndarray, r: int, mode: str) -> float | np.ndarray:
-    """c of boxes with agreement T = ``t`` among R = ``r`` readers, equal rater weights.
+    """c of boxes with agreement T = ``t`` among R = ``r`` raters, equal rater weights.
 
     ``agreement`` = T; ``agreement_ratio`` = T / R; ``fused_score`` = min(T, R) / R, WBF's
     ``'avg'`` score of a cluster of T boxes with scores and weights 1 (0 when R = 0).

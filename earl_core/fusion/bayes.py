@@ -12,14 +12,14 @@ short:
   the loop is one more rater (it reads every image).
 * **Clusters.** An image's boxes are matched class-agnostically
   (:mod:`~earl_core.fusion.rater_model`, as ``em`` and ``presence_em``); a cluster
-  is a site at least one reader drew. The sites nobody drew are latent Poisson counts
+  is a site at least one rater drew. The sites nobody drew are latent Poisson counts
   (m_iz per image and class), so the truncation "only drawn sites are seen" is modelled
   exactly rather than learnt as a background row from clusters that somebody drew.
 * **Boxes.** A rater's box is the site's true box t_j plus Gaussian noise per coordinate,
   relative to the object size s_j (sqrt of the cluster's mean box area), with a per-rater
   precision tau_r ~ Gamma(a0, b0). The fused box is the precision-weighted mean.
 * **Variational EM.** q(z_j) q(m) q(theta) q(pi) q(t) q(tau), mean-field, closed-form
-  updates; ``Lambda`` by maximum likelihood. Deterministic: initialised from the readers'
+  updates; ``Lambda`` by maximum likelihood. Deterministic: initialised from the raters'
   votes, no randomness.
 
 Per fused box the model gives a class distribution over K classes and background (the
@@ -70,7 +70,7 @@ class BayesPosterior(ClusterPosterior):
     """The model's answer for the clusters of one image.
 
     Args:
-        clustered (ClusteredImage): clusters (indices into the image's boxes), readers and
+        clustered (ClusteredImage): clusters (indices into the image's boxes), raters and
             their (J, R) observations.
         class_probs (np.ndarray): (J, K + 1) float64 q(z_j): columns 0..K-1 the classes,
             column K background (not a real object); rows sum to 1.
@@ -274,12 +274,12 @@ class BayesRaterModel(RaterModelBase):
         beta0 = np.ones(k1)
         a0, b0 = self._tau_prior()
 
-        # Initial q(z): the readers' votes (share who drew, split by their labels).
-        readers_per_image = np.bincount(t.read_img, minlength=n_i).astype(np.float64)
+        # Initial q(z): the raters' votes (share who drew, split by their labels).
+        raters_per_image = np.bincount(t.read_img, minlength=n_i).astype(np.float64)
         q = np.zeros((n_j, k1))
         np.add.at(q, (t.box_clu, t.box_label), 1.0)
         drawn = q[:, :k].sum(1)
-        q[:, k] = np.maximum(readers_per_image[t.clu_img] - drawn, 0.0)
+        q[:, k] = np.maximum(raters_per_image[t.clu_img] - drawn, 0.0)
         q /= np.maximum(q.sum(1, keepdims=True), 1e-12)
         unseen = np.zeros((n_i, k1))  # E m_iz
         e_tau = np.full(n_r, a0 / b0)
@@ -293,7 +293,7 @@ class BayesRaterModel(RaterModelBase):
             elog_theta = self._elog_dirichlet(alpha)
             elog_pi = self._elog_dirichlet(beta)
             # Sites nobody drew: q(m_iz) = Poisson(Lambda g_iz), Lambda by maximum likelihood.
-            none = elog_pi[None, :] + self._sum_readers(t, elog_theta[:, :, k], n_i)
+            none = elog_pi[None, :] + self._sum_raters(t, elog_theta[:, :, k], n_i)
             g = np.exp(none)
             lam = n_j / max(n_i - float(g.sum()), 1e-12) if n_i else 0.0
             unseen = lam * g
@@ -340,8 +340,8 @@ class BayesRaterModel(RaterModelBase):
         return self
 
     @staticmethod
-    def _sum_readers(t: _Table, per_rater: np.ndarray, n_i: int) -> np.ndarray:
-        """(I, C) sum over each image's readers of ``per_rater`` (R, C)."""
+    def _sum_raters(t: _Table, per_rater: np.ndarray, n_i: int) -> np.ndarray:
+        """(I, C) sum over each image's raters of ``per_rater`` (R, C)."""
         # bincount adds in the order np.add.at does (same sums), far faster.
         return bincount_rows(t.read_img, per_rater[t.read_rater], n_i).reshape(
             n_i, per_rater.shape[1]
@@ -373,7 +373,7 @@ class BayesRaterModel(RaterModelBase):
     def _log_joint(
         t: _Table, elog_theta: np.ndarray, elog_pi: np.ndarray, none: np.ndarray
     ) -> np.ndarray:
-        """(J, K+1) E log pi_z + sum over readers of E log theta_r[z, l_rj]: every reader
+        """(J, K+1) E log pi_z + sum over raters of E log theta_r[z, l_rj]: every rater
         "no box" (``none``, per image) corrected by the boxes drawn."""
         k = elog_pi.shape[0] - 1
         out = none[t.clu_img].copy()
@@ -406,11 +406,11 @@ class BayesRaterModel(RaterModelBase):
         return a, b, a / b
 
     # ------------------------------------------------------------------ inference
-    def _reader_params(self, readers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _rater_params(self, raters: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """E log theta (C, K+1, K+1) and E tau (C,) of the given raters; a rater not seen
         in fit gets the prior (what the model knows of a rater it has never seen)."""
         a0, b0 = self._tau_prior()
-        idx = [self._rater_index.get(str(r)) for r in readers]
+        idx = [self._rater_index.get(str(r)) for r in raters]
         k1 = self.num_classes_ + 1
         elog = np.stack([self._elog_theta[i] if i is not None else self._elog_theta_prior
                          for i in idx]) if idx else np.zeros((0, k1, k1))  # fmt: skip
@@ -437,12 +437,12 @@ class BayesRaterModel(RaterModelBase):
         n_j = len(ci.clusters)
         if n_j == 0:
             return BayesPosterior(ci, np.zeros((0, k + 1)), np.zeros((0, 4)), np.zeros(0))
-        elog, tau = self._reader_params(ci.readers)
+        elog, tau = self._rater_params(ci.raters)
         obs = ci.observations  # (J, C), K = no box
         logj = np.tile(self._elog_pi, (n_j, 1))
         for c in range(obs.shape[1]):
             logj += elog[c][:, obs[:, c]].T
-        col = {r: i for i, r in enumerate(ci.readers)}
+        col = {r: i for i, r in enumerate(ci.raters)}
         boxes = np.zeros((n_j, 4))
         std = np.zeros(n_j)
         for j, members in enumerate(ci.clusters):
@@ -556,8 +556,8 @@ class BayesAggregator(ModelAggregator):
 
     def _fuse(self, image: Detections, clustered: ClusteredImage | None = None) -> Detections:
         post = self.posterior(image, clustered)
-        readers = [r for r in image.raters if r != self.detector]
-        r = len(readers)
+        raters = [r for r in image.raters if r != self.detector]
+        r = len(raters)
         presence = post.presence
         out: tuple[list, ...] = ([], [], [], [], [], [])
         for j, (members, lab) in enumerate(zip(post.clustered.clusters, post.labels.tolist())):
@@ -577,14 +577,14 @@ class BayesAggregator(ModelAggregator):
             values = (post.boxes[j], lab, c, t, members, tuple(str(x) for x in rids))
             for lst, v in zip(out, values):
                 lst.append(v)
-        boxes, labels, conf, agree, members, member_raters = out
+        boxes, labels, confidence, agreement, members, member_raters = out
         if not boxes:
             return Detections.empty(r, image)
         return Detections.fused(
             boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
             labels=np.asarray(labels, np.int64),
-            confidence=np.asarray(conf, np.float32),
-            agreement=np.asarray(agree, np.int64),
+            confidence=np.asarray(confidence, np.float32),
+            agreement=np.asarray(agreement, np.int64),
             num_raters=r,
             members=[np.asarray(m, np.int64) for m in members],
             member_raters=list(member_raters),

@@ -1,21 +1,21 @@
 """The clusters of many images as one sparse table of observations (numpy only).
 
 Both EM models (:mod:`earl_core.fusion.em`, :mod:`earl_core.fusion.presence_em`) see a
-cluster through the raters who read its image: each reader drew a box in it (with a label)
+cluster through the raters who read its image: each rater drew a box in it (with a label)
 or drew nothing there. A dense table, clusters x all raters of the file, grows with the
 crowd (50,000 images read by 3 of 1,000 raters: 150 million cells for 450,000
-observations). This table grows with the boxes and the (image, reader) pairs instead:
+observations). This table grows with the boxes and the (image, rater) pairs instead:
 
 * **entries**: one per box drawn in a cluster: its rater column and its label;
-* **reader sets**: the distinct sets of readers of the images, each with the number of
-  images it read; a sum over the readers of a cluster's image is a sum over its set;
+* **rater sets**: the distinct sets of raters of the images, each with the number of
+  images it read; a sum over the raters of a cluster's image is a sum over its set;
 * **patterns**: clusters read by the same set with the same (rater, label) entries have
   the same likelihood, hence the same posterior. The EM runs once per pattern, weighted by
   the number of its clusters (one image with 20,000 lone boxes drawn by 3 raters in 3
   classes has 9 patterns).
 
-A reader who drew nothing in a cluster is never stored: a sum over those readers is the
-sum over the reader set minus the sum over the cluster's entries.
+A rater who drew nothing in a cluster is never stored: a sum over those raters is the
+sum over the rater set minus the sum over the cluster's entries.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from earl_core.deprecation import renamed_kwargs, warn_renamed
 
 __all__ = ['ClusterTable', 'bincount_rows', 'build_cluster_table']
 
@@ -44,16 +46,16 @@ class ClusterTable:
     """The observations of every cluster of some images, sparse (see the module docstring).
 
     Columns are rater codes 0..C-1 (a fit's raters; for one image's posterior its
-    readers). All index arrays are int64, all counts float64.
+    raters). All index arrays are int64, all counts float64.
 
     Args:
         k (int): K, the number of classes (labels 0..K-1).
         num_columns (int): C.
-        set_images (np.ndarray): (S,) images read by each reader set.
-        set_size (np.ndarray): (S,) readers in each set.
-        pair_set (np.ndarray): (P,) the set of each (set, reader) pair.
-        pair_column (np.ndarray): (P,) the reader's column.
-        pattern_set (np.ndarray): (U,) the reader set of each pattern.
+        set_images (np.ndarray): (S,) images read by each rater set.
+        set_size (np.ndarray): (S,) raters in each set.
+        pair_set (np.ndarray): (P,) the set of each (set, rater) pair.
+        pair_column (np.ndarray): (P,) the rater's column.
+        pattern_set (np.ndarray): (U,) the rater set of each pattern.
         pattern_count (np.ndarray): (U,) clusters with that pattern.
         entry_pattern (np.ndarray): (E,) the pattern of each entry (a box drawn in the
             pattern's clusters).
@@ -89,11 +91,11 @@ class ClusterTable:
         return int(self.set_images.shape[0])
 
     def per_set(self, by_column: np.ndarray) -> np.ndarray:
-        """Sum over each reader set's columns of ``by_column`` (C,) or (C, M): (S, ...)."""
+        """Sum over each rater set's columns of ``by_column`` (C,) or (C, M): (S, ...)."""
         return bincount_rows(self.pair_set, by_column[self.pair_column], self.num_sets)
 
     def per_column(self, by_set: np.ndarray) -> np.ndarray:
-        """Sum over the reader sets holding each column of ``by_set`` (S,) or (S, M):
+        """Sum over the rater sets holding each column of ``by_set`` (S,) or (S, M):
         (C, ...) (``by_set`` already summed over the set's images)."""
         return bincount_rows(self.pair_column, by_set[self.pair_set], self.num_columns)
 
@@ -111,21 +113,27 @@ class ClusterTable:
         """(C,) images read by each column."""
         return self.per_column(self.set_images)
 
-    def readers(self) -> np.ndarray:
-        """(U,) readers of each pattern's clusters."""
+    def raters_read(self) -> np.ndarray:
+        """(U,) raters who read each pattern's clusters (drew a box in them or not)."""
         return self.set_size[self.pattern_set].astype(np.float64)
+
+    def readers(self) -> np.ndarray:
+        """Deprecated name of :meth:`raters_read` (until 0.3)."""
+        warn_renamed('ClusterTable.readers()', 'ClusterTable.raters_read()')
+        return self.raters_read()
 
     def drawers(self) -> np.ndarray:
         """(U,) entries (boxes) of each pattern's clusters."""
         return np.bincount(self.entry_pattern, minlength=self.num_patterns).astype(np.float64)
 
 
+@renamed_kwargs('build_cluster_table', box_reader='box_rater')
 def build_cluster_table(
     k: int,
     num_columns: int,
     image_columns: Sequence[np.ndarray],
     box_cluster: Sequence[np.ndarray],
-    box_reader: Sequence[np.ndarray],
+    box_rater: Sequence[np.ndarray],
     box_label: Sequence[np.ndarray],
     num_clusters: Sequence[int],
 ) -> ClusterTable:
@@ -134,11 +142,11 @@ def build_cluster_table(
     Args:
         k (int): K.
         num_columns (int): C.
-        image_columns (Sequence[np.ndarray]): per image, (R_i,) the column of each reader
+        image_columns (Sequence[np.ndarray]): per image, (R_i,) the column of each rater
             (distinct).
         box_cluster (Sequence[np.ndarray]): per image, (N_i,) the cluster of each box
-            (0..J_i-1; at most one box per reader per cluster).
-        box_reader (Sequence[np.ndarray]): per image, (N_i,) the reader (0..R_i-1) of each
+            (0..J_i-1; at most one box per rater per cluster).
+        box_rater (Sequence[np.ndarray]): per image, (N_i,) the rater (0..R_i-1) of each
             box.
         box_label (Sequence[np.ndarray]): per image, (N_i,) labels < K.
         num_clusters (Sequence[int]): per image, J_i.
@@ -146,7 +154,7 @@ def build_cluster_table(
     Returns:
         ClusterTable: the table; clusters numbered image after image.
     """
-    # Reader sets: the sorted columns of each image.
+    # Rater sets: the sorted columns of each image.
     set_of: dict[tuple[int, ...], int] = {}
     image_set = np.empty(len(image_columns), np.int64)
     for i, cols in enumerate(image_columns):
@@ -164,7 +172,7 @@ def build_cluster_table(
     if n_box.sum():
         cl = np.concatenate(box_cluster).astype(np.int64) + np.repeat(offset, n_box)
         col = np.concatenate(
-            [cols[r] for cols, r in zip(image_columns, box_reader) if len(r)]
+            [cols[r] for cols, r in zip(image_columns, box_rater) if len(r)]
         ).astype(np.int64)
         lab = np.concatenate(box_label).astype(np.int64)
     else:

@@ -23,7 +23,7 @@ The model (also in ``docs/aggregators.md``):
    lambda_r per image read, with label distribution phi_r, so
    P(obs_j | no_obj) = lambda_c / sum_{r read} lambda_r * phi_c[l] when exactly one rater c
    drew (label l), and 0 when two or more did.
-5. **EM.** Initialisation: soft majority vote (q_j = share of the readers' votes per
+5. **EM.** Initialisation: soft majority vote (q_j = share of the raters' votes per
    class, no_obj votes included). M-step from the posteriors q: theta_r[k, :] from the
    expected counts N_r[k, l] = sum_j q_jk [l_rj = l] plus a Dirichlet prior per row
    (``prior_strength`` pseudo-observations, a share ``prior_diag`` on the diagonal, the rest
@@ -117,7 +117,7 @@ def _shared_boxes(
             size = np.bincount(ci.box_cluster, minlength=len(ci.clusters))
             keep = np.flatnonzero(size[ci.box_cluster] >= 2)
             cl.append(ci.box_cluster[keep] + offset)
-            col.append(cols[ci.box_reader[keep]])
+            col.append(cols[ci.box_rater[keep]])
             bx.append(im.boxes[keep])
         offset += len(ci.clusters)
     if not cl:
@@ -214,7 +214,7 @@ class RaterEM(RaterModelBase):
     ) -> RaterEM:
         """Estimate confusion matrices, class prior, false-positive and box-error models.
 
-        Memory and time grow with the boxes and the (image, reader) pairs, not with
+        Memory and time grow with the boxes and the (image, rater) pairs, not with
         clusters x raters (:mod:`earl_core.fusion.cluster_table`).
 
         Args:
@@ -313,11 +313,11 @@ class RaterEM(RaterModelBase):
 
     @staticmethod
     def _init_posterior(table: ClusterTable, k1: int) -> np.ndarray:
-        """Soft majority vote (U, K+1): the share of the readers' votes per class, the
-        readers who drew nothing voting no_obj."""
+        """Soft majority vote (U, K+1): the share of the raters' votes per class, the
+        raters who drew nothing voting no_obj."""
         q = np.zeros((table.num_patterns, k1))
         np.add.at(q, (table.entry_pattern, table.entry_label), 1.0)
-        q[:, k1 - 1] = table.readers() - table.drawers()
+        q[:, k1 - 1] = table.raters_read() - table.drawers()
         return q / np.maximum(q.sum(1, keepdims=True), 1e-12)
 
     @staticmethod
@@ -348,8 +348,8 @@ class RaterEM(RaterModelBase):
         """log pi_k + log P(obs | k) per pattern, (U, K+1); the table's columns index
         theta (C, K+1, K+1), lam (C,) and phi (C, K).
 
-        A reader who drew nothing contributes log theta_r[k, no_obj]: summed over the
-        reader set, less the entries' readers, who contribute log theta_r[k, l] instead.
+        A rater who drew nothing contributes log theta_r[k, no_obj]: summed over the
+        rater set, less the entries' raters, who contribute log theta_r[k, l] instead.
         """
         k = theta.shape[1] - 1
         log_theta = np.log(theta[:, :k, :])  # object rows only, (C, K, K+1)
@@ -443,7 +443,7 @@ class RaterEM(RaterModelBase):
             return ci, np.zeros((0, k + 1))
         table = image_table(ci)
         theta, lam, phi = self._typical_rows(
-            ci.readers, self.confusion_, self.fp_rate_, self.fp_label_dist_
+            ci.raters, self.confusion_, self.fp_rate_, self.fp_label_dist_
         )
         logj = self._log_joint(table, np.log(self.class_prior_), theta, lam, phi)
         return ci, softmax_rows(logj)[table.cluster_pattern]

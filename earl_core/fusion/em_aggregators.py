@@ -131,7 +131,7 @@ class EMAggregator(ModelAggregator):
       ``members`` / ``member_raters``: every box / rater of the cluster;
     * confidence: ``posterior`` (default) = posterior probability of the label;
       ``agreement`` = T; ``agreement_ratio`` = T / R; ``fused_score`` = the
-      proficiency-weighted share of the readers behind the label,
+      proficiency-weighted share of the raters behind the label,
       sum_{r in T} p_r / sum_{r read} p_r.
 
     Args:
@@ -200,7 +200,7 @@ class EMAggregator(ModelAggregator):
         self._require_fitted()
         ci, q = self.model.posterior(image, clustered)
         k = self.model.num_classes_
-        r = len(ci.readers)
+        r = len(ci.raters)
         n_cl = len(ci.clusters)
         if n_cl == 0:
             return Detections.empty(r, image)
@@ -211,18 +211,18 @@ class EMAggregator(ModelAggregator):
             lab = q[:, :k].argmax(1)
             keep = np.arange(n_cl)
         cl = ci.box_cluster
-        agree = image.labels == lab[cl]
-        t = np.bincount(cl, weights=agree, minlength=n_cl)
+        same_label = image.labels == lab[cl]
+        t = np.bincount(cl, weights=same_label, minlength=n_cl)
         if self.confidence == 'posterior':
-            conf = q[np.arange(n_cl), lab]
+            confidence = q[np.arange(n_cl), lab]
         elif self.confidence == 'fused_score':
             w = self._w_prof.of(image.raters)
-            behind = np.bincount(cl, weights=w[image.rater_index] * agree, minlength=n_cl)
-            conf = behind / sum(w.tolist())
+            behind = np.bincount(cl, weights=w[image.rater_index] * same_label, minlength=n_cl)
+            confidence = behind / sum(w.tolist())
         else:
-            conf = agreement_confidence(t, r, self.confidence)
+            confidence = agreement_confidence(t, r, self.confidence)
         box_w = self._w_box.of(image.raters)[image.rater_index]
-        return _clusters_fused(image, ci.clusters, cl, keep, lab, conf, t, box_w, r)
+        return _clusters_fused(image, ci.clusters, cl, keep, lab, confidence, t, box_w, r)
 
 
 @register_aggregator('presence_em')
@@ -304,7 +304,7 @@ class PresenceEMAggregator(ModelAggregator):
         self._require_fitted()
         post = self.model.posterior(image, clustered)
         ci = post.clustered
-        r = len(ci.readers)
+        r = len(ci.raters)
         n_cl = len(ci.clusters)
         if n_cl == 0:
             return Detections.empty(r, image)
@@ -312,5 +312,7 @@ class PresenceEMAggregator(ModelAggregator):
         cl = ci.box_cluster
         t = np.bincount(cl, weights=image.labels == lab[cl], minlength=n_cl)
         box_w = self._w_box.of(image.raters)[image.rater_index]
-        conf = post.confidence(self.confidence)
-        return _clusters_fused(image, ci.clusters, cl, np.arange(n_cl), lab, conf, t, box_w, r)
+        confidence = post.confidence(self.confidence)
+        return _clusters_fused(
+            image, ci.clusters, cl, np.arange(n_cl), lab, confidence, t, box_w, r
+        )

@@ -13,18 +13,18 @@ The model (equations and its limits in ``docs/presence_em.md``):
 * **Clusters.** The boxes of an image are clustered class-agnostically exactly as in
   :mod:`earl_core.fusion.em` (:mod:`earl_core.fusion.rater_model`); a cluster is one site,
   with a latent presence z (1 = real object, 0 = spurious) and, if present, a class y.
-  Only sites on which at least one reader drew a box become clusters (truncation); with
+  Only sites on which at least one rater drew a box become clusters (truncation); with
   Poisson sites this is exact: the clusters of each kind are again Poisson with means
   ``mu * (1 - prod_r (1 - s_r))`` and ``nu * (1 - prod_r (1 - f_r))``, and the posterior of
   a cluster needs no truncation factor.
-* **EM.** E-step: P(z = 1, y | cluster) from the readers who drew *and* the readers who read
+* **EM.** E-step: P(z = 1, y | cluster) from the raters who drew *and* the raters who read
   and drew nothing. M-step (closed form, MAP with Beta / Dirichlet / Gamma smoothing):
   mu and nu exactly given s, f; s_r and f_r by the missing-site step (the expected number of
-  sites nobody drew, ``mu * prod_r (1 - s_r)`` per image, counts as sites that every reader
+  sites nobody drew, ``mu * prod_r (1 - s_r)`` per image, counts as sites that every rater
   missed); pi_r and the two class priors from expected counts. Each step increases the
   MAP objective (:attr:`PresenceEM.log_objective_`).
 
-Everything is deterministic (initialisation from the readers' votes; no randomness).
+Everything is deterministic (initialisation from the raters' votes; no randomness).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class PresencePosterior(ClusterPosterior):
     """Posterior of the clusters of one image.
 
     Args:
-        clustered (ClusteredImage): the clusters, readers and (J, R) observations.
+        clustered (ClusteredImage): the clusters, raters and (J, R) observations.
         presence (np.ndarray): (J,) float64 P(z = 1 | observations).
         label_posterior (np.ndarray): (J, K) float64 P(y | z = 1, observations), rows sum
             to 1.
@@ -109,8 +109,8 @@ class _Params:
 
 def _label_loglik(t: ClusterTable, confusion: np.ndarray) -> np.ndarray:
     """(U, K): sum over the raters who drew of log pi_r[c, l_r], for every class c."""
-    log_conf = np.log(confusion)[t.entry_column, :, t.entry_label]  # (entries, K)
-    return t.per_pattern(log_conf)
+    log_confusion = np.log(confusion)[t.entry_column, :, t.entry_label]  # (entries, K)
+    return t.per_pattern(log_confusion)
 
 
 def _label_counts(t: ClusterTable, weights: np.ndarray) -> np.ndarray:
@@ -126,9 +126,9 @@ def _log_joint(t: ClusterTable, p: _Params) -> np.ndarray:
     """log P(obs_j, z_j = 1, y_j = c) in column c < K, log P(obs_j, z_j = 0, a_j = c) in
     column K + c, up to a constant per image, per pattern; (U, 2K) float64.
 
-    Column c of the table uses the rater parameters of index c of ``p``. The readers who
-    drew nothing contribute log(1 - s_r): summed over the reader set, less the entries'
-    readers, who contribute log s_r instead.
+    Column c of the table uses the rater parameters of index c of ``p``. The raters who
+    drew nothing contribute log(1 - s_r): summed over the rater set, less the entries'
+    raters, who contribute log s_r instead.
     """
 
     def detection(rate: np.ndarray) -> np.ndarray:
@@ -237,18 +237,18 @@ class PresenceEM(RaterModelBase):
 
     @staticmethod
     def _init_posterior(t: ClusterTable) -> np.ndarray:
-        """Votes: P(z = 1) = share of the readers who drew, classes by their label shares."""
+        """Votes: P(z = 1) = share of the raters who drew, classes by their label shares."""
         k = t.k
-        votes = np.zeros((t.num_patterns, k))
-        np.add.at(votes, (t.entry_pattern, t.entry_label), 1.0)
+        label_counts = np.zeros((t.num_patterns, k))
+        np.add.at(label_counts, (t.entry_pattern, t.entry_label), 1.0)
         n_draw = t.drawers()
-        share = votes / np.maximum(n_draw, 1)[:, None]
-        w = (n_draw / np.maximum(t.readers(), 1))[:, None]
+        share = label_counts / np.maximum(n_draw, 1)[:, None]
+        w = (n_draw / np.maximum(t.raters_read(), 1))[:, None]
         return np.concatenate([share * w, share * (1.0 - w)], axis=1)
 
     @staticmethod
     def _no_draw(t: ClusterTable, rate: np.ndarray) -> np.ndarray:
-        """(S,) P(no reader of the set draws a box on a site), rate = s or f."""
+        """(S,) P(no rater of the set draws a box on a site), rate = s or f."""
         return np.exp(t.per_set(np.log1p(-rate)))
 
     def _m_step(self, t: ClusterTable, gamma: np.ndarray, old: _Params) -> _Params:
@@ -258,11 +258,11 @@ class PresenceEM(RaterModelBase):
         n_img = t.set_images
         w, u = gamma[:, :k].sum(1), gamma[:, k:].sum(1)
         # Rates given the old s, f: observed kind-count over the expected share drawn.
-        p0_obj = self._no_draw(t, old.sens)  # (S,) P(no reader draws an object)
+        p0_obj = self._no_draw(t, old.sens)  # (S,) P(no rater draws an object)
         p0_fp = self._no_draw(t, old.fp)
         mu = ((w * count).sum() + 0.5) / ((n_img * (1.0 - p0_obj)).sum() + 1.0)
         nu = ((u * count).sum() + 0.5) / ((n_img * (1.0 - p0_fp)).sum() + 1.0)
-        # Sites nobody drew, per image, count as missed by every reader of the image.
+        # Sites nobody drew, per image, count as missed by every rater of the image.
         miss_obj = t.per_column(n_img * mu * p0_obj)  # (C,)
         miss_fp = t.per_column(n_img * nu * p0_fp)
 
@@ -278,9 +278,9 @@ class PresenceEM(RaterModelBase):
         class_prior = ((gamma[:, :k] * count[:, None]).sum(0) + 1.0) / ((w * count).sum() + k)
         spurious_prior = ((gamma[:, k:] * count[:, None]).sum(0) + 1.0) / ((u * count).sum() + k)
         # One confusion per rater: how it labels what it sees, object or spurious site.
-        conf = _label_counts(t, gamma[:, :k] + gamma[:, k:]) + self._confusion_prior(k)[None]
-        conf /= conf.sum(2, keepdims=True)
-        return _Params(float(mu), float(nu), class_prior, sens, fp, conf, spurious_prior)
+        confusion = _label_counts(t, gamma[:, :k] + gamma[:, k:]) + self._confusion_prior(k)[None]
+        confusion /= confusion.sum(2, keepdims=True)
+        return _Params(float(mu), float(nu), class_prior, sens, fp, confusion, spurious_prior)
 
     def _objective(self, t: ClusterTable, p: _Params, logj: np.ndarray) -> float:
         """Observed-data log-likelihood + log prior (up to a constant); ``logj`` is
@@ -304,7 +304,7 @@ class PresenceEM(RaterModelBase):
     ) -> PresenceEM:
         """Estimate sensitivities, false-positive propensities, confusions and rates.
 
-        Memory and time grow with the boxes and the (image, reader) pairs, not with
+        Memory and time grow with the boxes and the (image, rater) pairs, not with
         clusters x raters; clusters with the same observations are one row of the EM
         (:mod:`earl_core.fusion.cluster_table`).
 
@@ -379,11 +379,11 @@ class PresenceEM(RaterModelBase):
         return self
 
     # ------------------------------------------------------------------ inference
-    def _reader_params(self, readers: Sequence[str]) -> _Params:
-        """Parameters with rater arrays in ``readers`` order; a rater not seen in fit gets
+    def _rater_params(self, raters: Sequence[str]) -> _Params:
+        """Parameters with rater arrays in ``raters`` order; a rater not seen in fit gets
         the mean of the fitted raters (a typical rater)."""
         p = self._params
-        sens, fp, confusion = self._typical_rows(readers, p.sens, p.fp, p.confusion)
+        sens, fp, confusion = self._typical_rows(raters, p.sens, p.fp, p.confusion)
         return _Params(p.mu, p.nu, p.class_prior, sens, fp, confusion, p.spurious_prior)
 
     def posterior(
@@ -406,7 +406,7 @@ class PresenceEM(RaterModelBase):
         if not ci.clusters:
             return PresencePosterior(ci, np.zeros(0), np.zeros((0, k)))
         table = image_table(ci)
-        logj = _log_joint(table, self._reader_params(ci.readers))
+        logj = _log_joint(table, self._rater_params(ci.raters))
         presence = _normalise(logj)[:, :k].sum(1)
         # P(y | z = 1) from the object columns alone: exact even when P(z = 1) underflows.
         labels = _normalise(logj[:, :k])

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from earl_core.boxes import box_area
+from earl_core.deprecation import warn_renamed
 from earl_core.fusion.base import check_iou_thr, check_number
 from earl_core.fusion.cluster_table import ClusterTable, build_cluster_table
 from earl_core.fusion.matching import LINKAGES, cluster_boxes, cluster_ids, cluster_segments
@@ -52,29 +53,41 @@ class ClusteredImage:
 
     Args:
         clusters (list[np.ndarray]): per cluster, indices into the image's boxes.
-        readers (tuple[str, ...]): raters who read the image, in ``image.raters`` order.
+        raters (tuple[str, ...]): raters who read the image, in ``image.raters`` order.
         box_cluster (np.ndarray): (N,) int64, the cluster of each box.
-        box_reader (np.ndarray): (N,) int64, the reader (position in ``readers``) of each
+        box_rater (np.ndarray): (N,) int64, the rater (position in ``raters``) of each
             box (``image.rater_index``).
         box_label (np.ndarray): (N,) int64 labels.
         num_classes (int): K.
     """
 
     clusters: list[np.ndarray]
-    readers: tuple[str, ...]
+    raters: tuple[str, ...]
     box_cluster: np.ndarray
-    box_reader: np.ndarray
+    box_rater: np.ndarray
     box_label: np.ndarray
     num_classes: int
 
     @property
     def observations(self) -> np.ndarray:
-        """(J, len(readers)) int64: the label each reader gave each cluster, K (= no_obj)
-        when the reader has no box in it. Built on demand (clusters x readers): the EM
+        """(J, len(raters)) int64: the label each rater gave each cluster, K (= no_obj)
+        when the rater has no box in it. Built on demand (clusters x raters): the EM
         models use the sparse :class:`~earl_core.fusion.cluster_table.ClusterTable`."""
-        obs = np.full((len(self.clusters), len(self.readers)), self.num_classes, np.int64)
-        obs[self.box_cluster, self.box_reader] = self.box_label
+        obs = np.full((len(self.clusters), len(self.raters)), self.num_classes, np.int64)
+        obs[self.box_cluster, self.box_rater] = self.box_label
         return obs
+
+    @property
+    def readers(self) -> tuple[str, ...]:
+        """Deprecated name of :attr:`raters` (until 0.3)."""
+        warn_renamed('ClusteredImage.readers', 'ClusteredImage.raters')
+        return self.raters
+
+    @property
+    def box_reader(self) -> np.ndarray:
+        """Deprecated name of :attr:`box_rater` (until 0.3)."""
+        warn_renamed('ClusteredImage.box_reader', 'ClusteredImage.box_rater')
+        return self.box_rater
 
 
 @dataclass
@@ -83,7 +96,7 @@ class ClusterPosterior:
     the subclass one row per cluster of each posterior array.
 
     Args:
-        clustered (ClusteredImage): the clusters (indices into the image's boxes), readers
+        clustered (ClusteredImage): the clusters (indices into the image's boxes), raters
             and their (J, R) observations.
     """
 
@@ -106,7 +119,7 @@ def cluster_image(
         linkage (str): see :func:`cluster_boxes`. Defaults to ``'average'``.
 
     Returns:
-        ClusteredImage: the clusters and, per box, its cluster, reader and label.
+        ClusteredImage: the clusters and, per box, its cluster, rater and label.
     """
     labels = image.labels
     if labels.size and labels.max() >= num_classes:
@@ -116,9 +129,9 @@ def cluster_image(
     clusters = cluster_boxes(image.boxes, image.rater_index, iou_thr, linkage=linkage)
     return ClusteredImage(
         clusters=clusters,
-        readers=image.raters,
+        raters=image.raters,
         box_cluster=cluster_ids(clusters, len(labels)),
-        box_reader=image.rater_index,
+        box_rater=image.rater_index,
         box_label=labels,
         num_classes=int(num_classes),
     )
@@ -172,9 +185,9 @@ def cluster_images(
         out.append(
             ClusteredImage(
                 clusters=members[f : f + m],
-                readers=im.raters,
+                raters=im.raters,
                 box_cluster=cid[box_start[i] : box_start[i] + sizes[i]] - f,
-                box_reader=im.rater_index,
+                box_rater=im.rater_index,
                 box_label=im.labels,
                 num_classes=int(num_classes),
             )
@@ -214,11 +227,11 @@ def clusters_for(
 def cluster_tables(
     clustered: Sequence[ClusteredImage], columns: Sequence[np.ndarray], num_columns: int, k: int
 ) -> ClusterTable:
-    """The :class:`ClusterTable` of clustered images whose readers have the given columns.
+    """The :class:`ClusterTable` of clustered images whose raters have the given columns.
 
     Args:
         clustered (Sequence[ClusteredImage]): the images' clusters.
-        columns (Sequence[np.ndarray]): per image, (R_i,) int64 column of each reader.
+        columns (Sequence[np.ndarray]): per image, (R_i,) int64 column of each rater.
         num_columns (int): C.
         k (int): K.
     """
@@ -227,16 +240,16 @@ def cluster_tables(
         num_columns,
         columns,
         [ci.box_cluster for ci in clustered],
-        [ci.box_reader for ci in clustered],
+        [ci.box_rater for ci in clustered],
         [ci.box_label for ci in clustered],
         [len(ci.clusters) for ci in clustered],
     )
 
 
 def image_table(ci: ClusteredImage) -> ClusterTable:
-    """The :class:`ClusterTable` of one image, its readers as the columns, one pattern per
+    """The :class:`ClusterTable` of one image, its raters as the columns, one pattern per
     cluster (no compression: a posterior is computed once per cluster anyway)."""
-    n, n_cl = len(ci.readers), len(ci.clusters)
+    n, n_cl = len(ci.raters), len(ci.clusters)
     return ClusterTable(
         k=ci.num_classes,
         num_columns=n,
@@ -247,7 +260,7 @@ def image_table(ci: ClusteredImage) -> ClusterTable:
         pattern_set=np.zeros(n_cl, np.int64),
         pattern_count=np.ones(n_cl),
         entry_pattern=ci.box_cluster,
-        entry_column=ci.box_reader,
+        entry_column=ci.box_rater,
         entry_label=ci.box_label,
         cluster_pattern=np.arange(n_cl, dtype=np.int64),
     )
@@ -359,7 +372,7 @@ class RaterModelBase:
         tuple[str, ...], dict[str, int], list[np.ndarray], list[ClusteredImage], ClusterTable
     ]:
         """What a fit starts from: the raters (sorted), their columns (rater -> index),
-        each image's reader columns, its clusters (:func:`clusters_for`) and their table."""
+        each image's rater columns, its clusters (:func:`clusters_for`) and their table."""
         raters = tuple(sorted({r for im in images for r in im.raters}))
         if not raters:
             raise ValueError(f'{type(self).__name__}.fit: no rater read any image')
@@ -371,8 +384,8 @@ class RaterModelBase:
         clustered = clusters_for(images, clustered, k, self.iou_thr, self.linkage)
         return raters, col, columns, clustered, cluster_tables(clustered, columns, len(raters), k)
 
-    def _typical_rows(self, readers: Sequence[str], *per_rater: np.ndarray) -> tuple:
-        """The rows of the fitted per-rater arrays for ``readers``; a rater not seen in fit
+    def _typical_rows(self, raters: Sequence[str], *per_rater: np.ndarray) -> tuple:
+        """The rows of the fitted per-rater arrays for ``raters``; a rater not seen in fit
         gets the mean of the fitted raters (a typical rater). The arrays with their mean
         row are kept after the first call, until the next fit."""
         if self._with_mean is None:  # the fitted raters, then the mean rater
@@ -381,7 +394,7 @@ class RaterModelBase:
             )
         n_r = len(self.raters_)
         get = self._rater_index.get
-        idx = np.fromiter((get(r, n_r) for r in readers), np.int64, count=len(readers))
+        idx = np.fromiter((get(r, n_r) for r in raters), np.int64, count=len(raters))
         return tuple(a[idx] for a in self._with_mean)
 
     def _class_names(self, class_names: Sequence[str] | None) -> list[str]:

@@ -232,13 +232,13 @@ def _fused_boxes(
     flat_arr = np.array(flat, dtype=np.int64)
     agr = np.array(agreement, dtype=np.int64)
     if mode == 'fused_score':  # WBF's own score (with weights p_r, not min(T, R) / R)
-        conf = np.array([-r[0] for r in recs], dtype=np.float32)
+        confidence = np.array([-r[0] for r in recs], dtype=np.float32)
     else:
-        conf = agreement_confidence(agr, len(raters), mode).astype(np.float32)
+        confidence = agreement_confidence(agr, len(raters), mode).astype(np.float32)
     return Detections.fused(
         boxes=np.array([r[2] for r in recs], dtype=np.float32),
         labels=np.array([r[1] for r in recs], dtype=np.int64),
-        confidence=conf,
+        confidence=confidence,
         agreement=agr,
         num_raters=len(raters),
         members=[flat_arr[bounds[q] : bounds[q + 1]] for q in range(len(recs))],

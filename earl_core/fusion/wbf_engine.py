@@ -298,7 +298,7 @@ def _cluster(
     areas: list[float] = []
     members: list[list[int]] = []
     accs: list[Any] = []  # sum of s * w * box per cluster
-    confs: list[float] = []  # sum of s * w
+    scores: list[float] = []  # sum of s * w
     wsums: list[float] = []  # sum of w
     rep_arr = None  # numpy mirror of reps once there are many clusters
     for j in order:
@@ -336,7 +336,7 @@ def _cluster(
             areas.append(area)
             members.append([j])
             accs.append(None)  # s * box, computed when a second box joins
-            confs.append(s)
+            scores.append(s)
             wsums.append(wt[j])
             if rep_arr is not None:
                 rep_arr[nc] = bj
@@ -348,17 +348,17 @@ def _cluster(
             s0 = sw[mem[0]]
             a = [s0 * v for v in box[mem[0]]]
         acc = accs[bi] = (a[0] + s * bx1, a[1] + s * by1, a[2] + s * bx2, a[3] + s * by2)
-        conf = confs[bi] = confs[bi] + s
+        score = scores[bi] = scores[bi] + s
         wsums[bi] += wt[j]
-        if conf != 0.0:
-            rep = (acc[0] / conf, acc[1] / conf, acc[2] / conf, acc[3] / conf)
+        if score != 0.0:
+            rep = (acc[0] / score, acc[1] / score, acc[2] / score, acc[3] / score)
         else:  # every score 0: plain mean (ensemble-boxes divides by zero -> NaN)
             rep = tuple(sum(box[m][q] for m in mem) / len(mem) for q in range(4))
         reps[bi] = rep
         areas[bi] = (rep[2] - rep[0]) * (rep[3] - rep[1])
         if rep_arr is not None:
             rep_arr[bi] = rep
-    return reps, members, confs, wsums
+    return reps, members, scores, wsums
 
 
 def _iou(p: Any, q: Any) -> float:
@@ -376,13 +376,13 @@ def _merge_two(
 ) -> tuple[list[Any], list[list[int]], list[float], list[float]]:
     """:func:`_cluster`'s result for boxes a then b that form one cluster."""
     sa, sb = sw[a], sw[b]
-    conf = sa + sb
+    score = sa + sb
     pa, pb = box[a], box[b]
-    if conf != 0.0:
-        rep = tuple((sa * pa[q] + sb * pb[q]) / conf for q in range(4))
+    if score != 0.0:
+        rep = tuple((sa * pa[q] + sb * pb[q]) / score for q in range(4))
     else:  # every score 0: plain mean (ensemble-boxes divides by zero -> NaN)
         rep = tuple((pa[q] + pb[q]) / 2 for q in range(4))
-    return [rep], [[a, b]], [conf], [wt[a] + wt[b]]
+    return [rep], [[a, b]], [score], [wt[a] + wt[b]]
 
 
 def fuse_prepared(

@@ -19,7 +19,7 @@ are:
 ``flip``
     probability that a box gets a wrong label: with probability ``shared_confusion`` the
     object's *look-alike* (one digit per object, drawn from the pool's mean confusion row
-    and shared by all readers: raters who misread an object tend to misread it alike),
+    and shared by all raters: raters who misread an object tend to misread it alike),
     else a draw from the rater's own confusion row (below).
 ``double``
     probability that a rater who boxes an object also draws a second box on it with the
@@ -38,7 +38,7 @@ confusion matrix: row i (zero diagonal) is drawn from ``Dirichlet(concentration 
 with ``base_i`` a mix, by ``structure`` in [0, 1], of :data:`CONFUSABLE` (visually similar
 digits, structure 1) and the uniform row (0).
 
-Raters read R images out of a pool of P raters (``readers`` per image sampled without
+Raters read R images out of a pool of P raters (``num_raters`` per image sampled without
 replacement when P > R; all of them when P = R), as VinDr-CXR's 3 of 17 radiologists.
 
 A fourth group, ``bad`` (:data:`BAD_PROFILE`, the crowd presets), labels at random: every
@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from earl_core.boxes import paired_box_iou
+from earl_core.deprecation import renamed_kwargs, warn_renamed
 from earl_core.sources.medmnist import _quantise
 from earl_core.sources.medmnist_images import SPLIT_CODES, paste_patch, resize_digit
 
@@ -379,21 +380,22 @@ def draw_rater_pool(
     bias = np.array([p.box_bias for p in profiles], np.float64)
     if bias_sd > 0:
         bias = bias + rng.normal(0.0, bias_sd, size=len(profiles))
-    conf = np.zeros((len(profiles), num_classes, num_classes))
+    confusion = np.zeros((len(profiles), num_classes, num_classes))
     for k in range(len(profiles)):
         for i in range(num_classes):
             alpha = np.delete(concentration * base[i], i)
             row = rng.dirichlet(np.maximum(alpha, 1e-3))
-            conf[k, i] = np.insert(row, i, 0.0)
-    return bias, conf
+            confusion[k, i] = np.insert(row, i, 0.0)
+    return bias, confusion
 
 
 @dataclass
 class RealisticRaters:
-    """The readers' annotations of one image (realistic variant).
+    """The raters' annotations of one image (realistic variant).
 
     Args:
-        readers (np.ndarray): (R,) int64 pool indices of the raters who read the image.
+        raters_read (np.ndarray): (R,) int64 pool indices of the raters who read the image
+            (``readers`` until 0.2).
         boxes (np.ndarray): (M, 4) float64 xyxy.
         labels (np.ndarray): (M,) int64.
         raters (np.ndarray): (M,) int64 pool index of each box's rater.
@@ -403,13 +405,19 @@ class RealisticRaters:
         fallbacks (int): boxes that fell back to the object's box (zero-area draws).
     """
 
-    readers: np.ndarray
+    raters_read: np.ndarray
     boxes: np.ndarray
     labels: np.ndarray
     raters: np.ndarray
     target: np.ndarray
     double: np.ndarray
     fallbacks: int = 0
+
+    @property
+    def readers(self) -> np.ndarray:
+        """Deprecated name of :attr:`raters_read` (until 0.3)."""
+        warn_renamed('RealisticRaters.readers', 'RealisticRaters.raters_read')
+        return self.raters_read
 
 
 def _noisy_box(
@@ -433,6 +441,7 @@ def _noisy_box(
     return _quantise(box[None], canvas)[0], True
 
 
+@renamed_kwargs('simulate_realistic_raters', num_readers='num_raters', readers='raters')
 def simulate_realistic_raters(
     rng: np.random.Generator,
     digit_boxes: np.ndarray,
@@ -442,20 +451,20 @@ def simulate_realistic_raters(
     profiles: Sequence[RaterProfile],
     bias: np.ndarray,
     confusion: np.ndarray,
-    num_readers: int,
+    num_raters: int,
     visibility_width: float,
     tail_df: float,
     canvas: float,
     shared_confusion: float = 0.5,
-    readers: np.ndarray | None = None,
+    raters: np.ndarray | None = None,
 ) -> RealisticRaters:
-    """Simulate the readers of one image.
+    """Simulate the raters of one image.
 
-    Readers are drawn first (sorted pool indices; all raters if the pool has
-    ``num_readers``). Then for each reader, for each digit and then each clutter item: box
+    Raters are drawn first (sorted pool indices; all raters if the pool has
+    ``num_raters``). Then for each rater, for each digit and then each clutter item: box
     it or not (digits: ``(1 - miss) * sigmoid((c - threshold) / tau)``, clutter: ``fp``);
     the label (true or apparent digit; with probability ``flip`` a draw from the rater's
-    confusion row, or the object's look-alike shared by all readers); the box
+    confusion row, or the object's look-alike shared by all raters); the box
     (:func:`_noisy_box`: Student-t shifts and log-size changes of scale ``box_noise``, plus
     the rater's bias); and with probability ``double`` a second box labelled with the
     look-alike (the true digit if the first box already carries the look-alike).
@@ -469,38 +478,40 @@ def simulate_realistic_raters(
         profiles (Sequence[RaterProfile]): one per pool rater.
         bias (np.ndarray): (P,) log size bias per pool rater.
         confusion (np.ndarray): (P, K, K) confusion rows per pool rater (K = 10 digits).
-        num_readers (int): R <= P.
+        num_raters (int): R <= P.
         visibility_width (float): tau > 0.
         tail_df (float): Student-t degrees of freedom > 0.
         canvas (float): image side.
         shared_confusion (float): probability that a wrong label is the object's shared
             look-alike rather than a draw from the rater's own row. Defaults to 0.5.
-        readers (np.ndarray | None): (R,) pool indices of the readers, when the caller
+        raters (np.ndarray | None): (R,) pool indices of the raters, when the caller
             draws them (e.g. by workload); their boxes come in this order. Defaults to
             None (drawn here).
 
     Returns:
-        RealisticRaters: boxes in reader, object order.
+        RealisticRaters: boxes in rater, object order.
     """
     pool = len(profiles)
     num_classes = confusion.shape[-1]
-    if readers is not None:
-        readers = np.asarray(readers, np.int64)
-    elif num_readers == pool:
-        readers = np.arange(pool)
+    if raters is not None:
+        raters = np.asarray(raters, np.int64)
+    elif num_raters == pool:
+        raters = np.arange(pool)
     else:
-        readers = np.sort(rng.choice(pool, size=num_readers, replace=False))
+        raters = np.sort(rng.choice(pool, size=num_raters, replace=False))
     obj_boxes = np.concatenate([digit_boxes.reshape(-1, 4), clutter.boxes], axis=0)
     obj_labels = np.concatenate([digit_labels, clutter.apparent]).astype(np.int64)
-    # Each object's look-alike, shared by all readers (drawn from the pool's mean
+    # Each object's look-alike, shared by all raters (drawn from the pool's mean
     # confusion row): a wrong label is this one with probability ``shared_confusion``, and
     # a hedging second box always carries it (or the true digit if the first box already
     # did), so raters who misread an object tend to misread it the same way.
-    mean_conf = confusion.mean(axis=0)
-    look_alike = [int(rng.choice(num_classes, p=mean_conf[lab])) for lab in obj_labels.tolist()]
-    boxes, labels, raters, target, double = [], [], [], [], []
+    mean_confusion = confusion.mean(axis=0)
+    look_alike = [
+        int(rng.choice(num_classes, p=mean_confusion[lab])) for lab in obj_labels.tolist()
+    ]
+    boxes, labels, box_raters, target, double = [], [], [], [], []
     fallbacks = 0
-    for k in readers.tolist():
+    for k in raters.tolist():
         prof = profiles[k]
         with np.errstate(over='ignore'):  # exp -> inf is a probability of 0, as meant
             p_digit = (1.0 - prof.miss) / (
@@ -529,14 +540,14 @@ def simulate_realistic_raters(
                 fallbacks += int(fb)
                 boxes.append(box)
                 labels.append(lb)
-                raters.append(k)
+                box_raters.append(k)
                 target.append(j)
                 double.append(q == 1)
     return RealisticRaters(
-        readers=readers.astype(np.int64),
+        raters_read=raters.astype(np.int64),
         boxes=np.asarray(boxes, np.float64).reshape(-1, 4),
         labels=np.asarray(labels, np.int64),
-        raters=np.asarray(raters, np.int64),
+        raters=np.asarray(box_raters, np.int64),
         target=np.asarray(target, np.int64),
         double=np.asarray(double, bool),
         fallbacks=fallbacks,

@@ -288,7 +288,7 @@ def simulate_reads(
         tail_df=knobs['tail_df'],
         canvas=float(max(width, height)),
         shared_confusion=knobs['shared_confusion'],
-        readers=np.asarray(raters, np.int64),
+        raters=np.asarray(raters, np.int64),
     )
     out = []
     for k in raters:

@@ -1,7 +1,7 @@
 """Datasets and transforms for multi-rater box annotations."""
 
 from .deprecated import MultiAnnotatorCocoDataset
-from .multi_annotator_coco import MultiRaterCocoDataset, PackMultiRaterInputs
+from .multi_rater_coco import MultiRaterCocoDataset, PackMultiRaterInputs
 from .transforms import (  # noqa: F401  (registration)
     ConfidenceFromLabels,
     ConfidenceToLabels,

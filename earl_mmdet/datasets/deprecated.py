@@ -8,7 +8,7 @@ from mmdet.registry import DATASETS
 
 from earl_core.deprecation import warn_renamed
 
-from .multi_annotator_coco import MultiRaterCocoDataset
+from .multi_rater_coco import MultiRaterCocoDataset
 
 __all__ = ['MultiAnnotatorCocoDataset']
 

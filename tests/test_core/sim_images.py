@@ -115,7 +115,7 @@ def realistic_images(
         names = [f'r{k}' for k in out.raters]
         images.append(
             Detections.from_raters(
-                out.boxes, out.labels, names, [f'r{k}' for k in out.readers], image_id=i
+                out.boxes, out.labels, names, [f'r{k}' for k in out.raters_read], image_id=i
             )
         )
     return images

@@ -219,6 +219,15 @@ def test_mv_quorum(quorum, raters, kept_t):
     assert res.num_raters == len(raters)
 
 
+def test_mv_required_votes_is_the_old_name_of_required_agreement():
+    # required_votes (until 0.2) keeps working until 0.3, with a FutureWarning
+    agg = build_aggregator('mv', quorum=0.5)
+    assert agg.required_agreement(4) == 2
+    assert agg.required_agreement(np.array([3, 4])).tolist() == [2, 2]
+    with pytest.warns(FutureWarning, match=r'required_votes\(\).*required_agreement\(\)'):
+        assert agg.required_votes(4) == 2
+
+
 def test_mv_quorum_above_r_warns_once():
     agg = build_aggregator('mv', quorum=7)
     im = image(IM.boxes, IM.labels, IM.rater_ids, raters=('A', 'B', 'C'))

@@ -251,7 +251,7 @@ def test_one_image_read_by_1000_raters(spec, n_boxes):
 
 def test_report_on_one_image_read_by_1000_raters():
     # The rater report's leave-one-out consensus re-clustered the image once per rater
-    # (~15-20 min at 1,000 raters); an image read by more than LOO_EXACT_MAX_READERS keeps
+    # (~15-20 min at 1,000 raters); an image read by more than LOO_EXACT_MAX_RATERS keeps
     # its all-rater clusters. Most of what remains is the 999,000 ordered rater pairs of
     # the partner table (about 13 s of CPU on a 2-core x86-64).
     with warnings.catch_warnings():
@@ -265,13 +265,13 @@ def test_report_on_one_image_read_by_1000_raters():
 
 @pytest.mark.parametrize('n_raters, seed', [(120, 0), (150, 1)])
 def test_fixed_cluster_leave_one_out_matches_the_exact_one(n_raters, seed, monkeypatch):
-    # Above LOO_EXACT_MAX_READERS one rater barely moves the clusters: per-rater precision
+    # Above LOO_EXACT_MAX_RATERS one rater barely moves the clusters: per-rater precision
     # and recall within 0.02 of re-clustering each leave-one-out copy.
     im = crowded_image(n_raters, seed)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         fixed = rater_report([im])
-        monkeypatch.setattr(consensus_module, 'LOO_EXACT_MAX_READERS', 10**9)
+        monkeypatch.setattr(consensus_module, 'LOO_EXACT_MAX_RATERS', 10**9)
         exact = rater_report([im])
     assert (
         fixed['consensus']['fixed_cluster_images'],

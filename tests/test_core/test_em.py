@@ -144,17 +144,45 @@ def test_em_fusion_beats_wbf(profs, sim):
 
 
 # ----------------------------------------------------------------------------- model
-def test_flipped_label_same_cluster():
-    # r1 flips the class: still one cluster, observation 1 for r1, no_obj (= K) for r2.
-    im = Detections.from_raters(
+def _flipped_image() -> Detections:
+    """Two boxes on one object, r1 with the other class; r2 read the image, drew nothing."""
+    return Detections.from_raters(
         np.array([[0, 0, 10, 10], [1, 0, 11, 10.0]]),
         np.array([0, 1]),
         np.array(['r0', 'r1']),
         ('r0', 'r1', 'r2'),
     )
-    ci = cluster_image(im, num_classes=3)
+
+
+def test_flipped_label_same_cluster():
+    # r1 flips the class: still one cluster, observation 1 for r1, no_obj (= K) for r2.
+    ci = cluster_image(_flipped_image(), num_classes=3)
     assert [c.tolist() for c in ci.clusters] == [[0, 1]]
     assert ci.observations.tolist() == [[0, 1, 3]]
+
+
+def test_old_rater_names_of_the_clusters_warn():
+    # ClusteredImage.readers / .box_reader, ClusterTable.readers() and
+    # build_cluster_table(box_reader=) (until 0.2) keep working until 0.3, with a FutureWarning
+    from earl_core.fusion.cluster_table import build_cluster_table
+    from earl_core.fusion.rater_model import image_table
+
+    ci = cluster_image(_flipped_image(), num_classes=3)
+    assert ci.raters == ('r0', 'r1', 'r2') and ci.box_rater.tolist() == [0, 1]
+    with pytest.warns(FutureWarning, match=r'ClusteredImage\.readers.*ClusteredImage\.raters'):
+        assert ci.readers == ci.raters
+    with pytest.warns(FutureWarning, match=r'ClusteredImage\.box_reader.*\.box_rater'):
+        assert ci.box_reader is ci.box_rater
+    table = image_table(ci)
+    with pytest.warns(FutureWarning, match=r'ClusterTable\.readers\(\).*raters_read\(\)'):
+        assert table.readers().tolist() == table.raters_read().tolist() == [3.0]
+    args = (3, 3, [np.arange(3)], [ci.box_cluster])
+    rest = dict(box_label=[ci.box_label], num_clusters=[len(ci.clusters)])
+    new = build_cluster_table(*args, box_rater=[ci.box_rater], **rest)
+    with pytest.warns(FutureWarning, match=r'build_cluster_table: box_reader=.*box_rater='):
+        old = build_cluster_table(*args, box_reader=[ci.box_rater], **rest)
+    assert old.raters_read().tolist() == new.raters_read().tolist()
+    assert old.entry_label.tolist() == new.entry_label.tolist()
 
 
 def test_posterior_matches_model_formula(sim, fitted):
@@ -170,17 +198,17 @@ def test_posterior_matches_model_formula(sim, fitted):
             p = np.array(
                 [
                     m.class_prior_[k]
-                    * np.prod([m.confusion_[idx[r]][k, said[c]] for c, r in enumerate(ci.readers)])
+                    * np.prod([m.confusion_[idx[r]][k, said[c]] for c, r in enumerate(ci.raters)])
                     for k in range(K)
                 ]
                 + [0.0]
             )
             # spurious: one rater c drew (label l): pi_K * lambda_c / sum lambda * phi_c[l]
-            drew = [c for c in range(len(ci.readers)) if said[c] < K]
+            drew = [c for c in range(len(ci.raters)) if said[c] < K]
             if len(drew) == 1:
                 c = drew[0]
-                lam = m.fp_rate_[[idx[r] for r in ci.readers]]
-                rc = idx[ci.readers[c]]
+                lam = m.fp_rate_[[idx[r] for r in ci.raters]]
+                rc = idx[ci.raters[c]]
                 p[K] = m.class_prior_[K] * lam[c] / lam.sum() * m.fp_label_dist_[rc, said[c]]
                 n_checked['single'] += 1
             else:

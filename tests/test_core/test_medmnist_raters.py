@@ -24,7 +24,7 @@ BOXES = np.array([[10.0, 10, 40, 50], [60, 60, 90, 100]])
 LABELS = np.array([4, 7])
 
 
-def _simulate(profiles, clutter=None, contrast=(1.0, 1.0), seed=0, readers=None, **kw):
+def _simulate(profiles, clutter=None, contrast=(1.0, 1.0), seed=0, num_raters=None, **kw):
     bias, confusion = mr.draw_rater_pool(0, profiles, 0.0, 0.8)
     return mr.simulate_realistic_raters(
         np.random.default_rng(seed),
@@ -35,7 +35,7 @@ def _simulate(profiles, clutter=None, contrast=(1.0, 1.0), seed=0, readers=None,
         profiles,
         bias,
         confusion,
-        readers or len(profiles),
+        num_raters or len(profiles),
         kw.get('width', 0.04),
         kw.get('df', 2.0),
         128,
@@ -70,7 +70,7 @@ def test_rater_pool_is_seeded_and_centred_on_the_profile_bias():
 
 def test_noiseless_rater_reproduces_the_truth():
     res = _simulate([_profile(), _profile()])
-    assert res.readers.tolist() == [0, 1]
+    assert res.raters_read.tolist() == [0, 1]
     np.testing.assert_array_equal(res.boxes, np.concatenate([BOXES, BOXES]))
     assert res.labels.tolist() == [4, 7, 4, 7] and res.raters.tolist() == [0, 0, 1, 1]
     assert not res.double.any() and res.fallbacks == 0
@@ -147,15 +147,40 @@ def test_heavy_tail_and_bias():
         np.testing.assert_allclose((b[0] + b[2]) / 2, 50, atol=0.011)
 
 
-def test_pool_readers_sampled_per_image():
+def test_pool_raters_sampled_per_image():
     profs = [_profile() for _ in range(17)]
     seen = set()
     for seed in range(50):
-        res = _simulate(profs, seed=seed, readers=3)
-        assert len(res.readers) == 3 == len(set(res.readers.tolist()))
-        assert set(res.raters.tolist()) <= set(res.readers.tolist())
-        seen |= set(res.readers.tolist())
+        res = _simulate(profs, seed=seed, num_raters=3)
+        assert len(res.raters_read) == 3 == len(set(res.raters_read.tolist()))
+        assert set(res.raters.tolist()) <= set(res.raters_read.tolist())
+        seen |= set(res.raters_read.tolist())
     assert len(seen) == 17
+
+
+def test_old_reader_names_warn_and_give_the_same_draws():
+    # simulate_realistic_raters(num_readers=, readers=) and RealisticRaters.readers (until
+    # 0.2) keep working until 0.3, with a FutureWarning
+    profs = [_profile() for _ in range(5)]
+    bias, confusion = mr.draw_rater_pool(0, profs, 0.0, 0.8)
+    args = (BOXES, LABELS, np.ones(2), _no_clutter(), profs, bias, confusion)
+    rest = dict(visibility_width=0.04, tail_df=2.0, canvas=128)
+
+    def run(**kw):
+        return mr.simulate_realistic_raters(np.random.default_rng(1), *args, **rest, **kw)
+
+    new = run(num_raters=3)
+    with pytest.warns(FutureWarning, match=r'num_readers=.*num_raters='):
+        old = run(num_readers=3)
+    assert old.raters_read.tolist() == new.raters_read.tolist()
+    np.testing.assert_array_equal(old.boxes, new.boxes)
+    with pytest.warns(FutureWarning, match=r'RealisticRaters\.readers.*\.raters_read'):
+        assert old.readers is old.raters_read
+    with pytest.warns(FutureWarning, match=r'simulate_realistic_raters: readers=.*raters='):
+        given = run(num_raters=2, readers=[4, 1])
+    assert given.raters_read.tolist() == [4, 1]
+    with pytest.raises(TypeError, match='give raters= only'):
+        run(num_raters=2, readers=[4, 1], raters=[4, 1])
 
 
 def test_contrast_and_clutter_keep_the_gold_boxes():

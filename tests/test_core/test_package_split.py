@@ -32,6 +32,7 @@ MOVED = {
     'earl_mmdet.core.medmnist': 'earl_core.sources.medmnist',
     'earl_mmdet.evaluation.sequential': 'earl_core.study.sequential',
     'earl_mmdet.core.earl_weights': 'earl_mmdet.models.earl_weights',
+    'earl_mmdet.datasets.multi_annotator_coco': 'earl_mmdet.datasets.multi_rater_coco',
 }
 
 

@@ -60,7 +60,7 @@ def data(seed: int, clean: bool = False):
     for i, ci in enumerate(clustered):
         for j, labels in enumerate(ci.observations.tolist()):
             tasks.append(f'{i}:{j}')
-            rows += [(tasks[-1], r, lab) for r, lab in zip(ci.readers, labels)]
+            rows += [(tasks[-1], r, lab) for r, lab in zip(ci.raters, labels)]
     frame = pd.DataFrame(rows, columns=['task', 'worker', 'label'])
     return images, clustered, frame, tasks, sites
 
@@ -143,7 +143,7 @@ def test_e_step_agrees_on_real_objects_and_differs_in_the_no_obj_likelihood(seed
     col = {r: i for i, r in enumerate(em.raters_)}
     want = []
     for ci in clustered:
-        cols = np.array([col[r] for r in ci.readers])
+        cols = np.array([col[r] for r in ci.raters])
         for labels in ci.observations:
             drew = np.flatnonzero(labels < K)
             if len(drew) != 1:

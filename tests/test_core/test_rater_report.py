@@ -537,3 +537,15 @@ def test_report_wbf_consensus_uses_refitting():
     rep = rater_report(ims, aggregator='wbf', class_names=['a', 'b', 'c'])
     assert rep['consensus']['aggregator'] == 'wbf'
     assert sum(v['loo_images'] for v in rep['per_rater'].values()) > 0
+
+
+def test_loo_exact_max_readers_is_the_old_name_of_loo_exact_max_raters():
+    # LOO_EXACT_MAX_READERS (until 0.2) keeps working until 0.3, with a FutureWarning, from
+    # the package and from .consensus (where the report reads LOO_EXACT_MAX_RATERS)
+    from earl_core.metrics import rater_report as package
+    from earl_core.metrics.rater_report import consensus
+
+    assert package.LOO_EXACT_MAX_RATERS == consensus.LOO_EXACT_MAX_RATERS == 100
+    for module in (package, consensus):
+        with pytest.warns(FutureWarning, match=r'LOO_EXACT_MAX_READERS.*LOO_EXACT_MAX_RATERS'):
+            assert module.LOO_EXACT_MAX_READERS == 100

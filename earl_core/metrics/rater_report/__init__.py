@@ -34,12 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from earl_core.deprecation import renamed_attributes
 from earl_core.fusion.aggregators import Aggregator, AggregatorSpec, build_aggregator
 from earl_core.fusion.base import check_iou_thr
 from earl_core.fusion.em import RaterEM
 from earl_core.metrics.rater_report.alpha import krippendorff_alpha_boxes
 from earl_core.metrics.rater_report.consensus import (
-    LOO_EXACT_MAX_READERS,
+    LOO_EXACT_MAX_RATERS,
     consensus_entry,
     leave_one_out_counts,
 )
@@ -60,7 +61,7 @@ from earl_core.metrics.rater_report.truth import truth_quality
 from earl_core.structures import Detections
 
 __all__ = [
-    'LOO_EXACT_MAX_READERS',
+    'LOO_EXACT_MAX_RATERS',
     'PARTNER_QUANTILES',
     'MAX_SHOWN_RATERS',
     'krippendorff_alpha_boxes',
@@ -72,6 +73,9 @@ __all__ = [
     'truth_quality',
     'wbf_agreement_shares',
 ]
+
+#: ``LOO_EXACT_MAX_READERS``: the name of :data:`LOO_EXACT_MAX_RATERS` until 0.2 (warned).
+__getattr__ = renamed_attributes(__name__, globals(), LOO_EXACT_MAX_READERS='LOO_EXACT_MAX_RATERS')
 
 
 def rater_report(

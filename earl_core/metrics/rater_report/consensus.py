@@ -3,13 +3,13 @@ the images the rater read, so that a rater is never scored against their own box
 
 A learning aggregator (``em``, ...) is refitted on each rater's leave-one-out data. ``mv``
 (the report's default) runs on every (image, rater left out) at once, with the aggregator's
-own vote: the images without each reader are clustered together
+own vote: the images without each rater are clustered together
 (:func:`~earl_core.fusion.matching.cluster_segments`, the batched form of the
 :func:`~earl_core.fusion.matching.cluster_boxes` that ``mv`` clusters with, with ``mv``'s
 ``iou_thr``, ``class_agnostic`` and ``linkage``) and voted on by
 :meth:`MajorityVoteAggregator.vote`: the same clusters, votes and boxes as ``mv`` on each
 image without the rater (tested). The one exception is an image read by more than
-:data:`LOO_EXACT_MAX_READERS` raters: each of its copies keeps the clusters of all readers,
+:data:`LOO_EXACT_MAX_RATERS` raters: each of its copies keeps the clusters of all raters,
 less the left-out rater's boxes (votes and boxes recomputed), and the report counts such
 images (``fixed_cluster_images``).
 """
@@ -20,16 +20,19 @@ from typing import Any
 
 import numpy as np
 
+from earl_core.deprecation import renamed_attributes
 from earl_core.fusion.aggregators import MajorityVoteAggregator, build_aggregator
 from earl_core.fusion.matching import cluster_segments, iou_pairs, segment_iou_pairs
 from earl_core.metrics.rater_report.flat import greedy_taken
 from earl_core.structures import Detections
 
-__all__ = ['LOO_EXACT_MAX_READERS', 'consensus_entry', 'leave_one_out_counts']
+__all__ = ['LOO_EXACT_MAX_RATERS', 'consensus_entry', 'leave_one_out_counts']
 
-#: Images read by more raters than this keep their all-reader clusters in the leave-one-out
+#: Images read by more raters than this keep their all-rater clusters in the leave-one-out
 #: consensus (:func:`_loo_consensus`); the report counts them (``fixed_cluster_images``).
-LOO_EXACT_MAX_READERS = 100
+LOO_EXACT_MAX_RATERS = 100
+#: ``LOO_EXACT_MAX_READERS``: its name until 0.2 (warned; removed in 0.3). Patch the new name.
+__getattr__ = renamed_attributes(__name__, globals(), LOO_EXACT_MAX_READERS='LOO_EXACT_MAX_RATERS')
 
 #: Sum of squared leave-one-out image sizes per batch of :func:`_loo_consensus` (bounds the
 #: IoU pairs held at once).
@@ -76,12 +79,12 @@ def consensus_entry(images: list[Detections], spec: Any) -> dict[str, Any]:
     """The report's ``consensus`` section: the aggregator, and how it was applied.
 
     ``fixed_cluster_images`` counts the images read by more than
-    :data:`LOO_EXACT_MAX_READERS` raters, whose leave-one-out ``mv`` consensus keeps the
-    clusters of all readers (:func:`_loo_consensus`); 0 for other aggregators.
+    :data:`LOO_EXACT_MAX_RATERS` raters, whose leave-one-out ``mv`` consensus keeps the
+    clusters of all raters (:func:`_loo_consensus`); 0 for other aggregators.
     """
     fixed = 0
     if type(build_aggregator(spec)) is MajorityVoteAggregator:
-        fixed = sum(len(im.raters) > LOO_EXACT_MAX_READERS for im in images)
+        fixed = sum(len(im.raters) > LOO_EXACT_MAX_RATERS for im in images)
     return {
         'aggregator': spec if isinstance(spec, str) else dict(spec),
         'leave_one_out': True,
@@ -91,8 +94,8 @@ def consensus_entry(images: list[Detections], spec: Any) -> dict[str, Any]:
             'images the rater read (and someone else read); match = IoU > iou_thr, '
             'same label, one-to-one greedy'
             + (
-                f'; on images read by more than {LOO_EXACT_MAX_READERS} raters '
-                '(fixed_cluster_images) the consensus keeps the clusters of all readers, '
+                f'; on images read by more than {LOO_EXACT_MAX_RATERS} raters '
+                '(fixed_cluster_images) the consensus keeps the clusters of all raters, '
                 "less the left-out rater's boxes"
                 if fixed
                 else ''
@@ -153,7 +156,7 @@ def _loo_counts_mv(
     warned: set[str] = set()
     for im in ims:
         n_loo = len(im.raters) - 1
-        if agg.required_votes(n_loo) > n_loo > 0:
+        if agg.required_agreement(n_loo) > n_loo > 0:
             for r in im.raters:
                 if r not in warned:
                     warned.add(r)
@@ -188,10 +191,10 @@ def _loo_counts_mv(
 
 
 def _loo_consensus(images: list[Detections], agg: MajorityVoteAggregator) -> dict[str, Any]:
-    """``mv``'s consensus on each image without each of its readers, for all at once.
+    """``mv``'s consensus on each image without each of its raters, for all at once.
 
-    Each image read by m raters is taken m times (v = image, reader left out, image by
-    image, readers in ``image.raters`` order), each time without the boxes of one reader;
+    Each image read by m raters is taken m times (v = image, rater left out, image by
+    image, raters in ``image.raters`` order), each time without the boxes of one rater;
     all of them are clustered together (:func:`~earl_core.fusion.matching.cluster_segments`)
     and voted on together (:meth:`MajorityVoteAggregator.vote`, R = m - 1): the same
     clusters, votes and boxes as ``mv`` on each image without the rater, without a Python
@@ -206,7 +209,7 @@ def _loo_consensus(images: list[Detections], agg: MajorityVoteAggregator) -> dic
     size = np.array([len(im) for im in images], np.int64)
     boxes = np.concatenate([im.boxes for im in images])
     labels = np.concatenate([im.labels for im in images])
-    code = np.concatenate([im.rater_index for im in images])  # reader position in its image
+    code = np.concatenate([im.rater_index for im in images])  # rater position in its image
     n_v = int(m.sum())
     v_img = np.repeat(np.arange(len(images)), m)
     v_pos = np.arange(n_v) - np.repeat(np.cumsum(m) - m, m)
@@ -226,14 +229,14 @@ def _loo_consensus(images: list[Detections], agg: MajorityVoteAggregator) -> dic
         'left_labels': labels[e_box[left]],
         'left_v': e_v[left],
     }
-    # An image read by more than LOO_EXACT_MAX_READERS raters is clustered once, with every
-    # reader; each leave-one-out copy keeps those clusters less the left-out rater's boxes
+    # An image read by more than LOO_EXACT_MAX_RATERS raters is clustered once, with every
+    # rater; each leave-one-out copy keeps those clusters less the left-out rater's boxes
     # (votes and merged boxes recomputed). Re-clustering 1,000 copies of a crowded image
     # costs minutes, and one rater of so many barely moves the clusters.
     fixed = np.full(len(boxes), -1, np.int64)
     offsets = np.cumsum(size) - size
     n_fixed = 0
-    for i in np.flatnonzero(m > LOO_EXACT_MAX_READERS).tolist():
+    for i in np.flatnonzero(m > LOO_EXACT_MAX_RATERS).tolist():
         sl = slice(int(offsets[i]), int(offsets[i] + size[i]))
         lab = None if agg.class_agnostic else labels[sl]
         cid = cluster_segments(
@@ -241,7 +244,7 @@ def _loo_consensus(images: list[Detections], agg: MajorityVoteAggregator) -> dic
         )
         fixed[sl] = cid + n_fixed
         n_fixed += int(cid.max()) + 1 if len(cid) else 0
-    out['fixed_cluster_images'] = int((m > LOO_EXACT_MAX_READERS).sum())
+    out['fixed_cluster_images'] = int((m > LOO_EXACT_MAX_RATERS).sum())
     # In batches of leave-one-out images: a crowd (one image of 2,400 boxes read by 1,000
     # raters) gives 1,000 copies of ~10^6 overlapping pairs each, too many to hold at once.
     v_size = np.bincount(vv, minlength=n_v)
@@ -275,7 +278,7 @@ def _loo_vote(
     """``mv`` on the leave-one-out images whose boxes are ``vb`` (indices into ``boxes``),
     ``vv`` their image (ascending), ``v_raters[v]`` its R: fused boxes (float32), labels and
     their image, each image's boxes in ``mv``'s order. A box with ``fixed >= 0`` keeps that
-    all-reader cluster (per copy) instead of being clustered again."""
+    all-rater cluster (per copy) instead of being clustered again."""
     cid = np.empty(len(vb), np.int64)
     keep = fixed[vb] >= 0
     n_cl = 0

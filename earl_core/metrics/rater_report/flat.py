@@ -1,6 +1,6 @@
 """What the rater statistics share: the dataset as flat arrays, and one-to-one matching.
 
-:class:`FlatImages` holds every image's boxes and readers as flat arrays, so that the
+:class:`FlatImages` holds every image's boxes and raters as flat arrays, so that the
 pairwise agreement (:mod:`.pairwise`) and the partner statistics (:mod:`.partners`) run
 without a Python loop over the images; :func:`greedy_taken` is the one-to-one greedy match
 of the pairwise F1 and of the leave-one-out consensus (:mod:`.consensus`).
@@ -25,7 +25,7 @@ def json_float(x: Any) -> float | None:
 
 
 def rater_columns(images: Sequence[Detections]) -> tuple[list[str], list[np.ndarray]]:
-    """Every rater, sorted, and per image the position in that list of each of its readers
+    """Every rater, sorted, and per image the position in that list of each of its raters
     (``columns[i][im.rater_index]``: the rater of each box)."""
     raters = sorted({r for im in images for r in im.raters})
     col = {r: i for i, r in enumerate(raters)}
@@ -59,34 +59,34 @@ def greedy_taken(seg: np.ndarray, a: np.ndarray, b: np.ndarray, iou: np.ndarray)
 
 
 class FlatImages:
-    """Every image's boxes and readers as flat arrays (no Python loop over images after).
+    """Every image's boxes and raters as flat arrays (no Python loop over images after).
 
-    A *slot* is one (image, reader): the readers of image i are the slots
+    A *slot* is one (image, rater): the raters of image i are the slots
     ``slot_start[i]`` ... ``slot_start[i] + m_i - 1``, in ``image.raters`` order.
 
     Attributes:
         raters (list[str]): every rater, sorted; ``slot_rater`` indexes it.
         boxes, labels (np.ndarray): (N, 4), (N,): the images' boxes one after the other.
         sizes (np.ndarray): (I,) boxes per image.
-        code (np.ndarray): (N,) reader position of each box in its image.
-        box_slot (np.ndarray): (N,) slot of each box's reader.
+        code (np.ndarray): (N,) rater position of each box in its image.
+        box_slot (np.ndarray): (N,) slot of each box's rater.
         slot_rater, slot_boxes, slot_image (np.ndarray): (M,) per slot: rater, boxes
             drawn on the image, image.
-        readers (np.ndarray): (I,) m_i; ``max_readers`` its maximum.
+        raters_per_image (np.ndarray): (I,) m_i; ``max_raters`` its maximum.
     """
 
     def __init__(self, images: Sequence[Detections]) -> None:
         images = list(images)
         self.raters, columns = rater_columns(images)
         self.num_raters = len(self.raters)
-        self.readers = np.array([len(c) for c in columns], np.int64)
-        self.max_readers = int(self.readers.max(initial=1))
+        self.raters_per_image = np.array([len(c) for c in columns], np.int64)
+        self.max_raters = int(self.raters_per_image.max(initial=1))
         self.sizes = np.array([len(im) for im in images], np.int64)
-        self.slot_start = np.cumsum(self.readers) - self.readers
+        self.slot_start = np.cumsum(self.raters_per_image) - self.raters_per_image
         self.slot_rater = (
             np.concatenate(columns).astype(np.int64) if columns else np.zeros(0, np.int64)
         )
-        self.slot_image = np.repeat(np.arange(len(images)), self.readers)
+        self.slot_image = np.repeat(np.arange(len(images)), self.raters_per_image)
         if self.sizes.sum():
             self.boxes = np.concatenate([im.boxes for im in images])
             self.labels = np.concatenate([im.labels for im in images])
@@ -97,13 +97,13 @@ class FlatImages:
         self.box_slot = np.repeat(self.slot_start, self.sizes) + self.code
         self.slot_boxes = np.bincount(self.box_slot, minlength=len(self.slot_rater))
 
-    def reader_pairs(self, ordered: bool, slots: np.ndarray | None = None):
-        """Per group of images with the same number of (selected) readers: slots (a, b) of
-        every two of an image's readers, a before b in its raters (or every ordered pair,
-        a != b). ``slots``: only those slots (ascending), e.g. the readers who drew."""
+    def rater_pairs(self, ordered: bool, slots: np.ndarray | None = None):
+        """Per group of images with the same number of (selected) raters: slots (a, b) of
+        every two of an image's raters, a before b in its raters (or every ordered pair,
+        a != b). ``slots``: only those slots (ascending), e.g. the raters who drew."""
         if slots is None:
             slots = np.arange(len(self.slot_rater))
-        per = np.bincount(self.slot_image[slots], minlength=len(self.readers))
+        per = np.bincount(self.slot_image[slots], minlength=len(self.raters_per_image))
         start = np.cumsum(per) - per
         for d in np.unique(per[per >= 2]).tolist():
             rows = slots[start[per == d][:, None] + np.arange(d)]  # (images, d)

@@ -35,7 +35,7 @@ def pairwise_counts(images: Sequence[Detections], iou_thr: float = 0.5) -> dict[
     """Pairwise agreement of every two raters who read a common image (sparse).
 
     Only the pairs that co-read an image are held (50,000 images read by 3 of 1,000 raters:
-    about 150,000 pairs, not 1,000^2): per image, its readers' pairs and their one-to-one
+    about 150,000 pairs, not 1,000^2): per image, its raters' pairs and their one-to-one
     matches (greedy, IoU > ``iou_thr``, same label); summed over the images at the end.
 
     Args:
@@ -51,18 +51,18 @@ def pairwise_counts(images: Sequence[Detections], iou_thr: float = 0.5) -> dict[
     n = flat.num_raters
     read = np.bincount(flat.slot_rater, minlength=n)
     drawn_all = np.bincount(flat.slot_rater, weights=flat.slot_boxes, minlength=n)
-    # Every two readers of an image, images grouped by their number of readers.
+    # Every two raters of an image, images grouped by their number of raters.
     key, tot = [], []
-    for a, b in flat.reader_pairs(ordered=False):
+    for a, b in flat.rater_pairs(ordered=False):
         ra, rb = flat.slot_rater[a], flat.slot_rater[b]
         key.append(np.minimum(ra, rb) * n + np.maximum(ra, rb))
         tot.append(flat.slot_boxes[a] + flat.slot_boxes[b])
-    # Their one-to-one matches (greedy, per pair of readers of an image).
+    # Their one-to-one matches (greedy, per pair of raters of an image).
     i, j, iou = segment_iou_pairs(flat.boxes, flat.sizes, iou_thr, flat.code, flat.labels)
-    first = np.where(flat.code[i] < flat.code[j], i, j)  # the reader listed first
+    first = np.where(flat.code[i] < flat.code[j], i, j)  # the rater listed first
     second = np.where(flat.code[i] < flat.code[j], j, i)
     s1, s2 = flat.box_slot[first], flat.box_slot[second]
-    taken = greedy_taken(s1 * flat.max_readers + flat.code[second], first, second, iou)
+    taken = greedy_taken(s1 * flat.max_raters + flat.code[second], first, second, iou)
     r1, r2 = flat.slot_rater[s1[taken]], flat.slot_rater[s2[taken]]
     tp_key = np.minimum(r1, r2) * n + np.maximum(r1, r2)
     if key:

@@ -103,9 +103,9 @@ def partner_statistics(images: Sequence[Detections], iou_thr: float = 0.4) -> di
     flat = FlatImages(images)
     raters = flat.raters
     n_r = max(len(raters), 1)
-    # Per image and ordered pair (a, b) of readers who both drew there: a's boxes.
+    # Per image and ordered pair (a, b) of raters who both drew there: a's boxes.
     pair_key, pair_boxes = [], []
-    for a, b in flat.reader_pairs(ordered=True, slots=np.flatnonzero(flat.slot_boxes > 0)):
+    for a, b in flat.rater_pairs(ordered=True, slots=np.flatnonzero(flat.slot_boxes > 0)):
         pair_key.append(flat.slot_rater[a] * n_r + flat.slot_rater[b])
         pair_boxes.append(flat.slot_boxes[a])
     # Best partner of box x among rater g's boxes: the pairs with IoU > thr suffice (a box

@@ -75,9 +75,9 @@ def truth_quality(
         gold_best_t.append(best_t)
         n_correct += int(correct.sum())
         iou_sum += float(best[correct].sum())
-        conf = np.asarray(f.confidence, np.float64)
-        c_all += float(conf.sum())
-        c_correct += float(conf[correct].sum())
+        confidence = np.asarray(f.confidence, np.float64)
+        c_all += float(confidence.sum())
+        c_correct += float(confidence[correct].sum())
         for t, ok, bad in zip(agreement.tolist(), correct.tolist(), fp.tolist()):
             entry = by_t.setdefault(int(t), [0, 0, 0])
             entry[0] += 1

@@ -33,7 +33,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform, Compose
 from mmdet.registry import TRANSFORMS
 
-from ..multi_annotator_coco import AGREE_KEY, CONF_KEY, LABEL_KEY
+from ..multi_rater_coco import AGREEMENT_KEY, CONFIDENCE_KEY, LABEL_KEY
 
 __all__ = [
     'ConfidenceFromLabels',
@@ -77,18 +77,18 @@ def encode_confidence(results: dict) -> None:
             agreement outside [-1, 126].
     """
     if LABEL_KEY not in results:
-        raise ValueError(f'{_where(results)}: {CONF_KEY} without {LABEL_KEY} to carry them')
+        raise ValueError(f'{_where(results)}: {CONFIDENCE_KEY} without {LABEL_KEY} to carry them')
     labels = np.asarray(results[LABEL_KEY], np.int64).reshape(-1)
-    confidence = np.asarray(results[CONF_KEY], np.float32).reshape(-1)
+    confidence = np.asarray(results[CONFIDENCE_KEY], np.float32).reshape(-1)
     n = len(labels)
-    agreement = results.get(AGREE_KEY)
+    agreement = results.get(AGREEMENT_KEY)
     if agreement is None:
         agreement = np.full(n, -1, np.int64)
     agreement = np.asarray(agreement, np.int64).reshape(-1)
     if len(confidence) != n or len(agreement) != n:
         raise ValueError(
-            f'{_where(results)}: {n} labels but {len(confidence)} {CONF_KEY} and '
-            f'{len(agreement)} {AGREE_KEY}: a transform before this point dropped or reordered '
+            f'{_where(results)}: {n} labels but {len(confidence)} {CONFIDENCE_KEY} and '
+            f'{len(agreement)} {AGREEMENT_KEY}: a transform before this point dropped or reordered '
             'boxes without KeepConfidence'
         )
     # Negative labels first: -1 has every bit set, the marker included.
@@ -101,7 +101,7 @@ def encode_confidence(results: dict) -> None:
         )
     if n and (agreement.min() < -1 or agreement.max() > MAX_AGREEMENT):
         raise ValueError(
-            f'{_where(results)}: {AGREE_KEY} must be in [-1, {MAX_AGREEMENT}], got '
+            f'{_where(results)}: {AGREEMENT_KEY} must be in [-1, {MAX_AGREEMENT}], got '
             f'[{agreement.min()}, {agreement.max()}]'
         )
     packed = (
@@ -111,8 +111,8 @@ def encode_confidence(results: dict) -> None:
         | labels.astype(np.uint64)
     )
     results[LABEL_KEY] = packed.view(np.int64)
-    results.pop(CONF_KEY, None)
-    results.pop(AGREE_KEY, None)
+    results.pop(CONFIDENCE_KEY, None)
+    results.pop(AGREEMENT_KEY, None)
 
 
 def decode_confidence(results: dict) -> bool:
@@ -145,10 +145,10 @@ def decode_confidence(results: dict) -> bool:
         )
     u = labels.view(np.uint64)
     results[LABEL_KEY] = (u & np.uint64(LABEL_MASK)).astype(np.int64)
-    results[AGREE_KEY] = ((u >> np.uint64(_AGREEMENT_SHIFT)) & np.uint64(_AGREEMENT_MASK)).astype(
-        np.int64
-    ) - 1
-    results[CONF_KEY] = (u >> np.uint64(32)).astype(np.uint32).view(np.float32)
+    results[AGREEMENT_KEY] = (
+        (u >> np.uint64(_AGREEMENT_SHIFT)) & np.uint64(_AGREEMENT_MASK)
+    ).astype(np.int64) - 1
+    results[CONFIDENCE_KEY] = (u >> np.uint64(32)).astype(np.uint32).view(np.float32)
     return True
 
 
@@ -221,14 +221,14 @@ class KeepConfidence(BaseTransform):
             dict | None: the wrapped transform's output (None if it returned None).
         """
         dicts = [results, *results.get('mix_results', [])]
-        has = [CONF_KEY in d for d in dicts]
+        has = [CONFIDENCE_KEY in d for d in dicts]
         if not any(has):
             return self.inner(results)
         if not all(has):
             missing = [i - 1 for i, h in enumerate(has) if not h]
             raise ValueError(
-                f'KeepConfidence: {_where(results)}: {CONF_KEY} present in results but not in '
-                f'mix_results {missing} (is the inner dataset a MultiRaterCocoDataset?)'
+                f'KeepConfidence: {_where(results)}: {CONFIDENCE_KEY} present in results but not '
+                f'in mix_results {missing} (is the inner dataset a MultiRaterCocoDataset?)'
             )
         for d in dicts:
             encode_confidence(d)
@@ -273,7 +273,7 @@ class ConfidenceToLabels(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         """Pack in place and return ``results``."""
-        if CONF_KEY in results:
+        if CONFIDENCE_KEY in results:
             encode_confidence(results)
         return results
 

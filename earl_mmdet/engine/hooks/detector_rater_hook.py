@@ -16,7 +16,7 @@ from mmengine.hooks import Hook
 from earl_core.fusion.aggregators import build_aggregator
 from earl_core.structures import Detections
 
-from ...datasets.multi_annotator_coco import MultiRaterCocoDataset
+from ...datasets.multi_rater_coco import MultiRaterCocoDataset
 from .random_state_hook import RandomStateHook
 
 CHECKPOINT_KEY = 'fusion_refit'
@@ -261,8 +261,8 @@ class DetectorRaterHook(Hook):
         )
         model = getattr(aggregator, 'model', None)
         if n_boxes:
-            conf = np.concatenate([f.confidence for f in fused])
-            summary += f', mean c {float(conf.mean()):.3f}'
+            confidence = np.concatenate([f.confidence for f in fused])
+            summary += f', mean c {float(confidence.mean()):.3f}'
         if model is not None and self.rater_id in (getattr(model, 'raters_', None) or ()):
             i = model.raters_.index(self.rater_id)
             for name in ('sensitivity_', 'fp_per_image_', 'box_sigma_'):

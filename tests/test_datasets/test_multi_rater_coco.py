@@ -44,6 +44,19 @@ def test_old_registered_name_warns_and_builds_the_new_class(tmp_path):
     assert len(ds) == len(_build(tmp_path, 'ann.json'))
 
 
+def test_old_key_constants_warn_and_name_the_same_keys():
+    # CONF_KEY / AGREE_KEY (until 0.2) keep working until 0.3, with a FutureWarning
+    from earl_mmdet.datasets import multi_rater_coco as mod
+
+    assert (mod.CONFIDENCE_KEY, mod.AGREEMENT_KEY) == ('gt_confidence', 'gt_agreement')
+    with pytest.warns(FutureWarning, match=r'\.CONF_KEY.*\.CONFIDENCE_KEY'):
+        assert mod.CONF_KEY == mod.CONFIDENCE_KEY
+    with pytest.warns(FutureWarning, match=r'\.AGREE_KEY.*\.AGREEMENT_KEY'):
+        assert mod.AGREE_KEY == mod.AGREEMENT_KEY
+    with pytest.raises(AttributeError):
+        mod.NO_SUCH_KEY  # noqa: B018
+
+
 def test_keeps_raters_and_negatives(tmp_path):
     write_set(str(tmp_path))
     ds = _build(tmp_path, 'ann.json')
