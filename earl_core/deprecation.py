@@ -19,6 +19,7 @@ __all__ = [
     'FUSION_METHOD_ALIASES',
     'RenamedFlag',
     'add_renamed_flag',
+    'renamed_attribute',
     'fusion_method',
     'pop_renamed_kwarg',
     'renamed_attributes',
@@ -47,6 +48,35 @@ def warn_renamed(old: str, new: str, stacklevel: int = 3) -> None:
         FutureWarning,
         stacklevel=stacklevel,
     )
+
+
+class renamed_attribute:  # noqa: N801  (used like ``property``)
+    """A class attribute under its old name: reading it warns and reads the new one.
+
+    ``rad_id = renamed_attribute('rater')`` in a class body makes ``obj.rad_id`` warn
+    "Cls.rad_id is deprecated ...: use Cls.rater" and return ``obj.rater``; for a method the
+    names read ``Cls.old()`` / ``Cls.new()`` and the bound new method is returned. Not a
+    dataclass field (no annotation), so constructors take only the new name.
+
+    Args:
+        new (str): the attribute's name now.
+    """
+
+    def __init__(self, new: str) -> None:
+        self.new = new
+        self.old = new  # set by __set_name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.old = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = getattr(obj, self.new)
+        call = '()' if callable(value) else ''
+        cls = type(obj).__name__
+        warn_renamed(f'{cls}.{self.old}{call}', f'{cls}.{self.new}{call}')
+        return value
 
 
 def fusion_method(method: Any) -> Any:

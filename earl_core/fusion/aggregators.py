@@ -57,7 +57,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from earl_core.deprecation import warn_renamed
+from earl_core.deprecation import renamed_attribute
 from earl_core.fusion.base import (
     AGGREGATORS,
     Aggregator,
@@ -253,12 +253,7 @@ class MajorityVoteAggregator(Aggregator):
         self.class_agnostic = bool(class_agnostic)
         self.linkage = linkage
 
-    def required_votes(self, num_raters: int | np.ndarray) -> int | np.ndarray:
-        """Deprecated name of :meth:`required_agreement` (until 0.3)."""
-        warn_renamed(
-            'MajorityVoteAggregator.required_votes()', 'MajorityVoteAggregator.required_agreement()'
-        )
-        return self.required_agreement(num_raters)
+    required_votes = renamed_attribute('required_agreement')
 
     def required_agreement(self, num_raters: int | np.ndarray) -> int | np.ndarray:
         """Smallest T that passes the quorum on an image read by ``num_raters`` raters (an

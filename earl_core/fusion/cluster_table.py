@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from earl_core.deprecation import renamed_kwargs, warn_renamed
+from earl_core.deprecation import renamed_attribute, renamed_kwargs
 
 __all__ = ['ClusterTable', 'bincount_rows', 'build_cluster_table']
 
@@ -117,10 +117,7 @@ class ClusterTable:
         """(U,) raters who read each pattern's clusters (drew a box in them or not)."""
         return self.set_size[self.pattern_set].astype(np.float64)
 
-    def readers(self) -> np.ndarray:
-        """Deprecated name of :meth:`raters_read` (until 0.3)."""
-        warn_renamed('ClusterTable.readers()', 'ClusterTable.raters_read()')
-        return self.raters_read()
+    readers = renamed_attribute('raters_read')
 
     def drawers(self) -> np.ndarray:
         """(U,) entries (boxes) of each pattern's clusters."""

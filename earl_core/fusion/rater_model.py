@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from earl_core.boxes import box_area
-from earl_core.deprecation import warn_renamed
+from earl_core.deprecation import renamed_attribute
 from earl_core.fusion.base import check_iou_thr, check_number
 from earl_core.fusion.cluster_table import ClusterTable, build_cluster_table
 from earl_core.fusion.matching import LINKAGES, cluster_boxes, cluster_ids, cluster_segments
@@ -77,17 +77,9 @@ class ClusteredImage:
         obs[self.box_cluster, self.box_rater] = self.box_label
         return obs
 
-    @property
-    def readers(self) -> tuple[str, ...]:
-        """Deprecated name of :attr:`raters` (until 0.3)."""
-        warn_renamed('ClusteredImage.readers', 'ClusteredImage.raters')
-        return self.raters
+    readers = renamed_attribute('raters')
 
-    @property
-    def box_reader(self) -> np.ndarray:
-        """Deprecated name of :attr:`box_rater` (until 0.3)."""
-        warn_renamed('ClusteredImage.box_reader', 'ClusteredImage.box_rater')
-        return self.box_rater
+    box_reader = renamed_attribute('box_rater')
 
 
 @dataclass

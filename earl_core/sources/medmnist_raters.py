@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from earl_core.boxes import paired_box_iou
-from earl_core.deprecation import renamed_kwargs, warn_renamed
+from earl_core.deprecation import renamed_attribute, renamed_kwargs
 from earl_core.sources.medmnist import _quantise
 from earl_core.sources.medmnist_images import SPLIT_CODES, paste_patch, resize_digit
 
@@ -413,11 +413,7 @@ class RealisticRaters:
     double: np.ndarray
     fallbacks: int = 0
 
-    @property
-    def readers(self) -> np.ndarray:
-        """Deprecated name of :attr:`raters_read` (until 0.3)."""
-        warn_renamed('RealisticRaters.readers', 'RealisticRaters.raters_read')
-        return self.raters_read
+    readers = renamed_attribute('raters_read')
 
 
 def _noisy_box(

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from earl_core.deprecation import warn_renamed
+from earl_core.deprecation import renamed_attribute
 
 __all__ = [
     'KAGGLE_COLUMNS',
@@ -114,11 +114,7 @@ class VindrBox:
     box: tuple[float, float, float, float]
     line: int
 
-    @property
-    def rad_id(self) -> str:
-        """Deprecated name of :attr:`rater` (until 0.3)."""
-        warn_renamed('VindrBox.rad_id', 'VindrBox.rater')
-        return self.rater
+    rad_id = renamed_attribute('rater')
 
 
 @dataclass
@@ -145,11 +141,7 @@ class VindrLabels:
     repairs: collections.Counter = field(default_factory=collections.Counter)
     dropped: collections.Counter = field(default_factory=collections.Counter)
 
-    @property
-    def readers(self) -> dict[str, list[str]]:
-        """Deprecated name of :attr:`raters` (until 0.3)."""
-        warn_renamed('VindrLabels.readers', 'VindrLabels.raters')
-        return self.raters
+    readers = renamed_attribute('raters')
 
     @property
     def image_ids(self) -> list[str]:

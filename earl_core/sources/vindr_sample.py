@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from earl_core.deprecation import pop_renamed_kwarg, warn_renamed
+from earl_core.deprecation import pop_renamed_kwarg, renamed_attribute, warn_renamed
 from earl_core.io import safe_output
 from earl_core.io.coco_writer import write_canonical_json
 from earl_core.sources import medmnist_raters as mr
@@ -166,11 +166,7 @@ class Radiologist:
     weight: float
     profile: str
 
-    @property
-    def rad_id(self) -> str:
-        """Deprecated name of :attr:`rater` (until 0.3)."""
-        warn_renamed('Radiologist.rad_id', 'Radiologist.rater')
-        return self.rater
+    rad_id = renamed_attribute('rater')
 
 
 @dataclass
