@@ -35,6 +35,10 @@ BOX_FIELDS = ('boxes', 'labels', 'rater', 'confidence', 'agreement')
 _EMPTY_BOXES = np.zeros((0, 4), np.float32)
 _EMPTY_F32 = np.zeros(0, np.float32)
 _EMPTY_I64 = np.zeros(0, np.int64)
+# ``rater`` of fused boxes (-1: no single rater): read-only views of one array up to its
+# length, as cheap as the empty views (a fused image rarely has more than a few boxes).
+_NO_RATER = np.full(256, -1, np.int64)
+_NO_RATER.flags.writeable = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,24 +255,27 @@ class Detections:
         if m:
             extras['member_raters'] = np.fromiter(member_raters, object, count=m)
         if not validate:
-            img = _image_fields(image)
-            return cls._trusted(
+            obj = object.__new__(cls)
+            object.__setattr__(  # frozen: bypass __setattr__; one literal, in field order
+                obj,
+                '__dict__',
                 {
                     'boxes': boxes,
                     'labels': labels,
-                    'rater': np.full(len(labels), -1, np.int64) if rater is None else rater,
+                    'rater': _no_rater(len(labels)) if rater is None else rater,
                     'confidence': confidence,
                     'agreement': agreement,
                     'members': list(members),
                     'extras': extras,
-                    'raters': img['raters'],
+                    'raters': () if image is None else image.raters,
                     'num_raters': int(num_raters),
-                    'width': img['width'],
-                    'height': img['height'],
-                    'image_id': img['image_id'],
+                    'width': None if image is None else image.width,
+                    'height': None if image is None else image.height,
+                    'image_id': None if image is None else image.image_id,
                     '_rater_ids': None,
-                }
+                },
             )
+            return obj
         return cls(
             boxes,
             labels,
@@ -407,6 +414,11 @@ class Detections:
 
 
 _NO_IMAGE: dict[str, Any] = dict(raters=(), width=None, height=None, image_id=None)
+
+
+def _no_rater(n: int) -> np.ndarray:
+    """(n,) int64 -1 (read-only when a view of the shared array)."""
+    return _NO_RATER[:n] if n <= _NO_RATER.shape[0] else np.full(n, -1, np.int64)
 
 
 def _image_fields(image: Detections | None) -> dict[str, Any]:

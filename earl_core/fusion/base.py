@@ -166,14 +166,6 @@ def check_number(
         >>> check_number(0.5, 'prior_diag', 'RaterEM', 0, 1)
         0.5
     """
-    if low is not None and high is not None:
-        bounds = f' in {"(" if open_low else "["}{low:g}, {high:g}{")" if open_high else "]"}'
-    elif low is not None:
-        bounds = f' {">" if open_low else ">="} {low:g}'
-    elif high is not None:
-        bounds = f' {"<" if open_high else "<="} {high:g}'
-    else:
-        bounds = ''
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)
     )
@@ -189,6 +181,14 @@ def check_number(
                 and (high is None or (x < high if open_high else x <= high))
             )
     if not ok:
+        if low is not None and high is not None:
+            bounds = f' in {"(" if open_low else "["}{low:g}, {high:g}{")" if open_high else "]"}'
+        elif low is not None:
+            bounds = f' {">" if open_low else ">="} {low:g}'
+        elif high is not None:
+            bounds = f' {"<" if open_high else "<="} {high:g}'
+        else:
+            bounds = ''
         text = repr(value) if len(repr(value)) <= 80 else repr(value)[:60] + '...'
         raise ValueError(f'{where}: {name} must be a finite number{bounds}, got {text}')
     return x
