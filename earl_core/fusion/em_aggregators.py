@@ -105,10 +105,15 @@ def _clusters_fused(
     )
 
 
-def _box_averaging(value: str, em_params: dict, name: str) -> str:
-    """``box_averaging``, or its deprecated name ``box_weights`` popped from ``em_params``."""
+def _box_averaging(value: str | None, em_params: dict, name: str) -> str:
+    """``box_averaging`` (None: ``'box'``), or its deprecated name ``box_weights`` popped
+    from ``em_params``; both given is an error."""
     if 'box_weights' not in em_params:
-        return value
+        return 'box' if value is None else value
+    if value is not None:
+        raise ValueError(
+            f'aggregator {name!r}: give box_averaging= only (box_weights= is its deprecated name)'
+        )
     warn_renamed(f'aggregator {name!r}: box_weights=', 'box_averaging=', stacklevel=4)
     return em_params.pop('box_weights')
 
@@ -139,8 +144,9 @@ class EMAggregator(ModelAggregator):
             ``'agreement_ratio'`` or ``'fused_score'``.
         score_mode (str | None): deprecated name of ``confidence``.
         drop_no_object (bool): drop clusters judged ``no_obj``. Defaults to True.
-        box_averaging (str): ``'box'``, ``'proficiency'`` or ``'uniform'`` (0.1:
-            ``box_weights``, deprecated). Defaults to 'box'.
+        box_averaging (str | None): ``'box'``, ``'proficiency'`` or ``'uniform'`` (0.1:
+            ``box_weights``, deprecated; giving both is a ValueError). None = 'box'.
+            Defaults to None.
         **em_params: :class:`RaterEM` arguments (num_classes, iou_thr=0.4, linkage,
             max_iter, tol, prior_strength, prior_diag, box_prior_strength, box_prior_sigma).
 
@@ -157,7 +163,7 @@ class EMAggregator(ModelAggregator):
         self,
         confidence: str | None = None,
         drop_no_object: bool = True,
-        box_averaging: str = 'box',
+        box_averaging: str | None = None,
         score_mode: str | None = None,
         **em_params: Any,
     ) -> None:
@@ -249,8 +255,8 @@ class PresenceEMAggregator(ModelAggregator):
 
     Args:
         confidence (str | None): ``'presence'`` (default) or ``'posterior'``.
-        box_averaging (str): ``'box'`` or ``'uniform'`` (0.1: ``box_weights``, deprecated).
-            Defaults to 'box'.
+        box_averaging (str | None): ``'box'`` or ``'uniform'`` (0.1: ``box_weights``,
+            deprecated; giving both is a ValueError). None = 'box'. Defaults to None.
         score_mode (str | None): deprecated name of ``confidence``.
         **em_params: :class:`PresenceEM` arguments (num_classes, iou_thr=0.4, linkage,
             max_iter, tol, sensitivity_prior, fp_prior, rate_prior_strength,
@@ -270,7 +276,7 @@ class PresenceEMAggregator(ModelAggregator):
     def __init__(
         self,
         confidence: str | None = None,
-        box_averaging: str = 'box',
+        box_averaging: str | None = None,
         score_mode: str | None = None,
         **em_params: Any,
     ) -> None:

@@ -81,6 +81,9 @@ def test_box_weights_is_the_old_name_of_box_averaging(name):
         agg = build_aggregator(name, box_weights='uniform')
     assert agg.box_averaging == 'uniform' and agg.get_params()['box_averaging'] == 'uniform'
     assert 'box_weights' not in agg.get_params()
+    with pytest.raises(ValueError, match=f"'{name}': give box_averaging= only"):
+        build_aggregator(name, box_weights='uniform', box_averaging='box')
+    assert build_aggregator(name).box_averaging == 'box'  # the default, named
 
 
 def test_build_rater_and_override():
