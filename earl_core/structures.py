@@ -254,39 +254,15 @@ class Detections:
         extras = {}
         if m:
             extras['member_raters'] = np.fromiter(member_raters, object, count=m)
-        if not validate:
-            obj = object.__new__(cls)
-            object.__setattr__(  # frozen: bypass __setattr__; one literal, in field order
-                obj,
-                '__dict__',
-                {
-                    'boxes': boxes,
-                    'labels': labels,
-                    'rater': _no_rater(len(labels)) if rater is None else rater,
-                    'confidence': confidence,
-                    'agreement': agreement,
-                    'members': list(members),
-                    'extras': extras,
-                    'raters': () if image is None else image.raters,
-                    'num_raters': int(num_raters),
-                    'width': None if image is None else image.width,
-                    'height': None if image is None else image.height,
-                    'image_id': None if image is None else image.image_id,
-                    '_rater_ids': None,
-                },
-            )
-            return obj
-        return cls(
-            boxes,
-            labels,
-            rater,
-            confidence,
-            agreement,
-            list(members),
-            extras,
-            num_raters=num_raters,
-            **_image_fields(image),
+        if not validate:  # what the checks would make of a missing rater and of R
+            rater = _no_rater(len(labels)) if rater is None else rater
+            num_raters = int(num_raters)
+        det = cls._unchecked(
+            boxes, labels, rater, confidence, agreement, list(members), extras, num_raters, image
         )
+        if validate:
+            det.__post_init__()  # the constructor's checks, on these fields
+        return det
 
     @classmethod
     def empty(cls, num_raters: int = 0, image: Detections | None = None) -> Detections:
@@ -299,28 +275,51 @@ class Detections:
         Returns:
             Detections: zero boxes; each array a view of a shared zero-size array.
         """
-        obj = object.__new__(cls)
-        # One dict literal in field order: this runs for most images of a chest X-ray set.
-        object.__setattr__(
-            obj,
-            '__dict__',
+        return cls._unchecked(
+            _EMPTY_BOXES.view(),
+            _EMPTY_I64.view(),
+            _EMPTY_I64.view(),
+            _EMPTY_F32.view(),
+            _EMPTY_I64.view(),
+            [],
+            {},
+            int(num_raters),
+            image,
+        )
+
+    @classmethod
+    def _unchecked(
+        cls,
+        boxes: np.ndarray,
+        labels: np.ndarray,
+        rater: np.ndarray,
+        confidence: np.ndarray,
+        agreement: np.ndarray,
+        members: list[np.ndarray],
+        extras: dict[str, np.ndarray],
+        num_raters: int,
+        image: Detections | None,
+    ) -> Detections:
+        """A Detections of fields that are valid by construction (an empty result, WBF's
+        output), the image-level ones taken from ``image``: one dict literal in field
+        order, since this runs for every image of a dataset."""
+        return cls._trusted(
             {
-                'boxes': _EMPTY_BOXES.view(),
-                'labels': _EMPTY_I64.view(),
-                'rater': _EMPTY_I64.view(),
-                'confidence': _EMPTY_F32.view(),
-                'agreement': _EMPTY_I64.view(),
-                'members': [],
-                'extras': {},
+                'boxes': boxes,
+                'labels': labels,
+                'rater': rater,
+                'confidence': confidence,
+                'agreement': agreement,
+                'members': members,
+                'extras': extras,
                 'raters': () if image is None else image.raters,
-                'num_raters': int(num_raters),
+                'num_raters': num_raters,
                 'width': None if image is None else image.width,
                 'height': None if image is None else image.height,
                 'image_id': None if image is None else image.image_id,
                 '_rater_ids': None,
-            },
+            }
         )
-        return obj
 
     @classmethod
     def _trusted(cls, fields: dict[str, Any]) -> Detections:
@@ -413,23 +412,6 @@ class Detections:
         return self._trusted(fields)
 
 
-_NO_IMAGE: dict[str, Any] = dict(raters=(), width=None, height=None, image_id=None)
-
-
-def _no_rater(n: int) -> np.ndarray:
-    """(n,) int64 -1 (read-only when a view of the shared array)."""
-    return _NO_RATER[:n] if n <= _NO_RATER.shape[0] else np.full(n, -1, np.int64)
-
-
-def _image_fields(image: Detections | None) -> dict[str, Any]:
-    """The image-level fields of ``image`` that a result built from it keeps."""
-    if image is None:
-        return _NO_IMAGE
-    return dict(
-        raters=image.raters, width=image.width, height=image.height, image_id=image.image_id
-    )
-
-
 def _warn_deprecated(old: str, new: str) -> None:
     warnings.warn(
         f'{old} is deprecated and will be removed in 0.3: use {new}, which returns the one '
@@ -472,6 +454,11 @@ class FusedBoxes(metaclass=_DetectionsAlias):
         """Deprecated: :meth:`Detections.empty`."""
         _warn_deprecated('FusedBoxes.empty(...)', 'Detections.empty(...)')
         return Detections.empty(num_raters)
+
+
+def _no_rater(n: int) -> np.ndarray:
+    """(n,) int64 -1 (read-only when a view of the shared array)."""
+    return _NO_RATER[:n] if n <= _NO_RATER.shape[0] else np.full(n, -1, np.int64)
 
 
 # ---------------------------------------------------------------------- checks
