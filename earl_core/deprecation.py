@@ -110,6 +110,7 @@ def pop_renamed_kwarg(
     new: str,
     where: str,
     values: Mapping[Any, Any] | None = None,
+    stacklevel: int = 4,
 ) -> None:
     """Move keyword ``old`` of ``kwargs`` to ``new`` in place, warning; both given is an error.
 
@@ -120,6 +121,7 @@ def pop_renamed_kwarg(
         where (str): the callee, for messages (e.g. ``"aggregator 'em'"``).
         values (Mapping | None): old values -> new values of the option (applied to the
             value under either name, with a warning). Defaults to None.
+        stacklevel (int): of the warnings (4: the caller of the function that calls this).
 
     Raises:
         TypeError: if both ``old`` and ``new`` are given.
@@ -127,11 +129,11 @@ def pop_renamed_kwarg(
     if old in kwargs:
         if new in kwargs:
             raise TypeError(f'{where}: give {new}= only ({old}= is its deprecated name)')
-        warn_renamed(f'{where}: {old}=', f'{new}=', stacklevel=4)
+        warn_renamed(f'{where}: {old}=', f'{new}=', stacklevel=stacklevel)
         kwargs[new] = kwargs.pop(old)
     if values and new in kwargs and _hashable(kwargs[new]) and kwargs[new] in values:
         value = values[kwargs[new]]
-        warn_renamed(f'{where}: {new}={kwargs[new]!r}', f'{new}={value!r}', stacklevel=4)
+        warn_renamed(f'{where}: {new}={kwargs[new]!r}', f'{new}={value!r}', stacklevel=stacklevel)
         kwargs[new] = value
 
 

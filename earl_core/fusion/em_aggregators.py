@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from earl_core.deprecation import warn_renamed
+from earl_core.deprecation import pop_renamed_kwarg
 from earl_core.fusion.base import (
     CONFIDENCE_MODES,
     ModelAggregator,
@@ -107,15 +107,12 @@ def _clusters_fused(
 
 def _box_averaging(value: str | None, em_params: dict, name: str) -> str:
     """``box_averaging`` (None: ``'box'``), or its deprecated name ``box_weights`` popped
-    from ``em_params``; both given is an error."""
-    if 'box_weights' not in em_params:
-        return 'box' if value is None else value
+    from ``em_params``; both given is a TypeError."""
     if value is not None:
-        raise ValueError(
-            f'aggregator {name!r}: give box_averaging= only (box_weights= is its deprecated name)'
-        )
-    warn_renamed(f'aggregator {name!r}: box_weights=', 'box_averaging=', stacklevel=4)
-    return em_params.pop('box_weights')
+        em_params['box_averaging'] = value
+    where = f'aggregator {name!r}'
+    pop_renamed_kwarg(em_params, 'box_weights', 'box_averaging', where, stacklevel=5)
+    return em_params.pop('box_averaging', 'box')
 
 
 @register_aggregator('em')
@@ -145,7 +142,7 @@ class EMAggregator(ModelAggregator):
         score_mode (str | None): deprecated name of ``confidence``.
         drop_no_object (bool): drop clusters judged ``no_obj``. Defaults to True.
         box_averaging (str | None): ``'box'``, ``'proficiency'`` or ``'uniform'`` (0.1:
-            ``box_weights``, deprecated; giving both is a ValueError). None = 'box'.
+            ``box_weights``, deprecated; giving both is a TypeError). None = 'box'.
             Defaults to None.
         **em_params: :class:`RaterEM` arguments (num_classes, iou_thr=0.4, linkage,
             max_iter, tol, prior_strength, prior_diag, box_prior_strength, box_prior_sigma).
@@ -256,7 +253,7 @@ class PresenceEMAggregator(ModelAggregator):
     Args:
         confidence (str | None): ``'presence'`` (default) or ``'posterior'``.
         box_averaging (str | None): ``'box'`` or ``'uniform'`` (0.1: ``box_weights``,
-            deprecated; giving both is a ValueError). None = 'box'. Defaults to None.
+            deprecated; giving both is a TypeError). None = 'box'. Defaults to None.
         score_mode (str | None): deprecated name of ``confidence``.
         **em_params: :class:`PresenceEM` arguments (num_classes, iou_thr=0.4, linkage,
             max_iter, tol, sensitivity_prior, fp_prior, rate_prior_strength,
