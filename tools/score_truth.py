@@ -96,29 +96,44 @@ def markdown(results: dict[str, dict], source: str) -> str:
     return '\n'.join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
-    filter_third_party_warnings()
-    args = parse_args(argv)
+def score(
+    annotations: str, gold: str, methods: Sequence[str], iou_thr: float = 0.5
+) -> dict[str, dict]:
+    """Each aggregator's training truth from ``annotations`` scored against ``gold``.
+
+    Images are matched by ``file_name`` and categories by name; a raters' image missing
+    from ``gold`` is a ``ValueError`` naming both files. Returns ``{method: truth_quality}``
+    (:func:`earl_core.metrics.rater_report.truth_quality`).
+    """
     from earl_core.fusion import aggregators
     from earl_core.io.coco import load_multirater_coco
     from earl_core.metrics.rater_report import truth_quality
 
-    raters = load_multirater_coco(args.annotations)
-    gold = load_multirater_coco(args.gold, classes=raters.classes)
-    by_name = {im['file_name']: k for k, im in enumerate(gold.image_infos)}
+    raters = load_multirater_coco(annotations)
+    gold_set = load_multirater_coco(gold, classes=raters.classes)
+    by_name = {im['file_name']: k for k, im in enumerate(gold_set.image_infos)}
     order = []
     for info in raters.image_infos:
         if info['file_name'] not in by_name:
-            raise SystemExit(
-                f'error: {args.gold}: no image with file_name {info["file_name"]!r} '
-                f'(from {args.annotations})'
+            raise ValueError(
+                f'{gold}: no image with file_name {info["file_name"]!r} (from {annotations})'
             )
         order.append(by_name[info['file_name']])
-    gold_images = [gold.images[k] for k in order]
+    gold_images = [gold_set.images[k] for k in order]
     results = {}
-    for name in args.methods:
+    for name in methods:
         agg = aggregators.build_aggregator(aggregators.CONFIG_AGGREGATORS.get(name, name))
-        results[name] = truth_quality(agg.fuse_all(raters.images), gold_images, args.iou_thr)
+        results[name] = truth_quality(agg.fuse_all(raters.images), gold_images, iou_thr)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
+    filter_third_party_warnings()
+    args = parse_args(argv)
+    try:
+        results = score(args.annotations, args.gold, args.methods, args.iou_thr)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
     print(markdown(results, osp.basename(args.annotations)))
     if args.out:
         from earl_core.io import safe_output

@@ -4,23 +4,30 @@
         [--swa docs/study_v3/lever_swa.json] [--out FILE.md] [--json FILE.json]
     python tools/study_v3.py answer [--vindr docs/study_v3/vindr.json]
         [--paper docs/study_v3/paper.json] [--out FILE.md] [--json FILE.json]
+    python tools/study_v3.py truth --study work_dirs/v3_vindr [--out FILE.md] [--json FILE.json]
 
 ``levers``: section 1's three rules on the lever check (the averaging, the test-set size,
 the epochs). ``answer``: section 2's questions (a), (b), (c) and section 4's mechanism rule
 at whatever stage the runs have reached: provisional intervals while stage 1 is
 incomplete, then the drop decisions, the stage-2 n and what must run next, and at the end
-the answers. Inputs are ``results.json`` files of ``tools/benchmark_medmnist.py``; without
-the paper-raters file question (b) is answered on vindr-like raters only. Prints Markdown
-(mAP@[.5:.95] / mAP@0.4 in every cell; mAP@[.5:.95] decides); ``--out`` writes it,
-``--json`` the numbers. numpy and scipy only (:mod:`earl_core.study.rules`).
+the answers. ``truth``: design section 4's training truth of every replicate a study folder
+holds (``tools/score_truth.py`` on each data seed's ``train.json`` against its
+``train_gold.json``), one section per data seed. Inputs of ``levers`` and ``answer`` are
+``results.json`` files of ``tools/benchmark_medmnist.py``; without the paper-raters file
+question (b) is answered on vindr-like raters only. Prints Markdown (mAP@[.5:.95] /
+mAP@0.4 in every cell; mAP@[.5:.95] decides); ``--out`` writes it, ``--json`` the numbers.
+numpy and scipy only (:mod:`earl_core.study.rules`).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
+import os
 import os.path as osp
+import platform
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -259,6 +266,62 @@ def answer_markdown(r: dict, command: str, design: Any) -> str:
     return '\n'.join(lines) + '\n'
 
 
+TRUTH_METHODS = ('na', 'mv', 'wbf', 'em', 'presence_em')
+
+
+def study_truth(study: str, methods: Sequence[str] = TRUTH_METHODS) -> dict:
+    """``{data_seed: {setting: {method: truth_quality}}}`` for every data seed of ``study``.
+
+    ``study`` is an ``--out`` folder of ``tools/benchmark_medmnist.py`` run with
+    ``--data-seed-follows-seed``: its data lie in ``data/seed<S>/<setting>/``.
+    """
+    import score_truth
+
+    found: dict[int, dict[str, dict]] = {}
+    for train in sorted(glob.glob(osp.join(study, 'data', 'seed*', '*', 'train.json'))):
+        setting_dir = osp.dirname(train)
+        seed_dir = osp.basename(osp.dirname(setting_dir))
+        if not seed_dir[4:].isdigit():
+            continue
+        gold = osp.join(setting_dir, 'train_gold.json')
+        if not osp.exists(gold):
+            raise ValueError(f'{setting_dir}: train.json without train_gold.json')
+        scores = score_truth.score(train, gold, methods)
+        found.setdefault(int(seed_dir[4:]), {})[osp.basename(setting_dir)] = scores
+    if not found:
+        raise ValueError(f'{study}: no data/seed<S>/<setting>/train.json (not a study folder?)')
+    return dict(sorted(found.items()))
+
+
+def truth_markdown(by_seed: dict, meta: Mapping, command: str, date: str, machine: str) -> str:
+    import score_truth
+
+    first = meta.get('data_seed')
+    lines = [
+        f"# Training truth of the v3 study's replicates (preset `{meta.get('preset')}`, "
+        'design section 4)',
+        '',
+        "What each aggregator makes of the raters' boxes of a replicate's training set, "
+        "scored against the simulator's gold boxes (`tools/score_truth.py`, correct = same "
+        'label and IoU > 0.5; "c on correct boxes" = the share of the confidence c that '
+        "lies on correct boxes, what EARL's weighting buys). One section per data seed"
+        + (f' (replicate k = data seed {first} + k)' if first is not None else '')
+        + '; the training results of the same replicates are in the study report.',
+        '',
+        f'- command: `{command}`',
+        f'- date: {date}; machine: {machine}',
+    ]
+    for seed, settings in by_seed.items():
+        for setting, results in settings.items():
+            title = f'## Data seed {seed}'
+            if first is not None:
+                title += f' (replicate {seed - first})'
+            if len(settings) > 1:
+                title += f', setting `{setting}`'
+            lines += ['', title, '', score_truth.markdown(results, 'train.json')]
+    return '\n'.join(lines) + '\n'
+
+
 def _finite(obj: Any) -> Any:
     """``obj`` with NaN / infinities as None, so that the JSON is strict."""
     if isinstance(obj, float):
@@ -280,6 +343,36 @@ def _load(p: argparse.ArgumentParser, path: str) -> dict:
     return data
 
 
+def _truth(
+    sp: argparse.ArgumentParser, args: argparse.Namespace, command: str, inputs: list
+) -> None:
+    import datetime as dt
+
+    try:
+        with open(osp.join(args.study, 'study.json')) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        meta = {}  # a folder without --data-seed-follows-seed's record: no replicate numbers
+    try:
+        by_seed = study_truth(args.study, args.methods)
+    except ValueError as e:
+        sp.error(str(e))
+    date = dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    machine = f'{platform.machine()}, {os.cpu_count()} CPU cores'
+    text = truth_markdown(by_seed, meta, command, date, machine)
+    print(text, end='')
+    if args.out:
+        safe_output.atomic_write(args.out, text, inputs=inputs)
+    if args.json:
+        flat = {
+            (str(seed) if len(settings) == 1 else f'{seed}/{setting}'): results
+            for seed, settings in by_seed.items()
+            for setting, results in settings.items()
+        }
+        record = dict(command=command, date=date, machine=machine, by_data_seed=flat)
+        safe_output.write_json(args.json, record, inputs=inputs, indent=1, allow_nan=False)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest='command', required=True)
@@ -289,18 +382,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     ans = sub.add_parser('answer', help='section 2 and 4: the questions and the mechanism')
     ans.add_argument('--vindr', default='docs/study_v3/vindr.json')
     ans.add_argument('--paper', default='docs/study_v3/paper.json')
-    for s in (lev, ans):
+    tru = sub.add_parser('truth', help="section 4: every replicate's training truth")
+    tru.add_argument(
+        '--study', required=True, help='the --out folder of tools/benchmark_medmnist.py'
+    )
+    tru.add_argument('--methods', nargs='+', default=list(TRUTH_METHODS), help='aggregators')
+    for s in (lev, ans, tru):
         s.add_argument('--out', help='write the Markdown here too (.md)')
         s.add_argument('--json', help='write the numbers here (.json)')
     args = p.parse_args(argv)
-    sp = lev if args.command == 'levers' else ans
-    inputs = [args.config, args.swa] if args.command == 'levers' else [args.vindr, args.paper]
+    sp = dict(levers=lev, answer=ans, truth=tru)[args.command]
+    inputs = dict(
+        levers=lambda: [args.config, args.swa],
+        answer=lambda: [args.vindr, args.paper],
+        truth=lambda: sorted(glob.glob(osp.join(args.study, 'data', 'seed*', '*', 'train*.json'))),
+    )[args.command]()
     check_output_paths(
         sp, files=[('--out', args.out), ('--json', args.json)], inputs=inputs,
         suffixes={'--out': ('.md',), '--json': ('.json',)},
     )  # fmt: skip
     command = 'python tools/study_v3.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
     design = rules.Design()
+    if args.command == 'truth':
+        _truth(sp, args, command.strip(), inputs)
+        return
     try:
         if args.command == 'levers':
             result = rules.lever_decision(_load(sp, args.config), _load(sp, args.swa))

@@ -73,3 +73,43 @@ def test_imports_neither_torch_nor_mmdet():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == '[]'
+
+
+def test_truth_of_every_replicate(tmp_path):
+    """``truth`` scores each data seed's training truth, as tools/score_truth.py does."""
+    from tests.test_tools.test_fuse_annotations import tiny_multirater
+    from tests.test_tools.test_score_truth import _gold
+
+    study = tmp_path / 'study'
+    for seed in (1003, 1004):
+        d = study / 'data' / f'seed{seed}' / 'p0.8'
+        d.mkdir(parents=True)
+        tiny_multirater(d / 'train.json')
+        _gold(d / 'train_gold.json')
+    (study / 'study.json').write_text(json.dumps(dict(preset='study-vindr-like', data_seed=1003)))
+    md, js = tmp_path / 'truth.md', tmp_path / 'truth.json'
+    args = ('--study', study, '--methods', 'na', 'wbf', '--out', md, '--json', js)
+    proc = run_tool('study_v3', 'truth', *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert md.read_text() == proc.stdout
+    assert '## Data seed 1003 (replicate 0)' in proc.stdout
+    assert '## Data seed 1004 (replicate 1)' in proc.stdout
+    record = json.loads(js.read_text())
+    assert sorted(record['by_data_seed']) == ['1003', '1004']
+    assert record['command'].startswith('python tools/study_v3.py truth --study ')
+    # the same numbers as score_truth on one replicate
+    d = study / 'data' / 'seed1004' / 'p0.8'
+    one = tmp_path / 'one.json'
+    proc = run_tool(
+        'score_truth', d / 'train.json', d / 'train_gold.json', '--methods', 'na', 'wbf',
+        '--out', one,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert record['by_data_seed']['1004'] == json.loads(one.read_text())
+    assert record['by_data_seed']['1004']['wbf']['boxes'] == 3
+    # a replicate without its gold file, and a folder that is no study, are clear errors
+    (study / 'data' / 'seed1004' / 'p0.8' / 'train_gold.json').unlink()
+    proc = run_tool('study_v3', 'truth', '--study', study)
+    assert proc.returncode == 2 and 'train.json without train_gold.json' in proc.stderr
+    proc = run_tool('study_v3', 'truth', '--study', tmp_path / 'empty')
+    assert proc.returncode == 2 and 'not a study folder' in proc.stderr
