@@ -51,6 +51,7 @@ __all__ = [
     'dicom_scales',
     'train_log_status',
     'progress',
+    'machine_description',
 ]
 
 
@@ -77,6 +78,14 @@ THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
 
 #: Dataset types whose config holds the ``fusion`` dict (wrappers are looked through).
 RATER_DATASET_TYPES = ('MultiRaterCocoDataset', 'MultiAnnotatorCocoDataset')
+
+
+def machine_description() -> str:
+    """What the study tools record as the machine of a result, e.g. ``x86_64, 2 CPU cores``."""
+    import os
+    import platform
+
+    return f'{platform.machine()}, {os.cpu_count()} CPU cores'
 
 
 def filter_third_party_warnings() -> None:

@@ -94,6 +94,7 @@ from _common import (
     heavy_job_slot,
     image_size_cfg_options,
     input_size,
+    machine_description,
     medmnist_cfg_options,
     read_config,
     train_log_status,
@@ -689,13 +690,11 @@ def report(out: str, command: str, device: str, runs_json: str | None = None) ->
     if not results:
         raise SystemExit(f'no finished runs in {runs_json or runs_root}')
     summary = summarize(results)
-    import platform
-
     meta = dict(
         command=command,
         date=time.strftime('%Y-%m-%d %H:%M %Z'),
         device=device,
-        machine=f'{platform.machine()}, {os.cpu_count()} CPU cores',
+        machine=machine_description(),
     )
     settings = osp.join(out, 'study.json')
     if runs_json:

@@ -26,6 +26,9 @@ from collections.abc import Sequence
 
 from _common import check_output_paths, filter_third_party_warnings, rater_file_parser
 
+#: The aggregators scored when ``--methods`` is not given.
+DEFAULT_METHODS = ('na', 'mv', 'wbf', 'em', 'presence_em')
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = rater_file_parser(
@@ -37,7 +40,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         '--methods',
         nargs='+',
-        default=['na', 'mv', 'wbf', 'em', 'presence_em'],
+        default=list(DEFAULT_METHODS),
         help='aggregators: na | mv | wbf | em | presence_em (as in the configs) or rater:<id>',
     )
     p.add_argument('--iou-thr', type=float, default=0.5, help='a box is correct at IoU > thr')

@@ -25,14 +25,12 @@ import argparse
 import glob
 import json
 import math
-import os
 import os.path as osp
-import platform
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from _common import check_output_paths
+from _common import check_output_paths, machine_description
 
 from earl_core.io import safe_output
 from earl_core.metrics.report import markdown_table
@@ -266,10 +264,12 @@ def answer_markdown(r: dict, command: str, design: Any) -> str:
     return '\n'.join(lines) + '\n'
 
 
-TRUTH_METHODS = ('na', 'mv', 'wbf', 'em', 'presence_em')
+def _study_files(study: str, name: str = 'train.json') -> list[str]:
+    """The files ``name`` (a glob) of every ``data/seed<S>/<setting>/`` of ``study``."""
+    return sorted(glob.glob(osp.join(study, 'data', 'seed*', '*', name)))
 
 
-def study_truth(study: str, methods: Sequence[str] = TRUTH_METHODS) -> dict:
+def study_truth(study: str, methods: Sequence[str]) -> dict:
     """``{data_seed: {setting: {method: truth_quality}}}`` for every data seed of ``study``.
 
     ``study`` is an ``--out`` folder of ``tools/benchmark_medmnist.py`` run with
@@ -278,7 +278,7 @@ def study_truth(study: str, methods: Sequence[str] = TRUTH_METHODS) -> dict:
     import score_truth
 
     found: dict[int, dict[str, dict]] = {}
-    for train in sorted(glob.glob(osp.join(study, 'data', 'seed*', '*', 'train.json'))):
+    for train in _study_files(study):
         setting_dir = osp.dirname(train)
         seed_dir = osp.basename(osp.dirname(setting_dir))
         if not seed_dir[4:].isdigit():
@@ -348,17 +348,19 @@ def _truth(
 ) -> None:
     import datetime as dt
 
+    import score_truth
+
     try:
         with open(osp.join(args.study, 'study.json')) as f:
             meta = json.load(f)
     except (OSError, ValueError):
         meta = {}  # a folder without --data-seed-follows-seed's record: no replicate numbers
     try:
-        by_seed = study_truth(args.study, args.methods)
+        by_seed = study_truth(args.study, args.methods or score_truth.DEFAULT_METHODS)
     except ValueError as e:
         sp.error(str(e))
     date = dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    machine = f'{platform.machine()}, {os.cpu_count()} CPU cores'
+    machine = machine_description()
     text = truth_markdown(by_seed, meta, command, date, machine)
     print(text, end='')
     if args.out:
@@ -386,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     tru.add_argument(
         '--study', required=True, help='the --out folder of tools/benchmark_medmnist.py'
     )
-    tru.add_argument('--methods', nargs='+', default=list(TRUTH_METHODS), help='aggregators')
+    tru.add_argument('--methods', nargs='+', help='aggregators (default: those of score_truth.py)')
     for s in (lev, ans, tru):
         s.add_argument('--out', help='write the Markdown here too (.md)')
         s.add_argument('--json', help='write the numbers here (.json)')
@@ -395,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     inputs = dict(
         levers=lambda: [args.config, args.swa],
         answer=lambda: [args.vindr, args.paper],
-        truth=lambda: sorted(glob.glob(osp.join(args.study, 'data', 'seed*', '*', 'train*.json'))),
+        truth=lambda: _study_files(args.study, 'train*.json'),
     )[args.command]()
     check_output_paths(
         sp, files=[('--out', args.out), ('--json', args.json)], inputs=inputs,
