@@ -10,8 +10,10 @@
 the epochs). ``answer``: section 2's questions (a), (b), (c) and section 4's mechanism rule
 at whatever stage the runs have reached: provisional intervals while stage 1 is
 incomplete, then the drop decisions, the stage-2 n and what must run next, and at the end
-the answers. ``truth``: design section 4's training truth of every replicate a study folder
-holds (``tools/score_truth.py`` on each data seed's ``train.json`` against its
+the answers; beside them every method's mean and 95 % interval per preset (vindr-like:
+stage 1's replicates and every replicate) and the runs' summed time. ``truth``: design
+section 4's training truth of every replicate a study folder holds
+(``tools/score_truth.py`` on each data seed's ``train.json`` against its
 ``train_gold.json``), one section per data seed. Inputs of ``levers`` and ``answer`` are
 ``results.json`` files of ``tools/benchmark_medmnist.py``; without the paper-raters file
 question (b) is answered on vindr-like raters only. Prints Markdown (mAP@[.5:.95] /
@@ -237,6 +239,55 @@ def _mechanism_md(m: dict) -> list[str]:
     return lines + ['']
 
 
+def _mean_interval(row: Mapping, metric: str) -> str:
+    x = row[metric]
+    if x['lo'] is None:
+        return f'{x["mean"]:.4f}'
+    return f'{x["mean"]:.4f} [{x["lo"]:.4f}, {x["hi"]:.4f}]'
+
+
+def _versus_cell(row: Mapping, reference: str) -> str:
+    c = row['versus'].get(reference)
+    if c is None or c['mAP'] is None:
+        return ''
+    return f'{c["mAP"]["mean"]:+.4f} [{c["mAP"]["lo"]:+.4f}, {c["mAP"]["hi"]:+.4f}]'
+
+
+def _methods_md(r: dict) -> list[str]:
+    """Every method's mean and its paired differences to NA and WBF + EARL, per preset."""
+    note = (
+        'Mean and 95 % t-interval over the replicates; "−" columns: paired difference in '
+        'mAP@[.5:.95] (same replicates), mean and 95 % t-interval; best mean first.'
+    )
+    lines, tables = ['## Every method', '', note, ''], []
+    for preset, summaries in r['methods'].items():
+        stage1, every = summaries.get('stage1'), summaries['all']
+        if stage1 is not None:
+            reps = max(max(row['seeds']) for row in stage1) + 1
+            tables.append((f'{preset}, stage 1 (replicates 0-{reps - 1}, every method)', stage1))
+        if stage1 is None or [x['n'] for x in every] != [x['n'] for x in stage1]:
+            tables.append((f'{preset}, every replicate', every))
+    for title, rows in tables:
+        lines += [f'### {title}', '']
+        lines += _table(
+            ['method', 'n', 'mAP@[.5:.95]', 'mAP@0.4', '− NA', '− WBF + EARL'],
+            [[_label(x['method']), x['n'], _mean_interval(x, 'mAP'),
+              _mean_interval(x, 'mAP_40'), _versus_cell(x, rules.REFERENCE_C),
+              _versus_cell(x, rules.REFERENCE_A)] for x in rows],
+        )  # fmt: skip
+        lines.append('')
+    cost = [
+        f'{preset} {c["runs"]} runs, {c["hours"]:.1f} h'
+        + (f' ({c["untimed"]} without recorded times)' if c['untimed'] else '')
+        for preset, c in r['cost'].items()
+    ]
+    lines += [
+        "Run time (each run's recorded training and test time, summed): " + '; '.join(cost) + '.',
+        '',
+    ]
+    return lines
+
+
 def answer_markdown(r: dict, command: str, design: Any) -> str:
     lines = [
         '# v3 study: the answers (docs/study_v3_design.md, sections 2 and 4)',
@@ -253,6 +304,7 @@ def answer_markdown(r: dict, command: str, design: Any) -> str:
         lines += _versus_md(preset, b)
     lines += _superiority_md(r['c'], '(c) Does any agreement-aware method beat NA?', design)
     lines += _mechanism_md(r['mechanism'])
+    lines += _methods_md(r)
     lines += ['## What must run next', '']
     if not r['next']:
         lines.append('Nothing: every rule has the replicates it needs.')

@@ -480,6 +480,48 @@ def mechanism(scores: Scores, design: Design) -> dict:
     return out
 
 
+def method_summary(
+    scores: Scores, n: int | None = None, references: Sequence[str] = (REFERENCE_C, REFERENCE_A)
+) -> list[dict]:
+    """Every method on its replicates below ``n`` (all if None), best mean mAP@[.5:.95] first:
+    per metric the mean, SD and two-sided 95 % t-interval (lo, hi; SD and interval None with
+    one replicate), and ``versus``: :func:`compare` with each of ``references`` it is not.
+
+    Examples:
+        >>> s = {'a': {0: {'mAP': 0.5, 'mAP_40': 0.7}, 1: {'mAP': 0.7, 'mAP_40': 0.7}},
+        ...      'na': {0: {'mAP': 0.4, 'mAP_40': 0.7}, 1: {'mAP': 0.4, 'mAP_40': 0.7}}}
+        >>> rows = method_summary(s)
+        >>> [(r['method'], round(r['mAP']['mean'], 2), list(r['versus'])) for r in rows]
+        [('a', 0.6, ['na']), ('na', 0.4, [])]
+    """
+    rows = []
+    for method, reps in scores.items():
+        seeds = sorted(s for s in reps if n is None or s < n)
+        if not seeds:
+            continue
+        row: dict = dict(method=method, n=len(seeds), seeds=seeds)
+        for metric in METRICS:
+            v = np.array([[reps[s][metric] for s in seeds]])
+            if len(seeds) < 2:
+                row[metric] = dict(mean=float(v[0, 0]), sd=None, lo=None, hi=None)
+                continue
+            mean, sd = (float(x[0]) for x in moments(v, len(seeds)))
+            half = float(upper_bound(0.0, sd, len(seeds), 0.975))
+            row[metric] = dict(mean=mean, sd=sd, lo=mean - half, hi=mean + half)
+        row['versus'] = {r: compare(scores, method, r, n) for r in references if r in scores}
+        row['versus'].pop(method, None)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (-r[DECIDES]['mean'], r['method']))
+
+
+def run_hours(results: Mapping | Sequence[Mapping]) -> dict:
+    """``runs``, ``hours`` (their recorded training + test seconds) and ``untimed``."""
+    runs = runs_of(results)
+    timed = [r for r in runs if 'train_s' in r]
+    seconds = sum(float(r['train_s']) + float(r.get('test_s', 0.0)) for r in timed)
+    return dict(runs=len(runs), hours=seconds / 3600, untimed=len(runs) - len(timed))
+
+
 def _next(scores: Scores, targets: Mapping[str, int], preset: str) -> list[dict]:
     """The runs still missing for ``targets`` (method -> replicates), one step per n."""
     steps: dict[int, list[str]] = {}
@@ -505,7 +547,9 @@ def answer_questions(
         dict: ``a``, ``c`` (:func:`superiority_stage1` / :func:`superiority_final`),
         ``b`` (preset -> :func:`versus_question`), ``mechanism``, ``n_stage2`` (the
         vindr-like stage-2 n once stage 1 is complete: the largest (a), (b), (c) demand),
-        ``next`` (methods and ``--seeds n`` still to run) and ``notes``.
+        ``next`` (methods and ``--seeds n`` still to run), ``methods`` (preset -> ``all``
+        and, on vindr-like, ``stage1`` (replicates below ``design.n1``):
+        :func:`method_summary`), ``cost`` (preset -> :func:`run_hours`) and ``notes``.
     """
     v = scores_of(vindr_runs)
     out: dict = dict(notes=data_seed_notes(vindr_runs, STUDY_DATA_SEED, 'vindr-like'), next=[])
@@ -538,12 +582,18 @@ def answer_questions(
     if b['next_n']:
         need(VERSUS, b['next_n'])
     out['next'] = _next(v, targets, 'vindr-like')
+    out['methods'] = {
+        'vindr-like': dict(stage1=method_summary(v, design.n1), all=method_summary(v))
+    }
+    out['cost'] = {'vindr-like': run_hours(vindr_runs)}
     if paper_runs is None:
         out['notes'].append('no paper-raters runs: question (b) on vindr-like raters only')
     else:
         p = scores_of(paper_runs)
         out['notes'] += data_seed_notes(paper_runs, STUDY_DATA_SEED, 'paper raters')
         b = out['b']['paper'] = versus_question(p, design)
+        out['methods']['paper'] = dict(all=method_summary(p))
+        out['cost']['paper'] = run_hours(paper_runs)
         if b['next_n']:
             out['next'] += _next(p, dict.fromkeys(VERSUS, b['next_n']), 'paper')
     return out

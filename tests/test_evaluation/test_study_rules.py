@@ -487,3 +487,39 @@ def test_answer_notes_runs_of_another_study():
         'vindr-like: 5 run(s) not on data seed 1000 + replicate '
         '(mv replicate 0: 1001, mv replicate 1: 1002, mv replicate 2: 1003)'
     )
+
+
+def test_every_method_summary_is_scipys_t_interval_on_its_replicates():
+    offsets = {'na': 0.01, 'wbf-earl': 0.0, 'mv': -0.02}
+    runs = make_runs(offsets, 8, sd={'na': 0.01, 'mv': 0.005})
+    runs = [r for r in runs if not (r['method'] == 'mv' and r['seed'] >= 5)]  # mv stopped at 5
+    for r in runs:
+        r.update(train_s=600.0, test_s=15.0)
+    runs.append(dict(method='wbf', seed=0, metrics=dict(mAP=0.9, mAP_40=0.95)))  # untimed
+    result = sr.answer_questions(runs)
+    by = {(r['method'], r['seed']): r['metrics'] for r in runs}
+    for key, n in (('stage1', 5), ('all', None)):
+        rows = result['methods']['vindr-like'][key]
+        means = [row['mAP']['mean'] for row in rows]
+        assert means == sorted(means, reverse=True)
+        for row in rows:
+            seeds = [s for s in range(8) if (row['method'], s) in by and (n is None or s < n)]
+            assert row['seeds'] == seeds and row['n'] == len(seeds)
+            for metric in sr.METRICS:
+                x = np.array([by[row['method'], s][metric] for s in seeds])
+                if x.size < 2:
+                    assert row[metric]['lo'] is None and row[metric]['mean'] == x[0]
+                    continue
+                lo, hi = t.interval(0.95, x.size - 1, x.mean(), x.std(ddof=1) / math.sqrt(x.size))
+                assert row[metric]['mean'] == pytest.approx(x.mean())
+                assert (row[metric]['lo'], row[metric]['hi']) == pytest.approx((lo, hi))
+            assert sorted(row['versus']) == sorted({'na', 'wbf-earl'} - {row['method']})
+            if row['method'] == 'na':
+                d = diffs(runs, 'na', 'wbf-earl', len(seeds))
+                assert row['versus']['wbf-earl']['mAP']['mean'] == pytest.approx(d.mean())
+                assert (
+                    row['versus']['wbf-earl']['mAP']['lo'],
+                    row['versus']['wbf-earl']['mAP']['hi'],
+                ) == pytest.approx(interval(d, 0.05))
+    cost = result['cost']['vindr-like']
+    assert cost == dict(runs=22, hours=pytest.approx(21 * 615 / 3600), untimed=1)

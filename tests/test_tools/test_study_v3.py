@@ -50,6 +50,15 @@ def test_answer_on_runs_in_progress(tmp_path):
     assert 'Stage: stage 1 incomplete (0 of 5 replicates).' in out  # bayes-* etc. missing
     assert 'question (b) on vindr-like raters only' in out
     assert '**Answer' not in out  # nothing answered, not even "no"
+    every = out.split('## Every method')[1].split('## What must run next')[0]
+    assert '### vindr-like, stage 1 (replicates 0-2, every method)' in every
+    assert '### vindr-like, every replicate' not in every  # the same replicates: one table
+    # replicate s scores 0.4 + 0.01 s for every method: mean 0.41, interval t(0.975, 2) SE
+    half = 4.302653 * 0.01 / np.sqrt(3)
+    zero = '+0.0000 [+0.0000, +0.0000]'
+    row = f'| Majority vote | 3 | 0.4100 [{0.41 - half:.4f}, {0.41 + half:.4f}] | 0.6000 '
+    assert row + f'[0.6000, 0.6000] | {zero} | {zero} |' in every
+    assert 'vindr-like 9 runs, 0.0 h (9 without recorded times)' in every
     assert json.loads(js.read_text())['result']['a']['K'] == 9
 
 
