@@ -22,8 +22,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-# _stage1 and superiority_outcome are the simulation's own rules: what is applied here is
-# what docs/study_v3_design.md section 3 simulated.
 from .sequential import (
     Design,
     _stage1,
@@ -36,6 +34,10 @@ from .sequential import (
     upper_bound,
     versus_n,
 )
+
+# _stage1 and superiority_outcome are the simulation's own rules: what is applied here is
+# what docs/study_v3_design.md section 3 simulated.
+from .summary import t_interval
 
 #: The metrics reported, the deciding one first.
 METRICS = ('mAP', 'mAP_40')
@@ -501,13 +503,11 @@ def method_summary(
             continue
         row: dict = dict(method=method, n=len(seeds), seeds=seeds)
         for metric in METRICS:
-            v = np.array([[reps[s][metric] for s in seeds]])
-            if len(seeds) < 2:
-                row[metric] = dict(mean=float(v[0, 0]), sd=None, lo=None, hi=None)
-                continue
-            mean, sd = (float(x[0]) for x in moments(v, len(seeds)))
-            half = float(upper_bound(0.0, sd, len(seeds), 0.975))
-            row[metric] = dict(mean=mean, sd=sd, lo=mean - half, hi=mean + half)
+            x = [reps[s][metric] for s in seeds]
+            mean, lo, hi = t_interval(x)
+            one = len(x) < 2  # t_interval's nan bounds are None here, as in compare
+            row[metric] = dict(mean=mean, sd=None if one else float(np.std(x, ddof=1)),
+                               lo=None if one else lo, hi=None if one else hi)  # fmt: skip
         row['versus'] = {r: compare(scores, method, r, n) for r in references if r in scores}
         row['versus'].pop(method, None)
         rows.append(row)
